@@ -1,0 +1,100 @@
+# steward: one binary, build/steward, from core/ + bindings/ + the embedded scripts/.
+#   make            build build/steward
+#   make run        build, then start the daemon (or the tour until the daemon exists)
+#   make test       run the whole suite under prove
+#   make test SANITIZE=1   the same, built with ASan + UBSan (objects in build/asan)
+#   make bench      measure; prints a table
+#   make format / make lint
+
+SANITIZE ?=
+CC       ?= cc
+PKGS     := luajit libuv libcurl libpq libssl libcrypto sqlite3 libedit
+
+ifeq ($(SANITIZE),1)
+CC       := clang
+BUILD    := build/asan
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT      := -O1 -g
+else
+BUILD    := build
+SANFLAGS :=
+OPT      := -O2 -g
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+
+CFLAGS  ?= $(OPT)
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+           -Wmissing-prototypes -fno-strict-aliasing -MMD -MP \
+           -Icore -Ibindings -I$(BUILD)/gen $(PKG_CFLAGS) $(SANFLAGS)
+LDFLAGS += $(SANFLAGS) -rdynamic
+# lua-cjson is linked statically (Debian ships no LuaJIT-loadable .so path we can rely on);
+# http-parser has no pkg-config file.
+LDLIBS  += -l:liblua5.1-cjson.a -lhttp_parser $(PKG_LIBS) -lm
+
+CORE_SRC    := $(filter-out core/main.c,$(wildcard core/*.c))
+BIND_SRC    := $(wildcard bindings/*.c)
+LUA_SRC     := $(shell find scripts -name '*.lua' | sort)
+GEN_SRC     := $(BUILD)/gen/embedded_scripts.c
+LIB_OBJ     := $(CORE_SRC:%.c=$(BUILD)/%.o) $(BIND_SRC:%.c=$(BUILD)/%.o) $(GEN_SRC:.c=.o)
+MAIN_OBJ    := $(BUILD)/core/main.o
+BIN         := $(BUILD)/steward
+
+UNIT_SRC    := $(wildcard tests/unit/*_test.c)
+UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+TESTS_LUA   := $(sort $(wildcard tests/lua/*_spec.lua))
+TESTS_SH    := $(sort $(wildcard tests/e2e/*.t))
+PROVE       ?= prove
+
+.PHONY: all run test unit bench format lint clean tour
+all: $(BIN)
+
+$(BIN): $(LIB_OBJ) $(MAIN_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(GEN_SRC): $(LUA_SRC) core/embed.sh
+	@mkdir -p $(dir $@)
+	sh core/embed.sh $(LUA_SRC) > $@.tmp && mv $@.tmp $@
+
+$(GEN_SRC:.c=.o): $(GEN_SRC)
+	$(CC) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS)
+
+unit: $(UNIT_BIN)
+
+run: $(BIN)
+	@if $(BIN) help 2>&1 | grep -q '^  run '; then \
+	    exec $(BIN) run; \
+	else \
+	    exec $(BIN) script tour/tour.lua; \
+	fi
+
+# Every test program speaks TAP; tests/run picks how to start each kind of file.
+test: $(BIN) $(UNIT_BIN)
+	STEWARD_BIN=$(abspath $(BIN)) STEWARD_LUA_PATH=$(abspath scripts) \
+	    $(PROVE) --exec 'sh tests/run' $(PROVE_FLAGS) $(UNIT_BIN) $(TESTS_LUA) $(TESTS_SH)
+
+bench: $(BIN)
+	STEWARD_BIN=$(abspath $(BIN)) sh bench/run
+
+format:
+	clang-format -i core/*.c core/*.h bindings/*.c bindings/*.h tests/unit/*.c tests/unit/*.h
+
+lint: $(GEN_SRC)
+	clang-tidy --quiet $(CORE_SRC) core/main.c $(BIND_SRC) -- $(filter-out -MMD -MP,$(CFLAGS))
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	    --inline-suppr --suppress=missingIncludeSystem -Icore -Ibindings core bindings
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

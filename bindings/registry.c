@@ -1,0 +1,43 @@
+/* The list of bindings and the libraries behind them. Adding a binding = one line here. */
+#include "registry.h"
+
+#include <curl/curl.h>
+#include <lauxlib.h>
+#include <libpq-fe.h>
+#include <luajit.h>
+#include <openssl/crypto.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <uv.h>
+
+#include "bindings.h"
+
+static const luaL_Reg bindings[] = {
+    {"steward.time", luaopen_steward_time},     {"steward.json", luaopen_steward_json},
+    {"steward.log", luaopen_steward_log},       {"steward.http", luaopen_steward_http},
+    {"steward.crypto", luaopen_steward_crypto}, {"steward.fs", luaopen_steward_fs},
+    {"steward.proc", luaopen_steward_proc},     {NULL, NULL}};
+
+void bindings_preload(lua_State *L)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "preload");
+    for (const luaL_Reg *b = bindings; b->name; b++) {
+        lua_pushcfunction(L, b->func);
+        lua_setfield(L, -2, b->name);
+    }
+    lua_pop(L, 2);
+}
+
+void bindings_versions(void (*emit)(const char *lib, const char *version, void *ud), void *ud)
+{
+    char pq[32];
+    int v = PQlibVersion();
+    snprintf(pq, sizeof pq, "%d.%d", v / 10000, v % 10000);
+    emit("LuaJIT", LUAJIT_VERSION, ud);
+    emit("libuv", uv_version_string(), ud);
+    emit("libcurl", curl_version_info(CURLVERSION_NOW)->version, ud);
+    emit("OpenSSL", OpenSSL_version(OPENSSL_VERSION), ud);
+    emit("SQLite", sqlite3_libversion(), ud);
+    emit("libpq", pq, ud);
+}

@@ -1,0 +1,175 @@
+/* The steward command: parses the command line and runs one subcommand. */
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "registry.h"
+#include "runtime.h"
+#include "task.h"
+#include "version.h"
+
+static const char usage_text[] =
+    "usage: steward <command> [arguments]\n"
+    "\n"
+    "commands:\n"
+    "  script FILE [ARGS...]  run a Lua script as a task, with every binding\n"
+    "  eval CODE | -          run a Lua chunk (or stdin) and print its results\n"
+    "  version                print the versions of steward and its libraries\n"
+    "  help                   this text\n"
+    "\n"
+    "environment:\n"
+    "  STEWARD_LUA_PATH       load steward.* modules from this directory (development)\n"
+    "  STEWARD_LOG_LEVEL      debug | info | warn | error | off (default info)\n"
+    "  STEWARD_LOG_FORMAT     logfmt | json (default logfmt)\n"
+    "\n"
+    "docs: docs/cli.md\n";
+
+static int usage(const char *problem)
+{
+    if (problem)
+        fprintf(stderr, "steward: %s\n\n", problem);
+    fputs(usage_text, stderr);
+    return 2;
+}
+
+struct main_run {
+    int status; /* exit code of the main task */
+};
+
+static void on_main_done(task_t *t, enum task_status st, void *ud)
+{
+    struct main_run *r = ud;
+    if (st == TASK_OK) {
+        r->status = 0;
+        return;
+    }
+    r->status = 1;
+    lua_State *co = task_state(t);
+    fprintf(stderr, "steward: %s\n",
+            st == TASK_ERROR && lua_tostring(co, -1) ? lua_tostring(co, -1) : "cancelled");
+}
+
+/* Runs fn (with nargs arguments on top of L) as the main task, then the loop until it is
+ * empty; returns the exit code. */
+static int run_main_task(lua_State *L, int nargs, const char *name)
+{
+    struct main_run r = {0};
+    struct task_opts opts = {.name = name, .done = on_main_done, .ud = &r, .quiet = 1};
+    task_spawn(L, nargs, &opts);
+    rt_run();
+    return r.status;
+}
+
+static int cmd_script(int argc, char **argv)
+{
+    if (argc < 1)
+        return usage("script: FILE expected");
+    lua_State *L = rt_lua();
+    /* arg, as the lua interpreter sets it: arg[0] is the script, arg[1..] its arguments. */
+    lua_createtable(L, argc, 1);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i);
+    }
+    lua_setglobal(L, "arg");
+    if (luaL_loadfile(L, argv[0]) != 0) {
+        fprintf(stderr, "steward: %s\n", lua_tostring(L, -1));
+        return 1;
+    }
+    for (int i = 1; i < argc; i++)
+        lua_pushstring(L, argv[i]);
+    return run_main_task(L, argc - 1, argv[0]);
+}
+
+static char *read_stdin(void)
+{
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        return NULL;
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, stdin)) > 0) {
+        len += n;
+        if (cap - len < 2) {
+            char *p = realloc(buf, cap * 2);
+            if (!p) {
+                free(buf);
+                return NULL;
+            }
+            buf = p;
+            cap *= 2;
+        }
+    }
+    buf[len] = 0;
+    return buf;
+}
+
+static int cmd_eval(int argc, char **argv)
+{
+    if (argc != 1)
+        return usage("eval: one CODE argument expected (or - to read stdin)");
+    char *code = strcmp(argv[0], "-") == 0 ? read_stdin() : strdup(argv[0]);
+    if (!code) {
+        fprintf(stderr, "steward: eval: cannot read the code\n");
+        return 1;
+    }
+    lua_State *L = rt_lua();
+    rt_require(L, "steward.cli");
+    lua_getfield(L, -1, "eval");
+    lua_remove(L, -2);
+    lua_pushstring(L, code);
+    free(code);
+    return run_main_task(L, 1, "eval");
+}
+
+static void print_version(const char *lib, const char *version, void *ud)
+{
+    (void)ud;
+    printf("%-9s %s\n", lib, version);
+}
+
+static int cmd_version(void)
+{
+    printf("%-9s %s\n", "steward", STEWARD_VERSION);
+    bindings_versions(print_version, NULL);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage("a command is needed");
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        if (argc > 2)
+            return usage("version takes no arguments");
+        return cmd_version();
+    }
+    int is_script = strcmp(cmd, "script") == 0, is_eval = strcmp(cmd, "eval") == 0;
+    if (!is_script && !is_eval) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "unknown command '%s'", cmd);
+        return usage(msg);
+    }
+    if (argc > 2 && argv[2][0] == '-' && argv[2][1] && strcmp(argv[2], "--") != 0) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s: unknown flag '%s'", cmd, argv[2]);
+        return usage(msg);
+    }
+    int first = argc > 2 && strcmp(argv[2], "--") == 0 ? 3 : 2;
+    if (rt_open() != 0) {
+        fprintf(stderr, "steward: cannot create the runtime\n");
+        return 1;
+    }
+    int rc = is_script ? cmd_script(argc - first, argv + first)
+                       : cmd_eval(argc - first, argv + first);
+    rt_close();
+    return rc;
+}

@@ -1,0 +1,89 @@
+/* Tasks: every unit of work is a Lua coroutine driven by the libuv loop.
+ *
+ * The one shape every async binding uses (see docs/internals.md):
+ *
+ *     static int l_x_op(lua_State *L) {
+ *         task_t *t = task_check(L, "x.op");          // raises unless L may yield here
+ *         struct op *op = ...; start the operation on task_loop();
+ *         return task_suspend(L, t, &op->wait, op_cancel);
+ *     }
+ *     static void on_complete(...) {                  // libuv / libcurl callback
+ *         task_t *t = task_wake(&op->wait);            // NULL when the task was cancelled
+ *         if (t) { push results on task_state(t); task_resume(t, nresults); }
+ *         release op (or keep it, if the cancel function left that to this callback)
+ *     }
+ *     static void op_cancel(task_wait_t *w) {         // the task is gone: stop the operation;
+ *         ...                                         // the op must never touch the task again
+ *     }
+ *
+ * A completion callback must never run synchronously inside the binding, before
+ * task_suspend returns. */
+#ifndef STEWARD_TASK_H
+#define STEWARD_TASK_H
+
+#include <lua.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct task task_t;
+typedef struct task_wait task_wait_t;
+typedef void (*task_cancel_fn)(task_wait_t *w);
+
+struct task_wait {
+    task_t *task;          /* the suspended task; NULL once woken or cancelled */
+    task_cancel_fn cancel; /* called (with task already NULL) when the task is cancelled */
+};
+
+enum task_status { TASK_OK = 0, TASK_ERROR, TASK_CANCELLED };
+
+/* Called when a task ends. On TASK_OK its results are on task_state(t) from index 1 to the
+ * top; on TASK_ERROR the error value (with traceback) is on top. */
+typedef void (*task_done_fn)(task_t *t, enum task_status status, void *ud);
+
+struct task_opts {
+    const char *name;  /* for logs; copied */
+    double timeout;    /* seconds; 0 = none. Expiry cancels the task with "timeout" */
+    task_done_fn done; /* optional */
+    void *ud;
+    int want_handle; /* push a steward.task handle onto the spawning state */
+    int quiet;       /* do not log an uncaught error (the owner reports it) */
+};
+
+void task_init(lua_State *L, uv_loop_t *loop);
+/* Cancels every live task (shutdown). */
+void task_cancel_all(const char *reason);
+uv_loop_t *task_loop(void);
+lua_State *task_main_state(void);
+size_t task_count(void);
+task_t *task_current(void);
+uint64_t task_id(const task_t *t);
+const char *task_name(const task_t *t);
+lua_State *task_state(task_t *t);
+
+/* Pops a function and its nargs arguments from L, starts them as a new task and runs it
+ * until it first suspends or ends. Returns the task, or NULL if it has already ended (its
+ * done callback has run). With opts->want_handle, a handle is pushed onto L. */
+task_t *task_spawn(lua_State *L, int nargs, const struct task_opts *opts);
+
+/* Raises a Lua error naming fname unless the running code is a task that may yield here. */
+task_t *task_check(lua_State *L, const char *fname);
+/* Suspends the current task on w; returns lua_yield's value: `return task_suspend(...)`. */
+int task_suspend(lua_State *L, task_t *t, task_wait_t *w, task_cancel_fn cancel);
+/* Suspends the current task until the next loop iteration (cooperative yield). */
+int task_defer(lua_State *L, task_t *t);
+/* Detaches the task from w and returns it, or NULL if it was cancelled meanwhile. */
+task_t *task_wake(task_wait_t *w);
+/* Resumes t with nargs values pushed on task_state(t). t may be freed when this returns. */
+void task_resume(task_t *t, int nargs);
+/* Cancels t: a suspended task's pending operation is cancelled and the task ends at once;
+ * a running one ends when it next suspends. */
+void task_cancel(task_t *t, const char *reason);
+
+/* steward.task, the Lua-facing API (core/task_lua.c). */
+int luaopen_steward_task(lua_State *L);
+/* Internal to core/task*.c: the handle type and the end-of-task hook. */
+void task_handle_push(lua_State *L, task_t *t);
+void task_handle_finish(lua_State *L, int handle_ref, task_t *t, enum task_status st,
+                        const char *reason);
+
+#endif
