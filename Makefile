@@ -12,11 +12,11 @@ PKGS     := luajit libuv libcurl libpq libssl libcrypto sqlite3 libedit
 
 ifeq ($(SANITIZE),1)
 CC       := clang
-BUILD    := build/asan
+BUILD    ?= build/asan
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 OPT      := -O1 -g
 else
-BUILD    := build
+BUILD    ?= build
 SANFLAGS :=
 OPT      := -O2 -g
 endif

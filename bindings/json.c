@@ -1,9 +1,402 @@
-/* steward.json: placeholder while the binding is being written. */
-#include <lua.h>
+/* steward.json: Debian's lua-cjson 2.1.0 (linked in statically), plus the contract it
+ * lacks: json.null, arrays that round-trip ([] stays [], through an array metatable that
+ * json.array sets and decode applies), UTF-8 validation, depth limits, and nil, err with
+ * the byte offset instead of raised errors.
+ *
+ * cjson 2.1.0 decodes [] and {} to the same empty table and encodes every empty table as
+ * {}. Decode therefore re-walks the (already validated) text beside the decoded tree to
+ * mark empty arrays, and encode swaps marked empty arrays for a per-process sentinel string
+ * that is replaced by [] in the output. Both passes run only when an empty array is there. */
+#include <lauxlib.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "bindings.h"
+
+int luaopen_cjson_safe(lua_State *L);
+
+#define MAX_DEPTH 128
+
+/* Upvalue indices of every function in the module. */
+#define UV_CJSON lua_upvalueindex(1)
+#define UV_ARRAY_MT lua_upvalueindex(2)
+#define UV_SENTINEL lua_upvalueindex(3)
+
+/* ---- UTF-8 validation (RFC 3629: no overlongs, no surrogates, <= U+10FFFF) ---- */
+
+static size_t utf8_invalid_at(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len;
+        uint32_t cp;
+        if (c >= 0xC2 && c <= 0xDF) {
+            len = 2;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            len = 3;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            len = 4;
+            cp = c & 0x07;
+        } else {
+            return i;
+        }
+        if (i + len > n)
+            return i;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return i;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+            (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return i;
+        i += len;
+    }
+    return SIZE_MAX;
+}
+
+/* ---- decode: mark empty arrays ---- */
+
+struct scan {
+    const char *p, *end;
+};
+
+static void skip_ws(struct scan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+/* Skips a string token; returns 1 if it held an escape. */
+static int skip_string(struct scan *s)
+{
+    int escaped = 0;
+    s->p++; /* opening quote */
+    while (s->p < s->end && *s->p != '"') {
+        if (*s->p == '\\') {
+            escaped = 1;
+            s->p++;
+        }
+        s->p++;
+    }
+    s->p++;
+    return escaped;
+}
+
+static void skip_scalar(struct scan *s)
+{
+    if (s->p < s->end && *s->p == '"') {
+        skip_string(s);
+        return;
+    }
+    while (s->p < s->end && !strchr(",]} \t\r\n", *s->p))
+        s->p++;
+}
+
+/* Walks the value at s->p alongside the decoded value at the top of L (which it leaves
+ * there), giving every empty array the array metatable. */
+static void mark_value(lua_State *L, struct scan *s)
+{
+    skip_ws(s);
+    if (s->p >= s->end)
+        return;
+    char c = *s->p;
+    if (c == '[') {
+        s->p++;
+        skip_ws(s);
+        if (s->p < s->end && *s->p == ']') {
+            s->p++;
+            if (lua_istable(L, -1)) {
+                lua_pushvalue(L, UV_ARRAY_MT);
+                lua_setmetatable(L, -2);
+            }
+            return;
+        }
+        for (int i = 1;; i++) {
+            lua_rawgeti(L, -1, i);
+            mark_value(L, s);
+            lua_pop(L, 1);
+            skip_ws(s);
+            if (s->p >= s->end || *s->p != ',')
+                break;
+            s->p++;
+        }
+        s->p++; /* ] */
+    } else if (c == '{') {
+        s->p++;
+        skip_ws(s);
+        if (s->p < s->end && *s->p == '}') {
+            s->p++;
+            return;
+        }
+        for (;;) {
+            skip_ws(s);
+            const char *k = s->p;
+            int escaped = skip_string(s);
+            if (escaped) {
+                /* Let cjson unescape the key exactly as it did while decoding. */
+                lua_getfield(L, UV_CJSON, "decode");
+                lua_pushlstring(L, k, (size_t)(s->p - k));
+                lua_call(L, 1, 1);
+            } else {
+                lua_pushlstring(L, k + 1, (size_t)(s->p - k - 2));
+            }
+            lua_rawget(L, -2);
+            skip_ws(s);
+            s->p++; /* : */
+            mark_value(L, s);
+            lua_pop(L, 1);
+            skip_ws(s);
+            if (s->p >= s->end || *s->p != ',')
+                break;
+            s->p++;
+        }
+        s->p++; /* } */
+    } else {
+        skip_scalar(s);
+    }
+}
+
+/* A cheap test: is there a '[' followed by blanks and ']' anywhere? */
+static int may_hold_empty_array(const char *p, size_t n)
+{
+    const char *end = p + n;
+    while ((p = memchr(p, '[', (size_t)(end - p))) != NULL) {
+        p++;
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+            p++;
+        if (p < end && *p == ']')
+            return 1;
+    }
+    return 0;
+}
+
+static int l_json_decode(lua_State *L)
+{
+    size_t n;
+    const char *text = luaL_checklstring(L, 1, &n);
+    size_t bad = utf8_invalid_at((const unsigned char *)text, n);
+    if (bad != SIZE_MAX) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "invalid UTF-8 at byte offset %d", (int)bad);
+        return 2;
+    }
+    lua_getfield(L, UV_CJSON, "decode");
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 2);
+    if (lua_isnil(L, -2)) {
+        /* cjson says "... at character N" (1-based): that is the byte offset. */
+        lua_pushnil(L);
+        lua_pushfstring(L, "invalid JSON: %s", lua_tostring(L, -2));
+        return 2;
+    }
+    lua_pop(L, 1);
+    if (may_hold_empty_array(text, n)) {
+        struct scan s = {text, text + n};
+        mark_value(L, &s);
+    }
+    return 1;
+}
+
+/* ---- encode ---- */
+
+/* Collects {parent, key} pairs of empty array-marked tables below the value at idx into
+ * the list table at list_idx; returns 1 if the value itself is one. */
+static int find_empty_arrays(lua_State *L, int idx, int list_idx, int depth)
+{
+    if (!lua_istable(L, idx) || depth > MAX_DEPTH)
+        return 0;
+    if (lua_getmetatable(L, idx)) {
+        int is_array = lua_rawequal(L, -1, UV_ARRAY_MT);
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        int empty = !lua_next(L, idx);
+        if (!empty)
+            lua_pop(L, 2);
+        if (is_array && empty)
+            return 1;
+    }
+    luaL_checkstack(L, 6, "json.encode: nesting too deep");
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        int v = lua_gettop(L);
+        if (find_empty_arrays(L, v, list_idx, depth + 1)) {
+            lua_createtable(L, 2, 0);
+            lua_pushvalue(L, idx);
+            lua_rawseti(L, -2, 1);
+            lua_pushvalue(L, v - 1);
+            lua_rawseti(L, -2, 2);
+            lua_rawseti(L, list_idx, (int)lua_objlen(L, list_idx) + 1);
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+static void set_all(lua_State *L, int list_idx, int value_idx)
+{
+    int n = (int)lua_objlen(L, list_idx);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, list_idx, i);
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        lua_pushvalue(L, value_idx);
+        lua_rawset(L, -3);
+        lua_pop(L, 2);
+    }
+}
+
+static int l_json_encode(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    lua_settop(L, 1);
+    lua_newtable(L); /* 2: list of {parent, key} */
+    if (find_empty_arrays(L, 1, 2, 0)) {
+        lua_pushliteral(L, "[]");
+        return 1;
+    }
+    int n = (int)lua_objlen(L, 2);
+    if (n == 0) {
+        lua_getfield(L, UV_CJSON, "encode");
+        lua_pushvalue(L, 1);
+        lua_call(L, 1, 2);
+        return 2;
+    }
+    /* Keep the original empty tables to put back (3), swap in the sentinel, encode. */
+    lua_createtable(L, n, 0);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, 2, i);
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        lua_rawget(L, -2);
+        lua_rawseti(L, 3, i);
+        lua_pop(L, 2);
+    }
+    set_all(L, 2, UV_SENTINEL);
+    lua_getfield(L, UV_CJSON, "encode");
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 2); /* 4: text or nil, 5: err */
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, 2, i);
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        lua_rawgeti(L, 3, i);
+        lua_rawset(L, -3);
+        lua_pop(L, 2);
+    }
+    if (lua_isnil(L, 4))
+        return 2;
+    /* The sentinel string appears in the output as a JSON string: replace it with []. */
+    lua_getfield(L, UV_CJSON, "encode");
+    lua_pushvalue(L, UV_SENTINEL);
+    lua_call(L, 1, 1);
+    size_t slen, tlen;
+    const char *quoted = lua_tolstring(L, -1, &slen);
+    const char *text = lua_tolstring(L, 4, &tlen);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    const char *p = text, *end = text + tlen;
+    while (p < end) {
+        const char *hit = memmem(p, (size_t)(end - p), quoted, slen);
+        if (!hit) {
+            luaL_addlstring(&b, p, (size_t)(end - p));
+            break;
+        }
+        luaL_addlstring(&b, p, (size_t)(hit - p));
+        luaL_addlstring(&b, "[]", 2);
+        p = hit + slen;
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static int l_json_array(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1)) {
+        lua_settop(L, 0);
+        lua_newtable(L);
+    }
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_pushvalue(L, UV_ARRAY_MT);
+    lua_setmetatable(L, 1);
+    return 1;
+}
+
+static int l_json_is_array(lua_State *L)
+{
+    int yes = 0;
+    if (lua_istable(L, 1) && lua_getmetatable(L, 1)) {
+        yes = lua_rawequal(L, -1, UV_ARRAY_MT);
+        lua_pop(L, 1);
+    }
+    lua_pushboolean(L, yes);
+    return 1;
+}
 
 int luaopen_steward_json(lua_State *L)
 {
+    static const luaL_Reg funcs[] = {{"decode", l_json_decode},
+                                     {"encode", l_json_encode},
+                                     {"array", l_json_array},
+                                     {"is_array", l_json_is_array},
+                                     {NULL, NULL}};
+    luaopen_cjson_safe(L); /* a private instance: its settings are ours alone */
+    int cj = lua_gettop(L);
+    static const struct {
+        const char *fn;
+        int arg;
+    } settings[] = {{"decode_max_depth", MAX_DEPTH},
+                    {"encode_max_depth", MAX_DEPTH},
+                    {"decode_invalid_numbers", 0},
+                    {"encode_invalid_numbers", 0}};
+    for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
+        lua_getfield(L, cj, settings[i].fn);
+        if (strstr(settings[i].fn, "invalid"))
+            lua_pushboolean(L, settings[i].arg);
+        else
+            lua_pushinteger(L, settings[i].arg);
+        lua_call(L, 1, 0);
+    }
+    lua_newtable(L); /* the array metatable */
+    lua_pushliteral(L, "json.array");
+    lua_setfield(L, -2, "__name");
+    int mt = lua_gettop(L);
+    /* A sentinel no real data will contain: random bytes around a name. */
+    char sentinel[64];
+    FILE *f = fopen("/dev/urandom", "rb");
+    unsigned long long r = 0;
+    if (f) {
+        if (fread(&r, sizeof r, 1, f) != 1)
+            r = (unsigned long long)(uintptr_t)&r;
+        fclose(f);
+    }
+    snprintf(sentinel, sizeof sentinel, "\x01steward-empty-array-%016llx\x01", r);
+    lua_pushstring(L, sentinel);
+    int sent = lua_gettop(L);
+
     lua_newtable(L);
+    for (const luaL_Reg *fn = funcs; fn->name; fn++) {
+        lua_pushvalue(L, cj);
+        lua_pushvalue(L, mt);
+        lua_pushvalue(L, sent);
+        lua_pushcclosure(L, fn->func, 3);
+        lua_setfield(L, -2, fn->name);
+    }
+    lua_getfield(L, cj, "null");
+    lua_setfield(L, -2, "null");
+    lua_pushvalue(L, mt);
+    lua_setfield(L, -2, "array_mt");
+    lua_pushinteger(L, MAX_DEPTH);
+    lua_setfield(L, -2, "max_depth");
     return 1;
 }

@@ -105,7 +105,6 @@ void task_init(lua_State *L, uv_loop_t *loop)
     S.loop = loop;
     S.next_id = 1;
     uv_idle_init(loop, &S.ready_idle);
-    uv_unref((uv_handle_t *)&S.ready_idle); /* an empty queue must not keep the loop alive */
 }
 
 static void on_timeout(uv_timer_t *h)

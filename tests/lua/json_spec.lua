@@ -1,0 +1,58 @@
+-- steward.json: lua-cjson with steward's contract (null, arrays that round-trip, errors).
+local t = require "steward.tap"
+local json = require "steward.json"
+
+t.is(json.encode({ a = 1 }), '{"a":1}', "encode an object")
+t.is(json.encode({ 1, 2, 3 }), "[1,2,3]", "encode a sequence as an array")
+t.is(json.encode({}), "{}", "an unmarked empty table is an object")
+t.is(json.encode(json.array()), "[]", "json.array() encodes as []")
+t.is(json.encode(json.array({})), "[]", "json.array(t) marks t")
+t.is(json.encode({ list = json.array() }), '{"list":[]}', "a nested empty array encodes as []")
+local nested = { a = { b = json.array(), c = { json.array() } } }
+t.is(json.decode(json.encode(nested)).a.c[1] ~= nil, true, "deeply nested empty arrays survive")
+t.ok(json.is_array(nested.a.b), "encode leaves the caller's tables as they were")
+
+for _, text in ipairs({ "[]", '{"a":[]}', '{"a":{}}', '[[],{},[[]]]', '{"x":[1,[]],"y":{"z":[]}}',
+                        '{"k\\u0041":[]}', '[ ]', '{"a" : [  ] }' }) do
+  local v = assert(json.decode(text))
+  local again = json.encode(v)
+  t.is_deeply(json.decode(again), v, "round trip keeps the value: " .. text)
+  t.is(again:gsub("%s", ""), text:gsub("%s", ""):gsub("\\u0041", "A"), "round trip keeps the text: " .. text)
+end
+
+t.ok(json.is_array(json.decode("[]")), "decode marks empty arrays")
+t.ok(not json.is_array(json.decode("{}")), "decode does not mark empty objects")
+
+t.is(json.decode("null"), json.null, "null decodes to json.null")
+t.is(json.encode({ a = json.null }), '{"a":null}', "json.null encodes as null")
+t.is(json.decode('{"a":null}').a, json.null, "a null field is json.null, not nil")
+
+local v, err = json.decode("[1,")
+t.is(v, nil, "a truncated document fails")
+t.like(err, "at character %d+", "the error gives the byte offset")
+v, err = json.decode('{"a":1} x')
+t.ok(v == nil and err:find("invalid JSON"), "trailing garbage fails")
+v, err = json.decode('"\255"')
+t.ok(v == nil and err:find("invalid UTF%-8 at byte offset 1"), "invalid UTF-8 is refused with its offset")
+v, err = json.decode('"\237\160\128"')
+t.ok(v == nil and err:find("invalid UTF%-8"), "UTF-8-encoded surrogates are refused")
+t.is(json.decode('"h\195\169"'), "h\195\169", "valid UTF-8 passes")
+v, err = json.decode("0x10")
+t.is(v, nil, "hex numbers are not JSON")
+v, err = json.decode("NaN")
+t.is(v, nil, "NaN is not JSON")
+v, err = json.decode(string.rep("[", 200) .. string.rep("]", 200))
+t.ok(v == nil and err:find("depth"), "nesting deeper than max_depth is refused")
+t.ok(json.decode(string.rep("[", 100) .. string.rep("]", 100)) ~= nil, "nesting within max_depth is fine")
+v, err = json.encode({ f = function() end })
+t.ok(v == nil and err:find("function"), "encoding a function gives nil, err")
+v, err = json.encode(0 / 0)
+t.ok(v == nil and err ~= nil, "encoding NaN gives nil, err")
+local cyc = {}; cyc.self = cyc
+v, err = json.encode(cyc)
+t.ok(v == nil and err:find("depth"), "a cycle is caught by the depth limit")
+t.is(json.decode('1e2'), 100, "numbers decode")
+t.is(json.encode(123456789012), "123456789012", "integers up to 10^14 encode exactly")
+t.is(json.decode('"\\u00e9"'), "\195\169", "unicode escapes decode to UTF-8")
+t.raises(function() json.decode(nil) end, "string expected", "decode(nil) is misuse")
+t.done()
