@@ -51,31 +51,45 @@ PROVE       ?= prove
 .PHONY: all run test unit bench format lint clean tour
 all: $(BIN)
 
+# V=1 shows the full commands.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
 $(BIN): $(LIB_OBJ) $(MAIN_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 $(GEN_SRC): $(LUA_SRC) core/embed.sh
 	@mkdir -p $(dir $@)
 	sh core/embed.sh $(LUA_SRC) > $@.tmp && mv $@.tmp $@
 
 $(GEN_SRC:.c=.o): $(GEN_SRC)
-	$(CC) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+	$(Q)$(CC) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
 unit: $(UNIT_BIN)
 
-run: $(BIN)
+# deps/install first (a no-op when nothing is missing), then a fresh make: the pkg-config
+# flags are read when make starts, so the build must start after the packages exist.
+run:
+	@sh deps/install
+	@$(MAKE) --no-print-directory all
 	@if $(BIN) help 2>&1 | grep -q '^  run '; then \
 	    exec $(BIN) run; \
 	else \
-	    exec $(BIN) script tour/tour.lua; \
+	    exec $(BIN) script docs/examples/tour.lua; \
 	fi
 
 # Every test program speaks TAP; tests/run picks how to start each kind of file.

@@ -3,6 +3,7 @@
 local type, tostring, pairs, next = type, tostring, pairs, next
 local sort, concat, format = table.sort, table.concat, string.format
 local getmetatable = getmetatable
+local json_null = require("steward.json").null
 
 local M = {}
 
@@ -49,6 +50,7 @@ local function scalar(v, opts)
     return paint(opts, "number", format("%.17g", v))
   end
   if t == "boolean" or t == "nil" then return paint(opts, t, tostring(v)) end
+  if t == "userdata" and v == json_null then return paint(opts, "nil", "json.null") end
   local mt = getmetatable(v)
   if mt and type(mt) == "table" and mt.__tostring then
     return paint(opts, "meta", tostring(v))

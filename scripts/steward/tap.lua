@@ -23,10 +23,17 @@ function M.diag(...)
   diag_lines(table.concat(parts, " "))
 end
 
+-- The first caller outside this file: assertions may be tail calls, so count no levels.
 local function where()
-  local info = debug.getinfo(4, "Sl")
-  if not info then return "?" end
-  return info.short_src .. ":" .. (info.currentline or 0)
+  local me = debug.getinfo(1, "S").source
+  for level = 2, 20 do
+    local info = debug.getinfo(level, "Sl")
+    if not info then break end
+    if info.source ~= me and info.what ~= "C" and info.what ~= "tail" then
+      return info.short_src .. ":" .. (info.currentline or 0)
+    end
+  end
+  return "?"
 end
 
 local function report(pass, name, detail)
