@@ -12,6 +12,7 @@
 #include "embedded.h"
 #include "log.h"
 #include "registry.h"
+#include "core_modules.h"
 #include "task.h"
 
 static uv_loop_t loop;
@@ -91,10 +92,17 @@ int rt_open(void)
     install_searcher(L_main);
     bindings_preload(L_main);
     task_init(L_main, &loop);
+    /* The core's own Lua-facing modules (bindings come from bindings/registry.c). */
+    static const luaL_Reg core_modules[] = {{"steward.task", luaopen_steward_task},
+                                            {"steward.httpd", luaopen_steward_httpd},
+                                            {"steward.store.native", luaopen_steward_store_native},
+                                            {NULL, NULL}};
     lua_getglobal(L_main, "package");
     lua_getfield(L_main, -1, "preload");
-    lua_pushcfunction(L_main, luaopen_steward_task);
-    lua_setfield(L_main, -2, "steward.task");
+    for (const luaL_Reg *m = core_modules; m->name; m++) {
+        lua_pushcfunction(L_main, m->func);
+        lua_setfield(L_main, -2, m->name);
+    }
     lua_pop(L_main, 2);
     return 0;
 }

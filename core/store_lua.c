@@ -1,0 +1,8 @@
+/* placeholder while the module is being written */
+#include "core_modules.h"
+
+int luaopen_steward_store_native(lua_State *L)
+{
+    lua_newtable(L);
+    return 1;
+}
