@@ -11,5 +11,6 @@ int luaopen_steward_http(lua_State *L);
 int luaopen_steward_crypto(lua_State *L);
 int luaopen_steward_fs(lua_State *L);
 int luaopen_steward_proc(lua_State *L);
+int luaopen_steward_signal(lua_State *L);
 
 #endif

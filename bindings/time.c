@@ -90,6 +90,9 @@ static int l_time_sleep(lua_State *L)
         return luaL_error(L, "time.sleep: out of memory");
     uv_timer_init(task_loop(), &op->timer);
     op->timer.data = op;
+    /* The loop's clock is cached per iteration; without a refresh a sleep started late in
+     * an iteration would end early. */
+    uv_update_time(task_loop());
     uv_timer_start(&op->timer, on_sleep, to_ms(sec), 0);
     return task_suspend(L, t, &op->wait, sleep_cancel);
 }
@@ -197,6 +200,7 @@ static int start_timer(lua_State *L, int repeat, const char *fname)
     uv_timer_init(task_loop(), &tm->h);
     tm->h.data = tm;
     uint64_t ms = to_ms(sec);
+    uv_update_time(task_loop());
     uv_timer_start(&tm->h, on_timer, ms, repeat ? (ms ? ms : 1) : 0);
     return 1;
 }

@@ -17,7 +17,11 @@ for _, text in ipairs({ "[]", '{"a":[]}', '{"a":{}}', '[[],{},[[]]]', '{"x":[1,[
   local v = assert(json.decode(text))
   local again = json.encode(v)
   t.is_deeply(json.decode(again), v, "round trip keeps the value: " .. text)
-  t.is(again:gsub("%s", ""), text:gsub("%s", ""):gsub("\\u0041", "A"), "round trip keeps the text: " .. text)
+  -- Key order in objects is the table's, so compare what order cannot change: the empties.
+  local function empties(s) s = s:gsub("%s", ""); return select(2, s:gsub("%[%]", "")), select(2, s:gsub("{}", "")) end
+  local ga, go = empties(again)
+  local wa, wo = empties(text)
+  t.ok(ga == wa and go == wo, "round trip keeps every [] and {}: " .. text)
 end
 
 t.ok(json.is_array(json.decode("[]")), "decode marks empty arrays")

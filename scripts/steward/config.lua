@@ -1,0 +1,261 @@
+-- Daemon configuration: steward.lua, then config/<env>.lua, then STEWARD_<KEY> variables.
+-- Every key is checked against the schema below; an unknown key, a wrong type or a bad value
+-- stops start-up with one line naming the key, the value and what was expected.
+local time = require "steward.time"
+
+local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
+local format, concat, sort = string.format, table.concat, table.sort
+
+local M = {}
+
+local function is_listen(v)
+  local host, port = tostring(v):match("^(.+):(%d+)$")
+  port = tonumber(port)
+  if not host or not port or port > 65535 then
+    return nil, "expected host:port, e.g. \"127.0.0.1:8080\""
+  end
+  return true
+end
+
+local function is_store(v)
+  if v:match("^sqlite:.+") or v:match("^postgres://") or v:match("^postgresql://") then return true end
+  return nil, "expected \"sqlite:PATH\" or \"postgres://user@host:port/db\""
+end
+
+local function duration(v)
+  if type(v) ~= "number" and type(v) ~= "string" then return nil, "expected a duration" end
+  local sec, err = time.parse_duration(v)
+  if not sec then return nil, err end
+  return sec
+end
+
+local function positive_int(max)
+  return function(v)
+    if type(v) ~= "number" or v ~= math.floor(v) or v < 1 or v > max then
+      return nil, format("expected an integer from 1 to %d", max)
+    end
+    return v
+  end
+end
+
+-- key = {type, default, check (returns value or nil, reason), doc}
+local LIMITS = {
+  max_body_bytes   = { "number", 8 * 1024 * 1024, positive_int(1024 * 1024 * 1024), "largest request body (413 above)" },
+  max_header_bytes = { "number", 16 * 1024, positive_int(1024 * 1024), "largest request head (431 above)" },
+  max_connections  = { "number", 10000, positive_int(1000000), "open connections (503 above)" },
+  max_batch        = { "number", 10000, positive_int(1000000), "events in one POST /v1/events" },
+  header_timeout   = { "duration", 10, duration, "time to receive a request head (408 after)" },
+  body_timeout     = { "duration", 30, duration, "time to receive a body (408 after)" },
+  idle_timeout     = { "duration", 60, duration, "keep-alive connection idle time" },
+  dispatch_concurrency = { "number", 256, positive_int(100000), "handlers running at once" },
+  handler_timeout  = { "duration", 30, duration, "one handler run (then it counts as failed)" },
+  retry_attempts   = { "number", 5, positive_int(1000), "handler runs before a dead letter" },
+  retry_base       = { "duration", 0.2, duration, "first retry delay (doubles, with jitter)" },
+  retry_max        = { "duration", 60, duration, "longest retry delay" },
+  shutdown_timeout = { "duration", 10, duration, "time running handlers get at SIGTERM" },
+}
+
+local SCHEMA = {
+  listen       = { "string", "127.0.0.1:8080", is_listen, "HTTP API address" },
+  store        = { "string", "sqlite:var/steward.db", is_store, "the store" },
+  policies     = { "string", "policies", nil, "policy directory" },
+  admin_socket = { "string", "var/steward.sock", nil, "admin / REPL socket" },
+  env          = { "string", "development", function(v)
+                     if v:match("^[%w_-]+$") then return v end
+                     return nil, "expected a name of letters, digits, _ or -"
+                   end, "selects config/<env>.lua" },
+  admin_token  = { "string", nil, function(v)
+                     if #v >= 16 then return v end
+                     return nil, "expected at least 16 characters"
+                   end, "bootstrap admin token (else var/admin.token)" },
+  var_dir      = { "string", "var", nil, "state directory (admin token, database)" },
+  metrics_public = { "boolean", false, nil, "serve /metrics without a token" },
+  log_level    = { "string", "info", function(v)
+                     for _, l in ipairs({ "debug", "info", "warn", "error" }) do
+                       if v == l then return v end
+                     end
+                     return nil, "expected debug, info, warn or error"
+                   end, "log level" },
+  limits       = { "table", nil, LIMITS, "limits (see docs/configuration.md)" },
+}
+M.SCHEMA, M.LIMITS = SCHEMA, LIMITS
+
+local function show(v)
+  if type(v) == "string" then return format("%q", v) end
+  return tostring(v)
+end
+
+-- Closest known key, for "did you mean".
+local function suggest(key, known)
+  local best, best_d
+  for k in pairs(known) do
+    local d = 0
+    local n = math.max(#k, #key)
+    for i = 1, n do if k:sub(i, i) ~= key:sub(i, i) then d = d + 1 end end
+    if not best_d or d < best_d then best, best_d = k, d end
+  end
+  if best_d and best_d <= 2 then return format(" (did you mean '%s'?)", best) end
+  return ""
+end
+
+local function check_value(where, key, spec, v)
+  local want, _, check = spec[1], spec[2], spec[3]
+  local vt = type(v)
+  if want == "duration" then
+    local sec, reason = duration(v)
+    if not sec then return nil, format("%s: %s = %s: %s", where, key, show(v), reason) end
+    return sec
+  end
+  if vt ~= want then
+    return nil, format("%s: %s = %s: expected a %s", where, key, show(v), want)
+  end
+  if type(check) == "function" then
+    local ok, reason = check(v)
+    if ok == nil then return nil, format("%s: %s = %s: %s", where, key, show(v), reason) end
+    if ok ~= true then v = ok end
+  end
+  return v
+end
+
+-- Merges layer (a table from a file or the environment) into cfg, checking every key.
+local function merge(cfg, layer, where)
+  local keys = {}
+  for k in pairs(layer) do keys[#keys + 1] = tostring(k) end
+  sort(keys)
+  for _, k in ipairs(keys) do
+    local v = layer[k]
+    local spec = SCHEMA[k]
+    if not spec then
+      return nil, format("%s: unknown key '%s'%s", where, k, suggest(k, SCHEMA))
+    end
+    if k == "limits" then
+      if type(v) ~= "table" then
+        return nil, format("%s: limits = %s: expected a table", where, show(v))
+      end
+      local lkeys = {}
+      for lk in pairs(v) do lkeys[#lkeys + 1] = tostring(lk) end
+      sort(lkeys)
+      for _, lk in ipairs(lkeys) do
+        local lspec = LIMITS[lk]
+        if not lspec then
+          return nil, format("%s: unknown key 'limits.%s'%s", where, lk, suggest(lk, LIMITS))
+        end
+        local lv, err = check_value(where, "limits." .. lk, lspec, v[lk])
+        if lv == nil then return nil, err end
+        cfg.limits[lk] = lv
+      end
+    else
+      local cv, err = check_value(where, k, spec, v)
+      if cv == nil then return nil, err end
+      cfg[k] = cv
+    end
+  end
+  return cfg
+end
+
+-- A config file is Lua returning a table; it runs with os.getenv and nothing else, so a
+-- config cannot do I/O at load time.
+local function load_file(path, required)
+  local f = io.open(path, "r")
+  if not f then
+    if required then return nil, format("%s: cannot open the config file", path) end
+    return {}
+  end
+  f:close()
+  local env = { os = { getenv = os.getenv }, tonumber = tonumber, tostring = tostring }
+  local fn, err = loadfile(path)
+  if not fn then return nil, err end
+  setfenv(fn, env)
+  local ok, res = pcall(fn)
+  if not ok then return nil, format("%s: %s", path, tostring(res)) end
+  if type(res) ~= "table" then
+    return nil, format("%s: must return a table, returned %s", path, type(res))
+  end
+  return res
+end
+
+local function parse_env_value(spec, s)
+  local want = spec[1]
+  if want == "number" then return tonumber(s) or s end
+  if want == "boolean" then
+    if s == "true" or s == "1" then return true end
+    if s == "false" or s == "0" then return false end
+    return s
+  end
+  return s
+end
+
+-- load{file = "steward.lua", required = false, getenv = os.getenv} -> cfg or nil, err
+function M.load(opts)
+  opts = opts or {}
+  local getenv = opts.getenv or os.getenv
+  local cfg = { limits = {} }
+  for k, spec in pairs(SCHEMA) do
+    if k ~= "limits" then cfg[k] = spec[2] end
+  end
+  for k, spec in pairs(LIMITS) do cfg.limits[k] = spec[2] end
+
+  local file = opts.file or "steward.lua"
+  local base, err = load_file(file, opts.required)
+  if not base then return nil, err end
+  local ok
+  ok, err = merge(cfg, base, file)
+  if not ok then return nil, err end
+
+  -- The environment picks the overlay, so STEWARD_ENV is read before the overlay.
+  local env_name = getenv("STEWARD_ENV")
+  if env_name and env_name ~= "" then
+    ok, err = merge(cfg, { env = env_name }, "STEWARD_ENV")
+    if not ok then return nil, err end
+  end
+  local dir = file:match("^(.*)/[^/]*$") or "."
+  local overlay_path = dir .. "/config/" .. cfg.env .. ".lua"
+  local overlay
+  overlay, err = load_file(overlay_path, false)
+  if not overlay then return nil, err end
+  ok, err = merge(cfg, overlay, overlay_path)
+  if not ok then return nil, err end
+
+  -- STEWARD_<KEY> for top-level keys, STEWARD_LIMITS_<KEY> for limits.
+  local names = {}
+  for k in pairs(SCHEMA) do names[#names + 1] = k end
+  sort(names)
+  for _, k in ipairs(names) do
+    local spec = SCHEMA[k]
+    if k ~= "limits" then
+      local var = "STEWARD_" .. k:upper()
+      local s = getenv(var)
+      if s and s ~= "" then
+        ok, err = merge(cfg, { [k] = parse_env_value(spec, s) }, var)
+        if not ok then return nil, err end
+      end
+    end
+  end
+  local lnames = {}
+  for k in pairs(LIMITS) do lnames[#lnames + 1] = k end
+  sort(lnames)
+  for _, k in ipairs(lnames) do
+    local var = "STEWARD_LIMITS_" .. k:upper()
+    local s = getenv(var)
+    if s and s ~= "" then
+      ok, err = merge(cfg, { limits = { [k] = parse_env_value(LIMITS[k], s) } }, var)
+      if not ok then return nil, err end
+    end
+  end
+  return cfg
+end
+
+-- The documentation table (docs/configuration.md is checked against it by a spec).
+function M.describe()
+  local rows = {}
+  for k, spec in pairs(SCHEMA) do
+    if k ~= "limits" then rows[#rows + 1] = { key = k, type = spec[1], default = spec[2], doc = spec[4] } end
+  end
+  for k, spec in pairs(LIMITS) do
+    rows[#rows + 1] = { key = "limits." .. k, type = spec[1], default = spec[2], doc = spec[4] }
+  end
+  sort(rows, function(a, b) return a.key < b.key end)
+  return rows
+end
+
+return M

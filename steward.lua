@@ -1,0 +1,14 @@
+-- steward's configuration (docs/configuration.md). Every key is optional; these are the
+-- defaults. config/<env>.lua and STEWARD_<KEY> environment variables override this file.
+return {
+  listen       = "127.0.0.1:8080",
+  store        = "sqlite:var/steward.db",
+  policies     = "policies",
+  admin_socket = "var/steward.sock",
+  env          = "development",
+  -- admin_token = os.getenv("MY_SECRET"),  -- else generated into var/admin.token (0600)
+  limits = {
+    max_body_bytes = 8 * 1024 * 1024,
+    dispatch_concurrency = 256,
+  },
+}
