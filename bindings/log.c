@@ -84,11 +84,21 @@ static int l_log_enabled(lua_State *L)
     return 1;
 }
 
+static int l_log_set_level(lua_State *L)
+{
+    int level = (int)log_level_parse(luaL_checkstring(L, 1));
+    if (level < 0)
+        return luaL_argerror(L, 1, "level must be debug, info, warn, error or off");
+    log_set_level((enum log_level)level);
+    return 0;
+}
+
 int luaopen_steward_log(lua_State *L)
 {
     static const luaL_Reg funcs[] = {{"debug", l_log_debug}, {"info", l_log_info},
                                      {"warn", l_log_warn},   {"error", l_log_error},
-                                     {"enabled", l_log_enabled}, {NULL, NULL}};
+                                     {"enabled", l_log_enabled}, {"set_level", l_log_set_level},
+                                     {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, funcs);
     return 1;

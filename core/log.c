@@ -40,6 +40,8 @@ void log_init(void)
     json_format = fmt && strcmp(fmt, "json") == 0;
 }
 
+void log_set_level(enum log_level level) { min_level = level; }
+
 int log_enabled(enum log_level level) { return level >= min_level && level < LOG_OFF; }
 
 struct buf {

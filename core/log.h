@@ -10,6 +10,7 @@ enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_OFF };
  * (logfmt|json). Safe to call more than once. */
 void log_init(void);
 int log_enabled(enum log_level level);
+void log_set_level(enum log_level level);
 enum log_level log_level_parse(const char *name); /* -1 when unknown */
 const char *log_level_name(enum log_level level);
 

@@ -15,6 +15,7 @@ static const char usage_text[] =
     "usage: steward <command> [arguments]\n"
     "\n"
     "commands:\n"
+    "  run [-c FILE]          the daemon: HTTP API, policies, store (default -c steward.lua)\n"
     "  script FILE [ARGS...]  run a Lua script as a task, with every binding\n"
     "  eval CODE | -          run a Lua chunk (or stdin) and print its results\n"
     "  version                print the versions of steward and its libraries\n"
@@ -125,6 +126,30 @@ static int cmd_eval(int argc, char **argv)
     return run_main_task(L, 1, "eval");
 }
 
+static int cmd_run(int argc, char **argv)
+{
+    const char *file = NULL;
+    for (int i = 0; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
+            file = argv[++i];
+        } else {
+            char msg[300];
+            snprintf(msg, sizeof msg, "run: unknown argument '%s'", argv[i]);
+            return usage(msg);
+        }
+    }
+    lua_State *L = rt_lua();
+    rt_require(L, "steward.daemon");
+    lua_getfield(L, -1, "main");
+    lua_remove(L, -2);
+    lua_createtable(L, 0, 2);
+    if (file) {
+        lua_pushstring(L, file);
+        lua_setfield(L, -2, "config");
+    }
+    return run_main_task(L, 1, "daemon");
+}
+
 static void print_version(const char *lib, const char *version, void *ud)
 {
     (void)ud;
@@ -153,6 +178,16 @@ int main(int argc, char **argv)
         return cmd_version();
     }
     int is_script = strcmp(cmd, "script") == 0, is_eval = strcmp(cmd, "eval") == 0;
+    int is_run = strcmp(cmd, "run") == 0;
+    if (is_run) {
+        if (rt_open() != 0) {
+            fprintf(stderr, "steward: cannot create the runtime\n");
+            return 1;
+        }
+        int rc = cmd_run(argc - 2, argv + 2);
+        rt_close();
+        return rc;
+    }
     if (!is_script && !is_eval) {
         char msg[256];
         snprintf(msg, sizeof msg, "unknown command '%s'", cmd);

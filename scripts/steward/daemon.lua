@@ -1,0 +1,201 @@
+-- steward run: the daemon. Loads the configuration, opens the store, loads the policies,
+-- recovers unfinished handling, serves the HTTP API, fires durable timers, and shuts down
+-- cleanly on SIGTERM/SIGINT (stop accepting, let running handlers finish within a deadline,
+-- flush the store). SIGHUP reloads the policies.
+local config = require "steward.config"
+local log = require "steward.log"
+local fs = require "steward.fs"
+local time = require "steward.time"
+local task = require "steward.task"
+local signal = require "steward.signal"
+local httpd = require "steward.httpd"
+local metrics = require "steward.metrics"
+local store = require "steward.store"
+local auth = require "steward.auth"
+local policies = require "steward.policies"
+local dispatch = require "steward.dispatch"
+local api = require "steward.daemon.api"
+
+local M = {}
+
+local function die(code, msg)
+  io.stderr:write("steward: ", msg, "\n")
+  io.stderr:flush()
+  os.exit(code)
+end
+
+local function dirname(path) return path:match("^(.*)/[^/]*$") end
+
+local function load_policies(ctx)
+  local loaded, errors = policies.load_dir(ctx.cfg.policies)
+  if not loaded then
+    log.error("cannot read the policy directory", { dir = ctx.cfg.policies, error = errors })
+    return nil
+  end
+  for _, e in ipairs(errors) do log.error("policy failed to load", { file = e.file, error = e.error }) end
+  return loaded, errors
+end
+
+-- Reload: every policy that loads replaces its previous version; one that fails keeps its
+-- previous version; a policy whose file is gone stops receiving events.
+local function reload(ctx)
+  local loaded, errors = load_policies(ctx)
+  if not loaded then return nil, "cannot read the policy directory" end
+  local failed_files = {}
+  for _, e in ipairs(errors) do failed_files[e.file] = true end
+  local next_set = {}
+  for name, p in pairs(loaded) do next_set[name] = p end
+  for name, old in pairs(ctx.policies) do
+    if not next_set[name] and failed_files[old.file] then next_set[name] = old end
+  end
+  ctx.policies = next_set
+  ctx.dispatch:set_policies(next_set)
+  local n = 0
+  for _ in pairs(next_set) do n = n + 1 end
+  log.info("policies reloaded", { loaded = n, failed = #errors })
+  return true
+end
+
+local function start_background(ctx)
+  local timers_ok, timers = pcall(require, "steward.store.timers")
+  local cron_ok, cron = pcall(require, "steward.store.cron")
+  local events = require "steward.events"
+  local firing = false
+  -- Durable timers and cron schedules become events in the log, then go to dispatch.
+  ctx.bg[#ctx.bg + 1] = time.every("250ms", function()
+    if firing or ctx.stopping then return end
+    firing = true
+    local fired = {}
+    if timers_ok and timers.fire_due then
+      local list = timers.fire_due(ctx.store, time.now())
+      for _, ev in ipairs(list or {}) do fired[#fired + 1] = ev end
+    end
+    if cron_ok and cron.fire_due then
+      local list = cron.fire_due(ctx.store, time.now())
+      for _, ev in ipairs(list or {}) do fired[#fired + 1] = ev end
+    end
+    for i, ev in ipairs(fired) do
+      if not ev.seq then fired[i] = events.get(ctx.store, ev.id) or ev end
+    end
+    if #fired > 0 then ctx.dispatch:notify(fired) end
+    firing = false
+  end)
+  ctx.bg[#ctx.bg + 1] = time.every("1s", function()
+    if not ctx.stopping then ctx.dispatch:checkpoint() end
+  end)
+  -- Event-loop lag: how late a 100 ms timer runs.
+  local lag = metrics.gauge("steward_event_loop_lag_seconds", "How late a 100ms timer ran, last sample", {})
+  local last = time.monotonic()
+  ctx.bg[#ctx.bg + 1] = time.every("100ms", function()
+    local now = time.monotonic()
+    lag:set(math.max(0, now - last - 0.1))
+    last = now
+  end)
+end
+
+local function register_gauges(ctx)
+  metrics.gauge("steward_lua_memory_bytes", "Memory used by the Lua heap", {},
+    function() return collectgarbage("count") * 1024 end)
+  metrics.gauge("steward_tasks", "Live tasks", {}, function() return task.count() end)
+  local commits = metrics.gauge("steward_store_commits", "Store transactions committed", {})
+  local units = metrics.gauge("steward_store_units", "Write units committed (each a request's atomic batch)", {})
+  local commit_s = metrics.gauge("steward_store_commit_seconds", "Total time spent committing", {})
+  local last_batch = metrics.gauge("steward_store_last_batch_units", "Units in the last group commit", {})
+  local max_batch = metrics.gauge("steward_store_max_batch_units", "Most units in one group commit", {})
+  local queue = metrics.gauge("steward_store_queue_depth", "Write units waiting for the writer", {})
+  ctx.refresh_metrics = function()
+    local s = ctx.store.db and ctx.store.db:stats() or (ctx.store.stats and ctx.store:stats()) or {}
+    commits:set(s.commits or 0); units:set(s.units or 0); commit_s:set(s.commit_seconds_total or 0)
+    last_batch:set(s.last_batch_units or 0); max_batch:set(s.max_batch_units or 0)
+    queue:set(s.queue_depth or 0)
+  end
+end
+
+-- main{config = path} — runs until SIGTERM or SIGINT.
+function M.main(args)
+  args = args or {}
+  local cfg, err = config.load({ file = args.config or "steward.lua", required = args.config ~= nil })
+  if not cfg then die(2, "config: " .. err) end
+  log.set_level(cfg.log_level)
+
+  local ok
+  ok, err = fs.mkdir(cfg.var_dir, { parents = true })
+  if not ok then die(1, "cannot create " .. cfg.var_dir .. ": " .. err) end
+  local db_path = cfg.store:match("^sqlite:(.+)$")
+  if db_path and db_path ~= ":memory:" and dirname(db_path) then
+    ok, err = fs.mkdir(dirname(db_path), { parents = true })
+    if not ok then die(1, "cannot create the store directory: " .. err) end
+  end
+
+  local ctx = { cfg = cfg, policies = {}, bg = {}, policies_loaded = false }
+  local st
+  st, err = store.open(cfg.store)
+  if not st then die(1, "store: " .. tostring(err)) end
+  store.set_default(st)
+  ctx.store = st
+  ctx.store_ok = function() return ctx.store ~= nil and not ctx.store_closed end
+  log.info("store open", { store = cfg.store:gsub("//([^:/@]+):[^@]*@", "//%1:***@") })
+
+  ctx.auth, err = auth.new({ store = st, admin_token = cfg.admin_token, var_dir = cfg.var_dir })
+  if not ctx.auth then die(1, err) end
+
+  ctx.dispatch = dispatch.new({
+    store = st, concurrency = cfg.limits.dispatch_concurrency,
+    handler_timeout = cfg.limits.handler_timeout, retry_attempts = cfg.limits.retry_attempts,
+    retry_base = cfg.limits.retry_base, retry_max = cfg.limits.retry_max,
+  })
+  ctx.policies = load_policies(ctx) or {}
+  ctx.dispatch:set_policies(ctx.policies)
+  local recovered
+  recovered, err = ctx.dispatch:recover()
+  if not recovered then die(1, "recovery failed: " .. tostring(err)) end
+  local names = {}
+  for name in pairs(ctx.policies) do names[#names + 1] = name end
+  table.sort(names)
+  log.info("policies loaded", { count = #names, names = table.concat(names, ","), recovered_events = recovered })
+  ctx.policies_loaded = true
+
+  register_gauges(ctx)
+  local router = httpd.router()
+  api.install(router, ctx)
+  local host, port = cfg.listen:match("^(.+):(%d+)$")
+  local l = cfg.limits
+  local srv
+  srv, err = httpd.listen({
+    host = host, port = tonumber(port), handler = router,
+    limits = { max_header_bytes = l.max_header_bytes, max_body_bytes = l.max_body_bytes,
+               max_connections = l.max_connections, header_timeout = l.header_timeout,
+               body_timeout = l.body_timeout, idle_timeout = l.idle_timeout },
+  })
+  if not srv then die(1, "cannot listen on " .. cfg.listen .. ": " .. tostring(err)) end
+  log.info("listening", { listener = "http", address = host .. ":" .. srv:port() })
+  ctx.server = srv
+  start_background(ctx)
+
+  -- The main task waits for a stop signal; the signal handler cancels this waiter.
+  local waiter = task.spawn(function() time.sleep(1e9) end)
+  local function stop(name)
+    if ctx.stopping then return end
+    log.info("stopping", { signal = name })
+    waiter:cancel(name)
+  end
+  local watches = {
+    signal.on("TERM", stop), signal.on("INT", stop),
+    signal.on("HUP", function() reload(ctx) end),
+  }
+  ctx.reload = function() return reload(ctx) end
+  waiter:join()
+
+  ctx.stopping = true
+  for _, b in ipairs(ctx.bg) do b:cancel() end
+  srv:close()
+  local drained = ctx.dispatch:drain(cfg.limits.shutdown_timeout)
+  if not drained then log.warn("handlers still running at the shutdown deadline; they run again at the next start") end
+  ctx.dispatch:checkpoint()
+  st:close()
+  ctx.store_closed = true
+  for _, w in ipairs(watches) do w:cancel() end
+  log.info("stopped")
+end
+
+return M

@@ -1,0 +1,277 @@
+-- The daemon's HTTP API (docs/http-api.md): routes, authentication, JSON errors.
+local json = require "steward.json"
+local time = require "steward.time"
+local events = require "steward.events"
+local metrics = require "steward.metrics"
+local auth = require "steward.auth"
+
+local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
+local format = string.format
+
+local M = {}
+
+local JSON = { ["content-type"] = "application/json" }
+
+local function reply(status, body, extra)
+  local headers = JSON
+  if extra then
+    headers = { ["content-type"] = "application/json" }
+    for k, v in pairs(extra) do headers[k] = v end
+  end
+  return status, headers, json.encode(body)
+end
+M.reply = reply
+
+-- {"error": {"code", "message", "details"}}
+local function fail(status, code, message, details, extra)
+  return reply(status, { error = { code = code, message = message, details = details or json.null } }, extra)
+end
+M.fail = fail
+
+local m_requests = metrics.counter("steward_http_requests_total", "HTTP requests by route and status", { "route", "status" })
+local m_accepted = metrics.counter("steward_events_accepted_total", "Events committed to the log", {})
+local m_duplicate = metrics.counter("steward_events_duplicate_total", "Events whose id was already in the log", {})
+local m_rejected = metrics.counter("steward_events_rejected_total", "Events refused by validation", {})
+
+local function unescape(s)
+  s = s:gsub("+", " ")
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+function M.parse_query(q)
+  local out = {}
+  if not q or q == "" then return out end
+  for pair in q:gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    if k and k ~= "" then out[unescape(k)] = unescape(v) end
+  end
+  return out
+end
+
+-- Wraps a handler with authentication and the permission it needs (nil: public).
+local function guarded(ctx, route, permission, fn)
+  return function(req)
+    local status, headers, body
+    local principal
+    if permission then
+      local reason
+      principal, reason = ctx.auth:authenticate(req.headers.authorization)
+      if not principal then
+        status, headers, body = fail(401, "unauthorized",
+          reason == "missing" and "an Authorization: Bearer <token> header is required"
+            or "the token is not valid", nil, { ["www-authenticate"] = 'Bearer realm="steward"' })
+      elseif not auth.allows(principal, permission) then
+        status, headers, body = fail(403, "forbidden",
+          format("role %s may not %s", principal.role, permission))
+      end
+    end
+    if not status then status, headers, body = fn(req, principal) end
+    m_requests:inc(1, route, status)
+    return status, headers, body
+  end
+end
+
+-- ---- events ----
+
+local function event_list(body)
+  if type(body) ~= "table" then return nil end
+  if body[1] ~= nil or json.is_array(body) then return body end
+  if next(body) == nil then return nil end
+  return { body }, true
+end
+
+local function post_events(ctx, req, principal)
+  local ctype = req.headers["content-type"]
+  if ctype and not ctype:lower():match("^application/json") then
+    return fail(415, "unsupported_media_type", "the body must be application/json", { content_type = ctype })
+  end
+  local body, err = json.decode(req.body)
+  if body == nil then
+    m_rejected:inc(1)
+    return fail(400, "invalid_json", err)
+  end
+  local list = event_list(body)
+  if not list then
+    m_rejected:inc(1)
+    return fail(400, "invalid_body", "expected an event object or a non-empty array of events")
+  end
+  if #list > ctx.cfg.limits.max_batch then
+    m_rejected:inc(#list)
+    return fail(413, "batch_too_large", format("%d events in one request; the limit is %d", #list, ctx.cfg.limits.max_batch),
+      { count = #list, limit = ctx.cfg.limits.max_batch })
+  end
+  local errors = {}
+  local valid = {}
+  for i, raw in ipairs(list) do
+    local ev, verr = events.validate(raw, i - 1)
+    if not ev then
+      errors[#errors + 1] = { index = i - 1, field = verr.field, reason = verr.reason }
+    elseif principal.tenant then
+      if ev.tenant == nil then
+        ev.tenant = principal.tenant
+      elseif ev.tenant ~= principal.tenant then
+        errors[#errors + 1] = { index = i - 1, field = "tenant",
+          reason = "this token may only write events of tenant " .. principal.tenant }
+      end
+    end
+    valid[i] = ev
+  end
+  if #errors > 0 then
+    m_rejected:inc(#list)
+    local forbidden = true
+    for _, e in ipairs(errors) do if e.field ~= "tenant" or not principal.tenant then forbidden = false end end
+    return fail(forbidden and 403 or 400, forbidden and "forbidden" or "invalid_events",
+      format("%d of %d events are invalid; none was accepted", #errors, #list), { errors = errors })
+  end
+  local res
+  res, err = events.append(ctx.store, valid)
+  if not res then
+    return fail(503, "store_unavailable", "the events were not committed: " .. tostring(err), nil, { ["retry-after"] = "1" })
+  end
+  m_accepted:inc(res.accepted)
+  if res.duplicates > 0 then m_duplicate:inc(res.duplicates) end
+  if ctx.dispatch then
+    local fresh = {}
+    for i, ev in ipairs(valid) do
+      if res.seqs[i] then ev.seq = res.seqs[i]; fresh[#fresh + 1] = ev end
+    end
+    ctx.dispatch:notify(fresh)
+  end
+  return reply(202, { accepted = res.accepted, duplicates = res.duplicates, ids = json.array(res.ids) })
+end
+
+local function number_param(q, name, errors)
+  local v = q[name]
+  if v == nil or v == "" then return nil end
+  local n = tonumber(v)
+  if not n then errors[#errors + 1] = { field = name, reason = "must be a number" } end
+  return n
+end
+
+local function get_events(ctx, req, principal)
+  local q = M.parse_query(req.query)
+  local errors = {}
+  local filter = {
+    type = q.type, tenant = q.tenant, cursor = q.cursor,
+    after_seq = number_param(q, "after_seq", errors), before_seq = number_param(q, "before_seq", errors),
+    since = number_param(q, "since", errors), ["until"] = number_param(q, "until", errors),
+    limit = number_param(q, "limit", errors),
+  }
+  for k in pairs(q) do
+    if not ({ type = 1, tenant = 1, cursor = 1, after_seq = 1, before_seq = 1, since = 1, ["until"] = 1, limit = 1 })[k] then
+      errors[#errors + 1] = { field = k, reason = "unknown query parameter" }
+    end
+  end
+  if filter.limit and (filter.limit < 1 or filter.limit > 1000) then
+    errors[#errors + 1] = { field = "limit", reason = "must be from 1 to 1000" }
+  end
+  if #errors > 0 then return fail(400, "invalid_query", "bad query parameters", { errors = errors }) end
+  if principal.tenant then
+    if filter.tenant and filter.tenant ~= principal.tenant then
+      return fail(403, "forbidden", "this token may only read events of tenant " .. principal.tenant)
+    end
+    filter.tenant = principal.tenant
+  end
+  local res, err = events.query(ctx.store, filter)
+  if not res then
+    if tostring(err):match("cursor") then return fail(400, "invalid_query", err) end
+    return fail(503, "store_unavailable", tostring(err), nil, { ["retry-after"] = "1" })
+  end
+  return reply(200, { events = json.array(res.events), next_cursor = res.next_cursor or json.null })
+end
+
+-- ---- dead letters ----
+
+local function get_dead_letters(ctx, req, principal)
+  local q = M.parse_query(req.query)
+  local res, err = ctx.dispatch:dead_letters({ policy = q.policy, limit = q.limit, cursor = q.cursor,
+                                              tenant = principal.tenant })
+  if not res then return fail(503, "store_unavailable", tostring(err), nil, { ["retry-after"] = "1" }) end
+  return reply(200, { dead_letters = json.array(res.dead_letters), next_cursor = res.next_cursor or json.null })
+end
+
+local function requeue(ctx, req, principal)
+  local id = tonumber(req.params.id)
+  if not id then return fail(400, "invalid_id", "the dead letter id must be a number", { id = req.params.id }) end
+  local ok, err = ctx.dispatch:requeue(id, principal.tenant)
+  if not ok then
+    if err == "not found" then return fail(404, "not_found", "no open dead letter with id " .. id) end
+    return fail(409, "cannot_requeue", tostring(err))
+  end
+  return reply(202, { requeued = id })
+end
+
+-- ---- tokens ----
+
+local function post_token(ctx, req)
+  local spec, err = json.decode(req.body)
+  if type(spec) ~= "table" then return fail(400, "invalid_json", err or "expected an object") end
+  local errors = {}
+  for k in pairs(spec) do
+    if k ~= "role" and k ~= "tenant" and k ~= "name" then errors[#errors + 1] = { field = tostring(k), reason = "unknown field" } end
+  end
+  if not auth.ROLES[spec.role] then
+    errors[#errors + 1] = { field = "role", reason = "must be admin, operator, viewer or ingest" }
+  end
+  if spec.tenant ~= nil and spec.tenant ~= json.null and (type(spec.tenant) ~= "string" or #spec.tenant == 0 or #spec.tenant > 200) then
+    errors[#errors + 1] = { field = "tenant", reason = "must be a string of 1 to 200 bytes" }
+  end
+  if spec.name ~= nil and (type(spec.name) ~= "string" or #spec.name > 200) then
+    errors[#errors + 1] = { field = "name", reason = "must be a string of at most 200 bytes" }
+  end
+  if #errors > 0 then return fail(400, "invalid_token_spec", "bad token specification", { errors = errors }) end
+  local tok
+  tok, err = ctx.auth:create({ role = spec.role, tenant = spec.tenant ~= json.null and spec.tenant or nil, name = spec.name })
+  if not tok then return fail(503, "store_unavailable", tostring(err), nil, { ["retry-after"] = "1" }) end
+  return reply(201, tok)
+end
+
+local function get_tokens(ctx)
+  return reply(200, { tokens = json.array(ctx.auth:list()) })
+end
+
+local function delete_token(ctx, req)
+  local ok = ctx.auth:revoke(req.params.id)
+  if not ok then return fail(404, "not_found", "no token with id " .. req.params.id) end
+  return 204, {}, ""
+end
+
+-- ---- health and metrics ----
+
+local function healthz() return reply(200, { status = "ok" }) end
+
+local function readyz(ctx)
+  local problems = {}
+  if not ctx.store_ok() then problems[#problems + 1] = "store" end
+  if not ctx.policies_loaded then problems[#problems + 1] = "policies" end
+  if #problems > 0 then
+    return fail(503, "not_ready", "not ready: " .. table.concat(problems, ", "), { waiting_for = json.array(problems) })
+  end
+  return reply(200, { status = "ready" })
+end
+
+local function get_metrics(ctx)
+  if ctx.refresh_metrics then ctx.refresh_metrics() end
+  return 200, { ["content-type"] = "text/plain; version=0.0.4; charset=utf-8" }, metrics.render()
+end
+
+-- install(router, ctx): ctx = {cfg, store, auth, dispatch, store_ok(), policies_loaded}
+function M.install(router, ctx)
+  local function add(method, pattern, permission, fn)
+    router:add(method, pattern, guarded(ctx, pattern, permission, function(req, principal)
+      return fn(ctx, req, principal)
+    end))
+  end
+  add("POST", "/v1/events", "ingest", post_events)
+  add("GET", "/v1/events", "read", get_events)
+  add("GET", "/v1/dead-letters", "read", get_dead_letters)
+  add("POST", "/v1/dead-letters/{id}/requeue", "operate", requeue)
+  add("POST", "/v1/tokens", "admin", post_token)
+  add("GET", "/v1/tokens", "admin", get_tokens)
+  add("DELETE", "/v1/tokens/{id}", "admin", delete_token)
+  add("GET", "/metrics", not ctx.cfg.metrics_public and "read" or nil, get_metrics)
+  add("GET", "/healthz", nil, healthz)
+  add("GET", "/readyz", nil, readyz)
+end
+
+return M

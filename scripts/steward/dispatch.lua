@@ -1,0 +1,337 @@
+-- The dispatcher: hands committed events to the policies whose `on` patterns match them.
+-- Per (policy, key) events run one at a time in log order; different keys run concurrently
+-- up to a cap. Handling is at-least-once: a completion record per (policy, seq) is written
+-- after the handler succeeds, so after a crash only unfinished handlings run again. A
+-- handler that keeps failing is retried with exponential backoff and jitter, then parked as
+-- a dead letter with its error.
+local task = require "steward.task"
+local time = require "steward.time"
+local log = require "steward.log"
+local json = require "steward.json"
+local store = require "steward.store"
+local events = require "steward.events"
+local metrics = require "steward.metrics"
+
+local type, pairs, ipairs, tostring, pcall = type, pairs, ipairs, tostring, pcall
+local random, min, floor = math.random, math.min, math.floor
+local format = string.format
+
+local M = {}
+
+store.register_migrations("dispatch", {
+  { version = 1, sql = {
+    [[CREATE TABLE handled (
+        policy TEXT NOT NULL, seq INTEGER NOT NULL, status TEXT NOT NULL,
+        attempts INTEGER NOT NULL, finished REAL NOT NULL, PRIMARY KEY (policy, seq))]],
+    [[CREATE TABLE dispatch_cursor (policy TEXT PRIMARY KEY, seq INTEGER NOT NULL)]],
+    { sqlite = [[CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, policy TEXT NOT NULL, seq INTEGER NOT NULL,
+        event_id TEXT NOT NULL, error TEXT NOT NULL, attempts INTEGER NOT NULL,
+        created REAL NOT NULL, requeued REAL)]],
+      postgres = [[CREATE TABLE dead_letters (
+        id BIGSERIAL PRIMARY KEY, policy TEXT NOT NULL, seq BIGINT NOT NULL,
+        event_id TEXT NOT NULL, error TEXT NOT NULL, attempts INTEGER NOT NULL,
+        created DOUBLE PRECISION NOT NULL, requeued DOUBLE PRECISION)]] },
+    [[CREATE INDEX dead_letters_open ON dead_letters (requeued, id)]],
+  } },
+})
+
+local m_runs = metrics.counter("steward_handler_runs_total", "Handler runs by policy and outcome", { "policy", "outcome" })
+local m_latency = metrics.histogram("steward_handler_duration_seconds", "Handler run time", { "policy" })
+local m_dead = metrics.counter("steward_dead_letters_total", "Events parked as dead letters", { "policy" })
+local m_queue = metrics.gauge("steward_dispatch_queue_depth", "Events waiting for a handler", {})
+local m_active = metrics.gauge("steward_dispatch_active_keys", "Keys being handled now", {})
+
+local D = {}
+D.__index = D
+
+-- new{store, concurrency, handler_timeout, retry_attempts, retry_base, retry_max}
+function M.new(opts)
+  local d = setmetatable({
+    st = opts.store,
+    cap = opts.concurrency or 256,
+    handler_timeout = opts.handler_timeout or 30,
+    attempts = opts.retry_attempts or 5,
+    retry_base = opts.retry_base or 0.2,
+    retry_max = opts.retry_max or 60,
+    policies = {},     -- name -> policy
+    queues = {},       -- policy name -> key -> { items, head, tail, running }
+    ready = {},        -- keys waiting for a free runner: { {policy, q}, ... }
+    ready_head = 1,
+    active = 0,        -- runners
+    depth = 0,         -- events queued or running
+    inflight = {},     -- policy -> { [seq] = true } (queued or running)
+    high = {},         -- policy -> highest seq handed to it
+    stopping = false,
+    idle_waiters = {},
+  }, D)
+  return d
+end
+
+function D:set_policies(list)
+  self.policies = list
+  for name in pairs(list) do
+    self.queues[name] = self.queues[name] or {}
+    self.inflight[name] = self.inflight[name] or {}
+  end
+end
+
+local function backoff(d, attempt)
+  local base = min(d.retry_max, d.retry_base * 2 ^ (attempt - 1))
+  return base / 2 + random() * base / 2 -- "equal jitter": never less than half the step
+end
+
+local function record_done(d, p, ev, status, attempts)
+  local res, err = d.st:sql(
+    "INSERT INTO handled (policy, seq, status, attempts, finished) VALUES ($1, $2, $3, $4, $5) " ..
+    "ON CONFLICT (policy, seq) DO UPDATE SET status = $3, attempts = $4, finished = $5",
+    p.name, ev.seq, status, attempts, time.now())
+  if not res then log.error("cannot record a completion", { policy = p.name, seq = ev.seq, error = err }) end
+  return res, err
+end
+
+local function park(d, p, ev, err, attempts)
+  local ok, serr = d.st:batch({
+    { "INSERT INTO dead_letters (policy, seq, event_id, error, attempts, created) VALUES ($1, $2, $3, $4, $5, $6)",
+      p.name, ev.seq, ev.id, tostring(err), attempts, time.now() },
+    { "INSERT INTO handled (policy, seq, status, attempts, finished) VALUES ($1, $2, 'dead', $3, $4) " ..
+      "ON CONFLICT (policy, seq) DO UPDATE SET status = 'dead', attempts = $3, finished = $4",
+      p.name, ev.seq, attempts, time.now() },
+  })
+  if not ok then log.error("cannot park a dead letter", { policy = p.name, seq = ev.seq, error = serr }) end
+  m_dead:inc(1, p.name)
+  log.warn("dead letter", { policy = p.name, event = ev.id, seq = ev.seq, attempts = attempts, error = tostring(err) })
+end
+
+-- Runs one event through one policy, with retries; returns when it is done or dead.
+local function handle_one(d, p, ev)
+  local attempt = 0
+  while true do
+    attempt = attempt + 1
+    local t0 = time.monotonic()
+    local ctx = { policy = p.name, version = p.version, attempt = attempt, config = p.config }
+    local h = task.spawn({ name = p.name, timeout = d.handler_timeout }, p.handle, ev, ctx)
+    local ok, err = h:join()
+    m_latency:observe(time.monotonic() - t0, p.name)
+    if ok then
+      m_runs:inc(1, p.name, "ok")
+      record_done(d, p, ev, "done", attempt)
+      return
+    end
+    m_runs:inc(1, p.name, err == "timeout" and "timeout" or "error")
+    if d.stopping then return end -- not recorded: runs again after the restart
+    if attempt >= d.attempts then
+      park(d, p, ev, err, attempt)
+      return
+    end
+    local wait = backoff(d, attempt)
+    log.info("handler failed, will retry", { policy = p.name, event = ev.id, attempt = attempt,
+      retry_in = format("%.3fs", wait), error = tostring(err):match("^[^\n]*") })
+    time.sleep(wait)
+    if d.stopping then return end
+  end
+end
+
+local function wake_idle(d)
+  if d.depth == 0 then
+    for i, w in ipairs(d.idle_waiters) do d.idle_waiters[i] = nil; w:cancel("idle") end
+  end
+end
+
+-- A runner drains one key's queue, then takes the next ready key, until none is left.
+local function runner(d, p, q)
+  while q do
+    while q.head <= q.tail and not d.stopping do
+      local ev = q.items[q.head]
+      q.items[q.head] = nil
+      q.head = q.head + 1
+      local cur = d.policies[p.name] or p -- a reloaded policy handles the next event
+      handle_one(d, cur, ev)
+      d.inflight[p.name][ev.seq] = nil
+      d.depth = d.depth - 1
+      m_queue:set(d.depth)
+    end
+    q.running = false
+    if d.stopping then break end
+    -- next ready key, if any
+    q = nil
+    while d.ready_head <= #d.ready do
+      local r = d.ready[d.ready_head]
+      d.ready[d.ready_head] = nil
+      d.ready_head = d.ready_head + 1
+      if r.q.head <= r.q.tail and not r.q.running then
+        p, q = r.p, r.q
+        q.running = true
+        break
+      end
+    end
+    if d.ready_head > #d.ready then d.ready, d.ready_head = {}, 1 end
+  end
+  d.active = d.active - 1
+  m_active:set(d.active)
+  wake_idle(d)
+end
+
+local function key_of(p, ev)
+  local ok, k = pcall(p.key, ev)
+  if not ok then
+    log.warn("policy key function failed; using the empty key", { policy = p.name, error = tostring(k) })
+    return ""
+  end
+  return k == nil and "" or tostring(k)
+end
+
+-- Queues a committed event (with seq) for one policy.
+function D:enqueue(p, ev)
+  local inflight = self.inflight[p.name]
+  if inflight[ev.seq] then return end
+  inflight[ev.seq] = true
+  if (self.high[p.name] or 0) < ev.seq then self.high[p.name] = ev.seq end
+  local qs = self.queues[p.name]
+  local key = key_of(p, ev)
+  local q = qs[key]
+  if not q then
+    q = { items = {}, head = 1, tail = 0, running = false }
+    qs[key] = q
+  end
+  q.tail = q.tail + 1
+  q.items[q.tail] = ev
+  self.depth = self.depth + 1
+  m_queue:set(self.depth)
+  if q.running then return end
+  if self.active < self.cap then
+    q.running = true
+    self.active = self.active + 1
+    m_active:set(self.active)
+    task.spawn({ name = "dispatch" }, runner, self, p, q)
+  else
+    self.ready[#self.ready + 1] = { p = p, q = q }
+  end
+end
+
+-- notify(list): events just committed, in seq order.
+function D:notify(list)
+  if self.stopping then return end
+  for _, ev in ipairs(list) do
+    if ev.seq then
+      for _, p in pairs(self.policies) do
+        if p.handle and p.matches(ev.type) then self:enqueue(p, ev) end
+      end
+    end
+  end
+end
+
+-- Where each policy's recovery scan starts: every event at or below it is handled.
+function D:load_cursors()
+  local rows, err = self.st:sql("SELECT policy, seq FROM dispatch_cursor")
+  if not rows then return nil, err end
+  local cursors = {}
+  for _, r in ipairs(rows) do cursors[r.policy] = r.seq end
+  return cursors
+end
+
+-- recover(): queue every event after each policy's cursor that has no completion record.
+-- A policy seen for the first time starts at the current end of the log.
+function D:recover()
+  local cursors, err = self:load_cursors()
+  if not cursors then return nil, err end
+  local last = events.last_seq(self.st) or 0
+  local total = 0
+  for name, p in pairs(self.policies) do
+    local from = cursors[name]
+    if not from then
+      local ok, cerr = self.st:sql("INSERT INTO dispatch_cursor (policy, seq) VALUES ($1, $2) " ..
+        "ON CONFLICT (policy) DO NOTHING", name, last)
+      if not ok then return nil, cerr end
+      from = last
+    end
+    local done = {}
+    local rows, herr = self.st:sql("SELECT seq FROM handled WHERE policy = $1 AND seq > $2", name, from)
+    if not rows then return nil, herr end
+    for _, r in ipairs(rows) do done[r.seq] = true end
+    for ev in events.replay(self.st, { from_seq = from + 1, to_seq = last }) do
+      if p.handle and p.matches(ev.type) and not done[ev.seq] then
+        self:enqueue(p, ev)
+        total = total + 1
+      end
+    end
+    self.high[name] = math.max(self.high[name] or 0, last)
+  end
+  return total
+end
+
+-- Moves each policy's cursor up to just below its oldest unfinished event, so the next
+-- recovery scans little, and completion records below it can be purged.
+function D:checkpoint()
+  for name in pairs(self.policies) do
+    local low
+    for seq in pairs(self.inflight[name] or {}) do
+      if not low or seq < low then low = seq end
+    end
+    local upto = low and (low - 1) or self.high[name]
+    if upto then
+      local ok, err = self.st:sql("UPDATE dispatch_cursor SET seq = $2 WHERE policy = $1 AND seq < $2", name, upto)
+      if not ok then return nil, err end
+    end
+  end
+  return true
+end
+
+function D:stats()
+  return { queued = self.depth, active = self.active, ready = #self.ready - self.ready_head + 1 }
+end
+
+-- dead_letters{policy, limit, cursor} -> {dead_letters, next_cursor}
+function D:dead_letters(q)
+  q = q or {}
+  local limit = math.min(tonumber(q.limit) or 100, 1000)
+  local after = tonumber(q.cursor) or 0
+  local sql = "SELECT d.id, d.policy, d.seq, d.event_id, d.error, d.attempts, d.created " ..
+              "FROM dead_letters d WHERE d.requeued IS NULL AND d.id > $1"
+  local args = { after }
+  if q.policy then sql = sql .. " AND d.policy = $2"; args[2] = q.policy end
+  if q.tenant then
+    sql = sql .. " AND EXISTS (SELECT 1 FROM events e WHERE e.seq = d.seq AND e.tenant = $" .. (#args + 1) .. ")"
+    args[#args + 1] = q.tenant
+  end
+  sql = sql .. " ORDER BY d.id LIMIT " .. floor(limit)
+  local rows, err = self.st:sql(sql, unpack(args))
+  if not rows then return nil, err end
+  return { dead_letters = rows, next_cursor = #rows == limit and tostring(rows[#rows].id) or nil }
+end
+
+-- requeue(id [, tenant]) -> true, or nil, "not found"
+function D:requeue(id, tenant)
+  local rows, err = self.st:sql("SELECT id, policy, seq, event_id FROM dead_letters WHERE id = $1 AND requeued IS NULL", tonumber(id))
+  if not rows then return nil, err end
+  local dl = rows[1]
+  if not dl then return nil, "not found" end
+  local ev
+  ev, err = events.get(self.st, dl.event_id)
+  if not ev then return nil, err or "not found" end
+  if tenant and ev.tenant ~= tenant then return nil, "not found" end
+  local p = self.policies[dl.policy]
+  if not p then return nil, "policy " .. dl.policy .. " is not loaded" end
+  local ok
+  ok, err = self.st:batch({
+    { "UPDATE dead_letters SET requeued = $2 WHERE id = $1", dl.id, time.now() },
+    { "DELETE FROM handled WHERE policy = $1 AND seq = $2", dl.policy, dl.seq },
+  })
+  if not ok then return nil, err end
+  self:enqueue(p, ev)
+  return true
+end
+
+-- drain(deadline): stop taking events; wait for running handlers until the deadline.
+function D:drain(timeout)
+  self.stopping = true
+  local deadline = time.monotonic() + (timeout or 10)
+  while self.active > 0 and time.monotonic() < deadline do
+    local w = task.spawn(function() time.sleep(0.05) end)
+    self.idle_waiters[#self.idle_waiters + 1] = w
+    w:join()
+  end
+  return self.active == 0
+end
+
+return M

@@ -1,0 +1,141 @@
+-- Finds and loads policy files: each file under the policy directory returns
+-- {name, on, key, handle}. Names default to the path (dots for slashes); `on` holds event
+-- type patterns ("alert.firing", "alert.*", "*"); `key` orders events (default: tenant).
+-- The policies issue adds sandboxing, config schemas, versions and hot reload on top.
+local fs = require "steward.fs"
+local crypto = require "steward.crypto"
+
+local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
+local format, sort = string.format, table.sort
+
+local M = {}
+
+-- Compiles a type pattern into a predicate. "a.*" matches "a.b" and "a.b.c"; "*" all.
+function M.pattern(p)
+  if p == "*" then return function() return true end end
+  if p:sub(-2) == ".*" then
+    local prefix = p:sub(1, -2)
+    local n = #prefix
+    return function(t) return t:sub(1, n) == prefix end
+  end
+  return function(t) return t == p end
+end
+
+local function matcher(patterns)
+  local preds = {}
+  for i, p in ipairs(patterns) do preds[i] = M.pattern(p) end
+  if #preds == 1 then return preds[1] end
+  return function(t)
+    for i = 1, #preds do if preds[i](t) then return true end end
+    return false
+  end
+end
+
+local function default_key(ev) return ev.tenant or "" end
+
+local function fail(file, field, reason)
+  return nil, format("%s: %s: %s", file, field, reason)
+end
+
+-- Validates what a policy file returned; fills defaults.
+function M.check(def, file, name)
+  if type(def) ~= "table" then return fail(file, "return", "a policy file must return a table") end
+  for k in pairs(def) do
+    if not ({ name = 1, on = 1, key = 1, handle = 1, decide = 1, config = 1, when = 1, timeout = 1 })[k] then
+      return fail(file, tostring(k), "unknown field")
+    end
+  end
+  local p = { file = file }
+  p.name = def.name or name
+  if type(p.name) ~= "string" or not p.name:match("^[%w_.-]+$") then
+    return fail(file, "name", "must be a string of letters, digits, '.', '_' or '-'")
+  end
+  local on = def.on
+  if type(on) == "string" then on = { on } end
+  if on ~= nil then
+    if type(on) ~= "table" or #on == 0 then
+      return fail(file, "on", "must be an event type pattern or a list of them")
+    end
+    for i, pat in ipairs(on) do
+      if type(pat) ~= "string" or not (pat == "*" or pat:match("^[a-z0-9_-]+[a-z0-9_.-]*%*?$")) then
+        return fail(file, format("on[%d]", i), "must be a dotted event type, optionally ending in .*")
+      end
+    end
+  end
+  p.on = on or {}
+  p.matches = matcher(p.on)
+  if def.key ~= nil and type(def.key) ~= "function" then
+    return fail(file, "key", "must be a function(event) returning the ordering key")
+  end
+  p.key = def.key or default_key
+  if def.handle ~= nil and type(def.handle) ~= "function" then
+    return fail(file, "handle", "must be a function(event, ctx)")
+  end
+  if def.decide ~= nil and type(def.decide) ~= "function" then
+    return fail(file, "decide", "must be a function(input, ctx)")
+  end
+  if #p.on > 0 and not def.handle then
+    return fail(file, "handle", "a policy with `on` needs a handle function")
+  end
+  p.handle, p.decide, p.config = def.handle, def.decide, def.config or {}
+  return p
+end
+
+-- Loads one file into a fresh environment (the policies issue makes this a sandbox).
+function M.load_file(path, name)
+  local src, err = fs.read(path)
+  if not src then return nil, err end
+  local fn
+  fn, err = loadstring(src, "@" .. path)
+  if not fn then return nil, err end
+  local env = setmetatable({}, { __index = _G })
+  setfenv(fn, env)
+  local ok, def = pcall(fn)
+  if not ok then return nil, tostring(def) end
+  local p
+  p, err = M.check(def, path, name)
+  if not p then return nil, err end
+  p.version = crypto.hex(crypto.sha256(src)):sub(1, 16)
+  return p
+end
+
+-- Every *.lua under dir except lib/ and *_spec.lua, sorted by path.
+local function walk(dir, rel, out)
+  local entries, err = fs.list(dir)
+  if not entries then return nil, err end
+  for _, e in ipairs(entries) do
+    local path, r = dir .. "/" .. e.name, rel and (rel .. "/" .. e.name) or e.name
+    if e.type == "directory" and not (rel == nil and e.name == "lib") and e.name:sub(1, 1) ~= "." then
+      local ok, werr = walk(path, r, out)
+      if not ok then return nil, werr end
+    elseif e.type == "file" and e.name:match("%.lua$") and not e.name:match("_spec%.lua$") then
+      out[#out + 1] = { path = path, rel = r }
+    end
+  end
+  return out
+end
+
+-- load_dir(dir) -> {policies by name}, {errors}
+function M.load_dir(dir)
+  local files, err = walk(dir, nil, {})
+  if not files then
+    if err and err:match("^ENOENT") then return {}, {} end
+    return nil, err
+  end
+  sort(files, function(a, b) return a.path < b.path end)
+  local loaded, errors = {}, {}
+  for _, f in ipairs(files) do
+    local name = f.rel:gsub("%.lua$", ""):gsub("/", ".")
+    local p, perr = M.load_file(f.path, name)
+    if not p then
+      errors[#errors + 1] = { file = f.path, error = perr }
+    elseif loaded[p.name] then
+      errors[#errors + 1] = { file = f.path, error = format("%s: name: '%s' is also used by %s", f.path, p.name, loaded[p.name].file) }
+    else
+      loaded[p.name] = p
+    end
+  end
+  return loaded, errors
+end
+
+return M
