@@ -85,14 +85,26 @@ local function show(v)
   return tostring(v)
 end
 
+local function edit_distance(a, b)
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    for j = 1, #b do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
 -- Closest known key, for "did you mean".
 local function suggest(key, known)
   local best, best_d
   for k in pairs(known) do
-    local d = 0
-    local n = math.max(#k, #key)
-    for i = 1, n do if k:sub(i, i) ~= key:sub(i, i) then d = d + 1 end end
-    if not best_d or d < best_d then best, best_d = k, d end
+    local d = edit_distance(k, key)
+    if not best_d or d < best_d or (d == best_d and k < best) then best, best_d = k, d end
   end
   if best_d and best_d <= 2 then return format(" (did you mean '%s'?)", best) end
   return ""
@@ -162,7 +174,9 @@ local function load_file(path, required)
     return {}
   end
   f:close()
-  local env = { os = { getenv = os.getenv }, tonumber = tonumber, tostring = tostring }
+  local env = { os = { getenv = os.getenv }, tonumber = tonumber, tostring = tostring,
+                error = error, pairs = pairs, ipairs = ipairs, type = type,
+                string = string, math = math, table = table }
   local fn, err = loadfile(path)
   if not fn then return nil, err end
   setfenv(fn, env)

@@ -17,6 +17,8 @@ local function fmt_num(v)
   if v == math.huge then return "+Inf" end
   if v == -math.huge then return "-Inf" end
   if v == math.floor(v) and v > -1e15 and v < 1e15 then return format("%d", v) end
+  local short = format("%.15g", v)
+  if tonumber(short) == v then return short end
   return format("%.17g", v)
 end
 

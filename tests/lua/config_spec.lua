@@ -1,0 +1,76 @@
+-- steward.config: defaults, files, overlays, environment variables, and clear errors.
+local t = require "steward.tap"
+local config = require "steward.config"
+
+local dir = os.tmpname()
+os.remove(dir)
+os.execute("mkdir -p " .. dir .. "/config")
+local function write(path, text)
+  local f = assert(io.open(dir .. "/" .. path, "w")); f:write(text); f:close()
+  return dir .. "/" .. path
+end
+local function env(vars) return function(k) return vars[k] end end
+
+local cfg = assert(config.load({ file = dir .. "/none.lua", getenv = env({}) }))
+t.is(cfg.listen, "127.0.0.1:8080", "default listen")
+t.is(cfg.store, "sqlite:var/steward.db", "default store")
+t.is(cfg.policies, "policies", "default policies")
+t.is(cfg.admin_socket, "var/steward.sock", "default admin socket")
+t.is(cfg.limits.max_body_bytes, 8 * 1024 * 1024, "default body limit")
+t.is(cfg.limits.header_timeout, 10, "durations become seconds")
+
+local _, err = config.load({ file = dir .. "/none.lua", required = true, getenv = env({}) })
+t.like(err, "cannot open the config file", "a named config file must exist")
+
+local f = write("steward.lua", [[return { listen = "0.0.0.0:9000", env = "production", limits = { body_timeout = "2m" } }]])
+write("config/production.lua", [[return { store = "postgres://u@db:5432/steward", limits = { max_batch = 500 } }]])
+cfg = assert(config.load({ file = f, getenv = env({}) }))
+t.is(cfg.listen, "0.0.0.0:9000", "the file overrides defaults")
+t.is(cfg.limits.body_timeout, 120, "a duration string in the file")
+t.is(cfg.store, "postgres://u@db:5432/steward", "config/<env>.lua overlays the file")
+t.is(cfg.limits.max_batch, 500, "the overlay merges limits key by key")
+t.is(cfg.limits.max_body_bytes, 8 * 1024 * 1024, "limits the overlay does not name keep their value")
+
+cfg = assert(config.load({ file = f, getenv = env({ STEWARD_LISTEN = "127.0.0.1:7000", STEWARD_LIMITS_MAX_BATCH = "42",
+  STEWARD_METRICS_PUBLIC = "true" }) }))
+t.is(cfg.listen, "127.0.0.1:7000", "STEWARD_LISTEN overrides everything")
+t.is(cfg.limits.max_batch, 42, "STEWARD_LIMITS_<KEY> sets a limit, as a number")
+t.is(cfg.metrics_public, true, "booleans from the environment")
+write("config/staging.lua", [[return { listen = "127.0.0.1:7100" }]])
+cfg = assert(config.load({ file = f, getenv = env({ STEWARD_ENV = "staging" }) }))
+t.is(cfg.listen, "127.0.0.1:7100", "STEWARD_ENV selects the overlay")
+
+local cases = {
+  { [[return { lisen = "x" }]], "unknown key 'lisen' %(did you mean 'listen'%?%)", "unknown key, with a suggestion" },
+  { [[return { listen = 8080 }]], "listen = 8080: expected a string", "wrong type names key and value" },
+  { [[return { listen = "localhost" }]], 'listen = "localhost": expected host:port', "bad value says what was expected" },
+  { [[return { store = "mysql://x" }]], 'store = "mysql://x": expected', "unknown store scheme" },
+  { [[return { limits = { max_body_bytes = -1 } }]], "limits.max_body_bytes = %-1: expected an integer", "limit range" },
+  { [[return { limits = { header_timeout = "soon" } }]], "limits.header_timeout = \"soon\": bad duration", "bad duration" },
+  { [[return { limits = { bogus = 1 } }]], "unknown key 'limits.bogus'", "unknown limit" },
+  { [[return { limits = 5 }]], "limits = 5: expected a table", "limits must be a table" },
+  { [[return "nope"]], "must return a table", "a file must return a table" },
+  { [[error("boom")]], "boom", "an error in the file is reported" },
+  { [[return { admin_token = "short" }]], "at least 16 characters", "weak admin tokens are refused" },
+  { [[return { env = "../etc" }]], 'env = "../etc"', "env must be a plain name" },
+  { [[local x = io.open("/etc/passwd") return {}]], "io", "a config file cannot do I/O" },
+}
+for _, c in ipairs(cases) do
+  local path = write("bad.lua", c[1])
+  local res, e = config.load({ file = path, getenv = env({}) })
+  t.ok(res == nil and e and e:find(c[2]), c[3] .. " (" .. tostring(e) .. ")")
+  t.ok(e == nil or not e:find("\n"), "the error is one line: " .. c[3])
+end
+_, err = config.load({ file = f, getenv = env({ STEWARD_LISTEN = "nope" }) })
+t.like(err, "^STEWARD_LISTEN: listen = \"nope\"", "an environment error names the variable")
+
+-- docs/configuration.md documents every key.
+local doc = io.open("docs/configuration.md")
+if doc then
+  local text = doc:read("*a"); doc:close()
+  for _, row in ipairs(config.describe()) do
+    t.ok(text:find("`" .. row.key .. "`", 1, true), "docs/configuration.md documents " .. row.key)
+  end
+end
+os.execute("rm -rf " .. dir)
+t.done()
