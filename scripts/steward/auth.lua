@@ -12,11 +12,9 @@ local type, pairs, ipairs = type, pairs, ipairs
 local M = {}
 
 store.register_migrations("auth", {
-  { version = 1, sql = {
-    [[CREATE TABLE api_tokens (
-        id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, name TEXT, role TEXT NOT NULL,
-        tenant TEXT, created REAL NOT NULL, revoked REAL)]],
-  } },
+  { version = 1, sql = [[CREATE TABLE api_tokens (
+      id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, name TEXT, role TEXT NOT NULL,
+      tenant TEXT, created DOUBLE PRECISION NOT NULL, revoked DOUBLE PRECISION)]] },
 })
 
 M.ROLES = { admin = true, operator = true, viewer = true, ingest = true }

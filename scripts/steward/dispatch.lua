@@ -18,21 +18,23 @@ local format = string.format
 
 local M = {}
 
+local COMMON = [[
+  CREATE TABLE handled (
+    policy TEXT NOT NULL, seq BIGINT NOT NULL, status TEXT NOT NULL,
+    attempts INTEGER NOT NULL, finished DOUBLE PRECISION NOT NULL, PRIMARY KEY (policy, seq));
+  CREATE TABLE dispatch_cursor (policy TEXT PRIMARY KEY, seq BIGINT NOT NULL);
+  CREATE INDEX dead_letters_open ON dead_letters (requeued, id);
+]]
 store.register_migrations("dispatch", {
   { version = 1, sql = {
-    [[CREATE TABLE handled (
-        policy TEXT NOT NULL, seq INTEGER NOT NULL, status TEXT NOT NULL,
-        attempts INTEGER NOT NULL, finished REAL NOT NULL, PRIMARY KEY (policy, seq))]],
-    [[CREATE TABLE dispatch_cursor (policy TEXT PRIMARY KEY, seq INTEGER NOT NULL)]],
-    { sqlite = [[CREATE TABLE dead_letters (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, policy TEXT NOT NULL, seq INTEGER NOT NULL,
+    sqlite = [[CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, policy TEXT NOT NULL, seq BIGINT NOT NULL,
         event_id TEXT NOT NULL, error TEXT NOT NULL, attempts INTEGER NOT NULL,
-        created REAL NOT NULL, requeued REAL)]],
-      postgres = [[CREATE TABLE dead_letters (
+        created DOUBLE PRECISION NOT NULL, requeued DOUBLE PRECISION);]] .. COMMON,
+    postgres = [[CREATE TABLE dead_letters (
         id BIGSERIAL PRIMARY KEY, policy TEXT NOT NULL, seq BIGINT NOT NULL,
         event_id TEXT NOT NULL, error TEXT NOT NULL, attempts INTEGER NOT NULL,
-        created DOUBLE PRECISION NOT NULL, requeued DOUBLE PRECISION)]] },
-    [[CREATE INDEX dead_letters_open ON dead_letters (requeued, id)]],
+        created DOUBLE PRECISION NOT NULL, requeued DOUBLE PRECISION);]] .. COMMON,
   } },
 })
 
@@ -62,6 +64,7 @@ function M.new(opts)
     depth = 0,         -- events queued or running
     inflight = {},     -- policy -> { [seq] = true } (queued or running)
     high = {},         -- policy -> highest seq handed to it
+    saved = {},        -- policy -> cursor last written
     stopping = false,
     idle_waiters = {},
   }, D)
@@ -269,9 +272,14 @@ function D:checkpoint()
       if not low or seq < low then low = seq end
     end
     local upto = low and (low - 1) or self.high[name]
-    if upto then
-      local ok, err = self.st:sql("UPDATE dispatch_cursor SET seq = $2 WHERE policy = $1 AND seq < $2", name, upto)
+    if upto and upto > (self.saved[name] or -1) then
+      -- Completion records at or below the cursor are no longer needed by recovery.
+      local ok, err = self.st:batch({
+        { "UPDATE dispatch_cursor SET seq = $2 WHERE policy = $1 AND seq < $2", name, upto },
+        { "DELETE FROM handled WHERE policy = $1 AND seq <= $2 AND status = 'done'", name, upto },
+      })
       if not ok then return nil, err end
+      self.saved[name] = upto
     end
   end
   return true
