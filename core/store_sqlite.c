@@ -1,0 +1,930 @@
+/* The SQLite backend of store.h. One writer thread owns the only read-write connection and
+ * group-commits: it takes every unit queued so far, runs them in one BEGIN IMMEDIATE ...
+ * COMMIT (one fsync for all of them), each unit inside its own savepoint so a failing unit
+ * is rolled back and reported alone, then hands the results to the loop with uv_async_send.
+ * Reads run on libuv's thread pool on a small pool of read-only connections; WAL lets them
+ * read while the writer writes. The loop thread runs no SQLite statement and never fsyncs. */
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store.h"
+
+#define GROUP_MAX_STMTS 4096 /* statements per transaction, so one commit stays short */
+#define CACHE_SLOTS 512      /* prepared statements per connection (open addressing) */
+#define CACHE_MAX 256
+
+/* ---- connections and their prepared-statement cache ---- */
+
+struct cached {
+    char *sql;
+    size_t len;
+    uint64_t hash;
+    sqlite3_stmt *st;
+    int *map;     /* map[i] = 0-based parameter for SQLite's parameter i+1 */
+    int nmap;     /* sqlite3_bind_parameter_count */
+    int nwanted;  /* highest $n referenced */
+    int readonly; /* sqlite3_stmt_readonly */
+};
+
+struct conn {
+    sqlite3 *db;
+    struct cached *slots; /* CACHE_SLOTS */
+    int ncached;
+    struct conn *next; /* idle reader list */
+};
+
+static uint64_t hash_sql(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+static void cache_clear(struct conn *c)
+{
+    for (int i = 0; i < CACHE_SLOTS; i++) {
+        struct cached *e = &c->slots[i];
+        if (!e->sql)
+            continue;
+        sqlite3_finalize(e->st);
+        free(e->sql);
+        free(e->map);
+        memset(e, 0, sizeof *e);
+    }
+    c->ncached = 0;
+}
+
+static void conn_close(struct conn *c)
+{
+    if (!c)
+        return;
+    if (c->slots) {
+        cache_clear(c);
+        free(c->slots);
+    }
+    sqlite3_close_v2(c->db);
+    free(c);
+}
+
+/* The SQL of every backend numbers parameters $1, $2, ...; SQLite sees "$1" as a parameter
+ * named "$1", so each of its parameters is mapped to a position once, when prepared. */
+static int build_map(struct cached *e, char *err, size_t errlen)
+{
+    e->nmap = sqlite3_bind_parameter_count(e->st);
+    e->nwanted = 0;
+    if (e->nmap == 0)
+        return 0;
+    e->map = malloc((size_t)e->nmap * sizeof *e->map);
+    if (!e->map) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 1; i <= e->nmap; i++) {
+        const char *name = sqlite3_bind_parameter_name(e->st, i);
+        long pos = i;
+        if (name) {
+            char *end;
+            errno = 0;
+            pos = (name[0] == '$' || name[0] == '?') ? strtol(name + 1, &end, 10) : -1;
+            if (pos < 1 || pos > 65535 || *end || errno) {
+                snprintf(err, errlen, "parameter %s: only $1, $2, ... are supported", name);
+                return -1;
+            }
+        }
+        e->map[i - 1] = (int)pos - 1;
+        if (pos > e->nwanted)
+            e->nwanted = (int)pos;
+    }
+    return 0;
+}
+
+static int only_space(const char *s)
+{
+    for (; *s; s++)
+        if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r' && *s != ';')
+            return 0;
+    return 1;
+}
+
+/* The cached statement for sql, preparing it on a miss; NULL with err set on failure. */
+static struct cached *prepare(struct conn *c, const char *sql, size_t len, char *err,
+                              size_t errlen)
+{
+    uint64_t h = hash_sql(sql, len);
+    size_t i = (size_t)(h % CACHE_SLOTS);
+    for (;;) {
+        struct cached *e = &c->slots[i];
+        if (!e->sql)
+            break;
+        if (e->hash == h && e->len == len && memcmp(e->sql, sql, len) == 0)
+            return e;
+        i = (i + 1) % CACHE_SLOTS;
+    }
+    if (c->ncached >= CACHE_MAX) { /* a full cache is a rare workload; start over */
+        cache_clear(c);
+        i = (size_t)(h % CACHE_SLOTS);
+    }
+    sqlite3_stmt *st = NULL;
+    const char *tail = NULL;
+    if (sqlite3_prepare_v3(c->db, sql, (int)len, SQLITE_PREPARE_PERSISTENT, &st, &tail) !=
+        SQLITE_OK) {
+        snprintf(err, errlen, "%s", sqlite3_errmsg(c->db));
+        return NULL;
+    }
+    if (!st) {
+        snprintf(err, errlen, "empty statement");
+        return NULL;
+    }
+    if (tail && !only_space(tail)) {
+        sqlite3_finalize(st);
+        snprintf(err, errlen, "one statement per call expected (use batch for several)");
+        return NULL;
+    }
+    struct cached e = {.len = len, .hash = h, .st = st, .readonly = sqlite3_stmt_readonly(st)};
+    if (build_map(&e, err, errlen) != 0 || !(e.sql = malloc(len + 1))) {
+        if (!e.sql && !*err)
+            snprintf(err, errlen, "out of memory");
+        sqlite3_finalize(st);
+        free(e.map);
+        return NULL;
+    }
+    memcpy(e.sql, sql, len);
+    e.sql[len] = 0;
+    while (c->slots[i].sql)
+        i = (i + 1) % CACHE_SLOTS;
+    c->slots[i] = e;
+    c->ncached++;
+    return &c->slots[i];
+}
+
+static const char *code_of(int rc)
+{
+    switch (rc) {
+    case SQLITE_CONSTRAINT_UNIQUE:
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+    case SQLITE_CONSTRAINT_ROWID:
+        return STORE_CODE_UNIQUE;
+    case SQLITE_CONSTRAINT_FOREIGNKEY:
+        return STORE_CODE_FOREIGN_KEY;
+    case SQLITE_CONSTRAINT_NOTNULL:
+        return STORE_CODE_NOT_NULL;
+    case SQLITE_CONSTRAINT_CHECK:
+        return STORE_CODE_CHECK;
+    }
+    switch (rc & 0xff) {
+    case SQLITE_CONSTRAINT:
+        return STORE_CODE_CONSTRAINT;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return STORE_CODE_BUSY;
+    }
+    return STORE_CODE_ERROR;
+}
+
+/* Runs statement i of req on c into req->results[i]; 0, or -1 with the request failed. */
+static int run_stmt(struct conn *c, store_req_t *req, int i)
+{
+    store_stmt_t *s = &req->stmts[i];
+    store_result_t *r = &req->results[i];
+    char err[512] = "";
+    struct cached *e = prepare(c, s->sql, s->sql_len, err, sizeof err);
+    if (!e) {
+        store_req_fail(req, i + 1, STORE_CODE_ERROR, err);
+        return -1;
+    }
+    if (s->nparams != e->nwanted) {
+        snprintf(err, sizeof err, "statement expects %d parameter%s, got %d", e->nwanted,
+                 e->nwanted == 1 ? "" : "s", s->nparams);
+        store_req_fail(req, i + 1, STORE_CODE_ERROR, err);
+        return -1;
+    }
+    sqlite3_stmt *st = e->st;
+    for (int k = 0; k < e->nmap; k++) {
+        const store_value_t *v = &s->params[e->map[k]];
+        int rc;
+        switch (v->type) {
+        case STORE_INT:
+            rc = sqlite3_bind_int64(st, k + 1, v->v.i);
+            break;
+        case STORE_REAL:
+            rc = sqlite3_bind_double(st, k + 1, v->v.d);
+            break;
+        case STORE_TEXT:
+            rc = sqlite3_bind_text64(st, k + 1, v->v.s, v->len, SQLITE_STATIC, SQLITE_UTF8);
+            break;
+        case STORE_BLOB:
+            rc = sqlite3_bind_blob64(st, k + 1, v->v.s, v->len, SQLITE_STATIC);
+            break;
+        default:
+            rc = sqlite3_bind_null(st, k + 1);
+        }
+        if (rc != SQLITE_OK) {
+            store_req_fail(req, i + 1, code_of(rc), sqlite3_errmsg(c->db));
+            sqlite3_clear_bindings(st);
+            return -1;
+        }
+    }
+    int64_t total0 = sqlite3_total_changes64(c->db);
+    int64_t rowid0 = sqlite3_last_insert_rowid(c->db);
+    int ncols = sqlite3_column_count(st), rc;
+    r->ncols = ncols;
+    if (ncols > 0) {
+        r->cols = store_arena_alloc(&req->arena, (size_t)ncols * sizeof *r->cols);
+        for (int k = 0; r->cols && k < ncols; k++) {
+            const char *name = sqlite3_column_name(st, k);
+            r->cols[k] = store_arena_strdup(&req->arena, name ? name : "?", name ? strlen(name) : 1);
+            if (!r->cols[k])
+                r->cols = NULL;
+        }
+        if (!r->cols)
+            goto oom;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        store_value_t *row = store_result_add_row(r);
+        if (!row)
+            goto oom;
+        for (int k = 0; k < ncols; k++) {
+            store_value_t *v = &row[k];
+            memset(v, 0, sizeof *v);
+            switch (sqlite3_column_type(st, k)) {
+            case SQLITE_INTEGER:
+                v->type = STORE_INT;
+                v->v.i = sqlite3_column_int64(st, k);
+                break;
+            case SQLITE_FLOAT:
+                v->type = STORE_REAL;
+                v->v.d = sqlite3_column_double(st, k);
+                break;
+            case SQLITE_TEXT:
+            case SQLITE_BLOB: {
+                int blob = sqlite3_column_type(st, k) == SQLITE_BLOB;
+                const void *p = blob ? sqlite3_column_blob(st, k) : sqlite3_column_text(st, k);
+                size_t n = (size_t)sqlite3_column_bytes(st, k);
+                v->type = blob ? STORE_BLOB : STORE_TEXT;
+                v->len = n;
+                v->v.s = store_arena_strdup(&req->arena, p ? p : "", p ? n : 0);
+                if (!v->v.s)
+                    goto oom;
+                break;
+            }
+            default:
+                v->type = STORE_NULL;
+            }
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        store_req_fail(req, i + 1, code_of(sqlite3_extended_errcode(c->db)),
+                       sqlite3_errmsg(c->db));
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        return -1;
+    }
+    r->changes = sqlite3_total_changes64(c->db) != total0 ? sqlite3_changes64(c->db) : 0;
+    int64_t rowid = sqlite3_last_insert_rowid(c->db);
+    if (rowid != rowid0) {
+        r->last_id = rowid;
+        r->has_last_id = 1;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st); /* the bound bytes belong to req, which is about to go */
+    return 0;
+oom:
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    store_req_fail(req, i + 1, STORE_CODE_ERROR, "out of memory");
+    return -1;
+}
+
+/* A one-off statement without results (BEGIN, COMMIT, SAVEPOINT ...), from the cache. */
+static int simple(struct conn *c, const char *sql, char *err, size_t errlen)
+{
+    struct cached *e = prepare(c, sql, strlen(sql), err, errlen);
+    if (!e)
+        return -1;
+    int rc = sqlite3_step(e->st);
+    sqlite3_reset(e->st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        snprintf(err, errlen, "%s", sqlite3_errmsg(c->db));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the store ---- */
+
+struct sq {
+    store_t base;
+    char *path;
+    int sync;     /* PRAGMA synchronous: 0 off, 1 normal, 2 full */
+    int busy_ms;
+    int max_readers;
+    int temp;     /* sqlite::memory: is a private file removed at close */
+    uv_async_t async;
+    uv_thread_t writer;
+    int writer_started;
+    uv_mutex_t mu;
+    uv_cond_t cv;
+    /* under mu */
+    store_req_t *q_head, *q_tail; /* units for the writer */
+    store_req_t *d_head, *d_tail; /* completed units for the loop */
+    int stop, writer_exited, open_done;
+    char open_err[1200];
+    struct conn *idle; /* reader connections not in use */
+    int nreaders;      /* on the idle list */
+    store_stats_t st;
+    /* loop thread only */
+    int open_reported, closing, close_started, released, refs;
+    int reads_in_flight;
+    int holds; /* open + writes not yet delivered: the async handle keeps the loop alive */
+    store_open_fn open_cb;
+    void *open_ud;
+    store_closed_fn close_cb;
+    void *close_ud;
+};
+
+static double now_s(void) { return (double)uv_hrtime() / 1e9; }
+
+static void sq_unref(struct sq *q)
+{
+    if (--q->refs > 0)
+        return;
+    uv_mutex_destroy(&q->mu);
+    uv_cond_destroy(&q->cv);
+    free(q->path);
+    free(q);
+}
+
+static struct conn *conn_open(struct sq *q, int readonly, char *err, size_t errlen)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    if (c)
+        c->slots = calloc(CACHE_SLOTS, sizeof *c->slots);
+    if (!c || !c->slots) {
+        free(c);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+                SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(q->path, &c->db, flags, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", q->path, c->db ? sqlite3_errmsg(c->db) : "out of memory");
+        conn_close(c);
+        return NULL;
+    }
+    sqlite3_extended_result_codes(c->db, 1);
+    sqlite3_busy_timeout(c->db, q->busy_ms);
+    if (readonly) /* the writer, closing last, checkpoints; readers never fsync */
+        sqlite3_db_config(c->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+    return c;
+}
+
+/* Opens the writer's connection and makes the database WAL; on the writer thread. */
+static struct conn *writer_open(struct sq *q, char *err, size_t errlen)
+{
+    if (q->temp) {
+        const char *dir = getenv("TMPDIR");
+        char tmpl[1024];
+        snprintf(tmpl, sizeof tmpl, "%s/steward-store-XXXXXX", dir && *dir ? dir : "/tmp");
+        int fd = mkstemp(tmpl);
+        if (fd < 0) {
+            snprintf(err, errlen, "%s: %s", tmpl, strerror(errno));
+            return NULL;
+        }
+        close(fd);
+        char *p = strdup(tmpl);
+        if (!p) {
+            unlink(tmpl);
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+        free(q->path);
+        q->path = p;
+    }
+    struct conn *c = conn_open(q, 0, err, errlen);
+    if (!c)
+        return NULL;
+    static const char *const sync_names[] = {"OFF", "NORMAL", "FULL"};
+    char pragmas[256];
+    snprintf(pragmas, sizeof pragmas,
+             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;",
+             sync_names[q->sync]);
+    char *msg = NULL;
+    if (sqlite3_exec(c->db, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", q->path, msg ? msg : "cannot set up the database");
+        sqlite3_free(msg);
+        conn_close(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void fail_all(store_req_t **units, int n, const char *msg)
+{
+    for (int u = 0; u < n; u++)
+        if (units[u]->status == 0) {
+            store_req_reset_results(units[u]);
+            store_req_fail(units[u], 0, STORE_CODE_ERROR, msg);
+        }
+}
+
+/* One transaction for units[0..n): each unit in a savepoint; a failed unit is rolled back
+ * alone. If a failure ended the whole transaction (SQLite does on some errors, and on
+ * RAISE(ROLLBACK)), the group is run again without the failed unit. */
+static int run_group(struct conn *c, store_req_t **units, int n, uint64_t *stmts)
+{
+    char err[512];
+again:
+    if (simple(c, "BEGIN IMMEDIATE", err, sizeof err) != 0) {
+        fail_all(units, n, err);
+        return 0;
+    }
+    for (int u = 0; u < n; u++) {
+        store_req_t *req = units[u];
+        if (req->status != 0)
+            continue;
+        int sp = req->nstmts > 1;
+        if (sp && simple(c, "SAVEPOINT unit", err, sizeof err) != 0) {
+            store_req_fail(req, 0, STORE_CODE_ERROR, err);
+            continue;
+        }
+        int failed = 0;
+        for (int i = 0; i < req->nstmts && !failed; i++) {
+            (*stmts)++;
+            failed = run_stmt(c, req, i) != 0;
+        }
+        if (!failed) {
+            if (sp && simple(c, "RELEASE unit", err, sizeof err) != 0)
+                store_req_fail(req, 0, STORE_CODE_ERROR, err);
+            continue;
+        }
+        store_req_reset_results(req);
+        if (sqlite3_get_autocommit(c->db)) { /* the transaction is gone: redo the others */
+            for (int k = 0; k < n; k++)
+                if (units[k]->status == 0)
+                    store_req_reset_results(units[k]);
+            goto again;
+        }
+        if (sp && (simple(c, "ROLLBACK TO unit", err, sizeof err) != 0 ||
+                   simple(c, "RELEASE unit", err, sizeof err) != 0)) {
+            simple(c, "ROLLBACK", err, sizeof err);
+            fail_all(units, n, "rolling back a failed unit failed");
+            return 0;
+        }
+    }
+    if (simple(c, "COMMIT", err, sizeof err) != 0) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "commit failed: %s", err);
+        if (!sqlite3_get_autocommit(c->db))
+            simple(c, "ROLLBACK", err, sizeof err);
+        fail_all(units, n, msg);
+        return 0;
+    }
+    return 1;
+}
+
+static void writer_main(void *arg)
+{
+    struct sq *q = arg;
+    char err[1200] = "";
+    struct conn *c = writer_open(q, err, sizeof err);
+    uv_mutex_lock(&q->mu);
+    q->open_done = 1;
+    if (!c) {
+        snprintf(q->open_err, sizeof q->open_err, "%s", err);
+        q->writer_exited = 1;
+    }
+    uv_mutex_unlock(&q->mu);
+    uv_async_send(&q->async);
+    if (!c)
+        return;
+    store_req_t **units = NULL;
+    size_t cap = 0;
+    for (;;) {
+        uv_mutex_lock(&q->mu);
+        while (!q->q_head && !q->stop)
+            uv_cond_wait(&q->cv, &q->mu);
+        if (!q->q_head) {
+            uv_mutex_unlock(&q->mu);
+            break;
+        }
+        /* Take everything queued so far, up to a bounded transaction. */
+        size_t n = 0, nst = 0;
+        store_req_t *head = q->q_head, *r = head, *last = NULL;
+        while (r && (n == 0 || nst + (size_t)r->nstmts <= GROUP_MAX_STMTS)) {
+            nst += (size_t)r->nstmts;
+            n++;
+            last = r;
+            r = r->next;
+        }
+        q->q_head = r;
+        if (!r)
+            q->q_tail = NULL;
+        last->next = NULL;
+        q->st.queue_depth -= n;
+        uv_mutex_unlock(&q->mu);
+
+        if (n > cap) {
+            size_t ncap = n > 64 ? n : 64;
+            store_req_t **p = realloc(units, ncap * sizeof *p);
+            if (!p) { /* cannot even list them: fail each, alone */
+                for (r = head; r; r = r->next)
+                    store_req_fail(r, 0, STORE_CODE_ERROR, "out of memory");
+                n = 0;
+            } else {
+                units = p;
+                cap = ncap;
+            }
+        }
+        size_t i = 0;
+        for (r = head; r && i < n; r = r->next)
+            units[i++] = r;
+        double t0 = now_s();
+        uint64_t stmts = 0;
+        int committed = n ? run_group(c, units, (int)n, &stmts) : 0;
+        double dt = now_s() - t0;
+
+        uv_mutex_lock(&q->mu);
+        for (r = head; r; r = r->next) {
+            q->st.units++;
+            q->st.failed_units += r->status != 0;
+        }
+        q->st.commits += (uint64_t)committed;
+        q->st.statements += stmts;
+        q->st.last_batch_units = n;
+        if (n > q->st.max_batch_units)
+            q->st.max_batch_units = n;
+        q->st.commit_seconds_total += dt;
+        if (q->d_tail)
+            q->d_tail->next = head;
+        else
+            q->d_head = head;
+        q->d_tail = last;
+        uv_mutex_unlock(&q->mu);
+        uv_async_send(&q->async);
+    }
+    free(units);
+    /* Readers close first so the writer is the last connection: its close checkpoints. */
+    uv_mutex_lock(&q->mu);
+    struct conn *idle = q->idle;
+    q->idle = NULL;
+    q->nreaders = 0;
+    uv_mutex_unlock(&q->mu);
+    while (idle) {
+        struct conn *next = idle->next;
+        conn_close(idle);
+        idle = next;
+    }
+    conn_close(c);
+    if (q->temp) {
+        char p[1100];
+        unlink(q->path);
+        snprintf(p, sizeof p, "%s-wal", q->path);
+        unlink(p);
+        snprintf(p, sizeof p, "%s-shm", q->path);
+        unlink(p);
+    }
+    uv_mutex_lock(&q->mu);
+    q->writer_exited = 1;
+    uv_mutex_unlock(&q->mu);
+    uv_async_send(&q->async);
+}
+
+/* ---- loop side ---- */
+
+/* An idle store must not keep the loop (and a finished script) running: the async handle is
+ * referenced only while something is pending. */
+static void hold(struct sq *q)
+{
+    if (q->holds++ == 0)
+        uv_ref((uv_handle_t *)&q->async);
+}
+
+static void unhold(struct sq *q)
+{
+    if (--q->holds == 0)
+        uv_unref((uv_handle_t *)&q->async);
+}
+
+static void async_closed(uv_handle_t *h)
+{
+    struct sq *q = h->data;
+    store_closed_fn cb = q->close_cb;
+    void *ud = q->close_ud;
+    sq_unref(q);
+    if (cb)
+        cb(ud);
+}
+
+static void deliver(struct sq *q)
+{
+    uv_mutex_lock(&q->mu);
+    store_req_t *r = q->d_head;
+    q->d_head = q->d_tail = NULL;
+    uv_mutex_unlock(&q->mu);
+    while (r) {
+        store_req_t *next = r->next;
+        r->next = NULL;
+        unhold(q);
+        r->done(r);
+        r = next;
+    }
+}
+
+static void release(struct sq *q)
+{
+    if (q->released)
+        return;
+    q->released = 1;
+    uv_thread_join(&q->writer);
+    deliver(q);
+    uv_close((uv_handle_t *)&q->async, async_closed);
+}
+
+static void on_async(uv_async_t *h)
+{
+    struct sq *q = h->data;
+    uv_mutex_lock(&q->mu);
+    int opened = q->open_done, exited = q->writer_exited;
+    uv_mutex_unlock(&q->mu);
+    if (opened && !q->open_reported) {
+        q->open_reported = 1;
+        unhold(q);
+        int failed = q->open_err[0] != 0;
+        if (failed) { /* the store was never handed out: release it quietly */
+            q->closing = 1;
+            release(q);
+        }
+        q->open_cb(failed ? NULL : &q->base, failed ? q->open_err : NULL, q->open_ud);
+        if (failed)
+            return;
+    }
+    deliver(q);
+    if (exited && q->close_started)
+        release(q);
+}
+
+static void stop_writer(struct sq *q)
+{
+    q->close_started = 1;
+    uv_mutex_lock(&q->mu);
+    q->stop = 1;
+    uv_cond_signal(&q->cv);
+    uv_mutex_unlock(&q->mu);
+}
+
+static void sq_submit(store_t *s, store_req_t *req);
+
+/* ---- reads on the thread pool ---- */
+
+struct read_work {
+    uv_work_t w;
+    struct sq *q;
+    store_req_t *req;
+    double seconds;
+};
+
+static void read_run(uv_work_t *w)
+{
+    struct read_work *rw = w->data;
+    struct sq *q = rw->q;
+    double t0 = now_s();
+    uv_mutex_lock(&q->mu);
+    struct conn *c = q->idle;
+    if (c) {
+        q->idle = c->next;
+        q->nreaders--;
+    }
+    uv_mutex_unlock(&q->mu);
+    char err[256];
+    if (!c && !(c = conn_open(q, 1, err, sizeof err))) {
+        store_req_fail(rw->req, 0, STORE_CODE_ERROR, err);
+        return;
+    }
+    for (int i = 0; i < rw->req->nstmts; i++)
+        if (run_stmt(c, rw->req, i) != 0)
+            break;
+    if (!sqlite3_get_autocommit(c->db)) /* a read left a transaction open: end it */
+        simple(c, "ROLLBACK", err, sizeof err);
+    uv_mutex_lock(&q->mu);
+    if (q->nreaders < q->max_readers && !q->stop) {
+        c->next = q->idle;
+        q->idle = c;
+        q->nreaders++;
+        c = NULL;
+    }
+    uv_mutex_unlock(&q->mu);
+    conn_close(c); /* more readers than the pool keeps, or closing: no checkpoint, no fsync */
+    rw->seconds = now_s() - t0;
+}
+
+static void read_done(uv_work_t *w, int status)
+{
+    struct read_work *rw = w->data;
+    struct sq *q = rw->q;
+    store_req_t *req = rw->req;
+    (void)status;
+    q->reads_in_flight--;
+    uv_mutex_lock(&q->mu);
+    q->st.reads++;
+    q->st.failed_reads += req->status != 0;
+    q->st.read_seconds_total += rw->seconds;
+    uv_mutex_unlock(&q->mu);
+    free(rw);
+    req->done(req);
+    if (q->closing && !q->close_started && q->reads_in_flight == 0)
+        stop_writer(q);
+    sq_unref(q);
+}
+
+/* ---- the ops ---- */
+
+/* Posts a failed request back through the loop, so done never runs inside submit. */
+static void fail_later(struct sq *q, store_req_t *req, const char *code, const char *msg)
+{
+    store_req_fail(req, 0, code, msg);
+    hold(q);
+    uv_mutex_lock(&q->mu);
+    if (q->d_tail)
+        q->d_tail->next = req;
+    else
+        q->d_head = req;
+    q->d_tail = req;
+    uv_mutex_unlock(&q->mu);
+    uv_async_send(&q->async);
+}
+
+static void sq_submit(store_t *s, store_req_t *req)
+{
+    struct sq *q = (struct sq *)s;
+    req->next = NULL;
+    if (q->closing || req->nstmts < 1) {
+        fail_later(q, req, q->closing ? STORE_CODE_CLOSED : STORE_CODE_ERROR,
+                   q->closing ? "store is closed" : "no statement");
+        return;
+    }
+    if (req->kind == STORE_READ) {
+        struct read_work *rw = calloc(1, sizeof *rw);
+        if (!rw) {
+            fail_later(q, req, STORE_CODE_ERROR, "out of memory");
+            return;
+        }
+        rw->q = q;
+        rw->req = req;
+        rw->w.data = rw;
+        if (uv_queue_work(s->loop, &rw->w, read_run, read_done) != 0) {
+            free(rw);
+            fail_later(q, req, STORE_CODE_ERROR, "cannot queue the read");
+            return;
+        }
+        q->reads_in_flight++;
+        q->refs++;
+        return;
+    }
+    hold(q);
+    uv_mutex_lock(&q->mu);
+    if (q->q_tail)
+        q->q_tail->next = req;
+    else
+        q->q_head = req;
+    q->q_tail = req;
+    q->st.queue_depth++;
+    uv_cond_signal(&q->cv);
+    uv_mutex_unlock(&q->mu);
+}
+
+static void sq_close(store_t *s, store_closed_fn cb, void *ud)
+{
+    struct sq *q = (struct sq *)s;
+    if (q->closing)
+        return;
+    q->closing = 1;
+    q->close_cb = cb;
+    q->close_ud = ud;
+    hold(q); /* until the writer has exited */
+    /* Reads in flight finish first, so the writer closes the last connection. */
+    if (q->reads_in_flight == 0)
+        stop_writer(q);
+}
+
+static void sq_close_now(store_t *s)
+{
+    struct sq *q = (struct sq *)s;
+    if (q->released)
+        return;
+    q->closing = 1;
+    stop_writer(q);
+    release(q); /* joins the writer: queued units are committed first */
+}
+
+static void sq_stats(store_t *s, store_stats_t *out)
+{
+    struct sq *q = (struct sq *)s;
+    uv_mutex_lock(&q->mu);
+    *out = q->st;
+    uv_mutex_unlock(&q->mu);
+    out->reads_in_flight = (uint64_t)q->reads_in_flight;
+}
+
+/* target: PATH or :memory:, then ?synchronous=full|normal&busy_timeout=MS&readers=N */
+static int parse_target(struct sq *q, const char *target, char *err, size_t errlen)
+{
+    if (strncmp(target, "//", 2) == 0)
+        target += 2;
+    const char *qm = strchr(target, '?');
+    size_t plen = qm ? (size_t)(qm - target) : strlen(target);
+    if (plen == 0) {
+        snprintf(err, errlen, "sqlite: a path or :memory: expected");
+        return -1;
+    }
+    q->path = strndup(target, plen);
+    if (!q->path) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    q->temp = strcmp(q->path, ":memory:") == 0;
+    q->sync = q->temp ? 0 : 2;
+    q->busy_ms = 5000;
+    q->max_readers = 4;
+    for (const char *p = qm ? qm + 1 : NULL; p && *p;) {
+        const char *amp = strchr(p, '&');
+        size_t n = amp ? (size_t)(amp - p) : strlen(p);
+        char opt[128];
+        if (n >= sizeof opt) {
+            snprintf(err, errlen, "sqlite: option too long");
+            return -1;
+        }
+        memcpy(opt, p, n);
+        opt[n] = 0;
+        char *eq = strchr(opt, '=');
+        const char *val = eq ? eq + 1 : "";
+        if (eq)
+            *eq = 0;
+        char *end;
+        long num = strtol(val, &end, 10);
+        int isnum = *val && !*end && num >= 0 && num <= 3600000;
+        if (strcmp(opt, "synchronous") == 0 &&
+            (strcmp(val, "full") == 0 || strcmp(val, "normal") == 0))
+            q->sync = val[0] == 'f' ? 2 : 1;
+        else if (strcmp(opt, "busy_timeout") == 0 && isnum)
+            q->busy_ms = (int)num;
+        else if (strcmp(opt, "readers") == 0 && isnum && num >= 1 && num <= 64)
+            q->max_readers = (int)num;
+        else {
+            snprintf(err, errlen,
+                     "sqlite: bad option '%s' (synchronous=full|normal, busy_timeout=MS, "
+                     "readers=N)",
+                     opt);
+            return -1;
+        }
+        p = amp ? amp + 1 : NULL;
+    }
+    return 0;
+}
+
+static store_t *sq_open(uv_loop_t *loop, const char *target, store_open_fn cb, void *ud,
+                        char *err, size_t errlen)
+{
+    struct sq *q = calloc(1, sizeof *q);
+    if (!q) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (parse_target(q, target, err, errlen) != 0) {
+        free(q->path);
+        free(q);
+        return NULL;
+    }
+    q->base.ops = &store_sqlite_ops;
+    q->base.loop = loop;
+    q->open_cb = cb;
+    q->open_ud = ud;
+    q->refs = 1; /* the async handle; each read in flight holds one more */
+    uv_mutex_init(&q->mu);
+    uv_cond_init(&q->cv);
+    uv_async_init(loop, &q->async, on_async);
+    q->async.data = q;
+    uv_unref((uv_handle_t *)&q->async);
+    hold(q); /* until the open is reported */
+    if (uv_thread_create(&q->writer, writer_main, q) != 0) {
+        snprintf(err, errlen, "sqlite: cannot start the writer thread");
+        q->released = 1;
+        uv_close((uv_handle_t *)&q->async, async_closed);
+        return NULL;
+    }
+    return &q->base;
+}
+
+const struct store_ops store_sqlite_ops = {
+    .name = "sqlite",
+    .scheme = "sqlite:",
+    .open = sq_open,
+    .submit = sq_submit,
+    .close = sq_close,
+    .close_now = sq_close_now,
+    .stats = sq_stats,
+};

@@ -1,0 +1,104 @@
+-- The built-in tables of the store, as migrations. DDL differs between the backends only in the
+-- generated key (AUTOINCREMENT vs BIGSERIAL) and in PostgreSQL's text collation: keys compare
+-- bytewise ("C") there as they do in SQLite, so ranges and cursors mean the same on both.
+local store = require "steward.store"
+
+local function both(template)
+  return {
+    sqlite = template:gsub("{serial}", "INTEGER PRIMARY KEY AUTOINCREMENT"):gsub("{text}", "TEXT"),
+    postgres = template:gsub("{serial}", "BIGSERIAL PRIMARY KEY"):gsub("{text}", 'TEXT COLLATE "C"'),
+  }
+end
+
+store.register_migrations("events", {
+  { version = 1, sql = both [[
+    CREATE TABLE events (
+      seq {serial},
+      id {text} NOT NULL UNIQUE,
+      type {text} NOT NULL,
+      tenant {text},
+      time DOUBLE PRECISION NOT NULL,
+      source TEXT,
+      data TEXT NOT NULL,
+      received DOUBLE PRECISION NOT NULL);
+    CREATE INDEX events_type ON events (type, seq);
+    CREATE INDEX events_tenant ON events (tenant, seq);
+    CREATE INDEX events_time ON events (time);
+  ]] },
+})
+
+store.register_migrations("kv", {
+  { version = 1, sql = both [[
+    CREATE TABLE kv (
+      ns {text} NOT NULL,
+      key {text} NOT NULL,
+      value TEXT NOT NULL,
+      version BIGINT NOT NULL,
+      expires_at DOUBLE PRECISION,
+      updated DOUBLE PRECISION NOT NULL,
+      PRIMARY KEY (ns, key));
+    CREATE INDEX kv_expires ON kv (expires_at);
+  ]] },
+})
+
+store.register_migrations("timers", {
+  { version = 1, sql = both [[
+    CREATE TABLE timers (
+      id {text} PRIMARY KEY,
+      due_at DOUBLE PRECISION NOT NULL,
+      event TEXT NOT NULL,
+      created DOUBLE PRECISION NOT NULL);
+    CREATE INDEX timers_due ON timers (due_at);
+    CREATE TABLE schedules (
+      name {text} PRIMARY KEY,
+      expr TEXT NOT NULL,
+      event TEXT NOT NULL,
+      next_at DOUBLE PRECISION,
+      last_fired DOUBLE PRECISION,
+      updated DOUBLE PRECISION NOT NULL);
+    CREATE INDEX schedules_next ON schedules (next_at);
+  ]] },
+})
+
+store.register_migrations("jobs", {
+  { version = 1, sql = both [[
+    CREATE TABLE jobs (
+      id {serial},
+      queue {text} NOT NULL,
+      payload TEXT NOT NULL,
+      state {text} NOT NULL,
+      attempts INTEGER NOT NULL,
+      max_attempts INTEGER NOT NULL,
+      run_at DOUBLE PRECISION NOT NULL,
+      lease_until DOUBLE PRECISION,
+      dedupe_key {text},
+      last_error TEXT,
+      created DOUBLE PRECISION NOT NULL,
+      updated DOUBLE PRECISION NOT NULL,
+      UNIQUE (queue, dedupe_key));
+    CREATE INDEX jobs_due ON jobs (queue, state, run_at);
+    CREATE INDEX jobs_lease ON jobs (queue, state, lease_until);
+  ]] },
+})
+
+store.register_migrations("decisions", {
+  { version = 1, sql = both [[
+    CREATE TABLE decisions (
+      id {serial},
+      policy {text} NOT NULL,
+      version TEXT,
+      event_id {text},
+      input TEXT,
+      outcome {text} NOT NULL,
+      result TEXT,
+      error TEXT,
+      duration DOUBLE PRECISION,
+      side_effects TEXT,
+      time DOUBLE PRECISION NOT NULL);
+    CREATE INDEX decisions_policy ON decisions (policy, id);
+    CREATE INDEX decisions_event ON decisions (event_id);
+    CREATE INDEX decisions_time ON decisions (time);
+  ]] },
+})
+
+return true
