@@ -117,6 +117,13 @@ function M.main(args)
   local cfg, err = config.load({ file = args.config or "steward.lua", required = args.config ~= nil })
   if not cfg then die(2, "config: " .. err) end
   log.set_level(cfg.log_level)
+  -- STEWARD_PROFILE=mode:file samples the whole daemon with LuaJIT's profiler (jit.p),
+  -- e.g. "F:/tmp/prof.txt" (functions) or "v:/tmp/vm.txt" (VM states: JIT, interpreter, GC, C).
+  local prof = os.getenv("STEWARD_PROFILE")
+  if prof and prof ~= "" then
+    local mode, out = prof:match("^([^:]*):(.+)$")
+    require("jit.p").start(mode or "F", out or prof)
+  end
 
   local ok
   ok, err = fs.mkdir(cfg.var_dir, { parents = true })
@@ -195,6 +202,7 @@ function M.main(args)
   st:close()
   ctx.store_closed = true
   for _, w in ipairs(watches) do w:cancel() end
+  if prof and prof ~= "" then require("jit.p").stop() end
   log.info("stopped")
 end
 

@@ -65,6 +65,7 @@ function M.new(opts)
     inflight = {},     -- policy -> { [seq] = true } (queued or running)
     high = {},         -- policy -> highest seq handed to it
     saved = {},        -- policy -> cursor last written
+    done_buf = {},     -- completions not yet written
     stopping = false,
     idle_waiters = {},
   }, D)
@@ -84,13 +85,43 @@ local function backoff(d, attempt)
   return base / 2 + random() * base / 2 -- "equal jitter": never less than half the step
 end
 
-local function record_done(d, p, ev, status, attempts)
-  local res, err = d.st:sql(
-    "INSERT INTO handled (policy, seq, status, attempts, finished) VALUES ($1, $2, $3, $4, $5) " ..
-    "ON CONFLICT (policy, seq) DO UPDATE SET status = $3, attempts = $4, finished = $5",
-    p.name, ev.seq, status, attempts, time.now())
-  if not res then log.error("cannot record a completion", { policy = p.name, seq = ev.seq, error = err }) end
-  return res, err
+-- Completion records are written in groups: one INSERT for every handling that ended in the
+-- last few milliseconds. A crash before the write means those handlers run again, which
+-- at-least-once allows; it never means an unfinished handler is taken for done.
+local FLUSH_DELAY, FLUSH_ROWS = 0.005, 400
+
+local function flush_done(d)
+  while #d.done_buf > 0 do
+    local buf = d.done_buf
+    d.done_buf = {}
+    local now = time.now()
+    for first = 1, #buf, FLUSH_ROWS do
+      local last = min(first + FLUSH_ROWS - 1, #buf)
+      local values, stmt, n = {}, { false }, 1
+      for i = first, last do
+        local r = buf[i]
+        values[#values + 1] = format("($%d,$%d,'done',$%d,$%d)", n, n + 1, n + 2, n + 3)
+        stmt[n + 1], stmt[n + 2], stmt[n + 3], stmt[n + 4] = r[1], r[2], r[3], now
+        n = n + 4
+      end
+      stmt[1] = "INSERT INTO handled (policy, seq, status, attempts, finished) VALUES " ..
+        table.concat(values, ",") ..
+        " ON CONFLICT (policy, seq) DO UPDATE SET status = 'done', attempts = excluded.attempts, finished = excluded.finished"
+      local ok, err = d.st:batch({ stmt })
+      if not ok then log.error("cannot record completions", { count = last - first + 1, error = err }) end
+    end
+  end
+end
+
+local function record_done(d, p, ev, attempts)
+  local buf = d.done_buf
+  buf[#buf + 1] = { p.name, ev.seq, attempts }
+  if d.flushing then return end
+  d.flushing = task.spawn({ name = "dispatch.flush" }, function()
+    time.sleep(FLUSH_DELAY)
+    flush_done(d)
+    d.flushing = nil
+  end)
 end
 
 local function park(d, p, ev, err, attempts)
@@ -118,7 +149,7 @@ local function handle_one(d, p, ev)
     m_latency:observe(time.monotonic() - t0, p.name)
     if ok then
       m_runs:inc(1, p.name, "ok")
-      record_done(d, p, ev, "done", attempt)
+      record_done(d, p, ev, attempt)
       return
     end
     m_runs:inc(1, p.name, err == "timeout" and "timeout" or "error")
@@ -339,6 +370,8 @@ function D:drain(timeout)
     self.idle_waiters[#self.idle_waiters + 1] = w
     w:join()
   end
+  if self.flushing then self.flushing:join() end
+  flush_done(self)
   return self.active == 0
 end
 

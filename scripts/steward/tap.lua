@@ -108,9 +108,10 @@ function M.skip(reason, n)
   end
 end
 
--- done(): prints the plan if none was given; exits non-zero when a test failed.
-function M.done()
-  if not planned then write("1..", count, "\n") end
+-- done([{plan = false}]): prints the plan if none was given (unless plan = false, for a
+-- script whose caller adds tests and prints the plan); exits non-zero when a test failed.
+function M.done(opts)
+  if not planned and not (opts and opts.plan == false) then write("1..", count, "\n") end
   io.stdout:flush()
   if failed > 0 or (planned and planned ~= count) then os.exit(1) end
 end

@@ -75,7 +75,8 @@ end
 
 local function event_list(body)
   if type(body) ~= "table" then return nil end
-  if body[1] ~= nil or json.is_array(body) then return body end
+  if body[1] ~= nil then return body end
+  if json.is_array(body) then return nil end
   if next(body) == nil then return nil end
   return { body }, true
 end
@@ -101,9 +102,11 @@ local function post_events(ctx, req, principal)
       { count = #list, limit = ctx.cfg.limits.max_batch })
   end
   local errors = {}
-  local valid = {}
+  local valid, texts = {}, {}
+  local now = time.now()
   for i, raw in ipairs(list) do
-    local ev, verr = events.validate(raw, i - 1)
+    local ev, verr, text = events.validate(raw, i - 1, now)
+    texts[i] = text
     if not ev then
       errors[#errors + 1] = { index = i - 1, field = verr.field, reason = verr.reason }
     elseif principal.tenant then
@@ -124,7 +127,7 @@ local function post_events(ctx, req, principal)
       format("%d of %d events are invalid; none was accepted", #errors, #list), { errors = errors })
   end
   local res
-  res, err = events.append(ctx.store, valid)
+  res, err = events.append(ctx.store, valid, { texts = texts, now = now })
   if not res then
     return fail(503, "store_unavailable", "the events were not committed: " .. tostring(err), nil, { ["retry-after"] = "1" })
   end

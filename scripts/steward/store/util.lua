@@ -25,19 +25,7 @@ end
 -- UUIDv7 (RFC 9562): 48-bit Unix milliseconds, version 7, variant 10, 74 random bits, so ids
 -- sort by creation time.
 function M.uuidv7(now)
-  local ms = floor((now or time.now()) * 1000)
-  local r = crypto.random(10)
-  local b = {}
-  for i = 6, 1, -1 do
-    b[i] = ms % 256
-    ms = floor(ms / 256)
-  end
-  b[7] = 0x70 + byte(r, 1) % 16
-  b[8] = byte(r, 2)
-  b[9] = 0x80 + byte(r, 3) % 64
-  for i = 10, 16 do b[i] = byte(r, i - 6) end
-  local h = crypto.hex(char(unpack(b)))
-  return h:sub(1, 8) .. "-" .. h:sub(9, 12) .. "-" .. h:sub(13, 16) .. "-" .. h:sub(17, 20) .. "-" .. h:sub(21)
+  return crypto.uuidv7(now and floor(now * 1000) or nil)
 end
 
 -- Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil), so

@@ -1,0 +1,39 @@
+#!/bin/bash
+# steward run end to end: tokens and roles, tenant scoping, ingest validation, duplicates,
+# queries with cursors, dispatch, retries, dead letters and requeue, metrics, readiness,
+# SIGHUP reload and a clean SIGTERM. The checks are in tests/support/daemon_api_client.lua.
+set -u
+. "$(dirname "$0")/../support/daemon.sh"
+cat > "$D/policies/record.lua" <<'POL'
+-- Appends each handled event id to a file; fails on purpose for data.fail = true.
+local fs = require "steward.fs"
+return {
+  name = "test.record", on = { "test.*" },
+  handle = function(ev)
+    if ev.data.fail then error("asked to fail") end
+    assert(fs.write(os.getenv("RECORD_FILE"), ev.id .. "\n", { append = true }))
+  end,
+}
+POL
+export RECORD_FILE="$D/handled.txt"
+daemon_config 'limits = { retry_attempts = 2, retry_base = "10ms", retry_max = "20ms", max_batch = 50 },'
+daemon_start || { echo "1..1"; echo "not ok 1 - daemon started"; exit 1; }
+export POLICY_DIR="$D/policies" DAEMON_PID=$DPID
+"$BIN" script "$here/tests/support/daemon_api_client.lua" > "$D/tap"
+rc=$?
+cat "$D/tap"
+n=$(grep -cE '^(not )?ok' "$D/tap")
+daemon_stop TERM
+
+if [ "$DSTATUS" -eq 0 ] && grep -q 'msg=stopped' "$D/log"; then
+    echo "ok - SIGTERM stops the daemon cleanly (exit 0)"
+else
+    echo "not ok - SIGTERM stops the daemon cleanly (exit $DSTATUS)"; sed 's/^/# /' "$D/log" | tail -20; rc=1
+fi
+if grep -q "Sanitizer\|runtime error" "$D/log"; then
+    echo "not ok - no sanitizer reports"; grep -A20 "Sanitizer\|runtime error" "$D/log" | sed 's/^/# /'; rc=1
+else
+    echo "ok - no sanitizer reports"
+fi
+echo "1..$((n + 2))"
+exit $rc

@@ -1,0 +1,54 @@
+# Shell helpers for end-to-end tests of `steward run`: a throwaway directory with its own
+# config, store and policies; start on port 0 and read the port from the start-up log.
+# Source it, then: daemon_setup; daemon_start; ... ; daemon_stop. Cleanup is trapped.
+here=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=${STEWARD_BIN:-$here/build/steward}
+D=$(mktemp -d)
+DPID=
+PORT=
+mkdir -p "$D/policies"
+daemon_cleanup() {
+    [ -n "$DPID" ] && kill -9 "$DPID" 2>/dev/null
+    rm -rf "$D"
+}
+trap daemon_cleanup EXIT
+
+# daemon_config [extra Lua table fields]: writes $D/steward.lua
+daemon_config() {
+    cat > "$D/steward.lua" <<CFG
+return {
+  listen = "127.0.0.1:0", store = "sqlite:$D/steward.db", policies = "$D/policies",
+  var_dir = "$D/var", admin_socket = "$D/var/steward.sock",
+  $1
+}
+CFG
+}
+
+# daemon_start: starts the daemon, waits for its "listening" line, sets PORT and TOKEN.
+daemon_start() {
+    : > "$D/log.new"
+    "$BIN" run -c "$D/steward.lua" 2>>"$D/log.new" &
+    DPID=$!
+    for _ in $(seq 400); do
+        PORT=$(sed -n 's/.*msg=listening address=127.0.0.1:\([0-9]*\).*/\1/p' "$D/log.new" | tail -1)
+        [ -n "$PORT" ] && break
+        kill -0 "$DPID" 2>/dev/null || break
+        sleep 0.025
+    done
+    cat "$D/log.new" >> "$D/log"
+    if [ -z "$PORT" ]; then
+        echo "# the daemon did not start:"; sed 's/^/# /' "$D/log.new"
+        return 1
+    fi
+    TOKEN=$(cat "$D/var/admin.token")
+    export PORT TOKEN
+}
+
+# daemon_stop [signal]: stops it and waits; sets DSTATUS.
+daemon_stop() {
+    kill "-${1:-TERM}" "$DPID" 2>/dev/null
+    wait "$DPID"
+    DSTATUS=$?
+    DPID=
+    cat "$D/log.new" >> "$D/log" 2>/dev/null
+}

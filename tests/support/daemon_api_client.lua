@@ -1,0 +1,189 @@
+-- The checks of tests/e2e/daemon_api.t, against a daemon on $PORT with admin token $TOKEN.
+local t = require "steward.tap"
+local http = require "steward.http"
+local json = require "steward.json"
+local time = require "steward.time"
+local fs = require "steward.fs"
+
+local base = "http://127.0.0.1:" .. os.getenv("PORT")
+local admin = os.getenv("TOKEN")
+
+local function call(method, path, body, token, headers)
+  local h = { ["content-type"] = "application/json" }
+  if token then h.authorization = "Bearer " .. token end
+  for k, v in pairs(headers or {}) do h[k] = v end
+  local res, err = http.request({ method = method, url = base .. path, headers = h,
+    body = body and (type(body) == "string" and body or json.encode(body)) or nil, timeout = 10 })
+  assert(res, err)
+  local decoded = res.body ~= "" and json.decode(res.body) or nil
+  return res.status, decoded, res
+end
+
+-- Waits until cond() holds (the daemon handles events asynchronously); false after 10 s.
+local function eventually(cond)
+  local deadline = time.monotonic() + 10
+  while time.monotonic() < deadline do
+    if cond() then return true end
+    time.sleep(0.02)
+  end
+  return false
+end
+
+-- health, auth
+local s, b = call("GET", "/healthz")
+t.is(s, 200, "/healthz needs no token")
+s, b = call("GET", "/readyz")
+t.is(s, 200, "/readyz is 200 once the store is open and policies loaded")
+s, b = call("GET", "/v1/events")
+t.is(s, 401, "no token: 401")
+t.is(b.error.code, "unauthorized", "JSON error body with a code")
+s = call("GET", "/v1/events", nil, "stw_wrong")
+t.is(s, 401, "an unknown token: 401")
+s = call("GET", "/v1/events", nil, admin)
+t.is(s, 200, "the admin token reads events")
+
+-- tokens
+local s1, tok = call("POST", "/v1/tokens", { role = "ingest", tenant = "acme", name = "acme-ci" }, admin)
+t.is(s1, 201, "admin creates a tenant ingest token")
+t.like(tok.token, "^stw_", "the secret is returned once")
+local _, viewer = call("POST", "/v1/tokens", { role = "viewer" }, admin)
+local _, op = call("POST", "/v1/tokens", { role = "operator", tenant = "acme" }, admin)
+s, b = call("POST", "/v1/tokens", { role = "root" }, admin)
+t.is(s, 400, "an unknown role is refused")
+t.is(b.error.details.errors[1].field, "role", "the error names the field")
+s = call("POST", "/v1/tokens", { role = "viewer" }, viewer.token)
+t.is(s, 403, "a viewer may not create tokens")
+s, b = call("GET", "/v1/tokens", nil, admin)
+t.ok(s == 200 and #b.tokens == 3 and b.tokens[1].token == nil, "tokens are listed without secrets")
+
+-- ingest: validation is all or nothing
+s, b = call("POST", "/v1/events", { { type = "test.ok" }, { type = "Bad Type" }, { data = 5 } }, admin)
+t.is(s, 400, "an invalid batch is refused")
+t.is(b.error.code, "invalid_events", "code invalid_events")
+t.is(#b.error.details.errors, 2, "every bad event is listed")
+t.is_deeply({ b.error.details.errors[1].index, b.error.details.errors[1].field }, { 1, "type" }, "with its index and field")
+s, b = call("GET", "/v1/events?type=test.ok", nil, admin)
+t.is(#b.events, 0, "nothing of a refused batch was stored")
+s, b = call("POST", "/v1/events", "{not json", admin)
+t.ok(s == 400 and b.error.code == "invalid_json", "malformed JSON: 400 invalid_json")
+s, b = call("POST", "/v1/events", "[]", admin)
+t.ok(s == 400 and b.error.code == "invalid_body", "an empty array: 400")
+local many = {}
+for i = 1, 51 do many[i] = { type = "test.many" } end
+s, b = call("POST", "/v1/events", many, admin)
+t.ok(s == 413 and b.error.code == "batch_too_large", "more than limits.max_batch events: 413")
+s = call("POST", "/v1/events", { type = "test.x" }, admin, { ["content-type"] = "text/plain" })
+t.is(s, 415, "a non-JSON content type: 415")
+
+-- ingest: accepted, duplicates, ids
+s, b = call("POST", "/v1/events", { { id = "e1", type = "test.ok", tenant = "acme", data = { n = 1 } },
+  { id = "e2", type = "test.ok", tenant = "other" }, { id = "e1", type = "test.ok" } }, admin)
+t.is(s, 202, "a valid batch: 202")
+t.is_deeply(b, { accepted = 2, duplicates = 1, ids = { "e1", "e2", "e1" } }, "accepted, duplicates and ids")
+s, b = call("POST", "/v1/events", { id = "e1", type = "test.ok" }, admin)
+t.is_deeply(b, { accepted = 0, duplicates = 1, ids = { "e1" } }, "a re-sent event is a duplicate")
+s, b = call("POST", "/v1/events", { type = "test.ok" }, admin)
+t.like(b.ids[1], "^%x+%-%x+%-7%x+%-%x+%-%x+$", "an id is assigned (UUIDv7) when absent")
+
+-- tenant scoping
+s, b = call("POST", "/v1/events", { type = "test.ok", id = "t1" }, tok.token)
+t.is(s, 202, "a tenant token posts without a tenant")
+s, b = call("GET", "/v1/events?tenant=acme&type=test.ok", nil, admin)
+local found
+for _, ev in ipairs(b.events) do if ev.id == "t1" then found = ev end end
+t.is(found and found.tenant, "acme", "the event gets the token's tenant")
+s, b = call("POST", "/v1/events", { { type = "test.ok" }, { type = "test.ok", tenant = "other" } }, tok.token)
+t.is(s, 403, "a tenant token may not write another tenant's events")
+t.is(b.error.details.errors[1].index, 1, "the refused event's index is named")
+s = call("GET", "/v1/events", nil, tok.token)
+t.is(s, 403, "an ingest token may not read")
+s, b = call("GET", "/v1/events?type=test.ok", nil, op.token)
+local tenants = {}
+for _, ev in ipairs(b.events) do tenants[ev.tenant or "-"] = true end
+t.ok(s == 200 and tenants.acme and not tenants.other, "a tenant operator reads only its tenant")
+s = call("GET", "/v1/events?tenant=other", nil, op.token)
+t.is(s, 403, "asking for another tenant: 403")
+
+-- queries and cursors
+local ids = {}
+for i = 1, 7 do ids[i] = { id = "page" .. i, type = "test.page" } end
+call("POST", "/v1/events", ids, admin)
+local seen, cursor, pages = {}, nil, 0
+repeat
+  s, b = call("GET", "/v1/events?type=test.page&limit=3" .. (cursor and ("&cursor=" .. cursor) or ""), nil, admin)
+  pages = pages + 1
+  for _, ev in ipairs(b.events) do seen[#seen + 1] = ev.id end
+  cursor = b.next_cursor ~= json.null and b.next_cursor or nil
+until not cursor or pages > 5
+t.is(table.concat(seen, ","), "page1,page2,page3,page4,page5,page6,page7", "cursor paging returns every event once, in order")
+s, b = call("GET", "/v1/events?type=test.*&limit=1000", nil, admin)
+t.ok(#b.events >= 10, "type patterns with .*")
+s, b = call("GET", "/v1/events?limit=0", nil, admin)
+t.ok(s == 400 and b.error.details.errors[1].field == "limit", "a bad limit: 400 naming the field")
+s, b = call("GET", "/v1/events?bogus=1", nil, admin)
+t.ok(s == 400 and b.error.details.errors[1].field == "bogus", "an unknown parameter: 400")
+
+-- dispatch: handled at least once
+local record = os.getenv("RECORD_FILE")
+local function handled()
+  local text = fs.read(record) or ""
+  local set = {}
+  for id in text:gmatch("[^\n]+") do set[id] = (set[id] or 0) + 1 end
+  return set
+end
+t.ok(eventually(function() local h = handled(); return h.e1 and h.e2 and h.page7 end), "the policy handles committed events")
+t.is(handled().e1, 1, "a duplicate is not handled twice")
+
+-- retries and dead letters
+s, b = call("POST", "/v1/events", { id = "boom", type = "test.fail", data = { fail = true } }, admin)
+t.is(s, 202, "an event whose handler fails is still accepted")
+local dl
+t.ok(eventually(function()
+  local _, body = call("GET", "/v1/dead-letters", nil, admin)
+  dl = body.dead_letters[1]
+  return dl ~= nil
+end), "after its retries the event is a dead letter")
+t.ok(dl and dl.event_id == "boom" and dl.attempts == 2 and dl.error:find("asked to fail"), "with its attempts and error")
+s = call("POST", "/v1/dead-letters/" .. dl.id .. "/requeue", nil, viewer.token)
+t.is(s, 403, "a viewer may not requeue")
+s = call("POST", "/v1/dead-letters/999999/requeue", nil, admin)
+t.is(s, 404, "requeue of an unknown id: 404")
+s = call("POST", "/v1/dead-letters/" .. dl.id .. "/requeue", nil, admin)
+t.is(s, 202, "requeue: 202")
+t.ok(eventually(function()
+  local _, body = call("GET", "/v1/dead-letters", nil, admin)
+  return #body.dead_letters >= 1 and body.dead_letters[1].id ~= dl.id
+end), "the requeued event runs again and fails again into a new dead letter")
+
+-- metrics
+s, b, res = call("GET", "/metrics", nil, viewer.token)
+t.is(s, 200, "/metrics with a token")
+t.like(res.body, "steward_events_accepted_total %d+", "events accepted counter")
+t.like(res.body, 'steward_handler_runs_total{policy="test.record",outcome="ok"} %d+', "handler runs by policy and outcome")
+t.like(res.body, 'steward_dead_letters_total{policy="test.record"} %d+', "dead letters counter")
+t.like(res.body, "steward_store_commits %d+", "store commits")
+t.like(res.body, 'steward_http_requests_total{route="/v1/events",status="202"} %d+', "requests by route and status")
+t.like(res.body, "steward_handler_duration_seconds_bucket", "handler latency histogram")
+s = call("GET", "/metrics")
+t.is(s, 401, "/metrics needs a token unless metrics_public")
+
+-- SIGHUP reload: a new policy is picked up
+local dir = os.getenv("POLICY_DIR")
+assert(fs.write(dir .. "/second.lua", [[
+local fs = require "steward.fs"
+return { name = "test.second", on = { "test.second" },
+  handle = function(ev) assert(fs.write(os.getenv("RECORD_FILE"), "second:" .. ev.id .. "\n", { append = true })) end }
+]]))
+os.execute("kill -HUP " .. os.getenv("DAEMON_PID"))
+t.ok(eventually(function()
+  call("POST", "/v1/events", { type = "test.second" }, admin)
+  for id in pairs(handled()) do if id:find("^second:") then return true end end
+  return false
+end), "SIGHUP loads a new policy")
+assert(fs.write(dir .. "/broken.lua", "return {"))
+os.execute("kill -HUP " .. os.getenv("DAEMON_PID"))
+s, b = call("GET", "/readyz")
+t.is(s, 200, "a broken policy file does not take the daemon down")
+
+local n = t.counts()
+t.done({ plan = false })
