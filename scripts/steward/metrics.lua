@@ -39,31 +39,47 @@ local function register(kind, name, help, labels)
     end
     return existing -- re-declaring (e.g. on policy reload) returns the same metric
   end
-  local m = { kind = kind, name = name, help = help or "", labels = labels, series = {} }
+  local m = { kind = kind, name = name, help = help or "", labels = labels, series = {}, tree = {} }
   registry[name] = m
   order[#order + 1] = name
   return m
 end
 
-local function series_key(m, ...)
+-- Series are found through a tree keyed by each label value in turn, so counting on the
+-- hot path allocates nothing once a series exists.
+local function find_series(m, ...)
   local n = select("#", ...)
   if n ~= #m.labels then
     error(format("metric %s: expected %d label values, got %d", m.name, #m.labels, n), 3)
   end
-  if n == 0 then return "" end
-  if n == 1 then return tostring((...)) end
-  return concat({ ... }, "\0")
-end
-
-local function get_series(m, key, ...)
-  local s = m.series[key]
+  local node = m.tree
+  for i = 1, n do
+    local v = (select(i, ...))
+    local child = node[v]
+    if not child then
+      child = {}
+      node[v] = child
+    end
+    node = child
+  end
+  local s = node[m] -- the series hangs off its leaf under the metric itself as key
   if not s then
-    s = { values = { ... }, value = 0 }
+    local values = { ... }
+    for i = 1, n do values[i] = tostring(values[i]) end
+    -- 202 and "202" are one series: both paths lead to the same object.
+    local key = concat(values, "\0")
+    s = m.series[key]
+    if s then
+      node[m] = s
+      return s
+    end
+    s = { values = values, value = 0 }
     if m.kind == "histogram" then
       s.counts = {}
       for i = 1, #m.buckets do s.counts[i] = 0 end
       s.sum, s.count = 0, 0
     end
+    node[m] = s
     m.series[key] = s
   end
   return s
@@ -74,19 +90,19 @@ Counter.__index, Gauge.__index, Histogram.__index = Counter, Gauge, Histogram
 
 -- counter:inc(n, label values...)
 function Counter:inc(n, ...)
-  local s = get_series(self, series_key(self, ...), ...)
+  local s = find_series(self, ...)
   s.value = s.value + (n or 1)
 end
 
-function Counter:get(...) local s = self.series[series_key(self, ...)]; return s and s.value or 0 end
+function Counter:get(...) return find_series(self, ...).value end
 
-function Gauge:set(v, ...) get_series(self, series_key(self, ...), ...).value = v end
-function Gauge:inc(n, ...) local s = get_series(self, series_key(self, ...), ...); s.value = s.value + (n or 1) end
-function Gauge:dec(n, ...) local s = get_series(self, series_key(self, ...), ...); s.value = s.value - (n or 1) end
-function Gauge:get(...) local s = self.series[series_key(self, ...)]; return s and s.value or 0 end
+function Gauge:set(v, ...) find_series(self, ...).value = v end
+function Gauge:inc(n, ...) local s = find_series(self, ...); s.value = s.value + (n or 1) end
+function Gauge:dec(n, ...) local s = find_series(self, ...); s.value = s.value - (n or 1) end
+function Gauge:get(...) return find_series(self, ...).value end
 
 function Histogram:observe(v, ...)
-  local s = get_series(self, series_key(self, ...), ...)
+  local s = find_series(self, ...)
   local b = self.buckets
   for i = 1, #b do
     if v <= b[i] then s.counts[i] = s.counts[i] + 1; break end
@@ -166,8 +182,8 @@ end
 
 -- Quantile estimate from a histogram series (for status displays, not for alerting).
 function M.quantile(h, q, ...)
-  local s = h.series[series_key(h, ...)]
-  if not s or s.count == 0 then return nil end
+  local s = find_series(h, ...)
+  if s.count == 0 then return nil end
   local rank, cum = q * s.count, 0
   for i, le in ipairs(h.buckets) do
     cum = cum + s.counts[i]

@@ -29,4 +29,8 @@ t.is(metrics.counter("test_requests_total", "again", { "route", "status" }), c, 
 t.raises(function() metrics.gauge("test_requests_total") end, "already a counter", "a name keeps its kind")
 t.raises(function() metrics.counter("bad name") end, "name must match", "names are checked")
 t.raises(function() c:inc(1, "only-one") end, "expected 2 label values", "label arity is checked")
+c:inc(1, "/v1/events", "202")
+t.is(c:get("/v1/events", 202), 4, "a number and its string are one label value")
+local _, dupes = metrics.render():gsub('route="/v1/events",status="202"', "")
+t.is(dupes, 1, "and render one series")
 t.done()
