@@ -30,9 +30,14 @@ function M.after(st, d, ev, opts)
   local text = M.check_event(ev, "timers.after")
   opts = util.opt_table(opts, "timers.after: opts")
   local now = util.now(opts.now)
-  local id = util.uuidv7(now)
-  local res, err = st.db:exec("INSERT INTO timers (id, due_at, event, created) VALUES ($1, $2, $3, $4)",
-    id, now + secs, text, now)
+  -- A key makes arming idempotent: a handler that runs again after a crash arms nothing new.
+  local id = opts.key
+  if id ~= nil and (type(id) ~= "string" or #id == 0 or #id > 200) then
+    error("timers.after: opts.key: string of 1 to 200 bytes expected", 2)
+  end
+  id = id and ("k:" .. id) or util.uuidv7(now)
+  local res, err = st.db:exec("INSERT INTO timers (id, due_at, event, created) VALUES ($1, $2, $3, $4) " ..
+    "ON CONFLICT (id) DO NOTHING", id, now + secs, text, now)
   if not res then return nil, err end
   return id
 end
