@@ -97,15 +97,20 @@ local function register_gauges(ctx)
   metrics.gauge("steward_lua_memory_bytes", "Memory used by the Lua heap", {},
     function() return collectgarbage("count") * 1024 end)
   metrics.gauge("steward_tasks", "Live tasks", {}, function() return task.count() end)
-  local commits = metrics.gauge("steward_store_commits", "Store transactions committed", {})
-  local units = metrics.gauge("steward_store_units", "Write units committed (each a request's atomic batch)", {})
-  local commit_s = metrics.gauge("steward_store_commit_seconds", "Total time spent committing", {})
+  -- The store counts in C; at scrape time the counters catch up by the difference.
+  local commits = metrics.counter("steward_store_commits_total", "Store transactions committed (group commits)", {})
+  local units = metrics.counter("steward_store_units_total", "Write units committed (each one task's atomic batch)", {})
+  local commit_s = metrics.counter("steward_store_commit_seconds_total", "Time spent in commits; / commits = mean commit latency", {})
   local last_batch = metrics.gauge("steward_store_last_batch_units", "Units in the last group commit", {})
   local max_batch = metrics.gauge("steward_store_max_batch_units", "Most units in one group commit", {})
   local queue = metrics.gauge("steward_store_queue_depth", "Write units waiting for the writer", {})
+  local seen = { commits = 0, units = 0, commit_seconds_total = 0 }
   ctx.refresh_metrics = function()
-    local s = ctx.store.db and ctx.store.db:stats() or (ctx.store.stats and ctx.store:stats()) or {}
-    commits:set(s.commits or 0); units:set(s.units or 0); commit_s:set(s.commit_seconds_total or 0)
+    local s = ctx.store:stats() or {}
+    commits:inc((s.commits or 0) - seen.commits)
+    units:inc((s.units or 0) - seen.units)
+    commit_s:inc((s.commit_seconds_total or 0) - seen.commit_seconds_total)
+    seen.commits, seen.units, seen.commit_seconds_total = s.commits or 0, s.units or 0, s.commit_seconds_total or 0
     last_batch:set(s.last_batch_units or 0); max_batch:set(s.max_batch_units or 0)
     queue:set(s.queue_depth or 0)
   end
