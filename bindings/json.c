@@ -102,6 +102,24 @@ static void skip_scalar(struct scan *s)
         s->p++;
 }
 
+/* Skips a whole container (its brackets balanced, strings skipped). */
+static void skip_container(struct scan *s)
+{
+    int depth = 0;
+    while (s->p < s->end) {
+        char c = *s->p;
+        if (c == '"') {
+            skip_string(s);
+            continue;
+        }
+        s->p++;
+        if (c == '[' || c == '{')
+            depth++;
+        else if ((c == ']' || c == '}') && --depth == 0)
+            return;
+    }
+}
+
 /* Walks the value at s->p alongside the decoded value at the top of L (which it leaves
  * there), giving every empty array the array metatable. */
 static void mark_value(lua_State *L, struct scan *s)
@@ -110,6 +128,11 @@ static void mark_value(lua_State *L, struct scan *s)
     if (s->p >= s->end)
         return;
     char c = *s->p;
+    /* With a duplicate key the text holds a value the table no longer does: skip it. */
+    if ((c == '[' || c == '{') && !lua_istable(L, -1)) {
+        skip_container(s);
+        return;
+    }
     if (c == '[') {
         s->p++;
         skip_ws(s);
@@ -210,7 +233,8 @@ static int l_json_decode(lua_State *L)
 /* ---- encode ---- */
 
 /* Collects {parent, key} pairs of empty array-marked tables below the value at idx into
- * the list table at list_idx; returns 1 if the value itself is one. */
+ * the list table at list_idx; returns 1 if the value itself is one, -1 if the sentinel
+ * string occurs in the data. */
 static int find_empty_arrays(lua_State *L, int idx, int list_idx, int depth)
 {
     if (!lua_istable(L, idx) || depth > MAX_DEPTH)
@@ -229,7 +253,19 @@ static int find_empty_arrays(lua_State *L, int idx, int list_idx, int depth)
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         int v = lua_gettop(L);
-        if (find_empty_arrays(L, v, list_idx, depth + 1)) {
+        /* Strings are interned, so this is a pointer comparison: data that happens to hold
+         * the sentinel would be rewritten to [] (the fuzzer found the sentinel through the
+         * comparison below), so it is refused instead. */
+        if (lua_rawequal(L, v, UV_SENTINEL) || lua_rawequal(L, v - 1, UV_SENTINEL)) {
+            lua_pop(L, 2);
+            return -1;
+        }
+        int found = find_empty_arrays(L, v, list_idx, depth + 1);
+        if (found < 0) {
+            lua_pop(L, 2);
+            return -1;
+        }
+        if (found) {
             lua_createtable(L, 2, 0);
             lua_pushvalue(L, idx);
             lua_rawseti(L, -2, 1);
@@ -260,7 +296,13 @@ static int l_json_encode(lua_State *L)
     luaL_checkany(L, 1);
     lua_settop(L, 1);
     lua_newtable(L); /* 2: list of {parent, key} */
-    if (find_empty_arrays(L, 1, 2, 0)) {
+    int found = lua_rawequal(L, 1, UV_SENTINEL) ? -1 : find_empty_arrays(L, 1, 2, 0);
+    if (found < 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "value holds steward.json's internal marker string");
+        return 2;
+    }
+    if (found) {
         lua_pushliteral(L, "[]");
         return 1;
     }
@@ -304,17 +346,27 @@ static int l_json_encode(lua_State *L)
     const char *text = lua_tolstring(L, 4, &tlen);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
-    const char *p = text, *end = text + tlen;
+    /* Walk the string tokens of the output: a token that is exactly the quoted sentinel
+     * becomes [], and text inside other strings is never touched. */
+    const char *p = text, *end = text + tlen, *copied = text;
     while (p < end) {
-        const char *hit = memmem(p, (size_t)(end - p), quoted, slen);
-        if (!hit) {
-            luaL_addlstring(&b, p, (size_t)(end - p));
-            break;
+        if (*p != '"') {
+            p++;
+            continue;
         }
-        luaL_addlstring(&b, p, (size_t)(hit - p));
-        luaL_addlstring(&b, "[]", 2);
-        p = hit + slen;
+        if ((size_t)(end - p) >= slen && memcmp(p, quoted, slen) == 0) {
+            luaL_addlstring(&b, copied, (size_t)(p - copied));
+            luaL_addlstring(&b, "[]", 2);
+            p += slen;
+            copied = p;
+            continue;
+        }
+        for (p++; p < end && *p != '"'; p++)
+            if (*p == '\\')
+                p++;
+        p++;
     }
+    luaL_addlstring(&b, copied, (size_t)(end - copied));
     luaL_pushresult(&b);
     return 1;
 }

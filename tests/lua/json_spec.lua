@@ -58,5 +58,9 @@ t.ok(v == nil and err:find("nesting"), "a cycle is caught by the depth limit")
 t.is(json.decode('1e2'), 100, "numbers decode")
 t.is(json.encode(123456789012), "123456789012", "integers up to 10^14 encode exactly")
 t.is(json.decode('"\\u00e9"'), "\195\169", "unicode escapes decode to UTF-8")
+-- Regression (found by tests/fuzz/json_fuzz.c): a duplicate key whose earlier value is a
+-- nested array while the kept value is an object crashed the empty-array walk.
+local dup = json.decode('{"a":[],"b":[1,[[]]],"b":{},"c":[1,[[]],{"d":[0]}]}')
+t.ok(dup and json.decode(json.encode(dup)) ~= nil, "json_fuzz_duplicate_key_nested_array: decodes and round-trips")
 t.raises(function() json.decode(nil) end, "string expected", "decode(nil) is misuse")
 t.done()
