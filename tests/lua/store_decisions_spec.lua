@@ -6,12 +6,7 @@ local decisions = require "steward.store.decisions"
 local json = require "steward.json"
 local crypto = require "steward.crypto"
 
-local url, tmp = os.getenv("STEWARD_TEST_STORE"), nil
-if not url then
-  tmp = os.tmpname()
-  url = "sqlite:" .. tmp
-end
-local st = assert(store.open(url))
+local st, tmp = require("tests.support.test_store").open()
 local pol = "p-" .. crypto.hex(crypto.random(6))
 
 local id1 = assert(decisions.record(st, {

@@ -6,12 +6,7 @@ local jobs = require "steward.store.jobs"
 local task = require "steward.task"
 local crypto = require "steward.crypto"
 
-local url, tmp = os.getenv("STEWARD_TEST_STORE"), nil
-if not url then
-  tmp = os.tmpname()
-  url = "sqlite:" .. tmp
-end
-local st = assert(store.open(url))
+local st, tmp = require("tests.support.test_store").open()
 local q = "q-" .. crypto.hex(crypto.random(6))
 local now = 1e9
 

@@ -6,12 +6,7 @@ local kvmod = require "steward.store.kv"
 local json = require "steward.json"
 local crypto = require "steward.crypto"
 
-local url, tmp = os.getenv("STEWARD_TEST_STORE"), nil
-if not url then
-  tmp = os.tmpname()
-  url = "sqlite:" .. tmp
-end
-local st = assert(store.open(url))
+local st, tmp = require("tests.support.test_store").open()
 local kv = kvmod.ns(st, "test-" .. crypto.hex(crypto.random(6)))
 local other = kvmod.ns(st, kv.name .. "-other")
 

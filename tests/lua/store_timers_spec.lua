@@ -10,12 +10,7 @@ local task = require "steward.task"
 local crypto = require "steward.crypto"
 local util = require "steward.store.util"
 
-local url, tmp = os.getenv("STEWARD_TEST_STORE"), nil
-if not url then
-  tmp = os.tmpname()
-  url = "sqlite:" .. tmp
-end
-local st = assert(store.open(url))
+local st, tmp = require("tests.support.test_store").open()
 local run = crypto.hex(crypto.random(6))
 local tenant = "t-" .. run
 
