@@ -118,7 +118,8 @@ clean:
 # run bounded on the committed seed corpus: make fuzz [FUZZ_SECONDS=30]
 FUZZ_SECONDS ?= 30
 FUZZ_DIR     := build/fuzz
-FUZZ_SRC     := tests/fuzz/http_fuzz.c core/http_server.c core/http_router.c
+FUZZ_SRC     := tests/fuzz/http_fuzz.c core/http_message.c core/http_parse.c core/http_conn.c \
+                core/http_listener.c core/http_router.c
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -Icore \
                 -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer \
                 $(shell pkg-config --cflags libuv)

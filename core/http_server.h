@@ -1,7 +1,11 @@
 /* The HTTP/1.1 server: a per-connection state machine (parsing with http-parser, limits,
  * pipelined responses in order, keep-alive) that talks to its transport through a small
  * I/O interface, plus the libuv TCP transport and listener. The fuzz target drives the
- * state machine through a fake transport; see docs/internals-http.md. */
+ * state machine through a fake transport; see docs/internals-http.md.
+ *
+ * Implemented by core/http_message.c (answer text), core/http_parse.c (bytes to requests),
+ * core/http_conn.c (the connection state machine) and core/http_listener.c (the server,
+ * its sockets and the libuv transport). */
 #ifndef STEWARD_HTTP_SERVER_H
 #define STEWARD_HTTP_SERVER_H
 
@@ -28,6 +32,7 @@ struct http_buf {
 int http_buf_reserve(struct http_buf *b, size_t extra); /* 0 or -1 */
 int http_buf_append(struct http_buf *b, const void *p, size_t n);
 void http_buf_free(struct http_buf *b);
+int http_buf_puts(struct http_buf *b, const char *s);
 
 struct http_header {
     const char *name; /* lower-cased */
@@ -112,6 +117,10 @@ void http_slot_error(http_slot_t *slot, int status, const char *code, const char
                      const char *details_json, const char *extra_header);
 /* Appends s to b as a JSON string literal (with quotes). */
 int http_json_string(struct http_buf *b, const char *s, size_t n);
+/* The Date header value for now, formatted once per second and without the locale. */
+const char *http_date(void);
+/* Whether name[0..nl) equals lower, ignoring ASCII case. */
+int http_token_eq(const char *name, size_t nl, const char *lower);
 
 /* ---- the connection state machine and its transport ---- */
 
@@ -172,5 +181,35 @@ void http_conn_written(http_conn_t *c, int status); /* the write finished (statu
 void http_conn_timeout(http_conn_t *c);
 /* The transport is closed: orphans pending answers, frees buffers, unlinks c. */
 void http_conn_free(http_conn_t *c);
+/* Closes c now (linger: let the peer read the last answer first); pending answers are
+ * dropped when they come. */
+void http_conn_close(http_conn_t *c, int linger);
+/* The server is closing: finish what is in flight on c, then close it. */
+void http_conn_server_closing(http_conn_t *c);
+
+/* ---- internal to core/http_*.c ---- */
+
+/* One request's place in its connection's answer queue. */
+struct http_slot {
+    http_slot_t *next;
+    http_conn_t *conn; /* NULL once the connection is gone: the answer is dropped */
+    int done, close, head_req, keep_alive, http_minor;
+    struct http_buf resp; /* the answer, while earlier ones are still pending */
+};
+
+/* http_conn.c, for the parser */
+http_slot_t *http_slot_push(http_conn_t *c); /* a new slot at the end of the queue */
+/* Answers a request the server refuses by itself, after the answers before it, and closes. */
+void http_conn_fail(http_conn_t *c, int status, const char *code, const char *message,
+                    const char *details, const char *extra_header);
+void http_conn_continue(http_conn_t *c); /* queues "100 Continue" */
+int http_conn_can_parse(const http_conn_t *c); /* not closing, under the back-pressure limits */
+/* Re-evaluates reading, closing and the phase timer after any change. */
+void http_conn_update(http_conn_t *c);
+/* http_parse.c: parses as much of data as allowed, dispatching complete requests; returns
+ * how much was used (all of it when the rest is to be thrown away). */
+size_t http_conn_parse(http_conn_t *c, const char *data, size_t len);
+/* http_listener.c: runs on_closed once the server is closing and nothing is left. */
+void http_server_check_closed(http_server_t *s);
 
 #endif

@@ -1,8 +1,10 @@
 /* steward.httpd: the HTTP server for Lua. Routers (core/http_router.c) hold handler
- * functions; httpd.listen runs core/http_server.c and starts each request's handler as a
- * task, whose results become the answer. */
+ * functions; httpd.listen runs the server of core/http_server.h and starts each request's
+ * handler as a task, whose results become the answer; srv:wait_closed lets a task await
+ * the end of a graceful close. */
 #include <errno.h>
 #include <lauxlib.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,13 +254,28 @@ static int l_httpd_router_gc(lua_State *L)
 
 /* ---- server ---- */
 
+struct closed_wait;
+
 struct lsrv {
     http_server_t s;
     int handler_ref; /* a router userdata or a function */
     int is_router;
     int self_ref; /* anchors the Lua object while the server runs */
     int gc, in_gc;
+    /* Handler tasks not yet ended. A handler outlives its connection (its answer is then
+     * dropped), so the struct stays until the last one ends, even after __gc. */
+    size_t inflight;
+    struct closed_wait *waiters; /* tasks in srv:wait_closed */
 };
+
+/* The handler task's done callback holds this, not the connection: it may be gone. */
+struct handler_ctx {
+    struct lsrv *ls;
+    http_slot_t *slot;
+};
+
+static void lsrv_settled(struct lsrv *ls);
+static struct lsrv *check_server(lua_State *L, int idx);
 
 static void respond_500(http_slot_t *slot, const char *code, const char *message,
                         const char *details)
@@ -340,7 +357,10 @@ static void respond_from(http_slot_t *slot, lua_State *co, const char *tname)
 
 static void on_handler_done(task_t *t, enum task_status st, void *ud)
 {
-    http_slot_t *slot = ud;
+    struct handler_ctx *hc = ud;
+    struct lsrv *ls = hc->ls;
+    http_slot_t *slot = hc->slot;
+    free(hc);
     char details[64];
     snprintf(details, sizeof details, "{\"task\":%llu}", (unsigned long long)task_id(t));
     if (st == TASK_OK)
@@ -350,6 +370,8 @@ static void on_handler_done(task_t *t, enum task_status st, void *ud)
     else
         http_slot_error(slot, 503, "handler_cancelled", "the request handler was cancelled",
                         details, NULL);
+    ls->inflight--;
+    lsrv_settled(ls);
 }
 
 struct dispatch_ctx {
@@ -444,8 +466,14 @@ static int dispatch_protected(lua_State *L)
     char name[160];
     int pl = req->path_len > 100 ? 100 : (int)req->path_len;
     snprintf(name, sizeof name, "http %s %.*s", req->method, pl, req->path);
-    struct task_opts opts = {.name = name, .done = on_handler_done, .ud = ctx->slot};
+    struct handler_ctx *hc = malloc(sizeof *hc);
+    if (!hc)
+        return luaL_error(L, "out of memory");
+    hc->ls = ls;
+    hc->slot = ctx->slot;
+    struct task_opts opts = {.name = name, .done = on_handler_done, .ud = hc};
     ctx->answered = 1;
+    ls->inflight++;
     task_spawn(L, 1, &opts);
     return 0;
 }
@@ -481,13 +509,119 @@ static void lsrv_closed(http_server_t *s, void *ud)
     (void)s;
     struct lsrv *ls = ud;
     if (ls->gc) {
-        if (!ls->in_gc)
-            lsrv_free(ls);
+        lsrv_settled(ls);
         return;
     }
     /* Nothing left to serve: the Lua object may be collected once unreachable. */
     luaL_unref(task_main_state(), LUA_REGISTRYINDEX, ls->self_ref);
     ls->self_ref = LUA_NOREF;
+    lsrv_settled(ls);
+}
+
+/* ---- srv:wait_closed ---- */
+
+struct closed_wait {
+    task_wait_t wait; /* first: the cancel function casts back */
+    uv_timer_t timer; /* the timeout, or a 0 ms wake-up once the server has settled */
+    struct lsrv *ls;
+    struct closed_wait *prev, *next;
+    int anchor_ref; /* the server's Lua object: no __gc while a task waits on it */
+    int settled;
+};
+
+static int lsrv_is_settled(const struct lsrv *ls)
+{
+    return ls->s.closed_notified && ls->inflight == 0;
+}
+
+static void wait_unlink(struct closed_wait *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        w->ls->waiters = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->prev = w->next = NULL;
+    luaL_unref(task_main_state(), LUA_REGISTRYINDEX, w->anchor_ref);
+    w->anchor_ref = LUA_NOREF;
+}
+
+static void wait_timer_closed(uv_handle_t *h) { free(h->data); }
+
+static void on_wait_timer(uv_timer_t *h)
+{
+    struct closed_wait *w = h->data;
+    int settled = w->settled;
+    wait_unlink(w);
+    uv_close((uv_handle_t *)&w->timer, wait_timer_closed);
+    task_t *t = task_wake(&w->wait);
+    if (!t)
+        return;
+    lua_State *co = task_state(t);
+    if (settled) {
+        lua_pushboolean(co, 1);
+        task_resume(t, 1);
+    } else {
+        lua_pushnil(co);
+        lua_pushliteral(co, "timeout");
+        task_resume(t, 2);
+    }
+}
+
+static void wait_cancel(task_wait_t *tw)
+{
+    struct closed_wait *w = (struct closed_wait *)tw;
+    wait_unlink(w);
+    uv_close((uv_handle_t *)&w->timer, wait_timer_closed);
+}
+
+/* Called whenever the server may have settled: wakes the waiters (from a fresh loop turn,
+ * never inside a handler's done callback or a Lua call), or frees a collected server. */
+static void lsrv_settled(struct lsrv *ls)
+{
+    if (!lsrv_is_settled(ls))
+        return;
+    if (ls->gc) {
+        if (!ls->in_gc)
+            lsrv_free(ls);
+        return;
+    }
+    for (struct closed_wait *w = ls->waiters; w; w = w->next) {
+        if (!w->settled) {
+            w->settled = 1;
+            uv_timer_start(&w->timer, on_wait_timer, 0, 0);
+        }
+    }
+}
+
+/* srv:wait_closed([timeout]) -> true | nil, "timeout" */
+static int l_httpd_server_wait_closed(lua_State *L)
+{
+    struct lsrv *ls = check_server(L, 1);
+    double sec = duration_opt(L, 2, "srv:wait_closed: timeout", -1.0);
+    task_t *t = task_check(L, "srv:wait_closed");
+    if (lsrv_is_settled(ls)) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    struct closed_wait *w = calloc(1, sizeof *w);
+    if (!w)
+        return luaL_error(L, "srv:wait_closed: out of memory");
+    uv_timer_init(task_loop(), &w->timer);
+    w->timer.data = w;
+    w->ls = ls;
+    lua_pushvalue(L, 1);
+    w->anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    w->next = ls->waiters;
+    if (w->next)
+        w->next->prev = w;
+    ls->waiters = w;
+    if (sec >= 0) {
+        double ms = ceil(sec * 1000.0);
+        uv_timer_start(&w->timer, on_wait_timer, ms > 9e15 ? (uint64_t)9e15 : (uint64_t)ms, 0);
+    }
+    return task_suspend(L, t, &w->wait, wait_cancel);
 }
 
 static struct lsrv *check_server(lua_State *L, int idx)
@@ -662,7 +796,7 @@ static int l_httpd_server_gc(lua_State *L)
     ls->gc = ls->in_gc = 1;
     http_server_abort(&ls->s);
     ls->in_gc = 0;
-    if (ls->s.closed_notified)
+    if (lsrv_is_settled(ls))
         lsrv_free(ls);
     return 0;
 }
@@ -678,6 +812,7 @@ int luaopen_steward_httpd(lua_State *L)
                                               {"close", l_httpd_server_close},
                                               {"closed", l_httpd_server_closed},
                                               {"stats", l_httpd_server_stats},
+                                              {"wait_closed", l_httpd_server_wait_closed},
                                               {NULL, NULL}};
     static const luaL_Reg funcs[] = {{"router", l_httpd_router},
                                      {"listen", l_httpd_listen},

@@ -1,10 +1,13 @@
 -- steward.httpd from Lua: the router API, parse_query, listen's argument checks and errors,
 -- and requests through steward.http against a server in the same process (request fields,
--- repeated headers, decoded parameters, handler errors and bad results, stats, close).
+-- repeated headers, decoded parameters, handler errors and bad results, stats, close), and
+-- srv:wait_closed (a slow handler in flight, timeouts, cancellation of the waiting task).
 local tap = require "steward.tap"
 local httpd = require "steward.httpd"
 local http = require "steward.http"
 local json = require "steward.json"
+local task = require "steward.task"
+local time = require "steward.time"
 
 -- parse_query
 tap.is_deeply(httpd.parse_query("a=1&b=x%20y&c=p+q"), {a = "1", b = "x y", c = "p q"},
@@ -138,4 +141,88 @@ tap.is(srv:stats().closing, true, "close marks the server closing")
 tap.is(srv:port(), 0, "a closed server has no port")
 local _, cerr = http.request{url = base .. "/late", timeout = 2}
 tap.ok(cerr ~= nil, "a closed server refuses connections")
+
+-- srv:wait_closed. A gate is a task that sleeps until cancelled: join() awaits the event,
+-- cancel() signals it (no polling).
+local function gate() return task.spawn(function() time.sleep(3600) end) end
+local started, release = gate(), gate()
+local handler_done = false
+local wsrv = assert(httpd.listen{port = 0, handler = function(req)
+  started:cancel("open")
+  release:join()
+  handler_done = true
+  return 200, {}, "slow done"
+end})
+local wbase = "http://127.0.0.1:" .. wsrv:port()
+local client = task.spawn(function() return http.request{url = wbase .. "/slow", timeout = 10} end)
+started:join()
+wsrv:close()
+local wok, werr = wsrv:wait_closed("50ms")
+tap.ok(wok == nil and werr == "timeout", "wait_closed times out while a handler is in flight")
+tap.is(wsrv:closed(), false, "the in-flight request keeps its connection open")
+local waiter = task.spawn(function()
+  local a, b = wsrv:wait_closed(10)
+  return a, b, handler_done, wsrv:closed(), wsrv:stats().connections_open
+end)
+local doomed = task.spawn(function() return wsrv:wait_closed() end)
+local timed = task.spawn({timeout = "20ms"}, function() return wsrv:wait_closed() end)
+tap.is(doomed:cancel("stop"), true, "a task waiting in wait_closed can be cancelled")
+tap.is_deeply({doomed:join()}, {false, "stop"}, "the cancelled waiter ends with the reason")
+tap.is_deeply({timed:join()}, {false, "timeout"}, "a waiter whose task times out ends too")
+tap.is(waiter:status(), "running", "the other waiter still waits")
+release:cancel("open")
+local cok, res = client:join()
+tap.ok(cok and res and res.status == 200 and res.body == "slow done",
+  "the slow handler's answer is written after close")
+tap.is(res and res.headers.connection, "close", "with Connection: close")
+tap.is_deeply({waiter:join()}, {true, true, nil, true, true, 0},
+  "wait_closed returns true after the handler ended and the connection closed")
+tap.is(wsrv:wait_closed(), true, "wait_closed on a settled server returns true at once")
+tap.raises(function() wsrv:wait_closed("soon") end, "srv:wait_closed: timeout",
+  "the timeout must be a duration")
+tap.raises(function() coroutine.wrap(function() return wsrv:wait_closed() end)() end,
+  "srv:wait_closed: must be called from inside a task", "wait_closed outside a task raises")
+
+-- wait_closed before close: it waits for the close as well
+local lsrv = assert(httpd.listen{port = 0, handler = function() return 204 end})
+local early = task.spawn(function() return lsrv:wait_closed(10) end)
+tap.is(early:status(), "running", "wait_closed before close waits")
+lsrv:close()
+tap.is_deeply({early:join()}, {true, true}, "and returns true once the server has closed")
+
+-- A handler still running after its connection is gone (the client reset it): the server
+-- reports closed, but wait_closed waits for the handler, whose answer is then dropped.
+local proc = require "steward.proc"
+local started3, release3 = gate(), gate()
+local done3 = false
+local dsrv = assert(httpd.listen{port = 0, handler = function(req)
+  if req.path == "/started" then started3:join(); return 200, {}, "started" end
+  started3:cancel("open")
+  release3:join()
+  done3 = true
+  return 200, {}, "too late"
+end})
+local rst_client = [[
+import socket, struct, sys
+port = int(sys.argv[1])
+s1 = socket.create_connection(("127.0.0.1", port))
+s1.sendall(b"GET /hold HTTP/1.1\r\nHost: t\r\n\r\n")
+s2 = socket.create_connection(("127.0.0.1", port))
+s2.sendall(b"GET /started HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+while s2.recv(4096): pass
+s1.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s1.close()
+]]
+local pr = assert(proc.run{cmd = {"/usr/bin/python3", "-c", rst_client, tostring(dsrv:port())},
+  timeout = 10})
+tap.is(pr.code, 0, "the resetting client ran" .. (pr.code ~= 0 and (": " .. pr.stderr) or ""))
+dsrv:close()
+-- No event tells when the server has seen the reset: check for it, bounded.
+for _ = 1, 500 do if dsrv:closed() then break end time.sleep(0.01) end
+tap.ok(dsrv:closed() and not done3, "the server has closed while the handler still runs")
+wok, werr = dsrv:wait_closed("30ms")
+tap.ok(wok == nil and werr == "timeout", "wait_closed still waits for that handler")
+release3:cancel("open")
+tap.is(dsrv:wait_closed(5), true, "and returns true once it has ended")
+tap.ok(done3 and dsrv:stats().dropped == 1, "its answer was dropped")
 tap.done()
