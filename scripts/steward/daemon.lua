@@ -201,7 +201,12 @@ function M.main(args)
   ctx.stopping = true
   for _, b in ipairs(ctx.bg) do b:cancel() end
   srv:close()
-  local drained = ctx.dispatch:drain(cfg.limits.shutdown_timeout)
+  local deadline = cfg.limits.shutdown_timeout
+  local t_close = time.monotonic()
+  if not srv:wait_closed(deadline) then
+    log.warn("HTTP requests still in flight at the shutdown deadline")
+  end
+  local drained = ctx.dispatch:drain(math.max(0, deadline - (time.monotonic() - t_close)))
   if not drained then log.warn("handlers still running at the shutdown deadline; they run again at the next start") end
   ctx.dispatch:checkpoint()
   st:close()
