@@ -311,7 +311,10 @@ static int l_json_encode(lua_State *L)
         lua_getfield(L, UV_CJSON, "encode");
         lua_pushvalue(L, 1);
         lua_call(L, 1, 2);
-        return 2;
+        if (lua_isnil(L, -2))
+            return 2;
+        lua_pop(L, 1);
+        return 1;
     }
     /* Keep the original empty tables to put back (3), swap in the sentinel, encode. */
     lua_createtable(L, n, 0);

@@ -1,0 +1,53 @@
+#!/bin/bash
+# The steward command line: version, help, usage errors, script and eval exit statuses.
+set -u
+BIN=${STEWARD_BIN:-build/steward}
+d=$(mktemp -d); trap 'rm -rf "$d"' EXIT
+n=0
+check() { n=$((n + 1)); if eval "$1"; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
+
+out=$("$BIN" version); rc=$?
+check '[ $rc -eq 0 ]' "version exits 0"
+for lib in steward LuaJIT libuv libcurl OpenSSL SQLite libpq; do
+    check 'echo "$out" | grep -q "^$lib "' "version names $lib"
+done
+"$BIN" help > "$d/help"; rc=$?
+check '[ $rc -eq 0 ] && grep -q "^  script FILE" "$d/help" && grep -q "^  run " "$d/help"' "help lists the commands"
+"$BIN" frobnicate 2> "$d/err"; rc=$?
+check '[ $rc -eq 2 ] && grep -q "unknown command .frobnicate." "$d/err" && grep -q "^usage:" "$d/err"' "an unknown command: usage and exit 2"
+"$BIN" script --bogus 2> "$d/err"; rc=$?
+check '[ $rc -eq 2 ] && grep -q "unknown flag" "$d/err"' "an unknown flag: exit 2"
+"$BIN" 2> /dev/null; rc=$?
+check '[ $rc -eq 2 ]' "no command: exit 2"
+"$BIN" run --nope 2> /dev/null; rc=$?
+check '[ $rc -eq 2 ]' "run with an unknown argument: exit 2"
+
+printf 'local a, b = ...\nprint(arg[0], a, b)\nrequire("steward.time").sleep(0.01)\n' > "$d/ok.lua"
+out=$("$BIN" script "$d/ok.lua" x y); rc=$?
+check '[ $rc -eq 0 ] && [ "$out" = "$d/ok.lua	x	y" ]' "script gets its arguments as ... and arg, exits 0"
+printf 'local function inner() error("kaputt") end\ninner()\n' > "$d/fail.lua"
+"$BIN" script "$d/fail.lua" 2> "$d/err"; rc=$?
+check '[ $rc -eq 1 ] && grep -q "fail.lua:1: kaputt" "$d/err" && grep -q "stack traceback" "$d/err" && grep -q "in function .inner." "$d/err"' \
+      "a failing script exits 1 with the error and a traceback"
+"$BIN" script "$d/missing.lua" 2> "$d/err"; rc=$?
+check '[ $rc -eq 1 ] && grep -q "missing.lua" "$d/err"' "a missing script: exit 1 naming the file"
+printf 'x = = 1\n' > "$d/syntax.lua"
+"$BIN" script "$d/syntax.lua" 2> "$d/err"; rc=$?
+check '[ $rc -eq 1 ] && grep -q "syntax.lua:1:" "$d/err"' "a syntax error: exit 1 with file and line"
+printf 'require("steward.time").after(0.05, function() io.write("late\\n") end)\n' > "$d/timer.lua"
+out=$("$BIN" script "$d/timer.lua"); rc=$?
+check '[ $rc -eq 0 ] && [ "$out" = "late" ]' "script waits until the loop is empty (a pending timer runs)"
+
+out=$("$BIN" eval '1 + 1, "s", {b = 1, a = {2}}'); rc=$?
+check '[ $rc -eq 0 ] && [ "$out" = "$(printf "2\n\"s\"\n{ a = { 2 }, b = 1 }")" ]' "eval prints each result, pretty-printed"
+out=$("$BIN" eval 'local x = 2; print(x * 3)'); rc=$?
+check '[ $rc -eq 0 ] && [ "$out" = "6" ]' "eval runs statements when the chunk is not an expression"
+out=$(echo 'return require("steward.json").encode({1})' | "$BIN" eval -); rc=$?
+check '[ $rc -eq 0 ] && [ "$out" = "\"[1]\"" ]' "eval - reads the chunk from stdin"
+"$BIN" eval 'error("nope")' 2> "$d/err"; rc=$?
+check '[ $rc -eq 1 ] && grep -q "nope" "$d/err"' "eval exits 1 on an error"
+"$BIN" eval 'return (' 2> "$d/err"; rc=$?
+check '[ $rc -eq 1 ] && grep -q "eval" "$d/err"' "eval exits 1 on a syntax error"
+out=$("$BIN" eval 'require("steward.time").sleep(0.01); return "slept"'); rc=$?
+check '[ $rc -eq 0 ] && [ "$out" = "\"slept\"" ]' "eval runs as a task: it may sleep"
+echo "1..$n"
