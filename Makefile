@@ -101,7 +101,7 @@ bench: $(BIN)
 	STEWARD_BIN=$(abspath $(BIN)) sh bench/run
 
 format:
-	clang-format -i core/*.c core/*.h bindings/*.c bindings/*.h tests/unit/*.c tests/unit/*.h
+	clang-format -i core/*.c core/*.h bindings/*.c bindings/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c
 
 lint: $(GEN_SRC)
 	clang-tidy --quiet $(CORE_SRC) core/main.c $(BIND_SRC) -- $(filter-out -MMD -MP,$(CFLAGS))

@@ -12,14 +12,14 @@
 #include <openssl/params.h>
 #include <openssl/rand.h>
 #include <stdint.h>
-#include <time.h>
 #include <string.h>
+#include <time.h>
 
 #include "bindings.h"
 #include "crypto_priv.h"
 
-#define HASHER_MT "steward.crypto.hasher"
-#define RANDOM_MAX (1024 * 1024)
+#define HASHER_MT   "steward.crypto.hasher"
+#define RANDOM_MAX  (1024 * 1024)
 #define ED25519_KEY 32
 #define ED25519_SIG 64
 
@@ -29,13 +29,11 @@ const char *crypto_check_bytes(lua_State *L, int idx, const char *fname, const c
                                size_t *len)
 {
     if (lua_type(L, idx) != LUA_TSTRING)
-        luaL_error(L, "crypto.%s: %s: string expected, got %s", fname, arg,
-                   luaL_typename(L, idx));
+        luaL_error(L, "crypto.%s: %s: string expected, got %s", fname, arg, luaL_typename(L, idx));
     return lua_tolstring(L, idx, len);
 }
 
-const char *crypto_opt_bytes(lua_State *L, int idx, const char *fname, const char *arg,
-                             size_t *len)
+const char *crypto_opt_bytes(lua_State *L, int idx, const char *fname, const char *arg, size_t *len)
 {
     if (lua_isnoneornil(L, idx)) {
         *len = 0;
@@ -78,8 +76,8 @@ static size_t check_count(lua_State *L, int idx, const char *fname, const char *
 /* ---- digests ---- */
 
 struct digest {
-    const char *name;  /* as Lua code names it */
-    const char *ossl;  /* as OpenSSL's providers name it (for EVP_KDF parameters) */
+    const char *name; /* as Lua code names it */
+    const char *ossl; /* as OpenSSL's providers name it (for EVP_KDF parameters) */
     const EVP_MD *(*md)(void);
 };
 
@@ -113,8 +111,14 @@ static int push_digest(lua_State *L, const EVP_MD *md, int idx, const char *fnam
     return 1;
 }
 
-static int l_crypto_sha256(lua_State *L) { return push_digest(L, EVP_sha256(), 1, "sha256"); }
-static int l_crypto_sha512(lua_State *L) { return push_digest(L, EVP_sha512(), 1, "sha512"); }
+static int l_crypto_sha256(lua_State *L)
+{
+    return push_digest(L, EVP_sha256(), 1, "sha256");
+}
+static int l_crypto_sha512(lua_State *L)
+{
+    return push_digest(L, EVP_sha512(), 1, "sha512");
+}
 
 static int l_crypto_digest(lua_State *L)
 {
@@ -313,8 +317,7 @@ static int l_crypto_equals(lua_State *L)
 
 /* ---- Ed25519 ---- */
 
-static const unsigned char *check_key32(lua_State *L, int idx, const char *fname,
-                                        const char *arg)
+static const unsigned char *check_key32(lua_State *L, int idx, const char *fname, const char *arg)
 {
     size_t n;
     const char *k = crypto_check_bytes(L, idx, fname, arg, &n);
@@ -401,7 +404,8 @@ int luaopen_steward_crypto(lua_State *L)
                                      {"hasher", l_crypto_hasher},
                                      {"hmac", l_crypto_hmac},
                                      {"hkdf", l_crypto_hkdf},
-                                     {"random", l_crypto_random}, {"uuidv7", l_crypto_uuidv7},
+                                     {"random", l_crypto_random},
+                                     {"uuidv7", l_crypto_uuidv7},
                                      {"equals", l_crypto_equals},
                                      {"ed25519_keypair", l_crypto_ed25519_keypair},
                                      {"ed25519_sign", l_crypto_ed25519_sign},

@@ -10,11 +10,11 @@
 
 #include "crypto_priv.h"
 
-#define GCM_KEY 32
-#define GCM_NONCE 12 /* the size GCM is designed for; seal always uses it */
+#define GCM_KEY       32
+#define GCM_NONCE     12 /* the size GCM is designed for; seal always uses it */
 #define GCM_NONCE_MAX 128
-#define GCM_TAG 16
-#define AUTH_FAILED "authentication failed"
+#define GCM_TAG       16
+#define AUTH_FAILED   "authentication failed"
 
 static const unsigned char *check_key(lua_State *L, int idx, const char *fname)
 {
@@ -35,8 +35,7 @@ static int auth_failed(lua_State *L)
 }
 
 /* EVP_CipherUpdate counts in int; larger inputs go through in pieces. out NULL = AAD. */
-static int update_all(EVP_CIPHER_CTX *ctx, unsigned char *out, const unsigned char *in,
-                      size_t n)
+static int update_all(EVP_CIPHER_CTX *ctx, unsigned char *out, const unsigned char *in, size_t n)
 {
     while (n > 0) {
         int chunk = n > (1u << 30) ? 1 << 30 : (int)n, len = 0;
@@ -53,8 +52,8 @@ static int update_all(EVP_CIPHER_CTX *ctx, unsigned char *out, const unsigned ch
 struct gcm_args {
     const unsigned char *key, *nonce, *aad, *in;
     size_t nonce_len, aad_len, n;
-    unsigned char *out;           /* n bytes */
-    unsigned char tag[GCM_TAG];   /* written when encrypting, checked when decrypting */
+    unsigned char *out;         /* n bytes */
+    unsigned char tag[GCM_TAG]; /* written when encrypting, checked when decrypting */
 };
 
 /* Returns 1 on success, 0 when decryption fails authentication, -1 when OpenSSL fails. No

@@ -46,8 +46,7 @@ static int l_crypto_hex(lua_State *L)
 static int l_crypto_unhex(lua_State *L)
 {
     size_t n;
-    const unsigned char *s =
-        (const unsigned char *)crypto_check_bytes(L, 1, "unhex", "text", &n);
+    const unsigned char *s = (const unsigned char *)crypto_check_bytes(L, 1, "unhex", "text", &n);
     for (size_t i = 0; i < n; i++)
         if (OPENSSL_hexchar2int(s[i]) < 0)
             return decode_error(L, "unhex", "invalid hex digit", i + 1);
@@ -55,8 +54,8 @@ static int l_crypto_unhex(lua_State *L)
         return decode_error_msg(L, "unhex", "odd number of hex digits");
     unsigned char *out = crypto_scratch(L, n / 2);
     for (size_t i = 0; i < n / 2; i++)
-        out[i] = (unsigned char)(OPENSSL_hexchar2int(s[2 * i]) << 4 |
-                                 OPENSSL_hexchar2int(s[2 * i + 1]));
+        out[i] =
+            (unsigned char)(OPENSSL_hexchar2int(s[2 * i]) << 4 | OPENSSL_hexchar2int(s[2 * i + 1]));
     lua_pushlstring(L, (const char *)out, n / 2);
     return 1;
 }
@@ -98,10 +97,9 @@ static int b64_check(lua_State *L, const char *fname, const unsigned char *s, si
         i++;
     size_t npad = i - nd;
     if (i < n)
-        return decode_error(L, fname,
-                            npad && b64_value(s[i], url) >= 0 ? "data after padding"
-                                                              : "invalid character",
-                            i + 1);
+        return decode_error(
+            L, fname,
+            npad && b64_value(s[i], url) >= 0 ? "data after padding" : "invalid character", i + 1);
     size_t rem = nd % 4;
     if (rem == 1)
         return decode_error_msg(L, fname, "truncated input (a lone character in the last group)");
@@ -126,8 +124,7 @@ static size_t b64_decoded_len(size_t nd)
 static int l_crypto_base64(lua_State *L)
 {
     size_t n;
-    const unsigned char *s =
-        (const unsigned char *)crypto_check_bytes(L, 1, "base64", "data", &n);
+    const unsigned char *s = (const unsigned char *)crypto_check_bytes(L, 1, "base64", "data", &n);
     if (n > B64_MAX_IN)
         return luaL_error(L, "crypto.base64: data: too long");
     unsigned char *out = crypto_scratch(L, (n + 2) / 3 * 4 + 1); /* + the NUL it writes */

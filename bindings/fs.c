@@ -200,7 +200,8 @@ static void work_read(struct fs_op *op)
             buf = nb;
             cap = ncap;
         }
-        uv_buf_t b = uv_buf_init(buf + len, (unsigned)((cap - len) > (1u << 30) ? (1u << 30) : cap - len));
+        uv_buf_t b =
+            uv_buf_init(buf + len, (unsigned)((cap - len) > (1u << 30) ? (1u << 30) : cap - len));
         r = uv_fs_read(NULL, &req, fd, &b, 1, -1, NULL);
         uv_fs_req_cleanup(&req);
         if (r < 0) {
@@ -260,8 +261,7 @@ static void work_write_atomic(struct fs_op *op)
     } else {
         strcpy(dir, ".");
     }
-    snprintf(tmpl, n + 32, "%.*s%s.%s.tmp-XXXXXX", (int)dirlen, op->path, slash ? "/" : "",
-             base);
+    snprintf(tmpl, n + 32, "%.*s%s.%s.tmp-XXXXXX", (int)dirlen, op->path, slash ? "/" : "", base);
 
     uv_fs_t req;
     int fd = uv_fs_mkstemp(NULL, &req, tmpl, NULL);
@@ -507,7 +507,10 @@ static void set_number(lua_State *L, const char *k, double v)
     lua_setfield(L, -2, k);
 }
 
-static double ts(uv_timespec_t t) { return (double)t.tv_sec + (double)t.tv_nsec / 1e9; }
+static double ts(uv_timespec_t t)
+{
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
 
 static void push_stat(lua_State *L, const uv_stat_t *st)
 {
@@ -533,7 +536,8 @@ static int push_results(lua_State *L, struct fs_op *op, int status)
     int err = status < 0 ? status : op->err;
     if (err) {
         lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s: %s", uv_err_name(err), op->err_msg ? op->err_msg : uv_strerror(err),
+        lua_pushfstring(L, "%s: %s: %s", uv_err_name(err),
+                        op->err_msg ? op->err_msg : uv_strerror(err),
                         op->err_path ? op->err_path : op->path);
         lua_pushstring(L, uv_err_name(err));
         return 3;
@@ -636,7 +640,8 @@ static int opt_mode(lua_State *L, int idx, const char *fname, int *mode)
     if (!opt_number(L, idx, "mode", fname, &v))
         return 0;
     if (v > 07777)
-        luaL_error(L, "%s: mode: permission bits expected (e.g. 420 or tonumber(\"644\", 8))", fname);
+        luaL_error(L, "%s: mode: permission bits expected (e.g. 420 or tonumber(\"644\", 8))",
+                   fname);
     *mode = (int)v;
     return 1;
 }
@@ -711,12 +716,30 @@ static int do_write(lua_State *L, enum fs_kind kind, const char *fname)
     return submit(L, t, op, fname);
 }
 
-static int l_fs_write(lua_State *L) { return do_write(L, FS_WRITE, "fs.write"); }
-static int l_fs_write_atomic(lua_State *L) { return do_write(L, FS_WRITE_ATOMIC, "fs.write_atomic"); }
-static int l_fs_stat(lua_State *L) { return simple(L, FS_STAT, "fs.stat"); }
-static int l_fs_lstat(lua_State *L) { return simple(L, FS_LSTAT, "fs.lstat"); }
-static int l_fs_exists(lua_State *L) { return simple(L, FS_EXISTS, "fs.exists"); }
-static int l_fs_list(lua_State *L) { return simple(L, FS_LIST, "fs.list"); }
+static int l_fs_write(lua_State *L)
+{
+    return do_write(L, FS_WRITE, "fs.write");
+}
+static int l_fs_write_atomic(lua_State *L)
+{
+    return do_write(L, FS_WRITE_ATOMIC, "fs.write_atomic");
+}
+static int l_fs_stat(lua_State *L)
+{
+    return simple(L, FS_STAT, "fs.stat");
+}
+static int l_fs_lstat(lua_State *L)
+{
+    return simple(L, FS_LSTAT, "fs.lstat");
+}
+static int l_fs_exists(lua_State *L)
+{
+    return simple(L, FS_EXISTS, "fs.exists");
+}
+static int l_fs_list(lua_State *L)
+{
+    return simple(L, FS_LIST, "fs.list");
+}
 
 static int l_fs_mkdir(lua_State *L)
 {
@@ -760,17 +783,11 @@ static int l_fs_rename(lua_State *L)
 
 int luaopen_steward_fs(lua_State *L)
 {
-    static const luaL_Reg funcs[] = {{"read", l_fs_read},
-                                     {"write", l_fs_write},
-                                     {"write_atomic", l_fs_write_atomic},
-                                     {"stat", l_fs_stat},
-                                     {"lstat", l_fs_lstat},
-                                     {"exists", l_fs_exists},
-                                     {"list", l_fs_list},
-                                     {"mkdir", l_fs_mkdir},
-                                     {"remove", l_fs_remove},
-                                     {"rename", l_fs_rename},
-                                     {NULL, NULL}};
+    static const luaL_Reg funcs[] = {
+        {"read", l_fs_read},     {"write", l_fs_write}, {"write_atomic", l_fs_write_atomic},
+        {"stat", l_fs_stat},     {"lstat", l_fs_lstat}, {"exists", l_fs_exists},
+        {"list", l_fs_list},     {"mkdir", l_fs_mkdir}, {"remove", l_fs_remove},
+        {"rename", l_fs_rename}, {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, funcs);
     return 1;

@@ -13,10 +13,10 @@
 #include "http_multi.h"
 #include "version.h"
 
-#define DEFAULT_TIMEOUT 30.0
+#define DEFAULT_TIMEOUT         30.0
 #define DEFAULT_CONNECT_TIMEOUT 10.0
-#define DEFAULT_MAX_BODY (64.0 * 1024 * 1024)
-#define DEFAULT_MAX_REDIRECTS 5L
+#define DEFAULT_MAX_BODY        (64.0 * 1024 * 1024)
+#define DEFAULT_MAX_REDIRECTS   5L
 
 struct req {
     http_xfer_t x;
@@ -140,10 +140,14 @@ static void req_finish(http_xfer_t *x, CURLcode rc)
     req_release(x);
 }
 
-static const char *const known_opts[] = {
-    "method", "url",     "headers", "body",   "timeout",          "connect_timeout",
-    "max_body", "follow_redirects", "cafile", "capath", "cert",   "key",
-    "insecure", "user_agent",       NULL};
+static const char *const known_opts[] = {"method",   "url",
+                                         "headers",  "body",
+                                         "timeout",  "connect_timeout",
+                                         "max_body", "follow_redirects",
+                                         "cafile",   "capath",
+                                         "cert",     "key",
+                                         "insecure", "user_agent",
+                                         NULL};
 
 static void check_known(lua_State *L, const char *fname)
 {
@@ -171,7 +175,10 @@ static int valid_token(const char *s)
     return 1;
 }
 
-static int has_crlf(const char *s) { return strpbrk(s, "\r\n") != NULL; }
+static int has_crlf(const char *s)
+{
+    return strpbrk(s, "\r\n") != NULL;
+}
 
 /* Checks the `headers` field and pushes an array of "Name: value" lines for libcurl; a user
  * header of the same name replaces libcurl's own (Expect is turned off unless asked for).

@@ -59,9 +59,9 @@ static size_t on_read(char *buf, size_t size, size_t n, void *ud)
 }
 
 static const char *const known_opts[] = {
-    "url",     "from",     "to",       "cc",     "bcc",    "subject",         "body",
-    "message", "headers",  "username", "password", "starttls", "timeout", "connect_timeout",
-    "cafile",  "capath",   "insecure", NULL};
+    "url",     "from",    "to",       "cc",       "bcc",      "subject", "body",
+    "message", "headers", "username", "password", "starttls", "timeout", "connect_timeout",
+    "cafile",  "capath",  "insecure", NULL};
 
 static void check_opts(lua_State *L, const char *fname)
 {
@@ -266,8 +266,7 @@ int l_http_send_mail(lua_State *L)
     double ctimeout = duration_opt(L, -1, "http.send_mail: connect_timeout", 10.0);
     lua_getfield(L, 1, "insecure");
     if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
-        return luaL_error(L, "%s: insecure: boolean expected, got %s", fname,
-                          luaL_typename(L, -1));
+        return luaL_error(L, "%s: insecure: boolean expected, got %s", fname, luaL_typename(L, -1));
     int insecure = lua_toboolean(L, -1);
     lua_pop(L, 3);
 

@@ -28,7 +28,10 @@ static struct {
     size_t nxfers;
 } M;
 
-static void free_handle(uv_handle_t *h) { free(h); }
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
 
 static void sock_close(struct sock *s)
 {
@@ -178,7 +181,10 @@ static int sentinel_gc(lua_State *L)
     return 0;
 }
 
-static void on_busy(uv_async_t *h) { (void)h; }
+static void on_busy(uv_async_t *h)
+{
+    (void)h;
+}
 
 static int multi_open(lua_State *L)
 {
@@ -258,13 +264,10 @@ int http_xfer_suspend(lua_State *L, task_t *t, http_xfer_t *x, const char *fname
 static const char *error_kind(CURLcode rc)
 {
     switch (rc) {
-    case CURLE_OPERATION_TIMEDOUT:
-        return "timeout";
-    case CURLE_COULDNT_CONNECT:
-        return "connect";
+    case CURLE_OPERATION_TIMEDOUT: return "timeout";
+    case CURLE_COULDNT_CONNECT: return "connect";
     case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-        return "resolve";
+    case CURLE_COULDNT_RESOLVE_PROXY: return "resolve";
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_SSL_CERTPROBLEM:
@@ -272,23 +275,17 @@ static const char *error_kind(CURLcode rc)
     case CURLE_SSL_CIPHER:
     case CURLE_SSL_ENGINE_NOTFOUND:
     case CURLE_SSL_ISSUER_ERROR:
-    case CURLE_USE_SSL_FAILED:
-        return "tls";
+    case CURLE_USE_SSL_FAILED: return "tls";
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING:
     case CURLE_PARTIAL_FILE:
-    case CURLE_WEIRD_SERVER_REPLY:
-        return "io";
-    case CURLE_TOO_MANY_REDIRECTS:
-        return "redirects";
-    case CURLE_LOGIN_DENIED:
-        return "auth";
+    case CURLE_WEIRD_SERVER_REPLY: return "io";
+    case CURLE_TOO_MANY_REDIRECTS: return "redirects";
+    case CURLE_LOGIN_DENIED: return "auth";
     case CURLE_UNSUPPORTED_PROTOCOL:
-    case CURLE_URL_MALFORMAT:
-        return "url";
-    default:
-        return "curl";
+    case CURLE_URL_MALFORMAT: return "url";
+    default: return "curl";
     }
 }
 

@@ -20,7 +20,7 @@ int luaopen_cjson_safe(lua_State *L);
 #define MAX_DEPTH 128
 
 /* Upvalue indices of every function in the module. */
-#define UV_CJSON lua_upvalueindex(1)
+#define UV_CJSON    lua_upvalueindex(1)
 #define UV_ARRAY_MT lua_upvalueindex(2)
 #define UV_SENTINEL lua_upvalueindex(3)
 

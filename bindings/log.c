@@ -69,10 +69,22 @@ static int log_at(lua_State *L, enum log_level level)
     return 0;
 }
 
-static int l_log_debug(lua_State *L) { return log_at(L, LOG_DEBUG); }
-static int l_log_info(lua_State *L) { return log_at(L, LOG_INFO); }
-static int l_log_warn(lua_State *L) { return log_at(L, LOG_WARN); }
-static int l_log_error(lua_State *L) { return log_at(L, LOG_ERROR); }
+static int l_log_debug(lua_State *L)
+{
+    return log_at(L, LOG_DEBUG);
+}
+static int l_log_info(lua_State *L)
+{
+    return log_at(L, LOG_INFO);
+}
+static int l_log_warn(lua_State *L)
+{
+    return log_at(L, LOG_WARN);
+}
+static int l_log_error(lua_State *L)
+{
+    return log_at(L, LOG_ERROR);
+}
 
 static int l_log_enabled(lua_State *L)
 {
@@ -95,9 +107,12 @@ static int l_log_set_level(lua_State *L)
 
 int luaopen_steward_log(lua_State *L)
 {
-    static const luaL_Reg funcs[] = {{"debug", l_log_debug}, {"info", l_log_info},
-                                     {"warn", l_log_warn},   {"error", l_log_error},
-                                     {"enabled", l_log_enabled}, {"set_level", l_log_set_level},
+    static const luaL_Reg funcs[] = {{"debug", l_log_debug},
+                                     {"info", l_log_info},
+                                     {"warn", l_log_warn},
+                                     {"error", l_log_error},
+                                     {"enabled", l_log_enabled},
+                                     {"set_level", l_log_set_level},
                                      {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, funcs);

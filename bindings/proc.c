@@ -17,7 +17,7 @@
 extern char **environ;
 
 #define PROC_DEFAULT_MAX_OUTPUT ((size_t)1 << 20)
-#define PROC_CHUNK 65536
+#define PROC_CHUNK              65536
 
 struct out_buf {
     uv_pipe_t pipe;
@@ -241,7 +241,7 @@ static void proc_cancel(task_wait_t *w)
 static const struct {
     const char *name;
     int sig;
-} signals[] = {{"TERM", SIGTERM}, {"KILL", SIGKILL}, {"INT", SIGINT}, {"HUP", SIGHUP},
+} signals[] = {{"TERM", SIGTERM}, {"KILL", SIGKILL}, {"INT", SIGINT},   {"HUP", SIGHUP},
                {"QUIT", SIGQUIT}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {NULL, 0}};
 
 static int check_signal(lua_State *L, int idx, const char *what)
@@ -292,8 +292,8 @@ static int check_env_table(lua_State *L, int tbl, const char *field, const char 
             luaL_error(L, "%s: %s: keys must be variable names (strings without '=')", fname,
                        field);
         if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
-            luaL_error(L, "%s: %s.%s: string expected, got %s", fname, field,
-                       lua_tostring(L, -2), luaL_typename(L, -1));
+            luaL_error(L, "%s: %s.%s: string expected, got %s", fname, field, lua_tostring(L, -2),
+                       luaL_typename(L, -1));
         lua_pop(L, 1);
     }
     lua_pop(L, 1);

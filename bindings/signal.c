@@ -14,7 +14,7 @@
 static const struct {
     const char *name;
     int num;
-} signals[] = {{"HUP", SIGHUP},   {"INT", SIGINT},   {"TERM", SIGTERM}, {"USR1", SIGUSR1},
+} signals[] = {{"HUP", SIGHUP},   {"INT", SIGINT},   {"TERM", SIGTERM},  {"USR1", SIGUSR1},
                {"USR2", SIGUSR2}, {"QUIT", SIGQUIT}, {"WINCH", SIGWINCH}};
 
 struct watch {
@@ -23,7 +23,10 @@ struct watch {
     struct watch **owner; /* the Lua userdata's pointer, cleared on close */
 };
 
-static void watch_closed(uv_handle_t *h) { free(h->data); }
+static void watch_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
 
 static void watch_close(struct watch *w)
 {

@@ -62,7 +62,10 @@ struct sleep_op {
     uv_timer_t timer;
 };
 
-static void sleep_closed(uv_handle_t *h) { free(h->data); }
+static void sleep_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
 
 static void on_sleep(uv_timer_t *h)
 {
@@ -205,8 +208,14 @@ static int start_timer(lua_State *L, int repeat, const char *fname)
     return 1;
 }
 
-static int l_time_after(lua_State *L) { return start_timer(L, 0, "time.after"); }
-static int l_time_every(lua_State *L) { return start_timer(L, 1, "time.every"); }
+static int l_time_after(lua_State *L)
+{
+    return start_timer(L, 0, "time.after");
+}
+static int l_time_every(lua_State *L)
+{
+    return start_timer(L, 1, "time.every");
+}
 
 static int l_time_cancel(lua_State *L)
 {

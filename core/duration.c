@@ -58,12 +58,14 @@ double duration_check(lua_State *L, int idx, const char *what)
         const char *s = lua_tostring(L, idx);
         if (duration_parse(s, &sec) == 0)
             return sec;
-        return luaL_error(L, "%s: bad duration '%s' (expected seconds, or e.g. \"250ms\", \"15m\", "
-                             "\"1h30m\")",
+        return luaL_error(L,
+                          "%s: bad duration '%s' (expected seconds, or e.g. \"250ms\", \"15m\", "
+                          "\"1h30m\")",
                           what, s);
     }
-    return luaL_error(L, "%s: duration expected (number of seconds or string such as \"15m\"), "
-                         "got %s",
+    return luaL_error(L,
+                      "%s: duration expected (number of seconds or string such as \"15m\"), "
+                      "got %s",
                       what, luaL_typename(L, idx));
 }
 

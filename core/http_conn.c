@@ -11,7 +11,7 @@
 
 /* Stop parsing more requests while this much output waits for a slow reader. */
 #define OUT_HIGH_WATER (256 * 1024)
-#define READ_CHUNK 65536
+#define READ_CHUNK     65536
 
 static void slot_free(http_slot_t *s)
 {
@@ -276,9 +276,8 @@ void http_conn_init(http_conn_t *c, http_server_t *s, const struct http_io *io, 
         char details[96];
         snprintf(details, sizeof details, "{\"limit\":\"max_connections\",\"max\":%zu}",
                  s->limits.max_connections);
-        http_conn_fail(c, 503, "too_many_connections",
-                       "the server has too many open connections", details,
-                       "Retry-After: 1\r\n");
+        http_conn_fail(c, 503, "too_many_connections", "the server has too many open connections",
+                       details, "Retry-After: 1\r\n");
     }
     http_conn_update(c);
 }

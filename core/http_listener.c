@@ -165,7 +165,10 @@ static void uvc_close(http_conn_t *c, int linger)
 
 static const struct http_io uv_io = {uvc_write, uvc_read, uvc_timer, uvc_close};
 
-static void free_unlinked(uv_handle_t *h) { free(h->data); }
+static void free_unlinked(uv_handle_t *h)
+{
+    free(h->data);
+}
 
 static void on_connection(uv_stream_t *ls, int status)
 {

@@ -41,8 +41,10 @@ int http_buf_append(struct http_buf *b, const void *p, size_t n)
     return 0;
 }
 
-
-int http_buf_puts(struct http_buf *b, const char *s) { return http_buf_append(b, s, strlen(s)); }
+int http_buf_puts(struct http_buf *b, const char *s)
+{
+    return http_buf_append(b, s, strlen(s));
+}
 
 void http_buf_free(struct http_buf *b)
 {
@@ -122,9 +124,8 @@ int http_head_add(struct http_buf *b, const char *name, size_t nl, const char *v
     for (size_t i = 0; i < vl; i++)
         if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0')
             return -1;
-    if (http_token_eq(name, nl, "content-length") ||
-        http_token_eq(name, nl, "transfer-encoding") || http_token_eq(name, nl, "connection") ||
-        http_token_eq(name, nl, "date"))
+    if (http_token_eq(name, nl, "content-length") || http_token_eq(name, nl, "transfer-encoding") ||
+        http_token_eq(name, nl, "connection") || http_token_eq(name, nl, "date"))
         return 0;
     if (http_buf_reserve(b, nl + vl + 4) != 0)
         return -1;

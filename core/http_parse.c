@@ -213,18 +213,15 @@ static void parse_failed(http_conn_t *c, enum http_errno e)
     if (status == 431) {
         c->srv->stats.too_large++;
         limit_details(details, sizeof details, "max_header_bytes", l->max_header_bytes);
-        http_conn_fail(c, 431, "headers_too_large", "request headers are too large", details,
-                       NULL);
+        http_conn_fail(c, 431, "headers_too_large", "request headers are too large", details, NULL);
     } else if (status == 413) {
         c->srv->stats.too_large++;
         limit_details(details, sizeof details, "max_body_bytes", l->max_body_bytes);
-        http_conn_fail(c, 413, "body_too_large", "request body is too large", details,
-                       NULL);
+        http_conn_fail(c, 413, "body_too_large", "request body is too large", details, NULL);
     } else {
         c->srv->stats.parse_errors++;
-        const char *why = e == HPE_CB_headers_complete
-                              ? "both Content-Length and Transfer-Encoding"
-                              : http_errno_description(e);
+        const char *why = e == HPE_CB_headers_complete ? "both Content-Length and Transfer-Encoding"
+                                                       : http_errno_description(e);
         struct http_buf d = {0};
         http_buf_puts(&d, "{\"parser\":");
         http_json_string(&d, why, strlen(why));

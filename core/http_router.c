@@ -5,9 +5,9 @@
 
 #include <errno.h>
 #include <stdint.h>
-#include <sys/types.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #define MAX_SEGMENTS 64
 
@@ -31,7 +31,10 @@ struct http_router {
     size_t n, cap;
 };
 
-http_router_t *http_router_new(void) { return calloc(1, sizeof(http_router_t)); }
+http_router_t *http_router_new(void)
+{
+    return calloc(1, sizeof(http_router_t));
+}
 
 static void route_clear(struct route *rt)
 {
@@ -69,8 +72,7 @@ static int valid_method(const char *m)
 
 static int name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
 /* Splits pattern into rt->segs; returns NULL or why it is invalid. */
@@ -127,8 +129,7 @@ static const char *parse_pattern(struct route *rt, const char *pattern)
 static ssize_t find_route(const http_router_t *r, const char *method, const char *pattern)
 {
     for (size_t i = 0; i < r->n; i++)
-        if (strcmp(r->routes[i].method, method) == 0 &&
-            strcmp(r->routes[i].pattern, pattern) == 0)
+        if (strcmp(r->routes[i].method, method) == 0 && strcmp(r->routes[i].pattern, pattern) == 0)
             return (ssize_t)i;
     return -1;
 }
@@ -190,7 +191,10 @@ int http_router_remove(http_router_t *r, const char *method, const char *pattern
     return 0;
 }
 
-size_t http_router_count(const http_router_t *r) { return r->n; }
+size_t http_router_count(const http_router_t *r)
+{
+    return r->n;
+}
 
 int http_router_get(const http_router_t *r, size_t i, const char **method, const char **pattern,
                     void **value)
@@ -279,8 +283,7 @@ static void allow_add(char *allow, size_t cap, const char *m)
 
 enum http_route_result http_router_match(const http_router_t *r, const char *method,
                                          const char *path, size_t path_len,
-                                         struct http_route_match *m, char *allow,
-                                         size_t allow_cap)
+                                         struct http_route_match *m, char *allow, size_t allow_cap)
 {
     struct path_segs ps;
     m->value = NULL;

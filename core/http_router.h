@@ -12,7 +12,7 @@ typedef struct http_router http_router_t;
 enum http_route_result { HTTP_ROUTE_FOUND = 0, HTTP_ROUTE_NOT_FOUND, HTTP_ROUTE_BAD_METHOD };
 
 struct http_route_param {
-    const char *name; /* NUL-terminated, owned by the router */
+    const char *name;  /* NUL-terminated, owned by the router */
     const char *value; /* points into the matched path (not decoded, not terminated) */
     size_t value_len;
 };
@@ -47,7 +47,6 @@ int http_router_get(const http_router_t *r, size_t i, const char **method, const
  * path accepts (truncated to allow_cap). */
 enum http_route_result http_router_match(const http_router_t *r, const char *method,
                                          const char *path, size_t path_len,
-                                         struct http_route_match *m, char *allow,
-                                         size_t allow_cap);
+                                         struct http_route_match *m, char *allow, size_t allow_cap);
 
 #endif

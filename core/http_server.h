@@ -15,9 +15,9 @@
 #include <uv.h>
 
 struct http_limits {
-    size_t max_header_bytes;   /* request line + headers */
-    size_t max_body_bytes;     /* decoded body */
-    size_t max_connections;    /* open at once; more are answered 503 */
+    size_t max_header_bytes;    /* request line + headers */
+    size_t max_body_bytes;      /* decoded body */
+    size_t max_connections;     /* open at once; more are answered 503 */
     uint64_t header_timeout_ms; /* from a request's first byte to its last header */
     uint64_t body_timeout_ms;   /* from the end of the headers to the end of the body */
     uint64_t idle_timeout_ms;   /* keep-alive with nothing to do */
@@ -109,8 +109,8 @@ void http_head_start(struct http_buf *b, int status);
 int http_head_add(struct http_buf *b, const char *name, size_t nl, const char *value, size_t vl);
 /* Answers slot with the head built in head (status line + headers) and body; the server
  * adds Content-Length, Date and Connection. Frees the slot when its connection is gone. */
-void http_slot_respond(http_slot_t *slot, int status, const struct http_buf *head,
-                       const char *body, size_t body_len);
+void http_slot_respond(http_slot_t *slot, int status, const struct http_buf *head, const char *body,
+                       size_t body_len);
 /* Answers with the JSON error body {"error":{"code","message","details"}}. details_json
  * is a JSON object text or NULL. extra_header is a full "Name: value\r\n" line or NULL. */
 void http_slot_error(http_slot_t *slot, int status, const char *code, const char *message,
@@ -128,8 +128,8 @@ struct http_io {
     /* Writes data (one write in flight at a time); the transport calls
      * http_conn_written when done, never from inside this call. */
     int (*write)(http_conn_t *c, const char *data, size_t len); /* 0 or < 0 */
-    void (*read)(http_conn_t *c, int on); /* start/stop delivering bytes */
-    void (*timer)(http_conn_t *c, uint64_t ms); /* arm (0 = stop) the one timer */
+    void (*read)(http_conn_t *c, int on);                       /* start/stop delivering bytes */
+    void (*timer)(http_conn_t *c, uint64_t ms);                 /* arm (0 = stop) the one timer */
     /* Close the transport; linger: shut down writing and drain input for a moment first so
      * the peer reads the last answer. The transport calls http_conn_free later, never from
      * inside this call. */
@@ -148,7 +148,7 @@ struct http_conn {
     void *io_ud;
     http_conn_t *prev, *next;
     http_parser parser;
-    struct http_buf in;  /* unparsed input */
+    struct http_buf in; /* unparsed input */
     size_t in_off;
     struct http_buf url, hbuf, body;
     struct http_hdr_off *hdrs;
@@ -156,7 +156,7 @@ struct http_conn {
     size_t hdr_bytes;
     int last_was_value;
     int in_msg, in_body, msg_ready, expect_continue, body_too_large;
-    int err_status;      /* a limit or parse error to answer, found in a callback */
+    int err_status;               /* a limit or parse error to answer, found in a callback */
     http_slot_t *q_head, *q_tail; /* answers not yet written, in request order */
     size_t nq;
     struct http_buf out, wbuf; /* answers ready / being written */
@@ -176,7 +176,7 @@ void http_conn_read_buffer(http_conn_t *c, char **base, size_t *len);
 void http_conn_received(http_conn_t *c, size_t n);
 /* Copies data through read_buffer/received (for tests and the fuzz target). */
 void http_conn_feed(http_conn_t *c, const char *data, size_t len);
-void http_conn_eof(http_conn_t *c);     /* the peer closed its side */
+void http_conn_eof(http_conn_t *c);                 /* the peer closed its side */
 void http_conn_written(http_conn_t *c, int status); /* the write finished (status < 0: failed) */
 void http_conn_timeout(http_conn_t *c);
 /* The transport is closed: orphans pending answers, frees buffers, unlinks c. */
@@ -202,7 +202,7 @@ http_slot_t *http_slot_push(http_conn_t *c); /* a new slot at the end of the que
 /* Answers a request the server refuses by itself, after the answers before it, and closes. */
 void http_conn_fail(http_conn_t *c, int status, const char *code, const char *message,
                     const char *details, const char *extra_header);
-void http_conn_continue(http_conn_t *c); /* queues "100 Continue" */
+void http_conn_continue(http_conn_t *c);       /* queues "100 Continue" */
 int http_conn_can_parse(const http_conn_t *c); /* not closing, under the back-pressure limits */
 /* Re-evaluates reading, closing and the phase timer after any change. */
 void http_conn_update(http_conn_t *c);

@@ -428,10 +428,10 @@ static int dispatch_protected(lua_State *L)
         struct lrouter *lr = lua_touserdata(L, 1);
         struct http_route_match m;
         char allow[256];
-        enum http_route_result r =
-            lr && lr->r ? http_router_match(lr->r, req->method, req->path, req->path_len, &m,
-                                            allow, sizeof allow)
-                        : HTTP_ROUTE_NOT_FOUND;
+        enum http_route_result r = lr && lr->r
+                                       ? http_router_match(lr->r, req->method, req->path,
+                                                           req->path_len, &m, allow, sizeof allow)
+                                       : HTTP_ROUTE_NOT_FOUND;
         if (r == HTTP_ROUTE_FOUND) {
             push_params(L, &m);
             lua_setfield(L, 2, "params");
@@ -454,8 +454,8 @@ static int dispatch_protected(lua_State *L)
                 http_buf_free(&d);
             } else {
                 snprintf(details, sizeof details, "{\"method\":\"%s\"}", req->method);
-                http_slot_error(ctx->slot, 404, "not_found", "no route matches the path",
-                                details, NULL);
+                http_slot_error(ctx->slot, 404, "not_found", "no route matches the path", details,
+                                NULL);
             }
             return 0;
         }
@@ -502,7 +502,10 @@ static void lsrv_dispatch(http_server_t *s, http_slot_t *slot, const struct http
     lua_settop(L, top);
 }
 
-static void lsrv_free(struct lsrv *ls) { free(ls); }
+static void lsrv_free(struct lsrv *ls)
+{
+    free(ls);
+}
 
 static void lsrv_closed(http_server_t *s, void *ud)
 {
@@ -547,7 +550,10 @@ static void wait_unlink(struct closed_wait *w)
     w->anchor_ref = LUA_NOREF;
 }
 
-static void wait_timer_closed(uv_handle_t *h) { free(h->data); }
+static void wait_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
 
 static void on_wait_timer(uv_timer_t *h)
 {
@@ -725,8 +731,7 @@ static int l_httpd_listen(lua_State *L)
     int rc = http_server_listen(&ls->s, task_loop(), host, port, &what);
     if (rc != 0) {
         lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s: %s %s:%d", uv_err_name(rc), uv_strerror(rc), what, host,
-                        port);
+        lua_pushfstring(L, "%s: %s: %s %s:%d", uv_err_name(rc), uv_strerror(rc), what, host, port);
         lua_pushstring(L, uv_err_name(rc));
         return 3; /* the userdata's __gc frees ls */
     }

@@ -20,7 +20,7 @@ enum log_level log_level_parse(const char *name)
     for (int i = 0; i <= LOG_OFF; i++)
         if (name && strcmp(name, level_names[i]) == 0)
             return (enum log_level)i;
-    return (enum log_level)-1;
+    return (enum log_level) - 1;
 }
 
 const char *log_level_name(enum log_level level)
@@ -40,9 +40,15 @@ void log_init(void)
     json_format = fmt && strcmp(fmt, "json") == 0;
 }
 
-void log_set_level(enum log_level level) { min_level = level; }
+void log_set_level(enum log_level level)
+{
+    min_level = level;
+}
 
-int log_enabled(enum log_level level) { return level >= min_level && level < LOG_OFF; }
+int log_enabled(enum log_level level)
+{
+    return level >= min_level && level < LOG_OFF;
+}
 
 struct buf {
     char *p;
@@ -66,7 +72,10 @@ static void buf_add(struct buf *b, const char *s, size_t n)
     b->p[b->len] = 0;
 }
 
-static void buf_str(struct buf *b, const char *s) { buf_add(b, s, strlen(s)); }
+static void buf_str(struct buf *b, const char *s)
+{
+    buf_add(b, s, strlen(s));
+}
 
 /* logfmt quotes a value that is empty or holds spaces, quotes, '=' or control bytes. */
 static void add_logfmt_value(struct buf *b, const char *v)
@@ -143,9 +152,8 @@ void log_writev(enum log_level level, const char *msg, size_t nfields, const cha
     struct tm tm;
     gmtime_r(&tv.tv_sec, &tm);
     char ts[96];
-    snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (int)(tv.tv_usec / 1000));
+    snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
 
     struct buf b = {0};
     if (json_format) {

@@ -21,8 +21,8 @@ void log_writev(enum log_level level, const char *msg, size_t nfields, const cha
                 const char *const *values);
 
 #define log_debug(...) log_write(LOG_DEBUG, __VA_ARGS__, (const char *)0)
-#define log_info(...) log_write(LOG_INFO, __VA_ARGS__, (const char *)0)
-#define log_warn(...) log_write(LOG_WARN, __VA_ARGS__, (const char *)0)
+#define log_info(...)  log_write(LOG_INFO, __VA_ARGS__, (const char *)0)
+#define log_warn(...)  log_write(LOG_WARN, __VA_ARGS__, (const char *)0)
 #define log_error(...) log_write(LOG_ERROR, __VA_ARGS__, (const char *)0)
 
 #endif

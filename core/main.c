@@ -203,8 +203,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "steward: cannot create the runtime\n");
         return 1;
     }
-    int rc = is_script ? cmd_script(argc - first, argv + first)
-                       : cmd_eval(argc - first, argv + first);
+    int rc =
+        is_script ? cmd_script(argc - first, argv + first) : cmd_eval(argc - first, argv + first);
     rt_close();
     return rc;
 }

@@ -9,18 +9,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core_modules.h"
 #include "embedded.h"
 #include "log.h"
 #include "registry.h"
-#include "core_modules.h"
 #include "task.h"
 
 static uv_loop_t loop;
 static lua_State *L_main;
 static int stopping;
 
-lua_State *rt_lua(void) { return L_main; }
-uv_loop_t *rt_loop(void) { return &loop; }
+lua_State *rt_lua(void)
+{
+    return L_main;
+}
+uv_loop_t *rt_loop(void)
+{
+    return &loop;
+}
 
 static int load_from_dir(lua_State *L, const char *dir, const char *name)
 {

@@ -16,7 +16,7 @@ typedef struct store_arena {
     struct store_chunk *head;
 } store_arena_t;
 
-void *store_arena_alloc(store_arena_t *a, size_t n); /* NULL when out of memory */
+void *store_arena_alloc(store_arena_t *a, size_t n);                 /* NULL when out of memory */
 char *store_arena_strdup(store_arena_t *a, const char *s, size_t n); /* NUL-terminated copy */
 void store_arena_free(store_arena_t *a);
 
@@ -46,7 +46,7 @@ typedef struct store_result {
     int64_t last_id; /* valid when has_last_id */
     int has_last_id;
     int ncols;
-    const char **cols;    /* ncols names */
+    const char **cols; /* ncols names */
     size_t nrows;
     store_value_t *cells; /* nrows * ncols, row-major; malloc'd (freed by store_req_free) */
     size_t cap;           /* allocated cells */
@@ -78,14 +78,14 @@ struct store_req {
 };
 
 /* Portable error classes (PostgreSQL's condition names, so callers test one vocabulary). */
-#define STORE_CODE_UNIQUE "unique_violation"
+#define STORE_CODE_UNIQUE      "unique_violation"
 #define STORE_CODE_FOREIGN_KEY "foreign_key_violation"
-#define STORE_CODE_NOT_NULL "not_null_violation"
-#define STORE_CODE_CHECK "check_violation"
-#define STORE_CODE_CONSTRAINT "integrity_constraint_violation"
-#define STORE_CODE_BUSY "busy"
-#define STORE_CODE_CLOSED "closed"
-#define STORE_CODE_ERROR "error"
+#define STORE_CODE_NOT_NULL    "not_null_violation"
+#define STORE_CODE_CHECK       "check_violation"
+#define STORE_CODE_CONSTRAINT  "integrity_constraint_violation"
+#define STORE_CODE_BUSY        "busy"
+#define STORE_CODE_CLOSED      "closed"
+#define STORE_CODE_ERROR       "error"
 
 /* A request with nstmts zeroed statements (and zeroed results); NULL when out of memory. */
 store_req_t *store_req_new(enum store_kind kind, int nstmts);
@@ -102,13 +102,13 @@ store_value_t *store_result_add_row(store_result_t *r);
 typedef struct store store_t;
 
 typedef struct store_stats {
-    uint64_t commits;          /* transactions committed */
-    uint64_t units;            /* write units completed (ok or failed) */
+    uint64_t commits; /* transactions committed */
+    uint64_t units;   /* write units completed (ok or failed) */
     uint64_t failed_units;
     uint64_t statements;       /* statements run by the writer */
     uint64_t last_batch_units; /* units in the last transaction */
     uint64_t max_batch_units;
-    uint64_t queue_depth;      /* units waiting for the writer */
+    uint64_t queue_depth; /* units waiting for the writer */
     uint64_t reads;
     uint64_t failed_reads;
     uint64_t reads_in_flight;
@@ -124,8 +124,8 @@ struct store_ops {
     const char *scheme; /* URL prefix, "sqlite:" */
     /* Starts opening target (the URL after the scheme). Returns a store and later calls cb
      * on the loop thread (the store is usable only then), or returns NULL with err set. */
-    store_t *(*open)(uv_loop_t *loop, const char *target, store_open_fn cb, void *ud,
-                     char *err, size_t errlen);
+    store_t *(*open)(uv_loop_t *loop, const char *target, store_open_fn cb, void *ud, char *err,
+                     size_t errlen);
     /* Takes req; req->done runs later on the loop thread, never inside submit. */
     void (*submit)(store_t *s, store_req_t *req);
     /* Completes every submitted request, then releases the store and calls cb (if any) on
@@ -146,14 +146,26 @@ struct store {
 store_t *store_open(uv_loop_t *loop, const char *url, store_open_fn cb, void *ud, char *err,
                     size_t errlen);
 
-static inline const char *store_backend(const store_t *s) { return s->ops->name; }
-static inline void store_submit(store_t *s, store_req_t *req) { s->ops->submit(s, req); }
+static inline const char *store_backend(const store_t *s)
+{
+    return s->ops->name;
+}
+static inline void store_submit(store_t *s, store_req_t *req)
+{
+    s->ops->submit(s, req);
+}
 static inline void store_close(store_t *s, store_closed_fn cb, void *ud)
 {
     s->ops->close(s, cb, ud);
 }
-static inline void store_close_now(store_t *s) { s->ops->close_now(s); }
-static inline void store_get_stats(store_t *s, store_stats_t *out) { s->ops->stats(s, out); }
+static inline void store_close_now(store_t *s)
+{
+    s->ops->close_now(s);
+}
+static inline void store_get_stats(store_t *s, store_stats_t *out)
+{
+    s->ops->stats(s, out);
+}
 
 extern const struct store_ops store_sqlite_ops;
 

@@ -10,7 +10,7 @@
 #include "store.h"
 #include "task.h"
 
-#define DB_MT "steward.store.db"
+#define DB_MT   "steward.store.db"
 #define BLOB_MT "steward.store.blob"
 
 /* The userdata points at a handle that outlives it while an asynchronous close is still
@@ -34,7 +34,10 @@ struct op {
 
 /* The operations cannot be stopped once submitted: their completion frees them and resumes
  * nothing (task_wake returns NULL). A cancelled task's write still commits. */
-static void op_cancel(task_wait_t *w) { (void)w; }
+static void op_cancel(task_wait_t *w)
+{
+    (void)w;
+}
 
 static struct dbh *check_db(lua_State *L, const char *fname)
 {
@@ -53,8 +56,7 @@ static const char *to_value(lua_State *L, int idx, store_req_t *req, store_value
     memset(v, 0, sizeof *v);
     switch (lua_type(L, idx)) {
     case LUA_TNONE:
-    case LUA_TNIL:
-        return NULL;
+    case LUA_TNIL: return NULL;
     case LUA_TBOOLEAN:
         v->type = STORE_INT;
         v->v.i = lua_toboolean(L, idx);
@@ -144,18 +146,11 @@ static int fill_stmt(lua_State *L, store_req_t *req, store_stmt_t *st, int sql_i
 static void push_value(lua_State *L, const store_value_t *v)
 {
     switch (v->type) {
-    case STORE_INT:
-        lua_pushnumber(L, (lua_Number)v->v.i);
-        break;
-    case STORE_REAL:
-        lua_pushnumber(L, v->v.d);
-        break;
+    case STORE_INT: lua_pushnumber(L, (lua_Number)v->v.i); break;
+    case STORE_REAL: lua_pushnumber(L, v->v.d); break;
     case STORE_TEXT:
-    case STORE_BLOB:
-        lua_pushlstring(L, v->v.s, v->len);
-        break;
-    default:
-        lua_pushnil(L);
+    case STORE_BLOB: lua_pushlstring(L, v->v.s, v->len); break;
+    default: lua_pushnil(L);
     }
 }
 
@@ -278,8 +273,14 @@ static int one_stmt(lua_State *L, enum store_kind kind, const char *fname)
     return submit(L, t, h, req, 0);
 }
 
-static int l_store_query(lua_State *L) { return one_stmt(L, STORE_READ, "db:query"); }
-static int l_store_exec(lua_State *L) { return one_stmt(L, STORE_WRITE, "db:exec"); }
+static int l_store_query(lua_State *L)
+{
+    return one_stmt(L, STORE_READ, "db:query");
+}
+static int l_store_exec(lua_State *L)
+{
+    return one_stmt(L, STORE_WRITE, "db:exec");
+}
 
 static int l_store_batch(lua_State *L)
 {
@@ -313,8 +314,8 @@ static int l_store_batch(lua_State *L)
             lua_rawgeti(L, tbl, k);
         const char *why;
         int bad;
-        int rc = fill_stmt(L, req, &req->stmts[i - 1], tbl + 1, tbl + 2, n, &why, &bad,
-                           &prev_lua, &prev_copy);
+        int rc = fill_stmt(L, req, &req->stmts[i - 1], tbl + 1, tbl + 2, n, &why, &bad, &prev_lua,
+                           &prev_copy);
         if (rc != 0) {
             const char *type = luaL_typename(L, tbl + 1 + bad);
             store_req_free(req);
@@ -460,8 +461,8 @@ static int l_store_stats(lua_State *L)
     store_stats_t st;
     store_get_stats(h->s, &st);
     lua_createtable(L, 0, 12);
-#define F(name)                                                                              \
-    lua_pushnumber(L, (lua_Number)st.name);                                                  \
+#define F(name)                                                                                    \
+    lua_pushnumber(L, (lua_Number)st.name);                                                        \
     lua_setfield(L, -2, #name)
     F(commits);
     F(units);
@@ -504,12 +505,14 @@ static int l_store_blob(lua_State *L)
 
 int luaopen_steward_store_native(lua_State *L)
 {
-    static const luaL_Reg methods[] = {{"query", l_store_query}, {"exec", l_store_exec},
-                                       {"batch", l_store_batch}, {"stats", l_store_stats},
-                                       {"close", l_store_close}, {"backend", l_store_backend},
+    static const luaL_Reg methods[] = {{"query", l_store_query},
+                                       {"exec", l_store_exec},
+                                       {"batch", l_store_batch},
+                                       {"stats", l_store_stats},
+                                       {"close", l_store_close},
+                                       {"backend", l_store_backend},
                                        {NULL, NULL}};
-    static const luaL_Reg funcs[] = {
-        {"open", l_store_open}, {"blob", l_store_blob}, {NULL, NULL}};
+    static const luaL_Reg funcs[] = {{"open", l_store_open}, {"blob", l_store_blob}, {NULL, NULL}};
     if (luaL_newmetatable(L, DB_MT)) {
         lua_newtable(L);
         luaL_register(L, NULL, methods);

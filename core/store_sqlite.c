@@ -14,8 +14,8 @@
 #include "store.h"
 
 #define GROUP_MAX_STMTS 4096 /* statements per transaction, so one commit stays short */
-#define CACHE_SLOTS 512      /* prepared statements per connection (open addressing) */
-#define CACHE_MAX 256
+#define CACHE_SLOTS     512  /* prepared statements per connection (open addressing) */
+#define CACHE_MAX       256
 
 /* ---- connections and their prepared-statement cache ---- */
 
@@ -112,8 +112,7 @@ static int only_space(const char *s)
 }
 
 /* The cached statement for sql, preparing it on a miss; NULL with err set on failure. */
-static struct cached *prepare(struct conn *c, const char *sql, size_t len, char *err,
-                              size_t errlen)
+static struct cached *prepare(struct conn *c, const char *sql, size_t len, char *err, size_t errlen)
 {
     uint64_t h = hash_sql(sql, len);
     size_t i = (size_t)(h % CACHE_SLOTS);
@@ -167,21 +166,15 @@ static const char *code_of(int rc)
     switch (rc) {
     case SQLITE_CONSTRAINT_UNIQUE:
     case SQLITE_CONSTRAINT_PRIMARYKEY:
-    case SQLITE_CONSTRAINT_ROWID:
-        return STORE_CODE_UNIQUE;
-    case SQLITE_CONSTRAINT_FOREIGNKEY:
-        return STORE_CODE_FOREIGN_KEY;
-    case SQLITE_CONSTRAINT_NOTNULL:
-        return STORE_CODE_NOT_NULL;
-    case SQLITE_CONSTRAINT_CHECK:
-        return STORE_CODE_CHECK;
+    case SQLITE_CONSTRAINT_ROWID: return STORE_CODE_UNIQUE;
+    case SQLITE_CONSTRAINT_FOREIGNKEY: return STORE_CODE_FOREIGN_KEY;
+    case SQLITE_CONSTRAINT_NOTNULL: return STORE_CODE_NOT_NULL;
+    case SQLITE_CONSTRAINT_CHECK: return STORE_CODE_CHECK;
     }
     switch (rc & 0xff) {
-    case SQLITE_CONSTRAINT:
-        return STORE_CODE_CONSTRAINT;
+    case SQLITE_CONSTRAINT: return STORE_CODE_CONSTRAINT;
     case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        return STORE_CODE_BUSY;
+    case SQLITE_LOCKED: return STORE_CODE_BUSY;
     }
     return STORE_CODE_ERROR;
 }
@@ -208,20 +201,13 @@ static int run_stmt(struct conn *c, store_req_t *req, int i)
         const store_value_t *v = &s->params[e->map[k]];
         int rc;
         switch (v->type) {
-        case STORE_INT:
-            rc = sqlite3_bind_int64(st, k + 1, v->v.i);
-            break;
-        case STORE_REAL:
-            rc = sqlite3_bind_double(st, k + 1, v->v.d);
-            break;
+        case STORE_INT: rc = sqlite3_bind_int64(st, k + 1, v->v.i); break;
+        case STORE_REAL: rc = sqlite3_bind_double(st, k + 1, v->v.d); break;
         case STORE_TEXT:
             rc = sqlite3_bind_text64(st, k + 1, v->v.s, v->len, SQLITE_STATIC, SQLITE_UTF8);
             break;
-        case STORE_BLOB:
-            rc = sqlite3_bind_blob64(st, k + 1, v->v.s, v->len, SQLITE_STATIC);
-            break;
-        default:
-            rc = sqlite3_bind_null(st, k + 1);
+        case STORE_BLOB: rc = sqlite3_bind_blob64(st, k + 1, v->v.s, v->len, SQLITE_STATIC); break;
+        default: rc = sqlite3_bind_null(st, k + 1);
         }
         if (rc != SQLITE_OK) {
             store_req_fail(req, i + 1, code_of(rc), sqlite3_errmsg(c->db));
@@ -237,7 +223,8 @@ static int run_stmt(struct conn *c, store_req_t *req, int i)
         r->cols = store_arena_alloc(&req->arena, (size_t)ncols * sizeof *r->cols);
         for (int k = 0; r->cols && k < ncols; k++) {
             const char *name = sqlite3_column_name(st, k);
-            r->cols[k] = store_arena_strdup(&req->arena, name ? name : "?", name ? strlen(name) : 1);
+            r->cols[k] =
+                store_arena_strdup(&req->arena, name ? name : "?", name ? strlen(name) : 1);
             if (!r->cols[k])
                 r->cols = NULL;
         }
@@ -272,14 +259,12 @@ static int run_stmt(struct conn *c, store_req_t *req, int i)
                     goto oom;
                 break;
             }
-            default:
-                v->type = STORE_NULL;
+            default: v->type = STORE_NULL;
             }
         }
     }
     if (rc != SQLITE_DONE) {
-        store_req_fail(req, i + 1, code_of(sqlite3_extended_errcode(c->db)),
-                       sqlite3_errmsg(c->db));
+        store_req_fail(req, i + 1, code_of(sqlite3_extended_errcode(c->db)), sqlite3_errmsg(c->db));
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
         return -1;
@@ -320,10 +305,10 @@ static int simple(struct conn *c, const char *sql, char *err, size_t errlen)
 struct sq {
     store_t base;
     char *path;
-    int sync;     /* PRAGMA synchronous: 0 off, 1 normal, 2 full */
+    int sync; /* PRAGMA synchronous: 0 off, 1 normal, 2 full */
     int busy_ms;
     int max_readers;
-    int temp;     /* sqlite::memory: is a private file removed at close */
+    int temp; /* sqlite::memory: is a private file removed at close */
     uv_async_t async;
     uv_thread_t writer;
     int writer_started;
@@ -347,7 +332,10 @@ struct sq {
     void *close_ud;
 };
 
-static double now_s(void) { return (double)uv_hrtime() / 1e9; }
+static double now_s(void)
+{
+    return (double)uv_hrtime() / 1e9;
+}
 
 static void sq_unref(struct sq *q)
 {
@@ -886,8 +874,8 @@ static int parse_target(struct sq *q, const char *target, char *err, size_t errl
     return 0;
 }
 
-static store_t *sq_open(uv_loop_t *loop, const char *target, store_open_fn cb, void *ud,
-                        char *err, size_t errlen)
+static store_t *sq_open(uv_loop_t *loop, const char *target, store_open_fn cb, void *ud, char *err,
+                        size_t errlen)
 {
     struct sq *q = calloc(1, sizeof *q);
     if (!q) {

@@ -27,7 +27,7 @@ struct task {
     task_done_fn done;
     void *ud;
     int quiet;
-    int *alive; /* cleared when the task ends, for task_spawn's caller */
+    int *alive;                      /* cleared when the task ends, for task_spawn's caller */
     task_t *prev, *next;             /* every live task */
     task_t *ready_prev, *ready_next; /* run on the next loop iteration */
 };
@@ -53,13 +53,34 @@ static struct {
 
 static void finish(task_t *t, enum task_status st, const char *reason);
 
-uv_loop_t *task_loop(void) { return S.loop; }
-lua_State *task_main_state(void) { return S.L; }
-size_t task_count(void) { return S.nlive; }
-task_t *task_current(void) { return S.current; }
-uint64_t task_id(const task_t *t) { return t->id; }
-const char *task_name(const task_t *t) { return t->name ? t->name : "task"; }
-lua_State *task_state(task_t *t) { return t->co; }
+uv_loop_t *task_loop(void)
+{
+    return S.loop;
+}
+lua_State *task_main_state(void)
+{
+    return S.L;
+}
+size_t task_count(void)
+{
+    return S.nlive;
+}
+task_t *task_current(void)
+{
+    return S.current;
+}
+uint64_t task_id(const task_t *t)
+{
+    return t->id;
+}
+const char *task_name(const task_t *t)
+{
+    return t->name ? t->name : "task";
+}
+lua_State *task_state(task_t *t)
+{
+    return t->co;
+}
 
 static void ready_remove(task_t *t)
 {
@@ -122,7 +143,10 @@ static void on_timeout(uv_timer_t *h)
     task_cancel(t, "timeout");
 }
 
-static void free_handle(uv_handle_t *h) { free(h); }
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
 
 task_t *task_spawn(lua_State *L, int nargs, const struct task_opts *opts)
 {

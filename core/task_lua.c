@@ -233,11 +233,15 @@ static int l_task_count(lua_State *L)
 
 int luaopen_steward_task(lua_State *L)
 {
-    static const luaL_Reg handle_methods[] = {
-        {"join", l_task_join}, {"cancel", l_task_cancel}, {"status", l_task_status},
-        {"id", l_task_id},     {NULL, NULL}};
-    static const luaL_Reg funcs[] = {{"spawn", l_task_spawn},     {"yield", l_task_yield},
-                                     {"current", l_task_current}, {"count", l_task_count},
+    static const luaL_Reg handle_methods[] = {{"join", l_task_join},
+                                              {"cancel", l_task_cancel},
+                                              {"status", l_task_status},
+                                              {"id", l_task_id},
+                                              {NULL, NULL}};
+    static const luaL_Reg funcs[] = {{"spawn", l_task_spawn},
+                                     {"yield", l_task_yield},
+                                     {"current", l_task_current},
+                                     {"count", l_task_count},
                                      {NULL, NULL}};
     if (luaL_newmetatable(L, HANDLE_MT)) {
         lua_newtable(L);

@@ -21,8 +21,14 @@ static int f_write(http_conn_t *c, const char *data, size_t len)
     ((struct fake *)c)->write_pending = 1;
     return 0;
 }
-static void f_read(http_conn_t *c, int on) { (void)c, (void)on; }
-static void f_timer(http_conn_t *c, uint64_t ms) { (void)c, (void)ms; }
+static void f_read(http_conn_t *c, int on)
+{
+    (void)c, (void)on;
+}
+static void f_timer(http_conn_t *c, uint64_t ms)
+{
+    (void)c, (void)ms;
+}
 static void f_close(http_conn_t *c, int linger)
 {
     (void)linger;
@@ -44,8 +50,7 @@ static void answer(http_slot_t *s, int status)
     http_buf_free(&head);
 }
 
-static void dispatch(http_server_t *s, http_slot_t *slot, const struct http_request *req,
-                     void *ud)
+static void dispatch(http_server_t *s, http_slot_t *slot, const struct http_request *req, void *ud)
 {
     (void)s;
     (void)ud;

@@ -23,8 +23,14 @@ static int f_write(http_conn_t *c, const char *data, size_t len)
     f->write_pending = 1;
     return 0;
 }
-static void f_read(http_conn_t *c, int on) { ((struct fake *)c)->reading = on; }
-static void f_timer(http_conn_t *c, uint64_t ms) { ((struct fake *)c)->timer_ms = ms; }
+static void f_read(http_conn_t *c, int on)
+{
+    ((struct fake *)c)->reading = on;
+}
+static void f_timer(http_conn_t *c, uint64_t ms)
+{
+    ((struct fake *)c)->timer_ms = ms;
+}
 static void f_close(http_conn_t *c, int linger)
 {
     struct fake *f = (struct fake *)c;
@@ -49,8 +55,7 @@ static void answer(http_slot_t *s, int status, const char *body)
     http_buf_free(&head);
 }
 
-static void dispatch(http_server_t *s, http_slot_t *slot, const struct http_request *req,
-                     void *ud)
+static void dispatch(http_server_t *s, http_slot_t *slot, const struct http_request *req, void *ud)
 {
     (void)s;
     (void)ud;
@@ -158,8 +163,7 @@ int main(void)
     close_conn(f);
     f = open_conn(&srv);
     feed(f, "GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-    ok(!f->closed && wrote_has(f, "Connection: keep-alive\r\n"),
-       "HTTP/1.0 keep-alive on request");
+    ok(!f->closed && wrote_has(f, "Connection: keep-alive\r\n"), "HTTP/1.0 keep-alive on request");
     close_conn(f);
 
     /* HEAD: Content-Length of the body, no body. */
@@ -175,7 +179,8 @@ int main(void)
     ok(nslots == 0 && f->timer_ms == l.body_timeout_ms, "partial body: body timer");
     feed(f, "lo");
     ok(nslots == 1 && strcmp(bodies[0], "hello") == 0, "Content-Length body delivered");
-    feed(f, "POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+    feed(f,
+         "POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
     ok(nslots == 2 && strcmp(bodies[1], "abcde") == 0, "chunked body decoded");
     close_conn(f);
 

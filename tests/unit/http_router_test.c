@@ -17,8 +17,7 @@ static enum http_route_result match(http_router_t *r, const char *m, const char 
     return http_router_match(r, m, path, strlen(path), out, allow, 128);
 }
 
-static int param_is(const struct http_route_match *m, size_t i, const char *name,
-                    const char *value)
+static int param_is(const struct http_route_match *m, size_t i, const char *name, const char *value)
 {
     return i < m->nparams && strcmp(m->params[i].name, name) == 0 &&
            m->params[i].value_len == strlen(value) &&
@@ -59,11 +58,10 @@ int main(void)
            m.value == V(2) && param_is(&m, 0, "id", "42"),
        "parameter captured");
     ok(strcmp(m.pattern, "/v1/dead-letters/{id}/requeue") == 0, "the matched pattern reported");
-    ok(match(r, "GET", "/v1/dead-letters/stats", &m, allow) == HTTP_ROUTE_FOUND &&
-           m.value == V(4),
+    ok(match(r, "GET", "/v1/dead-letters/stats", &m, allow) == HTTP_ROUTE_FOUND && m.value == V(4),
        "literal segment beats a parameter whatever the order");
-    ok(match(r, "GET", "/v1/dead-letters/7", &m, allow) == HTTP_ROUTE_FOUND &&
-           m.value == V(3) && param_is(&m, 0, "id", "7"),
+    ok(match(r, "GET", "/v1/dead-letters/7", &m, allow) == HTTP_ROUTE_FOUND && m.value == V(3) &&
+           param_is(&m, 0, "id", "7"),
        "parameter route still matches other values");
     ok(match(r, "DELETE", "/v1/dead-letters/stats", &m, allow) == HTTP_ROUTE_FOUND &&
            m.value == V(6),
@@ -111,9 +109,9 @@ int main(void)
     static const struct {
         const char *method, *pattern;
     } bad[] = {
-        {"GET", "no-slash"},  {"GET", "/a/{}"},       {"GET", "/a/{x-y}"},
-        {"GET", "/a/x{y}"},   {"GET", "/{a}/{a}"},    {"GET", "/a?b"},
-        {"get", "/a"},        {"", "/a"},             {"G ET", "/a"},
+        {"GET", "no-slash"}, {"GET", "/a/{}"},    {"GET", "/a/{x-y}"},
+        {"GET", "/a/x{y}"},  {"GET", "/{a}/{a}"}, {"GET", "/a?b"},
+        {"get", "/a"},       {"", "/a"},          {"G ET", "/a"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         ok(http_router_add(r, bad[i].method, bad[i].pattern, V(99), &old, &why) == -EINVAL &&

@@ -92,7 +92,8 @@ int main(void)
        "an unknown option is refused naming it");
 
     /* A path that cannot be opened fails later, through the callback. */
-    store_t *bad = store_open(&loop, "sqlite:/nonexistent-dir/x.db", on_open, NULL, err, sizeof err);
+    store_t *bad =
+        store_open(&loop, "sqlite:/nonexistent-dir/x.db", on_open, NULL, err, sizeof err);
     ok(bad != NULL, "opening starts");
     run_until(&open_calls, 1);
     ok(opened == NULL && open_err[0], "an unopenable file fails in the callback: %s", open_err);
@@ -136,8 +137,7 @@ int main(void)
     }
     ok(oks == 9, "nine units commit");
     ok(failed && failed->err_index == 2 && strcmp(failed->err_code, STORE_CODE_UNIQUE) == 0,
-       "the failing unit reports statement 2 and unique_violation: %s",
-       failed ? failed->err : "?");
+       "the failing unit reports statement 2 and unique_violation: %s", failed ? failed->err : "?");
     free_done();
 
     store_stats_t st;

@@ -6,18 +6,18 @@
 
 static int tap_n, tap_failed;
 
-#define ok(cond, ...)                                                                        \
-    do {                                                                                     \
-        int ok_ = !!(cond);                                                                  \
-        tap_n++;                                                                             \
-        if (!ok_)                                                                            \
-            tap_failed++;                                                                    \
-        printf("%sok %d - ", ok_ ? "" : "not ", tap_n);                                      \
-        printf(__VA_ARGS__);                                                                 \
-        printf("\n");                                                                        \
-        if (!ok_)                                                                            \
-            printf("#   failed at %s:%d\n", __FILE__, __LINE__);                             \
-        fflush(stdout);                                                                      \
+#define ok(cond, ...)                                                                              \
+    do {                                                                                           \
+        int ok_ = !!(cond);                                                                        \
+        tap_n++;                                                                                   \
+        if (!ok_)                                                                                  \
+            tap_failed++;                                                                          \
+        printf("%sok %d - ", ok_ ? "" : "not ", tap_n);                                            \
+        printf(__VA_ARGS__);                                                                       \
+        printf("\n");                                                                              \
+        if (!ok_)                                                                                  \
+            printf("#   failed at %s:%d\n", __FILE__, __LINE__);                                   \
+        fflush(stdout);                                                                            \
     } while (0)
 
 static inline int tap_done(void)

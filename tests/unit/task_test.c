@@ -118,8 +118,7 @@ int main(void)
     spawn_code("fake_wait()", &r3, 0.01);
     struct fake_op *op3 = pending;
     rt_run();
-    ok(r3.calls == 1 && r3.status == TASK_CANCELLED,
-       "a task past its timeout is cancelled");
+    ok(r3.calls == 1 && r3.status == TASK_CANCELLED, "a task past its timeout is cancelled");
     ok(op3->cancelled == 1, "the timeout cancels the pending operation");
     complete("late");
 
@@ -140,8 +139,8 @@ int main(void)
        "yielding from the main chunk is refused with a clear error");
     lua_pop(L, 1);
     struct done_rec r6 = {0};
-    spawn_code("local ok, err = pcall(coroutine.wrap(function() fake_wait() end)); return err",
-               &r6, 0);
+    spawn_code("local ok, err = pcall(coroutine.wrap(function() fake_wait() end)); return err", &r6,
+               0);
     ok(r6.status == TASK_OK && strstr(r6.result, "must be called from inside a task"),
        "yielding from a plain coroutine inside a task is refused");
     struct done_rec r7 = {0};
