@@ -21,10 +21,10 @@ M.ROLES = { admin = true, operator = true, viewer = true, ingest = true }
 
 -- What each role may do; routes name the permission they need.
 local GRANTS = {
-  admin    = { read = true, ingest = true, operate = true, admin = true },
-  operator = { read = true, ingest = true, operate = true },
+  admin    = { read = true, ingest = true, decide = true, operate = true, admin = true },
+  operator = { read = true, ingest = true, decide = true, operate = true },
   viewer   = { read = true },
-  ingest   = { ingest = true },
+  ingest   = { ingest = true, decide = true },
 }
 
 local function hash(secret) return crypto.hex(crypto.sha256(secret)) end

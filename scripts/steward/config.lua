@@ -76,6 +76,15 @@ local SCHEMA = {
                      end
                      return nil, "expected debug, info, warn or error"
                    end, "log level" },
+  decision_mask = { "table", {}, function(v)
+                     for i, path in ipairs(v) do
+                       if type(path) ~= "string" or not path:match("^/[%w_/%-]+$") then
+                         return nil, format("item %d: expected a path such as \"/input/password\"", i)
+                       end
+                     end
+                     return v
+                   end, "decision log fields replaced by *** (OPA-style paths)" },
+  decision_retention = { "duration", 30 * 86400, nil, "decision log rows older than this are purged" },
   limits       = { "table", nil, LIMITS, "limits (see docs/configuration.md)" },
 }
 M.SCHEMA, M.LIMITS = SCHEMA, LIMITS
@@ -190,6 +199,11 @@ end
 
 local function parse_env_value(spec, s)
   local want = spec[1]
+  if want == "table" then -- a comma-separated list
+    local list = {}
+    for item in s:gmatch("[^,]+") do list[#list + 1] = item end
+    return list
+  end
   if want == "number" then return tonumber(s) or s end
   if want == "boolean" then
     if s == "true" or s == "1" then return true end

@@ -15,6 +15,7 @@ local auth = require "steward.auth"
 local policies = require "steward.policies"
 local dispatch = require "steward.dispatch"
 local api = require "steward.daemon.api"
+local decision_log = require "steward.decision_log"
 
 local M = {}
 
@@ -49,6 +50,7 @@ local function reload(ctx)
     if not next_set[name] and failed_files[old.file] then next_set[name] = old end
   end
   ctx.policies = next_set
+  ctx.policy_errors = errors
   ctx.dispatch:set_policies(next_set)
   local n = 0
   for _ in pairs(next_set) do n = n + 1 end
@@ -82,6 +84,13 @@ local function start_background(ctx)
   end)
   ctx.bg[#ctx.bg + 1] = time.every("1s", function()
     if not ctx.stopping then ctx.dispatch:checkpoint() end
+  end)
+  -- Retention of the decision log.
+  local decisions = require "steward.store.decisions"
+  ctx.bg[#ctx.bg + 1] = time.every("1h", function()
+    if ctx.stopping then return end
+    local n, err = decisions.purge(ctx.store, { before = time.now() - ctx.cfg.decision_retention })
+    if not n then log.warn("decision log purge failed", { error = err }) end
   end)
   -- Event-loop lag: how late a 100 ms timer runs.
   local lag = metrics.gauge("steward_event_loop_lag_seconds", "How late a 100ms timer ran, last sample", {})
@@ -151,12 +160,15 @@ function M.main(args)
   ctx.auth, err = auth.new({ store = st, admin_token = cfg.admin_token, var_dir = cfg.var_dir })
   if not ctx.auth then die(1, err) end
 
+  ctx.decision_log = decision_log.new({ store = st, mask = cfg.decision_mask })
   ctx.dispatch = dispatch.new({
-    store = st, concurrency = cfg.limits.dispatch_concurrency,
+    store = st, decision_log = ctx.decision_log, concurrency = cfg.limits.dispatch_concurrency,
     handler_timeout = cfg.limits.handler_timeout, retry_attempts = cfg.limits.retry_attempts,
     retry_base = cfg.limits.retry_base, retry_max = cfg.limits.retry_max,
   })
-  ctx.policies = load_policies(ctx) or {}
+  local loaded, perrors = load_policies(ctx)
+  ctx.policies = loaded or {}
+  ctx.policy_errors = perrors or {}
   ctx.dispatch:set_policies(ctx.policies)
   local recovered
   recovered, err = ctx.dispatch:recover()
@@ -209,6 +221,7 @@ function M.main(args)
   local drained = ctx.dispatch:drain(math.max(0, deadline - (time.monotonic() - t_close)))
   if not drained then log.warn("handlers still running at the shutdown deadline; they run again at the next start") end
   ctx.dispatch:checkpoint()
+  ctx.decision_log:close()
   st:close()
   ctx.store_closed = true
   for _, w in ipairs(watches) do w:cancel() end

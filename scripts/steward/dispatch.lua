@@ -11,6 +11,7 @@ local json = require "steward.json"
 local store = require "steward.store"
 local events = require "steward.events"
 local metrics = require "steward.metrics"
+local policy_ctx = require "steward.policy_ctx"
 
 local type, pairs, ipairs, tostring, pcall = type, pairs, ipairs, tostring, pcall
 local random, min, floor = math.random, math.min, math.floor
@@ -51,6 +52,7 @@ D.__index = D
 function M.new(opts)
   local d = setmetatable({
     st = opts.store,
+    dlog = opts.decision_log,
     cap = opts.concurrency or 256,
     handler_timeout = opts.handler_timeout or 30,
     attempts = opts.retry_attempts or 5,
@@ -143,10 +145,15 @@ local function handle_one(d, p, ev)
   while true do
     attempt = attempt + 1
     local t0 = time.monotonic()
-    local ctx = { policy = p.name, version = p.version, attempt = attempt, config = p.config }
+    local ctx = policy_ctx.new(p, { event_id = ev.id, attempt = attempt })
     local h = task.spawn({ name = p.name, timeout = d.handler_timeout }, p.handle, ev, ctx)
     local ok, err = h:join()
-    m_latency:observe(time.monotonic() - t0, p.name)
+    local took = time.monotonic() - t0
+    m_latency:observe(took, p.name)
+    if d.dlog then
+      d.dlog:record({ policy = p.name, version = p.version, event_id = ev.id, duration = took,
+        outcome = ok and "ok" or (err == "timeout" and "timeout" or "error"), error = not ok and err or nil })
+    end
     if ok then
       m_runs:inc(1, p.name, "ok")
       record_done(d, p, ev, attempt)

@@ -155,6 +155,56 @@ t.ok(eventually(function()
   return #body.dead_letters >= 1 and body.dead_letters[1].id ~= dl.id
 end), "the requeued event runs again and fails again into a new dead letter")
 
+-- decisions
+s, b = call("POST", "/v1/decide/test.threshold", { value = 0.07, secret = "hunter2" }, tok.token)
+t.is(s, 200, "decide answers 200 (an ingest token may decide)")
+t.is_deeply(b.result, { severity = "critical", policy = "test.threshold" }, "with the policy's result")
+t.ok(b.policy.name == "test.threshold" and #b.policy.version == 16, "the policy's name and version")
+t.like(b.decision_id, "^%x+%-%x+%-7", "and a decision id")
+local decision_id = b.decision_id
+s, b = call("POST", "/v1/decide/test.threshold", { explode = true }, admin)
+t.is(s, 500, "an error in decide is a 500")
+t.ok(b.error.code == "policy_error" and b.error.message:find("asked to explode") and b.error.details.decision_id,
+  "with the policy's error and a decision id")
+s = call("POST", "/v1/decide/test.nothing", {}, admin)
+t.is(s, 404, "decide on a missing policy: 404")
+s = call("POST", "/v1/decide/test.record", {}, admin)
+t.is(s, 404, "decide on a policy without decide: 404")
+s = call("POST", "/v1/decide/test.threshold", "{bad", admin)
+t.is(s, 400, "decide with malformed JSON: 400")
+s = call("POST", "/v1/decide/test.threshold", {}, viewer.token)
+t.is(s, 403, "a viewer may not decide")
+local logged
+t.ok(eventually(function()
+  local _, body = call("GET", "/v1/decisions?id=" .. decision_id, nil, admin)
+  logged = body.decisions[1]
+  return logged ~= nil
+end), "the decision is in the decision log")
+t.ok(logged and logged.policy == "test.threshold" and logged.outcome == "ok" and logged.result.severity == "critical",
+  "with policy, outcome and result")
+t.is(logged and logged.input.secret, "***", "masked fields are not stored (decision_mask)")
+t.is(logged and logged.input.value, 0.07, "other input fields are")
+s, b = call("GET", "/v1/decisions?policy=test.record&outcome=ok&limit=1000", nil, admin)
+t.ok(s == 200 and #b.decisions >= 3 and b.decisions[1].event_id ~= nil, "every handling is in the decision log with its event")
+s, b = call("GET", "/v1/decisions?policy=test.record&outcome=error", nil, admin)
+t.ok(#b.decisions >= 2 and b.decisions[1].error:find("asked to fail"), "failed handlings are logged with their error")
+s, b = call("GET", "/v1/decisions?limit=0", nil, admin)
+t.is(s, 400, "a bad decisions query: 400")
+
+-- policies
+s, b = call("GET", "/v1/policies", nil, viewer.token)
+local names = {}
+for _, p in ipairs(b.policies) do names[#names + 1] = p.name end
+t.is(table.concat(names, ","), "test.record,test.threshold", "GET /v1/policies lists the loaded policies")
+s, b = call("GET", "/v1/policies/test.threshold", nil, viewer.token)
+t.ok(s == 200 and b.decides == true and b.handles == false, "GET /v1/policies/{name}")
+s = call("GET", "/v1/policies/none", nil, viewer.token)
+t.is(s, 404, "an unknown policy: 404")
+s = call("POST", "/v1/policies/reload", nil, viewer.token)
+t.is(s, 403, "a viewer may not reload")
+s, b = call("POST", "/v1/policies/reload", nil, admin)
+t.is(s, 200, "POST /v1/policies/reload")
+
 -- metrics
 s, b, res = call("GET", "/metrics", nil, viewer.token)
 t.is(s, 200, "/metrics with a token")

@@ -4,6 +4,9 @@ local time = require "steward.time"
 local events = require "steward.events"
 local metrics = require "steward.metrics"
 local auth = require "steward.auth"
+local task = require "steward.task"
+local decisions = require "steward.store.decisions"
+local policy_ctx = require "steward.policy_ctx"
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local format = string.format
@@ -239,6 +242,87 @@ local function delete_token(ctx, req)
   return 204, {}, ""
 end
 
+-- ---- decisions ----
+
+local m_decide = metrics.histogram("steward_decide_duration_seconds", "decide() run time", { "policy" })
+local m_decisions = metrics.counter("steward_decisions_total", "Decisions by policy and outcome", { "policy", "outcome" })
+
+local function decide(ctx, req)
+  local name = req.params.policy
+  local p = ctx.policies[name]
+  if not p or not p.decide then
+    return fail(404, "not_found", p and ("policy " .. name .. " has no decide function") or ("no policy " .. name))
+  end
+  local input, err = json.decode(req.body)
+  if input == nil then return fail(400, "invalid_json", err) end
+  local t0 = time.monotonic()
+  local h = task.spawn({ name = name, timeout = ctx.cfg.limits.handler_timeout }, p.decide, input, policy_ctx.new(p))
+  local ok, result = h:join()
+  local took = time.monotonic() - t0
+  m_decide:observe(took, name)
+  local outcome = ok and "ok" or (result == "timeout" and "timeout" or "error")
+  m_decisions:inc(1, name, outcome)
+  local ref = ctx.decision_log:record({ policy = name, version = p.version, input = input, outcome = outcome,
+    result = ok and result or nil, error = not ok and result or nil, duration = took })
+  if not ok then
+    return fail(500, "policy_error", tostring(result):match("^[^\n]*"),
+      { decision_id = ref, policy = { name = name, version = p.version } })
+  end
+  if result == nil then result = json.null end
+  return reply(200, { result = result, policy = { name = name, version = p.version }, decision_id = ref })
+end
+
+local function get_decisions(ctx, req)
+  local q = M.parse_query(req.query)
+  local errors = {}
+  local filter = { policy = q.policy, outcome = q.outcome, event_id = q.event_id, ref = q.id, cursor = q.cursor,
+    since = number_param(q, "since", errors), ["until"] = number_param(q, "until", errors),
+    limit = number_param(q, "limit", errors) }
+  for k in pairs(q) do
+    if not ({ policy = 1, outcome = 1, event_id = 1, id = 1, cursor = 1, since = 1, ["until"] = 1, limit = 1 })[k] then
+      errors[#errors + 1] = { field = k, reason = "unknown query parameter" }
+    end
+  end
+  if filter.limit and (filter.limit < 1 or filter.limit > 1000) then
+    errors[#errors + 1] = { field = "limit", reason = "must be from 1 to 1000" }
+  end
+  if #errors > 0 then return fail(400, "invalid_query", "bad query parameters", { errors = errors }) end
+  local ok, res, err = pcall(decisions.query, ctx.store, filter)
+  if not ok then return fail(400, "invalid_query", tostring(res)) end
+  if not res then
+    if tostring(err):match("cursor") then return fail(400, "invalid_query", err) end
+    return fail(503, "store_unavailable", tostring(err), nil, { ["retry-after"] = "1" })
+  end
+  for _, d in ipairs(res.decisions) do d.decision_id = d.ref; d.ref = nil; d.id = nil end
+  return reply(200, { decisions = json.array(res.decisions), next_cursor = res.next_cursor or json.null })
+end
+
+-- ---- policies ----
+
+local function policy_view(p)
+  return { name = p.name, version = p.version, file = p.file, on = json.array(p.on),
+           handles = p.handle ~= nil, decides = p.decide ~= nil }
+end
+
+local function get_policies(ctx)
+  local list = {}
+  for _, p in pairs(ctx.policies) do list[#list + 1] = policy_view(p) end
+  table.sort(list, function(a, b) return a.name < b.name end)
+  return reply(200, { policies = json.array(list), errors = json.array(ctx.policy_errors or {}) })
+end
+
+local function get_policy(ctx, req)
+  local p = ctx.policies[req.params.name]
+  if not p then return fail(404, "not_found", "no policy " .. req.params.name) end
+  return reply(200, policy_view(p))
+end
+
+local function post_reload(ctx)
+  local ok, err = ctx.reload()
+  if not ok then return fail(500, "reload_failed", tostring(err)) end
+  return get_policies(ctx)
+end
+
 -- ---- health and metrics ----
 
 local function healthz() return reply(200, { status = "ok" }) end
@@ -272,6 +356,11 @@ function M.install(router, ctx)
   add("POST", "/v1/tokens", "admin", post_token)
   add("GET", "/v1/tokens", "admin", get_tokens)
   add("DELETE", "/v1/tokens/{id}", "admin", delete_token)
+  add("POST", "/v1/decide/{policy}", "decide", decide)
+  add("GET", "/v1/decisions", "read", get_decisions)
+  add("GET", "/v1/policies", "read", get_policies)
+  add("GET", "/v1/policies/{name}", "read", get_policy)
+  add("POST", "/v1/policies/reload", "operate", post_reload)
   add("GET", "/metrics", not ctx.cfg.metrics_public and "read" or nil, get_metrics)
   add("GET", "/healthz", nil, healthz)
   add("GET", "/readyz", nil, readyz)

@@ -9,7 +9,7 @@ local type, error, ipairs, tostring, next, floor, min = type, error, ipairs, tos
 
 local M = {}
 
-local COLUMNS = "id, policy, version, event_id, input, outcome, result, error, duration, side_effects, time"
+local COLUMNS = "id, ref, policy, version, event_id, input, outcome, result, error, duration, side_effects, time"
 
 local function json_field(v, name)
   if v == nil then return nil end
@@ -20,7 +20,7 @@ end
 
 local function row_decision(r)
   return {
-    id = r.id, policy = r.policy, version = r.version, event_id = r.event_id, input = util.decode(r.input),
+    id = r.id, ref = r.ref, policy = r.policy, version = r.version, event_id = r.event_id, input = util.decode(r.input),
     outcome = r.outcome, result = util.decode(r.result), error = r.error, duration = r.duration,
     side_effects = util.decode(r.side_effects), time = r.time,
   }
@@ -72,7 +72,7 @@ function M.query(st, f)
     params[#params + 1] = v
     conds[#conds + 1] = col .. " " .. op .. " $" .. #params
   end
-  for _, name in ipairs { "policy", "event_id", "outcome" } do
+  for _, name in ipairs { "policy", "event_id", "outcome", "ref" } do
     if f[name] ~= nil then
       if type(f[name]) ~= "string" then error("decisions.query: " .. name .. ": string expected", 2) end
       add(name, "=", f[name])

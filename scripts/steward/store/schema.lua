@@ -99,6 +99,12 @@ store.register_migrations("decisions", {
     CREATE INDEX decisions_event ON decisions (event_id);
     CREATE INDEX decisions_time ON decisions (time);
   ]] },
+  -- ref: the id a decision is known by outside (a UUIDv7 assigned when the decision is made,
+  -- so POST /v1/decide can answer before the log row is written).
+  { version = 2, sql = both [[
+    ALTER TABLE decisions ADD COLUMN ref {text};
+    CREATE UNIQUE INDEX decisions_ref ON decisions (ref);
+  ]] },
 })
 
 return true

@@ -1,0 +1,38 @@
+-- The ctx a policy's handle(event, ctx) and decide(input, ctx) receive: its config, a
+-- logger tagged with the policy (and event), its own store namespace, and dry_run.
+local log = require "steward.log"
+local store = require "steward.store"
+
+local pairs = pairs
+
+local M = {}
+
+local function tagged_logger(tags)
+  local function at(level)
+    return function(msg, fields)
+      local all = {}
+      for k, v in pairs(tags) do all[k] = v end
+      if fields then for k, v in pairs(fields) do all[k] = v end end
+      log[level](msg, all)
+    end
+  end
+  return { debug = at("debug"), info = at("info"), warn = at("warn"), error = at("error") }
+end
+
+-- new(policy, {event_id, attempt, dry_run}) -> ctx
+function M.new(p, opts)
+  opts = opts or {}
+  local tags = { policy = p.name, version = p.version, event = opts.event_id }
+  local ctx = {
+    policy = p.name, version = p.version, config = p.config, attempt = opts.attempt,
+    event_id = opts.event_id, dry_run = opts.dry_run or false, log = tagged_logger(tags),
+  }
+  -- ctx.kv(): the policy's own kv namespace ("policy:<name>"), opened on first use.
+  function ctx.kv(suffix)
+    local kv = require "steward.store.kv"
+    return kv.ns(store.default(), "policy:" .. p.name .. (suffix and (":" .. suffix) or ""))
+  end
+  return ctx
+end
+
+return M
