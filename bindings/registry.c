@@ -20,6 +20,7 @@ static const luaL_Reg bindings[] = {{"steward.time.native", luaopen_steward_time
                                     {"steward.fs", luaopen_steward_fs},
                                     {"steward.proc", luaopen_steward_proc},
                                     {"steward.signal", luaopen_steward_signal},
+    {"steward.fswatch", luaopen_steward_fswatch},
                                     {NULL, NULL}};
 
 void bindings_preload(lua_State *L)

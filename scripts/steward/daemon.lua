@@ -12,7 +12,7 @@ local httpd = require "steward.httpd"
 local metrics = require "steward.metrics"
 local store = require "steward.store"
 local auth = require "steward.auth"
-local policies = require "steward.policies"
+local policy_reload = require "steward.policy_reload"
 local dispatch = require "steward.dispatch"
 local api = require "steward.daemon.api"
 local decision_log = require "steward.decision_log"
@@ -26,37 +26,6 @@ local function die(code, msg)
 end
 
 local function dirname(path) return path:match("^(.*)/[^/]*$") end
-
-local function load_policies(ctx)
-  local loaded, errors = policies.load_dir(ctx.cfg.policies)
-  if not loaded then
-    log.error("cannot read the policy directory", { dir = ctx.cfg.policies, error = errors })
-    return nil
-  end
-  for _, e in ipairs(errors) do log.error("policy failed to load", { file = e.file, error = e.error }) end
-  return loaded, errors
-end
-
--- Reload: every policy that loads replaces its previous version; one that fails keeps its
--- previous version; a policy whose file is gone stops receiving events.
-local function reload(ctx)
-  local loaded, errors = load_policies(ctx)
-  if not loaded then return nil, "cannot read the policy directory" end
-  local failed_files = {}
-  for _, e in ipairs(errors) do failed_files[e.file] = true end
-  local next_set = {}
-  for name, p in pairs(loaded) do next_set[name] = p end
-  for name, old in pairs(ctx.policies) do
-    if not next_set[name] and failed_files[old.file] then next_set[name] = old end
-  end
-  ctx.policies = next_set
-  ctx.policy_errors = errors
-  ctx.dispatch:set_policies(next_set)
-  local n = 0
-  for _ in pairs(next_set) do n = n + 1 end
-  log.info("policies reloaded", { loaded = n, failed = #errors })
-  return true
-end
 
 local function start_background(ctx)
   local timers_ok, timers = pcall(require, "steward.store.timers")
@@ -166,18 +135,19 @@ function M.main(args)
     handler_timeout = cfg.limits.handler_timeout, retry_attempts = cfg.limits.retry_attempts,
     retry_base = cfg.limits.retry_base, retry_max = cfg.limits.retry_max,
   })
-  local loaded, perrors = load_policies(ctx)
-  ctx.policies = loaded or {}
-  ctx.policy_errors = perrors or {}
-  ctx.dispatch:set_policies(ctx.policies)
+  ctx.registry = policy_reload.new({ dir = cfg.policies, store = st, on_swap = function(set)
+    ctx.policies = set
+    ctx.dispatch:set_policies(set)
+  end })
+  local summary
+  summary, err = ctx.registry:reload("start")
+  if not summary then die(1, err) end
   local recovered
   recovered, err = ctx.dispatch:recover()
   if not recovered then die(1, "recovery failed: " .. tostring(err)) end
-  local names = {}
-  for name in pairs(ctx.policies) do names[#names + 1] = name end
-  table.sort(names)
-  log.info("policies loaded", { count = #names, names = table.concat(names, ","), recovered_events = recovered })
+  log.info("recovery", { events = recovered })
   ctx.policies_loaded = true
+  ctx.registry:watch()
 
   register_gauges(ctx)
   local router = httpd.router()
@@ -205,12 +175,13 @@ function M.main(args)
   end
   local watches = {
     signal.on("TERM", stop), signal.on("INT", stop),
-    signal.on("HUP", function() reload(ctx) end),
+    signal.on("HUP", function() ctx.registry:reload("SIGHUP") end),
   }
-  ctx.reload = function() return reload(ctx) end
+  ctx.reload = function() return ctx.registry:reload("API") end
   waiter:join()
 
   ctx.stopping = true
+  ctx.registry:close()
   for _, b in ipairs(ctx.bg) do b:cancel() end
   srv:close()
   local deadline = cfg.limits.shutdown_timeout

@@ -299,28 +299,54 @@ end
 
 -- ---- policies ----
 
-local function policy_view(p)
+local function policy_view(ctx, p)
+  local st = ctx.registry and ctx.registry:status(p.name) or {}
   return { name = p.name, version = p.version, file = p.file, on = json.array(p.on),
-           handles = p.handle ~= nil, decides = p.decide ~= nil }
+           handles = p.handle ~= nil, decides = p.decide ~= nil, loaded_at = st.loaded_at or json.null,
+           last_error = st.last_error or json.null }
 end
 
 local function get_policies(ctx)
   local list = {}
-  for _, p in pairs(ctx.policies) do list[#list + 1] = policy_view(p) end
+  for _, p in pairs(ctx.policies) do list[#list + 1] = policy_view(ctx, p) end
   table.sort(list, function(a, b) return a.name < b.name end)
-  return reply(200, { policies = json.array(list), errors = json.array(ctx.policy_errors or {}) })
+  return reply(200, { policies = json.array(list), errors = json.array(ctx.registry and ctx.registry:error_list() or {}) })
 end
 
 local function get_policy(ctx, req)
   local p = ctx.policies[req.params.name]
   if not p then return fail(404, "not_found", "no policy " .. req.params.name) end
-  return reply(200, policy_view(p))
+  local view = policy_view(ctx, p)
+  local versions = ctx.registry:versions(p.name)
+  view.versions = json.array(versions or {})
+  return reply(200, view)
+end
+
+local function post_rollback(ctx, req)
+  local name = req.params.name
+  local version
+  if req.body ~= "" then
+    local spec, err = json.decode(req.body)
+    if type(spec) ~= "table" then return fail(400, "invalid_json", err or "expected an object") end
+    if spec.version ~= nil and type(spec.version) ~= "string" then
+      return fail(400, "invalid_body", "version must be a string", { errors = { { field = "version", reason = "string expected" } } })
+    end
+    version = spec.version
+  end
+  if not ctx.policies[name] and not version then return fail(404, "not_found", "no policy " .. name) end
+  local v, err = ctx.registry:rollback(name, version)
+  if not v then
+    if tostring(err):match("has no") then return fail(404, "not_found", err) end
+    return fail(409, "rollback_failed", tostring(err))
+  end
+  return reply(200, { name = name, version = v })
 end
 
 local function post_reload(ctx)
-  local ok, err = ctx.reload()
-  if not ok then return fail(500, "reload_failed", tostring(err)) end
-  return get_policies(ctx)
+  local summary, err = ctx.reload()
+  if not summary then return fail(500, "reload_failed", tostring(err)) end
+  return reply(200, { loaded = summary.loaded, changed = json.array(summary.changed),
+    removed = json.array(summary.removed), failed = json.array(summary.failed) })
 end
 
 -- ---- health and metrics ----
@@ -361,6 +387,7 @@ function M.install(router, ctx)
   add("GET", "/v1/policies", "read", get_policies)
   add("GET", "/v1/policies/{name}", "read", get_policy)
   add("POST", "/v1/policies/reload", "operate", post_reload)
+  add("POST", "/v1/policies/{name}/rollback", "operate", post_rollback)
   add("GET", "/metrics", not ctx.cfg.metrics_public and "read" or nil, get_metrics)
   add("GET", "/healthz", nil, healthz)
   add("GET", "/readyz", nil, readyz)

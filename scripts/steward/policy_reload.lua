@@ -1,0 +1,203 @@
+-- Policy versions and hot reload. Every load compiles each file into a fresh environment
+-- and validates it before anything is swapped; the swap replaces the whole set at once,
+-- between dispatches. A policy that fails to load keeps its previous version (the failure is
+-- logged, counted, and shown as last_error); a policy whose file is gone is dropped. Each
+-- version (content hash) is kept in the store with its source, so rollback can restore it.
+local policies = require "steward.policies"
+local store = require "steward.store"
+local fs = require "steward.fs"
+local time = require "steward.time"
+local log = require "steward.log"
+local metrics = require "steward.metrics"
+
+local pairs, ipairs, tostring, type = pairs, ipairs, tostring, type
+local format = string.format
+
+local M = {}
+
+store.register_migrations("policy_versions", {
+  { version = 1, sql = {
+    sqlite = [[CREATE TABLE policy_versions (name TEXT NOT NULL, version TEXT NOT NULL, file TEXT NOT NULL,
+      source TEXT NOT NULL, created DOUBLE PRECISION NOT NULL, PRIMARY KEY (name, version))]],
+    postgres = [[CREATE TABLE policy_versions (name TEXT COLLATE "C" NOT NULL, version TEXT NOT NULL,
+      file TEXT NOT NULL, source TEXT NOT NULL, created DOUBLE PRECISION NOT NULL, PRIMARY KEY (name, version))]],
+  } },
+})
+
+local m_reloads = metrics.counter("steward_policy_reloads_total", "Policy reloads by outcome (ok, partial)", { "outcome" })
+local m_errors = metrics.counter("steward_policy_load_errors_total", "Policy files that failed to load, by file", { "file" })
+local m_loaded = metrics.gauge("steward_policies_loaded", "Policies loaded", {})
+
+local R = {}
+R.__index = R
+
+-- new{dir, store, on_swap = fn(set)} -> registry
+function M.new(opts)
+  return setmetatable({ dir = opts.dir, st = opts.store, on_swap = opts.on_swap, set = {},
+    errors = {}, by_file = {}, loaded_at = {}, watches = {} }, R)
+end
+
+-- "path:12: message" -> {file, line, message}
+local function parse_error(file, err)
+  local f, line, msg = tostring(err):match("^(.-):(%d+): (.*)$")
+  return { file = f or file, line = tonumber(line), message = msg or tostring(err) }
+end
+
+local function remember_version(self, p)
+  if not self.st then return end
+  -- The loader hashed what it compiled; read the file again and keep it only if it is still
+  -- that content (an editor may have written again since).
+  local src = fs.read(p.file)
+  local crypto = require "steward.crypto"
+  if not src or crypto.hex(crypto.sha256(src)):sub(1, 16) ~= p.version then return end
+  local ok, err = self.st:sql("INSERT INTO policy_versions (name, version, file, source, created) " ..
+    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, version) DO NOTHING", p.name, p.version, p.file, src, time.now())
+  if not ok then log.warn("cannot record the policy version", { policy = p.name, error = err }) end
+end
+
+-- reload(reason) -> summary {loaded, changed = {...}, failed = {...}, removed = {...}}
+function R:reload(reason)
+  local loaded, errors = policies.load_dir(self.dir)
+  if not loaded then
+    m_reloads:inc(1, "error")
+    return nil, "cannot read the policy directory: " .. tostring(errors)
+  end
+  local next_set, changed, removed, failed = {}, {}, {}, {}
+  local failed_files = {}
+  for _, e in ipairs(errors) do
+    failed_files[e.file] = parse_error(e.file, e.error)
+    failed[#failed + 1] = e.file
+    m_errors:inc(1, e.file)
+    log.error("policy failed to load; its previous version keeps running", { file = e.file, error = e.error, reason = reason })
+  end
+  for name, p in pairs(loaded) do
+    local old = self.set[name]
+    if old and old.version == p.version then
+      next_set[name] = old -- unchanged: keep the very same object
+    else
+      next_set[name] = p
+      self.loaded_at[name] = time.now()
+      changed[#changed + 1] = name
+      remember_version(self, p)
+    end
+  end
+  for name, old in pairs(self.set) do
+    if not next_set[name] then
+      if failed_files[old.file] then
+        next_set[name] = old
+      else
+        removed[#removed + 1] = name
+      end
+    end
+  end
+  self.errors = failed_files
+  self.set = next_set
+  local n = 0
+  for _ in pairs(next_set) do n = n + 1 end
+  m_loaded:set(n)
+  m_reloads:inc(1, #failed > 0 and "partial" or "ok")
+  if self.on_swap then self.on_swap(next_set) end
+  table.sort(changed); table.sort(removed); table.sort(failed)
+  log.info("policies loaded", { reason = reason, loaded = n, changed = table.concat(changed, ","),
+    removed = table.concat(removed, ","), failed = #failed })
+  return { loaded = n, changed = changed, removed = removed, failed = failed }
+end
+
+-- status(name) -> view with last_error, or nil
+function R:status(name)
+  local p = self.set[name]
+  if not p then return nil end
+  return { name = p.name, version = p.version, file = p.file, loaded_at = self.loaded_at[name],
+           last_error = self.errors[p.file] }
+end
+
+function R:error_list()
+  local out = {}
+  for _, e in pairs(self.errors) do out[#out + 1] = e end
+  table.sort(out, function(a, b) return a.file < b.file end)
+  return out
+end
+
+function R:versions(name)
+  return self.st:sql("SELECT version, file, created FROM policy_versions WHERE name = $1 ORDER BY created DESC", name)
+end
+
+-- rollback(name [, version]) -> the restored version, or nil, err. Writes the stored source
+-- back to the policy's file (so a restart keeps it), then reloads.
+function R:rollback(name, version)
+  local cur = self.set[name]
+  local rows, err
+  if version then
+    rows, err = self.st:sql("SELECT version, file, source FROM policy_versions WHERE name = $1 AND version = $2", name, version)
+  else
+    rows, err = self.st:sql("SELECT version, file, source FROM policy_versions WHERE name = $1 AND version <> $2 " ..
+      "ORDER BY created DESC LIMIT 1", name, cur and cur.version or "")
+  end
+  if not rows then return nil, err end
+  local v = rows[1]
+  if not v then
+    return nil, version and format("policy %s has no stored version %s", name, version)
+      or format("policy %s has no earlier version", name)
+  end
+  local file = cur and cur.file or v.file
+  local ok, werr = fs.write_atomic(file, v.source)
+  if not ok then return nil, werr end
+  local res, rerr = self:reload("rollback")
+  if not res then return nil, rerr end
+  local now = self.set[name]
+  if not now or now.version ~= v.version then
+    return nil, format("rolled back %s to %s, but it did not load: %s", name, v.version,
+      tostring(self.errors[file] and self.errors[file].message))
+  end
+  log.info("policy rolled back", { policy = name, version = v.version })
+  return v.version
+end
+
+-- watch(): reload on file changes under the directory, debounced (editors write in bursts).
+function R:watch(debounce)
+  local fswatch = require "steward.fswatch"
+  debounce = debounce or 0.1
+  local pending, running, dirty = false, false, false
+  local function schedule()
+    if pending then return end
+    pending = true
+    time.after(debounce, function()
+      pending = false
+      if running then dirty = true; return end
+      running = true
+      repeat
+        dirty = false
+        self:reload("file change")
+        self:rewatch(schedule)
+      until not dirty
+      running = false
+    end)
+  end
+  self:rewatch(schedule)
+end
+
+-- (Re)watches the directory and every subdirectory: inotify is not recursive.
+function R:rewatch(on_change)
+  local seen = {}
+  local function walk(dir)
+    seen[dir] = true
+    if not self.watches[dir] then
+      local w, err = require("steward.fswatch").watch(dir, function() on_change() end)
+      if w then self.watches[dir] = w else log.warn("cannot watch the policy directory", { dir = dir, error = err }) end
+    end
+    local entries = fs.list(dir) or {}
+    for _, e in ipairs(entries) do
+      if e.type == "directory" and e.name:sub(1, 1) ~= "." then walk(dir .. "/" .. e.name) end
+    end
+  end
+  walk(self.dir)
+  for dir, w in pairs(self.watches) do
+    if not seen[dir] then w:cancel(); self.watches[dir] = nil end
+  end
+end
+
+function R:close()
+  for dir, w in pairs(self.watches) do w:cancel(); self.watches[dir] = nil end
+end
+
+return M
