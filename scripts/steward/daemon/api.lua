@@ -256,8 +256,14 @@ local function decide(ctx, req)
   local input, err = json.decode(req.body)
   if input == nil then return fail(400, "invalid_json", err) end
   local t0 = time.monotonic()
-  local h = task.spawn({ name = name, timeout = ctx.cfg.limits.handler_timeout }, p.decide, input, policy_ctx.new(p))
-  local ok, result = h:join()
+  -- decide runs in the request's own task (no second task per request); the ctx is made
+  -- once per policy version.
+  local dctx = p.decide_ctx
+  if not dctx then
+    dctx = policy_ctx.new(p)
+    p.decide_ctx = dctx
+  end
+  local ok, result = xpcall(p.decide, debug.traceback, input, dctx)
   local took = time.monotonic() - t0
   m_decide:observe(took, name)
   local outcome = ok and "ok" or (result == "timeout" and "timeout" or "error")
