@@ -4,7 +4,6 @@ local time = require "steward.time"
 local events = require "steward.events"
 local metrics = require "steward.metrics"
 local auth = require "steward.auth"
-local task = require "steward.task"
 local decisions = require "steward.store.decisions"
 local policy_ctx = require "steward.policy_ctx"
 
