@@ -261,17 +261,17 @@ static int l_crypto_random(lua_State *L)
  * the canonical 36-character string. Ids sort by creation time. */
 static int l_crypto_uuidv7(lua_State *L)
 {
-    double ms_d;
+    uint64_t ms;
     if (lua_isnoneornil(L, 1)) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        ms_d = (double)ts.tv_sec * 1000.0 + (double)(ts.tv_nsec / 1000000);
+        ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
     } else {
-        ms_d = luaL_checknumber(L, 1);
+        double ms_d = luaL_checknumber(L, 1);
         if (!(ms_d >= 0 && ms_d < 281474976710656.0))
             return luaL_argerror(L, 1, "milliseconds since the epoch expected (0 to 2^48)");
+        ms = (uint64_t)ms_d;
     }
-    uint64_t ms = (uint64_t)ms_d;
     unsigned char b[16];
     /* Ids are minted per ingested event: draw the DRBG's output in blocks, not 10 bytes at
      * a time (one RAND_bytes call costs more than the rest of the id). */

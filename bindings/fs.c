@@ -167,10 +167,9 @@ static void work_read(struct fs_op *op)
         fail(op, fd, op->path);
         return;
     }
-    uv_stat_t st = {0};
     uv_fs_t sreq;
     int r = uv_fs_fstat(NULL, &sreq, fd, NULL);
-    st = sreq.statbuf;
+    uv_stat_t st = sreq.statbuf;
     uv_fs_req_cleanup(&sreq);
     if (r < 0) {
         fail(op, r, op->path);
@@ -255,12 +254,10 @@ static void work_write_atomic(struct fs_op *op)
         fail(op, UV_ENOMEM, op->path);
         return;
     }
-    if (slash) {
-        memcpy(dir, op->path, dirlen ? dirlen : 1);
-        dir[dirlen ? dirlen : 1] = 0;
-    } else {
-        strcpy(dir, ".");
-    }
+    if (slash) /* "/x" lives in "/", not in "" */
+        snprintf(dir, dirlen + 2, "%.*s", (int)(dirlen ? dirlen : 1), op->path);
+    else
+        snprintf(dir, dirlen + 2, ".");
     snprintf(tmpl, n + 32, "%.*s%s.%s.tmp-XXXXXX", (int)dirlen, op->path, slash ? "/" : "", base);
 
     uv_fs_t req;
@@ -640,21 +637,22 @@ static int opt_mode(lua_State *L, int idx, const char *fname, int *mode)
     if (!opt_number(L, idx, "mode", fname, &v))
         return 0;
     if (v > 07777)
-        luaL_error(L, "%s: mode: permission bits expected (e.g. 420 or tonumber(\"644\", 8))",
-                   fname);
+        return luaL_error(
+            L, "%s: mode: permission bits expected (e.g. 420 or tonumber(\"644\", 8))", fname);
     *mode = (int)v;
     return 1;
 }
 
-/* Takes ownership of nothing on error: everything that can raise runs before this. */
-static struct fs_op *op_new(lua_State *L, enum fs_kind kind, const char *path, const char *fname)
+/* NULL when out of memory; the caller raises (after freeing what it owns). */
+static struct fs_op *op_new(enum fs_kind kind, const char *path)
 {
     struct fs_op *op = calloc(1, sizeof *op);
-    if (op)
-        op->path = strdup(path);
-    if (!op || !op->path) {
+    if (!op)
+        return NULL;
+    op->path = strdup(path);
+    if (!op->path) {
         free(op);
-        luaL_error(L, "%s: out of memory", fname);
+        return NULL;
     }
     op->kind = kind;
     op->work.data = op;
@@ -675,7 +673,10 @@ static int simple(lua_State *L, enum fs_kind kind, const char *fname)
 {
     const char *path = check_path(L, 1, fname, "path");
     task_t *t = task_check(L, fname);
-    return submit(L, t, op_new(L, kind, path, fname), fname);
+    struct fs_op *op = op_new(kind, path);
+    if (!op)
+        return luaL_error(L, "%s: out of memory", fname);
+    return submit(L, t, op, fname);
 }
 
 static int l_fs_read(lua_State *L)
@@ -685,7 +686,9 @@ static int l_fs_read(lua_State *L)
     double max = (double)FS_DEFAULT_MAX;
     opt_number(L, 2, "max", "fs.read", &max);
     task_t *t = task_check(L, "fs.read");
-    struct fs_op *op = op_new(L, FS_READ, path, "fs.read");
+    struct fs_op *op = op_new(FS_READ, path);
+    if (!op)
+        return luaL_error(L, "fs.read: out of memory");
     op->max = max > 9e18 ? (size_t)-1 : (size_t)max;
     return submit(L, t, op, "fs.read");
 }
@@ -702,7 +705,9 @@ static int do_write(lua_State *L, enum fs_kind kind, const char *fname)
     int has_mode = opt_mode(L, 3, fname, &mode);
     int append = kind == FS_WRITE ? opt_bool(L, 3, "append", fname) : 0;
     task_t *t = task_check(L, fname);
-    struct fs_op *op = op_new(L, kind, path, fname);
+    struct fs_op *op = op_new(kind, path);
+    if (!op)
+        return luaL_error(L, "%s: out of memory", fname);
     op->data = malloc(len ? len : 1);
     if (!op->data) {
         op_free(op);
@@ -749,7 +754,9 @@ static int l_fs_mkdir(lua_State *L)
     int has_mode = opt_mode(L, 2, "fs.mkdir", &mode);
     int parents = opt_bool(L, 2, "parents", "fs.mkdir");
     task_t *t = task_check(L, "fs.mkdir");
-    struct fs_op *op = op_new(L, FS_MKDIR, path, "fs.mkdir");
+    struct fs_op *op = op_new(FS_MKDIR, path);
+    if (!op)
+        return luaL_error(L, "fs.mkdir: out of memory");
     op->mode = mode;
     op->has_mode = has_mode;
     op->flag = parents;
@@ -762,7 +769,9 @@ static int l_fs_remove(lua_State *L)
     check_opts(L, 2, "fs.remove");
     int recursive = opt_bool(L, 2, "recursive", "fs.remove");
     task_t *t = task_check(L, "fs.remove");
-    struct fs_op *op = op_new(L, FS_REMOVE, path, "fs.remove");
+    struct fs_op *op = op_new(FS_REMOVE, path);
+    if (!op)
+        return luaL_error(L, "fs.remove: out of memory");
     op->flag = recursive;
     return submit(L, t, op, "fs.remove");
 }
@@ -772,7 +781,9 @@ static int l_fs_rename(lua_State *L)
     const char *from = check_path(L, 1, "fs.rename", "from");
     const char *to = check_path(L, 2, "fs.rename", "to");
     task_t *t = task_check(L, "fs.rename");
-    struct fs_op *op = op_new(L, FS_RENAME, from, "fs.rename");
+    struct fs_op *op = op_new(FS_RENAME, from);
+    if (!op)
+        return luaL_error(L, "fs.rename: out of memory");
     op->path2 = strdup(to);
     if (!op->path2) {
         op_free(op);

@@ -285,11 +285,13 @@ static int l_http_request(lua_State *L)
     const char *url = http_opt_string(L, 1, "url", fname);
     if (!url)
         return luaL_error(L, "%s: url: string expected, got nil", fname);
+    const char *body = NULL;
     size_t body_len = 0;
     lua_getfield(L, 1, "body");
-    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+    if (lua_type(L, -1) == LUA_TSTRING)
+        body = lua_tolstring(L, -1, &body_len);
+    else if (!lua_isnil(L, -1))
         return luaL_error(L, "%s: body: string expected, got %s", fname, luaL_typename(L, -1));
-    const char *body = lua_tolstring(L, -1, &body_len);
     lua_pop(L, 1);
     const char *method = http_opt_string(L, 1, "method", fname);
     if (!method)
@@ -331,7 +333,7 @@ static int l_http_request(lua_State *L)
     lua_pushfstring(L, "%s %s", method, url);
     r->what = strdup(lua_tostring(L, -1));
     lua_pop(L, 1);
-    if (body_len) {
+    if (body && body_len) {
         r->body = malloc(body_len);
         if (r->body)
             memcpy(r->body, body, body_len);

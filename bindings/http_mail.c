@@ -193,14 +193,14 @@ static void add_message_id(luaL_Buffer *b, const char *from_addr)
         snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
     const char *at = strrchr(from_addr, '@');
     size_t dlen = at ? strcspn(at + 1, ">") : 0;
-    luaL_addchar(b, '<');
+    luaL_addstring(b, "<");
     luaL_addstring(b, hex);
-    luaL_addchar(b, '@');
+    luaL_addstring(b, "@");
     if (dlen)
         luaL_addlstring(b, at + 1, dlen);
     else
         luaL_addstring(b, "steward.localdomain");
-    luaL_addchar(b, '>');
+    luaL_addstring(b, ">");
 }
 
 /* Copies s with every line ending made CRLF, and a final CRLF. NULL on no memory. */

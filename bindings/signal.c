@@ -60,6 +60,7 @@ static int l_signal_on(lua_State *L)
             num = signals[i].num;
     if (!num)
         return luaL_argerror(L, 1, "expected HUP, INT, TERM, USR1, USR2, QUIT or WINCH");
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): the userdata is one pointer, to the watch */
     struct watch **ud = lua_newuserdata(L, sizeof *ud);
     *ud = NULL;
     luaL_getmetatable(L, SIGNAL_MT);

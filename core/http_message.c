@@ -100,7 +100,8 @@ void http_head_start(struct http_buf *b, int status)
     char line[96];
     int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, http_status_reason(status));
     b->len = 0;
-    http_buf_append(b, line, (size_t)n);
+    if (n > 0 && (size_t)n < sizeof line) /* always: the longest reason phrase fits */
+        http_buf_append(b, line, (size_t)n);
 }
 
 static int is_tchar(unsigned char c)

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
@@ -274,11 +275,7 @@ static void allow_add(char *allow, size_t cap, const char *m)
     }
     if (used + ml + 3 > cap)
         return;
-    if (used) {
-        memcpy(allow + used, ", ", 2);
-        used += 2;
-    }
-    memcpy(allow + used, m, ml + 1);
+    snprintf(allow + used, cap - used, "%s%s", used ? ", " : "", m);
 }
 
 enum http_route_result http_router_match(const http_router_t *r, const char *method,
@@ -312,7 +309,7 @@ enum http_route_result http_router_match(const http_router_t *r, const char *met
     if (best) {
         m->value = best->value;
         m->pattern = best->pattern;
-        for (size_t i = 0; i < best->nsegs; i++) {
+        for (size_t i = 0; i < ps.n; i++) { /* path_matches: best->nsegs == ps.n */
             if (!best->segs[i].param)
                 continue;
             struct http_route_param *p = &m->params[m->nparams++];

@@ -18,6 +18,9 @@ static const char usage_text[] =
     "  run [-c FILE]          the daemon: HTTP API, policies, store (default -c steward.lua)\n"
     "  script FILE [ARGS...]  run a Lua script as a task, with every binding\n"
     "  eval CODE | -          run a Lua chunk (or stdin) and print its results\n"
+    "  test [PATHS...]        run the *_spec.lua policy specs under PATHS (default policies); TAP\n"
+    "  check [-c FILE] [--policies DIR]\n"
+    "                         load the config and validate every policy; exit 1 on any problem\n"
     "  version                print the versions of steward and its libraries\n"
     "  help                   this text\n"
     "\n"
@@ -37,14 +40,18 @@ static int usage(const char *problem)
 }
 
 struct main_run {
-    int status; /* exit code of the main task */
+    int status;     /* exit code of the main task */
+    int use_result; /* a number the main function returns is the exit code (test, check) */
 };
 
 static void on_main_done(task_t *t, enum task_status st, void *ud)
 {
     struct main_run *r = ud;
     if (st == TASK_OK) {
-        r->status = 0;
+        lua_State *res = task_state(t);
+        r->status = r->use_result && lua_gettop(res) >= 1 && lua_type(res, 1) == LUA_TNUMBER
+                        ? (int)lua_tointeger(res, 1)
+                        : 0;
         return;
     }
     r->status = 1;
@@ -55,9 +62,9 @@ static void on_main_done(task_t *t, enum task_status st, void *ud)
 
 /* Runs fn (with nargs arguments on top of L) as the main task, then the loop until it is
  * empty; returns the exit code. */
-static int run_main_task(lua_State *L, int nargs, const char *name)
+static int run_main_task(lua_State *L, int nargs, const char *name, int use_result)
 {
-    struct main_run r = {0};
+    struct main_run r = {.use_result = use_result};
     struct task_opts opts = {.name = name, .done = on_main_done, .ud = &r, .quiet = 1};
     task_spawn(L, nargs, &opts);
     rt_run();
@@ -82,7 +89,7 @@ static int cmd_script(int argc, char **argv)
     }
     for (int i = 1; i < argc; i++)
         lua_pushstring(L, argv[i]);
-    return run_main_task(L, argc - 1, argv[0]);
+    return run_main_task(L, argc - 1, argv[0], 0);
 }
 
 static char *read_stdin(void)
@@ -123,7 +130,7 @@ static int cmd_eval(int argc, char **argv)
     lua_remove(L, -2);
     lua_pushstring(L, code);
     free(code);
-    return run_main_task(L, 1, "eval");
+    return run_main_task(L, 1, "eval", 0);
 }
 
 static int cmd_run(int argc, char **argv)
@@ -147,7 +154,23 @@ static int cmd_run(int argc, char **argv)
         lua_pushstring(L, file);
         lua_setfield(L, -2, "config");
     }
-    return run_main_task(L, 1, "daemon");
+    return run_main_task(L, 1, "daemon", 0);
+}
+
+/* steward test / steward check: the Lua side (steward.testing.*) parses the arguments and
+ * returns the exit code, so its main function gets them as a list. */
+static int cmd_lua_main(const char *module, const char *name, int argc, char **argv)
+{
+    lua_State *L = rt_lua();
+    rt_require(L, module);
+    lua_getfield(L, -1, "main");
+    lua_remove(L, -2);
+    lua_createtable(L, argc, 0);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return run_main_task(L, 1, name, 1);
 }
 
 static void print_version(const char *lib, const char *version, void *ud)
@@ -179,6 +202,17 @@ int main(int argc, char **argv)
     }
     int is_script = strcmp(cmd, "script") == 0, is_eval = strcmp(cmd, "eval") == 0;
     int is_run = strcmp(cmd, "run") == 0;
+    if (strcmp(cmd, "test") == 0 || strcmp(cmd, "check") == 0) {
+        int is_test = cmd[0] == 't';
+        if (rt_open() != 0) {
+            fprintf(stderr, "steward: cannot create the runtime\n");
+            return 1;
+        }
+        int rc = cmd_lua_main(is_test ? "steward.testing.runner" : "steward.testing.check", cmd,
+                              argc - 2, argv + 2);
+        rt_close();
+        return rc;
+    }
     if (is_run) {
         if (rt_open() != 0) {
             fprintf(stderr, "steward: cannot create the runtime\n");

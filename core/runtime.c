@@ -11,6 +11,7 @@
 
 #include "core_modules.h"
 #include "embedded.h"
+#include "guard.h"
 #include "log.h"
 #include "registry.h"
 #include "task.h"
@@ -91,7 +92,8 @@ int rt_open(void)
     log_init();
     if (uv_loop_init(&loop) != 0)
         return -1;
-    L_main = luaL_newstate();
+    /* Our allocator, so the guard can hold a policy run to its memory budget. */
+    L_main = lua_newstate(guard_alloc, NULL);
     if (!L_main)
         return -1;
     luaL_openlibs(L_main);
@@ -102,6 +104,7 @@ int rt_open(void)
     static const luaL_Reg core_modules[] = {{"steward.task", luaopen_steward_task},
                                             {"steward.httpd", luaopen_steward_httpd},
                                             {"steward.store.native", luaopen_steward_store_native},
+                                            {"steward.guard", luaopen_steward_guard},
                                             {NULL, NULL}};
     lua_getglobal(L_main, "package");
     lua_getfield(L_main, -1, "preload");

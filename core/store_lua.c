@@ -337,6 +337,7 @@ struct open_op {
 
 static void push_db(lua_State *L, store_t *s)
 {
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): the userdata is one pointer, to the handle */
     struct dbh **ud = lua_newuserdata(L, sizeof *ud);
     *ud = NULL;
     luaL_getmetatable(L, DB_MT);

@@ -191,19 +191,27 @@ static struct cached *prepare(struct conn *c, const char *sql, size_t len, char 
     }
     free(psql);
     struct cached e = {.len = len, .hash = h, .st = st, .readonly = sqlite3_stmt_readonly(st)};
-    int positional = sqlite3_bind_parameter_count(st) == max_param;
-    if (positional && max_param > 0) {
+    int positional = max_param > 0 && sqlite3_bind_parameter_count(st) == max_param;
+    int failed = 0;
+    if (positional) {
         /* Every parameter is ?n: SQLite's parameter i is $i. */
         e.nmap = e.nwanted = max_param;
         e.map = malloc((size_t)max_param * sizeof *e.map);
-        if (e.map)
+        if (!e.map) {
+            snprintf(err, errlen, "out of memory");
+            failed = 1;
+        } else {
             for (int k = 0; k < max_param; k++)
                 e.map[k] = k;
+        }
+    } else {
+        failed = build_map(&e, err, errlen) != 0; /* sets err */
     }
-    if ((positional && max_param > 0 && !e.map) || (!(positional && max_param > 0) &&
-        build_map(&e, err, errlen) != 0) || !(e.sql = malloc(len + 1))) {
-        if (!e.sql && !*err)
-            snprintf(err, errlen, "out of memory");
+    if (!failed && !(e.sql = malloc(len + 1))) {
+        snprintf(err, errlen, "out of memory");
+        failed = 1;
+    }
+    if (failed) {
         sqlite3_finalize(st);
         free(e.map);
         return NULL;
@@ -556,10 +564,11 @@ static void writer_main(void *arg)
             uv_mutex_unlock(&q->mu);
             break;
         }
-        /* Take everything queued so far, up to a bounded transaction. */
-        size_t n = 0, nst = 0;
-        store_req_t *head = q->q_head, *r = head, *last = NULL;
-        while (r && (n == 0 || nst + (size_t)r->nstmts <= GROUP_MAX_STMTS)) {
+        /* Take everything queued so far, up to a bounded transaction; the first unit goes
+         * even when it alone is larger. */
+        store_req_t *head = q->q_head, *last = head, *r = head->next;
+        size_t n = 1, nst = (size_t)head->nstmts;
+        while (r && nst + (size_t)r->nstmts <= GROUP_MAX_STMTS) {
             nst += (size_t)r->nstmts;
             n++;
             last = r;
@@ -574,6 +583,7 @@ static void writer_main(void *arg)
 
         if (n > cap) {
             size_t ncap = n > 64 ? n : 64;
+            /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of request pointers */
             store_req_t **p = realloc(units, ncap * sizeof *p);
             if (!p) { /* cannot even list them: fail each, alone */
                 for (r = head; r; r = r->next)

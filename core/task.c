@@ -27,7 +27,9 @@ struct task {
     task_done_fn done;
     void *ud;
     int quiet;
-    int *alive;                      /* cleared when the task ends, for task_spawn's caller */
+    int *alive;               /* cleared when the task ends, for task_spawn's caller */
+    task_switch_fn on_switch; /* see task_set_switch */
+    void *switch_ud;
     task_t *prev, *next;             /* every live task */
     task_t *ready_prev, *ready_next; /* run on the next loop iteration */
 };
@@ -157,8 +159,10 @@ task_t *task_spawn(lua_State *L, int nargs, const struct task_opts *opts)
     if (S.shutting_down)
         luaL_error(L, "task.spawn: the runtime is shutting down");
     task_t *t = calloc(1, sizeof *t);
-    if (!t)
+    if (!t) {
         luaL_error(L, "task.spawn: out of memory");
+        return NULL; /* not reached: luaL_error raises (lauxlib.h does not say noreturn) */
+    }
     if (S.npool > 0) {
         S.npool--;
         t->co = S.pool[S.npool].co;
@@ -206,18 +210,20 @@ task_t *task_spawn(lua_State *L, int nargs, const struct task_opts *opts)
 task_t *task_check(lua_State *L, const char *fname)
 {
     task_t *t = S.current;
+    /* One chain, so no check reads t unless t is the running task (luaL_error raises, but
+     * lauxlib.h does not declare it noreturn). */
     if (!t || t->co != L)
         luaL_error(L,
                    "%s: must be called from inside a task (this code runs in the main chunk or "
                    "in a plain coroutine; start one with steward.task.spawn)",
                    fname);
-    if (!lua_isyieldable(L))
+    else if (!lua_isyieldable(L))
         luaL_error(L,
                    "%s: cannot suspend here: the call is inside a C function that cannot yield "
                    "(a module's top-level code during require, a metamethod, or a "
                    "table.sort/string.gsub callback); call it from a function that runs later",
                    fname);
-    if (t->cancel_requested)
+    else if (t->cancel_requested)
         luaL_error(L, "%s: task cancelled (%s)", fname, t->cancel_reason);
     return t;
 }
@@ -290,12 +296,22 @@ void task_cancel_all(const char *reason)
     }
 }
 
+void task_set_switch(task_t *t, task_switch_fn fn, void *ud)
+{
+    t->on_switch = fn;
+    t->switch_ud = ud;
+}
+
 void task_resume(task_t *t, int nargs)
 {
     task_t *prev = S.current;
     t->state = T_RUNNING;
     S.current = t;
+    if (t->on_switch)
+        t->on_switch(t, 1, t->switch_ud);
     int rc = lua_resume(t->co, nargs);
+    if (t->on_switch)
+        t->on_switch(t, 0, t->switch_ud);
     S.current = prev;
     if (rc == LUA_YIELD) {
         if (t->state == T_RUNNING) {

@@ -75,6 +75,11 @@ int task_defer(lua_State *L, task_t *t);
 task_t *task_wake(task_wait_t *w);
 /* Resumes t with nargs values pushed on task_state(t). t may be freed when this returns. */
 void task_resume(task_t *t, int nargs);
+/* Called just before each resume of t (running = 1) and just after it yields or ends
+ * (running = 0), so per-run state that must follow the task, not the loop (the CPU and memory
+ * budgets of core/guard.c), can be armed and disarmed. One per task; NULL clears it. */
+typedef void (*task_switch_fn)(task_t *t, int running, void *ud);
+void task_set_switch(task_t *t, task_switch_fn fn, void *ud);
 /* Cancels t: a suspended task's pending operation is cancelled and the task ends at once;
  * a running one ends when it next suspends. */
 void task_cancel(task_t *t, const char *reason);

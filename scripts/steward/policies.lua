@@ -4,6 +4,8 @@
 -- The policies issue adds sandboxing, config schemas, versions and hot reload on top.
 local fs = require "steward.fs"
 local crypto = require "steward.crypto"
+local sandbox = require "steward.policy.sandbox"
+local time = require "steward.time"
 
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
 local format, sort = string.format, table.sort
@@ -81,21 +83,47 @@ function M.check(def, file, name)
   return p
 end
 
--- Loads one file into a fresh environment (the policies issue makes this a sandbox).
-function M.load_file(path, name)
+-- Loads one file into a sandbox of its own (steward.policy.sandbox); the file's top-level
+-- code runs under the policy's CPU and memory budgets. opts: {lib_dir, cpu, memory} are the
+-- defaults; a policy may set its own with `limits = {cpu = "500ms", memory = 16 * 2^20}`.
+-- The result carries p.budget, the opts for guard.run(p.budget, p.handle, ev, ctx), and p.env.
+function M.load_file(path, name, opts)
+  opts = opts or {}
   local src, err = fs.read(path)
   if not src then return nil, err end
+  local env, box = sandbox.new_env({ name = name, lib_dir = opts.lib_dir, cpu = opts.cpu, memory = opts.memory })
   local fn
-  fn, err = loadstring(src, "@" .. path)
+  fn, err = sandbox.compile(env, src, "@" .. path)
   if not fn then return nil, err end
-  local env = setmetatable({}, { __index = _G })
-  setfenv(fn, env)
-  local ok, def = pcall(fn)
+  local ok, def = sandbox.run(box, fn)
   if not ok then return nil, tostring(def) end
+  if type(def) == "table" and def.limits ~= nil then
+    local limits = def.limits
+    if type(limits) ~= "table" then return fail(path, "limits", "must be a table {cpu = duration, memory = bytes}") end
+    for k, v in pairs(limits) do
+      if k == "cpu" then
+        local okd, secs = pcall(time.parse_duration, v)
+        if not okd or type(secs) ~= "number" or secs <= 0 then
+          return fail(path, "limits.cpu", "must be a duration greater than 0 (seconds or a string such as \"500ms\")")
+        end
+        box.budget.cpu = secs
+      elseif k == "memory" then
+        if type(v) ~= "number" or v <= 0 then return fail(path, "limits.memory", "must be a number of bytes greater than 0") end
+        box.budget.memory = v
+      else
+        return fail(path, "limits." .. tostring(k), "unknown field (cpu, memory)")
+      end
+    end
+    local copy = {}
+    for k, v in pairs(def) do if k ~= "limits" then copy[k] = v end end
+    def = copy
+  end
   local p
   p, err = M.check(def, path, name)
   if not p then return nil, err end
+  box.name, box.budget.name = p.name, p.name
   p.version = crypto.hex(crypto.sha256(src)):sub(1, 16)
+  p.budget, p.env = box.budget, env
   return p
 end
 

@@ -77,6 +77,14 @@ int main(void)
     ok(match(r, "PUT", "/v1/dead-letters/9", &m, allow) == HTTP_ROUTE_BAD_METHOD &&
            strcmp(allow, "GET, HEAD, DELETE") == 0,
        "Allow lists every method of the path, HEAD with GET (got '%s')", allow);
+    {
+        const char *path = "/v1/dead-letters/9";
+        char small[10]; /* "GET, HEAD" and its NUL exactly; DELETE does not fit */
+        ok(http_router_match(r, "PUT", path, strlen(path), &m, small, sizeof small) ==
+                   HTTP_ROUTE_BAD_METHOD &&
+               strcmp(small, "GET, HEAD") == 0,
+           "a short Allow buffer keeps the whole methods that fit (got '%s')", small);
+    }
     ok(match(r, "GET", "/v1/nothing", &m, allow) == HTTP_ROUTE_NOT_FOUND, "unknown path: 404");
     ok(match(r, "POST", "/v1/events/", &m, allow) == HTTP_ROUTE_NOT_FOUND,
        "a trailing slash is a different path");

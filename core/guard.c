@@ -1,0 +1,341 @@
+/* steward.guard: runs policy code under a CPU budget and a memory budget.
+ *
+ * CPU. LuaJIT's hooks never fire inside compiled traces, so policy code runs interpreted
+ * (the sandbox switches the JIT off for its chunks) and, while a guarded run is current, a
+ * count hook fires every GUARD_COUNT bytecodes and compares a monotonic clock with the run's
+ * deadline. The deadline is "budget after the task was last resumed": time a handler spends
+ * suspended on I/O is not counted. Once the budget is spent the hook fires on every
+ * instruction and raises again, so a pcall inside the policy cannot swallow the stop; only
+ * guard.run's own frame is spared. LuaJIT keeps one hook for the whole VM (not one per
+ * coroutine), so the hook is set when a guarded run is entered or its task resumed, and
+ * cleared (or handed back to the run it interrupted) when the task yields or the run ends
+ * (task_set_switch). Coroutines a policy creates run under the same hook.
+ *
+ * Memory. guard_alloc is the state's allocator; while a run is current it adds allocations
+ * and subtracts frees, and refuses an allocation that would take the net growth past the
+ * budget (LuaJIT raises "not enough memory"); the hook then stops the run as above. After
+ * the refusal a little slack is granted so the error and its unwinding can allocate.
+ *
+ * The Lua side of run() is a few lines (pcall must be the Lua one: LuaJIT cannot yield
+ * across lua_pcall from C, and a handler may do I/O inside the run). */
+#include "guard.h"
+
+#include <lauxlib.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "core_modules.h"
+#include "duration.h"
+#include "log.h"
+#include "task.h"
+
+#define GUARD_COUNT    1000        /* bytecodes between clock reads */
+#define MEM_SLACK      (1 << 20)   /* granted after a refusal, for the error's own needs */
+#define DEFAULT_CPU    1.0         /* seconds */
+#define DEFAULT_MEMORY (64u << 20) /* bytes */
+#define RUN_MT         "steward.guard.run"
+
+enum trip { TRIP_NONE = 0, TRIP_CPU, TRIP_MEM };
+
+struct guard_run {
+    uint64_t cpu_ns;   /* 0: no CPU budget */
+    uint64_t deadline; /* uv_hrtime() at which the budget is spent, while armed */
+    int64_t memory;    /* bytes; 0: no memory budget */
+    int64_t mem_net;   /* allocations minus frees while armed */
+    int64_t mem_peak;
+    int64_t gc_at; /* mem_net after the last collection the guard asked for */
+    double cpu;    /* seconds, for the message */
+    enum trip tripped;
+    int fast;  /* the hook fires on every instruction */
+    int armed; /* on the chain of current runs */
+    int done;
+    task_t *task; /* NULL when the run is on the main thread */
+    lua_State *L;
+    struct guard_run *prev; /* the run this one interrupted (a task resumed inside another) */
+    char name[64];
+};
+
+static struct guard_run *active; /* the run whose code is executing now */
+static int wrapper_ref = LUA_NOREF;
+
+static void hook(lua_State *L, lua_Debug *ar);
+
+static void set_hook(struct guard_run *r)
+{
+    lua_sethook(r->L, hook, LUA_MASKCOUNT, r->fast ? 1 : GUARD_COUNT);
+}
+
+static void arm(struct guard_run *r)
+{
+    r->deadline = r->cpu_ns ? uv_hrtime() + r->cpu_ns : UINT64_MAX;
+    r->prev = active;
+    active = r;
+    r->armed = 1;
+    set_hook(r);
+}
+
+static void disarm(struct guard_run *r)
+{
+    if (!r->armed)
+        return;
+    r->armed = 0;
+    /* Runs nest strictly (a task resumed inside another ends its turn first), so r is on
+     * top; unlink it from wherever it is all the same. */
+    struct guard_run **pp = &active;
+    while (*pp && *pp != r)
+        pp = &(*pp)->prev;
+    if (*pp)
+        *pp = r->prev;
+    r->prev = NULL;
+    if (active)
+        set_hook(active);
+    else
+        lua_sethook(r->L, NULL, 0, 0);
+}
+
+static void on_switch(task_t *t, int running, void *ud)
+{
+    (void)t;
+    if (running)
+        arm(ud);
+    else
+        disarm(ud);
+}
+
+static const char *trip_message(const struct guard_run *r, char *buf, size_t n)
+{
+    if (r->tripped == TRIP_MEM)
+        snprintf(buf, n, "memory budget exceeded (%lld bytes)", (long long)r->memory);
+    else if (r->cpu * 10 == (double)(long long)(r->cpu * 10))
+        snprintf(buf, n, "cpu budget exceeded (%.1f s)", r->cpu);
+    else
+        snprintf(buf, n, "cpu budget exceeded (%g s)", r->cpu);
+    return buf;
+}
+
+static void hook(lua_State *L, lua_Debug *ar)
+{
+    struct guard_run *r = active;
+    if (!r)
+        return;
+    if (!r->tripped) {
+        if (r->memory && r->mem_net - r->gc_at > r->memory / 4 && r->mem_net > r->memory / 2) {
+            /* Garbage counts until the collector frees it: collect before the budget is
+             * reached, so a handler that churns without growing is not stopped. */
+            lua_gc(L, LUA_GCCOLLECT, 0);
+            r->gc_at = r->mem_net;
+        }
+        if (uv_hrtime() < r->deadline)
+            return;
+        r->tripped = TRIP_CPU;
+    }
+    if (!r->fast) {
+        r->fast = 1;
+        set_hook(r);
+    }
+    /* guard.run's own frame goes on, to report. */
+    if (lua_getstack(L, 0, ar) && lua_getinfo(L, "f", ar)) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, wrapper_ref);
+        int mine = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+        if (mine)
+            return;
+    }
+    char msg[96];
+    lua_pushstring(L, trip_message(r, msg, sizeof msg));
+    lua_error(L);
+}
+
+void *guard_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)ud;
+    struct guard_run *r = active;
+    if (!ptr)
+        osize = 0;
+    if (nsize == 0) {
+        free(ptr);
+        if (r)
+            r->mem_net -= (int64_t)osize;
+        return NULL;
+    }
+    if (r && r->memory && nsize > osize) {
+        int64_t limit = r->memory + (r->tripped ? MEM_SLACK : 0);
+        if (r->mem_net + (int64_t)(nsize - osize) > limit) {
+            if (!r->tripped)
+                r->tripped = TRIP_MEM;
+            return NULL;
+        }
+    }
+    void *p = realloc(ptr, nsize);
+    if (p && r) {
+        r->mem_net += (int64_t)nsize - (int64_t)osize;
+        if (r->mem_net > r->mem_peak)
+            r->mem_peak = r->mem_net;
+    }
+    return p;
+}
+
+static int run_gc(lua_State *L)
+{
+    struct guard_run *r = luaL_checkudata(L, 1, RUN_MT);
+    disarm(r); /* only if the task was abandoned in a way that skipped the yield */
+    return 0;
+}
+
+/* begin(opts, fn) -> run: arms the budgets for the code guard.run is about to call. */
+static int l_guard_begin(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 1))
+        luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    double cpu = DEFAULT_CPU, memory = (double)DEFAULT_MEMORY;
+    const char *name = "policy";
+    if (lua_istable(L, 1)) {
+        lua_getfield(L, 1, "cpu");
+        if (!lua_isnil(L, -1))
+            cpu = duration_check(L, lua_gettop(L), "guard.run: cpu");
+        lua_getfield(L, 1, "memory");
+        if (!lua_isnil(L, -1)) {
+            if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) < 0)
+                luaL_error(L, "guard.run: memory: number of bytes expected");
+            memory = lua_tonumber(L, -1);
+        }
+        lua_getfield(L, 1, "name");
+        if (!lua_isnil(L, -1)) {
+            if (!lua_isstring(L, -1))
+                luaL_error(L, "guard.run: name: string expected");
+            name = lua_tostring(L, -1);
+        }
+    }
+    task_t *t = task_current();
+    if (t && task_state(t) != L)
+        t = NULL;
+    if (!t && lua_pushthread(L) != 1)
+        luaL_error(L, "guard.run: must be called from a task or the main chunk, not from "
+                      "inside a plain coroutine");
+    if (active && active->task == t && active->L == L)
+        luaL_error(L, "guard.run: already inside a guarded run");
+    struct guard_run *r = lua_newuserdata(L, sizeof *r);
+    memset(r, 0, sizeof *r);
+    luaL_getmetatable(L, RUN_MT);
+    lua_setmetatable(L, -2);
+    r->cpu = cpu;
+    r->cpu_ns = (uint64_t)(cpu * 1e9);
+    r->memory = (int64_t)memory;
+    r->task = t;
+    r->L = L;
+    snprintf(r->name, sizeof r->name, "%s", name);
+    if (t)
+        task_set_switch(t, on_switch, r);
+    arm(r);
+    return 1;
+}
+
+/* finish(run, ok, ...) -> true, results... | false, err [, "cpu"|"memory"]; err a string. */
+static int l_guard_finish(lua_State *L)
+{
+    struct guard_run *r = luaL_checkudata(L, 1, RUN_MT);
+    if (!lua_toboolean(L, 2) && lua_type(L, 3) != LUA_TSTRING) {
+        /* An error object's __tostring is policy code: call it while the budgets still
+         * hold, so the caller gets a plain string and never runs it unguarded. */
+        lua_settop(L, 3);
+        lua_getglobal(L, "tostring");
+        lua_pushvalue(L, 3);
+        if (lua_pcall(L, 1, 1, 0) != 0 || lua_type(L, -1) != LUA_TSTRING) {
+            lua_pop(L, 1);
+            lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 3));
+        }
+        lua_replace(L, 3);
+    }
+    disarm(r);
+    if (r->task)
+        task_set_switch(r->task, NULL, NULL);
+    r->done = 1;
+    if (r->tripped) {
+        char msg[96];
+        trip_message(r, msg, sizeof msg);
+        char peak[24];
+        snprintf(peak, sizeof peak, "%lld", (long long)r->mem_peak);
+        log_warn("guarded run stopped", "name", r->name, "error", msg, "memory_peak", peak);
+        lua_settop(L, 0);
+        lua_pushboolean(L, 0);
+        lua_pushstring(L, msg);
+        lua_pushstring(L, r->tripped == TRIP_MEM ? "memory" : "cpu");
+        return 3;
+    }
+    lua_remove(L, 1);
+    return lua_gettop(L);
+}
+
+/* covered() -> whether the code running now is inside a guarded run of its own task (a task
+ * started from inside a run is not: it outlives its turn there). */
+static int l_guard_covered(lua_State *L)
+{
+    lua_pushboolean(L, active && active->task == task_current());
+    return 1;
+}
+
+/* current() -> {name, cpu, memory, memory_used} of the run executing now, or nil. */
+static int l_guard_current(lua_State *L)
+{
+    struct guard_run *r = active;
+    if (!r)
+        return 0;
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, r->name);
+    lua_setfield(L, -2, "name");
+    lua_pushnumber(L, r->cpu);
+    lua_setfield(L, -2, "cpu");
+    lua_pushnumber(L, (lua_Number)r->memory);
+    lua_setfield(L, -2, "memory");
+    lua_pushnumber(L, (lua_Number)r->mem_net);
+    lua_setfield(L, -2, "memory_used");
+    return 1;
+}
+
+static const char wrapper_src[] =
+    "local begin, finish, pcall, xpcall, traceback = ...\n"
+    "return function(opts, fn, ...)\n"
+    "  local run = begin(opts, fn)\n"
+    "  if opts and opts.traceback then return finish(run, xpcall(fn, traceback, ...)) end\n"
+    "  return finish(run, pcall(fn, ...))\n"
+    "end\n";
+
+int luaopen_steward_guard(lua_State *L)
+{
+    if (luaL_newmetatable(L, RUN_MT)) {
+        lua_pushcfunction(L, run_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
+    lua_newtable(L);
+    if (wrapper_ref == LUA_NOREF) {
+        if (luaL_loadbuffer(L, wrapper_src, sizeof wrapper_src - 1, "=steward.guard") != 0)
+            return lua_error(L);
+        lua_pushcfunction(L, l_guard_begin);
+        lua_pushcfunction(L, l_guard_finish);
+        lua_getglobal(L, "pcall");
+        lua_getglobal(L, "xpcall");
+        lua_getglobal(L, "debug");
+        lua_getfield(L, -1, "traceback");
+        lua_remove(L, -2);
+        lua_call(L, 5, 1);
+        wrapper_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, wrapper_ref);
+    lua_setfield(L, -2, "run");
+    lua_pushcfunction(L, l_guard_covered);
+    lua_setfield(L, -2, "covered");
+    lua_pushcfunction(L, l_guard_current);
+    lua_setfield(L, -2, "current");
+    lua_pushnumber(L, DEFAULT_CPU);
+    lua_setfield(L, -2, "DEFAULT_CPU");
+    lua_pushnumber(L, (lua_Number)DEFAULT_MEMORY);
+    lua_setfield(L, -2, "DEFAULT_MEMORY");
+    return 1;
+}

@@ -1,0 +1,160 @@
+-- steward.guard: CPU and memory budgets for policy code, including loops LuaJIT would compile,
+-- pcall trying to swallow the stop, coroutines, yields that must not count, and the daemon's
+-- HTTP server answering after a runaway handler.
+local t = require "steward.tap"
+local guard = require "steward.guard"
+local sandbox = require "steward.policy.sandbox"
+local task = require "steward.task"
+local time = require "steward.time"
+local httpd = require "steward.httpd"
+local http = require "steward.http"
+
+-- Compiles policy source the way the loader does (sandboxed, JIT off) and returns its value.
+local function policy(src, extra)
+  local env = sandbox.new_env({ name = "spec" })
+  for k, v in pairs(extra or {}) do env[k] = v end
+  local fn = assert(sandbox.compile(env, src, "=spec"))
+  return fn()
+end
+
+local function timed(f, ...)
+  local t0 = time.monotonic()
+  local r = { f(...) }
+  return time.monotonic() - t0, unpack(r, 1, 4)
+end
+
+-- Results and errors pass through.
+local ok, a, b, c = guard.run(nil, function(x, y) return x + y, nil, "z" end, 1, 2)
+t.ok(ok == true and a == 3 and b == nil and c == "z", "a run returns true and every result")
+t.is(select("#", guard.run(nil, function() return 1, nil end)), 3, "trailing nil results are kept")
+local eok, eerr, ekind = guard.run(nil, function() error("boom", 0) end)
+t.ok(eok == false and eerr == "boom" and ekind == nil, "an error in fn is returned as false, err")
+local _, terr = guard.run({ traceback = true }, function() error("deep", 0) end)
+t.like(terr, "^deep\nstack traceback:", "traceback = true adds the traceback")
+local _, oerr = guard.run(nil, function() error(setmetatable({}, { __tostring = function() return "custom" end })) end)
+t.is(oerr, "custom", "an error object is turned into a string")
+t.raises(function() guard.run({ cpu = "soon" }, function() end) end, "guard.run: cpu", "a bad cpu budget raises naming it")
+t.raises(function() guard.run({ memory = "lots" }, function() end) end, "guard.run: memory", "a bad memory budget raises naming it")
+t.raises(function() guard.run({}, 42) end, "function expected", "fn must be a function")
+t.is(debug.gethook(), nil, "no hook is left set after a run")
+
+-- CPU: an interpreted loop, and a loop that would be compiled to a trace.
+local spin = policy("return function() local i = 0 while true do i = i + 1 end end")
+local dt, sok, serr, skind = timed(guard.run, { cpu = 0.2, name = "spinner" }, spin)
+t.ok(sok == false and serr == "cpu budget exceeded (0.2 s)" and skind == "cpu", "while true do end is stopped: " .. tostring(serr))
+t.ok(dt >= 0.19 and dt < 0.6, string.format("within its budget (%.3f s)", dt))
+
+-- Warm a nested function's loop until LuaJIT would have compiled it, then make it spin.
+local hot = policy([[
+  local function work(n) local s = 0 for i = 1, n do s = s + i % 7 end return s end
+  return function(n) for _ = 1, 200 do work(1000) end return work(n) end
+]])
+hot(10)
+local hdt, hok, herr = timed(guard.run, { cpu = 0.2 }, hot, 1e15)
+t.ok(hok == false and herr:match("^cpu budget exceeded"), "a hot loop in a nested function of a policy chunk is stopped")
+t.ok(hdt < 0.6, string.format("also within its budget (%.3f s)", hdt))
+
+local swallow = policy([[return function()
+  local caught = 0
+  for _ = 1, 1e9 do
+    local ok = pcall(function() while true do end end)
+    if not ok then caught = caught + 1 end
+  end
+  return "escaped", caught
+end]])
+local wok, werr = guard.run({ cpu = 0.1 }, swallow)
+t.ok(wok == false and werr:match("^cpu budget exceeded"), "pcall inside the policy cannot swallow the stop")
+local xswallow = policy([[return function()
+  while true do xpcall(function() while true do end end, function(e) return e end) end
+end]])
+local xok = guard.run({ cpu = 0.1 }, xswallow)
+t.is(xok, false, "nor can xpcall with a handler")
+local cospin = policy("return function() return coroutine.wrap(function() while true do end end)() end")
+local cok, cerr = guard.run({ cpu = 0.1 }, cospin)
+t.ok(cok == false and cerr:match("^cpu budget exceeded"), "a loop inside a coroutine the policy made is stopped")
+local tostr = policy("return function() error(setmetatable({}, { __tostring = function() while true do end end })) end")
+local tsok, tserr = guard.run({ cpu = 0.1 }, tostr)
+t.ok(tsok == false and tserr:match("^cpu budget exceeded"), "an error object's __tostring runs under the budget too")
+local sorter = policy([[return function()
+  local x = {} for i = 1, 100 do x[i] = i end
+  table.sort(x, function(a, b) while true do end end)
+end]])
+t.like(select(2, guard.run({ cpu = 0.1 }, sorter)), "^cpu budget exceeded", "a loop in a table.sort comparator is stopped")
+
+-- Budget is per resume: time suspended does not count; time running after a resume does.
+task.spawn(function()
+  local waits = policy([[return function()
+    local s = 0
+    for _ = 1, 4 do time.sleep(0.1) for i = 1, 1e5 do s = s + i end end
+    return s
+  end]], { time = time })
+  local gok, s = guard.run({ cpu = 0.15 }, waits)
+  t.ok(gok == true and s == 4 * 5000050000, "a handler that waits longer than its budget is not stopped")
+  local late = policy("return function() time.sleep(0.05) while true do end end", { time = time })
+  local ldt, lok, lerr = timed(guard.run, { cpu = 0.15 }, late)
+  t.ok(lok == false and lerr:match("^cpu budget exceeded"), "a handler spinning after a wait is stopped")
+  t.ok(ldt >= 0.19 and ldt < 0.6, string.format("its budget counts from the resume (%.3f s)", ldt))
+  local nok, nerr = guard.run(nil, function() guard.run({ cpu = 1e6 }, function() end) end)
+  t.ok(nok == false and nerr:match("guard.run: already inside a guarded run"),
+    "a run inside a run of the same task is refused (no way to widen a budget)")
+  local inner = select(2, guard.run(nil, function()
+    local _, e = pcall(guard.run, nil, function() end)
+    return e
+  end))
+  t.like(inner, "already inside a guarded run", "also when attempted with pcall from inside")
+end):join()
+
+-- Memory: unbounded growth, pcall trying to swallow it, churn that is fine.
+local grow = policy("return function() local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 100) .. i end end")
+local mok, merr, mkind = guard.run({ cpu = 10, memory = 8e6 }, grow)
+t.ok(mok == false and merr == "memory budget exceeded (8000000 bytes)" and mkind == "memory", "unbounded growth is stopped: " .. tostring(merr))
+local big = policy("return function() return #string.rep('x', 1e9) end")
+t.like(select(2, guard.run({ memory = 16e6 }, big)), "^memory budget exceeded", "one huge allocation is refused before it is made")
+local mswallow = policy([[return function()
+  local n = 0
+  while true do if not pcall(string.rep, "x", 1e8) then n = n + 1 end end
+end]])
+t.like(select(2, guard.run({ cpu = 5, memory = 8e6 }, mswallow)), "^memory budget exceeded", "pcall cannot swallow a memory stop")
+local churn = policy("return function() for i = 1, 1e6 do local x = { i, tostring(i), { i } } end return 'done' end")
+local chok, chres = guard.run({ cpu = 10, memory = 4e6 }, churn)
+t.ok(chok == true and chres == "done", "a handler that churns without growing is not stopped: " .. tostring(chres))
+local keep = {}
+local retain = policy("return function(keep) for i = 1, 20 do keep[i] = string.rep('y', 1e5) .. i end return #keep end")
+t.is(select(2, guard.run({ memory = 8e6 }, retain, keep)), 20, "growth within the budget is allowed")
+collectgarbage()
+t.ok(#string.rep("z", 64e6) == 64e6, "outside a run nothing is limited")
+t.is(guard.current(), nil, "no run is current outside guard.run")
+local cur = select(2, guard.run({ name = "me", memory = 1e6 }, function() return guard.current() end))
+t.ok(cur and cur.name == "me" and cur.memory == 1e6, "guard.current() describes the run")
+
+-- A task a guarded policy starts through the sandbox's steward.task runs under the budget,
+-- even after it has waited.
+task.spawn(function()
+  local env = sandbox.new_env({ name = "spawner", cpu = 0.1 })
+  local fn = assert(sandbox.compile(env, [[
+    local task, time = require "steward.task", require "steward.time"
+    return function()
+      return task.spawn(function() time.sleep(0.02) while true do end end)
+    end]], "=spawner"))
+  local h = select(2, guard.run({ cpu = 0.1 }, fn()))
+  local jok, jerr = h:join()
+  t.ok(jok == false and tostring(jerr):match("cpu budget exceeded"), "a spawned task is held to the policy's budget")
+end):join()
+
+-- The HTTP server answers a request that came in while a runaway handler held the loop.
+task.spawn(function()
+  local srv = assert(httpd.listen({ host = "127.0.0.1", port = 0, handler = function()
+    return 200, {}, "alive"
+  end }))
+  local client = task.spawn(function()
+    return http.request({ url = "http://127.0.0.1:" .. srv:port() .. "/", timeout = 5 })
+  end)
+  local runaway = task.spawn(function() return guard.run({ cpu = 0.3 }, spin) end)
+  local _, rok, rerr = runaway:join()
+  local _, res = client:join()
+  t.ok(rok == false and rerr:match("^cpu budget exceeded"), "the runaway handler is stopped")
+  t.ok(res and res.status == 200 and res.body == "alive", "and the HTTP server answers")
+  srv:close()
+end):join()
+
+t.done()
