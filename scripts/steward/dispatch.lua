@@ -12,6 +12,7 @@ local store = require "steward.store"
 local events = require "steward.events"
 local metrics = require "steward.metrics"
 local policy_ctx = require "steward.policy_ctx"
+local guard = require "steward.guard"
 
 local type, pairs, ipairs, tostring, pcall = type, pairs, ipairs, tostring, pcall
 local random, min, floor = math.random, math.min, math.floor
@@ -139,6 +140,27 @@ local function park(d, p, ev, err, attempts)
   log.warn("dead letter", { policy = p.name, event = ev.id, seq = ev.seq, attempts = attempts, error = tostring(err) })
 end
 
+local function deep_copy(v)
+  if type(v) ~= "table" then return v end
+  local c = {}
+  for k, x in pairs(v) do c[k] = deep_copy(x) end
+  local mt = getmetatable(v)
+  if mt then setmetatable(c, mt) end -- json.array marks
+  return c
+end
+
+local function copy_event(ev)
+  return { id = ev.id, type = ev.type, tenant = ev.tenant, time = ev.time, source = ev.source,
+           seq = ev.seq, received = ev.received, data = deep_copy(ev.data) }
+end
+
+-- The task body: guard.run returns true, results... or false, err, kind; a budget overrun
+-- is reported as the handler's failure.
+local function guard_run(p, ev, ctx)
+  if not p.budget then return true, p.handle(ev, ctx) end
+  return guard.run(p.budget, p.handle, ev, ctx)
+end
+
 -- Runs one event through one policy, with retries; returns when it is done or dead.
 local function handle_one(d, p, ev)
   local attempt = 0
@@ -146,20 +168,31 @@ local function handle_one(d, p, ev)
     attempt = attempt + 1
     local t0 = time.monotonic()
     local ctx = policy_ctx.new(p, { event_id = ev.id, attempt = attempt })
-    local h = task.spawn({ name = p.name, timeout = d.handler_timeout }, p.handle, ev, ctx)
-    local ok, err = h:join()
+    -- Each run gets its own copy of the event: a policy cannot change what the next sees.
+    -- Policy code runs under its CPU and memory budgets (steward.guard); handler_timeout
+    -- bounds the whole run, waits included.
+    local h = task.spawn({ name = p.name, timeout = d.handler_timeout }, guard_run, p, copy_event(ev), ctx)
+    local joined, gok, gerr, kind = h:join()
+    local ok, err = true, nil
+    if not joined then
+      ok, err = false, gok -- the task failed outside the guard, timed out or was cancelled
+      if err == "timeout" then kind = "timeout" end
+    elseif gok == false then
+      ok, err = false, gerr -- the handler raised, or went over its CPU or memory budget
+    end
+    local outcome = ok and "ok" or ((kind == "cpu" or kind == "timeout") and "timeout" or "error")
     local took = time.monotonic() - t0
     m_latency:observe(took, p.name)
     if d.dlog then
       d.dlog:record({ policy = p.name, version = p.version, event_id = ev.id, duration = took,
-        outcome = ok and "ok" or (err == "timeout" and "timeout" or "error"), error = not ok and err or nil })
+        outcome = outcome, error = not ok and err or nil })
     end
     if ok then
       m_runs:inc(1, p.name, "ok")
       record_done(d, p, ev, attempt)
       return
     end
-    m_runs:inc(1, p.name, err == "timeout" and "timeout" or "error")
+    m_runs:inc(1, p.name, outcome)
     if d.stopping then return end -- not recorded: runs again after the restart
     if attempt >= d.attempts then
       park(d, p, ev, err, attempt)

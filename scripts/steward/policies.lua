@@ -154,7 +154,7 @@ function M.load_dir(dir)
   local loaded, errors = {}, {}
   for _, f in ipairs(files) do
     local name = f.rel:gsub("%.lua$", ""):gsub("/", ".")
-    local p, perr = M.load_file(f.path, name)
+    local p, perr = M.load_file(f.path, name, { lib_dir = dir .. "/lib" })
     if not p then
       errors[#errors + 1] = { file = f.path, error = perr }
     elseif loaded[p.name] then

@@ -26,6 +26,11 @@ return {
   end,
 }
 POL
+cat > "$D/policies/runaway.lua" <<'POL'
+-- A handler that never ends: its CPU budget stops it.
+return { name = "test.runaway", on = { "test.spin" }, limits = { cpu = "100ms" },
+  handle = function(ev) local n = 0; while true do n = n + 1 end end }
+POL
 export RECORD_FILE="$D/handled.txt"
 daemon_config 'decision_mask = { "/input/secret" }, limits = { retry_attempts = 2, retry_base = "10ms", retry_max = "20ms", max_batch = 50 },'
 daemon_start || { echo "1..1"; echo "not ok 1 - daemon started"; exit 1; }

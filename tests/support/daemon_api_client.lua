@@ -195,7 +195,7 @@ t.is(s, 400, "a bad decisions query: 400")
 s, b = call("GET", "/v1/policies", nil, viewer.token)
 local names = {}
 for _, p in ipairs(b.policies) do names[#names + 1] = p.name end
-t.is(table.concat(names, ","), "test.record,test.threshold", "GET /v1/policies lists the loaded policies")
+t.is(table.concat(names, ","), "test.record,test.runaway,test.threshold", "GET /v1/policies lists the loaded policies")
 s, b = call("GET", "/v1/policies/test.threshold", nil, viewer.token)
 t.ok(s == 200 and b.decides == true and b.handles == false, "GET /v1/policies/{name}")
 s = call("GET", "/v1/policies/none", nil, viewer.token)
@@ -204,6 +204,19 @@ s = call("POST", "/v1/policies/reload", nil, viewer.token)
 t.is(s, 403, "a viewer may not reload")
 s, b = call("POST", "/v1/policies/reload", nil, admin)
 t.is(s, 200, "POST /v1/policies/reload")
+
+-- a runaway handler is stopped by its CPU budget; the daemon answers meanwhile
+s = call("POST", "/v1/events", { id = "spin-1", type = "test.spin" }, admin)
+t.is(s, 202, "an event for a runaway handler is accepted")
+s = call("GET", "/healthz")
+t.is(s, 200, "the daemon answers while the runaway handler runs")
+local spun
+t.ok(eventually(function()
+  local _, body = call("GET", "/v1/decisions?policy=test.runaway&outcome=timeout", nil, admin)
+  spun = body.decisions[1]
+  return spun ~= nil
+end), "the runaway run is in the decision log as a timeout")
+t.like(spun and spun.error or "", "cpu budget exceeded", "with the budget named")
 
 -- metrics
 s, b, res = call("GET", "/metrics", nil, viewer.token)

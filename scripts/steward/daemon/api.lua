@@ -6,6 +6,7 @@ local metrics = require "steward.metrics"
 local auth = require "steward.auth"
 local decisions = require "steward.store.decisions"
 local policy_ctx = require "steward.policy_ctx"
+local guard = require "steward.guard"
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local format = string.format
@@ -262,7 +263,12 @@ local function decide(ctx, req)
     dctx = policy_ctx.new(p)
     p.decide_ctx = dctx
   end
-  local ok, result = xpcall(p.decide, debug.traceback, input, dctx)
+  local ok, result
+  if p.budget then
+    ok, result = guard.run(p.budget, p.decide, input, dctx)
+  else
+    ok, result = xpcall(p.decide, debug.traceback, input, dctx)
+  end
   local took = time.monotonic() - t0
   m_decide:observe(took, name)
   local outcome = ok and "ok" or (result == "timeout" and "timeout" or "error")
