@@ -21,6 +21,9 @@ static const char usage_text[] =
     "  test [PATHS...]        run the *_spec.lua policy specs under PATHS (default policies); TAP\n"
     "  check [-c FILE] [--policies DIR]\n"
     "                         load the config and validate every policy; exit 1 on any problem\n"
+    "  reload [-c FILE]       ask the running daemon to reload its policies\n"
+    "  policy rollback NAME [VERSION] [-c FILE]\n"
+    "                         restore a policy's previous (or given) version in the daemon\n"
     "  version                print the versions of steward and its libraries\n"
     "  help                   this text\n"
     "\n"
@@ -202,14 +205,23 @@ int main(int argc, char **argv)
     }
     int is_script = strcmp(cmd, "script") == 0, is_eval = strcmp(cmd, "eval") == 0;
     int is_run = strcmp(cmd, "run") == 0;
-    if (strcmp(cmd, "test") == 0 || strcmp(cmd, "check") == 0) {
-        int is_test = cmd[0] == 't';
+    /* Commands whose Lua main(args) returns the exit code. */
+    static const struct {
+        const char *cmd, *module;
+    } lua_commands[] = {{"test", "steward.testing.runner"},
+                        {"check", "steward.testing.check"},
+                        {"reload", "steward.cli_admin"},
+                        {"policy", "steward.cli_admin"}};
+    for (size_t i = 0; i < sizeof lua_commands / sizeof lua_commands[0]; i++) {
+        if (strcmp(cmd, lua_commands[i].cmd) != 0)
+            continue;
         if (rt_open() != 0) {
             fprintf(stderr, "steward: cannot create the runtime\n");
             return 1;
         }
-        int rc = cmd_lua_main(is_test ? "steward.testing.runner" : "steward.testing.check", cmd,
-                              argc - 2, argv + 2);
+        /* cli_admin serves two commands: it gets the command name first. */
+        int first = strcmp(lua_commands[i].module, "steward.cli_admin") == 0 ? 1 : 2;
+        int rc = cmd_lua_main(lua_commands[i].module, cmd, argc - first, argv + first);
         rt_close();
         return rc;
     }

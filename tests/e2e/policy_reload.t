@@ -42,6 +42,14 @@ n=$((n + 1)); case "$out" in *'"version":"'*) [ "$out" != "${out#*$final}" ] && 
 n=$((n + 1)); grep -q ' v100' "$D/policies/swap.lua" && echo "ok $n - rollback writes the restored source back to the file" || { echo "not ok $n - rollback writes the restored source back"; sed 's/^/# /' "$D/policies/swap.lua"; }
 out=$(curl -s -X POST -H "Authorization: Bearer $TOKEN" -d '{"version":"0000000000000000"}' "http://127.0.0.1:$PORT/v1/policies/swap/rollback")
 n=$((n + 1)); case "$out" in *not_found*) echo "ok $n - rollback to an unknown version: 404" ;; *) echo "not ok $n - rollback to an unknown version: $out" ;; esac
+# The CLI: steward reload and steward policy rollback talk to the daemon with the admin token.
+sed "s/127.0.0.1:0/127.0.0.1:$PORT/" "$D/steward.lua" > "$D/cli.lua"
+out=$("$BIN" reload -c "$D/cli.lua"); rc=$?
+n=$((n + 1)); case "$rc:$out" in 0:reloaded:*) echo "ok $n - steward reload" ;; *) echo "not ok $n - steward reload ($rc: $out)" ;; esac
+out=$("$BIN" policy rollback swap -c "$D/cli.lua"); rc=$?
+n=$((n + 1)); case "$rc:$out" in "0:swap is now at version "*) echo "ok $n - steward policy rollback" ;; *) echo "not ok $n - steward policy rollback ($rc: $out)" ;; esac
+out=$("$BIN" policy rollback nosuch -c "$D/cli.lua" 2>&1); rc=$?
+n=$((n + 1)); [ $rc -eq 1 ] && echo "ok $n - rolling back an unknown policy fails" || echo "not ok $n - rolling back an unknown policy fails ($rc: $out)"
 # The file watcher reloads on its own: a new policy appears without SIGHUP or the API.
 cat > "$D/policies/watched.lua" <<'POL'
 return { name = "watched", on = { "nothing.*" }, handle = function() end }

@@ -208,9 +208,10 @@ local function load_policy(w, path, opts)
   return p
 end
 
+-- The same ctx the daemon gives (steward.policy_ctx), plus what the spec adds.
 function Policy:ctx(extra)
-  local ctx = { policy = self.name, version = self.version, attempt = 1, config = self.config,
-                dry_run = false }
+  local ctx = require("steward.policy_ctx").new(self, { attempt = 1, event_id = extra and extra.event_id })
+  ctx.config = self.config
   for k, v in pairs(self.extra_ctx or {}) do ctx[k] = v end
   for k, v in pairs(extra or {}) do ctx[k] = v end
   return ctx

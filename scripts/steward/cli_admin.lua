@@ -1,0 +1,76 @@
+-- steward reload / steward policy rollback: ask the running daemon, through its HTTP API
+-- with the admin token (admin_token from the config, or var/admin.token). The admin socket
+-- (the REPL issue) will carry these too.
+local config = require "steward.config"
+local http = require "steward.http"
+local json = require "steward.json"
+local fs = require "steward.fs"
+
+local M = {}
+
+local function say(fd, ...) fd:write(...); fd:write("\n"); fd:flush() end
+
+local function admin_call(cfg, method, path, body)
+  local token = cfg.admin_token
+  if not token then
+    local text, err = fs.read(cfg.var_dir .. "/admin.token")
+    if not text then return nil, "no admin token: " .. err end
+    token = text:match("^%s*(%S+)")
+  end
+  local host, port = cfg.listen:match("^(.+):(%d+)$")
+  if host == "0.0.0.0" then host = "127.0.0.1" end
+  local res, err = http.request({ method = method, url = "http://" .. host .. ":" .. port .. path,
+    headers = { authorization = "Bearer " .. token, ["content-type"] = "application/json" },
+    body = body and json.encode(body) or nil, timeout = 30 })
+  if not res then return nil, "the daemon at " .. cfg.listen .. " does not answer: " .. err end
+  local doc = json.decode(res.body)
+  if res.status >= 300 then
+    return nil, (type(doc) == "table" and doc.error and doc.error.message) or ("HTTP " .. res.status)
+  end
+  return doc
+end
+
+-- main({command, args...}) -> exit code
+function M.main(args)
+  local cmd = args[1]
+  local rest, file = {}, nil
+  local i = 2
+  while args[i] do
+    if args[i] == "-c" or args[i] == "--config" then
+      file = args[i + 1]
+      i = i + 2
+    else
+      rest[#rest + 1] = args[i]
+      i = i + 1
+    end
+  end
+  if file == nil and (args[#args] == "-c") then
+    say(io.stderr, "steward: -c needs a FILE")
+    return 2
+  end
+  local cfg, err = config.load({ file = file or "steward.lua", required = file ~= nil })
+  if not cfg then say(io.stderr, "steward: config: ", err); return 2 end
+  if cmd == "reload" then
+    if #rest > 0 then say(io.stderr, "usage: steward reload [-c FILE]"); return 2 end
+    local doc
+    doc, err = admin_call(cfg, "POST", "/v1/policies/reload")
+    if not doc then say(io.stderr, "steward: reload: ", err); return 1 end
+    say(io.stdout, ("reloaded: %d policies; changed: %s; removed: %s; failed: %s"):format(doc.loaded,
+      table.concat(doc.changed, ",") ~= "" and table.concat(doc.changed, ",") or "-",
+      table.concat(doc.removed, ",") ~= "" and table.concat(doc.removed, ",") or "-",
+      table.concat(doc.failed, ",") ~= "" and table.concat(doc.failed, ",") or "-"))
+    return #doc.failed > 0 and 1 or 0
+  end
+  -- policy rollback NAME [VERSION]
+  if rest[1] ~= "rollback" or not rest[2] or #rest > 3 then
+    say(io.stderr, "usage: steward policy rollback NAME [VERSION] [-c FILE]")
+    return 2
+  end
+  local doc
+  doc, err = admin_call(cfg, "POST", "/v1/policies/" .. rest[2] .. "/rollback", rest[3] and { version = rest[3] } or nil)
+  if not doc then say(io.stderr, "steward: policy rollback: ", err); return 1 end
+  say(io.stdout, ("%s is now at version %s"):format(doc.name, doc.version))
+  return 0
+end
+
+return M
