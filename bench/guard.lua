@@ -6,7 +6,7 @@ local guard = require "steward.guard"
 local sandbox = require "steward.policy.sandbox"
 local fs = require "steward.fs"
 
-local file = arg and arg[1] or "/work/shared/bench/policy.lua"
+local file = arg and arg[1] or "../shared/bench/policy.lua"
 local N = tonumber(arg and arg[2]) or 1000000
 local src = assert(fs.read(file))
 local evs = {
