@@ -33,6 +33,7 @@
 #include "task.h"
 
 #define GUARD_COUNT    1000        /* bytecodes between clock reads */
+#define SLICE_NS       10000000u   /* a run computing this long yields to the loop */
 #define MEM_SLACK      (1 << 20)   /* granted after a refusal, for the error's own needs */
 #define DEFAULT_CPU    1.0         /* seconds */
 #define DEFAULT_MEMORY (64u << 20) /* bytes */
@@ -49,6 +50,9 @@ struct guard_run {
     int64_t gc_at; /* mem_net after the last collection the guard asked for */
     double cpu;    /* seconds, for the message */
     enum trip tripped;
+    uint64_t slice_end; /* uv_hrtime() at which the run yields its turn (time slicing) */
+    uint64_t remaining; /* budget left when it did: a preemption does not refill it */
+    int preempted;
     int fast;  /* the hook fires on every instruction */
     int armed; /* on the chain of current runs */
     int done;
@@ -70,7 +74,14 @@ static void set_hook(struct guard_run *r)
 
 static void arm(struct guard_run *r)
 {
-    r->deadline = r->cpu_ns ? uv_hrtime() + r->cpu_ns : UINT64_MAX;
+    uint64_t now = uv_hrtime();
+    if (r->preempted) {
+        r->deadline = r->deadline == UINT64_MAX ? UINT64_MAX : now + r->remaining;
+        r->preempted = 0;
+    } else {
+        r->deadline = r->cpu_ns ? now + r->cpu_ns : UINT64_MAX;
+    }
+    r->slice_end = now + SLICE_NS;
     r->prev = active;
     active = r;
     r->armed = 1;
@@ -128,8 +139,19 @@ static void hook(lua_State *L, lua_Debug *ar)
             lua_gc(L, LUA_GCCOLLECT, 0);
             r->gc_at = r->mem_net;
         }
-        if (uv_hrtime() < r->deadline)
+        uint64_t now = uv_hrtime();
+        if (now < r->deadline) {
+            /* Time slicing: a run that computes for SLICE_NS gives the loop a turn (HTTP,
+             * timers, other tasks) and continues on the next iteration, its budget as it
+             * was. Only the task's own coroutine yields: a coroutine the policy made must
+             * not be suspended under it. */
+            if (now >= r->slice_end && r->task && task_state(r->task) == L && lua_isyieldable(L)) {
+                r->remaining = r->deadline == UINT64_MAX ? 0 : r->deadline - now;
+                r->preempted = 1;
+                lua_yield(L, 0);
+            }
             return;
+        }
         r->tripped = TRIP_CPU;
     }
     if (!r->fast) {

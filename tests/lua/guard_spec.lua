@@ -157,4 +157,24 @@ task.spawn(function()
   srv:close()
 end):join()
 
+-- Time slicing: a run that computes without end still lets other tasks (and the HTTP
+-- server) have turns while it burns its budget; the budget is not refilled by the turns.
+do
+  local task = require "steward.task"
+  local time = require "steward.time"
+  local ticks, spinning = 0, true
+  local sleeper = task.spawn(function()
+    while spinning do ticks = ticks + 1; time.sleep(0.002) end
+  end)
+  local spin = loadstring("local n = 0 while true do n = n + 1 end")
+  jit.off(spin, true)
+  local h = task.spawn(function() return guard.run({ cpu = 0.2, name = "slice" }, spin) end)
+  local _, ok, err = h:join()
+  local during = ticks
+  spinning = false
+  sleeper:join()
+  t.ok(ok == false and err:find("cpu budget exceeded"), "a sliced run still meets its CPU budget")
+  t.ok(during > 0, "other tasks ran while it computed (" .. during .. " turns)")
+end
+
 t.done()
