@@ -154,24 +154,28 @@ local function number_param(q, name, errors)
   return n
 end
 
-local function get_events(ctx, req, principal)
+-- A query string as a filter: strings are taken as they are, numbers checked, any other
+-- parameter refused; `rename` maps a parameter to another filter field. -> filter, or nil,
+-- the errors list.
+local function query_filter(req, strings, numbers, rename)
   local q = M.parse_query(req.query)
-  local errors = {}
-  local filter = {
-    type = q.type, tenant = q.tenant, cursor = q.cursor,
-    after_seq = number_param(q, "after_seq", errors), before_seq = number_param(q, "before_seq", errors),
-    since = number_param(q, "since", errors), ["until"] = number_param(q, "until", errors),
-    limit = number_param(q, "limit", errors),
-  }
+  local errors, filter, known = {}, {}, {}
+  for _, k in ipairs(strings) do known[k] = true; filter[(rename or {})[k] or k] = q[k] end
+  for _, k in ipairs(numbers) do known[k] = true; filter[k] = number_param(q, k, errors) end
   for k in pairs(q) do
-    if not ({ type = 1, tenant = 1, cursor = 1, after_seq = 1, before_seq = 1, since = 1, ["until"] = 1, limit = 1 })[k] then
-      errors[#errors + 1] = { field = k, reason = "unknown query parameter" }
-    end
+    if not known[k] then errors[#errors + 1] = { field = k, reason = "unknown query parameter" } end
   end
   if filter.limit and (filter.limit < 1 or filter.limit > 1000) then
     errors[#errors + 1] = { field = "limit", reason = "must be from 1 to 1000" }
   end
-  if #errors > 0 then return fail(400, "invalid_query", "bad query parameters", { errors = errors }) end
+  if #errors > 0 then return nil, errors end
+  return filter
+end
+
+local function get_events(ctx, req, principal)
+  local filter, errors = query_filter(req, { "type", "tenant", "cursor" },
+    { "after_seq", "before_seq", "since", "until", "limit" })
+  if not filter then return fail(400, "invalid_query", "bad query parameters", { errors = errors }) end
   if principal.tenant then
     if filter.tenant and filter.tenant ~= principal.tenant then
       return fail(403, "forbidden", "this token may only read events of tenant " .. principal.tenant)
@@ -284,20 +288,9 @@ local function decide(ctx, req)
 end
 
 local function get_decisions(ctx, req)
-  local q = M.parse_query(req.query)
-  local errors = {}
-  local filter = { policy = q.policy, outcome = q.outcome, event_id = q.event_id, ref = q.id, cursor = q.cursor,
-    since = number_param(q, "since", errors), ["until"] = number_param(q, "until", errors),
-    limit = number_param(q, "limit", errors) }
-  for k in pairs(q) do
-    if not ({ policy = 1, outcome = 1, event_id = 1, id = 1, cursor = 1, since = 1, ["until"] = 1, limit = 1 })[k] then
-      errors[#errors + 1] = { field = k, reason = "unknown query parameter" }
-    end
-  end
-  if filter.limit and (filter.limit < 1 or filter.limit > 1000) then
-    errors[#errors + 1] = { field = "limit", reason = "must be from 1 to 1000" }
-  end
-  if #errors > 0 then return fail(400, "invalid_query", "bad query parameters", { errors = errors }) end
+  local filter, errors = query_filter(req, { "policy", "outcome", "event_id", "id", "cursor" },
+    { "since", "until", "limit" }, { id = "ref" })
+  if not filter then return fail(400, "invalid_query", "bad query parameters", { errors = errors }) end
   local ok, res, err = pcall(decisions.query, ctx.store, filter)
   if not ok then return fail(400, "invalid_query", tostring(res)) end
   if not res then
