@@ -89,8 +89,11 @@ end
 -- The result carries p.budget, the opts for guard.run(p.budget, p.handle, ev, ctx), and p.env.
 function M.load_file(path, name, opts)
   opts = opts or {}
-  local src, err = fs.read(path)
-  if not src then return nil, err end
+  local src, err = opts.source, nil
+  if not src then
+    src, err = fs.read(path)
+    if not src then return nil, err end
+  end
   local env, box = sandbox.new_env({ name = name, lib_dir = opts.lib_dir, cpu = opts.cpu, memory = opts.memory })
   local fn
   fn, err = sandbox.compile(env, src, "@" .. path)
@@ -124,6 +127,7 @@ function M.load_file(path, name, opts)
   box.name, box.budget.name = p.name, p.name
   p.version = crypto.hex(crypto.sha256(src)):sub(1, 16)
   p.budget, p.env = box.budget, env
+  p.source = src -- kept for the version history (rollback)
   return p
 end
 
@@ -151,10 +155,17 @@ function M.load_dir(dir)
     return nil, err
   end
   sort(files, function(a, b) return a.path < b.path end)
+  -- Read every file at once (each read is a thread-pool round trip), then compile in order.
+  local sources, readers = {}, {}
+  local task = require "steward.task"
+  for i, f in ipairs(files) do
+    readers[i] = task.spawn(function() sources[i] = fs.read(f.path) end)
+  end
+  for i = 1, #readers do readers[i]:join() end
   local loaded, errors = {}, {}
-  for _, f in ipairs(files) do
+  for i, f in ipairs(files) do
     local name = f.rel:gsub("%.lua$", ""):gsub("/", ".")
-    local p, perr = M.load_file(f.path, name, { lib_dir = dir .. "/lib" })
+    local p, perr = M.load_file(f.path, name, { lib_dir = dir .. "/lib", source = sources[i] })
     if not p then
       errors[#errors + 1] = { file = f.path, error = perr }
     elseif loaded[p.name] then

@@ -43,16 +43,16 @@ local function parse_error(file, err)
   return { file = f or file, line = tonumber(line), message = msg or tostring(err) }
 end
 
-local function remember_version(self, p)
-  if not self.st then return end
-  -- The loader hashed what it compiled; read the file again and keep it only if it is still
-  -- that content (an editor may have written again since).
-  local src = fs.read(p.file)
-  local crypto = require "steward.crypto"
-  if not src or crypto.hex(crypto.sha256(src)):sub(1, 16) ~= p.version then return end
-  local ok, err = self.st:sql("INSERT INTO policy_versions (name, version, file, source, created) " ..
-    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, version) DO NOTHING", p.name, p.version, p.file, src, time.now())
-  if not ok then log.warn("cannot record the policy version", { policy = p.name, error = err }) end
+-- Every new version goes into the store in one atomic batch (one commit for a whole reload).
+local function remember_versions(self, list)
+  if not self.st or #list == 0 then return end
+  local stmts, now = {}, time.now()
+  for i, p in ipairs(list) do
+    stmts[i] = { "INSERT INTO policy_versions (name, version, file, source, created) " ..
+      "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, version) DO NOTHING", p.name, p.version, p.file, p.source, now }
+  end
+  local ok, err = self.st:batch(stmts)
+  if not ok then log.warn("cannot record the policy versions", { count = #list, error = err }) end
 end
 
 -- reload(reason) -> summary {loaded, changed = {...}, failed = {...}, removed = {...}}
@@ -62,7 +62,7 @@ function R:reload(reason)
     m_reloads:inc(1, "error")
     return nil, "cannot read the policy directory: " .. tostring(errors)
   end
-  local next_set, changed, removed, failed = {}, {}, {}, {}
+  local next_set, changed, removed, failed, fresh = {}, {}, {}, {}, {}
   local failed_files = {}
   for _, e in ipairs(errors) do
     failed_files[e.file] = parse_error(e.file, e.error)
@@ -78,7 +78,7 @@ function R:reload(reason)
       next_set[name] = p
       self.loaded_at[name] = time.now()
       changed[#changed + 1] = name
-      remember_version(self, p)
+      fresh[#fresh + 1] = p
     end
   end
   for name, old in pairs(self.set) do
@@ -97,6 +97,7 @@ function R:reload(reason)
   m_loaded:set(n)
   m_reloads:inc(1, #failed > 0 and "partial" or "ok")
   if self.on_swap then self.on_swap(next_set) end
+  remember_versions(self, fresh) -- after the swap: the new versions run while this commits
   table.sort(changed); table.sort(removed); table.sort(failed)
   log.info("policies loaded", { reason = reason, loaded = n, changed = table.concat(changed, ","),
     removed = table.concat(removed, ","), failed = #failed })
