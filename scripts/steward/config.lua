@@ -84,6 +84,27 @@ local SCHEMA = {
                      end
                      return v
                    end, "decision log fields replaced by *** (OPA-style paths)" },
+  policy_config = { "table", {}, function(v)
+                     for name, t in pairs(v) do
+                       if type(name) ~= "string" or type(t) ~= "table" then
+                         return nil, "expected { [policy name] = { setting = value } }"
+                       end
+                     end
+                     return v
+                   end, "per-policy settings over the policies' defaults (checked against their schemas)" },
+  tenant_config = { "table", {}, function(v)
+                     for tenant, by_policy in pairs(v) do
+                       if type(tenant) ~= "string" or type(by_policy) ~= "table" then
+                         return nil, "expected { [tenant] = { [policy name] = { setting = value } } }"
+                       end
+                       for name, t in pairs(by_policy) do
+                         if type(name) ~= "string" or type(t) ~= "table" then
+                           return nil, "expected { [tenant] = { [policy name] = { setting = value } } }"
+                         end
+                       end
+                     end
+                     return v
+                   end, "per-tenant settings over policy_config" },
   decision_retention = { "duration", 30 * 86400, nil, "decision log rows older than this are purged" },
   limits       = { "table", nil, LIMITS, "limits (see docs/configuration.md)" },
 }

@@ -135,7 +135,8 @@ function M.main(args)
     handler_timeout = cfg.limits.handler_timeout, retry_attempts = cfg.limits.retry_attempts,
     retry_base = cfg.limits.retry_base, retry_max = cfg.limits.retry_max,
   })
-  ctx.registry = policy_reload.new({ dir = cfg.policies, store = st, on_swap = function(set)
+  ctx.registry = policy_reload.new({ dir = cfg.policies, store = st,
+    overlays = { env = cfg.policy_config, tenants = cfg.tenant_config }, on_swap = function(set)
     ctx.policies = set
     ctx.dispatch:set_policies(set)
   end })

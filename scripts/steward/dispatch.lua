@@ -167,7 +167,7 @@ local function handle_one(d, p, ev)
   while true do
     attempt = attempt + 1
     local t0 = time.monotonic()
-    local ctx = policy_ctx.new(p, { event_id = ev.id, attempt = attempt })
+    local ctx = policy_ctx.new(p, { event_id = ev.id, tenant = ev.tenant, attempt = attempt })
     -- Each run gets its own copy of the event: a policy cannot change what the next sees.
     -- Policy code runs under its CPU and memory budgets (steward.guard); handler_timeout
     -- bounds the whole run, waits included.

@@ -79,7 +79,14 @@ function M.check(def, file, name)
   if #p.on > 0 and not def.handle then
     return fail(file, "handle", "a policy with `on` needs a handle function")
   end
-  p.handle, p.decide, p.config = def.handle, def.decide, def.config or {}
+  p.handle, p.decide, p.config_decl = def.handle, def.decide, def.config
+  -- The config schema (steward.policy.schema): defaults now, overlays when the daemon loads it.
+  local schema = require "steward.policy.schema"
+  local compiled, serr = schema.compile(def.config)
+  if not compiled then return nil, file .. ": " .. schema.describe(serr) end
+  p.schema = compiled
+  p.config = schema.merge(compiled, {}) or {}
+  p.tenant_configs = {}
   return p
 end
 

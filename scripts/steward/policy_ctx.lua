@@ -19,12 +19,17 @@ local function tagged_logger(tags)
   return { debug = at("debug"), info = at("info"), warn = at("warn"), error = at("error") }
 end
 
--- new(policy, {event_id, attempt, dry_run}) -> ctx
+-- new(policy, {event_id, tenant, attempt, dry_run}) -> ctx; config is the tenant's when the
+-- configuration overlays it for that tenant.
 function M.new(p, opts)
   opts = opts or {}
   local tags = { policy = p.name, version = p.version, event = opts.event_id }
+  local config = p.config
+  if opts.tenant and p.tenant_configs and p.tenant_configs[opts.tenant] then
+    config = p.tenant_configs[opts.tenant]
+  end
   local ctx = {
-    policy = p.name, version = p.version, config = p.config, attempt = opts.attempt,
+    policy = p.name, version = p.version, config = config, attempt = opts.attempt,
     event_id = opts.event_id, dry_run = opts.dry_run or false, log = tagged_logger(tags),
   }
   -- ctx.kv(): the policy's own kv namespace ("policy:<name>"), opened on first use.

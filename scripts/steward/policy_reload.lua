@@ -34,6 +34,7 @@ R.__index = R
 -- new{dir, store, on_swap = fn(set)} -> registry
 function M.new(opts)
   return setmetatable({ dir = opts.dir, st = opts.store, on_swap = opts.on_swap, set = {},
+    overlays = opts.overlays,
     errors = {}, by_file = {}, loaded_at = {}, watches = {} }, R)
 end
 
@@ -61,6 +62,16 @@ function R:reload(reason)
   if not loaded then
     m_reloads:inc(1, "error")
     return nil, "cannot read the policy directory: " .. tostring(errors)
+  end
+  -- Config overlays (environment, tenants) are checked against each policy's schema: a
+  -- policy they break fails to load like a broken file, listing every failing field.
+  local schema = require "steward.policy.schema"
+  for name, p in pairs(loaded) do
+    local ok, serr = schema.apply(p, self.overlays)
+    if not ok then
+      loaded[name] = nil
+      errors[#errors + 1] = { file = p.file, error = serr }
+    end
   end
   local next_set, changed, removed, failed, fresh = {}, {}, {}, {}, {}
   local failed_files = {}

@@ -19,8 +19,10 @@ cat > "$D/policies/threshold.lua" <<'POL'
 -- decide: a threshold check, as in ../shared/bench/policy.lua
 return {
   name = "test.threshold",
+  config = { label = { type = "string", default = "base" } },
   decide = function(input, ctx)
     if input.explode then error("asked to explode") end
+    if input.label then return { label = ctx.config.label } end
     local sev = input.value >= 0.05 and "critical" or (input.value >= 0.02 and "warning" or "ok")
     return { severity = sev, policy = ctx.policy }
   end,
@@ -32,7 +34,9 @@ return { name = "test.runaway", on = { "test.spin" }, limits = { cpu = "100ms" }
   handle = function(ev) local n = 0; while true do n = n + 1 end end }
 POL
 export RECORD_FILE="$D/handled.txt"
-daemon_config 'decision_mask = { "/input/secret" }, limits = { retry_attempts = 2, retry_base = "10ms", retry_max = "20ms", max_batch = 50 },'
+daemon_config 'decision_mask = { "/input/secret" },
+  policy_config = { ["test.threshold"] = { label = "env" } },
+  tenant_config = { acme = { ["test.threshold"] = { label = "acme" } } }, limits = { retry_attempts = 2, retry_base = "10ms", retry_max = "20ms", max_batch = 50 },'
 daemon_start || { echo "1..1"; echo "not ok 1 - daemon started"; exit 1; }
 export POLICY_DIR="$D/policies" DAEMON_PID=$DPID
 "$BIN" script "$here/tests/support/daemon_api_client.lua" > "$D/tap"

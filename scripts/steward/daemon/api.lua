@@ -262,10 +262,13 @@ local function decide(ctx, req)
   local t0 = time.monotonic()
   -- decide runs in the request's own task (no second task per request); the ctx is made
   -- once per policy version.
-  local dctx = p.decide_ctx
+  local tenant = type(input) == "table" and type(input.tenant) == "string" and input.tenant or nil
+  p.decide_ctx = p.decide_ctx or {}
+  local key = (tenant and p.tenant_configs and p.tenant_configs[tenant]) and tenant or ""
+  local dctx = p.decide_ctx[key]
   if not dctx then
-    dctx = policy_ctx.new(p)
-    p.decide_ctx = dctx
+    dctx = policy_ctx.new(p, { tenant = tenant })
+    p.decide_ctx[key] = dctx
   end
   local ok, result
   if p.budget then
