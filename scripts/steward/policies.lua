@@ -101,7 +101,8 @@ function M.load_file(path, name, opts)
     src, err = fs.read(path)
     if not src then return nil, err end
   end
-  local env, box = sandbox.new_env({ name = name, lib_dir = opts.lib_dir, cpu = opts.cpu, memory = opts.memory })
+  local env, box = sandbox.new_env({ name = name, lib_dir = opts.lib_dir, cpu = opts.cpu, memory = opts.memory,
+    modules = opts.modules })
   local fn
   fn, err = sandbox.compile(env, src, "@" .. path)
   if not fn then return nil, err end

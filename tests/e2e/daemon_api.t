@@ -33,6 +33,20 @@ cat > "$D/policies/runaway.lua" <<'POL'
 return { name = "test.runaway", on = { "test.spin" }, limits = { cpu = "100ms" },
   handle = function(ev) local n = 0; while true do n = n + 1 end end }
 POL
+cat > "$D/policies/effects.lua" <<'POL'
+-- Side effects of every kind, for the simulate (dry run) test.
+local http = require "steward.http"
+local time = require "steward.time"
+local fs = require "steward.fs"
+return { name = "test.effects", on = { "test.effects" },
+  handle = function(ev, ctx)
+    local res = http.request({ method = "POST", url = "http://127.0.0.1:9/hook", body = "hi" })
+    ctx.kv():put("seen", { id = ev.id })
+    time.after("1h", { type = "test.later" }, { key = "later:" .. ev.id })
+    assert(fs.write(os.getenv("RECORD_FILE"), ev.id .. "\n", { append = true }))
+    return { dry_run = ctx.dry_run, status = res.status }
+  end }
+POL
 export RECORD_FILE="$D/handled.txt"
 daemon_config 'decision_mask = { "/input/secret" },
   policy_config = { ["test.threshold"] = { label = "env" } },

@@ -199,7 +199,7 @@ t.is(s, 400, "a bad decisions query: 400")
 s, b = call("GET", "/v1/policies", nil, viewer.token)
 local names = {}
 for _, p in ipairs(b.policies) do names[#names + 1] = p.name end
-t.is(table.concat(names, ","), "test.record,test.runaway,test.threshold", "GET /v1/policies lists the loaded policies")
+t.is(table.concat(names, ","), "test.effects,test.record,test.runaway,test.threshold", "GET /v1/policies lists the loaded policies")
 s, b = call("GET", "/v1/policies/test.threshold", nil, viewer.token)
 t.ok(s == 200 and b.decides == true and b.handles == false, "GET /v1/policies/{name}")
 s = call("GET", "/v1/policies/none", nil, viewer.token)
@@ -208,6 +208,21 @@ s = call("POST", "/v1/policies/reload", nil, viewer.token)
 t.is(s, 403, "a viewer may not reload")
 s, b = call("POST", "/v1/policies/reload", nil, admin)
 t.is(s, 200, "POST /v1/policies/reload")
+
+-- simulate: a dry run records what the handler would do, and does none of it
+s, b = call("POST", "/v1/policies/test.effects/simulate", { id = "sim-1", type = "test.effects", data = {} }, viewer.token)
+t.is(s, 200, "POST /v1/policies/{name}/simulate")
+t.is_deeply(b.result, { dry_run = true, status = 200 }, "the handler ran with ctx.dry_run and simulated answers")
+local kinds = {}
+for _, e in ipairs(b.side_effects or {}) do kinds[#kinds + 1] = e.kind end
+t.is(table.concat(kinds, ","), "http,kv,timer,fs", "every side effect is reported in order")
+t.is(b.side_effects[1].url, "http://127.0.0.1:9/hook", "with its details")
+t.ok(not (fs.read(record) or ""):find("sim%-1"), "nothing was written for real")
+s, b = call("GET", "/v1/policies/test.effects", nil, admin)
+s = call("POST", "/v1/policies/test.effects/simulate", { type = "Bad" }, admin)
+t.is(s, 400, "simulate validates the event")
+s = call("POST", "/v1/policies/nope/simulate", { type = "a.b" }, admin)
+t.is(s, 404, "simulate of an unknown policy: 404")
 
 -- a runaway handler is stopped by its CPU budget; the daemon answers meanwhile
 s = call("POST", "/v1/events", { id = "spin-1", type = "test.spin" }, admin)

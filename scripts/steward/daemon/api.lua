@@ -329,6 +329,28 @@ local function get_policy(ctx, req)
   return reply(200, view)
 end
 
+local function post_simulate(ctx, req, principal)
+  local p = ctx.policies[req.params.name]
+  if not p then return fail(404, "not_found", "no policy " .. req.params.name) end
+  if not p.handle then return fail(404, "not_found", "policy " .. p.name .. " has no handle function") end
+  local raw, err = json.decode(req.body)
+  if type(raw) ~= "table" then return fail(400, "invalid_json", err or "expected an event object") end
+  local ev, verr = events.validate(raw, 0)
+  if not ev then
+    return fail(400, "invalid_event", verr.field .. ": " .. verr.reason, { errors = { verr } })
+  end
+  if principal.tenant and ev.tenant ~= nil and ev.tenant ~= principal.tenant then
+    return fail(403, "forbidden", "this token may only simulate events of tenant " .. principal.tenant)
+  end
+  ev.tenant = ev.tenant or principal.tenant
+  local res
+  res, err = require("steward.simulate").run(p, ev, { lib_dir = ctx.cfg.policies .. "/lib" })
+  if not res then return fail(409, "simulate_failed", tostring(err)) end
+  return reply(200, { policy = { name = p.name, version = p.version }, result = res.result == nil and json.null or res.result,
+    error = res.error and tostring(res.error):match("^[^\n]*") or json.null,
+    side_effects = json.array(res.side_effects), duration = res.duration })
+end
+
 local function post_rollback(ctx, req)
   local name = req.params.name
   local version
@@ -395,6 +417,7 @@ function M.install(router, ctx)
   add("GET", "/v1/policies/{name}", "read", get_policy)
   add("POST", "/v1/policies/reload", "operate", post_reload)
   add("POST", "/v1/policies/{name}/rollback", "operate", post_rollback)
+  add("POST", "/v1/policies/{name}/simulate", "read", post_simulate)
   add("GET", "/metrics", not ctx.cfg.metrics_public and "read" or nil, get_metrics)
   add("GET", "/healthz", nil, healthz)
   add("GET", "/readyz", nil, readyz)
