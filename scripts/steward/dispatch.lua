@@ -283,13 +283,25 @@ function D:enqueue(p, ev)
   end
 end
 
+-- A policy's `when(event)` filter, under its budgets; an error or a budget overrun counts
+-- as "no" (logged), so a broken filter cannot stop dispatch.
+local function wanted(p, ev)
+  if not p.when then return true end
+  local ok, yes, err = guard.run(p.budget or { name = p.name }, p.when, copy_event(ev))
+  if not ok or (yes == false and err) then
+    log.warn("policy when() failed; the event is skipped for it", { policy = p.name, event = ev.id, error = tostring(err or yes) })
+    return false
+  end
+  return yes == true
+end
+
 -- notify(list): events just committed, in seq order.
 function D:notify(list)
   if self.stopping then return end
   for _, ev in ipairs(list) do
     if ev.seq then
       for _, p in pairs(self.policies) do
-        if p.handle and p.matches(ev.type) then self:enqueue(p, ev) end
+        if p.handle and p.matches(ev.type) and wanted(p, ev) then self:enqueue(p, ev) end
       end
     end
   end
@@ -324,7 +336,7 @@ function D:recover()
     if not rows then return nil, herr end
     for _, r in ipairs(rows) do done[r.seq] = true end
     for ev in events.replay(self.st, { from_seq = from + 1, to_seq = last }) do
-      if p.handle and p.matches(ev.type) and not done[ev.seq] then
+      if p.handle and p.matches(ev.type) and not done[ev.seq] and wanted(p, ev) then
         self:enqueue(p, ev)
         total = total + 1
       end

@@ -35,7 +35,25 @@ end
 
 local function default_key(ev) return ev.tenant or "" end
 
+-- The source of the file being checked, so an error can name the line of its field.
+local checking_src
+
+-- Line of the first `field =` in the source (the top-level key of the policy table), if any.
+local function line_of(field)
+  if not checking_src then return nil end
+  local key = field:match("^([%a_][%w_]*)")
+  if not key then return nil end
+  local n = 0
+  for line in (checking_src .. "\n"):gmatch("([^\n]*)\n") do
+    n = n + 1
+    if line:find("^%s*" .. key .. "%s*=") or line:find("[{,]%s*" .. key .. "%s*=") then return n end
+  end
+  return nil
+end
+
 local function fail(file, field, reason)
+  local line = line_of(field)
+  if line then return nil, format("%s:%d: %s: %s", file, line, field, reason) end
   return nil, format("%s: %s: %s", file, field, reason)
 end
 
@@ -73,6 +91,10 @@ function M.check(def, file, name)
   if def.handle ~= nil and type(def.handle) ~= "function" then
     return fail(file, "handle", "must be a function(event, ctx)")
   end
+  if def.when ~= nil and type(def.when) ~= "function" then
+    return fail(file, "when", "must be a function(event) returning true to handle the event")
+  end
+  p.when = def.when
   if def.decide ~= nil and type(def.decide) ~= "function" then
     return fail(file, "decide", "must be a function(input, ctx)")
   end
@@ -130,7 +152,9 @@ function M.load_file(path, name, opts)
     def = copy
   end
   local p
+  checking_src = src
   p, err = M.check(def, path, name)
+  checking_src = nil
   if not p then return nil, err end
   box.name, box.budget.name = p.name, p.name
   p.version = crypto.hex(crypto.sha256(src)):sub(1, 16)

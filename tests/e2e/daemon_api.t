@@ -47,6 +47,12 @@ return { name = "test.effects", on = { "test.effects" },
     return { dry_run = ctx.dry_run, status = res.status }
   end }
 POL
+cat > "$D/policies/picky.lua" <<'POL'
+local fs = require "steward.fs"
+return { name = "test.picky", on = { "test.pick" },
+  when = function(ev) return ev.data.pick == true end,
+  handle = function(ev) assert(fs.write(os.getenv("RECORD_FILE"), "picked:" .. ev.id .. "\n", { append = true })) end }
+POL
 export RECORD_FILE="$D/handled.txt"
 daemon_config 'decision_mask = { "/input/secret" },
   policy_config = { ["test.threshold"] = { label = "env" } },

@@ -134,6 +134,12 @@ end
 t.ok(eventually(function() local h = handled(); return h.e1 and h.e2 and h.page7 end), "the policy handles committed events")
 t.is(handled().e1, 1, "a duplicate is not handled twice")
 
+-- when(): a policy's filter beyond the type pattern
+call("POST", "/v1/events", { { id = "pick-yes", type = "test.pick", data = { pick = true } },
+                             { id = "pick-no", type = "test.pick", data = { pick = false } } }, admin)
+t.ok(eventually(function() return handled()["picked:pick-yes"] end), "an event when() accepts is handled")
+t.ok(not handled()["picked:pick-no"], "an event when() refuses is not")
+
 -- retries and dead letters
 s, b = call("POST", "/v1/events", { id = "boom", type = "test.fail", data = { fail = true } }, admin)
 t.is(s, 202, "an event whose handler fails is still accepted")
@@ -199,7 +205,7 @@ t.is(s, 400, "a bad decisions query: 400")
 s, b = call("GET", "/v1/policies", nil, viewer.token)
 local names = {}
 for _, p in ipairs(b.policies) do names[#names + 1] = p.name end
-t.is(table.concat(names, ","), "test.effects,test.record,test.runaway,test.threshold", "GET /v1/policies lists the loaded policies")
+t.is(table.concat(names, ","), "test.effects,test.picky,test.record,test.runaway,test.threshold", "GET /v1/policies lists the loaded policies")
 s, b = call("GET", "/v1/policies/test.threshold", nil, viewer.token)
 t.ok(s == 200 and b.decides == true and b.handles == false, "GET /v1/policies/{name}")
 s = call("GET", "/v1/policies/none", nil, viewer.token)
@@ -270,6 +276,13 @@ assert(fs.write(dir .. "/broken.lua", "return {"))
 os.execute("kill -HUP " .. os.getenv("DAEMON_PID"))
 s, b = call("GET", "/readyz")
 t.is(s, 200, "a broken policy file does not take the daemon down")
+assert(fs.write(dir .. "/badfield.lua", 'return {\n  name = "test.badfield",\n  on = { "x.y" },\n  key = 5,\n  handle = function() end,\n}\n'))
+local reloaded
+s, reloaded = call("POST", "/v1/policies/reload", nil, admin)
+s, b = call("GET", "/v1/policies", nil, admin)
+local bad
+for _, e in ipairs(b.errors) do if e.file:find("badfield") then bad = e end end
+t.ok(bad and bad.line == 4 and bad.message:find("key: must be a function"), "a field error names the file, line and field")
 
 local n = t.counts()
 t.done({ plan = false })
