@@ -302,20 +302,26 @@ static int check_env_table(lua_State *L, int tbl, const char *field, const char 
 
 /* Pushes a table of "K=V" strings: base (env, or the parent's environment) overlaid with
  * env_add. The strings stay alive on the stack until uv_spawn has copied them. */
+/* Adds opts[field] (a table of name = value) to the map at index map as "K=V" strings. */
+static void add_env_table(lua_State *L, int opts, const char *field, int map)
+{
+    lua_getfield(L, opts, field);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        lua_pushvalue(L, -2);
+        lua_pushfstring(L, "%s=%s", lua_tostring(L, -3), lua_tostring(L, -2));
+        lua_rawset(L, map);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
 static void build_env(lua_State *L, int opts, int has_env, int has_add)
 {
     lua_newtable(L); /* name -> "K=V" */
     int map = lua_gettop(L);
     if (has_env) {
-        lua_getfield(L, opts, "env");
-        lua_pushnil(L);
-        while (lua_next(L, -2)) {
-            lua_pushvalue(L, -2);
-            lua_pushfstring(L, "%s=%s", lua_tostring(L, -3), lua_tostring(L, -2));
-            lua_rawset(L, map);
-            lua_pop(L, 1);
-        }
-        lua_pop(L, 1);
+        add_env_table(L, opts, "env", map);
     } else {
         for (char **e = environ; *e; e++) {
             const char *eq = strchr(*e, '=');
@@ -326,17 +332,8 @@ static void build_env(lua_State *L, int opts, int has_env, int has_add)
             lua_rawset(L, map);
         }
     }
-    if (has_add) {
-        lua_getfield(L, opts, "env_add");
-        lua_pushnil(L);
-        while (lua_next(L, -2)) {
-            lua_pushvalue(L, -2);
-            lua_pushfstring(L, "%s=%s", lua_tostring(L, -3), lua_tostring(L, -2));
-            lua_rawset(L, map);
-            lua_pop(L, 1);
-        }
-        lua_pop(L, 1);
-    }
+    if (has_add)
+        add_env_table(L, opts, "env_add", map);
 }
 
 static int l_proc_run(lua_State *L)
