@@ -111,39 +111,80 @@ static int only_space(const char *s)
     return 1;
 }
 
-/* SQLite resolves a named parameter ("$7") by scanning a list, so mapping the N parameters
- * of a statement costs N^2 string comparisons — most of the time of a 2,000-parameter
- * multi-row INSERT. "?7" is positional: rewrite $n to ?n outside strings, identifiers and
- * comments, and the position is the number. *max_param gets the highest n seen. */
+/* SQLite looks parameter names up in a list, so a statement with N named ("$7") or numbered
+ * ("?7") parameters costs N^2 string comparisons to prepare — most of the time of a
+ * 2,000-parameter multi-row INSERT. Plain "?" parameters cost nothing: when the statement
+ * uses $1, $2, ... each once and in order, they become "?"; otherwise "?n", still
+ * positional. Strings, quoted identifiers and comments are left alone. *max_param gets the
+ * highest n seen. */
+static int skip_quoted(const char *sql, size_t len, size_t i)
+{
+    char c = sql[i];
+    if (c == '\'' || c == '"') {
+        for (i++; i < len && sql[i] != c; i++) {
+        }
+        return (int)i;
+    }
+    if (c == '-' && i + 1 < len && sql[i + 1] == '-') {
+        while (i < len && sql[i] != '\n')
+            i++;
+        return (int)i;
+    }
+    if (c == '/' && i + 1 < len && sql[i + 1] == '*') {
+        for (i += 2; i + 1 < len && !(sql[i] == '*' && sql[i + 1] == '/'); i++) {
+        }
+        return (int)(i + 1);
+    }
+    return -1;
+}
+
 static char *positional_sql(const char *sql, size_t len, int *max_param)
 {
+    /* First pass: are the parameters exactly $1, $2, ... in order? */
+    int expect = 1, sequential = 1;
+    *max_param = 0;
+    for (size_t i = 0; i < len; i++) {
+        int q = skip_quoted(sql, len, i);
+        if (q >= 0) {
+            i = (size_t)q;
+            continue;
+        }
+        if (sql[i] == '$' && i + 1 < len && sql[i + 1] >= '0' && sql[i + 1] <= '9') {
+            int n = 0;
+            size_t k = i + 1;
+            for (; k < len && sql[k] >= '0' && sql[k] <= '9' && n < 100000; k++)
+                n = n * 10 + (sql[k] - '0');
+            if (n != expect)
+                sequential = 0;
+            expect = n + 1;
+            if (n > *max_param)
+                *max_param = n;
+            i = k - 1;
+        }
+    }
     char *out = malloc(len + 1);
     if (!out)
         return NULL;
-    memcpy(out, sql, len);
-    out[len] = 0;
-    *max_param = 0;
+    size_t o = 0;
     for (size_t i = 0; i < len; i++) {
-        char c = out[i];
-        if (c == '\'' || c == '"') {
-            for (i++; i < len && out[i] != c; i++) {
-            }
-        } else if (c == '-' && i + 1 < len && out[i + 1] == '-') {
-            while (i < len && out[i] != '\n')
-                i++;
-        } else if (c == '/' && i + 1 < len && out[i + 1] == '*') {
-            for (i += 2; i + 1 < len && !(out[i] == '*' && out[i + 1] == '/'); i++) {
-            }
-            i++;
-        } else if (c == '$' && i + 1 < len && out[i + 1] >= '0' && out[i + 1] <= '9') {
-            out[i] = '?';
-            int n = 0;
-            for (size_t k = i + 1; k < len && out[k] >= '0' && out[k] <= '9' && n < 100000; k++)
-                n = n * 10 + (out[k] - '0');
-            if (n > *max_param)
-                *max_param = n;
+        int q = skip_quoted(sql, len, i);
+        if (q >= 0) {
+            size_t end = (size_t)q < len ? (size_t)q : len - 1;
+            memcpy(out + o, sql + i, end - i + 1);
+            o += end - i + 1;
+            i = end;
+            continue;
         }
+        if (sql[i] == '$' && i + 1 < len && sql[i + 1] >= '0' && sql[i + 1] <= '9') {
+            out[o++] = '?';
+            if (sequential) /* drop the number: an anonymous parameter takes the next slot */
+                while (i + 1 < len && sql[i + 1] >= '0' && sql[i + 1] <= '9')
+                    i++;
+            continue;
+        }
+        out[o++] = sql[i];
     }
+    out[o] = 0;
     return out;
 }
 
@@ -172,7 +213,7 @@ static struct cached *prepare(struct conn *c, const char *sql, size_t len, char 
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (sqlite3_prepare_v3(c->db, psql, (int)len, SQLITE_PREPARE_PERSISTENT, &st, &tail) !=
+    if (sqlite3_prepare_v3(c->db, psql, -1, SQLITE_PREPARE_PERSISTENT, &st, &tail) !=
         SQLITE_OK) {
         snprintf(err, errlen, "%s", sqlite3_errmsg(c->db));
         free(psql);
