@@ -16,7 +16,10 @@ struct watch {
     struct watch **owner; /* the Lua userdata's pointer, cleared on close */
 };
 
-static void watch_closed(uv_handle_t *h) { free(h->data); }
+static void watch_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
 
 static void watch_close(struct watch *w)
 {
@@ -48,6 +51,7 @@ static int l_fswatch_watch(lua_State *L)
 {
     const char *dir = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): the userdata is one pointer, to the watch */
     struct watch **ud = lua_newuserdata(L, sizeof *ud);
     *ud = NULL;
     luaL_getmetatable(L, WATCH_MT);

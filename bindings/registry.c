@@ -12,16 +12,12 @@
 
 #include "bindings.h"
 
-static const luaL_Reg bindings[] = {{"steward.time.native", luaopen_steward_time},
-                                    {"steward.json", luaopen_steward_json},
-                                    {"steward.log", luaopen_steward_log},
-                                    {"steward.http", luaopen_steward_http},
-                                    {"steward.crypto", luaopen_steward_crypto},
-                                    {"steward.fs", luaopen_steward_fs},
-                                    {"steward.proc", luaopen_steward_proc},
-                                    {"steward.signal", luaopen_steward_signal},
-    {"steward.fswatch", luaopen_steward_fswatch},
-                                    {NULL, NULL}};
+static const luaL_Reg bindings[] = {
+    {"steward.time.native", luaopen_steward_time}, {"steward.json", luaopen_steward_json},
+    {"steward.log", luaopen_steward_log},          {"steward.http", luaopen_steward_http},
+    {"steward.crypto", luaopen_steward_crypto},    {"steward.fs", luaopen_steward_fs},
+    {"steward.proc", luaopen_steward_proc},        {"steward.signal", luaopen_steward_signal},
+    {"steward.fswatch", luaopen_steward_fswatch},  {NULL, NULL}};
 
 void bindings_preload(lua_State *L)
 {

@@ -213,8 +213,7 @@ static struct cached *prepare(struct conn *c, const char *sql, size_t len, char 
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (sqlite3_prepare_v3(c->db, psql, -1, SQLITE_PREPARE_PERSISTENT, &st, &tail) !=
-        SQLITE_OK) {
+    if (sqlite3_prepare_v3(c->db, psql, -1, SQLITE_PREPARE_PERSISTENT, &st, &tail) != SQLITE_OK) {
         snprintf(err, errlen, "%s", sqlite3_errmsg(c->db));
         free(psql);
         return NULL;
