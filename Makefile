@@ -1,6 +1,6 @@
 # steward: one binary, build/steward, from core/ + bindings/ + the embedded scripts/.
 #   make            build build/steward
-#   make run        build, then start the daemon (or the tour until the daemon exists)
+#   make run        install missing packages, build, start the daemon (steward.lua)
 #   make test       run the whole suite under prove
 #   make test SANITIZE=1   the same, built with ASan + UBSan (objects in build/asan)
 #   make bench      measure; prints a table
@@ -48,7 +48,7 @@ TESTS_LUA   := $(sort $(wildcard tests/lua/*_spec.lua))
 TESTS_SH    := $(sort $(wildcard tests/e2e/*.t))
 PROVE       ?= prove
 
-.PHONY: all run test unit bench format lint clean tour
+.PHONY: all run test unit bench format lint clean fuzz
 all: $(BIN)
 
 # V=1 shows the full commands.
@@ -86,11 +86,7 @@ unit: $(UNIT_BIN)
 run:
 	@sh deps/install
 	@$(MAKE) --no-print-directory all
-	@if $(BIN) help 2>&1 | grep -q '^  run '; then \
-	    exec $(BIN) run; \
-	else \
-	    exec $(BIN) script docs/examples/tour.lua; \
-	fi
+	exec $(BIN) run
 
 # Every test program speaks TAP; tests/run picks how to start each kind of file.
 test: $(BIN) $(UNIT_BIN)
