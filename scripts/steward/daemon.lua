@@ -28,28 +28,13 @@ end
 local function dirname(path) return path:match("^(.*)/[^/]*$") end
 
 local function start_background(ctx)
-  local timers_ok, timers = pcall(require, "steward.store.timers")
-  local cron_ok, cron = pcall(require, "steward.store.cron")
-  local events = require "steward.events"
-  local firing = false
+  local due = require "steward.daemon.due"
   -- Durable timers and cron schedules become events in the log, then go to dispatch.
+  -- (time.every skips a tick while the previous run is still going.)
   ctx.bg[#ctx.bg + 1] = time.every("250ms", function()
-    if firing or ctx.stopping then return end
-    firing = true
-    local fired = {}
-    if timers_ok and timers.fire_due then
-      local list = timers.fire_due(ctx.store, time.now())
-      for _, ev in ipairs(list or {}) do fired[#fired + 1] = ev end
-    end
-    if cron_ok and cron.fire_due then
-      local list = cron.fire_due(ctx.store, time.now())
-      for _, ev in ipairs(list or {}) do fired[#fired + 1] = ev end
-    end
-    for i, ev in ipairs(fired) do
-      if not ev.seq then fired[i] = events.get(ctx.store, ev.id) or ev end
-    end
+    if ctx.stopping then return end
+    local fired = due.fire(ctx.store, time.now())
     if #fired > 0 then ctx.dispatch:notify(fired) end
-    firing = false
   end)
   ctx.bg[#ctx.bg + 1] = time.every("1s", function()
     if not ctx.stopping then ctx.dispatch:checkpoint() end
