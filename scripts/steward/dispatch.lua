@@ -157,8 +157,7 @@ end
 -- The task body: guard.run returns true, results... or false, err, kind; a budget overrun
 -- is reported as the handler's failure.
 local function guard_run(p, ev, ctx)
-  if not p.budget then return true, p.handle(ev, ctx) end
-  return guard.run(p.budget, p.handle, ev, ctx)
+  return guard.run(p.budget or { name = p.name }, p.handle, ev, ctx)
 end
 
 -- Runs one event through one policy, with retries; returns when it is done or dead.

@@ -20,8 +20,10 @@ cat > "$D/policies/threshold.lua" <<'POL'
 return {
   name = "test.threshold",
   config = { label = { type = "string", default = "base" } },
+  limits = { cpu = "100ms" },
   decide = function(input, ctx)
     if input.explode then error("asked to explode") end
+    if input.spin then while true do end end
     if input.label then return { label = ctx.config.label } end
     local sev = input.value >= 0.05 and "critical" or (input.value >= 0.02 and "warning" or "ok")
     return { severity = sev, policy = ctx.policy }

@@ -176,6 +176,14 @@ s, b = call("POST", "/v1/decide/test.threshold", { label = true }, admin)
 t.is(b.result.label, "env", "ctx.config: the policy's default under the configuration's policy_config")
 s, b = call("POST", "/v1/decide/test.threshold", { label = true, tenant = "acme" }, admin)
 t.is(b.result.label, "acme", "ctx.config: a tenant's overlay for that tenant")
+s, b = call("POST", "/v1/decide/test.threshold", { spin = true }, admin)
+t.ok(s == 500 and b.error.message:find("cpu budget exceeded"), "a runaway decide is stopped by its CPU budget: 500")
+local spun_decision
+t.ok(eventually(function()
+  local _, body = call("GET", "/v1/decisions?policy=test.threshold&outcome=timeout", nil, admin)
+  spun_decision = body.decisions[1]
+  return spun_decision ~= nil
+end), "and logged with outcome timeout")
 s = call("POST", "/v1/decide/test.nothing", {}, admin)
 t.is(s, 404, "decide on a missing policy: 404")
 s = call("POST", "/v1/decide/test.record", {}, admin)

@@ -270,15 +270,10 @@ local function decide(ctx, req)
     dctx = policy_ctx.new(p, { tenant = tenant })
     p.decide_ctx[key] = dctx
   end
-  local ok, result
-  if p.budget then
-    ok, result = guard.run(p.budget, p.decide, input, dctx)
-  else
-    ok, result = xpcall(p.decide, debug.traceback, input, dctx)
-  end
+  local ok, result, kind = guard.run(p.budget or { name = name }, p.decide, input, dctx)
   local took = time.monotonic() - t0
   m_decide:observe(took, name)
-  local outcome = ok and "ok" or (result == "timeout" and "timeout" or "error")
+  local outcome = ok and "ok" or (kind == "cpu" and "timeout" or "error")
   m_decisions:inc(1, name, outcome)
   local ref = ctx.decision_log:record({ policy = name, version = p.version, input = input, outcome = outcome,
     result = ok and result or nil, error = not ok and result or nil, duration = took })
