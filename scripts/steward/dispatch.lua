@@ -170,7 +170,7 @@ local function handle_one(d, p, ev)
     -- Each run gets its own copy of the event: a policy cannot change what the next sees.
     -- Policy code runs under its CPU and memory budgets (steward.guard); handler_timeout
     -- bounds the whole run, waits included.
-    local h = task.spawn({ name = p.name, timeout = d.handler_timeout }, guard_run, p, copy_event(ev), ctx)
+    local h = task.spawn({ name = p.name, timeout = p.timeout or d.handler_timeout }, guard_run, p, copy_event(ev), ctx)
     local joined, gok, gerr, kind = h:join()
     local ok, err = true, nil
     if not joined then

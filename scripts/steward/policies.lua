@@ -91,6 +91,13 @@ function M.check(def, file, name)
   if def.handle ~= nil and type(def.handle) ~= "function" then
     return fail(file, "handle", "must be a function(event, ctx)")
   end
+  if def.timeout ~= nil then
+    local secs = (type(def.timeout) == "number" or type(def.timeout) == "string") and time.parse_duration(def.timeout)
+    if not secs or secs <= 0 then
+      return fail(file, "timeout", "must be a duration greater than 0 (seconds or a string such as \"30s\")")
+    end
+    p.timeout = secs -- the whole run, waits included (the daemon's limits.handler_timeout otherwise)
+  end
   if def.when ~= nil and type(def.when) ~= "function" then
     return fail(file, "when", "must be a function(event) returning true to handle the event")
   end

@@ -49,6 +49,11 @@ return { name = "test.effects", on = { "test.effects" },
     return { dry_run = ctx.dry_run, status = res.status }
   end }
 POL
+cat > "$D/policies/slow.lua" <<'POL'
+-- A handler that waits longer than its own timeout.
+return { name = "test.slow", on = { "test.slow" }, timeout = "100ms",
+  handle = function() require("steward.time").sleep(30) end }
+POL
 cat > "$D/policies/picky.lua" <<'POL'
 local fs = require "steward.fs"
 return { name = "test.picky", on = { "test.pick" },

@@ -134,6 +134,13 @@ end
 t.ok(eventually(function() local h = handled(); return h.e1 and h.e2 and h.page7 end), "the policy handles committed events")
 t.is(handled().e1, 1, "a duplicate is not handled twice")
 
+-- a policy's own timeout bounds a run that waits
+call("POST", "/v1/events", { id = "slow-1", type = "test.slow" }, admin)
+t.ok(eventually(function()
+  local _, body = call("GET", "/v1/decisions?policy=test.slow&outcome=timeout", nil, admin)
+  return body.decisions[1] ~= nil and body.decisions[1].event_id == "slow-1"
+end), "a run past the policy's timeout ends as a timeout")
+
 -- when(): a policy's filter beyond the type pattern
 call("POST", "/v1/events", { { id = "pick-yes", type = "test.pick", data = { pick = true } },
                              { id = "pick-no", type = "test.pick", data = { pick = false } } }, admin)
@@ -213,7 +220,7 @@ t.is(s, 400, "a bad decisions query: 400")
 s, b = call("GET", "/v1/policies", nil, viewer.token)
 local names = {}
 for _, p in ipairs(b.policies) do names[#names + 1] = p.name end
-t.is(table.concat(names, ","), "test.effects,test.picky,test.record,test.runaway,test.threshold", "GET /v1/policies lists the loaded policies")
+t.is(table.concat(names, ","), "test.effects,test.picky,test.record,test.runaway,test.slow,test.threshold", "GET /v1/policies lists the loaded policies")
 s, b = call("GET", "/v1/policies/test.threshold", nil, viewer.token)
 t.ok(s == 200 and b.decides == true and b.handles == false, "GET /v1/policies/{name}")
 s = call("GET", "/v1/policies/none", nil, viewer.token)
