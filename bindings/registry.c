@@ -17,7 +17,8 @@ static const luaL_Reg bindings[] = {
     {"steward.log", luaopen_steward_log},          {"steward.http", luaopen_steward_http},
     {"steward.crypto", luaopen_steward_crypto},    {"steward.fs", luaopen_steward_fs},
     {"steward.proc", luaopen_steward_proc},        {"steward.signal", luaopen_steward_signal},
-    {"steward.fswatch", luaopen_steward_fswatch},  {NULL, NULL}};
+    {"steward.fswatch", luaopen_steward_fswatch},  {"steward.unix", luaopen_steward_unix},
+    {NULL, NULL}};
 
 void bindings_preload(lua_State *L)
 {

@@ -107,4 +107,22 @@ store.register_migrations("decisions", {
   ]] },
 })
 
+-- The audit log: append-only (nothing updates or deletes it). Every REPL command, its peer
+-- uid and its outcome (steward.repl); `steward audit` lists it.
+store.register_migrations("audit", {
+  { version = 1, sql = both [[
+    CREATE TABLE audit (
+      id {serial},
+      time DOUBLE PRECISION NOT NULL,
+      source {text} NOT NULL,
+      session {text},
+      uid INTEGER,
+      role {text},
+      command TEXT NOT NULL,
+      outcome {text} NOT NULL,
+      detail TEXT);
+    CREATE INDEX audit_time ON audit (time);
+  ]] },
+})
+
 return true
