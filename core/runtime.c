@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core_modules.h"
+#include "version.h"
 #include "embedded.h"
 #include "guard.h"
 #include "log.h"
@@ -112,7 +113,13 @@ int rt_open(void)
         lua_pushcfunction(L_main, m->func);
         lua_setfield(L_main, -2, m->name);
     }
-    lua_pop(L_main, 2);
+    /* steward.build: what this binary is (the REPL's status() and greeting show it). */
+    lua_getfield(L_main, -2, "loaded");
+    lua_createtable(L_main, 0, 1);
+    lua_pushstring(L_main, STEWARD_VERSION);
+    lua_setfield(L_main, -2, "version");
+    lua_setfield(L_main, -2, "steward.build");
+    lua_pop(L_main, 3);
     return 0;
 }
 

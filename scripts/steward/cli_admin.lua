@@ -1,6 +1,7 @@
 -- steward reload / steward policy rollback: ask the running daemon, through its HTTP API
--- with the admin token (admin_token from the config, or var/admin.token). The admin socket
--- (the REPL issue) will carry these too.
+-- with the admin token (admin_token from the config, or var/admin.token).
+-- steward audit: lists the audit log straight from the store, so it works whether or not the
+-- daemon is running.
 local config = require "steward.config"
 local http = require "steward.http"
 local json = require "steward.json"
@@ -50,6 +51,7 @@ function M.main(args)
   end
   local cfg, err = config.load({ file = file or "steward.lua", required = file ~= nil })
   if not cfg then say(io.stderr, "steward: config: ", err); return 2 end
+  if cmd == "audit" then return M.audit(cfg, rest) end
   if cmd == "reload" then
     if #rest > 0 then say(io.stderr, "usage: steward reload [-c FILE]"); return 2 end
     local doc
@@ -70,6 +72,47 @@ function M.main(args)
   doc, err = admin_call(cfg, "POST", "/v1/policies/" .. rest[2] .. "/rollback", rest[3] and { version = rest[3] } or nil)
   if not doc then say(io.stderr, "steward: policy rollback: ", err); return 1 end
   say(io.stdout, ("%s is now at version %s"):format(doc.name, doc.version))
+  return 0
+end
+
+local AUDIT_USAGE = "usage: steward audit [-c FILE] [--limit N] [--since TIME|DURATION] [--uid UID] [--session ID] [--json]"
+
+-- steward audit: newest first. --since takes an RFC 3339 time or a duration back from now.
+function M.audit(cfg, argv)
+  local f, as_json = {}, false
+  local i = 1
+  while argv[i] do
+    local a, v = argv[i], argv[i + 1]
+    if a == "--json" then as_json = true; i = i + 1
+    elseif (a == "--limit" or a == "--uid") and v and tonumber(v) then f[a:sub(3)] = tonumber(v); i = i + 2
+    elseif a == "--session" and v then f.session = v; i = i + 2
+    elseif a == "--since" and v then
+      local d = require("steward.time").parse_duration(v)
+      f.since = d and (require("steward.time").now() - d) or v
+      i = i + 2
+    else
+      say(io.stderr, "steward: audit: bad argument '", a, "'\n", AUDIT_USAGE)
+      return 2
+    end
+  end
+  local store = require "steward.store"
+  local st, err = store.open(cfg.store)
+  if not st then say(io.stderr, "steward: audit: store: ", tostring(err)); return 1 end
+  local ok, res = pcall(require("steward.store.audit").list, st, f)
+  st:close()
+  if not ok then say(io.stderr, "steward: audit: ", (tostring(res):gsub("^audit%.list: ", ""))); return 2 end
+  if not res then say(io.stderr, "steward: audit: ", tostring(err)); return 1 end
+  local util = require "steward.store.util"
+  for _, e in ipairs(res.entries) do
+    if as_json then
+      say(io.stdout, json.encode(e))
+    else
+      local cmd = e.command:gsub("\n", "\\n")
+      if #cmd > 100 then cmd = cmd:sub(1, 97) .. "..." end
+      say(io.stdout, ("%s  uid=%s  %-8s %-11s %-8s %s%s"):format(util.format_rfc3339(e.time), tostring(e.uid),
+        e.role or "-", e.outcome, e.session or "-", cmd, e.detail and ("  # " .. e.detail:gsub("\n.*", "")) or ""))
+    end
+  end
   return 0
 end
 

@@ -53,13 +53,30 @@ local LIMITS = {
   retry_base       = { "duration", 0.2, duration, "first retry delay (doubles, with jitter)" },
   retry_max        = { "duration", 60, duration, "longest retry delay" },
   shutdown_timeout = { "duration", 10, duration, "time running handlers get at SIGTERM" },
+  repl_cpu         = { "duration", 1, duration, "CPU budget of one REPL command (as a policy run's)" },
+  repl_memory      = { "number", 64 * 1024 * 1024, positive_int(64 * 1024 * 1024 * 1024), "heap growth budget of one REPL command, bytes" },
 }
+
+local function uid_list(v)
+  for i, u in ipairs(v) do
+    if type(u) ~= "number" or u ~= math.floor(u) or u < 0 or u > 4294967294 then
+      return nil, format("item %d: expected a numeric uid", i)
+    end
+  end
+  return v
+end
 
 local SCHEMA = {
   listen       = { "string", "127.0.0.1:8080", is_listen, "HTTP API address" },
   store        = { "string", "sqlite:var/steward.db", is_store, "the store" },
   policies     = { "string", "policies", nil, "policy directory" },
-  admin_socket = { "string", "var/steward.sock", nil, "admin / REPL socket" },
+  admin_socket = { "string", "var/steward.sock", nil, "admin / REPL socket (created mode 0600)" },
+  admin_uids   = { "table", {}, uid_list, "uids allowed on the admin socket (empty: the daemon's own uid and root)" },
+  admin_readonly_uids = { "table", {}, uid_list, "uids allowed read-only sessions on the admin socket" },
+  admin_socket_group = { "string", nil, function(v)
+                     if v:match("^[%w_.-]+$") then return v end
+                     return nil, "expected a group name or number"
+                   end, "group given access to the admin socket (mode 0660)" },
   env          = { "string", "development", function(v)
                      if v:match("^[%w_-]+$") then return v end
                      return nil, "expected a name of letters, digits, _ or -"

@@ -102,7 +102,10 @@ function M.main(args)
     if not ok then die(1, "cannot create the store directory: " .. err) end
   end
 
-  local ctx = { cfg = cfg, policies = {}, bg = {}, policies_loaded = false }
+  local ffi = require "ffi"
+  pcall(ffi.cdef, "int getpid(void);")
+  local ctx = { cfg = cfg, policies = {}, bg = {}, policies_loaded = false, started = time.now(),
+                pid = tonumber(ffi.C.getpid()) }
   local st
   st, err = store.open(cfg.store)
   if not st then die(1, "store: " .. tostring(err)) end
@@ -136,6 +139,10 @@ function M.main(args)
   ctx.registry:watch()
 
   register_gauges(ctx)
+  -- The admin socket (steward repl / steward eval, docs/repl.md) is up before the HTTP
+  -- listener: once "listening" is logged for HTTP, a client can attach.
+  ctx.repl, err = require("steward.repl.server").start(ctx)
+  if not ctx.repl then die(1, err) end
   local router = httpd.router()
   api.install(router, ctx)
   local host, port = cfg.listen:match("^(.+):(%d+)$")
@@ -167,6 +174,7 @@ function M.main(args)
   waiter:join()
 
   ctx.stopping = true
+  ctx.repl:close()
   ctx.registry:close()
   for _, b in ipairs(ctx.bg) do b:cancel() end
   srv:close()

@@ -8,6 +8,7 @@ local json = require "steward.json"
 local time = require "steward.time"
 local task = require "steward.task"
 local crypto = require "steward.crypto"
+local taps = require "steward.taps"
 local log = require "steward.log"
 
 local type, ipairs, tostring, min = type, ipairs, tostring, math.min
@@ -96,6 +97,7 @@ function L:record(rec)
   rec.time = rec.time or time.now()
   if rec.error ~= nil then rec.error = tostring(rec.error) end
   if #self.masks > 0 then apply_masks(self, rec) end
+  taps.publish("decision", rec)
   self.buf[#self.buf + 1] = rec
   if not self.flusher then
     self.flusher = task.spawn({ name = "decision_log.flush" }, function()

@@ -13,6 +13,7 @@ local events = require "steward.events"
 local metrics = require "steward.metrics"
 local policy_ctx = require "steward.policy_ctx"
 local guard = require "steward.guard"
+local taps = require "steward.taps"
 
 local type, pairs, ipairs, tostring, pcall = type, pairs, ipairs, tostring, pcall
 local random, min, floor = math.random, math.min, math.floor
@@ -296,6 +297,7 @@ end
 
 -- notify(list): events just committed, in seq order.
 function D:notify(list)
+  for _, ev in ipairs(list) do taps.publish("event", ev) end
   if self.stopping then return end
   for _, ev in ipairs(list) do
     if ev.seq then

@@ -61,6 +61,15 @@ function M.get(st, id)
   return rows[1] and row_decision(rows[1]) or nil
 end
 
+-- get_ref(st, ref) -> the decision known outside by ref (its UUIDv7 decision id), or nil
+function M.get_ref(st, ref)
+  util.store_arg(st, "decisions.get_ref")
+  if type(ref) ~= "string" or ref == "" then error("decisions.get_ref: ref: non-empty string expected", 2) end
+  local rows, err = st.db:query("SELECT " .. COLUMNS .. " FROM decisions WHERE ref = $1", ref)
+  if not rows then return nil, err end
+  return rows[1] and row_decision(rows[1]) or nil
+end
+
 -- query(st, {policy, event_id, outcome, since, until, limit, cursor}) → {decisions, next_cursor},
 -- oldest first.
 function M.query(st, f)
