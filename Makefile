@@ -130,11 +130,18 @@ $(FUZZ_DIR)/json_fuzz: tests/fuzz/json_fuzz.c bindings/json.c
 	clang $(FUZZ_CFLAGS) -Ibindings $(shell pkg-config --cflags luajit) -o $@ $^ \
 	    -l:liblua5.1-cjson.a $(shell pkg-config --libs luajit) -lm
 
+# The admin socket's frame decoder (core/frame.c), fed in input-driven chunks.
+$(FUZZ_DIR)/frame_fuzz: tests/fuzz/frame_fuzz.c core/frame.c core/frame.h
+	@mkdir -p $(FUZZ_DIR)
+	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/frame_fuzz.c core/frame.c
+
 # Each target gets FUZZ_SECONDS. LuaJIT's heap is not scanned by LeakSanitizer, so the
 # JSON target runs without leak detection (cjson's buffers live in Lua userdata).
-fuzz: $(FUZZ_DIR)/http_fuzz $(FUZZ_DIR)/json_fuzz
-	@mkdir -p $(FUZZ_DIR)/corpus-http $(FUZZ_DIR)/corpus-json
+fuzz: $(FUZZ_DIR)/http_fuzz $(FUZZ_DIR)/json_fuzz $(FUZZ_DIR)/frame_fuzz
+	@mkdir -p $(FUZZ_DIR)/corpus-http $(FUZZ_DIR)/corpus-json $(FUZZ_DIR)/corpus-frame
 	$(FUZZ_DIR)/http_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	    $(FUZZ_DIR)/corpus-http tests/fuzz/corpus/http
 	ASAN_OPTIONS=detect_leaks=0 $(FUZZ_DIR)/json_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=2048 \
 	    $(FUZZ_DIR)/corpus-json tests/fuzz/corpus/json
+	$(FUZZ_DIR)/frame_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    $(FUZZ_DIR)/corpus-frame tests/fuzz/corpus/frame
