@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "registry.h"
+#include "repl_client.h"
 #include "runtime.h"
 #include "task.h"
 #include "version.h"
@@ -17,13 +18,19 @@ static const char usage_text[] =
     "commands:\n"
     "  run [-c FILE]          the daemon: HTTP API, policies, store (default -c steward.lua)\n"
     "  script FILE [ARGS...]  run a Lua script as a task, with every binding\n"
-    "  eval CODE | -          run a Lua chunk (or stdin) and print its results\n"
+    "  repl [--socket PATH] [-c FILE]\n"
+    "                         attach a live Lua REPL to the running daemon (its admin socket)\n"
+    "  eval [--socket PATH] [-c FILE] [--json] CODE | -\n"
+    "                         run a Lua chunk (or stdin) in the running daemon, print the results\n"
+    "  eval --local CODE | -  run a Lua chunk (or stdin) in this process and print its results\n"
     "  test [PATHS...]        run the *_spec.lua policy specs under PATHS (default policies); TAP\n"
     "  check [-c FILE] [--policies DIR]\n"
     "                         load the config and validate every policy; exit 1 on any problem\n"
     "  reload [-c FILE]       ask the running daemon to reload its policies\n"
     "  policy rollback NAME [VERSION] [-c FILE]\n"
     "                         restore a policy's previous (or given) version in the daemon\n"
+    "  audit [-c FILE] [--limit N] [--since TIME|DURATION] [--uid UID] [--json]\n"
+    "                         list the audit log (REPL commands, who ran them, outcomes)\n"
     "  version                print the versions of steward and its libraries\n"
     "  help                   this text\n"
     "\n"
@@ -31,6 +38,7 @@ static const char usage_text[] =
     "  STEWARD_LUA_PATH       load steward.* modules from this directory (development)\n"
     "  STEWARD_LOG_LEVEL      debug | info | warn | error | off (default info)\n"
     "  STEWARD_LOG_FORMAT     logfmt | json (default logfmt)\n"
+    "  STEWARD_SOCKET         the admin socket for repl and eval (else the config's admin_socket)\n"
     "\n"
     "docs: docs/cli.md\n";
 
@@ -211,7 +219,8 @@ int main(int argc, char **argv)
     } lua_commands[] = {{"test", "steward.testing.runner"},
                         {"check", "steward.testing.check"},
                         {"reload", "steward.cli_admin"},
-                        {"policy", "steward.cli_admin"}};
+                        {"policy", "steward.cli_admin"},
+                        {"audit", "steward.cli_admin"}};
     for (size_t i = 0; i < sizeof lua_commands / sizeof lua_commands[0]; i++) {
         if (strcmp(cmd, lua_commands[i].cmd) != 0)
             continue;
@@ -233,6 +242,15 @@ int main(int argc, char **argv)
         int rc = cmd_run(argc - 2, argv + 2);
         rt_close();
         return rc;
+    }
+    if (strcmp(cmd, "repl") == 0)
+        return repl_main(argc - 2, argv + 2, usage);
+    /* steward eval talks to the daemon; --local keeps the in-process evaluation. */
+    if (is_eval && !(argc > 2 && strcmp(argv[2], "--local") == 0))
+        return repl_eval_main(argc - 2, argv + 2, usage);
+    if (is_eval) {
+        argv++;
+        argc--;
     }
     if (!is_script && !is_eval) {
         char msg[256];

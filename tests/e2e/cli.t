@@ -38,16 +38,16 @@ printf 'require("steward.time").after(0.05, function() io.write("late\\n") end)\
 out=$("$BIN" script "$d/timer.lua"); rc=$?
 check '[ $rc -eq 0 ] && [ "$out" = "late" ]' "script waits until the loop is empty (a pending timer runs)"
 
-out=$("$BIN" eval '1 + 1, "s", {b = 1, a = {2}}'); rc=$?
+out=$("$BIN" eval --local '1 + 1, "s", {b = 1, a = {2}}'); rc=$?
 check '[ $rc -eq 0 ] && [ "$out" = "$(printf "2\n\"s\"\n{ a = { 2 }, b = 1 }")" ]' "eval prints each result, pretty-printed"
-out=$("$BIN" eval 'local x = 2; print(x * 3)'); rc=$?
+out=$("$BIN" eval --local 'local x = 2; print(x * 3)'); rc=$?
 check '[ $rc -eq 0 ] && [ "$out" = "6" ]' "eval runs statements when the chunk is not an expression"
-out=$(echo 'return require("steward.json").encode({1})' | "$BIN" eval -); rc=$?
+out=$(echo 'return require("steward.json").encode({1})' | "$BIN" eval --local -); rc=$?
 check '[ $rc -eq 0 ] && [ "$out" = "\"[1]\"" ]' "eval - reads the chunk from stdin"
-"$BIN" eval 'error("nope")' 2> "$d/err"; rc=$?
+"$BIN" eval --local 'error("nope")' 2> "$d/err"; rc=$?
 check '[ $rc -eq 1 ] && grep -q "nope" "$d/err"' "eval exits 1 on an error"
-"$BIN" eval 'return (' 2> "$d/err"; rc=$?
+"$BIN" eval --local 'return (' 2> "$d/err"; rc=$?
 check '[ $rc -eq 1 ] && grep -q "eval" "$d/err"' "eval exits 1 on a syntax error"
-out=$("$BIN" eval 'require("steward.time").sleep(0.01); return "slept"'); rc=$?
+out=$("$BIN" eval --local 'require("steward.time").sleep(0.01); return "slept"'); rc=$?
 check '[ $rc -eq 0 ] && [ "$out" = "\"slept\"" ]' "eval runs as a task: it may sleep"
 echo "1..$n"

@@ -10,7 +10,7 @@ t.raises(function() log.info("x", "not a table") end, "table expected", "fields 
 
 local bin = os.getenv("STEWARD_BIN") or "build/steward"
 local function run(env, code)
-  local p = io.popen(env .. " " .. bin .. " eval '" .. code .. "' 2>&1")
+  local p = io.popen(env .. " " .. bin .. " eval --local '" .. code .. "' 2>&1")
   local out = p:read("*a"); p:close()
   return out
 end
