@@ -134,7 +134,7 @@ store_value_t *store_result_add_row(store_result_t *r)
 
 /* ---- opening by URL ---- */
 
-static const struct store_ops *const backends[] = {&store_sqlite_ops, NULL};
+static const struct store_ops *const backends[] = {&store_sqlite_ops, &store_pg_ops, NULL};
 
 store_t *store_open(uv_loop_t *loop, const char *url, store_open_fn cb, void *ud, char *err,
                     size_t errlen)
@@ -144,9 +144,7 @@ store_t *store_open(uv_loop_t *loop, const char *url, store_open_fn cb, void *ud
         if (strncmp(url, (*b)->scheme, n) == 0)
             return (*b)->open(loop, url + n, cb, ud, err, errlen);
     }
-    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
-        snprintf(err, errlen, "postgres backend not available");
-    else
-        snprintf(err, errlen, "unsupported store URL '%s' (expected sqlite:PATH)", url);
+    snprintf(err, errlen, "unsupported store URL '%s' (expected sqlite:PATH or postgres://...)",
+             url);
     return NULL;
 }

@@ -1,7 +1,7 @@
 /* The store interface: a backend-neutral, asynchronous SQL API. A caller on the loop thread
  * builds a request (one statement to read, or a unit of statements to write atomically),
  * submits it, and gets it back on the loop thread, completed, through req->done. Backends
- * (core/store_sqlite.c; PostgreSQL later) sit behind struct store_ops and do their blocking
+ * (core/store_sqlite.c, core/store_pg.c) sit behind struct store_ops and do their blocking
  * or network work off the loop or non-blocking on it. See docs/internals-store.md. */
 #ifndef STEWARD_STORE_H
 #define STEWARD_STORE_H
@@ -86,6 +86,8 @@ struct store_req {
 #define STORE_CODE_BUSY        "busy"
 #define STORE_CODE_CLOSED      "closed"
 #define STORE_CODE_ERROR       "error"
+/* The database cannot be reached (a lost connection, a server shutting down): retry later. */
+#define STORE_CODE_UNAVAILABLE "unavailable"
 
 /* A request with nstmts zeroed statements (and zeroed results); NULL when out of memory. */
 store_req_t *store_req_new(enum store_kind kind, int nstmts);
@@ -141,8 +143,8 @@ struct store {
     uv_loop_t *loop;
 };
 
-/* Opens url ("sqlite:path?opt=v", "sqlite::memory:") with the backend of its scheme; see
- * store_ops.open. */
+/* Opens url ("sqlite:path?opt=v", "sqlite::memory:", "postgres://...") with the backend of
+ * its scheme; see store_ops.open. */
 store_t *store_open(uv_loop_t *loop, const char *url, store_open_fn cb, void *ud, char *err,
                     size_t errlen);
 
@@ -168,5 +170,6 @@ static inline void store_get_stats(store_t *s, store_stats_t *out)
 }
 
 extern const struct store_ops store_sqlite_ops;
+extern const struct store_ops store_pg_ops; /* postgres://, postgresql://, postgres:k=v ... */
 
 #endif

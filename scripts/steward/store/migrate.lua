@@ -111,8 +111,15 @@ local function current(db, module)
   return rows[1] and rows[1].v or 0
 end
 
+-- PostgreSQL: every migration transaction first takes this advisory lock (held until its
+-- COMMIT), so instances starting together apply steps one at a time; the step's schema_version
+-- row goes in before its DDL, so a second instance, once it holds the lock, fails on that row
+-- (unique_violation) without touching the schema, reads the versions again and goes on.
+local PG_LOCK = "SELECT pg_advisory_xact_lock(1937012580)" -- "stwd"
+
 -- Brings one module up to date. Two processes opening the same database may race: the loser's
--- batch fails (the table exists), so the recorded version is read again before giving up.
+-- batch fails (the table exists, or the version row does), so the recorded version is read
+-- again before giving up.
 local function apply(db, module, steps)
   local backend = db:backend()
   local have, err = current(db, module)
@@ -129,9 +136,11 @@ local function apply(db, module, steps)
         return nil, "store: " .. module .. " migration " .. step.version .. " has no SQL for " .. backend
       end
       local list = {}
-      for i, s in ipairs(stmts) do list[i] = { s } end
-      list[#list + 1] = { "INSERT INTO schema_version (module, version, applied_at) VALUES ($1, $2, $3)",
+      local record = { "INSERT INTO schema_version (module, version, applied_at) VALUES ($1, $2, $3)",
         module, step.version, time.now() }
+      if backend == "postgres" then list[1] = { PG_LOCK }; list[2] = record end
+      for _, s in ipairs(stmts) do list[#list + 1] = { s } end
+      if backend ~= "postgres" then list[#list + 1] = record end
       local ok, berr = db:batch(list)
       if not ok then
         local now_have = current(db, module)
@@ -146,7 +155,12 @@ local function apply(db, module, steps)
 end
 
 function M.run(db)
-  local ok, err = db:exec(BOOTSTRAP)
+  local ok, err
+  if db:backend() == "postgres" then -- CREATE TABLE IF NOT EXISTS races without the lock
+    ok, err = db:batch({ { PG_LOCK }, { BOOTSTRAP } })
+  else
+    ok, err = db:exec(BOOTSTRAP)
+  end
   if not ok then return nil, "store: creating schema_version: " .. tostring(err) end
   for _, module in ipairs(order) do
     local applied, aerr = apply(db, module, registry[module])

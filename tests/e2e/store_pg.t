@@ -1,0 +1,94 @@
+# The PostgreSQL store backend: the store conformance specs, each against a fresh database of
+# a throwaway PostgreSQL server, then PostgreSQL-specific checks (tests/support/
+# store_pg_check.lua) and two instances migrating one fresh database at the same time.
+# One TAP stream; skipped when PostgreSQL is not installed.
+here=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=${STEWARD_BIN:-$here/build/steward}
+export STEWARD_LUA_PATH=${STEWARD_LUA_PATH:-$here/scripts}
+. "$here/tests/support/pg.sh"
+
+T=$(mktemp -d /tmp/steward-pgt.XXXXXX)
+trap 'pg_stop; rm -rf "$T"' EXIT
+pg_start || { echo "1..1"; echo "not ok 1 - PostgreSQL starts"; exit 1; }
+
+n=0
+fail=0
+# relay FILE RC NAME: a Lua part's TAP (plan lines dropped), numbers continuing from $n.
+relay() {
+    grep -v '^1\.\.' "$1"
+    local m
+    m=$(grep -cE '^(not )?ok ' "$1")
+    n=$((n + m))
+    if [ "$2" -ne 0 ]; then
+        fail=1
+        if ! grep -q '^not ok' "$1"; then
+            n=$((n + 1))
+            echo "not ok $n - $3 exited with status $2"
+            tail -5 "$T/err" | sed 's/^/# /'
+        fi
+    fi
+}
+
+cd "$here" || exit 1
+for spec in store_native store_migrate store_kv store_timers store_jobs store_decisions events daemon_due; do
+    url=$(pg_createdb "spec_$spec") || { n=$((n + 1)); echo "not ok $n - createdb for $spec"; fail=1; continue; }
+    echo "# $spec against $url"
+    STEWARD_TEST_STORE=$url STEWARD_TAP_OFFSET=$n timeout 300 "$BIN" script "tests/lua/${spec}_spec.lua" \
+        >"$T/out" 2>"$T/err"
+    relay "$T/out" $? "$spec"
+done
+
+# The PostgreSQL-specific checks, with PG* variables for the bare "postgres:" URL.
+sup="source $here/tests/support/pg.sh; PG_DIR=$PG_DIR PG_PORT=$PG_PORT"
+PGHOST=127.0.0.1 PGPORT=$PG_PORT PGUSER=postgres PGDATABASE=steward \
+    PG_STOP_CMD="$sup; pg_ctl_stop" PG_START_CMD="$sup; pg_ctl_start" \
+    STEWARD_TAP_OFFSET=$n timeout 300 "$BIN" script tests/support/store_pg_check.lua >"$T/out" 2>"$T/err"
+relay "$T/out" $? store_pg_check
+
+# Two instances migrating one fresh database at once: the advisory lock serialises them.
+url=$(pg_createdb race)
+cat >"$T/mig.lua" <<'EOF'
+local store = require "steward.store"
+store.register_migrations("race", {
+  { version = 1, sql = "CREATE TABLE race (id BIGINT PRIMARY KEY); SELECT pg_sleep(0.3)" },
+  { version = 2, sql = "ALTER TABLE race ADD COLUMN note TEXT" },
+})
+local st, err = store.open(arg[1])
+if not st then io.stderr:write(tostring(err), "\n"); os.exit(1) end
+local v = assert(st:versions())
+print(v.race, v.events)
+st:close()
+EOF
+"$BIN" script "$T/mig.lua" "$url" >"$T/m1" 2>&1 &
+p1=$!
+"$BIN" script "$T/mig.lua" "$url" >"$T/m2" 2>&1 &
+p2=$!
+wait $p1; r1=$?
+wait $p2; r2=$?
+n=$((n + 1))
+if [ $r1 -eq 0 ] && [ $r2 -eq 0 ]; then
+    echo "ok $n - two instances migrating one fresh database at once both succeed"
+else
+    echo "not ok $n - two instances migrating one fresh database at once both succeed ($r1, $r2)"
+    sed 's/^/# /' "$T/m1" "$T/m2"
+    fail=1
+fi
+n=$((n + 1))
+if [ "$(cat "$T/m1")" = "2	1" ] && [ "$(cat "$T/m2")" = "2	1" ]; then
+    echo "ok $n - both see every version applied"
+else
+    echo "not ok $n - both see every version applied"
+    fail=1
+fi
+rows=$(pg_as "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d race -Atc \
+    "SELECT COUNT(*) FROM schema_version WHERE module = 'race'")
+n=$((n + 1))
+if [ "$rows" = 2 ]; then
+    echo "ok $n - each version was recorded once"
+else
+    echo "not ok $n - each version was recorded once (got $rows rows)"
+    fail=1
+fi
+
+echo "1..$n"
+exit $fail
