@@ -121,6 +121,22 @@ local function compact(v, width)
   return s
 end
 
+local function pack(...) return { n = select("#", ...), ... } end
+
+-- outside(fn, ...): runs fn in a task of its own, after the command's guarded run has let go
+-- of the loop (task.yield), for work that runs policy code under its own guard (simulate,
+-- reload): guarded runs do not nest.
+local function outside(fn, ...)
+  local args = pack(...)
+  local h = task.spawn({ name = "repl.outside" }, function()
+    task.yield()
+    return fn(unpack(args, 1, args.n))
+  end)
+  local res = pack(h:join())
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2, res.n)
+end
+
 -- new(ctx, session) -> the table of helpers of one session.
 function M.new(ctx, session)
   local h = {}
@@ -138,7 +154,7 @@ function M.new(ctx, session)
     { "events.find{type=, tenant=, since=, until=, limit=}", "events from the log" },
     { "policy.trace(name, {n=})", "stream a policy's decisions as they happen (Ctrl-C stops)" },
     { "policy.simulate(name, event)", "dry-run a policy on an event: result and side effects" },
-    { "explain(decision_id)", "a decision: input, version, result, side effects" },
+    { "explain(id)", "a decision (by decision id, or an event's latest): input, version, result, side effects" },
     { "dead_letters{policy=, limit=}", "events parked after their retries ran out" },
     { "requeue(id)", "hand a dead letter to its policy again" },
     { "kv(ns):get(k) / :put(k, v) / :list()", "a kv namespace (policies use \"policy:<name>\")" },
@@ -279,7 +295,7 @@ function M.new(ctx, session)
     ev.id = ev.id or ("sim-" .. require("steward.crypto").uuidv7())
     ev.time = ev.time or time.now()
     ev.data = ev.data or {}
-    return require("steward.simulate").run(p, ev, { lib_dir = ctx.cfg.policies .. "/lib" })
+    return outside(require("steward.simulate").run, p, ev, { lib_dir = ctx.cfg.policies .. "/lib" })
   end
 
   function h.explain(id)
@@ -288,8 +304,12 @@ function M.new(ctx, session)
       d, err = decisions.get(st(), id)
     elseif type(id) == "string" then
       d, err = decisions.get_ref(st(), id)
+      if not d and not err then -- an event id: its latest decision (the last attempt)
+        local res = decisions.query(st(), { event_id = id, limit = 1000 })
+        d = res and res.decisions[#res.decisions]
+      end
     else
-      error("explain: decision_id: string (a decision id) or number expected", 2)
+      error("explain: id: a decision id or an event id expected", 2)
     end
     if not d then return nil, err or ("no decision " .. tostring(id)) end
     local view = { decision_id = d.ref, policy = d.policy, version = d.version, outcome = d.outcome,
@@ -345,13 +365,13 @@ function M.new(ctx, session)
 
   function h.reload()
     admin("reload")
-    return ctx.registry:reload("REPL")
+    return outside(ctx.registry.reload, ctx.registry, "REPL")
   end
 
   function h.rollback(name, version)
     admin("rollback")
     if type(name) ~= "string" then error("rollback: name: string expected", 2) end
-    return ctx.registry:rollback(name, version)
+    return outside(ctx.registry.rollback, ctx.registry, name, version)
   end
 
   function h.audit(f)
