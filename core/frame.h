@@ -33,7 +33,7 @@ int frame_type_valid(unsigned char t);
 void frame_header(unsigned char out[FRAME_HEADER], unsigned char t, uint32_t len);
 
 typedef struct frame_decoder {
-    size_t max;                        /* largest payload accepted (<= FRAME_MAX_PAYLOAD) */
+    size_t max; /* largest payload accepted (<= FRAME_MAX_PAYLOAD) */
     unsigned char hdr[FRAME_HEADER];
     size_t hdr_have;
     unsigned char type;

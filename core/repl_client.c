@@ -83,6 +83,7 @@ static void report(struct client *c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
+    /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start is right above */
     vsnprintf(c->err, sizeof c->err, fmt, ap);
     va_end(ap);
     if (!c->at_prompt) {
@@ -300,7 +301,7 @@ static int connect_socket(struct client *c)
                sizeof sa.sun_path - 1);
         return -1;
     }
-    strcpy(sa.sun_path, c->path);
+    memcpy(sa.sun_path, c->path, strlen(c->path) + 1);
     c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         report(c, "cannot connect to %s: %s (is the daemon running? `make run` starts it)", c->path,
@@ -376,11 +377,10 @@ static char *socket_from_config(const char *file)
     } else {
         lua_pushstring(L, file ? file : "steward.lua");
         lua_pushboolean(L, file != NULL);
-        if (lua_pcall(L, 2, 2, 0) != 0)
-            err = lua_tostring(L, -1);
-        else if (lua_isstring(L, -2))
+        int failed = lua_pcall(L, 2, 2, 0) != 0;
+        if (!failed && lua_isstring(L, -2))
             path = strdup(lua_tostring(L, -2));
-        else if (lua_isstring(L, -1))
+        else if (failed || lua_isstring(L, -1))
             err = lua_tostring(L, -1);
     }
     if (!path)
@@ -681,6 +681,7 @@ int repl_main(int argc, char **argv, repl_usage_fn usage)
     if (!path || install_sigint() != 0 || attach(&c, "steward-repl", c.color, &banner) != 0) {
         detach(&c);
         free(path);
+        free(banner);
         return 1;
     }
     printf("%s\n%s", banner, hint_line);

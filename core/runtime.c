@@ -10,12 +10,12 @@
 #include <string.h>
 
 #include "core_modules.h"
-#include "version.h"
 #include "embedded.h"
 #include "guard.h"
 #include "log.h"
 #include "registry.h"
 #include "task.h"
+#include "version.h"
 
 static uv_loop_t loop;
 static lua_State *L_main;
