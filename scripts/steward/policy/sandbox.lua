@@ -9,6 +9,7 @@
 -- ffi, jit), and coroutines the policy did not create cannot be resumed by it (a task's
 -- coroutine belongs to the scheduler).
 local guard = require "steward.guard"
+local effects = require "steward.effects"
 local log = require "steward.log"
 local fs = require "steward.fs"
 
@@ -192,7 +193,8 @@ local function make_require(box)
       end
       local mod = require(name)
       if type(mod) == "table" then
-        m = box.view(mod, callback_overrides(box, name, mod))
+        -- Callbacks run under the policy's budgets; side effects are recorded (steward.effects).
+        m = box.view(mod, effects.overrides(name, mod, callback_overrides(box, name, mod)))
       else
         m = mod
       end
