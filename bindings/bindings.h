@@ -5,6 +5,7 @@
 #include <lua.h>
 
 int luaopen_steward_time(lua_State *L);
+int luaopen_steward_pg(lua_State *L);
 int luaopen_steward_json(lua_State *L);
 int luaopen_steward_log(lua_State *L);
 int luaopen_steward_http(lua_State *L);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "duration.h"
+#include "pg_conn.h"
 #include "store.h"
 
 #define DEFAULT_POOL      4
@@ -26,16 +27,6 @@
 #define CONNECT_TIMEOUT   10000 /* ms for one connection attempt */
 #define CLOSE_NOW_SECONDS 30.0
 
-/* Type OIDs (pg_type.h is a server header; these numbers are fixed). */
-#define OID_BOOL    16
-#define OID_BYTEA   17
-#define OID_INT8    20
-#define OID_INT2    21
-#define OID_INT4    23
-#define OID_OID     26
-#define OID_FLOAT4  700
-#define OID_FLOAT8  701
-#define OID_NUMERIC 1700
 
 /* ---- queues ---- */
 
@@ -101,17 +92,13 @@ enum phase {
     P_COMMIT,
 };
 
-struct watcher { /* freed by its close callback, so a connection can drop it at any time */
-    uv_poll_t h;
-};
-
 struct pg;
 
 struct conn {
     struct pg *p;
     PGconn *pg;
     enum cstate state;
-    struct watcher *w;
+    pgc_watch_t *w;
     int want_write;
     uv_timer_t timer; /* reconnect backoff, or the connect deadline */
     uint64_t backoff_ms;
@@ -281,47 +268,6 @@ static const char *code_of_state(const char *s)
     return STORE_CODE_ERROR;
 }
 
-/* "message (detail)" of a failed result into buf. */
-static void result_message(const PGresult *r, char *buf, size_t n)
-{
-    const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    const char *detail = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) : NULL;
-    if (!msg)
-        msg = r ? PQresultErrorMessage(r) : "";
-    if (!msg || !*msg)
-        msg = "unknown error";
-    if (detail)
-        snprintf(buf, n, "%s (%s)", msg, detail);
-    else
-        snprintf(buf, n, "%s", msg);
-    size_t l = strlen(buf);
-    while (l > 0 && (buf[l - 1] == '\n' || buf[l - 1] == ' '))
-        buf[--l] = 0;
-}
-
-static int result_ok(const PGresult *r)
-{
-    ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-    return s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK || s == PGRES_EMPTY_QUERY;
-}
-
-/* libpq's message, one line, without the trailing newline. */
-static void conn_message(PGconn *c, const char *fallback, char *buf, size_t n)
-{
-    const char *m = c ? PQerrorMessage(c) : NULL;
-    const char *src = m && *m ? m : fallback;
-    size_t l = 0;
-    for (; *src && l + 1 < n; src++) { /* one line: whitespace runs become one space */
-        char ch = (*src == '\n' || *src == '\t') ? ' ' : *src;
-        if (ch == ' ' && (l == 0 || buf[l - 1] == ' '))
-            continue;
-        buf[l++] = ch;
-    }
-    buf[l] = 0;
-    while (l > 0 && buf[l - 1] == ' ')
-        buf[--l] = 0;
-}
-
 /* ---- forward declarations ---- */
 
 static void kick(struct pg *p);
@@ -366,11 +312,6 @@ static void fail_queue(struct pg *p, struct queue *q, const char *code, const ch
 
 /* ---- the socket watcher ---- */
 
-static void watcher_closed(uv_handle_t *h)
-{
-    free(h);
-}
-
 static void on_poll(uv_poll_t *h, int status, int events);
 
 /* A request pending (or the open, or a close) keeps the loop running; an idle pool does not. */
@@ -380,68 +321,39 @@ static void watch_ref(struct conn *k)
         return;
     struct pg *p = k->p;
     int ref = k->state == C_BUSY || (!p->open_reported && k == &p->conns[0]);
-    if (ref)
-        uv_ref((uv_handle_t *)&k->w->h);
-    else
-        uv_unref((uv_handle_t *)&k->w->h);
+    pgc_watch_ref(k->w, ref);
 }
 
 /* Stops watching before libpq may close (or replace) the socket: libuv must forget the fd
  * while it is still ours. */
 static void watch_drop(struct conn *k)
 {
-    if (!k->w)
-        return;
-    uv_poll_stop(&k->w->h);
-    k->w->h.data = NULL;
-    uv_close((uv_handle_t *)&k->w->h, watcher_closed);
-    k->w = NULL;
+    pgc_watch_drop(&k->w);
 }
 
 static int watch_new(struct conn *k, int events)
 {
-    int fd = PQsocket(k->pg);
-    if (fd < 0)
+    if (!(k->w = pgc_watch_new(k->p->base.loop, k->pg, events, on_poll, k)))
         return -1;
-    struct watcher *w = calloc(1, sizeof *w);
-    if (!w)
-        return -1;
-    if (uv_poll_init(k->p->base.loop, &w->h, fd) != 0) {
-        free(w);
-        return -1;
-    }
-    w->h.data = k;
-    k->w = w;
-    uv_poll_start(&w->h, events, on_poll);
     watch_ref(k);
     return 0;
 }
 
 static void watch_set(struct conn *k, int events)
 {
-    if (k->w)
-        uv_poll_start(&k->w->h, events, on_poll);
+    pgc_watch_set(k->w, events);
     watch_ref(k);
 }
 
 /* After a PQsend*: push the output; 0, or -1 when the connection broke (handled). */
 static int after_send(struct conn *k, int sent)
 {
-    if (!sent) {
-        char msg[300];
-        conn_message(k->pg, "cannot send", msg, sizeof msg);
+    char msg[300];
+    if (pgc_flush(k->pg, sent, &k->want_write, msg, sizeof msg) != 0) {
         conn_broken(k, msg);
         return -1;
     }
-    int f = PQflush(k->pg);
-    if (f < 0) {
-        char msg[300];
-        conn_message(k->pg, "cannot send", msg, sizeof msg);
-        conn_broken(k, msg);
-        return -1;
-    }
-    k->want_write = f == 1;
-    watch_set(k, UV_READABLE | (f == 1 ? UV_WRITABLE : 0));
+    watch_set(k, UV_READABLE | (k->want_write ? UV_WRITABLE : 0));
     return 0;
 }
 
@@ -487,30 +399,10 @@ static void connect_failed(struct conn *k, const char *msg)
     schedule_retry(k);
 }
 
-static void silent_notice(void *arg, const char *message)
-{
-    (void)arg; /* NOTICEs ("relation already exists, skipping") are not errors: drop them */
-    (void)message;
-}
-
 /* Starts a connection attempt; NULL with msg set when it failed at once. */
 static PGconn *start_conn(const struct pg *p, char *msg, size_t msglen)
 {
-    /* Ours first: a later keyword (the user's, in dbname's expansion) overrides them. */
-    const char *const kw[] = {"client_encoding", "fallback_application_name", "dbname", NULL};
-    const char *const val[] = {"UTF8", "steward", p->conninfo, NULL};
-    PGconn *c = PQconnectStartParams(kw, val, 1);
-    if (!c) {
-        snprintf(msg, msglen, "out of memory");
-        return NULL;
-    }
-    if (PQstatus(c) == CONNECTION_BAD) {
-        conn_message(c, "cannot connect", msg, msglen);
-        PQfinish(c);
-        return NULL;
-    }
-    PQsetNoticeProcessor(c, silent_notice, NULL);
-    return c;
+    return pgc_start(p->conninfo, "steward", NULL, msg, msglen);
 }
 
 static void conn_connect(struct conn *k)
@@ -539,27 +431,17 @@ static void on_conn_timer(uv_timer_t *t)
 
 static void connect_step(struct conn *k)
 {
-    watch_drop(k); /* PQconnectPoll may close the socket and open another */
-    PostgresPollingStatusType st = PQconnectPoll(k->pg);
     char msg[400];
-    switch (st) {
-    case PGRES_POLLING_READING:
-    case PGRES_POLLING_WRITING:
-        if (watch_new(k, st == PGRES_POLLING_READING ? UV_READABLE : UV_WRITABLE) != 0)
-            connect_failed(k, "cannot watch the connection's socket");
-        return;
-    case PGRES_POLLING_OK:
-        if (PQsetnonblocking(k->pg, 1) != 0 || watch_new(k, UV_READABLE) != 0) {
-            conn_message(k->pg, "cannot set up the connection", msg, sizeof msg);
-            connect_failed(k, msg);
-            return;
-        }
+    switch (pgc_connect_step(k->pg, &k->w, k->p->base.loop, on_poll, k, msg, sizeof msg)) {
+    case PGC_WAIT: watch_ref(k); return;
+    case PGC_DONE:
+        watch_ref(k);
         /* Reads run as single statements in implicit transactions; making those read-only
          * costs nothing here, while writes say BEGIN READ WRITE. */
         k->state = C_SETUP;
         send_simple(k, P_SETUP, "SET default_transaction_read_only = on");
         return;
-    default: conn_message(k->pg, "cannot connect", msg, sizeof msg); connect_failed(k, msg);
+    default: connect_failed(k, msg);
     }
 }
 
@@ -713,24 +595,24 @@ static int take_result(store_req_t *req, store_result_t *r, const PGresult *res)
             const char *s = PQgetvalue(res, row, c);
             size_t n = (size_t)PQgetlength(res, row, c);
             switch (PQftype(res, c)) {
-            case OID_INT2:
-            case OID_INT4:
-            case OID_INT8:
-            case OID_OID:
+            case PGC_OID_INT2:
+            case PGC_OID_INT4:
+            case PGC_OID_INT8:
+            case PGC_OID_OID:
                 v->type = STORE_INT;
                 v->v.i = parse_int(s);
                 break;
-            case OID_FLOAT4:
-            case OID_FLOAT8:
-            case OID_NUMERIC:
+            case PGC_OID_FLOAT4:
+            case PGC_OID_FLOAT8:
+            case PGC_OID_NUMERIC:
                 v->type = STORE_REAL;
                 v->v.d = strtod(s, NULL);
                 break;
-            case OID_BOOL:
+            case PGC_OID_BOOL:
                 v->type = STORE_INT;
                 v->v.i = s[0] == 't';
                 break;
-            case OID_BYTEA: {
+            case PGC_OID_BYTEA: {
                 size_t bn = 0;
                 unsigned char *b = PQunescapeBytea((const unsigned char *)s, &bn);
                 if (!b)
@@ -856,7 +738,7 @@ static void stmt_start(struct conn *k)
         case STORE_INT:
             snprintf(nb, 32, "%lld", (long long)v->v.i);
             values[j] = nb;
-            types[j] = OID_INT8;
+            types[j] = PGC_OID_INT8;
             break;
         case STORE_REAL:
             if (isnan(v->v.d))
@@ -866,7 +748,7 @@ static void stmt_start(struct conn *k)
             else
                 snprintf(nb, 32, "%.17g", v->v.d);
             values[j] = nb;
-            types[j] = OID_FLOAT8;
+            types[j] = PGC_OID_FLOAT8;
             break;
         case STORE_TEXT:
             if (memchr(v->v.s, 0, v->len)) {
@@ -884,7 +766,7 @@ static void stmt_start(struct conn *k)
             values[j] = v->len ? v->v.s : "";
             lengths[j] = (int)v->len;
             formats[j] = 1;
-            types[j] = OID_BYTEA;
+            types[j] = PGC_OID_BYTEA;
             break;
         default: types[j] = used[j] ? 0 : 25;
         }
@@ -998,14 +880,14 @@ static void command_done(struct conn *k, PGresult *res)
 {
     struct pg *p = k->p;
     char msg[600];
-    int ok = result_ok(res);
+    int ok = pgc_result_ok(res);
     if (!ok)
-        result_message(res, msg, sizeof msg);
+        pgc_result_message(res, msg, sizeof msg);
     const char *code =
         ok ? NULL : code_of_state(res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL);
     if (PQstatus(k->pg) == CONNECTION_BAD) {
         if (ok || !res)
-            conn_message(k->pg, "connection lost", msg, sizeof msg);
+            pgc_conn_message(k->pg, "connection lost", msg, sizeof msg);
         if (res)
             PQclear(res);
         conn_broken(k, msg);
@@ -1178,52 +1060,32 @@ static void conn_io(struct conn *k, int readable, int writable)
 {
     char msg[400];
     if (writable && k->want_write) {
-        int f = PQflush(k->pg);
-        if (f < 0) {
-            conn_message(k->pg, "cannot send", msg, sizeof msg);
+        if (pgc_flush(k->pg, 1, &k->want_write, msg, sizeof msg) != 0) {
             conn_broken(k, msg);
             return;
         }
-        k->want_write = f == 1;
-        watch_set(k, UV_READABLE | (f == 1 ? UV_WRITABLE : 0));
+        watch_set(k, UV_READABLE | (k->want_write ? UV_WRITABLE : 0));
     }
     if (!readable)
         return;
-    if (!PQconsumeInput(k->pg)) {
-        conn_message(k->pg, "connection lost", msg, sizeof msg);
+    if (pgc_consume(k->pg, msg, sizeof msg) != 0) {
         conn_broken(k, msg);
         return;
     }
     if (k->state == C_IDLE) { /* nothing asked: a notice, or the server saying goodbye */
-        PGresult *r;
-        while (!PQisBusy(k->pg) && (r = PQgetResult(k->pg)))
-            PQclear(r);
-        if (PQstatus(k->pg) == CONNECTION_BAD) {
-            conn_message(k->pg, "connection lost", msg, sizeof msg);
+        if (pgc_drain_idle(k->pg, msg, sizeof msg) != 0)
             conn_broken(k, msg);
-        }
         return;
     }
-    while (!PQisBusy(k->pg)) {
-        PGresult *r = PQgetResult(k->pg);
-        if (!r) {
-            PGresult *res = k->res;
-            k->res = NULL;
-            command_done(k, res);
-            return;
-        }
-        /* keep the first error, else the last result */
-        if (k->res && !result_ok(k->res)) {
-            PQclear(r);
-        } else {
-            if (k->res)
-                PQclear(k->res);
-            k->res = r;
-        }
+    switch (pgc_collect(k->pg, &k->res, msg, sizeof msg)) {
+    case PGC_DONE: {
+        PGresult *res = k->res;
+        k->res = NULL;
+        command_done(k, res);
+        return;
     }
-    if (PQstatus(k->pg) == CONNECTION_BAD) {
-        conn_message(k->pg, "connection lost", msg, sizeof msg);
-        conn_broken(k, msg);
+    case PGC_FAIL: conn_broken(k, msg); return;
+    default: return;
     }
 }
 
