@@ -17,7 +17,7 @@ trap daemon_cleanup EXIT
 daemon_config() {
     cat > "$D/steward.lua" <<CFG
 return {
-  listen = "127.0.0.1:0", store = "sqlite:$D/steward.db", policies = "$D/policies",
+  listen = "127.0.0.1:0", store = "${STEWARD_TEST_STORE:-sqlite:$D/steward.db}", policies = "$D/policies",
   var_dir = "$D/var", admin_socket = "$D/var/steward.sock",
   $1
 }

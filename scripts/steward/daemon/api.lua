@@ -7,8 +7,9 @@ local auth = require "steward.auth"
 local decisions = require "steward.store.decisions"
 local policy_ctx = require "steward.policy_ctx"
 local guard = require "steward.guard"
+local store_health = require "steward.store_health"
 
-local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
+local type, pairs, ipairs, tostring, tonumber, xpcall = type, pairs, ipairs, tostring, tonumber, xpcall
 local format = string.format
 
 local M = {}
@@ -51,8 +52,33 @@ function M.parse_query(q)
   return out
 end
 
+-- The answer while the store cannot be reached: clients retry after Retry-After seconds
+-- (the health probe's period; the store reconnects in the background).
+local RETRY_AFTER = { ["retry-after"] = "1" }
+local function unavailable(message)
+  return fail(503, "store_unavailable", message, nil, RETRY_AFTER)
+end
+M.unavailable = unavailable
+
+local function traceback(e) return { err = e, tb = debug.traceback(tostring(e), 2) } end
+
+-- Runs a handler; a request that met an unreachable store (its own store call failed with
+-- code "unavailable") and did not succeed answers 503 store_unavailable, whatever the route
+-- made of the failure (a 404, a 409, a 500 or a Lua error).
+local function run_handler(health, fn, req, principal)
+  health:take_failure() -- a task's earlier use (it may be reused) does not count
+  local ok, status, headers, body = xpcall(fn, traceback, req, principal)
+  local failed = health:take_failure()
+  if failed and (not ok or type(status) ~= "number" or (status >= 300 and status ~= 503)) then
+    return unavailable("the store cannot be reached: " .. tostring(failed))
+  end
+  if not ok then error(status.tb, 0) end
+  return status, headers, body
+end
+
 -- Wraps a handler with authentication and the permission it needs (nil: public).
 local function guarded(ctx, route, permission, fn)
+  local health = ctx.store_health
   return function(req)
     local status, headers, body
     local principal
@@ -68,7 +94,13 @@ local function guarded(ctx, route, permission, fn)
           format("role %s may not %s", principal.role, permission))
       end
     end
-    if not status then status, headers, body = fn(req, principal) end
+    if not status then
+      if health then
+        status, headers, body = run_handler(health, fn, req, principal)
+      else
+        status, headers, body = fn(req, principal)
+      end
+    end
     m_requests:inc(1, route, status)
     return status, headers, body
   end
@@ -132,7 +164,9 @@ local function post_events(ctx, req, principal)
   local res
   res, err = events.append(ctx.store, valid, { texts = texts, now = now })
   if not res then
-    return fail(503, "store_unavailable", "the events were not committed: " .. tostring(err), nil, { ["retry-after"] = "1" })
+    -- Not committed, or a COMMIT whose outcome is unknown: either way no 202. A retry with
+    -- the same ids is deduplicated by the log's unique id, so nothing is lost or doubled.
+    return unavailable("the events were not committed: " .. tostring(err))
   end
   m_accepted:inc(res.accepted)
   if res.duplicates > 0 then m_duplicate:inc(res.duplicates) end
@@ -185,7 +219,7 @@ local function get_events(ctx, req, principal)
   local res, err = events.query(ctx.store, filter)
   if not res then
     if tostring(err):match("cursor") then return fail(400, "invalid_query", err) end
-    return fail(503, "store_unavailable", tostring(err), nil, { ["retry-after"] = "1" })
+    return unavailable(tostring(err))
   end
   return reply(200, { events = json.array(res.events), next_cursor = res.next_cursor or json.null })
 end
@@ -196,7 +230,7 @@ local function get_dead_letters(ctx, req, principal)
   local q = M.parse_query(req.query)
   local res, err = ctx.dispatch:dead_letters({ policy = q.policy, limit = q.limit, cursor = q.cursor,
                                               tenant = principal.tenant })
-  if not res then return fail(503, "store_unavailable", tostring(err), nil, { ["retry-after"] = "1" }) end
+  if not res then return unavailable(tostring(err)) end
   return reply(200, { dead_letters = json.array(res.dead_letters), next_cursor = res.next_cursor or json.null })
 end
 
@@ -232,7 +266,7 @@ local function post_token(ctx, req)
   if #errors > 0 then return fail(400, "invalid_token_spec", "bad token specification", { errors = errors }) end
   local tok
   tok, err = ctx.auth:create({ role = spec.role, tenant = spec.tenant ~= json.null and spec.tenant or nil, name = spec.name })
-  if not tok then return fail(503, "store_unavailable", tostring(err), nil, { ["retry-after"] = "1" }) end
+  if not tok then return unavailable(tostring(err)) end
   return reply(201, tok)
 end
 
@@ -293,7 +327,7 @@ local function get_decisions(ctx, req)
   if not ok then return fail(400, "invalid_query", tostring(res)) end
   if not res then
     if tostring(err):match("cursor") then return fail(400, "invalid_query", err) end
-    return fail(503, "store_unavailable", tostring(err), nil, { ["retry-after"] = "1" })
+    return unavailable(tostring(err))
   end
   for _, d in ipairs(res.decisions) do d.decision_id = d.ref; d.ref = nil; d.id = nil end
   return reply(200, { decisions = json.array(res.decisions), next_cursor = res.next_cursor or json.null })
@@ -379,10 +413,21 @@ local function healthz() return reply(200, { status = "ok" }) end
 
 local function readyz(ctx)
   local problems = {}
-  if not ctx.store_ok() then problems[#problems + 1] = "store" end
+  local details = {}
+  local health = ctx.store_health
+  if not ctx.store_ok() then
+    problems[#problems + 1] = "store"
+  elseif health and not health.up then
+    problems[#problems + 1] = "store"
+    local st = health:status()
+    details.store = { backend = st.backend, error = st.error or json.null, down_since = st.down_since }
+  end
   if not ctx.policies_loaded then problems[#problems + 1] = "policies" end
   if #problems > 0 then
-    return fail(503, "not_ready", "not ready: " .. table.concat(problems, ", "), { waiting_for = json.array(problems) })
+    details.waiting_for = json.array(problems)
+    local msg = "not ready: " .. table.concat(problems, ", ")
+    if details.store then msg = msg .. " (" .. tostring(details.store.error) .. ")" end
+    return fail(503, "not_ready", msg, details, RETRY_AFTER)
   end
   return reply(200, { status = "ready" })
 end
@@ -392,8 +437,20 @@ local function get_metrics(ctx)
   return 200, { ["content-type"] = "text/plain; version=0.0.4; charset=utf-8" }, metrics.render()
 end
 
--- install(router, ctx): ctx = {cfg, store, auth, dispatch, store_ok(), policies_loaded}
+-- install(router, ctx): ctx = {cfg, store, auth, dispatch, store_ok(), policies_loaded, bg}; sets
+-- ctx.store_health (steward.store_health) unless the caller did.
 function M.install(router, ctx)
+  -- Store health: every store call's outcome, a probe while down (cancelled with ctx.bg at
+  -- shutdown), /readyz and steward_store_up.
+  if ctx.store and not ctx.store_health then
+    ctx.store_health = store_health.attach(ctx.store)
+    if ctx.bg then ctx.bg[#ctx.bg + 1] = ctx.store_health:start("1s") end
+  end
+  local health = ctx.store_health
+  if health then
+    metrics.gauge("steward_store_up", "1 while the store answers, 0 while it cannot be reached", {},
+      function() return health.up and 1 or 0 end)
+  end
   local function add(method, pattern, permission, fn)
     router:add(method, pattern, guarded(ctx, pattern, permission, function(req, principal)
       return fn(ctx, req, principal)
@@ -413,6 +470,8 @@ function M.install(router, ctx)
   add("POST", "/v1/policies/reload", "operate", post_reload)
   add("POST", "/v1/policies/{name}/rollback", "operate", post_rollback)
   add("POST", "/v1/policies/{name}/simulate", "read", post_simulate)
+  -- Cluster view (steward.cluster, docs/operations.md): instances, leader, heartbeats, load.
+  add("GET", "/v1/cluster", "operate", function(c) return reply(require("steward.cluster").view(c)) end)
   add("GET", "/metrics", not ctx.cfg.metrics_public and "read" or nil, get_metrics)
   add("GET", "/healthz", nil, healthz)
   add("GET", "/readyz", nil, readyz)
