@@ -37,8 +37,9 @@ end
 function M.record(kind, detail)
   local list = current()
   if not list then return end
-  if #list >= MAX then
-    list.truncated = (list.truncated or 0) + 1
+  if #list >= MAX then -- the last entry counts what was not kept (the list stays a JSON array)
+    if #list == MAX then list[MAX + 1] = { kind = "truncated", count = 0 } end
+    list[MAX + 1].count = list[MAX + 1].count + 1
     return
   end
   detail.kind = kind

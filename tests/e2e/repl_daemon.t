@@ -15,6 +15,15 @@ return {
   decide = function(input) return { doubled = input.x * 2 } end,
 }
 POL
+cat > "$D/policies/fx.lua" <<'POL'
+return {
+  name = "demo.fx",
+  decide = function(input)
+    local res = require("steward.http").request{ url = "http://127.0.0.1:1/hook", timeout = 2 }
+    return { delivered = res ~= nil }
+  end,
+}
+POL
 daemon_config 'admin_readonly_uids = { 65534 },'
 daemon_start || exit 1
 S=$D/var/steward.sock
@@ -83,10 +92,10 @@ check '[ "$(cat "$D/out")" = 0 ]' "an interrupted tail leaves no subscription be
 
 # the helpers
 ev 'status().store.healthy, status().policies.loaded'
-check '[ "$(cat "$D/out")" = "$(printf "true\n1")" ]' "status() reports store health and policies"
+check '[ "$(cat "$D/out")" = "$(printf "true\n2")" ]' "status() reports store health and policies"
 ev 'policies()'
 check 'grep -q "demo.ping" "$D/out" && grep -q "runs" "$D/out"' "policies() lists each policy with its runs"
-ev 'return policies()[1].runs >= 1'
+ev 'for _, p in ipairs(policies()) do if p.name == "demo.ping" then return p.runs >= 1 end end'
 check '[ "$(cat "$D/out")" = true ]' "policies() counts handler runs"
 ev 'events.find{type = "demo.*"}'
 check 'grep -q e-1 "$D/out" && grep -q e-3 "$D/out"' "events.find queries the log"
@@ -98,6 +107,10 @@ ref=$(curl -s -H "Authorization: Bearer $TOKEN" -d '{"x": 21}' "http://127.0.0.1
 for _ in $(seq 100); do ev "return explain('$ref') ~= nil"; [ "$(cat "$D/out")" = true ] && break; sleep 0.05; done
 ev "local e = explain('$ref') return e.policy, e.input.x, e.result.doubled, e.outcome"
 check '[ "$(cat "$D/out")" = "$(printf "\"demo.ping\"\n21\n42\n\"ok\"")" ]' "explain(decision_id): input, result, outcome"
+ref=$(curl -s -H "Authorization: Bearer $TOKEN" -d '{}' "http://127.0.0.1:$PORT/v1/decide/demo.fx" | sed -n 's/.*"decision_id":"\([^"]*\)".*/\1/p')
+for _ in $(seq 100); do ev "return explain('$ref') ~= nil"; [ "$(cat "$D/out")" = true ] && break; sleep 0.05; done
+ev "local e = explain('$ref') return e.side_effects[1].kind, e.side_effects[1].url, e.side_effects[1].error ~= nil"
+check '[ "$(cat "$D/out")" = "$(printf "\"http\"\n\"http://127.0.0.1:1/hook\"\ntrue")" ]' "explain shows the side effects a decision caused (its HTTP call)"
 ev 'require("steward.time").after(3600, {type = "demo.later"}, {key = "t1"}) return #timers()'
 check '[ "$(cat "$D/out")" = 1 ] || grep -q "1" "$D/out"' "timers() lists pending durable timers"
 ev 'return dead_letters()[1]'
@@ -105,7 +118,7 @@ check '[ "$(cat "$D/out")" = nil ]' "dead_letters() is empty when nothing failed
 ev 'requeue(999999)'
 check 'grep -q "not found" "$D/out" "$D/err"' "requeue of an unknown id says not found"
 ev 'reload().loaded'
-check '[ "$(cat "$D/out")" = 1 ]' "reload() reloads the policies"
+check '[ "$(cat "$D/out")" = 2 ]' "reload() reloads the policies"
 ev 'local p = profile(0.3) return p.samples >= 0 and p.functions ~= nil'
 check '[ "$(cat "$D/out")" = true ]' "profile(seconds) samples and ranks functions"
 ev 'help()'

@@ -7,6 +7,7 @@ local auth = require "steward.auth"
 local decisions = require "steward.store.decisions"
 local policy_ctx = require "steward.policy_ctx"
 local guard = require "steward.guard"
+local effects = require "steward.effects"
 local store_health = require "steward.store_health"
 
 local type, pairs, ipairs, tostring, tonumber, xpcall = type, pairs, ipairs, tostring, tonumber, xpcall
@@ -304,13 +305,16 @@ local function decide(ctx, req)
     dctx = policy_ctx.new(p, { tenant = tenant })
     p.decide_ctx[key] = dctx
   end
+  local fx = effects.begin() -- what decide() does besides deciding (HTTP calls...), for the log
   local ok, result, kind = guard.run(p.budget or { name = name }, p.decide, input, dctx)
+  effects.finish()
   local took = time.monotonic() - t0
   m_decide:observe(took, name)
   local outcome = ok and "ok" or (kind == "cpu" and "timeout" or "error")
   m_decisions:inc(1, name, outcome)
   local ref = ctx.decision_log:record({ policy = name, version = p.version, input = input, outcome = outcome,
-    result = ok and result or nil, error = not ok and result or nil, duration = took })
+    result = ok and result or nil, error = not ok and result or nil, duration = took,
+    side_effects = fx and #fx > 0 and fx or nil })
   if not ok then
     return fail(500, "policy_error", tostring(result):match("^[^\n]*"),
       { decision_id = ref, policy = { name = name, version = p.version } })
