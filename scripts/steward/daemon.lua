@@ -1,7 +1,9 @@
 -- steward run: the daemon. Loads the configuration, opens the store, loads the policies,
 -- recovers unfinished handling, serves the HTTP API, fires durable timers, and shuts down
 -- cleanly on SIGTERM/SIGINT (stop accepting, let running handlers finish within a deadline,
--- flush the store). SIGHUP reloads the policies.
+-- flush the store). SIGHUP reloads the policies. On a PostgreSQL store the daemon runs in
+-- cluster mode (steward.cluster): handling is shared by bucket leases, and the singleton duties
+-- (timers, cron, retention) run only on the elected leader.
 local config = require "steward.config"
 local log = require "steward.log"
 local fs = require "steward.fs"
@@ -31,8 +33,9 @@ local function start_background(ctx)
   local due = require "steward.daemon.due"
   -- Durable timers and cron schedules become events in the log, then go to dispatch.
   -- (time.every skips a tick while the previous run is still going.)
+  local function singleton() return not ctx.cluster or ctx.cluster:is_leader() end
   ctx.bg[#ctx.bg + 1] = time.every("250ms", function()
-    if ctx.stopping then return end
+    if ctx.stopping or not singleton() then return end
     local fired = due.fire(ctx.store, time.now())
     if #fired > 0 then ctx.dispatch:notify(fired) end
   end)
@@ -41,11 +44,14 @@ local function start_background(ctx)
   end)
   -- Retention of the decision log.
   local decisions = require "steward.store.decisions"
-  ctx.bg[#ctx.bg + 1] = time.every("1h", function()
-    if ctx.stopping then return end
+  local function purge()
+    if ctx.stopping or not singleton() then return end
     local n, err = decisions.purge(ctx.store, { before = time.now() - ctx.cfg.decision_retention })
     if not n then log.warn("decision log purge failed", { error = err }) end
-  end)
+  end
+  ctx.bg[#ctx.bg + 1] = time.every("1h", purge)
+  -- A new leader purges at once: the old one may have died before its hourly run.
+  ctx.on_leader = function(yes) if yes then task.spawn({ name = "purge" }, purge) end end
   -- Event-loop lag: how late a 100 ms timer runs.
   local lag = metrics.gauge("steward_event_loop_lag_seconds", "How late a 100ms timer ran, last sample", {})
   local last = time.monotonic()
@@ -128,6 +134,12 @@ function M.main(args)
     ctx.policies = set
     ctx.dispatch:set_policies(set)
   end })
+  if require("steward.cluster").enabled(st) then
+    ctx.cluster = require("steward.cluster").new({ store = st, dispatch = ctx.dispatch, registry = ctx.registry,
+      url = cfg.store, pid = ctx.pid, on_leader = function(yes) if ctx.on_leader then ctx.on_leader(yes) end end })
+    ctx.dispatch:set_cluster(ctx.cluster)
+    ctx.registry.instance = ctx.cluster.id
+  end
   local summary
   summary, err = ctx.registry:reload("start")
   if not summary then die(1, err) end
@@ -135,6 +147,10 @@ function M.main(args)
   recovered, err = ctx.dispatch:recover()
   if not recovered then die(1, "recovery failed: " .. tostring(err)) end
   log.info("recovery", { events = recovered })
+  if ctx.cluster then
+    ok, err = ctx.cluster:start()
+    if not ok then die(1, err) end
+  end
   ctx.policies_loaded = true
   ctx.registry:watch()
 
@@ -157,6 +173,7 @@ function M.main(args)
   if not srv then die(1, "cannot listen on " .. cfg.listen .. ": " .. tostring(err)) end
   log.info("listening", { listener = "http", address = host .. ":" .. srv:port() })
   ctx.server = srv
+  if ctx.cluster then ctx.cluster.address = host .. ":" .. srv:port() end
   start_background(ctx)
 
   -- The main task waits for a stop signal; the signal handler cancels this waiter.
@@ -183,9 +200,11 @@ function M.main(args)
   if not srv:wait_closed(deadline) then
     log.warn("HTTP requests still in flight at the shutdown deadline")
   end
+  if ctx.cluster then ctx.cluster:quiesce() end
   local drained = ctx.dispatch:drain(math.max(0, deadline - (time.monotonic() - t_close)))
   if not drained then log.warn("handlers still running at the shutdown deadline; they run again at the next start") end
   ctx.dispatch:checkpoint()
+  if ctx.cluster then ctx.cluster:stop() end
   ctx.decision_log:close()
   st:close()
   ctx.store_closed = true

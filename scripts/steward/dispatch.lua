@@ -4,6 +4,10 @@
 -- after the handler succeeds, so after a crash only unfinished handlings run again. A
 -- handler that keeps failing is retried with exponential backoff and jitter, then parked as
 -- a dead letter with its error.
+-- In cluster mode (several daemons on one PostgreSQL, steward.cluster) the cluster module
+-- decides which (policy, key) this instance may handle: keys hash into buckets, each bucket
+-- leased by one instance; events reach the queues through D:offer from the cluster's log
+-- scanner instead of straight from notify.
 local task = require "steward.task"
 local time = require "steward.time"
 local log = require "steward.log"
@@ -72,6 +76,8 @@ function M.new(opts)
     done_buf = {},     -- completions not yet written
     stopping = false,
     idle_waiters = {},
+    cluster = nil,     -- steward.cluster instance, in cluster mode
+    bucket_load = {},  -- bucket -> events queued or running (cluster mode)
   }, D)
   return d
 end
@@ -220,9 +226,12 @@ local function runner(d, p, q)
       q.items[q.head] = nil
       q.head = q.head + 1
       local cur = d.policies[p.name] or p -- a reloaded policy handles the next event
-      handle_one(d, cur, ev)
+      -- A bucket whose lease ran out may already be another instance's: its queued events
+      -- are left to that owner, which rescans from before them.
+      if not q.bucket or d.cluster:may_run(q.bucket) then handle_one(d, cur, ev) end
       d.inflight[p.name][ev.seq] = nil
       d.depth = d.depth - 1
+      if q.bucket then d.bucket_load[q.bucket] = d.bucket_load[q.bucket] - 1 end
       m_queue:set(d.depth)
     end
     q.running = false
@@ -255,19 +264,20 @@ local function key_of(p, ev)
   return k == nil and "" or tostring(k)
 end
 
--- Queues a committed event (with seq) for one policy.
-function D:enqueue(p, ev)
+-- Queues a committed event (with seq) for one policy. (bucket, key: cluster mode.)
+function D:enqueue(p, ev, bucket, key)
   local inflight = self.inflight[p.name]
   if inflight[ev.seq] then return end
   inflight[ev.seq] = true
   if (self.high[p.name] or 0) < ev.seq then self.high[p.name] = ev.seq end
   local qs = self.queues[p.name]
-  local key = key_of(p, ev)
+  key = key or key_of(p, ev)
   local q = qs[key]
   if not q then
-    q = { items = {}, head = 1, tail = 0, running = false }
+    q = { items = {}, head = 1, tail = 0, running = false, bucket = bucket }
     qs[key] = q
   end
+  if bucket then self.bucket_load[bucket] = (self.bucket_load[bucket] or 0) + 1 end
   q.tail = q.tail + 1
   q.items[q.tail] = ev
   self.depth = self.depth + 1
@@ -299,6 +309,7 @@ end
 function D:notify(list)
   for _, ev in ipairs(list) do taps.publish("event", ev) end
   if self.stopping then return end
+  if self.cluster then return self.cluster:poke() end -- the log scanner offers them
   for _, ev in ipairs(list) do
     if ev.seq then
       for _, p in pairs(self.policies) do
@@ -307,6 +318,34 @@ function D:notify(list)
     end
   end
 end
+
+-- offer(ev, takes, done): cluster mode. Queues ev for every policy that wants it and whose
+-- (policy, key) falls in a bucket takes(bucket) accepts; done["policy:seq"] marks handlings
+-- already recorded (by this instance or an earlier owner).
+function D:offer(ev, takes, done)
+  if self.stopping then return end
+  local bucket_of = self.cluster.bucket_of
+  for name, p in pairs(self.policies) do
+    if p.handle and p.matches(ev.type) and not (done and done[name .. ":" .. ev.seq]) then
+      local key = key_of(p, ev)
+      local b = bucket_of(name, key)
+      if takes(b) and wanted(p, ev) then self:enqueue(p, ev, b, key) end
+    end
+  end
+end
+
+-- low_mark(high): every event at or below it that this instance took is finished.
+function D:low_mark(high)
+  local low = high
+  for _, set in pairs(self.inflight) do
+    for seq in pairs(set) do
+      if seq - 1 < low then low = seq - 1 end
+    end
+  end
+  return low
+end
+
+function D:set_cluster(c) self.cluster = c end
 
 -- Where each policy's recovery scan starts: every event at or below it is handled.
 function D:load_cursors()
@@ -332,6 +371,8 @@ function D:recover()
       if not ok then return nil, cerr end
       from = last
     end
+    -- Cluster mode: each bucket's owner rescans when it takes the bucket (steward.cluster).
+    if self.cluster then goto next_policy end
     local done = {}
     local rows, herr = self.st:sql("SELECT seq FROM handled WHERE policy = $1 AND seq > $2", name, from)
     if not rows then return nil, herr end
@@ -343,6 +384,7 @@ function D:recover()
       end
     end
     self.high[name] = math.max(self.high[name] or 0, last)
+    ::next_policy::
   end
   return total
 end
@@ -350,6 +392,7 @@ end
 -- Moves each policy's cursor up to just below its oldest unfinished event, so the next
 -- recovery scans little, and completion records below it can be purged.
 function D:checkpoint()
+  if self.cluster then return true end -- the cluster's leader moves the cursors
   for name in pairs(self.policies) do
     local low
     for seq in pairs(self.inflight[name] or {}) do
@@ -410,6 +453,7 @@ function D:requeue(id, tenant)
     { "DELETE FROM handled WHERE policy = $1 AND seq = $2", dl.policy, dl.seq },
   })
   if not ok then return nil, err end
+  if self.cluster then return self.cluster:redo(dl.policy, dl.seq) end -- the key's owner runs it
   self:enqueue(p, ev)
   return true
 end

@@ -45,12 +45,29 @@ local function parse_error(file, err)
 end
 
 -- Every new version goes into the store in one atomic batch (one commit for a whole reload).
-local function remember_versions(self, list)
+-- In cluster mode (PostgreSQL, self.instance set by the daemon) the same unit records the
+-- cluster's current version of each policy and NOTIFYs the other instances, so the
+-- announcement is sent if and only if the change committed. Loading at start-up announces
+-- nothing: a restarting instance with an old directory must not override the cluster.
+local function remember_versions(self, list, reason)
   if not self.st or #list == 0 then return end
   local stmts, now = {}, time.now()
   for i, p in ipairs(list) do
     stmts[i] = { "INSERT INTO policy_versions (name, version, file, source, created) " ..
       "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, version) DO NOTHING", p.name, p.version, p.file, p.source, now }
+  end
+  if self.instance and self.st:backend() == "postgres" then
+    local start, names = reason == "start", {}
+    for _, p in ipairs(list) do
+      names[#names + 1] = p.name
+      stmts[#stmts + 1] = { "INSERT INTO policy_current (name, version, instance, updated) VALUES ($1, $2, $3, $4) " ..
+        (start and "ON CONFLICT (name) DO NOTHING" or "ON CONFLICT (name) DO UPDATE SET version = excluded.version, " ..
+        "instance = excluded.instance, updated = excluded.updated"), p.name, p.version, self.instance, now }
+    end
+    if not start then
+      stmts[#stmts + 1] = { "SELECT pg_notify('steward_policies', $1)",
+        require("steward.json").encode({ instance = self.instance, reason = reason, policies = names }) }
+    end
   end
   local ok, err = self.st:batch(stmts)
   if not ok then log.warn("cannot record the policy versions", { count = #list, error = err }) end
@@ -108,7 +125,7 @@ function R:reload(reason)
   m_loaded:set(n)
   m_reloads:inc(1, #failed > 0 and "partial" or "ok")
   if self.on_swap then self.on_swap(next_set) end
-  remember_versions(self, fresh) -- after the swap: the new versions run while this commits
+  remember_versions(self, fresh, reason) -- after the swap: the new versions run while this commits
   table.sort(changed); table.sort(removed); table.sort(failed)
   log.info("policies loaded", { reason = reason, loaded = n, changed = table.concat(changed, ","),
     removed = table.concat(removed, ","), failed = #failed })

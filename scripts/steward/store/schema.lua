@@ -125,4 +125,47 @@ store.register_migrations("audit", {
   ]] },
 })
 
+-- Cluster mode (steward.cluster, docs/operations.md): several daemons on one PostgreSQL. The
+-- tables exist on SQLite too (one migration history for both backends) but stay empty there.
+-- Times are the database's clock (epoch seconds), so instances never compare their own clocks.
+store.register_migrations("cluster", {
+  { version = 1, sql = both [[
+    CREATE TABLE cluster_instances (
+      id {text} PRIMARY KEY,
+      host TEXT NOT NULL,
+      pid INTEGER NOT NULL,
+      address TEXT,
+      started DOUBLE PRECISION NOT NULL,
+      last_heartbeat DOUBLE PRECISION NOT NULL,
+      leader INTEGER NOT NULL,
+      load TEXT,
+      stopped DOUBLE PRECISION);
+    CREATE TABLE cluster_leader (
+      id INTEGER PRIMARY KEY,
+      holder {text} NOT NULL,
+      lease_until DOUBLE PRECISION NOT NULL,
+      since DOUBLE PRECISION NOT NULL);
+    CREATE TABLE dispatch_buckets (
+      bucket INTEGER PRIMARY KEY,
+      owner {text} NOT NULL,
+      lease_until DOUBLE PRECISION NOT NULL,
+      since DOUBLE PRECISION NOT NULL);
+    CREATE INDEX dispatch_buckets_owner ON dispatch_buckets (owner);
+    CREATE TABLE dispatch_marks (
+      instance {text} PRIMARY KEY,
+      low BIGINT NOT NULL,
+      updated DOUBLE PRECISION NOT NULL);
+    CREATE TABLE dispatch_redo (
+      policy {text} NOT NULL,
+      seq BIGINT NOT NULL,
+      created DOUBLE PRECISION NOT NULL,
+      PRIMARY KEY (policy, seq));
+    CREATE TABLE policy_current (
+      name {text} PRIMARY KEY,
+      version TEXT NOT NULL,
+      instance TEXT,
+      updated DOUBLE PRECISION NOT NULL);
+  ]] },
+})
+
 return true
