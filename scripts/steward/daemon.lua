@@ -36,6 +36,7 @@ local function start_background(ctx)
   local function singleton() return not ctx.cluster or ctx.cluster:is_leader() end
   ctx.bg[#ctx.bg + 1] = time.every("250ms", function()
     if ctx.stopping or not singleton() then return end
+    if not ctx.store_health.up then return end -- the probe says when it is back; no log flood
     local fired = due.fire(ctx.store, time.now())
     if #fired > 0 then ctx.dispatch:notify(fired) end
   end)
@@ -118,6 +119,9 @@ function M.main(args)
   store.set_default(st)
   ctx.store = st
   ctx.store_ok = function() return ctx.store ~= nil and not ctx.store_closed end
+  -- Watches every store call from here on (start-up included): /readyz and 503s read it.
+  ctx.store_health = require("steward.store_health").attach(st)
+  ctx.bg[#ctx.bg + 1] = ctx.store_health:start("1s")
   log.info("store open", { store = cfg.store:gsub("//([^:/@]+):[^@]*@", "//%1:***@") })
 
   ctx.auth, err = auth.new({ store = st, admin_token = cfg.admin_token, var_dir = cfg.var_dir })

@@ -18,6 +18,7 @@ local metrics = require "steward.metrics"
 local policy_ctx = require "steward.policy_ctx"
 local guard = require "steward.guard"
 local taps = require "steward.taps"
+local effects = require "steward.effects"
 
 local type, pairs, ipairs, tostring, pcall = type, pairs, ipairs, tostring, pcall
 local random, min, floor = math.random, math.min, math.floor
@@ -163,7 +164,9 @@ end
 
 -- The task body: guard.run returns true, results... or false, err, kind; a budget overrun
 -- is reported as the handler's failure.
-local function guard_run(p, ev, ctx)
+local function guard_run(p, ev, ctx, fx)
+  -- The handler's HTTP calls, mails, timers and events go to its decision (steward.effects).
+  fx.list = effects.begin()
   return guard.run(p.budget or { name = p.name }, p.handle, ev, ctx)
 end
 
@@ -174,10 +177,11 @@ local function handle_one(d, p, ev)
     attempt = attempt + 1
     local t0 = time.monotonic()
     local ctx = policy_ctx.new(p, { event_id = ev.id, tenant = ev.tenant, attempt = attempt })
+    local fx = {}
     -- Each run gets its own copy of the event: a policy cannot change what the next sees.
     -- Policy code runs under its CPU and memory budgets (steward.guard); handler_timeout
     -- bounds the whole run, waits included.
-    local h = task.spawn({ name = p.name, timeout = p.timeout or d.handler_timeout }, guard_run, p, copy_event(ev), ctx)
+    local h = task.spawn({ name = p.name, timeout = p.timeout or d.handler_timeout }, guard_run, p, copy_event(ev), ctx, fx)
     local joined, gok, gerr, kind = h:join()
     local ok, err = true, nil
     if not joined then
@@ -191,7 +195,8 @@ local function handle_one(d, p, ev)
     m_latency:observe(took, p.name)
     if d.dlog then
       d.dlog:record({ policy = p.name, version = p.version, event_id = ev.id, duration = took,
-        outcome = outcome, error = not ok and err or nil })
+        outcome = outcome, error = not ok and err or nil,
+        side_effects = fx.list and #fx.list > 0 and fx.list or nil })
     end
     if ok then
       m_runs:inc(1, p.name, "ok")

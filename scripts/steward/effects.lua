@@ -3,33 +3,34 @@
 -- REPL) can say what a decision *did*, not only what it returned. The sandbox wraps those
 -- functions for policies (steward.policy.sandbox); a run opts in with begin()/finish() on
 -- its task. Entries are summaries (no bodies), and a run keeps at most MAX of them.
-local task = require "steward.task"
-
 local M = {}
 
 local MAX = 100
-local runs = {} -- task.current() (the task's id) -> list
+-- Keyed by the running coroutine, weakly: a run that never reaches finish() (its task was
+-- cancelled) leaves nothing that outlives the coroutine, and a recycled coroutine starts over
+-- at its next begin().
+local runs = setmetatable({}, { __mode = "k" })
 
 local function current()
-  local t = task.current()
-  return t and runs[t]
+  local co = coroutine.running()
+  return co and runs[co]
 end
 
--- begin(): start recording for the running task.
+-- begin() -> the list that records the running task's side effects from now on.
 function M.begin()
-  local t = task.current()
-  if not t then return nil end
+  local co = coroutine.running()
+  if not co then return nil end
   local list = {}
-  runs[t] = list
+  runs[co] = list
   return list
 end
 
 -- finish() -> the list recorded for the running task (and stop recording).
 function M.finish()
-  local t = task.current()
-  if not t then return nil end
-  local list = runs[t]
-  runs[t] = nil
+  local co = coroutine.running()
+  if not co then return nil end
+  local list = runs[co]
+  runs[co] = nil
   return list
 end
 

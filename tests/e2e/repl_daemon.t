@@ -11,7 +11,11 @@ check() { n=$((n + 1)); if eval "$1"; then echo "ok $n - $2"; else echo "not ok 
 cat > "$D/policies/ping.lua" <<'POL'
 return {
   name = "demo.ping", on = { "demo.*" },
-  handle = function(ev, ctx) ctx.kv():put("last", ev.id) return "pong" end,
+  handle = function(ev, ctx)
+    ctx.kv():put("last", ev.id)
+    if ev.type == "demo.ping" then require("steward.time").after("1h", { type = "demo.later" }, { key = ev.id }) end
+    return "pong"
+  end,
   decide = function(input) return { doubled = input.x * 2 } end,
 }
 POL
@@ -112,7 +116,9 @@ for _ in $(seq 100); do ev "return explain('$ref') ~= nil"; [ "$(cat "$D/out")" 
 ev "local e = explain('$ref') return e.side_effects[1].kind, e.side_effects[1].url, e.side_effects[1].error ~= nil"
 check '[ "$(cat "$D/out")" = "$(printf "\"http\"\n\"http://127.0.0.1:1/hook\"\ntrue")" ]' "explain shows the side effects a decision caused (its HTTP call)"
 ev 'require("steward.time").after(3600, {type = "demo.later"}, {key = "t1"}) return #timers()'
-check '[ "$(cat "$D/out")" = 1 ] || grep -q "1" "$D/out"' "timers() lists pending durable timers"
+check '[ "$(cat "$D/out")" = 2 ]' "timers() lists pending durable timers (the handler's and this one)"
+ev 'local e = explain("e-1") return e.side_effects[1].kind, e.side_effects[1].event'
+check '[ "$(cat "$D/out")" = "$(printf "\"timer\"\n\"demo.later\"")" ]' "explain shows a handler's side effects (the durable timer it set)"
 ev 'return dead_letters()[1]'
 check '[ "$(cat "$D/out")" = nil ]' "dead_letters() is empty when nothing failed"
 ev 'requeue(999999)'
