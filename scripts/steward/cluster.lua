@@ -54,11 +54,6 @@ local function bucket_of(policy, key)
 end
 M.bucket_of = bucket_of
 
-local function env_num(name, default)
-  local v = tonumber(os.getenv(name) or "")
-  return v and v > 0 and v or default
-end
-
 function M.enabled(st) return st:backend() == "postgres" end
 
 -- The libpq connection string of a store URL, without steward's own pool options.
@@ -88,17 +83,18 @@ local function hostname()
   return "unknown"
 end
 
--- new{store, dispatch, registry, url, pid, on_leader = fn(bool)}
+-- new{store, dispatch, registry, url, pid, on_leader = fn(bool), lease, heartbeat, poll}
+-- (the durations come from the config's `cluster` table)
 function M.new(opts)
-  local lease = env_num("STEWARD_CLUSTER_LEASE", 5)
+  local lease = opts.lease or 5
   local host = hostname()
   local c = setmetatable({
     st = opts.store, d = opts.dispatch, registry = opts.registry, url = opts.url,
     host = host, pid = opts.pid, on_leader = opts.on_leader,
     id = format("%s-%d-%s", host, opts.pid, require("steward.crypto").hex(require("steward.crypto").random(3))),
     lease = lease,
-    beat = env_num("STEWARD_CLUSTER_HEARTBEAT", lease / 5),
-    poll = env_num("STEWARD_CLUSTER_POLL", 0.1),
+    beat = opts.heartbeat or lease / 5,
+    poll = opts.poll or 0.1,
     owned = {},      -- bucket -> local deadline (monotonic) of our lease
     releasing = {},  -- bucket -> mark cap: we give it up (or lost it); nothing after cap is ours
     high = 0,        -- every seq <= high was read (or is in gaps)

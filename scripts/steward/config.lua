@@ -123,6 +123,17 @@ local SCHEMA = {
                      return v
                    end, "per-tenant settings over policy_config" },
   decision_retention = { "duration", 30 * 86400, nil, "decision log rows older than this are purged" },
+  cluster      = { "table", {}, function(v)
+                     for k, x in pairs(v) do
+                       if k ~= "lease" and k ~= "heartbeat" and k ~= "poll" then
+                         return nil, format("unknown field '%s' (lease, heartbeat, poll)", tostring(k))
+                       end
+                       local secs, err = duration(x)
+                       if not secs or secs <= 0 then return nil, format("%s: %s", k, err or "must be greater than 0") end
+                       v[k] = secs
+                     end
+                     return v
+                   end, "several instances on PostgreSQL: {lease, heartbeat, poll} durations (docs/operations.md)" },
   limits       = { "table", nil, LIMITS, "limits (see docs/configuration.md)" },
 }
 M.SCHEMA, M.LIMITS = SCHEMA, LIMITS

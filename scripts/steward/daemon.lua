@@ -140,6 +140,7 @@ function M.main(args)
   end })
   if require("steward.cluster").enabled(st) then
     ctx.cluster = require("steward.cluster").new({ store = st, dispatch = ctx.dispatch, registry = ctx.registry,
+      lease = cfg.cluster.lease, heartbeat = cfg.cluster.heartbeat, poll = cfg.cluster.poll,
       url = cfg.store, pid = ctx.pid, on_leader = function(yes) if ctx.on_leader then ctx.on_leader(yes) end end })
     ctx.dispatch:set_cluster(ctx.cluster)
     ctx.registry.instance = ctx.cluster.id

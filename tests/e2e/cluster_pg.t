@@ -27,7 +27,8 @@ pg_start || { echo "1..1"; echo "not ok 1 - PostgreSQL starts"; exit 1; }
 
 TOKEN=cluster-test-admin-token-0123456789
 NTIMERS=24
-export RECORD_FILE="$T/record.txt" STEWARD_CLUSTER_LEASE=${STEWARD_CLUSTER_LEASE:-3}
+export RECORD_FILE="$T/record.txt"
+LEASE=${CLUSTER_LEASE:-3}
 : > "$RECORD_FILE"; : > "$T/kills"; : > "$T/acked"
 mkdir -p "$T/policies"
 cat > "$T/policies/record.lua" <<'POL'
@@ -64,7 +65,8 @@ start() {
     mkdir -p "$T/$i"
     cat > "$T/$i/steward.lua" <<CFG
 return { listen = "127.0.0.1:0", store = "$PG_URL", policies = "$T/policies",
-  var_dir = "$T/$i/var", admin_socket = "$T/$i/var/steward.sock", admin_token = "$TOKEN" }
+  var_dir = "$T/$i/var", admin_socket = "$T/$i/var/steward.sock", admin_token = "$TOKEN",
+  cluster = { lease = $LEASE } }
 CFG
     INSTANCE=$i "$BIN" run -c "$T/$i/steward.lua" 2>>"$T/$i/log" &
     PID[$i]=$!
