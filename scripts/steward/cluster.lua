@@ -145,10 +145,16 @@ function C:heartbeat()
 end
 
 -- Renews our bucket leases; a bucket the database no longer gives us is lost at once.
+-- Only the buckets we still hold are renewed: one whose local deadline passed (the store was
+-- out of reach longer than the margin) dropped its queued events, so it must come back through
+-- balance(), which rescans it, and not be kept alive silently while nobody handles it.
 function C:renew()
+  local held = {}
+  for b in pairs(self.owned) do held[#held + 1] = format("%d", b) end
+  if #held == 0 then return end
   local sent = time.monotonic()
-  local res, err = self.st:exec("UPDATE dispatch_buckets SET lease_until = " .. NOW .. " + $2 WHERE owner = $1 RETURNING bucket",
-    self.id, self.lease)
+  local res, err = self.st:exec("UPDATE dispatch_buckets SET lease_until = " .. NOW .. " + $2 WHERE owner = $1 " ..
+    "AND bucket IN (" .. concat(held, ",") .. ") RETURNING bucket", self.id, self.lease)
   if not res then
     log.warn("cluster: lease renewal failed", { error = tostring(err) })
     return
@@ -258,10 +264,13 @@ function C:balance()
     end
   end
   if mine >= fair then return end
+  -- Free: never held, expired, or still ours in the database although we lost it here (our
+  -- local deadline keeps a margin before the database's): nobody else can hold it, so we take
+  -- it back at once, with a rescan, instead of waiting for the lease to run out.
   local free = {}
   for b = 0, M.BUCKETS - 1 do
     local r = row_of[b]
-    if (not r or r.expired == 1) and not self.owned[b] then free[#free + 1] = b end
+    if (not r or r.expired == 1 or r.owner == self.id) and not self.owned[b] then free[#free + 1] = b end
   end
   if #free == 0 then return end
   for i = #free, 2, -1 do -- shuffled, so instances starting together do not collide
@@ -280,7 +289,8 @@ function C:balance()
   local res, err = st:batch({
     { "INSERT INTO dispatch_buckets (bucket, owner, lease_until, since) VALUES " .. concat(values, ",") ..
       " ON CONFLICT (bucket) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until, " ..
-      "since = excluded.since WHERE dispatch_buckets.lease_until < " .. NOW .. " RETURNING bucket", unpack(args) },
+      "since = excluded.since WHERE dispatch_buckets.lease_until < " .. NOW .. " OR dispatch_buckets.owner = $1 " ..
+      "RETURNING bucket", unpack(args) },
     { "SELECT MIN(low) AS low FROM dispatch_marks" },
     { "UPDATE dispatch_marks SET low = LEAST(low, (SELECT MIN(low) FROM dispatch_marks)) WHERE instance = $1", self.id },
   })
@@ -294,7 +304,7 @@ function C:balance()
     got = got + 1
     self.owned[r.bucket] = sent + self.lease * 0.8
     self.releasing[r.bucket] = nil
-    if row_of[r.bucket] then
+    if row_of[r.bucket] and row_of[r.bucket].owner ~= self.id then
       self.stats.takeovers = self.stats.takeovers + 1
       m_takeovers:inc(1)
     end

@@ -132,6 +132,7 @@ function M.main(args)
     store = st, decision_log = ctx.decision_log, concurrency = cfg.limits.dispatch_concurrency,
     handler_timeout = cfg.limits.handler_timeout, retry_attempts = cfg.limits.retry_attempts,
     retry_base = cfg.limits.retry_base, retry_max = cfg.limits.retry_max,
+    store_health = ctx.store_health,
   })
   ctx.registry = policy_reload.new({ dir = cfg.policies, store = st,
     overlays = { env = cfg.policy_config, tenants = cfg.tenant_config }, on_swap = function(set)

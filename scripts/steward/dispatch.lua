@@ -75,9 +75,11 @@ function M.new(opts)
     high = {},         -- policy -> highest seq handed to it
     saved = {},        -- policy -> cursor last written
     done_buf = {},     -- completions not yet written
+    unflushed = {},    -- "policy:seq" -> true: a completion not yet written (in done_buf)
     stopping = false,
     idle_waiters = {},
     cluster = nil,     -- steward.cluster instance, in cluster mode
+    health = opts.store_health, -- steward.store_health: while the store is down, handlers wait
     bucket_load = {},  -- bucket -> events queued or running (cluster mode)
   }, D)
   return d
@@ -99,9 +101,18 @@ end
 -- Completion records are written in groups: one INSERT for every handling that ended in the
 -- last few milliseconds. A crash before the write means those handlers run again, which
 -- at-least-once allows; it never means an unfinished handler is taken for done.
+-- Records that could not be written while the store was down are kept and written once it is
+-- back (d.unflushed names them, so that a cluster rescan meanwhile does not queue those events
+-- again, behind later events of their key).
 local FLUSH_DELAY, FLUSH_ROWS = 0.005, 400
 
+local function await_store(d)
+  while d.health and not d.health.up and not d.stopping do time.sleep(0.25) end
+end
+
+-- flush_done(d) -> true, or false when some records were kept for another try.
 local function flush_done(d)
+  local keep = {}
   while #d.done_buf > 0 do
     local buf = d.done_buf
     d.done_buf = {}
@@ -119,18 +130,33 @@ local function flush_done(d)
         table.concat(values, ",") ..
         " ON CONFLICT (policy, seq) DO UPDATE SET status = 'done', attempts = excluded.attempts, finished = excluded.finished"
       local ok, err = d.st:batch({ stmt })
-      if not ok then log.error("cannot record completions", { count = last - first + 1, error = err }) end
+      local kept = not ok and d.health and not d.health.up and not d.stopping
+      if kept then
+        for i = first, last do keep[#keep + 1] = buf[i] end
+        log.warn("cannot record completions yet; they are written when the store is back",
+          { count = last - first + 1, error = err })
+      else
+        if not ok then log.error("cannot record completions", { count = last - first + 1, error = err }) end
+        for i = first, last do d.unflushed[buf[i][1] .. ":" .. buf[i][2]] = nil end
+      end
     end
   end
+  if #keep == 0 then return true end
+  d.done_buf = keep
+  return false
 end
 
 local function record_done(d, p, ev, attempts)
   local buf = d.done_buf
   buf[#buf + 1] = { p.name, ev.seq, attempts }
+  d.unflushed[p.name .. ":" .. ev.seq] = true
   if d.flushing then return end
   d.flushing = task.spawn({ name = "dispatch.flush" }, function()
     time.sleep(FLUSH_DELAY)
-    flush_done(d)
+    while not flush_done(d) do
+      await_store(d)
+      if d.stopping then break end -- drain() makes the last attempt
+    end
     d.flushing = nil
   end)
 end
@@ -171,9 +197,17 @@ local function guard_run(p, ev, ctx, fx)
 end
 
 -- Runs one event through one policy, with retries; returns when it is done or dead.
-local function handle_one(d, p, ev)
+-- While the store cannot be reached, a handler neither starts nor spends its retries: it
+-- waits (the health probe notices the store's return within a second).
+-- (bucket: cluster mode.) A bucket lost while its handler waited for the store (the lease
+-- ran out meanwhile) is no longer ours to run: the event is left, unrecorded, to the bucket's
+-- next owner, which rescans from our mark, still below it (possibly this instance again).
+local function handle_one(d, p, ev, bucket)
   local attempt = 0
   while true do
+    await_store(d)
+    if d.stopping then return end
+    if bucket and not d.cluster:may_run(bucket) then return end
     attempt = attempt + 1
     local t0 = time.monotonic()
     local ctx = policy_ctx.new(p, { event_id = ev.id, tenant = ev.tenant, attempt = attempt })
@@ -205,14 +239,22 @@ local function handle_one(d, p, ev)
     end
     m_runs:inc(1, p.name, outcome)
     if d.stopping then return end -- not recorded: runs again after the restart
-    if attempt >= d.attempts then
+    local store_down = d.health and not d.health.up
+    if store_down then
+      -- It failed while the store was down (likely because of it): not counted as an attempt;
+      -- the loop waits for the store, then runs it again.
+      attempt = attempt - 1
+      log.info("handler failed while the store is unavailable; it runs again when the store is back",
+        { policy = p.name, event = ev.id, error = tostring(err):match("^[^\n]*") })
+    elseif attempt >= d.attempts then
       park(d, p, ev, err, attempt)
       return
+    else
+      local wait = backoff(d, attempt)
+      log.info("handler failed, will retry", { policy = p.name, event = ev.id, attempt = attempt,
+        retry_in = format("%.3fs", wait), error = tostring(err):match("^[^\n]*") })
+      time.sleep(wait)
     end
-    local wait = backoff(d, attempt)
-    log.info("handler failed, will retry", { policy = p.name, event = ev.id, attempt = attempt,
-      retry_in = format("%.3fs", wait), error = tostring(err):match("^[^\n]*") })
-    time.sleep(wait)
     if d.stopping then return end
   end
 end
@@ -233,7 +275,7 @@ local function runner(d, p, q)
       local cur = d.policies[p.name] or p -- a reloaded policy handles the next event
       -- A bucket whose lease ran out may already be another instance's: its queued events
       -- are left to that owner, which rescans from before them.
-      if not q.bucket or d.cluster:may_run(q.bucket) then handle_one(d, cur, ev) end
+      if not q.bucket or d.cluster:may_run(q.bucket) then handle_one(d, cur, ev, q.bucket) end
       d.inflight[p.name][ev.seq] = nil
       d.depth = d.depth - 1
       if q.bucket then d.bucket_load[q.bucket] = d.bucket_load[q.bucket] - 1 end
@@ -331,7 +373,8 @@ function D:offer(ev, takes, done)
   if self.stopping then return end
   local bucket_of = self.cluster.bucket_of
   for name, p in pairs(self.policies) do
-    if p.handle and p.matches(ev.type) and not (done and done[name .. ":" .. ev.seq]) then
+    local id = name .. ":" .. ev.seq
+    if p.handle and p.matches(ev.type) and not (done and done[id]) and not self.unflushed[id] then
       local key = key_of(p, ev)
       local b = bucket_of(name, key)
       if takes(b) and wanted(p, ev) then self:enqueue(p, ev, b, key) end

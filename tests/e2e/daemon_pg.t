@@ -51,6 +51,14 @@ cat > "$D/policies/mark.lua" <<'POL'
 return { name = "test.mark", on = { "load.*", "after.*" },
   handle = function(ev, ctx) assert(ctx.kv():put(ev.id, { type = ev.type })) end }
 POL
+# A handler that is running when PostgreSQL goes away: its store write fails mid-outage.
+cat > "$D/policies/slow.lua" <<'POL'
+return { name = "test.slow", on = { "slow.*" },
+  handle = function(ev, ctx)
+    require("steward.time").sleep(1.5)
+    assert(ctx.kv():put(ev.id, { type = ev.type }))
+  end }
+POL
 daemon_config "store = \"$PG_URL\", log_level = \"info\",
   limits = { retry_attempts = 3, retry_base = \"50ms\", retry_max = \"200ms\" },"
 daemon_start || { echo "1..1"; echo "not ok 1 - the daemon starts on PostgreSQL"; exit 1; }
@@ -63,7 +71,10 @@ wait_for 20 at_least acked 300; ok $? "the load generator gets events acknowledg
 
 # ---- PostgreSQL goes away ----
 before_503=$(progress 503)
+curl -s -o /dev/null -H "$H" -H 'content-type: application/json' -d '{"type":"slow.one","id":"slow-1"}' \
+    "http://127.0.0.1:$PORT/v1/events"
 pg_ctl_stop
+outage_t0=$SECONDS
 wait_for 10 readyz_is 503; ok $? "readyz turns 503 once PostgreSQL is gone"
 $PY - "$D/readyz.json" <<'EOF' 2>&1 | diag
 import json, sys
@@ -94,6 +105,8 @@ ok $? "steward_store_up is 0 while it is down"
 alive; ok $? "the daemon is running while PostgreSQL is down"
 
 # ---- PostgreSQL is back ----
+# (the slow handler's write must fall inside the outage: keep it down at least 3 s)
+while [ $((SECONDS - outage_t0)) -lt 4 ]; do sleep 0.1; done
 pg_ctl_start || { echo "# PostgreSQL did not start again"; }
 wait_for 20 readyz_is 200; ok $? "readyz is 200 again without a restart"
 after=$(progress acked)
@@ -138,6 +151,35 @@ curl -s -o "$D/b" -H "$H" -H 'content-type: application/json' \
 handled_after() { [ "$(PSQL "SELECT count(*) FROM kv WHERE key IN ('after-1','after-2')")" = 2 ]; }
 wait_for 20 handled_after; ok $? "events posted after the restart are handled (kv written)"
 
+# Handlers waited out the outage instead of spending their retries: every acknowledged event
+# was handled, none became a dead letter (retry_attempts is 3, the outage longer than that).
+nacked=$($PY -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["acked"]))' "$D/load.json")
+all_handled() { [ "$(PSQL "SELECT count(*) FROM kv WHERE ns = 'policy:test.mark' AND key <> 'after-1' AND key <> 'after-2'")" -ge "$nacked" ]; }
+wait_for 30 all_handled; ok $? "every acknowledged event was handled ($nacked)"
+slow_handled() { [ "$(PSQL "SELECT count(*) FROM kv WHERE ns = 'policy:test.slow' AND key = 'slow-1'")" = 1 ]; }
+wait_for 20 slow_handled; ok $? "a handler whose store write failed during the outage ran again after it"
+[ "$(PSQL "SELECT count(*) FROM dead_letters")" = 0 ]; ok $? "no dead letters: handlers waited for the store instead of spending their retries"
+
+# The instance handles its dispatch buckets again: the gauge counts the buckets it holds, not
+# the leases in the database (which a renewal could keep alive for buckets it had dropped).
+buckets_held() { curl -s -H "$H" "http://127.0.0.1:$PORT/metrics" | grep -qx 'steward_cluster_buckets 64'; }
+wait_for 10 buckets_held; ok $? "the instance holds all 64 dispatch buckets again after the outage"
+
+# ---- the daemon stalls (SIGSTOP) longer than its lease margin, PostgreSQL up ----
+# Its local lease deadlines pass while the database's leases may still be running: it must
+# take its buckets back, with a rescan, and handle what was posted meanwhile.
+kill -STOP "$DPID"
+sleep 4.5 # the stall itself, not a wait for an event
+curl -s -o /dev/null -H "$H" -H 'content-type: application/json' \
+    -d '[{"type":"after.stall","id":"stall-1"},{"type":"after.stall","id":"stall-2"}]' \
+    "http://127.0.0.1:$PORT/v1/events" &
+CURLPID=$!
+kill -CONT "$DPID"
+wait "$CURLPID"
+handled_stall() { [ "$(PSQL "SELECT count(*) FROM kv WHERE key IN ('stall-1','stall-2')")" = 2 ]; }
+wait_for 20 handled_stall; ok $? "after a stall longer than the lease margin, new events are handled"
+wait_for 10 buckets_held; ok $? "the instance holds all 64 dispatch buckets again after the stall"
+
 alive; ok $? "the daemon never exited"
 daemon_stop TERM
 [ "$DSTATUS" -eq 0 ]; ok $? "SIGTERM stops it cleanly (exit $DSTATUS)"
@@ -146,6 +188,7 @@ if grep -q "Sanitizer\|runtime error" "$D/log"; then
 else
     ok 0 "no sanitizer reports"
 fi
+[ -n "${STEWARD_KEEP_LOG:-}" ] && cp "$D/log" "$STEWARD_KEEP_LOG"
 [ "$fail" -eq 0 ] || { echo "# daemon log (tail):"; grep -v 'due timers\|due schedules' "$D/log" | tail -30 | diag; }
 echo "1..$n"
 exit $fail
