@@ -134,6 +134,17 @@ local SCHEMA = {
                      end
                      return v
                    end, "several instances on PostgreSQL: {lease, heartbeat, poll} durations (docs/operations.md)" },
+  alerting     = { "table", {}, function(v)
+                     for k, x in pairs(v) do
+                       if k ~= "resolve_timeout" then
+                         return nil, format("unknown field '%s' (resolve_timeout)", tostring(k))
+                       end
+                       local secs, err = duration(x)
+                       if not secs or secs <= 0 then return nil, format("%s: %s", k, err or "must be greater than 0") end
+                       v[k] = secs
+                     end
+                     return v
+                   end, "the Alertmanager API: {resolve_timeout} (docs/alerting.md)" },
   limits       = { "table", nil, LIMITS, "limits (see docs/configuration.md)" },
 }
 M.SCHEMA, M.LIMITS = SCHEMA, LIMITS

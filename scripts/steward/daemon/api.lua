@@ -476,6 +476,7 @@ function M.install(router, ctx)
   add("POST", "/v1/policies/{name}/simulate", "read", post_simulate)
   -- Cluster view (steward.cluster, docs/operations.md): instances, leader, heartbeats, load.
   add("GET", "/v1/cluster", "operate", function(c) return reply(require("steward.cluster").view(c)) end)
+  require("steward.alerting.api").install(add, ctx) -- Alertmanager API v2 (docs/alerting.md)
   add("GET", "/metrics", not ctx.cfg.metrics_public and "read" or nil, get_metrics)
   add("GET", "/healthz", nil, healthz)
   add("GET", "/readyz", nil, readyz)
