@@ -57,6 +57,23 @@ local LIMITS = {
   repl_memory      = { "number", 64 * 1024 * 1024, positive_int(64 * 1024 * 1024 * 1024), "heap growth budget of one REPL command, bytes" },
 }
 
+-- A table of durations with these fields only, each turned into seconds.
+local function durations_table(fields)
+  local allowed = {}
+  for _, f in ipairs(fields) do allowed[f] = true end
+  return function(v)
+    for k, x in pairs(v) do
+      if not allowed[k] then
+        return nil, format("unknown field '%s' (%s)", tostring(k), concat(fields, ", "))
+      end
+      local secs, err = duration(x)
+      if not secs or secs <= 0 then return nil, format("%s: %s", k, err or "must be greater than 0") end
+      v[k] = secs
+    end
+    return v
+  end
+end
+
 local function uid_list(v)
   for i, u in ipairs(v) do
     if type(u) ~= "number" or u ~= math.floor(u) or u < 0 or u > 4294967294 then
@@ -123,28 +140,10 @@ local SCHEMA = {
                      return v
                    end, "per-tenant settings over policy_config" },
   decision_retention = { "duration", 30 * 86400, nil, "decision log rows older than this are purged" },
-  cluster      = { "table", {}, function(v)
-                     for k, x in pairs(v) do
-                       if k ~= "lease" and k ~= "heartbeat" and k ~= "poll" then
-                         return nil, format("unknown field '%s' (lease, heartbeat, poll)", tostring(k))
-                       end
-                       local secs, err = duration(x)
-                       if not secs or secs <= 0 then return nil, format("%s: %s", k, err or "must be greater than 0") end
-                       v[k] = secs
-                     end
-                     return v
-                   end, "several instances on PostgreSQL: {lease, heartbeat, poll} durations (docs/operations.md)" },
-  alerting     = { "table", {}, function(v)
-                     for k, x in pairs(v) do
-                       if k ~= "resolve_timeout" then
-                         return nil, format("unknown field '%s' (resolve_timeout)", tostring(k))
-                       end
-                       local secs, err = duration(x)
-                       if not secs or secs <= 0 then return nil, format("%s: %s", k, err or "must be greater than 0") end
-                       v[k] = secs
-                     end
-                     return v
-                   end, "the Alertmanager API: {resolve_timeout} (docs/alerting.md)" },
+  cluster      = { "table", {}, durations_table({ "lease", "heartbeat", "poll" }),
+                   "several instances on PostgreSQL: {lease, heartbeat, poll} durations (docs/operations.md)" },
+  alerting     = { "table", {}, durations_table({ "resolve_timeout" }),
+                   "the Alertmanager API: {resolve_timeout} (docs/alerting.md)" },
   limits       = { "table", nil, LIMITS, "limits (see docs/configuration.md)" },
 }
 M.SCHEMA, M.LIMITS = SCHEMA, LIMITS

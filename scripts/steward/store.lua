@@ -69,6 +69,16 @@ function M.open(url)
   return setmetatable({ db = db, url = url }, Store)
 end
 
+-- dialects(template) -> {sqlite = DDL, postgres = DDL}: migrations' DDL differs between the
+-- backends only in the generated key ({serial}: AUTOINCREMENT vs BIGSERIAL) and the text
+-- collation ({text}: keys compare bytewise, "C", on PostgreSQL as they do in SQLite).
+function M.dialects(template)
+  return {
+    sqlite = template:gsub("{serial}", "INTEGER PRIMARY KEY AUTOINCREMENT"):gsub("{text}", "TEXT"),
+    postgres = template:gsub("{serial}", "BIGSERIAL PRIMARY KEY"):gsub("{text}", 'TEXT COLLATE "C"'),
+  }
+end
+
 function M.register_migrations(module, list)
   return migrate.register(module, list)
 end

@@ -4,12 +4,7 @@
 -- second INSERT breaks the primary key and its whole unit, events included, rolls back).
 local store = require "steward.store"
 
-local function both(template)
-  return {
-    sqlite = template:gsub("{text}", "TEXT"),
-    postgres = template:gsub("{text}", 'TEXT COLLATE "C"'),
-  }
-end
+local both = store.dialects
 
 store.register_migrations("alerts", {
   { version = 1, sql = both [[

@@ -3,12 +3,7 @@
 -- "sent"/"failed" after, so a key already delivered is never sent again.
 local store = require "steward.store"
 
-local function both(template)
-  return {
-    sqlite = template:gsub("{serial}", "INTEGER PRIMARY KEY AUTOINCREMENT"):gsub("{text}", "TEXT"),
-    postgres = template:gsub("{serial}", "BIGSERIAL PRIMARY KEY"):gsub("{text}", 'TEXT COLLATE "C"'),
-  }
-end
+local both = store.dialects
 
 -- key is NULL for a notification sent without one: NULLs never conflict in the UNIQUE
 -- constraint (on both backends), so such rows are history only.

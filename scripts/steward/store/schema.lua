@@ -3,12 +3,7 @@
 -- bytewise ("C") there as they do in SQLite, so ranges and cursors mean the same on both.
 local store = require "steward.store"
 
-local function both(template)
-  return {
-    sqlite = template:gsub("{serial}", "INTEGER PRIMARY KEY AUTOINCREMENT"):gsub("{text}", "TEXT"),
-    postgres = template:gsub("{serial}", "BIGSERIAL PRIMARY KEY"):gsub("{text}", 'TEXT COLLATE "C"'),
-  }
-end
+local both = store.dialects
 
 store.register_migrations("events", {
   { version = 1, sql = both [[
