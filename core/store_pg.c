@@ -876,6 +876,15 @@ static int stale_plan(const PGresult *r)
 }
 
 /* The command in flight has completed with res (NULL: no result at all). */
+/* Undoing a failed unit's savepoint failed: the group's transaction cannot go on; the units
+ * that had succeeded in it fail too, and the next unit starts over. */
+static void rollback_failed(struct conn *k)
+{
+    fail_ok_units(k, STORE_CODE_ERROR, "rolling back a failed unit failed");
+    k->group_failed = 1;
+    unit_start(k);
+}
+
 static void command_done(struct conn *k, PGresult *res)
 {
     struct pg *p = k->p;
@@ -987,9 +996,7 @@ static void command_done(struct conn *k, PGresult *res)
         if (res)
             PQclear(res);
         if (!ok) {
-            fail_ok_units(k, STORE_CODE_ERROR, "rolling back a failed unit failed");
-            k->group_failed = 1;
-            unit_start(k);
+            rollback_failed(k);
             return;
         }
         send_simple(k, P_RELEASE_FAILED, "RELEASE SAVEPOINT unit");
@@ -998,9 +1005,7 @@ static void command_done(struct conn *k, PGresult *res)
         if (res)
             PQclear(res);
         if (!ok) {
-            fail_ok_units(k, STORE_CODE_ERROR, "rolling back a failed unit failed");
-            k->group_failed = 1;
-            unit_start(k);
+            rollback_failed(k);
             return;
         }
         if (k->retried == 1 && k->dealloc_pending && cur_req(k)->err_index > 0) {
