@@ -142,8 +142,24 @@ local SCHEMA = {
   decision_retention = { "duration", 30 * 86400, nil, "decision log rows older than this are purged" },
   cluster      = { "table", {}, durations_table({ "lease", "heartbeat", "poll" }),
                    "several instances on PostgreSQL: {lease, heartbeat, poll} durations (docs/operations.md)" },
-  alerting     = { "table", {}, durations_table({ "resolve_timeout" }),
-                   "the Alertmanager API: {resolve_timeout} (docs/alerting.md)" },
+  alerting     = { "table", {}, function(v)
+                     local strings = {}
+                     for _, k in ipairs({ "external_url", "link_secret_file" }) do
+                       local x = v[k]
+                       if x ~= nil and (type(x) ~= "string" or x == "") then
+                         return nil, format("%s: expected a non-empty string", k)
+                       end
+                       strings[k], v[k] = x, nil
+                     end
+                     if strings.external_url and not strings.external_url:match("^https?://[^/]") then
+                       return nil, "external_url: expected an http:// or https:// URL"
+                     end
+                     local d, err = durations_table({ "resolve_timeout", "retention" })(v)
+                     if not d then return nil, err end
+                     for k, x in pairs(strings) do d[k] = x end
+                     return d
+                   end,
+                   "alerting: {resolve_timeout, retention, external_url, link_secret_file} (docs/alerting.md)" },
   limits       = { "table", nil, LIMITS, "limits (see docs/configuration.md)" },
 }
 M.SCHEMA, M.LIMITS = SCHEMA, LIMITS

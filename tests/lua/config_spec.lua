@@ -72,5 +72,19 @@ if doc then
     t.ok(text:find("`" .. row.key .. "`", 1, true), "docs/configuration.md documents " .. row.key)
   end
 end
+-- The alerting table: durations become seconds, strings stay, bad values name the field.
+f = write("alerting.lua", [[return { alerting = { resolve_timeout = "1m", retention = "2h", external_url = "https://steward.example.com", link_secret_file = "/etc/steward/link.key" } }]])
+cfg = assert(config.load({ file = f, getenv = env({}) }))
+t.is(cfg.alerting.resolve_timeout, 60, "alerting.resolve_timeout in seconds")
+t.is(cfg.alerting.retention, 7200, "alerting.retention in seconds")
+t.is(cfg.alerting.external_url, "https://steward.example.com", "alerting.external_url kept")
+t.is(cfg.alerting.link_secret_file, "/etc/steward/link.key", "alerting.link_secret_file kept")
+f = write("alerting_bad.lua", [[return { alerting = { external_url = "steward.example.com" } }]])
+_, err = config.load({ file = f, getenv = env({}) })
+t.like(err, "alerting.*external_url: expected an http", "a bad external_url is named")
+f = write("alerting_bad2.lua", [[return { alerting = { retention = "soon" } }]])
+_, err = config.load({ file = f, getenv = env({}) })
+t.like(err, "alerting.*retention", "a bad retention is named")
+
 os.execute("rm -rf " .. dir)
 t.done()
