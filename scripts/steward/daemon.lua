@@ -153,6 +153,11 @@ function M.main(args)
   recovered, err = ctx.dispatch:recover()
   if not recovered then die(1, "recovery failed: " .. tostring(err)) end
   log.info("recovery", { events = recovered })
+  -- From now on, events that handlers, the REPL and runtime modules append go to dispatch at
+  -- once (before recovery they would be queued twice: by the hook and by the scan).
+  require("steward.daemon.appended").dispatch = function(s, list)
+    if s == st then ctx.dispatch:notify(list) end
+  end
   if ctx.cluster then
     ok, err = ctx.cluster:start()
     if not ok then die(1, err) end

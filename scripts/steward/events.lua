@@ -113,6 +113,8 @@ function M.insert_statements(list, texts, received)
   return stmts
 end
 
+local appended = require "steward.daemon.appended"
+
 function M.append(st, list, opts)
   util.store_arg(st, "events.append")
   if type(list) ~= "table" then error("events.append: list: table expected, got " .. type(list), 2) end
@@ -137,6 +139,7 @@ function M.append(st, list, opts)
   for _, r in ipairs(res) do
     for _, row in ipairs(r.rows or {}) do new[row.id] = row.seq end
   end
+  local fresh = {}
   for i, ev in ipairs(valid) do
     result.ids[i] = ev.id
     local seq = new[ev.id]
@@ -145,11 +148,17 @@ function M.append(st, list, opts)
       result.seqs[i] = seq
       result.duplicate[i] = false
       result.accepted = result.accepted + 1
+      fresh[#fresh + 1] = ev
+      ev.seq = seq
     else
       result.duplicate[i] = true
       result.duplicates = result.duplicates + 1
     end
   end
+  -- Inside the daemon, events appended by handlers and modules go to dispatch now (the HTTP
+  -- ingest path passes dispatch = false: it notifies itself).
+  local hook = appended.dispatch
+  if hook and opts.dispatch ~= false and #fresh > 0 then hook(st, fresh) end
   return result
 end
 

@@ -163,7 +163,7 @@ local function post_events(ctx, req, principal)
       format("%d of %d events are invalid; none was accepted", #errors, #list), { errors = errors })
   end
   local res
-  res, err = events.append(ctx.store, valid, { texts = texts, now = now })
+  res, err = events.append(ctx.store, valid, { texts = texts, now = now, dispatch = false })
   if not res then
     -- Not committed, or a COMMIT whose outcome is unknown: either way no 202. A retry with
     -- the same ids is deduplicated by the log's unique id, so nothing is lost or doubled.
