@@ -29,6 +29,11 @@ local format, concat, min, max, ceil, floor = string.format, table.concat, math.
 local M = {}
 
 M.BUCKETS = 64
+-- How much of a lease we use: we stop running a bucket's events at sent + lease * MARGIN, the
+-- database lets another instance take it at lease. The rest is slack for a stalled process
+-- (a handler that started just before our deadline and a loaded machine): half a lease, with
+-- renewals every fifth of one, tolerates a stall of lease/2 without two owners at once.
+M.MARGIN = 0.5
 local NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
 local LOCK_KEY = 1937012581 -- "stwd" + 1: the migration lock is 1937012580
 local CHANNEL = "steward_policies"
@@ -161,7 +166,7 @@ function C:renew()
   end
   -- Our deadline starts when the request left, before the database stamped the lease, and
   -- keeps a margin: we stop before anyone else may start.
-  local deadline = sent + self.lease * 0.8
+  local deadline = sent + self.lease * M.MARGIN
   local back = {}
   for _, r in ipairs(res.rows or {}) do back[r.bucket] = true end
   for b in pairs(self.owned) do
@@ -177,6 +182,13 @@ function C:lose(b)
   local cap = self.d:low_mark(self.high)
   if not self.releasing[b] or self.releasing[b] > cap then self.releasing[b] = cap end
   log.warn("cluster: bucket lease lost", { bucket = b })
+end
+
+-- dropped(b, seq): dispatch dropped b's queued events from seq on because our lease ran out
+-- (possibly before renew() noticed): our mark must stay below them until b is rescanned.
+function C:dropped(b, seq)
+  local cap = seq - 1
+  if not self.releasing[b] or self.releasing[b] > cap then self.releasing[b] = cap end
 end
 
 local function local_low(self)
@@ -302,7 +314,7 @@ function C:balance()
   for _, r in ipairs(res[1].rows or {}) do
     new[r.bucket] = true
     got = got + 1
-    self.owned[r.bucket] = sent + self.lease * 0.8
+    self.owned[r.bucket] = sent + self.lease * M.MARGIN
     self.releasing[r.bucket] = nil
     if row_of[r.bucket] and row_of[r.bucket].owner ~= self.id then
       self.stats.takeovers = self.stats.takeovers + 1
@@ -427,7 +439,7 @@ function C:lease_leader()
     "WHERE cluster_leader.holder = excluded.holder OR cluster_leader.lease_until < " .. NOW .. " RETURNING holder",
     self.id, self.lease)
   if res and res.rows and res.rows[1] then
-    self.leader_deadline = sent + self.lease * 0.8
+    self.leader_deadline = sent + self.lease * M.MARGIN
     set_leader(self, true)
   elseif res or self.leader_deadline <= time.monotonic() then
     set_leader(self, false)
