@@ -138,6 +138,7 @@ function M.main(args)
     overlays = { env = cfg.policy_config, tenants = cfg.tenant_config }, on_swap = function(set)
     ctx.policies = set
     ctx.dispatch:set_policies(set)
+    require("steward.daemon.policy_schedules").apply(st, set)
   end })
   if require("steward.cluster").enabled(st) then
     ctx.cluster = require("steward.cluster").new({ store = st, dispatch = ctx.dispatch, registry = ctx.registry,

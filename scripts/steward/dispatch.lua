@@ -359,6 +359,8 @@ end
 -- A policy's `when(event)` filter, under its budgets; an error or a budget overrun counts
 -- as "no" (logged), so a broken filter cannot stop dispatch.
 local function wanted(p, ev)
+  -- A policy's schedule slots are its own (steward.policies: the `schedule` field).
+  if ev.type == "policy.schedule" and not (type(ev.data) == "table" and ev.data.policy == p.name) then return false end
   if not p.when then return true end
   local ok, yes, err = guard.run(p.budget or { name = p.name }, p.when, copy_event(ev))
   if not ok or (yes == false and err) then

@@ -61,7 +61,7 @@ end
 function M.check(def, file, name)
   if type(def) ~= "table" then return fail(file, "return", "a policy file must return a table") end
   for k in pairs(def) do
-    if not ({ name = 1, on = 1, key = 1, handle = 1, decide = 1, config = 1, when = 1, timeout = 1 })[k] then
+    if not ({ name = 1, on = 1, key = 1, handle = 1, decide = 1, config = 1, when = 1, timeout = 1, schedule = 1 })[k] then
       return fail(file, tostring(k), "unknown field")
     end
   end
@@ -83,7 +83,23 @@ function M.check(def, file, name)
     end
   end
   p.on = on or {}
-  p.matches = matcher(p.on)
+  -- schedule: a cron expression; the daemon keeps a durable schedule "policy:<name>" whose
+  -- slots are policy.schedule events for this policy alone (steward.dispatch checks the name).
+  if def.schedule ~= nil then
+    local cron = require "steward.store.cron"
+    local sched, cerr
+    if type(def.schedule) == "string" then sched, cerr = cron.parse(def.schedule) end
+    if not sched then
+      return fail(file, "schedule", type(def.schedule) == "string" and tostring(cerr) or "must be a cron expression such as \"*/5 * * * *\"")
+    end
+    if not def.handle then return fail(file, "handle", "a policy with a `schedule` needs a handle function") end
+    p.schedule = def.schedule
+    local list = { "policy.schedule" }
+    for _, pat in ipairs(p.on) do list[#list + 1] = pat end
+    p.matches = matcher(list)
+  else
+    p.matches = matcher(p.on)
+  end
   if def.key ~= nil and type(def.key) ~= "function" then
     return fail(file, "key", "must be a function(event) returning the ordering key")
   end
