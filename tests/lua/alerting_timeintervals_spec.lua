@@ -1,4 +1,5 @@
--- steward.alerting.timeintervals: Alertmanager's time_intervals fields (UTC and fixed offsets).
+-- steward.alerting.timeintervals: Alertmanager's time_intervals fields, in UTC, at fixed offsets
+-- and in IANA time zones.
 local t = require "steward.tap"
 local ti = require "steward.alerting.timeintervals"
 local route = require "steward.alerting.route"
@@ -49,8 +50,42 @@ t.ok(assert(ti.new{ times = { { start_time = "00:00", end_time = "24:00" } } }):
 local tokyo = assert(ti.new{ times = { { start_time = "09:00", end_time = "10:00" } }, location = "+09:00" })
 t.ok(tokyo:contains(at(2024, 3, 1, 0, 30)), "00:30 UTC is 09:30 at +09:00")
 t.ok(not tokyo:contains(at(2024, 3, 1, 9, 30)), "09:30 UTC is not")
-local v, err = ti.new{ location = "Europe/Berlin" }
-t.ok(v == nil and err:find("not supported", 1, true), "IANA names are refused, not guessed: " .. tostring(err))
+t.ok(assert(ti.new{ times = { { start_time = "09:00", end_time = "10:00" } }, location = -3600 }):contains(at(2024, 3, 1, 10, 30)),
+  "location in seconds east of UTC (-3600: 10:30 UTC is 09:30)")
+
+-- Locations: IANA zones. Wall-clock times follow the zone's DST.
+local berlin = assert(ti.new{ weekdays = { "monday:friday" }, times = { { start_time = "09:00", end_time = "17:00" } },
+                              location = "Europe/Berlin" })
+t.ok(berlin:contains(at(2024, 1, 15, 8, 0)), "Berlin in winter (CET): 08:00 UTC is 09:00, inside")
+t.ok(not berlin:contains(at(2024, 1, 15, 7, 59)), "07:59 UTC in winter is 08:59, outside")
+t.ok(berlin:contains(at(2024, 7, 15, 7, 0)), "Berlin in summer (CEST): 07:00 UTC is 09:00, inside")
+t.ok(not berlin:contains(at(2024, 7, 15, 15, 0)), "15:00 UTC in summer is 17:00, outside")
+t.ok(berlin:contains(at(2024, 7, 15, 14, 59)), "14:59 UTC in summer is 16:59, inside")
+t.ok(berlin:contains(at(2024, 3, 29, 12, 0)), "Friday March 29 2024 midday is inside")
+t.ok(berlin:contains(at(2024, 4, 1, 7, 0)), "the Monday after the DST change: 09:00 CEST")
+local ny = assert(ti.new{ weekdays = { "friday" }, location = "America/New_York" })
+t.ok(ny:contains(at(2024, 3, 9, 4, 30)), "Saturday 04:30 UTC is still Friday 23:30 in New York (weekdays in local time)")
+t.ok(not ny:contains(at(2024, 3, 9, 5, 0)), "Saturday 05:00 UTC is Saturday 00:00 in New York")
+local nz_month_end = assert(ti.new{ days_of_month = { "-1" }, months = { "december" }, years = { "2024" },
+                                    location = "Pacific/Auckland" })
+t.ok(nz_month_end:contains(at(2024, 12, 30, 11, 0)), "December 30 11:00 UTC is December 31 00:00 in Auckland (+13)")
+t.ok(not nz_month_end:contains(at(2024, 12, 31, 11, 0)), "December 31 11:00 UTC is already 2025 in Auckland")
+local gap = assert(ti.new{ times = { { start_time = "02:00", end_time = "03:00" } }, location = "Europe/Berlin" })
+t.ok(not gap:contains(at(2024, 3, 31, 1, 0)) and not gap:contains(at(2024, 3, 31, 0, 59)) and
+  gap:contains(at(2024, 3, 30, 1, 30)), "the hour skipped in spring contains no instant that day")
+t.ok(gap:contains(at(2024, 10, 27, 0, 30)) and gap:contains(at(2024, 10, 27, 1, 30)),
+  "the hour repeated in autumn is inside both times")
+-- edges(): where contains() may change, for timelines (on-call schedules).
+local e = berlin:edges(at(2024, 3, 30, 12), at(2024, 4, 1, 12))
+t.is_deeply(e, { at(2024, 3, 30, 16), at(2024, 3, 30, 23), at(2024, 3, 31, 1), at(2024, 3, 31, 7), at(2024, 3, 31, 15), at(2024, 3, 31, 22),
+  at(2024, 4, 1, 7) }, "edges: midnights, 09:00 and 17:00 local, and the DST change")
+local v, err = ti.new{ location = "Europe/Atlantis" }
+t.is(err, 'location: unknown time zone "Europe/Atlantis"', "an unknown zone is an error: " .. tostring(v))
+t.is(select(2, ti.new{ location = "../etc/passwd" }), 'location: invalid time zone name "../etc/passwd"', "paths are refused")
+t.is(select(2, ti.new{ location = 1e6 }), "location: 1000000 seconds is not an offset (an integer under a day)", "offset out of range")
+t.raises(function() ti.new{ location = true } end, "location: string or number expected", "a wrong location type raises")
+local set_err = select(2, ti.set{ night = { { location = "Nowhere/Special" } } })
+t.is(set_err, 'time_intervals.night[1]: location: unknown time zone "Nowhere/Special"', "set errors name the interval")
 
 -- Errors.
 local function fails(spec, pat)

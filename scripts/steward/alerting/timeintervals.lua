@@ -1,11 +1,15 @@
 -- steward.alerting.timeintervals: Alertmanager 0.25's time intervals (timeinterval.go):
 -- times, weekdays, days_of_month (negative counts from the month's end), months and years;
--- every field given must contain the instant, any range of a field will do. Locations: UTC
--- and fixed offsets ("+02:00", or seconds east of UTC); IANA zone names are not supported
--- yet (they need the tz database) and are refused rather than guessed.
-local type, error, ipairs, pairs, setmetatable, tonumber, tostring, os =
-  type, error, ipairs, pairs, setmetatable, tonumber, tostring, os
+-- every field given must contain the instant, any range of a field will do. `location` is
+-- where the fields are read, as Alertmanager's Go time.LoadLocation: an IANA name
+-- ("Europe/Berlin", through steward.alerting.tz), "UTC" (the default), a fixed offset
+-- ("+02:00") or seconds east of UTC. The zone is loaded when the interval is built, so
+-- contains() does no I/O; times of day are wall-clock times, so "09:00" stays 09:00 across
+-- DST changes (and an hour that is skipped in spring contains no instant).
+local type, error, ipairs, pairs, setmetatable, tonumber, tostring, pcall =
+  type, error, ipairs, pairs, setmetatable, tonumber, tostring, pcall
 local format, lower, floor = string.format, string.lower, math.floor
+local tz = require "steward.alerting.tz"
 
 local M = {}
 
@@ -37,13 +41,18 @@ local function minutes(s, what)
   return tonumber(h) * 60 + tonumber(m)
 end
 
-local function offset_of(loc)
-  if loc == nil or loc == "UTC" then return 0 end
-  if type(loc) == "number" then return loc end
+local function zone_of(loc)
+  if loc == nil then return tz.UTC end
+  if type(loc) == "number" then
+    if loc ~= floor(loc) or loc <= -86400 or loc >= 86400 then
+      error({ format("location: %s seconds is not an offset (an integer under a day)", tostring(loc)) }, 0)
+    end
+    return tz.fixed(loc)
+  end
   if type(loc) ~= "string" then error("location: string or number expected, got " .. type(loc), 0) end
-  local sign, h, m = loc:match("^([+-])(%d%d):?(%d%d)$")
-  if sign then return (sign == "-" and -1 or 1) * (tonumber(h) * 3600 + tonumber(m) * 60) end
-  error({ format("location: %q is not supported (UTC or a fixed offset like \"+02:00\")", loc) }, 0)
+  local z, err = tz.load(loc)
+  if not z then error({ "location: " .. err }, 0) end
+  return z
 end
 
 local Interval = {}
@@ -56,7 +65,7 @@ local function build(spec)
   for k in pairs(spec) do
     if not KNOWN[k] then error("time interval: unknown field " .. tostring(k), 0) end
   end
-  local iv = { offset = offset_of(spec.location) }
+  local iv = { zone = zone_of(spec.location) }
   if spec.times then
     iv.times = {}
     for i, tr in ipairs(spec.times) do
@@ -131,30 +140,56 @@ end
 -- contains(t) -> boolean; t in Unix seconds.
 function Interval:contains(t)
   if type(t) ~= "number" then error("interval:contains: t: number (Unix seconds) expected, got " .. type(t), 2) end
-  local d = os.date("!*t", floor(t + self.offset))
+  local year, month, day, hour, min, _, wday = self.zone:civil(t)
   if self.times then
-    local mins, hit = d.hour * 60 + d.min, false
+    local mins, hit = hour * 60 + min, false
     for _, r in ipairs(self.times) do
       if mins >= r[1] and mins < r[2] then hit = true break end
     end
     if not hit then return false end
   end
   if self.days_of_month then
-    local n, hit = days_in_month(d.year, d.month), false
+    local n, hit = days_in_month(year, month), false
     for _, r in ipairs(self.days_of_month) do
       local b = r[1] < 0 and n + r[1] + 1 or r[1]
       local e = r[2] < 0 and n + r[2] + 1 or r[2]
       if b <= n then -- a range starting after the month's end does not wrap into the next
         if e > n then e = n end
-        if d.day >= b and d.day <= e then hit = true break end
+        if day >= b and day <= e then hit = true break end
       end
     end
     if not hit then return false end
   end
-  if self.weekdays and not in_any(self.weekdays, d.wday - 1) then return false end
-  if self.months and not in_any(self.months, d.month) then return false end
-  if self.years and not in_any(self.years, d.year) then return false end
+  if self.weekdays and not in_any(self.weekdays, wday) then return false end
+  if self.months and not in_any(self.months, month) then return false end
+  if self.years and not in_any(self.years, year) then return false end
   return true
+end
+
+-- edges(a, b) -> sorted instants in (a, b] where contains() may change its answer: the
+-- local midnights, the starts and ends of `times` (every other field changes at midnight),
+-- and the zone's own transitions (the hour repeated in autumn passes a time twice).
+-- For callers that build timelines (on-call schedules) without probing every minute.
+function Interval:edges(a, b)
+  local z = self.zone
+  local out = z:transitions(a, b)
+  local d0, d1 = floor(z:wall(a) / 86400), floor(z:wall(b) / 86400) + 1
+  for d = d0, d1 do
+    local base = d * 86400
+    -- Both instants of a wall-clock time that occurs twice.
+    local function add(w)
+      local u, v = z:from_wall(w), z:from_wall(w, true)
+      if u > a and u <= b then out[#out + 1] = u end
+      if v ~= u and v > a and v <= b then out[#out + 1] = v end
+    end
+    add(base)
+    for _, r in ipairs(self.times or {}) do
+      if r[1] < 1440 then add(base + r[1] * 60) end
+      if r[2] < 1440 then add(base + r[2] * 60) end
+    end
+  end
+  table.sort(out)
+  return out
 end
 
 local Set = {}
