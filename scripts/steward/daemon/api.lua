@@ -477,6 +477,8 @@ function M.install(router, ctx)
   -- Cluster view (steward.cluster, docs/operations.md): instances, leader, heartbeats, load.
   add("GET", "/v1/cluster", "operate", function(c) return reply(require("steward.cluster").view(c)) end)
   require("steward.alerting.api").install(add, ctx) -- Alertmanager API v2 (docs/alerting.md)
+  -- Incidents, signed links, notification history (docs/incidents.md)
+  require("steward.alerting.incidents_api").install(add, ctx)
   add("GET", "/metrics", not ctx.cfg.metrics_public and "read" or nil, get_metrics)
   add("GET", "/healthz", nil, healthz)
   add("GET", "/readyz", nil, readyz)

@@ -30,13 +30,20 @@ function K.template(msg)
   return { subject = subject, body = table.concat(lines, "\n") .. "\n" }
 end
 
-function K.request(cfg, mail, ctx)
+function K.request(cfg, mail, ctx, msg)
   local headers = {}
   for k, v in pairs(cfg.headers or {}) do headers[k] = v end
   for k, v in pairs(mail.headers or {}) do headers[k] = v end
   -- lets a mail filter (or a human) see that two messages are one notification resent
   if ctx.key then headers["X-Steward-Notification"] = (ctx.channel .. "/" .. ctx.key):gsub("%c", "?") end
-  return { mail = { url = cfg.url, from = mail.from or cfg.from, to = mail.to or cfg.to, cc = mail.cc or cfg.cc,
+  -- msg.to (a person's address, as escalation sends to users) comes before the channel's
+  -- `to`; a channel made with `to = {}` only sends to addresses its messages name.
+  local to = mail.to or msg.to or cfg.to
+  local function none(v) return v == nil or (type(v) == "table" and #v == 0) end
+  if none(to) and none(mail.cc or cfg.cc) and none(mail.bcc or cfg.bcc) then
+    error("notify email: no recipient: set 'to' on the channel or in the message", 3)
+  end
+  return { mail = { url = cfg.url, from = mail.from or cfg.from, to = to, cc = mail.cc or cfg.cc,
                     bcc = mail.bcc or cfg.bcc, subject = mail.subject, body = mail.body,
                     headers = next(headers) and headers or nil, username = cfg.username,
                     password = cfg.password, starttls = cfg.starttls } }

@@ -1,6 +1,6 @@
 -- steward.repl.helpers: the incident helpers a REPL session finds as globals — status(),
 -- policies(), events.tail/find, policy.trace/simulate, explain(), dead_letters(), requeue(),
--- kv(), timers(), reload(), rollback(), profile(), audit(). Each is built over the daemon's own
+-- kv(), timers(), reload(), rollback(), profile(), audit(), incidents(), notifications(). Each is built over the daemon's own
 -- objects (ctx), so what the REPL shows is what the daemon uses. Helpers that change things
 -- refuse in a read-only session. docs/repl.md has an example of each.
 local json = require "steward.json"
@@ -163,6 +163,12 @@ function M.new(ctx, session)
     { "rollback(name [, version])", "restore a policy's previous version" },
     { "profile(seconds)", "sample the daemon with LuaJIT's profiler: top functions and policies" },
     { "audit{limit=, uid=}", "the audit log, newest first" },
+    { "incidents{state=, service=, since=, limit=}", "incidents, newest first (also incidents.list{...})" },
+    { "incidents.show(id)", "an incident with its timeline" },
+    { "incidents.ack(id) / .resolve(id)", "acknowledge or resolve an incident" },
+    { "incidents.reassign(id, user)", "assign an incident to someone (who is notified)" },
+    { "incidents.trigger{key=, service=, title=, escalation=}", "open an incident by hand (pages through its escalation)" },
+    { "notifications{channel=, key=, status=, since=, limit=}", "notification history, newest first" },
   }
   function h.help()
     local rows = {}
@@ -384,6 +390,91 @@ function M.new(ctx, session)
   function h.profile(seconds, opts)
     return require("steward.repl.profile").run(seconds, opts, ctx.cfg.policies,
       function(closer) session:track(closer) end)
+  end
+
+  -- ---- incidents (steward.alerting.incidents, docs/incidents.md) ----
+  local inc_mod = function() return require "steward.alerting.incidents" end
+  local function actor() return "repl:" .. tostring(session.uid) end
+  local function inc_row(i)
+    return { id = i.id, state = i.state, service = i.service, severity = i.severity, title = i.title,
+      assignee = i.assignee, created = iso(i.created_at),
+      age = M.human_duration(time.now() - i.created_at), acked_by = i.acked_by }
+  end
+  local function changed(i, err, cur)
+    if i then return inc_row(i) end
+    return nil, cur and (tostring(err) .. " (state " .. cur.state .. ")") or err
+  end
+  local incidents_h = {}
+  function incidents_h.list(f)
+    if f ~= nil and type(f) ~= "table" then error("incidents.list: filter: table expected", 2) end
+    local res, err = inc_mod().list(st(), f or {})
+    if not res then return nil, err end
+    local rows = {}
+    for i, x in ipairs(res.incidents) do rows[i] = inc_row(x) end
+    return M.rows(rows, { "id", "state", "service", "severity", "title", "assignee", "age", "acked_by" })
+  end
+  function incidents_h.show(id)
+    if type(id) ~= "string" then error("incidents.show: id: string expected", 2) end
+    local i, err = inc_mod().get(st(), id)
+    if not i then return nil, err or ("no incident " .. id) end
+    local tl = assert(inc_mod().timeline(st(), id))
+    local rows = {}
+    for n, e in ipairs(tl) do
+      local d = e.data or {}
+      local what = d.message or d.state or d.assignee and ("assignee " .. d.assignee) or nil
+      if e.kind == "notification" then
+        what = format("step %s %s via %s: %s%s", tostring(d.step or "-"), tostring(d.target), tostring(d.channel),
+          tostring(d.outcome), d.error and (" (" .. d.error .. ")") or "")
+      end
+      rows[n] = { at = iso(e.at), kind = e.kind, actor = e.actor, what = what or compact(d, 80) }
+    end
+    local view = inc_row(i)
+    view.key, view.escalation, view.summary, view.labels = i.key, i.escalation, i.summary, i.labels
+    view.resolved_by, view.revision = i.resolved_by, i.revision
+    view.timeline = M.rows(rows, { "at", "kind", "actor", "what" })
+    return view
+  end
+  function incidents_h.ack(id)
+    admin("incidents.ack")
+    if type(id) ~= "string" then error("incidents.ack: id: string expected", 2) end
+    return changed(inc_mod().ack(st(), id, actor()))
+  end
+  function incidents_h.resolve(id)
+    admin("incidents.resolve")
+    if type(id) ~= "string" then error("incidents.resolve: id: string expected", 2) end
+    return changed(inc_mod().resolve(st(), id, actor()))
+  end
+  function incidents_h.reassign(id, user)
+    admin("incidents.reassign")
+    if type(id) ~= "string" then error("incidents.reassign: id: string expected", 2) end
+    if type(user) ~= "string" then error("incidents.reassign: user: string expected", 2) end
+    return changed(inc_mod().reassign(st(), id, user, actor()))
+  end
+  function incidents_h.trigger(spec)
+    admin("incidents.trigger")
+    if type(spec) ~= "table" then error("incidents.trigger: spec: table expected", 2) end
+    local s = {}
+    for k, v in pairs(spec) do s[k] = v end
+    s.source = s.source or actor()
+    local i, created = inc_mod().trigger(st(), s)
+    if not i then return nil, created end
+    local row = inc_row(i)
+    row.created_new = created
+    return row
+  end
+  h.incidents = setmetatable(incidents_h, { __call = function(_, f) return incidents_h.list(f) end })
+
+  function h.notifications(q)
+    if q ~= nil and type(q) ~= "table" then error("notifications: filter: table expected", 2) end
+    local f = { store = st() }
+    for k, v in pairs(q or {}) do f[k] = v end
+    local rows = require("steward.notify").history(f)
+    local out = {}
+    for i, r in ipairs(rows or {}) do
+      out[i] = { id = r.id, channel = r.channel, key = r.key, status = r.status, attempts = r.attempts,
+        response = r.response_status, created = iso(r.created), summary = r.summary, error = r.last_error }
+    end
+    return M.rows(out, { "id", "created", "channel", "status", "attempts", "response", "key", "summary", "error" })
   end
 
   return h

@@ -1,0 +1,308 @@
+-- steward.alerting.incidents_api: the incident routes of the daemon's HTTP API
+-- (docs/http-api.md, docs/incidents.md): list, show with timeline, ack/resolve/reassign with a
+-- token, and the signed links of notifications. A signed link (GET) only answers a confirm
+-- page; its form POSTs back with the same signature and that POST acts — link previewers in
+-- mail and chat clients fetch with GET, and must not acknowledge anything by doing so.
+local json = require "steward.json"
+local auth = require "steward.auth"
+local notify = require "steward.notify"
+local incidents = require "steward.alerting.incidents"
+local links = require "steward.alerting.links"
+local util = require "steward.store.util"
+
+local type, ipairs, pairs, tostring, tonumber, format = type, ipairs, pairs, tostring, tonumber, string.format
+
+local M = {}
+
+local api -- steward.daemon.api (reply, fail, parse_query); set by install
+
+local function bad(field, reason, code)
+  return api.fail(400, code or "invalid_request", field .. ": " .. reason, { errors = { { field = field, reason = reason } } })
+end
+
+local function view(inc)
+  local out = {}
+  for k, v in pairs(inc) do out[k] = v end
+  for _, k in ipairs({ "created_at", "acked_at", "resolved_at", "updated_at", "alert_at" }) do
+    if out[k] then out[k] = util.format_rfc3339(out[k]) end
+  end
+  return out
+end
+
+-- The actor of a token: its name, else its id.
+local function actor_of(ctx, principal)
+  if not principal then return "api" end
+  local row = ctx.auth and ctx.auth.by_id and ctx.auth.by_id[principal.id]
+  return principal.name or (row and row.name) or ("token:" .. tostring(principal.id))
+end
+
+local function get_list(ctx, req)
+  local q = api.parse_query(req.query)
+  local f = {}
+  for k, v in pairs(q) do
+    if k == "state" then
+      if not (incidents.STATES[v] or v == "open") then
+        return bad("state", "triggered, acknowledged, resolved, silenced or open expected", "invalid_query")
+      end
+      f.state = v
+    elseif k == "service" then
+      f.service = v
+    elseif k == "since" then
+      local t = tonumber(v) or util.parse_rfc3339(v)
+      if not t then return bad("since", "Unix seconds or an RFC 3339 time expected", "invalid_query") end
+      f.since = t
+    elseif k == "limit" then
+      local n = tonumber(v)
+      if not n or n < 1 or n > 1000 or n ~= math.floor(n) then return bad("limit", "integer from 1 to 1000 expected", "invalid_query") end
+      f.limit = n
+    elseif k == "cursor" then
+      f.cursor = v
+    else
+      return bad(k, "unknown query parameter", "invalid_query")
+    end
+  end
+  local res, err = incidents.list(ctx.store, f)
+  if not res then
+    if tostring(err):match("cursor") then return bad("cursor", "not a cursor this API returned", "invalid_query") end
+    return api.unavailable(tostring(err))
+  end
+  local list = {}
+  for i, inc in ipairs(res.incidents) do list[i] = view(inc) end
+  return api.reply(200, { incidents = json.array(list), next_cursor = res.next_cursor or json.null })
+end
+
+local function get_one(ctx, req)
+  local inc, err = incidents.get(ctx.store, req.params.id)
+  if inc == nil then return api.unavailable(tostring(err)) end
+  if not inc then return api.fail(404, "not_found", "no incident " .. req.params.id) end
+  local tl
+  tl, err = incidents.timeline(ctx.store, inc.id)
+  if not tl then return api.unavailable(tostring(err)) end
+  for _, e in ipairs(tl) do e.at = util.format_rfc3339(e.at); e.id = nil end
+  local out = view(inc)
+  out.timeline = json.array(tl)
+  return api.reply(200, out)
+end
+
+local function act(ctx, id, action, actor, body)
+  local inc, err, cur
+  if action == "ack" then
+    inc, err, cur = incidents.ack(ctx.store, id, actor)
+  elseif action == "resolve" then
+    inc, err, cur = incidents.resolve(ctx.store, id, actor)
+  else
+    inc, err, cur = incidents.reassign(ctx.store, id, body.assignee, actor)
+  end
+  if inc then return api.reply(200, view(inc)) end
+  if cur then
+    return api.fail(409, "invalid_state", tostring(err), { state = cur.state })
+  end
+  if tostring(err):match("^no incident") then return api.fail(404, "not_found", tostring(err)) end
+  return api.unavailable(tostring(err))
+end
+
+local function post_action(ctx, req, principal)
+  local action = req.params.action
+  local body = {}
+  if action == "reassign" then
+    local b, err = json.decode(req.body ~= "" and req.body or "null")
+    if type(b) ~= "table" or json.is_array(b) then return api.fail(400, "invalid_json", err or "expected an object") end
+    for k in pairs(b) do
+      if k ~= "assignee" then return bad(tostring(k), "unknown field") end
+    end
+    if type(b.assignee) ~= "string" or b.assignee == "" or #b.assignee > 200 then
+      return bad("assignee", "non-empty string of at most 200 bytes expected")
+    end
+    body = b
+  end
+  return act(ctx, req.params.id, action, actor_of(ctx, principal), body)
+end
+
+-- ---- signed links ----
+
+local function html_escape(s)
+  return (tostring(s):gsub("&", "&amp;"):gsub("<", "&lt;"):gsub(">", "&gt;"):gsub('"', "&quot;"))
+end
+
+local HTML = { ["content-type"] = "text/html; charset=utf-8", ["cache-control"] = "no-store",
+               ["referrer-policy"] = "no-referrer", ["x-frame-options"] = "DENY" }
+
+local function page(status, title, body)
+  return status, HTML, format([[<!DOCTYPE html>
+<html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex"><title>%s</title></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 2em auto; padding: 0 1em">
+<h1>%s</h1>
+%s
+</body></html>
+]], html_escape(title), html_escape(title), body)
+end
+
+local VERB = { ack = "Acknowledge", resolve = "Resolve" }
+
+-- The signature from the query string or a form body; -> exp, sig
+local function signature(req)
+  local q = api.parse_query(req.query)
+  if (not q.sig) and req.body and req.body ~= "" then
+    local f = api.parse_query(req.body)
+    q.exp, q.sig = q.exp or f.exp, f.sig
+  end
+  return q.exp, q.sig
+end
+
+local function check_link(ctx, req)
+  local id, action = req.params.id, req.params.action
+  if not links.ACTIONS[action] then return nil, page(404, "Not found", "<p>Unknown action.</p>") end
+  local exp, sig = signature(req)
+  if not exp or not sig then
+    return nil, page(400, "Link incomplete", "<p>This link lacks its signature (<code>exp</code> and <code>sig</code>).</p>")
+  end
+  local ok, why = links.verify(id, action, exp, sig)
+  if not ok then
+    if why == "expired" then return nil, page(410, "Link expired", "<p>This link has expired. Use the API or the REPL.</p>") end
+    return nil, page(403, "Link not valid", "<p>The link's signature does not match (" .. html_escape(why) .. ").</p>")
+  end
+  local inc, err = incidents.get(ctx.store, id)
+  if inc == nil then return nil, api.unavailable(tostring(err)) end
+  if not inc then return nil, page(404, "Not found", "<p>No such incident.</p>") end
+  return { id = id, action = action, exp = exp, sig = sig, inc = inc }
+end
+
+local function describe(inc)
+  return format("<p><strong>%s</strong></p><p>Service %s, severity %s, state <strong>%s</strong>.</p>%s",
+    html_escape(inc.title), html_escape(inc.service), html_escape(inc.severity), html_escape(inc.state),
+    inc.summary ~= "" and ("<p>" .. html_escape(inc.summary) .. "</p>") or "")
+end
+
+local function get_link(ctx, req)
+  local l, s, h, b = check_link(ctx, req)
+  if not l then return s, h, b end
+  local inc = l.inc
+  local verb = VERB[l.action]
+  if (l.action == "ack" and inc.state ~= "triggered") or (l.action == "resolve" and inc.state == "resolved") then
+    return page(200, "Nothing to do", describe(inc) .. "<p>The incident is " .. html_escape(inc.state) .. " already.</p>")
+  end
+  local action = format("/v1/incidents/%s/%s?exp=%s", html_escape(l.id), l.action, html_escape(l.exp))
+  return page(200, verb .. " incident?", describe(inc) .. format([[
+<form method="post" action="%s">
+<input type="hidden" name="sig" value="%s">
+<button type="submit" style="font-size: 1.2em; padding: 0.5em 1.5em">%s</button>
+</form>]], action, html_escape(l.sig), verb))
+end
+
+local function wants_html(req)
+  local accept = req.headers.accept or ""
+  local ctype = req.headers["content-type"] or ""
+  return ctype:match("^application/x%-www%-form%-urlencoded") or accept:match("text/html")
+end
+
+-- POST /v1/incidents/{id}/{action}: with a signature (a form from the confirm page, or a
+-- client) it acts as "link"; otherwise it needs a token with the operate permission.
+local function post(ctx, req)
+  local _, sig = signature(req)
+  if sig then
+    local l, s, h, b = check_link(ctx, req)
+    if not l then return s, h, b end
+    local st, hd, body = act(ctx, l.id, l.action, "link", {})
+    if not wants_html(req) then return st, hd, body end
+    local inc = incidents.get(ctx.store, l.id) or l.inc
+    if st == 200 then
+      return page(200, l.action == "ack" and "Acknowledged" or "Resolved", describe(inc))
+    end
+    return page(st == 409 and 409 or st, "Nothing done", describe(inc) .. "<p>" ..
+      html_escape((json.decode(body) or {}).error and json.decode(body).error.message or "") .. "</p>")
+  end
+  local principal, reason = ctx.auth:authenticate(req.headers.authorization)
+  if not principal then
+    return api.fail(401, "unauthorized", reason == "missing" and "an Authorization: Bearer <token> header is required"
+      or "the token is not valid", nil, { ["www-authenticate"] = 'Bearer realm="steward"' })
+  end
+  if not auth.allows(principal, "operate") then
+    return api.fail(403, "forbidden", format("role %s may not operate", principal.role))
+  end
+  if principal.tenant then
+    return api.fail(403, "forbidden", "incidents are not tenant-scoped: use a token without a tenant")
+  end
+  if req.params.action ~= "ack" and req.params.action ~= "resolve" and req.params.action ~= "reassign" then
+    return api.fail(404, "not_found", "no action " .. req.params.action .. " (ack, resolve, reassign)")
+  end
+  return post_action(ctx, req, principal)
+end
+
+-- ---- notification history ----
+
+local function get_notifications(ctx, req)
+  local q = api.parse_query(req.query)
+  local f = { store = ctx.store }
+  for k, v in pairs(q) do
+    if k == "channel" or k == "key" or k == "kind" then
+      f[k] = v
+    elseif k == "status" then
+      if v ~= "sending" and v ~= "sent" and v ~= "failed" then return bad("status", "sending, sent or failed expected", "invalid_query") end
+      f.status = v
+    elseif k == "since" then
+      local t = tonumber(v) or util.parse_rfc3339(v)
+      if not t then return bad("since", "Unix seconds or an RFC 3339 time expected", "invalid_query") end
+      f.since = t
+    elseif k == "limit" or k == "before" then
+      local n = tonumber(v)
+      if not n or n ~= math.floor(n) or (k == "limit" and (n < 1 or n > 1000)) then
+        return bad(k, k == "limit" and "integer from 1 to 1000 expected" or "a notification id expected", "invalid_query")
+      end
+      f[k] = n
+    else
+      return bad(k, "unknown query parameter", "invalid_query")
+    end
+  end
+  local rows, err = notify.history(f)
+  if not rows then return api.unavailable(tostring(err)) end
+  local out = {}
+  for i, r in ipairs(rows) do
+    local o = {}
+    for k, v in pairs(r) do o[k] = v end
+    for _, k in ipairs({ "created", "updated", "sent_at", "lease_until" }) do
+      if type(o[k]) == "number" then o[k] = util.format_rfc3339(o[k]) end
+    end
+    out[i] = o
+  end
+  local next_before = #rows == (f.limit or 100) and rows[#rows].id or nil
+  return api.reply(200, { notifications = json.array(out), next_before = next_before or json.null })
+end
+M.get_notifications = get_notifications
+
+-- Incidents and the notification history are shared by every tenant, as the alert state of
+-- the Alertmanager API is: tokens with a tenant are refused.
+local function untenanted(fn)
+  return function(ctx, req, principal)
+    if principal and principal.tenant then
+      return api.fail(403, "forbidden", "incidents are not tenant-scoped: use a token without a tenant")
+    end
+    return fn(ctx, req, principal)
+  end
+end
+
+-- install(add, ctx): add is the daemon API's route helper (authentication, permission,
+-- metrics); routes with permission nil check a signature or a token themselves.
+function M.install(add, ctx)
+  api = require "steward.daemon.api"
+  links.configure({ var_dir = ctx.cfg and ctx.cfg.var_dir, listen = ctx.cfg and ctx.cfg.listen,
+    alerting = ctx.cfg and ctx.cfg.alerting,
+    address = function()
+      if ctx.server then
+        local host = (ctx.cfg.listen or "127.0.0.1:8080"):match("^(.+):%d+$") or "127.0.0.1"
+        return host .. ":" .. ctx.server:port()
+      end
+    end })
+  if ctx.store then
+    local ok, err = incidents.ready(ctx.store)
+    if not ok then error(err, 0) end
+    incidents.refresh_gauge(ctx.store)
+  end
+  add("GET", "/v1/incidents", "read", untenanted(get_list))
+  add("GET", "/v1/incidents/{id}", "read", untenanted(get_one))
+  add("GET", "/v1/incidents/{id}/{action}", nil, get_link)
+  add("POST", "/v1/incidents/{id}/{action}", nil, post)
+  add("GET", "/v1/notifications", "read", untenanted(get_notifications))
+end
+
+return M
