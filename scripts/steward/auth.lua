@@ -87,10 +87,10 @@ function A:verify(secret)
   local h = hash(secret)
   -- The hash comparison is constant-time; the table lookup only sees a hash, which tells
   -- an attacker nothing about the secret.
-  if crypto.equals(h, self.admin_hash) then return { role = "admin", id = "admin" } end
+  if crypto.equals(h, self.admin_hash) then return { role = "admin", id = "admin", name = "admin" } end
   local t = self.by_hash[h]
   if t and crypto.equals(h, t.hash) then
-    return { role = t.role, tenant = t.tenant, id = t.id }
+    return { role = t.role, tenant = t.tenant, id = t.id, name = t.name }
   end
   return nil
 end

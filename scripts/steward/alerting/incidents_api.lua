@@ -30,10 +30,9 @@ local function view(inc)
 end
 
 -- The actor of a token: its name, else its id.
-local function actor_of(ctx, principal)
+local function actor_of(_, principal)
   if not principal then return "api" end
-  local row = ctx.auth and ctx.auth.by_id and ctx.auth.by_id[principal.id]
-  return principal.name or (row and row.name) or ("token:" .. tostring(principal.id))
+  return principal.name or ("token:" .. tostring(principal.id))
 end
 
 local function get_list(ctx, req)
