@@ -206,6 +206,16 @@ t.raises(function() route.new{ receiver = "r", routes = { 1 } } end, "routes%[1%
 t.raises(function() tree1:match("x") end, "route:match: labels: table expected", "match non-table")
 t.raises(function() tree1:match{ a = 1 } end, "string names and values expected", "match non-string value")
 
+-- repeat_backoff (beyond Alertmanager): parsed and inherited like the timers.
+local rb = assert(route.new{ receiver = "r", repeat_backoff = { factor = 2, max = "1d" },
+  routes = { { matchers = 'a="1"' }, { matchers = 'a="2"', repeat_backoff = { factor = 3 } } } })
+t.is_deeply(rb.routes[1].repeat_backoff, { factor = 2, max = 86400 }, "repeat_backoff is inherited")
+t.is_deeply(rb.routes[2].repeat_backoff, { factor = 3, max = 86400 }, "a child sets its own (max defaults to 24h)")
+t.is(assert(route.new{ receiver = "r" }).repeat_backoff, nil, "no backoff unless configured")
+fails({ receiver = "r", repeat_backoff = { factor = 0.5 } }, "repeat_backoff.factor: number >= 1 expected", "backoff factor")
+fails({ receiver = "r", repeat_backoff = { factor = 2, max = "soon" } }, "repeat_backoff.max: not a valid duration", "backoff max")
+t.raises(function() route.new{ receiver = "r", repeat_backoff = { factr = 2 } } end, "repeat_backoff: unknown field factr", "backoff typo")
+
 -- Durations.
 t.is(route.parse_duration("1w2d3h4m5s6ms"), 7 * 86400 + 2 * 86400 + 3 * 3600 + 4 * 60 + 5.006, "all units")
 t.is(route.format_duration(5400), "1h30m", "format_duration")

@@ -10,6 +10,7 @@ local fingerprint = require "steward.alerting.fingerprint"
 local matchers = require "steward.alerting.matchers"
 local silences = require "steward.alerting.silences"
 local astore = require "steward.alerting.store"
+require "steward.alerting.engine.schema" -- the engine's tables migrate with the API's
 
 local type, ipairs, pairs, next, tostring, floor, format, sort, concat =
   type, ipairs, pairs, next, tostring, math.floor, string.format, table.sort, table.concat
@@ -18,6 +19,8 @@ local M = {}
 
 M.RESOLVE_TIMEOUT = 300 -- Alertmanager's global.resolve_timeout default (5m)
 M.SWEEP_INTERVAL = 1 -- seconds between looks for alerts whose endsAt passed
+M.CLEANUP_INTERVAL = 300 -- seconds between deletions of state older than alerting.retention
+M.RETENTION = 120 * 3600 -- Alertmanager's --data.retention default
 local GO_ZERO = -62135596800 -- 0001-01-01T00:00:00Z, Go's zero time: "not set"
 local RECEIVER = "steward"
 
@@ -442,21 +445,36 @@ function M.sweep(ctx)
   return fresh
 end
 
+-- The periodic cleanup: resolved alerts, expired silences, notification log entries and
+-- groups older than alerting.retention (steward.alerting.engine.cleanup). Leader only.
+function M.cleanup(ctx)
+  if ctx.cluster and not ctx.cluster:is_leader() then return 0 end
+  local n, err = require("steward.alerting.engine").cleanup(ctx.store,
+    { now = time.now(), retention = ctx.alerting.retention })
+  if not n then require("steward.log").warn("alerting: cleanup failed", { error = tostring(err) }) end
+  return n
+end
+
 -- install(add, ctx): add(method, pattern, permission, fn(ctx, req, principal)) is the daemon
 -- API's route helper (authentication, permission, metrics). Options: ctx.cfg.alerting =
--- {resolve_timeout = seconds or "5m"}.
+-- {resolve_timeout = seconds or "5m", retention = seconds or "120h"}.
 function M.install(daemon_add, ctx)
   local opts = ctx.cfg and type(ctx.cfg.alerting) == "table" and ctx.cfg.alerting or {}
   local rt = M.RESOLVE_TIMEOUT
   if opts.resolve_timeout ~= nil then
     rt = util.duration_arg(opts.resolve_timeout, "alerting.resolve_timeout")
   end
-  ctx.alerting = { resolve_timeout = rt, started = time.now() }
+  local retention = M.RETENTION
+  if opts.retention ~= nil then retention = util.duration_arg(opts.retention, "alerting.retention") end
+  ctx.alerting = { resolve_timeout = rt, retention = retention, started = time.now() }
   if ctx.store then
     -- The daemon opened the store before this module registered its tables.
     local ok, err = ctx.store:migrate()
     if not ok then error("alerting: store migration failed: " .. tostring(err), 0) end
-    if ctx.bg then ctx.bg[#ctx.bg + 1] = time.every(M.SWEEP_INTERVAL, M.sweep, ctx) end
+    if ctx.bg then
+      ctx.bg[#ctx.bg + 1] = time.every(M.SWEEP_INTERVAL, M.sweep, ctx)
+      ctx.bg[#ctx.bg + 1] = time.every(M.CLEANUP_INTERVAL, M.cleanup, ctx)
+    end
   end
   local function add(method, pattern, permission, fn)
     daemon_add(method, pattern, permission, function(c, req, principal)

@@ -65,7 +65,7 @@ end
 local LABEL_NAME = "^[A-Za-z_][A-Za-z0-9_]*$"
 
 local KNOWN = { receiver = true, group_by = true, group_wait = true, group_interval = true,
-  repeat_interval = true, matchers = true, match = true, match_re = true, continue = true,
+  repeat_interval = true, repeat_backoff = true, matchers = true, match = true, match_re = true, continue = true,
   mute_time_intervals = true, active_time_intervals = true, routes = true }
 
 local Route = {}
@@ -135,6 +135,19 @@ local function build(spec, parent, where)
       if not d then bad(k .. ": " .. err) end
       o[k] = d
     end
+  end
+  -- repeat_backoff (beyond Alertmanager): each plain repeat waits factor times longer than
+  -- the previous one, up to max; inherited like the timers.
+  if spec.repeat_backoff ~= nil then
+    local b = spec.repeat_backoff
+    if type(b) ~= "table" then error(where .. ".repeat_backoff: table expected, got " .. type(b), 0) end
+    for k in pairs(b) do
+      if k ~= "factor" and k ~= "max" then error(format("%s.repeat_backoff: unknown field %s", where, tostring(k)), 0) end
+    end
+    if type(b.factor) ~= "number" or b.factor < 1 then bad("repeat_backoff.factor: number >= 1 expected") end
+    local mx, err = M.parse_duration(b.max or "24h")
+    if not mx then bad("repeat_backoff.max: " .. err) end
+    o.repeat_backoff = { factor = b.factor, max = mx }
   end
   if spec.group_interval ~= nil and o.group_interval == 0 then bad("group_interval: cannot be zero") end
   if spec.repeat_interval ~= nil and o.repeat_interval == 0 then bad("repeat_interval: cannot be zero") end

@@ -27,6 +27,8 @@ local function row_alert(r)
   }
 end
 
+M.ALERT_COLS, M.row_alert = ALERT_COLS, row_alert
+
 -- The rows of the given fingerprints: {fingerprint = alert}.
 local function read(st, fps)
   local out, list = {}, {}
@@ -43,6 +45,36 @@ local function read(st, fps)
     for _, r in ipairs(rows) do out[r.fingerprint] = row_alert(r) end
   end
   return out
+end
+
+-- get(st, fingerprints) -> {fingerprint = alert} for those that exist | nil, err.
+-- fingerprints: an array or a set {fp = true}. The notification engine reads members here.
+function M.get(st, fps)
+  if fps[1] ~= nil then
+    local set = {}
+    for _, fp in ipairs(fps) do set[fp] = true end
+    fps = set
+  end
+  return read(st, fps)
+end
+
+-- firing(st, now) -> the alerts whose endsAt is after now (inhibition's source alerts).
+function M.firing(st, now)
+  local rows, err = st.db:query("SELECT " .. ALERT_COLS .. " FROM alerts WHERE ends_at > $1", now)
+  if not rows then return nil, err end
+  for i, r in ipairs(rows) do rows[i] = row_alert(r) end
+  return rows
+end
+
+-- cleanup(st, before) -> number of rows deleted | nil, err: resolved alerts already announced
+-- resolved and silences that expired, both before `before` (now - alerting.retention).
+function M.cleanup(st, before)
+  local res, err = st.db:batch({
+    { "DELETE FROM alerts WHERE announced = 'resolved' AND ends_at < $1", before },
+    { "DELETE FROM alert_silences WHERE ends_at < $1", before },
+  })
+  if not res then return nil, err end
+  return (res[1].changes or 0) + (res[2].changes or 0)
 end
 
 -- list(st) -> every stored alert (resolved ones included), by fingerprint.
@@ -199,6 +231,8 @@ local function row_silence(r)
   return { id = r.id, matchers = json.decode(r.matchers), starts_at = r.starts_at, ends_at = r.ends_at,
     updated_at = r.updated_at, created_by = r.created_by, comment = r.comment }
 end
+
+M.SIL_COLS, M.row_silence = SIL_COLS, row_silence
 
 function M.silences(st)
   local rows, err = st.db:query("SELECT " .. SIL_COLS .. " FROM alert_silences")

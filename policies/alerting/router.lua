@@ -1,0 +1,23 @@
+-- Alert routing and notifications: the alert.firing / alert.resolved events of the
+-- Alertmanager API (POST /api/v2/alerts) go through the routing tree, aggregation groups,
+-- mute stages and noise reduction of steward.alerting.engine, configured by
+-- policies/lib/alerting/config.lua (docs/alerting.md, "Grouping and notifications").
+-- Edit the configuration, not this file: a change to either reloads the policy.
+local engine = require "steward.alerting.engine"
+local config = require "alerting.config"
+
+-- Compiled once per load: a broken configuration fails the load and the previous version
+-- keeps running.
+local eng, err = engine.compile(config)
+if not eng then error(err, 0) end
+
+return {
+  on = { "alert.firing", "alert.resolved", "alerting.flush" },
+  -- ONE key for every alerting event: group state and the notification log then have a
+  -- single writer (in a cluster too), and a group's events are handled in order.
+  key = function() return "alerting" end,
+  -- a flush may send to several receivers, each with retries
+  timeout = "2m",
+  limits = { cpu = "10s", memory = 256 * 1024 * 1024 },
+  handle = function(ev, ctx) eng:handle(ev, ctx) end,
+}

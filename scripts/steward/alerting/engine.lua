@@ -1,0 +1,248 @@
+-- steward.alerting.engine: the notification engine. Turns the alert.firing/alert.resolved
+-- events of the Alertmanager API into notifications with Alertmanager 0.25's dispatch
+-- semantics: routes, aggregation groups (group_wait / group_interval / repeat_interval), the
+-- notification log, send_resolved, mute stages (inhibition, time intervals, silences,
+-- maintenance, flapping) — plus correlation and repeat backoff. Group state lives in the store
+-- and flushes are durable timers (`alerting.flush` events), so a restart loses and repeats
+-- nothing. The engine expects ONE writer: every event it handles must run under the same
+-- dispatch key (the shipped policy uses the constant key "alerting").
+local sutil = require "steward.store.util"
+local config = require "steward.alerting.config"
+local astore = require "steward.alerting.store"
+local groups = require "steward.alerting.engine.groups"
+local flush = require "steward.alerting.engine.flush"
+local flap = require "steward.alerting.engine.flap"
+local correlate = require "steward.alerting.engine.correlate"
+local util = require "steward.alerting.engine.util"
+local timers = require "steward.store.timers"
+require "steward.alerting.schema"
+require "steward.alerting.engine.schema"
+
+local type, ipairs, pairs, tostring, pcall, error, setmetatable, max, format =
+  type, ipairs, pairs, tostring, pcall, error, setmetatable, math.max, string.format
+
+local M = {}
+
+M.FLUSH_EVENT = "alerting.flush"
+M.RETENTION = 120 * 3600
+
+local Engine = {}
+Engine.__index = Engine
+
+-- compile(cfg [, opts]) -> engine | nil, err. opts (for tests and embedding): store,
+-- now = function, arm = function(delay, event, key) (arms flush timers itself instead of the
+-- timer rows written with the group's state), channel = function(kind, opts),
+-- incidents = module, log = logger.
+function M.compile(cfg, opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("engine.compile: opts: table expected, got " .. type(opts), 2) end
+  local c, err = config.compile(cfg)
+  if not c then return nil, err end
+  local eng = setmetatable(c, Engine)
+  eng.store = opts.store
+  eng.now = opts.now or require("steward.time").now
+  eng.arm = opts.arm
+  eng.incidents = opts.incidents
+  eng.logger = opts.log
+  local make = opts.channel or function(kind, o) return require("steward.notify").channel(kind, o) end
+  for name, ints in pairs(eng.receivers) do
+    for i, integ in ipairs(ints) do
+      if integ.kind ~= "incident" then
+        local o = {}
+        for k, v in pairs(integ.options) do o[k] = v end
+        o.name = o.name or (name .. "/" .. i)
+        -- A failing receiver must not hold the single alerting key for minutes.
+        if o.retries == nil then o.retries = 2 end
+        if o.timeout == nil then o.timeout = 10 end
+        if integ.kind == "webhook" then
+          o.receiver = o.receiver or name
+          o.external_url = o.external_url or eng.external_url
+        end
+        local ok, ch = pcall(make, integ.kind, o)
+        if not ok then
+          return nil, integ.where .. ": " .. tostring(ch):gsub("^.-notify%.channel%(%w+%): ", "")
+        end
+        integ.channel = ch
+      end
+    end
+  end
+  return eng
+end
+
+function Engine:incidents_module()
+  return self.incidents or require("steward.alerting.incidents")
+end
+
+function Engine:log(level, msg, fields)
+  local l = self.logger or self.ctx_log or require("steward.log")
+  l[level](msg, fields)
+end
+
+local function must(ok, err, what)
+  if not ok then error("alerting engine: " .. what .. ": " .. tostring(err), 0) end
+  return ok
+end
+
+-- like must, but false is a valid answer (not found)
+local function found(v, err, what)
+  if v == nil then error("alerting engine: " .. (what or "store") .. ": " .. tostring(err), 0) end
+  return v
+end
+
+-- The next flush of g as a durable timer (an `alerting.flush` event at `at`, key derived from
+-- the group, its epoch and flush number, so arming twice arms once). With the default arming
+-- the timer row is written in the same store unit as the group's state (-> statement);
+-- an injected opts.arm (tests) arms at once (-> nil).
+function Engine:timer(g, gen, at, now)
+  local key = format("alerting.flush:%s:%s:%d", g.id, g.epoch, gen)
+  local ev = { type = M.FLUSH_EVENT, data = { group = g.id, epoch = g.epoch, gen = gen } }
+  if self.arm then
+    must(self.arm(max(0, at - now), ev, key), "cannot arm", "flush timer")
+    return nil
+  end
+  return { "INSERT INTO timers (id, due_at, event, created) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+    "k:" .. key, at, timers.check_event(ev, "alerting engine"), now }
+end
+
+-- Flushes g now and commits, in one unit: `pre` (the group's creation or a new member), the
+-- flush's log entries and removals, and the next timer. A crash before the commit re-runs the
+-- flush (its notifications deduplicated by their keys); after it, nothing is left to do.
+function Engine:flush(st, g, r, now, pre, extra)
+  local res = must(flush.run(self, st, g, r, now, extra))
+  local stmts = pre or {}
+  for _, s in ipairs(res.stmts) do stmts[#stmts + 1] = s end
+  stmts[#stmts + 1] = self:timer(g, g.gen + 1, res.next_flush, now)
+  local ok, err = st.db:batch(stmts)
+  must(ok, err, "flush commit")
+  return res
+end
+
+local function parse_time(v)
+  if type(v) == "number" then return v end
+  if type(v) == "string" then return sutil.parse_rfc3339(v) end
+end
+
+-- insert(st, alert, ev_id, now): the alert goes to each route it matches; a new group
+-- waits group_wait, or flushes at once when the alert started more than group_wait ago
+-- (aggrGroup.insert) — with group_wait 0 that is always, inline, without a timer.
+function Engine:insert(st, a, ev_id, now)
+  for _, r in ipairs(self.tree:match(a.labels)) do
+    local gk = r:group_key(a.labels)
+    local id = groups.id(r.id, gk)
+    local g = found(groups.get(st, id))
+    local immediate = r.group_wait == 0 or (a.starts_at ~= nil and a.starts_at + r.group_wait < now)
+    if not g then
+      -- the epoch comes from the event: a re-run of this handling makes the same group
+      g = { id = id, group_key = gk, route_id = r.id, receiver = r.receiver, labels = r:group_labels(a.labels),
+        created_at = now, epoch = util.hash(tostring(ev_id) .. "\0" .. id):sub(1, 8),
+        next_flush = now + r.group_wait, gen = 0, flushed = false }
+      local create = groups.create_statements(g, a.fingerprint)
+      if immediate then
+        self:flush(st, g, r, now, create, a.fingerprint)
+      else
+        create[#create + 1] = self:timer(g, 0, g.next_flush, now)
+        local ok, err = st.db:batch(create)
+        must(ok, err, "group create")
+      end
+    elseif immediate and not g.flushed then
+      self:flush(st, g, r, now, { groups.add_statement(id, a.fingerprint) }, a.fingerprint)
+    else
+      local ok, err = st.db:batch({ groups.add_statement(id, a.fingerprint) })
+      must(ok, err, "group member")
+    end
+  end
+end
+
+function Engine:on_alert(st, ev, now)
+  local d = ev.data or {}
+  if type(d.labels) ~= "table" or type(d.fingerprint) ~= "string" then
+    error("alerting engine: " .. tostring(ev.type) .. ": data.labels and data.fingerprint expected", 0)
+  end
+  local a = { fingerprint = d.fingerprint, labels = d.labels, starts_at = parse_time(d.startsAt) }
+  local state = ev.type == "alert.firing" and "firing" or "resolved"
+  if self.flap then
+    local stmt = found(flap.record(st, self.flap, a.fingerprint, state, now))
+    if stmt then
+      local ok, err = st.db:batch({ stmt })
+      must(ok, err, "flap record")
+    end
+  end
+  if state == "firing" and #self.correlation > 0 then
+    must(correlate.on_firing(self, st, a, now))
+  end
+  self:insert(st, a, ev.id, now)
+end
+
+-- A flush timer: stale ones (a group flushed inline meanwhile, deleted, or re-created) do nothing.
+function Engine:on_flush(st, ev, now)
+  local d = ev.data or {}
+  local g = found(groups.get(st, tostring(d.group)))
+  if not g or g.epoch ~= d.epoch or g.gen ~= d.gen then return false end
+  local r = self.tree:find(g.route_id)
+  if not r or r.receiver ~= g.receiver then
+    -- The configuration changed under the group: route its alerts again, as Alertmanager
+    -- does on reload (the notification log keeps them from being repeated).
+    local fps = must(groups.members(st, g.id))
+    local ok, err = st.db:batch(groups.delete_statements(g.id))
+    must(ok, err, "group delete")
+    local rows = #fps > 0 and must(astore.get(st, fps)) or {}
+    for _, fp in ipairs(fps) do
+      local row = rows[fp]
+      if row then self:insert(st, { fingerprint = fp, labels = row.labels, starts_at = row.starts_at }, ev.id, now) end
+    end
+    return true
+  end
+  self:flush(st, g, r, now)
+  return true
+end
+
+-- handle(ev [, ctx]) -> true when the event was for the engine.
+function Engine:handle(ev, ctx)
+  if type(ev) ~= "table" then error("engine:handle: ev: event table expected, got " .. type(ev), 2) end
+  local st = self.store or require("steward.store").default()
+  if not st then error("engine:handle: no store (pass opts.store or run in the daemon)", 2) end
+  self.ctx_log = ctx and ctx.log or nil -- tagged with this event's id
+
+  local now = self.now()
+  if ev.type == "alert.firing" or ev.type == "alert.resolved" then
+    self:on_alert(st, ev, now)
+    return true
+  elseif ev.type == M.FLUSH_EVENT then
+    return self:on_flush(st, ev, now)
+  end
+  return false
+end
+
+-- groups(st) -> the aggregation groups with their members (for the REPL and tests).
+function Engine:groups(st)
+  st = st or self.store or require("steward.store").default()
+  local list = must(groups.list(st))
+  for _, g in ipairs(list) do g.members = must(groups.members(st, g.id)) end
+  return list
+end
+
+-- cleanup(st, {now, retention}) -> rows deleted | nil, err: resolved alerts announced
+-- resolved and expired silences older than retention, notification log entries not written
+-- for that long (Alertmanager's nflog retention), groups left without members, stale flap
+-- and correlation rows. Leader-only in a cluster (steward.alerting.api runs it).
+function M.cleanup(st, opts)
+  opts = opts or {}
+  local now = opts.now or require("steward.time").now()
+  local before = now - (opts.retention or M.RETENTION)
+  local n, err = astore.cleanup(st, before)
+  if not n then return nil, err end
+  local res
+  res, err = st.db:batch({
+    { "DELETE FROM alert_nlog WHERE sent_at < $1", before },
+    { "DELETE FROM alert_group_members WHERE NOT EXISTS (SELECT 1 FROM alerts WHERE alerts.fingerprint = alert_group_members.fingerprint)" },
+    { "DELETE FROM alert_groups WHERE created_at < $1 AND NOT EXISTS (SELECT 1 FROM alert_group_members WHERE group_id = alert_groups.id)", before },
+    { "DELETE FROM alert_flaps WHERE updated_at < $1 AND held_until < $2", before, now },
+    { "DELETE FROM alert_correlation_hits WHERE at < $1", before },
+    { "DELETE FROM alert_correlations WHERE last_at < $1", before },
+  })
+  if not res then return nil, err end
+  for _, r in ipairs(res) do n = n + (r.changes or 0) end
+  return n
+end
+
+return M
