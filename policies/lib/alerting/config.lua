@@ -85,6 +85,15 @@ return {
       incident = { service = "database", escalation = "db-oncall", severity = "critical" } },
   },
 
+  -- SLOs (docs/slo.md): evaluated every minute by policies/alerting/slo.lua; a burn-rate alert
+  -- is an ordinary alert (alertname="SLOErrorBudgetBurn", slo, severity page|ticket, window and
+  -- these labels), routed by the tree above. This one counts http.request events (data.code).
+  slos = {
+    { name = "checkout-availability", objective = 0.999, period = "30d",
+      labels = { team = "web", service = "checkout" },
+      source = { events = { type = "http.request", good = function(ev) return (ev.data.code or 0) < 500 end } } },
+  },
+
   -- People, channels, schedules and escalation policies (docs/incidents.md).
   users = {
     ana = { name = "Ana Lima", email = "ana@example.com", phone = "+15550100001", notify = { "sms", "email" } },

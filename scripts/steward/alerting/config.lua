@@ -18,7 +18,7 @@ local M = {}
 
 M.KEYS = { route = true, inhibit_rules = true, time_intervals = true, receivers = true, maintenance = true,
   flap = true, correlation = true, users = true, channels = true, schedules = true,
-  escalation_policies = true, external_url = true }
+  escalation_policies = true, external_url = true, slos = true }
 
 -- Alertmanager's send_resolved defaults per kind.
 M.SEND_RESOLVED = { webhook = true, pagerduty = true, slack = false, teams = false, email = false, sms = false }
@@ -244,28 +244,28 @@ function M.check(cfg)
   if not out then return nil, err end
   if cfg.schedules ~= nil then
     if type(cfg.schedules) ~= "table" then return nil, "config.schedules: table expected" end
-    local okm, oncall = pcall(require, "steward.alerting.oncall")
-    if okm then
-      for _, name in ipairs(sort_keys(cfg.schedules)) do
-        local okc, s, serr = pcall(oncall.schedule, cfg.schedules[name], name)
-        if not okc then return nil, "config.schedules." .. name .. ": " .. tostring(s) end
-        if not s then
-          serr = tostring(serr)
-          return nil, serr:match("^config%.") and serr or ("config.schedules." .. name .. ": " .. serr)
-        end
+    local oncall = require "steward.alerting.oncall"
+    for _, name in ipairs(sort_keys(cfg.schedules)) do
+      local okc, s, serr = pcall(oncall.schedule, cfg.schedules[name], name)
+      if not okc then return nil, "config.schedules." .. name .. ": " .. tostring(s) end
+      if not s then
+        serr = tostring(serr)
+        return nil, serr:match("^config%.") and serr or ("config.schedules." .. name .. ": " .. serr)
       end
     end
   end
   if cfg.escalation_policies ~= nil or cfg.users ~= nil or cfg.channels ~= nil then
-    local okm, escalation = pcall(require, "steward.alerting.escalation")
-    if okm and type(escalation.compile) == "function" then
-      local okc, e, eerr = pcall(escalation.compile, cfg)
-      if not okc then return nil, tostring(e) end
-      if not e then
-        eerr = tostring(eerr)
-        return nil, eerr:match("^config%.") and eerr or ("config: " .. eerr)
-      end
+    local escalation = require "steward.alerting.escalation"
+    local okc, e, eerr = pcall(escalation.compile, cfg)
+    if not okc then return nil, tostring(e) end
+    if not e then
+      eerr = tostring(eerr)
+      return nil, eerr:match("^config%.") and eerr or ("config: " .. eerr)
     end
+  end
+  if cfg.slos ~= nil then
+    local set, serr = require("steward.alerting.slo_alerts").compile(cfg.slos, "config.slos")
+    if not set then return nil, serr end
   end
   return true, out
 end
