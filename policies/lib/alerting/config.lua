@@ -7,7 +7,7 @@
 -- Every address below is a localhost placeholder that fails harmlessly (connection refused)
 -- until you put your real webhook URLs, SMTP server and Twilio account in.
 
-return {
+local config = {
   -- The routing tree (Alertmanager's `route`): the first matching child wins unless it has
   -- continue = true; children inherit group_by and the timers.
   route = {
@@ -126,3 +126,8 @@ return {
     },
   },
 }
+
+-- Your changes can also go here, as assignments (docs/alerting.md, "From Prometheus to a
+-- phone"), e.g.  config.users.ana.phone = "+15551234567"
+
+return config

@@ -26,7 +26,8 @@ end
 function K.template(msg)
   local text = util.text(msg)
   local body = util.headline(msg) .. (text and ("\n" .. text) or "")
-  if msg.url then body = body .. "\n" .. tostring(msg.url) end
+  -- The link once: a text that already carries it (an incident's ack link) does not get it again.
+  if msg.url and not body:find(tostring(msg.url), 1, true) then body = body .. "\n" .. tostring(msg.url) end
   return { Body = util.truncate(body, 1600) }
 end
 
