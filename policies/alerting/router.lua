@@ -12,10 +12,17 @@ local eng, err = engine.compile(config)
 if not eng then error(err, 0) end
 
 return {
-  on = { "alert.firing", "alert.resolved", "alerting.flush" },
-  -- ONE key for every alerting event: group state and the notification log then have a
-  -- single writer (in a cluster too), and a group's events are handled in order.
-  key = function() return "alerting" end,
+  on = { "alert.firing", "alert.resolved", "alerting.flush", "alerting.notify" },
+  -- ONE key for every alert and flush event: group state and the notification log then have
+  -- a single writer (in a cluster too), and a group's events are handled in order. The sends
+  -- (alerting.notify, committed by the flushes) go by group and integration: in order for
+  -- one receiver of one group, independent of every other.
+  key = function(ev)
+    if ev.type == "alerting.notify" and type(ev.data) == "table" then
+      return "alerting.notify:" .. tostring(ev.data.group) .. ":" .. tostring(ev.data.receiver) .. ":" .. tostring(ev.data.integration)
+    end
+    return "alerting"
+  end,
   -- a flush may send to several receivers, each with retries
   timeout = "2m",
   limits = { cpu = "10s", memory = 256 * 1024 * 1024 },

@@ -86,7 +86,7 @@ local function reset(cfg)
   if type(cfg) == "function" then cfg = cfg(base) end
   local err
   eng, err = engine.compile(cfg, { store = st, now = function() return T end, arm = arm, channel = channel,
-    incidents = incidents })
+    incidents = incidents, outbox = false })
   assert(eng, err)
 end
 
@@ -316,6 +316,38 @@ t.is(cerr({ route = { receiver = "x" }, receivers = R, flap = { transitions = 1 
 t.is(cerr({ route = { receiver = "x" }, receivers = { x = { { kind = "pager" } } } }),
   "config.receivers.x[1].kind: one of webhook, slack, teams, email, pagerduty, sms, incident expected, got pager",
   "an unknown integration kind")
+
+-- The outbox (the engine's default, the shipped policy's mode): a flush commits its sends as
+-- alerting.notify events; handling one sends with the flush's key; a failure raises (the
+-- policy run is retried) and a re-run after success sends nothing new.
+do
+  reset({ route = { receiver = "hook", group_by = { "alertname" }, group_wait = 0, group_interval = 60, repeat_interval = 3600 },
+    receivers = { hook = { { kind = "webhook", url = "http://127.0.0.1:9/h" } } } })
+  local ob = assert(engine.compile({ route = { receiver = "hook", group_by = { "alertname" }, group_wait = 0,
+      group_interval = 60, repeat_interval = 3600 },
+    receivers = { hook = { { kind = "webhook", url = "http://127.0.0.1:9/h" } } } },
+    { store = st, now = function() return T end, arm = arm, channel = channel, incidents = incidents }))
+  eng = ob
+  post({ alertname = "Outbox" })
+  t.is(#sent, 0, "outbox: the flush itself sends nothing")
+  local rows = assert(st.db:query("SELECT id, type, data FROM events WHERE type = 'alerting.notify' AND id LIKE $1 ORDER BY seq",
+    "alerting.notify:%"))
+  local mine
+  for _, r in ipairs(rows) do
+    local d = require("steward.json").decode(r.data)
+    if d.message.alerts[1].labels.run == RUN and d.message.alerts[1].labels.alertname == "Outbox" then mine = { id = r.id, type = r.type, data = d } end
+  end
+  t.ok(mine, "outbox: the send is an alerting.notify event committed with the flush")
+  failing["hook/1"] = true
+  local ok = pcall(eng.handle, eng, mine)
+  t.ok(not ok and #sent == 0, "outbox: a failed send raises, so the policy run is retried")
+  failing["hook/1"] = nil
+  t.ok(eng:handle(mine) and #sent == 1 and sent[1].status == "firing" and sent[1].firing == "Outbox",
+    "outbox: handling the event sends the group's notification")
+  eng:handle(mine)
+  t.is(#sent, 1, "outbox: a second run of the same event sends nothing new (its key)")
+  t.is(sent[1].msg.group_key, '{}:{alertname="Outbox"}', "outbox: the message survives the event log as it was")
+end
 
 local n = assert(engine.cleanup(st, { now = T + 200 * 3600 }))
 t.ok(n > 0, "cleanup deletes resolved alerts and log entries older than the retention")

@@ -4,8 +4,10 @@
 -- notification log, send_resolved, mute stages (inhibition, time intervals, silences,
 -- maintenance, flapping) — plus correlation and repeat backoff. Group state lives in the store
 -- and flushes are durable timers (`alerting.flush` events), so a restart loses and repeats
--- nothing. The engine expects ONE writer: every event it handles must run under the same
--- dispatch key (the shipped policy uses the constant key "alerting").
+-- nothing. The engine expects ONE writer: every alert and flush event it handles must run
+-- under the same dispatch key (the shipped policy uses the constant key "alerting"). Sends
+-- leave that key: a flush commits them as `alerting.notify` events (an outbox), handled under
+-- a key per group and integration, so a slow receiver delays only its own notifications.
 local sutil = require "steward.store.util"
 local config = require "steward.alerting.config"
 local astore = require "steward.alerting.store"
@@ -15,6 +17,9 @@ local flap = require "steward.alerting.engine.flap"
 local correlate = require "steward.alerting.engine.correlate"
 local util = require "steward.alerting.engine.util"
 local timers = require "steward.store.timers"
+local events = require "steward.events"
+local json = require "steward.json"
+local appended = require "steward.daemon.appended"
 require "steward.alerting.schema"
 require "steward.alerting.engine.schema"
 
@@ -24,6 +29,7 @@ local type, ipairs, pairs, tostring, pcall, error, setmetatable, max, format =
 local M = {}
 
 M.FLUSH_EVENT = "alerting.flush"
+M.NOTIFY_EVENT = flush.NOTIFY_EVENT
 M.RETENTION = 120 * 3600
 
 local Engine = {}
@@ -43,6 +49,8 @@ function M.compile(cfg, opts)
   eng.now = opts.now or require("steward.time").now
   eng.arm = opts.arm
   eng.incidents = opts.incidents
+  -- Sends go through the event log (an outbox) unless the caller wants them inline.
+  eng.outbox = opts.outbox ~= false
   eng.logger = opts.log
   local make = opts.channel or function(kind, o) return require("steward.notify").channel(kind, o) end
   for name, ints in pairs(eng.receivers) do
@@ -51,7 +59,7 @@ function M.compile(cfg, opts)
         local o = {}
         for k, v in pairs(integ.options) do o[k] = v end
         o.name = o.name or (name .. "/" .. i)
-        -- A failing receiver must not hold the single alerting key for minutes.
+        -- A failing receiver retries a little here, then through the policy run's retries.
         if o.retries == nil then o.retries = 2 end
         if o.timeout == nil then o.timeout = 10 end
         if integ.kind == "webhook" then
@@ -112,8 +120,28 @@ function Engine:flush(st, g, r, now, pre, extra)
   local stmts = pre or {}
   for _, s in ipairs(res.stmts) do stmts[#stmts + 1] = s end
   stmts[#stmts + 1] = self:timer(g, g.gen + 1, res.next_flush, now)
+  -- The outbox: the notifications to send, as events committed with the flush's log entries
+  -- (the log says "sent" for a notification that is on its way; it is sent at least once).
+  local first = #stmts + 1
+  if #res.outbox > 0 then
+    local texts = {}
+    for i, ev in ipairs(res.outbox) do texts[i] = json.encode(ev.data) end
+    for _, s in ipairs(events.insert_statements(res.outbox, texts, now)) do stmts[#stmts + 1] = s end
+  end
   local ok, err = st.db:batch(stmts)
   must(ok, err, "flush commit")
+  if #res.outbox > 0 then
+    local seqs = {}
+    for i = first, #ok do
+      for _, row in ipairs(ok[i].rows or {}) do seqs[row.id] = row.seq end
+    end
+    local fresh = {}
+    for _, ev in ipairs(res.outbox) do
+      if seqs[ev.id] then ev.seq = seqs[ev.id]; fresh[#fresh + 1] = ev end
+    end
+    local hook = appended.dispatch
+    if hook and #fresh > 0 then hook(st, fresh) end
+  end
   return res
 end
 
@@ -209,6 +237,11 @@ function Engine:handle(ev, ctx)
     return true
   elseif ev.type == M.FLUSH_EVENT then
     return self:on_flush(st, ev, now)
+  elseif ev.type == M.NOTIFY_EVENT then
+    -- a failed send raises: the policy run is retried with backoff, then parked as a dead
+    -- letter; this group's later notifications wait behind it (same key), others do not
+    must(flush.send(self, ev), nil, "notification")
+    return true
   end
   return false
 end

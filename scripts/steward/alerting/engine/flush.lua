@@ -54,7 +54,7 @@ local function message(g, list, nfiring)
     source = "steward alerting", group = g.receiver }
 end
 
--- deliver(...) -> true | nil, err
+-- deliver(...) -> true [, outbox event] | nil, err
 local function deliver(eng, st, g, integ, idx, list, firing, now)
   local nfiring = #firing
   if integ.kind == "incident" then
@@ -89,7 +89,32 @@ local function deliver(eng, st, g, integ, idx, list, firing, now)
   end
   local key = format("%s/%s/%d/%d", util.hash(g.id .. "\0" .. g.epoch), g.receiver, idx, g.gen)
   if #key > 255 then key = format("%s/%s/%d/%d", util.hash(g.id .. "\0" .. g.epoch), util.hash(g.receiver), idx, g.gen) end
-  local res, err = integ.channel:send(message(g, send, nfiring), { key = key })
+  local msg = message(g, send, nfiring)
+  if eng.outbox then
+    -- Sent later, by the handling of this event (committed with the flush): a slow or dead
+    -- receiver then holds up only its own group's notifications, not the alerting key.
+    return true, { id = "alerting.notify:" .. key, type = M.NOTIFY_EVENT, source = "steward.alerting", time = now,
+      data = { group = g.id, receiver = g.receiver, integration = idx, key = key, message = msg } }
+  end
+  local res, err = integ.channel:send(msg, { key = key })
+  if not res then return nil, err end
+  return true
+end
+
+M.NOTIFY_EVENT = "alerting.notify"
+
+-- send(eng, ev) -> true | nil, err: the send an outbox event stands for, with its key (a
+-- re-run after a crash or an error sends nothing twice). A receiver removed from the
+-- configuration since the flush is skipped, with a warning.
+function M.send(eng, ev)
+  local d = ev.data or {}
+  local integ = (eng.receivers[d.receiver] or {})[d.integration]
+  if not integ or integ.kind == "incident" or not integ.channel then
+    eng:log("warn", "alerting: notification for a receiver no longer configured is dropped",
+      { receiver = tostring(d.receiver), integration = tostring(d.integration) })
+    return true
+  end
+  local res, err = integ.channel:send(d.message, { key = d.key })
   if not res then return nil, err end
   return true
 end
@@ -148,7 +173,7 @@ function M.run(eng, st, g, route, now, extra)
     "(SELECT 1 FROM alerts WHERE alerts.fingerprint = alert_group_members.fingerprint)", g.id } }
   for _, a in ipairs(alerts) do a.resolved = a.ends_at <= now end
   util.sort_alerts(alerts)
-  local ok_all, notified = true, {}
+  local ok_all, notified, outbox = true, {}, {}
   if #alerts > 0 then
     local unmuted, muted = mute.filter(eng, route, alerts, now, data)
     if not unmuted then return nil, muted end
@@ -164,6 +189,7 @@ function M.run(eng, st, g, route, now, extra)
         local need, why = nlog.needs_update(entry, fset, rset, integ.send_resolved, nlog.repeat_for(entry, route), now)
         if need then
           local ok, derr = deliver(eng, st, g, integ, idx, unmuted, firing, now)
+          if ok and derr then outbox[#outbox + 1] = derr end
           if ok then
             local repeats = (why == "repeat" and entry) and (entry.repeats + 1) or 0
             stmts[#stmts + 1] = nlog.log_statement(g.group_key, g.receiver, idx, firing, resolved, now, repeats)
@@ -185,7 +211,7 @@ function M.run(eng, st, g, route, now, extra)
   local nf = next_after(g, route, now)
   stmts[#stmts + 1] = groups.advance_statement(g, nf)
   stmts[#stmts + 1] = groups.delete_if_empty_statement(g.id)
-  return { stmts = stmts, next_flush = nf, notified = notified, ok = ok_all }
+  return { stmts = stmts, next_flush = nf, notified = notified, ok = ok_all, outbox = outbox }
 end
 
 M.next_after = next_after
