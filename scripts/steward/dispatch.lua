@@ -55,7 +55,12 @@ local m_active = metrics.gauge("steward_dispatch_active_keys", "Keys being handl
 local D = {}
 D.__index = D
 
--- new{store, concurrency, handler_timeout, retry_attempts, retry_base, retry_max}
+-- A backlog (handlers slower than ingest) must not hold every event's body in memory: past
+-- this many queued events, new ones are queued as {seq, id} and read back from the log when
+-- their turn comes.
+M.SPILL = 10000
+
+-- new{store, concurrency, handler_timeout, retry_attempts, retry_base, retry_max, spill}
 function M.new(opts)
   local d = setmetatable({
     st = opts.store,
@@ -81,6 +86,7 @@ function M.new(opts)
     cluster = nil,     -- steward.cluster instance, in cluster mode
     health = opts.store_health, -- steward.store_health: while the store is down, handlers wait
     bucket_load = {},  -- bucket -> events queued or running (cluster mode)
+    spill = opts.spill or M.SPILL, -- queued events held whole; past it only their seq and id
   }, D)
   return d
 end
@@ -259,6 +265,23 @@ local function handle_one(d, p, ev, bucket)
   end
 end
 
+-- The whole event of a spilled queue entry, from the log (waiting while the store is down).
+local function unspill(d, stub)
+  while true do
+    await_store(d)
+    local ev, err = events.get(d.st, stub.id)
+    if ev then return ev end
+    if err == nil then
+      -- Not in the log any more: nothing to run; the entry still completes in order.
+      log.warn("a queued event is no longer in the log; skipped", { event = stub.id, seq = stub.seq })
+      return { seq = stub.seq, id = stub.id, type = "", missing = true }
+    end
+    log.warn("cannot read a queued event back; retrying", { event = stub.id, error = tostring(err) })
+    time.sleep(1)
+    if d.stopping then return { seq = stub.seq, id = stub.id, type = "", missing = true } end
+  end
+end
+
 local function wake_idle(d)
   if d.depth == 0 then
     for i, w in ipairs(d.idle_waiters) do d.idle_waiters[i] = nil; w:cancel("idle") end
@@ -272,11 +295,16 @@ local function runner(d, p, q)
       local ev = q.items[q.head]
       q.items[q.head] = nil
       q.head = q.head + 1
+      if ev.spilled then ev = unspill(d, ev) end
       local cur = d.policies[p.name] or p -- a reloaded policy handles the next event
       -- A bucket whose lease ran out may already be another instance's: its queued events
       -- are left to that owner, which rescans from before them.
       local lost = true
-      if not q.bucket or d.cluster:may_run(q.bucket) then lost = handle_one(d, cur, ev, q.bucket) == "lost" end
+      if ev.missing then
+        lost = false
+      elseif not q.bucket or d.cluster:may_run(q.bucket) then
+        lost = handle_one(d, cur, ev, q.bucket) == "lost"
+      end
       d.inflight[p.name][ev.seq] = nil
       d.depth = d.depth - 1
       if q.bucket then d.bucket_load[q.bucket] = d.bucket_load[q.bucket] - 1 end
@@ -342,6 +370,7 @@ function D:enqueue(p, ev, bucket, key)
   end
   if bucket then self.bucket_load[bucket] = (self.bucket_load[bucket] or 0) + 1 end
   q.tail = q.tail + 1
+  if self.depth >= self.spill then ev = { seq = ev.seq, id = ev.id, spilled = true } end
   q.items[q.tail] = ev
   self.depth = self.depth + 1
   m_queue:set(self.depth)
