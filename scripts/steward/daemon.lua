@@ -100,6 +100,10 @@ function M.main(args)
     require("jit.p").start(mode or "F", out or prof)
   end
 
+  -- A long-running daemon: collect when the heap has grown by half since the last cycle
+  -- (LuaJIT's default waits for it to double), trading a little CPU for a smaller peak.
+  collectgarbage("setpause", 150)
+
   local ok
   ok, err = fs.mkdir(cfg.var_dir, { parents = true })
   if not ok then die(1, "cannot create " .. cfg.var_dir .. ": " .. err) end

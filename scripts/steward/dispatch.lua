@@ -58,7 +58,7 @@ D.__index = D
 -- A backlog (handlers slower than ingest) must not hold every event's body in memory: past
 -- this many queued events, new ones are queued as {seq, id} and read back from the log when
 -- their turn comes.
-M.SPILL = 10000
+M.SPILL = 2000
 
 -- new{store, concurrency, handler_timeout, retry_attempts, retry_base, retry_max, spill}
 function M.new(opts)

@@ -106,17 +106,50 @@ end
 -- race in steward.alerting.store and retry. Other instances still race; the revision check
 -- keeps that correct.
 local last_write
-local function serialized(fn, ...)
+local function serialized(fn, handle_only, ...)
   local prev = last_write
-  local h = task.spawn({ name = "alerting.write" }, function(...)
+  local h
+  h = task.spawn({ name = "alerting.write" }, function(...)
     if prev then prev:join() end
-    return fn(...)
+    local a, b = fn(...)
+    if last_write == h then last_write = nil end
+    return a, b
   end, ...)
   last_write = h
+  if handle_only then return h end
   local ok, a, b = h:join()
-  if last_write == h then last_write = nil end
   if not ok then error(a, 0) end
   return a, b
+end
+
+-- Concurrent POSTs are written together: the alerts of every request that arrives while a
+-- write is in progress go into the next write, one store unit for all of them (at most
+-- COMBINE alerts), instead of one unit and one commit wait per request. A request that finds
+-- no write in progress is written at once. Each request learns the outcome of its unit.
+local COMBINE = 5000
+local round
+local function combined_apply(st, list)
+  local r = round
+  if r and not r.closed and r.n + #list <= COMBINE then
+    r.lists[#r.lists + 1] = list
+    r.n = r.n + #list
+  else
+    r = { lists = { list }, n = #list }
+    round = r
+    r.h = serialized(function()
+      r.closed = true
+      if round == r then round = nil end
+      local all = r.lists[1]
+      if #r.lists > 1 then
+        all = {}
+        for _, l in ipairs(r.lists) do for _, a in ipairs(l) do all[#all + 1] = a end end
+      end
+      return astore.apply(st, all, { now = time.now(), format = fmt })
+    end, true)
+  end
+  local ok, res, err = r.h:join()
+  if not ok then error(res, 0) end
+  return res, err, r
 end
 
 local function notify(ctx, fresh)
@@ -144,9 +177,11 @@ local function post_alerts(ctx, req)
   -- Like Alertmanager: the valid alerts are stored, the invalid ones reported with a 400.
   if #valid > 0 then
     local res
-    res, err = serialized(astore.apply, ctx.store, valid, { now = now, format = fmt })
+    local r
+    res, err, r = combined_apply(ctx.store, valid)
     if not res then return message(500, "the alerts were not stored: " .. tostring(err)) end
-    notify(ctx, res.events)
+    -- The unit's events go to dispatch once, from the request that started the unit.
+    if r.lists[1] == valid then notify(ctx, res.events) end
   end
   if #errors > 0 then return message(400, concat(errors, "; ")) end
   return 200, {}, ""
@@ -440,7 +475,7 @@ end
 function M.sweep(ctx)
   -- In a cluster the leader sweeps (the others would only lose the revision race).
   if ctx.cluster and not ctx.cluster:is_leader() then return {} end
-  local fresh = serialized(astore.sweep, ctx.store, { now = time.now(), format = fmt })
+  local fresh = serialized(astore.sweep, false, ctx.store, { now = time.now(), format = fmt })
   if fresh then notify(ctx, fresh) end
   return fresh
 end
