@@ -229,7 +229,10 @@ function Channel:send(msg, opts)
   while true do
     self:wait_turn()
     attempts, tries = attempts + 1, tries + 1
-    local ok, herr = hist:attempt(row.id, attempts, time.now() + self.lease, time.now())
+    local ok, herr = true, nil
+    if not (tries == 1 and row.first_recorded) then
+      ok, herr = hist:attempt(row.id, attempts, time.now() + self.lease, time.now())
+    end
     if not ok then
       -- without the row we cannot promise "at most once per key": do not send blind
       hist:finish(row.id, { status = "failed", attempts = attempts - 1, last_error = herr, now = time.now() })

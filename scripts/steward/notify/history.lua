@@ -63,13 +63,14 @@ function StoreH:claim(c)
   local st = self.st
   for _ = 1, 3 do
     local r
+    -- A new row already counts the first attempt: one write before the first request, not two.
     r, err = st:sql("INSERT INTO notify_history (channel, kind, key, status, attempts, summary, " ..
-                    "lease_until, created, updated) VALUES ($1, $2, $3, 'sending', 0, $4, $5, $6, $6) " ..
+                    "lease_until, created, updated) VALUES ($1, $2, $3, 'sending', 1, $4, $5, $6, $6) " ..
                     "ON CONFLICT (channel, key) DO NOTHING RETURNING id",
                     c.channel, c.kind, c.key, c.summary, c.now + c.lease, c.now)
     if not r then return dberr(err) end
     if r.rows and r.rows[1] then
-      return "claimed", { id = r.rows[1].id, attempts = 0, channel = c.channel, key = c.key }
+      return "claimed", { id = r.rows[1].id, attempts = 0, channel = c.channel, key = c.key, first_recorded = true }
     end
     local row
     row, err = self:get(c.channel, c.key)
