@@ -17,7 +17,7 @@ return {
   handle = function(_, ctx)
     -- Evaluated at the current time, not the slot's: a slot fired late after downtime must not
     -- send alerts that end in the past.
-    local s, terr = set:tick(store.default(), time.now())
+    local s, terr = set:tick(store.default(), time.now(), { dry_run = ctx.dry_run })
     if not s then error(terr, 0) end
     for _, e in ipairs(s.errors) do ctx.log.warn("slo evaluation failed", { error = e }) end
     return { evaluated = s.evaluated, firing = s.firing, resolved = s.resolved }

@@ -44,7 +44,7 @@ hooks() { curl -sf "$R/_control/requests?route=webhook"; }
 check() { hooks | /usr/bin/python3 -c "import json,sys; r=json.load(sys.stdin); b=[x['json'] for x in r]; sys.exit(0 if ($1) else 1)"; }
 now_ms() { date +%s%3N; }
 
-echo "1..12"
+echo "1..13"
 daemon_start || { echo "not ok 1 - the daemon starts with the router policy"; exit 1; }
 echo "ok 1 - the daemon starts with the router policy"
 
@@ -99,4 +99,16 @@ else echo "not ok 11 - no notification is lost or doubled across kill -9"; hooks
 
 code=$(curl -s -o "$D/policy.json" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/v1/policies/alerting.router")
 [ "$code" = 200 ] && ! grep -q '"last_error":{' "$D/policy.json" && echo "ok 12 - the policy loaded without errors" || echo "not ok 12 - the policy loaded without errors ($code)"
+# A dry run (POST /v1/policies/alerting.router/simulate) says where an alert would go and
+# changes nothing: no group, no notification.
+before=$(hooks | /usr/bin/python3 -c "import json,sys; print(len(json.load(sys.stdin)))")
+sim=$(curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+  -d "{\"type\":\"alert.firing\",\"data\":{\"fingerprint\":\"00000000000000aa\",\"labels\":{\"alertname\":\"Sim\",\"severity\":\"page\",\"run\":\"$RUN\"}}}" \
+  "http://127.0.0.1:$PORT/v1/policies/alerting.router/simulate")
+groups=$("$BIN" eval --socket "$D/var/steward.sock" 'local n = 0 for _, g in ipairs(require("steward.store").default():sql("SELECT group_key FROM alert_groups")) do if g.group_key:find("Sim", 1, true) then n = n + 1 end end return n' 2>&1)
+after=$(hooks | /usr/bin/python3 -c "import json,sys; print(len(json.load(sys.stdin)))")
+if echo "$sim" | jq -e '.result.dry_run == true and .result.routes[0].receiver == "pager" and (.result.routes[0].group_key | contains("Sim"))' >/dev/null \
+   && [ "$groups" = 0 ] && [ "$before" = "$after" ]; then
+    echo "ok 13 - a dry run answers the route and group, and creates and sends nothing"
+else echo "not ok 13 - a dry run answers the route and group, and creates and sends nothing"; echo "# $sim groups=$groups hooks $before -> $after"; fi
 daemon_stop

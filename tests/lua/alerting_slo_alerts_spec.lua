@@ -66,6 +66,12 @@ local again = 0
 for _, ev in ipairs(s.events) do if ev.type == "alert.resolved" then again = again + 1 end end
 t.is(again, 0, "an ended alert is not ended again")
 
+-- A dry run evaluates and reports what it would send, and sends nothing.
+local before = #assert(astore.list(st))
+local dry = assert(set:tick(st, now + 30 + 60 * 62, { dry_run = true }))
+t.ok(#dry.alerts > 0 and #dry.events == 0, "a dry run reports the alerts it would send and appends no event")
+t.is(#assert(astore.list(st)), before, "a dry run stores nothing")
+
 -- A failing source changes nothing and is reported.
 local bad = assert(slo_alerts.compile({
   { name = "broken", objective = 0.9, source = { events = { type = "http.request", good = function() error("boom") end } } },

@@ -232,6 +232,20 @@ function Engine:handle(ev, ctx)
   self.ctx_log = ctx and ctx.log or nil -- tagged with this event's id
 
   local now = self.now()
+  if ctx and ctx.dry_run then
+    -- A dry run (policy simulate) writes and sends nothing: the engine's store writes and
+    -- sends are its own, not the sandbox's recorded modules. It answers where the alert goes.
+    if (ev.type == "alert.firing" or ev.type == "alert.resolved") and type(ev.data) == "table"
+        and type(ev.data.labels) == "table" then
+      local out = {}
+      for _, r in ipairs(self.tree:match(ev.data.labels)) do
+        out[#out + 1] = { receiver = r.receiver, route = r.id, group_key = r:group_key(ev.data.labels),
+          group_wait = r.group_wait }
+      end
+      return { dry_run = true, routes = out }
+    end
+    return { dry_run = true }
+  end
   if ev.type == "alert.firing" or ev.type == "alert.resolved" then
     self:on_alert(st, ev, now)
     return true

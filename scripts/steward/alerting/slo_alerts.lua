@@ -120,9 +120,10 @@ local function active(st, fps, now)
   return out
 end
 
--- set:tick(st, now [, {format, resend_for}]) -> summary | nil, err. Evaluates every SLO at now;
+-- set:tick(st, now [, {format, resend_for, dry_run}]) -> summary | nil, err. Evaluates every SLO at now;
 -- firing rules are (re-)sent as alerts lasting resend_for, rules that stopped firing end now.
--- summary = {evaluated, firing, resolved, errors = {"slo x: ..."}, events = fresh events}:
+-- summary = {evaluated, firing, resolved, errors = {"slo x: ..."}, alerts = what was sent,
+-- events = fresh events} (dry_run: evaluated and reported, nothing sent):
 -- the caller hands `events` to dispatch. One SLO's failed evaluation changes none of its
 -- alerts (they run out by their endsAt if it keeps failing) and does not stop the others.
 function M:tick(st, now, opts)
@@ -164,7 +165,8 @@ function M:tick(st, now, opts)
         ends_at = now, timeout = false, generator_url = "" }
     end
   end
-  if #send > 0 then
+  summary.alerts = send
+  if #send > 0 and not opts.dry_run then
     local res
     res, err = astore.apply(st, send, { now = now, format = fmt })
     if not res then return nil, err end
