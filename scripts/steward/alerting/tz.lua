@@ -31,29 +31,9 @@ local SPAN = 30 * 3600
 ---------------------------------------------------------------------------------------------
 -- Calendar arithmetic (proleptic Gregorian, days since 1970-01-01; H. Hinnant's algorithms).
 
-local function days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
-local function civil_from_days(z)
-  z = z + 719468
-  local era = floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = floor((doe - floor(doe / 1460) + floor(doe / 36524) - floor(doe / 146096)) / 365)
-  local y = yoe + era * 400
-  local doy = doe - (365 * yoe + floor(yoe / 4) - floor(yoe / 100))
-  local mp = floor((5 * doy + 2) / 153)
-  local d = doy - floor((153 * mp + 2) / 5) + 1
-  local m = mp < 10 and mp + 3 or mp - 9
-  if m <= 2 then y = y + 1 end
-  return y, m, d
-end
+-- Days from and to civil dates: the store's RFC 3339 code has them already.
+local cal = require "steward.store.util"
+local days_from_civil, civil_from_days = cal.days_from_civil, cal.civil_from_days
 
 local function leap(y) return (y % 4 == 0 and y % 100 ~= 0) or y % 400 == 0 end
 local MDAYS = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 }
