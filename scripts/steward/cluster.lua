@@ -29,11 +29,6 @@ local format, concat, min, max, ceil, floor = string.format, table.concat, math.
 local M = {}
 
 M.BUCKETS = 64
--- How much of a lease we use: we stop running a bucket's events at sent + lease * MARGIN, the
--- database lets another instance take it at lease. The rest is slack for a stalled process
--- (a handler that started just before our deadline and a loaded machine): half a lease, with
--- renewals every fifth of one, tolerates a stall of lease/2 without two owners at once.
-M.MARGIN = 0.5
 local NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
 local LOCK_KEY = 1937012581 -- "stwd" + 1: the migration lock is 1937012580
 local CHANNEL = "steward_policies"
@@ -166,7 +161,7 @@ function C:renew()
   end
   -- Our deadline starts when the request left, before the database stamped the lease, and
   -- keeps a margin: we stop before anyone else may start.
-  local deadline = sent + self.lease * M.MARGIN
+  local deadline = sent + self.lease * 0.8
   local back = {}
   for _, r in ipairs(res.rows or {}) do back[r.bucket] = true end
   for b in pairs(self.owned) do
@@ -182,13 +177,6 @@ function C:lose(b)
   local cap = self.d:low_mark(self.high)
   if not self.releasing[b] or self.releasing[b] > cap then self.releasing[b] = cap end
   log.warn("cluster: bucket lease lost", { bucket = b })
-end
-
--- dropped(b, seq): dispatch dropped b's queued events from seq on because our lease ran out
--- (possibly before renew() noticed): our mark must stay below them until b is rescanned.
-function C:dropped(b, seq)
-  local cap = seq - 1
-  if not self.releasing[b] or self.releasing[b] > cap then self.releasing[b] = cap end
 end
 
 local function local_low(self)
@@ -314,7 +302,7 @@ function C:balance()
   for _, r in ipairs(res[1].rows or {}) do
     new[r.bucket] = true
     got = got + 1
-    self.owned[r.bucket] = sent + self.lease * M.MARGIN
+    self.owned[r.bucket] = sent + self.lease * 0.8
     self.releasing[r.bucket] = nil
     if row_of[r.bucket] and row_of[r.bucket].owner ~= self.id then
       self.stats.takeovers = self.stats.takeovers + 1
@@ -328,7 +316,43 @@ function C:balance()
     took_over = self.stats.takeovers })
 end
 
+-- Offers the events of seqs we passed while they were not yet visible (a transaction that
+-- took its seq before a later one committed) that are visible now; a seq still missing after
+-- GAP_WAIT was a rolled-back insert (or a duplicate id) and is forgotten.
+local function offer_gaps(self, takes)
+  local st, d = self.st, self.d
+  local now, list = time.monotonic(), {}
+  for seq, t0 in pairs(self.gaps) do
+    if now - t0 > GAP_WAIT then
+      self.gaps[seq] = nil
+      self.ngaps = self.ngaps - 1
+    elseif #list < 500 then
+      list[#list + 1] = seq
+    end
+  end
+  if #list == 0 then return end
+  table.sort(list)
+  local marks = {}
+  for i = 1, #list do marks[i] = "$" .. i end
+  local rows = st:query("SELECT " .. COLS .. " FROM events WHERE seq IN (" .. concat(marks, ",") .. ") ORDER BY seq", unpack(list))
+  if not rows or #rows == 0 then return end
+  local seqs = {}
+  for i, r in ipairs(rows) do seqs[i] = r.seq end
+  local done = done_set(st, nil, nil, seqs)
+  if not done then return end
+  for _, r in ipairs(rows) do
+    if self.gaps[r.seq] then
+      self.gaps[r.seq] = nil
+      self.ngaps = self.ngaps - 1
+      d:offer(events.row_event(r), takes, done)
+    end
+  end
+end
+
 -- Reads the log past our position (and the gaps below it) and offers each event to dispatch.
+-- Gaps are looked at after each page is read and before it is offered: an event that
+-- committed before a later one of its key was even written (the client waited for the first
+-- one's acknowledgement) is then visible, and is queued first.
 function C:scan()
   local st, d = self.st, self.d
   local function takes(b) return self:takes(b) end
@@ -337,6 +361,7 @@ function C:scan()
     if not rows or #rows == 0 then break end
     local done = done_set(st, rows[1].seq, rows[#rows].seq)
     if not done then break end
+    if self.ngaps > 0 then offer_gaps(self, takes) end
     local now = time.monotonic()
     for _, r in ipairs(rows) do
       local seq = r.seq
@@ -352,34 +377,7 @@ function C:scan()
     self.stats.scanned = self.stats.scanned + #rows
     if #rows < SCAN_PAGE then break end
   end
-  if self.ngaps > 0 then
-    local now, list = time.monotonic(), {}
-    for seq, t0 in pairs(self.gaps) do
-      if now - t0 > GAP_WAIT then
-        self.gaps[seq] = nil -- a rolled-back insert (or a duplicate id) used that seq
-        self.ngaps = self.ngaps - 1
-      elseif #list < 500 then
-        list[#list + 1] = seq
-      end
-    end
-    if #list > 0 then
-      local marks = {}
-      for i = 1, #list do marks[i] = "$" .. i end
-      local rows = st:query("SELECT " .. COLS .. " FROM events WHERE seq IN (" .. concat(marks, ",") .. ") ORDER BY seq", unpack(list))
-      if rows and #rows > 0 then
-        local seqs = {}
-        for i, r in ipairs(rows) do seqs[i] = r.seq end
-        local done = done_set(st, nil, nil, seqs)
-        if done then
-          for _, r in ipairs(rows) do
-            self.gaps[r.seq] = nil
-            self.ngaps = self.ngaps - 1
-            d:offer(events.row_event(r), takes, done)
-          end
-        end
-      end
-    end
-  end
+  if self.ngaps > 0 then offer_gaps(self, takes) end
 end
 
 -- Dead letters requeued anywhere are run by the owner of their key.
@@ -439,7 +437,7 @@ function C:lease_leader()
     "WHERE cluster_leader.holder = excluded.holder OR cluster_leader.lease_until < " .. NOW .. " RETURNING holder",
     self.id, self.lease)
   if res and res.rows and res.rows[1] then
-    self.leader_deadline = sent + self.lease * M.MARGIN
+    self.leader_deadline = sent + self.lease * 0.8
     set_leader(self, true)
   elseif res or self.leader_deadline <= time.monotonic() then
     set_leader(self, false)

@@ -213,7 +213,7 @@ local function handle_one(d, p, ev, bucket)
   while true do
     await_store(d)
     if d.stopping then return end
-    if bucket and not d.cluster:may_run(bucket) then return "lost" end
+    if bucket and not d.cluster:may_run(bucket) then return end
     attempt = attempt + 1
     local t0 = time.monotonic()
     local ctx = policy_ctx.new(p, { event_id = ev.id, tenant = ev.tenant, attempt = attempt })
@@ -299,30 +299,10 @@ local function runner(d, p, q)
       local cur = d.policies[p.name] or p -- a reloaded policy handles the next event
       -- A bucket whose lease ran out may already be another instance's: its queued events
       -- are left to that owner, which rescans from before them.
-      local lost = true
-      if ev.missing then
-        lost = false
-      elseif not q.bucket or d.cluster:may_run(q.bucket) then
-        lost = handle_one(d, cur, ev, q.bucket) == "lost"
-      end
+      if not ev.missing and (not q.bucket or d.cluster:may_run(q.bucket)) then handle_one(d, cur, ev, q.bucket) end
       d.inflight[p.name][ev.seq] = nil
       d.depth = d.depth - 1
       if q.bucket then d.bucket_load[q.bucket] = d.bucket_load[q.bucket] - 1 end
-      if lost then
-        d.cluster:dropped(q.bucket, ev.seq)
-        -- Drop the key's whole remaining queue, not just this event: were the bucket taken
-        -- back (by us) before the next item, its rescan would queue this event behind its
-        -- successors and they would run out of order. Dropped now, the rescan of whoever
-        -- takes the bucket queues them all again, in order.
-        while q.head <= q.tail do
-          local later = q.items[q.head]
-          q.items[q.head] = nil
-          q.head = q.head + 1
-          d.inflight[p.name][later.seq] = nil
-          d.depth = d.depth - 1
-          d.bucket_load[q.bucket] = d.bucket_load[q.bucket] - 1
-        end
-      end
       m_queue:set(d.depth)
     end
     q.running = false

@@ -85,6 +85,9 @@ for key, rs in runs.items():
             break
         if prev_done > first[m]:
             disorder.append("%s: n=%d started at %.6f before n=%d was done at %.6f" % (key, m, first[m], m - 1, prev_done))
+            for r in sorted(rs):
+                if r[2] in (m - 1, m):
+                    disorder.append("  run n=%d on %s %.6f-%.6f %s" % (r[2], r[3], r[0], r[1], "complete" if r[4] else "cut"))
             break
         prev_done = max(prev_done, done_at.get(m, float("inf")))
 tap(not disorder, "each key's events were handled in order (%d re-runs after takeovers)" % reruns, disorder)
