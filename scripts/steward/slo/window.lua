@@ -16,17 +16,9 @@ function M.parse(s)
   return tonumber(n) * UNIT[u]
 end
 
--- Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil):
--- os.time would use the local time zone.
-local function days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
+-- Days since 1970-01-01 of a proleptic Gregorian date (os.time would use the local time
+-- zone): the store's RFC 3339 code has the conversion.
+local days_from_civil = require("steward.store.util").days_from_civil
 M.days_from_civil = days_from_civil
 
 -- The start (Unix seconds) of the UTC calendar month or ISO week (from Monday) holding now.
