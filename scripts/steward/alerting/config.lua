@@ -114,6 +114,17 @@ local function node_path(n)
   return node_path(n.parent) .. ".routes[" .. (n.index + 1) .. "]"
 end
 
+-- The fields each section may have: anything else is a typo worth an error.
+local function set(list) local t = {} for _, k in ipairs(list) do t[k] = true end return t end
+local MAINTENANCE_FIELDS = set { "name", "matchers", "starts_at", "ends_at", "time_intervals" }
+local FLAP_FIELDS = set { "transitions", "window", "quiet" }
+local CORRELATION_FIELDS = set { "name", "matchers", "count", "window", "incident" }
+local function only(t, where, allowed)
+  for k in pairs(t) do
+    if not allowed[k] then fail(where .. ": unknown field " .. tostring(k)) end
+  end
+end
+
 local function compile(cfg)
   if type(cfg) ~= "table" then fail("config: table expected, got " .. type(cfg)) end
   local keys = {}
@@ -161,11 +172,7 @@ local function compile(cfg)
   for i, w in ipairs(table_at(cfg.maintenance or {}, "config.maintenance")) do
     local where = format("config.maintenance[%d]", i)
     table_at(w, where)
-    for k in pairs(w) do
-      if k ~= "name" and k ~= "matchers" and k ~= "starts_at" and k ~= "ends_at" and k ~= "time_intervals" then
-        fail(where .. ": unknown field " .. tostring(k))
-      end
-    end
+    only(w, where, MAINTENANCE_FIELDS)
     local mw = { name = w.name or tostring(i), matchers = matcher_list(w.matchers, where .. ".matchers") }
     if (w.starts_at == nil) ~= (w.ends_at == nil) then fail(where .. ": starts_at and ends_at go together") end
     if w.starts_at ~= nil then
@@ -185,9 +192,7 @@ local function compile(cfg)
   -- flap detection
   if cfg.flap ~= nil then
     local f = table_at(cfg.flap, "config.flap")
-    for k in pairs(f) do
-      if k ~= "transitions" and k ~= "window" and k ~= "quiet" then fail("config.flap: unknown field " .. tostring(k)) end
-    end
+    only(f, "config.flap", FLAP_FIELDS)
     if type(f.transitions) ~= "number" or f.transitions < 2 then fail("config.flap.transitions: number >= 2 expected") end
     out.flap = { transitions = f.transitions, window = duration(f.window or "10m", "config.flap.window"),
       quiet = duration(f.quiet or f.window or "10m", "config.flap.quiet") }
@@ -198,11 +203,7 @@ local function compile(cfg)
   for i, c in ipairs(table_at(cfg.correlation or {}, "config.correlation")) do
     local where = format("config.correlation[%d]", i)
     table_at(c, where)
-    for k in pairs(c) do
-      if k ~= "name" and k ~= "matchers" and k ~= "count" and k ~= "window" and k ~= "incident" then
-        fail(where .. ": unknown field " .. tostring(k))
-      end
-    end
+    only(c, where, CORRELATION_FIELDS)
     if type(c.name) ~= "string" or c.name == "" then fail(where .. ".name: string expected") end
     if names[c.name] then fail(where .. ".name: duplicate rule " .. c.name) end
     names[c.name] = true
