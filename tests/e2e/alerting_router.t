@@ -6,18 +6,7 @@
 # notification. Runs on SQLite, and on PostgreSQL when STEWARD_TEST_STORE names one.
 set -u
 . "$(dirname "$0")/../support/daemon.sh"
-RPID=
-cleanup() {
-    [ -n "$RPID" ] && kill "$RPID" 2>/dev/null
-    daemon_cleanup
-}
-trap cleanup EXIT
-
-mkfifo "$D/port"
-/usr/bin/python3 "$here/tests/support/notify_receiver.py" >"$D/port" 2>"$D/receiver.err" &
-RPID=$!
-read -r HPORT _ <"$D/port"
-R="http://127.0.0.1:$HPORT"
+receiver_start
 RUN=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n') # apart from other runs in a shared store
 
 mkdir -p "$D/policies/alerting" "$D/policies/lib/alerting"

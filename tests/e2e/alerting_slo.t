@@ -6,18 +6,7 @@
 # A slot is also run on demand by posting a policy.schedule event naming the policy.
 set -u
 . "$(dirname "$0")/../support/daemon.sh"
-RPID=
-cleanup() {
-    [ -n "$RPID" ] && kill "$RPID" 2>/dev/null
-    daemon_cleanup
-}
-trap cleanup EXIT
-
-mkfifo "$D/port"
-/usr/bin/python3 "$here/tests/support/notify_receiver.py" >"$D/port" 2>"$D/receiver.err" &
-RPID=$!
-read -r HPORT _ <"$D/port"
-R="http://127.0.0.1:$HPORT"
+receiver_start
 
 mkdir -p "$D/policies/alerting" "$D/policies/lib/alerting"
 cp "$here/policies/alerting/router.lua" "$here/policies/alerting/slo.lua" "$D/policies/alerting/"

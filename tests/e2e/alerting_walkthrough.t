@@ -9,13 +9,7 @@ set -u
 . "$(dirname "$0")/../support/daemon.sh"
 . "$here/tests/support/prometheus.sh"
 if [ ! -x "$PROM_BIN" ]; then echo "1..0 # SKIP prometheus not installed (Debian package prometheus)"; exit 0; fi
-RPID=
-cleanup() {
-    prom_stop
-    [ -n "$RPID" ] && kill "$RPID" 2>/dev/null
-    daemon_cleanup
-}
-trap cleanup EXIT
+trap 'prom_stop; daemon_cleanup' EXIT
 
 # block NAME: the code block after "<!-- walkthrough: NAME -->" in docs/alerting.md
 block() {
@@ -23,11 +17,7 @@ block() {
         "$here/docs/alerting.md"
 }
 
-mkfifo "$D/port"
-/usr/bin/python3 "$here/tests/support/notify_receiver.py" >"$D/port" 2>"$D/receiver.err" &
-RPID=$!
-read -r HPORT SPORT <"$D/port"
-R="http://127.0.0.1:$HPORT"
+receiver_start
 
 echo "1..10"
 # Step 1: the shipped policies and configuration.

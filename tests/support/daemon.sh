@@ -7,11 +7,23 @@ D=$(mktemp -d)
 DPID=
 PORT=
 mkdir -p "$D/policies"
+RPID=
 daemon_cleanup() {
     [ -n "$DPID" ] && kill -9 "$DPID" 2>/dev/null
+    [ -n "$RPID" ] && kill "$RPID" 2>/dev/null
     rm -rf "$D"
 }
 trap daemon_cleanup EXIT
+
+# receiver_start: tests/support/notify_receiver.py (vendor endpoints and SMTP) on free ports;
+# sets RPID (stopped by daemon_cleanup), HPORT, SPORT and R (its base URL).
+receiver_start() {
+    mkfifo "$D/receiver.port"
+    /usr/bin/python3 "$here/tests/support/notify_receiver.py" >"$D/receiver.port" 2>"$D/receiver.err" &
+    RPID=$!
+    read -r HPORT SPORT <"$D/receiver.port"
+    R="http://127.0.0.1:$HPORT"
+}
 
 # daemon_config [extra Lua table fields]: writes $D/steward.lua
 daemon_config() {
