@@ -53,14 +53,17 @@ if wait_hooks 2 10 && check "len(b) == 2 and sorted(a['labels']['instance'] for 
 else echo "not ok 5 - a second alert of the group comes at the next group_interval tick"; fi
 T2=$(now_ms)
 d=$((T2 - T1))
-[ $d -ge 2000 ] && [ $d -le 4500 ] && echo "ok 6 - one group_interval after the first ($d ms)" || echo "not ok 6 - one group_interval after the first ($d ms)"
+# Semantics, not speed: at the next tick (3 s after the first flush; the alert came ~0 s after
+# it), not before and not a whole tick later (6 s).
+[ $d -ge 2000 ] && [ $d -lt 6000 ] && echo "ok 6 - one group_interval after the first ($d ms)" || echo "not ok 6 - one group_interval after the first ($d ms)"
 
 # group_wait 0: notified without waiting for a timer
 T3=$(now_ms)
 api /api/v2/alerts "[{\"labels\":{\"alertname\":\"Down\",\"severity\":\"page\",\"run\":\"$RUN\"}}]" >/dev/null
 if wait_hooks 3 5 && check "b[2]['receiver'] == 'pager'"; then
     T4=$(now_ms)
-    [ $((T4 - T3)) -lt 1000 ] && echo "ok 7 - group_wait 0 notifies at once ($((T4 - T3)) ms)" || echo "not ok 7 - group_wait 0 notifies at once ($((T4 - T3)) ms)"
+    # before the 2 s group_wait of the other routes: no wait at all, whatever the machine's load
+    [ $((T4 - T3)) -lt 1900 ] && echo "ok 7 - group_wait 0 notifies at once ($((T4 - T3)) ms)" || echo "not ok 7 - group_wait 0 notifies at once ($((T4 - T3)) ms)"
 else echo "not ok 7 - group_wait 0 notifies at once"; fi
 
 # kill -9 while a new group waits: after the restart it is notified exactly once
