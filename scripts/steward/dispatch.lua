@@ -71,9 +71,10 @@ function M.new(opts)
     retry_base = opts.retry_base or 0.2,
     retry_max = opts.retry_max or 60,
     policies = {},     -- name -> policy
-    queues = {},       -- policy name -> key -> { items, head, tail, running }
-    ready = {},        -- keys waiting for a free runner: { {policy, q}, ... }
-    ready_head = 1,
+    queues = {},       -- policy name -> key -> { items, head, tail, running, key }
+    -- Keys waiting for a free runner, a FIFO with explicit indices (a Lua table emptied from
+    -- the front has holes, and # of such a table is undefined: it once lost queued keys).
+    ready = { items = {}, head = 1, tail = 0 },
     active = 0,        -- runners
     depth = 0,         -- events queued or running
     inflight = {},     -- policy -> { [seq] = true } (queued or running)
@@ -288,6 +289,38 @@ local function wake_idle(d)
   end
 end
 
+-- An emptied key queue is dropped (with key = ev.id every event has its own key: kept, they
+-- grew the heap by one table per event). A later event of the key makes a new one.
+local function release_queue(d, p, q)
+  if q.head <= q.tail then return end
+  local qs = d.queues[p.name]
+  if qs and qs[q.key] == q then qs[q.key] = nil end
+end
+
+local function ready_push(d, p, q)
+  local r = d.ready
+  r.tail = r.tail + 1
+  r.items[r.tail] = { p = p, q = q }
+end
+
+-- The next key that waits for a runner (marked running), or nil. An entry whose queue was
+-- drained meanwhile, or that another runner took, is skipped.
+local function next_ready(d)
+  local r = d.ready
+  while r.head <= r.tail do
+    local e = r.items[r.head]
+    r.items[r.head] = nil
+    r.head = r.head + 1
+    if e.q.head <= e.q.tail and not e.q.running then
+      e.q.running = true
+      if r.head > r.tail then r.head, r.tail = 1, 0 end
+      return e.p, e.q
+    end
+  end
+  r.head, r.tail = 1, 0
+  return nil
+end
+
 -- A runner drains one key's queue, then takes the next ready key, until none is left.
 local function runner(d, p, q)
   while q do
@@ -306,20 +339,10 @@ local function runner(d, p, q)
       m_queue:set(d.depth)
     end
     q.running = false
+    release_queue(d, p, q)
     if d.stopping then break end
     -- next ready key, if any
-    q = nil
-    while d.ready_head <= #d.ready do
-      local r = d.ready[d.ready_head]
-      d.ready[d.ready_head] = nil
-      d.ready_head = d.ready_head + 1
-      if r.q.head <= r.q.tail and not r.q.running then
-        p, q = r.p, r.q
-        q.running = true
-        break
-      end
-    end
-    if d.ready_head > #d.ready then d.ready, d.ready_head = {}, 1 end
+    p, q = next_ready(d)
   end
   d.active = d.active - 1
   m_active:set(d.active)
@@ -345,7 +368,7 @@ function D:enqueue(p, ev, bucket, key)
   key = key or key_of(p, ev)
   local q = qs[key]
   if not q then
-    q = { items = {}, head = 1, tail = 0, running = false, bucket = bucket }
+    q = { items = {}, head = 1, tail = 0, running = false, bucket = bucket, key = key }
     qs[key] = q
   end
   if bucket then self.bucket_load[bucket] = (self.bucket_load[bucket] or 0) + 1 end
@@ -361,7 +384,7 @@ function D:enqueue(p, ev, bucket, key)
     m_active:set(self.active)
     task.spawn({ name = "dispatch" }, runner, self, p, q)
   else
-    self.ready[#self.ready + 1] = { p = p, q = q }
+    ready_push(self, p, q)
   end
 end
 
@@ -488,7 +511,7 @@ function D:checkpoint()
 end
 
 function D:stats()
-  return { queued = self.depth, active = self.active, ready = #self.ready - self.ready_head + 1 }
+  return { queued = self.depth, active = self.active, ready = self.ready.tail - self.ready.head + 1 }
 end
 
 -- dead_letters{policy, limit, cursor} -> {dead_letters, next_cursor}
