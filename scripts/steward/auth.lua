@@ -55,13 +55,37 @@ function M.new(opts)
     log.info("admin token from configuration")
   end
   a.admin_hash = hash(admin)
-  local rows, err = a.st:sql("SELECT id, hash, name, role, tenant, created FROM api_tokens WHERE revoked IS NULL")
-  if not rows then return nil, err end
-  for _, r in ipairs(rows) do
-    a.by_hash[r.hash] = r
-    a.by_id[r.id] = r
-  end
+  local ok, err = a:refresh()
+  if not ok then return nil, err end
   return a
+end
+
+-- refresh(): the token table read again from the store. Several instances share one
+-- PostgreSQL store: a token created or revoked on one reaches the others through NOTIFY
+-- (steward.cluster calls this on 'steward_tokens') and, should a notification be lost, through
+-- the daemon's periodic refresh (M.REFRESH seconds: the documented bound).
+function A:refresh()
+  local rows, err = self.st:sql("SELECT id, hash, name, role, tenant, created FROM api_tokens WHERE revoked IS NULL")
+  if not rows then return nil, err end
+  local by_hash, by_id = {}, {}
+  for _, r in ipairs(rows) do
+    by_hash[r.hash] = r
+    by_id[r.id] = r
+  end
+  self.by_hash, self.by_id = by_hash, by_id
+  self.cache, self.cached = {}, 0
+  return true
+end
+
+M.REFRESH = 5
+M.CHANNEL = "steward_tokens"
+
+-- The statements that tell the other instances (PostgreSQL) to refresh, run in the same
+-- batch as the change so they are told exactly when it commits.
+local function with_notify(st, stmt, what)
+  local stmts = { stmt }
+  if st:backend() == "postgres" then stmts[2] = { "SELECT pg_notify('" .. M.CHANNEL .. "', $1)", what } end
+  return stmts
 end
 
 -- authenticate(authorization header) -> principal {role, tenant, id} or nil, reason
@@ -106,28 +130,33 @@ function A:create(spec)
   local id = crypto.hex(crypto.random(8))
   local row = { id = id, hash = hash(secret), name = spec.name, role = spec.role,
                 tenant = spec.tenant, created = time.now() }
-  local ok, err = self.st:sql(
+  local ok, err = self.st:batch(with_notify(self.st, {
     "INSERT INTO api_tokens (id, hash, name, role, tenant, created) VALUES ($1, $2, $3, $4, $5, $6)",
-    row.id, row.hash, row.name, row.role, row.tenant, row.created)
+    row.id, row.hash, row.name, row.role, row.tenant, row.created }, "created " .. id))
   if not ok then return nil, err end
   self.by_hash[row.hash], self.by_id[row.id] = row, row
   self.cache, self.cached = {}, 0
   return { token = secret, id = id, role = row.role, tenant = row.tenant, name = row.name, created = row.created }
 end
 
-function A:list()
+-- list([tenant]): every live token, or only the tenant's.
+function A:list(tenant)
   local out = {}
   for _, r in pairs(self.by_id) do
-    out[#out + 1] = { id = r.id, role = r.role, tenant = r.tenant, name = r.name, created = r.created }
+    if not tenant or r.tenant == tenant then
+      out[#out + 1] = { id = r.id, role = r.role, tenant = r.tenant, name = r.name, created = r.created }
+    end
   end
   table.sort(out, function(x, y) return x.created < y.created end)
   return out
 end
 
-function A:revoke(id)
+-- revoke(id [, tenant]): a tenant's token revokes only that tenant's tokens.
+function A:revoke(id, tenant)
   local r = self.by_id[id]
-  if not r then return nil, "not found" end
-  local ok, err = self.st:sql("UPDATE api_tokens SET revoked = $2 WHERE id = $1", id, time.now())
+  if not r or (tenant and r.tenant ~= tenant) then return nil, "not found" end
+  local ok, err = self.st:batch(with_notify(self.st,
+    { "UPDATE api_tokens SET revoked = $2 WHERE id = $1", id, time.now() }, "revoked " .. id))
   if not ok then return nil, err end
   self.by_id[id], self.by_hash[r.hash] = nil, nil
   self.cache, self.cached = {}, 0

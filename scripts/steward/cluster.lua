@@ -32,6 +32,7 @@ M.BUCKETS = 64
 local NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
 local LOCK_KEY = 1937012581 -- "stwd" + 1: the migration lock is 1937012580
 local CHANNEL = "steward_policies"
+local TOKENS = "steward_tokens"
 local GAP_WAIT = 10      -- seconds a missing seq may still commit
 local MAX_GAPS = 20000
 local SCAN_PAGE = 1000
@@ -90,7 +91,7 @@ function M.new(opts)
   local host = hostname()
   local c = setmetatable({
     st = opts.store, d = opts.dispatch, registry = opts.registry, url = opts.url,
-    host = host, pid = opts.pid, on_leader = opts.on_leader,
+    host = host, pid = opts.pid, on_leader = opts.on_leader, on_tokens = opts.on_tokens,
     id = format("%s-%d-%s", host, opts.pid, require("steward.crypto").hex(require("steward.crypto").random(3))),
     lease = lease,
     beat = opts.heartbeat or lease / 5,
@@ -456,6 +457,8 @@ local function session_loop(self, pg)
       self.session = db
       local ok = db:listen(CHANNEL)
       if ok == nil then log.warn("cluster: LISTEN failed") end
+      -- Token changes (steward.auth) reach this instance within a notification's latency.
+      if self.on_tokens and db:listen(TOKENS) == nil then log.warn("cluster: LISTEN failed", { channel = TOKENS }) end
       while not self.stopping do
         if not self.leader then
           local rows, qerr = db:query("SELECT pg_try_advisory_lock($1) AS got", LOCK_KEY)
@@ -472,7 +475,9 @@ local function session_loop(self, pg)
           end
         end
         local n, nerr = db:notification(1)
-        if n then
+        if n and n.channel == TOKENS then
+          if self.on_tokens then task.spawn({ name = "cluster.tokens" }, self.on_tokens) end
+        elseif n then
           local msg = json.decode(n.payload or "") or {}
           if msg.instance ~= self.id and self.registry then
             task.spawn({ name = "cluster.reload" }, function() self.registry:reload("cluster notify") end)

@@ -147,8 +147,12 @@ function M.main(args)
   if require("steward.cluster").enabled(st) then
     ctx.cluster = require("steward.cluster").new({ store = st, dispatch = ctx.dispatch, registry = ctx.registry,
       lease = cfg.cluster.lease, heartbeat = cfg.cluster.heartbeat, poll = cfg.cluster.poll,
-      url = cfg.store, pid = ctx.pid, on_leader = function(yes) if ctx.on_leader then ctx.on_leader(yes) end end })
+      url = cfg.store, pid = ctx.pid, on_leader = function(yes) if ctx.on_leader then ctx.on_leader(yes) end end,
+      on_tokens = function() ctx.auth:refresh() end })
     ctx.dispatch:set_cluster(ctx.cluster)
+    -- Should a token notification be lost (a session reconnecting), a revoked token still
+    -- stops working within auth.REFRESH seconds (docs/operations.md).
+    ctx.bg[#ctx.bg + 1] = time.every(auth.REFRESH, function() ctx.auth:refresh() end)
     ctx.registry.instance = ctx.cluster.id
   end
   local summary

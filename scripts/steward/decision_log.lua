@@ -17,7 +17,7 @@ local format, concat = string.format, table.concat
 local M = {}
 
 local FLUSH_DELAY, FLUSH_ROWS = 0.005, 200
-local COLS = 11
+local COLS = 12
 
 local L = {}
 L.__index = L
@@ -78,19 +78,19 @@ function L:flush()
         values[#values + 1] = "(" .. concat(marks, ",") .. ")"
         stmt[n + 2], stmt[n + 3], stmt[n + 4], stmt[n + 5] = r.ref, r.policy, r.version, r.event_id
         stmt[n + 6], stmt[n + 7], stmt[n + 8], stmt[n + 9] = enc(r.input), r.outcome, enc(r.result), r.error
-        stmt[n + 10], stmt[n + 11], stmt[n + 12] = r.duration, enc(r.side_effects), r.time
+        stmt[n + 10], stmt[n + 11], stmt[n + 12], stmt[n + 13] = r.duration, enc(r.side_effects), r.time, r.tenant
         n = n + COLS
       end
       stmt.n = n + 1
       stmt[1] = "INSERT INTO decisions (ref, policy, version, event_id, input, outcome, result, error, " ..
-        "duration, side_effects, time) VALUES " .. concat(values, ",")
+        "duration, side_effects, time, tenant) VALUES " .. concat(values, ",")
       local ok, err = self.st:batch({ stmt })
       if not ok then log.error("cannot write decision log rows", { count = last - first + 1, error = err }) end
     end
   end
 end
 
--- record{policy, version, event_id | input, outcome, result, error, duration, side_effects}
+-- record{policy, version, tenant, event_id | input, outcome, result, error, duration, side_effects}
 -- -> ref (the decision id)
 function L:record(rec)
   rec.ref = rec.ref or crypto.uuidv7()

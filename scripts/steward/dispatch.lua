@@ -235,7 +235,7 @@ local function handle_one(d, p, ev, bucket)
     local took = time.monotonic() - t0
     m_latency:observe(took, p.name)
     if d.dlog then
-      d.dlog:record({ policy = p.name, version = p.version, event_id = ev.id, duration = took,
+      d.dlog:record({ policy = p.name, version = p.version, tenant = ev.tenant, event_id = ev.id, duration = took,
         outcome = outcome, error = not ok and err or nil,
         side_effects = fx.list and #fx.list > 0 and fx.list or nil })
     end

@@ -77,8 +77,11 @@ local function run_handler(health, fn, req, principal)
   return status, headers, body
 end
 
--- Wraps a handler with authentication and the permission it needs (nil: public).
-local function guarded(ctx, route, permission, fn)
+-- Wraps a handler with authentication, the permission it needs (nil: public) and its tenant
+-- scope: "tenant" routes confine a tenant's token to its tenant's data (the handler filters
+-- by principal.tenant); every other route is global and refuses tenant tokens, so a route
+-- added later is closed to tenants until it says how it confines them.
+local function guarded(ctx, route, permission, fn, scope)
   local health = ctx.store_health
   return function(req)
     local status, headers, body
@@ -93,6 +96,10 @@ local function guarded(ctx, route, permission, fn)
       elseif not auth.allows(principal, permission) then
         status, headers, body = fail(403, "forbidden",
           format("role %s may not %s", principal.role, permission))
+      elseif principal.tenant and scope ~= "tenant" then
+        status, headers, body = fail(403, "forbidden",
+          format("%s is not tenant-scoped: a token of tenant %s may not use it; use a token without a tenant",
+            route, principal.tenant))
       end
     end
     if not status then
@@ -248,7 +255,10 @@ end
 
 -- ---- tokens ----
 
-local function post_token(ctx, req)
+-- A role's rank: a token may create tokens of its own rank or below, never above.
+local RANK = { ingest = 1, viewer = 1, operator = 2, admin = 3 }
+
+local function post_token(ctx, req, principal)
   local spec, err = json.decode(req.body)
   if type(spec) ~= "table" then return fail(400, "invalid_json", err or "expected an object") end
   local errors = {}
@@ -265,18 +275,31 @@ local function post_token(ctx, req)
     errors[#errors + 1] = { field = "name", reason = "must be a string of at most 200 bytes" }
   end
   if #errors > 0 then return fail(400, "invalid_token_spec", "bad token specification", { errors = errors }) end
+  local tenant = spec.tenant ~= json.null and spec.tenant or nil
+  -- A tenant's token creates tokens of that tenant only (a missing tenant means its own).
+  if principal.tenant then
+    if tenant and tenant ~= principal.tenant then
+      return fail(403, "forbidden", "this token may only create tokens of tenant " .. principal.tenant,
+        { errors = { { field = "tenant", reason = "not this token's tenant" } } })
+    end
+    tenant = principal.tenant
+  end
+  if (RANK[spec.role] or 99) > (RANK[principal.role] or 0) then
+    return fail(403, "forbidden", "a " .. principal.role .. " token may not create a " .. spec.role .. " token",
+      { errors = { { field = "role", reason = "above the creating token's role" } } })
+  end
   local tok
-  tok, err = ctx.auth:create({ role = spec.role, tenant = spec.tenant ~= json.null and spec.tenant or nil, name = spec.name })
+  tok, err = ctx.auth:create({ role = spec.role, tenant = tenant, name = spec.name })
   if not tok then return unavailable(tostring(err)) end
   return reply(201, tok)
 end
 
-local function get_tokens(ctx)
-  return reply(200, { tokens = json.array(ctx.auth:list()) })
+local function get_tokens(ctx, _, principal)
+  return reply(200, { tokens = json.array(ctx.auth:list(principal.tenant)) })
 end
 
-local function delete_token(ctx, req)
-  local ok = ctx.auth:revoke(req.params.id)
+local function delete_token(ctx, req, principal)
+  local ok = ctx.auth:revoke(req.params.id, principal.tenant)
   if not ok then return fail(404, "not_found", "no token with id " .. req.params.id) end
   return 204, {}, ""
 end
@@ -286,7 +309,7 @@ end
 local m_decide = metrics.histogram("steward_decide_duration_seconds", "decide() run time", { "policy" })
 local m_decisions = metrics.counter("steward_decisions_total", "Decisions by policy and outcome", { "policy", "outcome" })
 
-local function decide(ctx, req)
+local function decide(ctx, req, principal)
   local name = req.params.policy
   local p = ctx.policies[name]
   if not p or not p.decide then
@@ -297,7 +320,16 @@ local function decide(ctx, req)
   local t0 = time.monotonic()
   -- decide runs in the request's own task (no second task per request); the ctx is made
   -- once per policy version.
+  -- A tenant's token decides as its tenant, whatever the body says (the tenant selects the
+  -- tenant_config, secrets included); a tenant-less token may name one in the input.
   local tenant = type(input) == "table" and type(input.tenant) == "string" and input.tenant or nil
+  if principal.tenant then
+    if tenant and tenant ~= principal.tenant then
+      return fail(403, "forbidden", "this token may only decide for tenant " .. principal.tenant,
+        { errors = { { field = "tenant", reason = "not this token's tenant" } } })
+    end
+    tenant = principal.tenant
+  end
   p.decide_ctx = p.decide_ctx or {}
   local key = (tenant and p.tenant_configs and p.tenant_configs[tenant]) and tenant or ""
   local dctx = p.decide_ctx[key]
@@ -312,7 +344,7 @@ local function decide(ctx, req)
   m_decide:observe(took, name)
   local outcome = ok and "ok" or (kind == "cpu" and "timeout" or "error")
   m_decisions:inc(1, name, outcome)
-  local ref = ctx.decision_log:record({ policy = name, version = p.version, input = input, outcome = outcome,
+  local ref = ctx.decision_log:record({ policy = name, version = p.version, tenant = tenant, input = input, outcome = outcome,
     result = ok and result or nil, error = not ok and result or nil, duration = took,
     side_effects = fx and #fx > 0 and fx or nil })
   if not ok then
@@ -323,10 +355,16 @@ local function decide(ctx, req)
   return reply(200, { result = result, policy = { name = name, version = p.version }, decision_id = ref })
 end
 
-local function get_decisions(ctx, req)
-  local filter, errors = query_filter(req, { "policy", "outcome", "event_id", "id", "cursor" },
+local function get_decisions(ctx, req, principal)
+  local filter, errors = query_filter(req, { "policy", "outcome", "event_id", "id", "cursor", "tenant" },
     { "since", "until", "limit" }, { id = "ref" })
   if not filter then return fail(400, "invalid_query", "bad query parameters", { errors = errors }) end
+  if principal.tenant then
+    if filter.tenant and filter.tenant ~= principal.tenant then
+      return fail(403, "forbidden", "this token may only read decisions of tenant " .. principal.tenant)
+    end
+    filter.tenant = principal.tenant
+  end
   local ok, res, err = pcall(decisions.query, ctx.store, filter)
   if not ok then return fail(400, "invalid_query", tostring(res)) end
   if not res then
@@ -455,30 +493,39 @@ function M.install(router, ctx)
     metrics.gauge("steward_store_up", "1 while the store answers, 0 while it cannot be reached", {},
       function() return health.up and 1 or 0 end)
   end
-  local function add(method, pattern, permission, fn)
+  -- The route table, kept for tests (the role x tenant matrix walks it, so a new route is
+  -- covered without editing the test) and GET /v1/routes-like introspection.
+  ctx.routes = {}
+  local function add(method, pattern, permission, fn, scope)
+    ctx.routes[#ctx.routes + 1] = { method = method, pattern = pattern, permission = permission or json.null,
+                                    scope = permission and (scope or "global") or "public" }
     router:add(method, pattern, guarded(ctx, pattern, permission, function(req, principal)
       return fn(ctx, req, principal)
-    end))
+    end, scope))
   end
-  add("POST", "/v1/events", "ingest", post_events)
-  add("GET", "/v1/events", "read", get_events)
-  add("GET", "/v1/dead-letters", "read", get_dead_letters)
-  add("POST", "/v1/dead-letters/{id}/requeue", "operate", requeue)
-  add("POST", "/v1/tokens", "admin", post_token)
-  add("GET", "/v1/tokens", "admin", get_tokens)
-  add("DELETE", "/v1/tokens/{id}", "admin", delete_token)
-  add("POST", "/v1/decide/{policy}", "decide", decide)
-  add("GET", "/v1/decisions", "read", get_decisions)
-  add("GET", "/v1/policies", "read", get_policies)
-  add("GET", "/v1/policies/{name}", "read", get_policy)
+  add("POST", "/v1/events", "ingest", post_events, "tenant")
+  add("GET", "/v1/events", "read", get_events, "tenant")
+  add("GET", "/v1/dead-letters", "read", get_dead_letters, "tenant")
+  add("POST", "/v1/dead-letters/{id}/requeue", "operate", requeue, "tenant")
+  add("POST", "/v1/tokens", "admin", post_token, "tenant")
+  add("GET", "/v1/tokens", "admin", get_tokens, "tenant")
+  add("DELETE", "/v1/tokens/{id}", "admin", delete_token, "tenant")
+  add("POST", "/v1/decide/{policy}", "decide", decide, "tenant")
+  add("GET", "/v1/decisions", "read", get_decisions, "tenant")
+  add("GET", "/v1/policies", "read", get_policies, "tenant")
+  add("GET", "/v1/policies/{name}", "read", get_policy, "tenant")
   add("POST", "/v1/policies/reload", "operate", post_reload)
   add("POST", "/v1/policies/{name}/rollback", "operate", post_rollback)
-  add("POST", "/v1/policies/{name}/simulate", "read", post_simulate)
+  add("POST", "/v1/policies/{name}/simulate", "read", post_simulate, "tenant")
   -- Cluster view (steward.cluster, docs/operations.md): instances, leader, heartbeats, load.
   add("GET", "/v1/cluster", "operate", function(c) return reply(require("steward.cluster").view(c)) end)
   require("steward.alerting.api").install(add, ctx) -- Alertmanager API v2 (docs/alerting.md)
   -- Incidents, signed links, notification history (docs/incidents.md)
   require("steward.alerting.incidents_api").install(add, ctx)
+  -- The route table itself: each route's permission and tenant scope (docs/http-api.md).
+  add("GET", "/v1/routes", "read", function(c)
+    return reply(200, { routes = json.array(c.routes) })
+  end, "tenant")
   add("GET", "/metrics", not ctx.cfg.metrics_public and "read" or nil, get_metrics)
   add("GET", "/healthz", nil, healthz)
   add("GET", "/readyz", nil, readyz)

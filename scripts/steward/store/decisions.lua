@@ -9,7 +9,7 @@ local type, error, ipairs, tostring, next, floor, min = type, error, ipairs, tos
 
 local M = {}
 
-local COLUMNS = "id, ref, policy, version, event_id, input, outcome, result, error, duration, side_effects, time"
+local COLUMNS = "id, ref, policy, version, tenant, event_id, input, outcome, result, error, duration, side_effects, time"
 
 local function json_field(v, name)
   if v == nil then return nil end
@@ -20,7 +20,7 @@ end
 
 local function row_decision(r)
   return {
-    id = r.id, ref = r.ref, policy = r.policy, version = r.version, event_id = r.event_id, input = util.decode(r.input),
+    id = r.id, ref = r.ref, policy = r.policy, version = r.version, tenant = r.tenant, event_id = r.event_id, input = util.decode(r.input),
     outcome = r.outcome, result = util.decode(r.result), error = r.error, duration = r.duration,
     side_effects = util.decode(r.side_effects), time = r.time,
   }
@@ -36,6 +36,7 @@ function M.record(st, d)
     error("decisions.record: version: string or number expected", 2)
   end
   if d.event_id ~= nil and type(d.event_id) ~= "string" then error("decisions.record: event_id: string expected", 2) end
+  if d.tenant ~= nil and type(d.tenant) ~= "string" then error("decisions.record: tenant: string expected", 2) end
   if d.duration ~= nil and type(d.duration) ~= "number" then error("decisions.record: duration: seconds expected", 2) end
   local effects = d.side_effects
   if effects ~= nil and (type(effects) ~= "table" or not (json.is_array(effects) or #effects > 0 or next(effects) == nil)) then
@@ -46,9 +47,9 @@ function M.record(st, d)
   if err_text ~= nil then err_text = tostring(err_text) end
   local now = util.now(d.time)
   local res, err = st.db:exec("INSERT INTO decisions (policy, version, event_id, input, outcome, result, error," ..
-    " duration, side_effects, time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+    " duration, side_effects, time, tenant) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
     d.policy, version ~= nil and tostring(version) or nil, d.event_id, json_field(d.input, "input"), d.outcome,
-    json_field(d.result, "result"), err_text, d.duration, json_field(effects, "side_effects"), now)
+    json_field(d.result, "result"), err_text, d.duration, json_field(effects, "side_effects"), now, d.tenant)
   if not res then return nil, err end
   return res.rows[1].id
 end
@@ -70,7 +71,7 @@ function M.get_ref(st, ref)
   return rows[1] and row_decision(rows[1]) or nil
 end
 
--- query(st, {policy, event_id, outcome, since, until, limit, cursor}) → {decisions, next_cursor},
+-- query(st, {policy, event_id, outcome, tenant, since, until, limit, cursor}) → {decisions, next_cursor},
 -- oldest first.
 function M.query(st, f)
   util.store_arg(st, "decisions.query")
@@ -81,7 +82,7 @@ function M.query(st, f)
     params[#params + 1] = v
     conds[#conds + 1] = col .. " " .. op .. " $" .. #params
   end
-  for _, name in ipairs { "policy", "event_id", "outcome", "ref" } do
+  for _, name in ipairs { "policy", "event_id", "outcome", "ref", "tenant" } do
     if f[name] ~= nil then
       if type(f[name]) ~= "string" then error("decisions.query: " .. name .. ": string expected", 2) end
       add(name, "=", f[name])

@@ -100,6 +100,10 @@ store.register_migrations("decisions", {
     ALTER TABLE decisions ADD COLUMN ref {text};
     CREATE UNIQUE INDEX decisions_ref ON decisions (ref);
   ]] },
+  -- tenant: whose event or request it decided on, so a tenant's token reads only its own.
+  { version = 3, sql = both [[
+    ALTER TABLE decisions ADD COLUMN tenant {text};
+  ]] },
 })
 
 -- The audit log: append-only (nothing updates or deletes it). Every REPL command, its peer
