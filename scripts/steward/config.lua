@@ -103,6 +103,11 @@ local SCHEMA = {
                      return nil, "expected at least 16 characters"
                    end, "bootstrap admin token (else var/admin.token)" },
   var_dir      = { "string", "var", nil, "state directory (admin token, database)" },
+  user         = { "string", nil, function(v)
+                     if v:match("^[%w_.-]+$") then return v end
+                     return nil, "expected a user name"
+                   end, "started as root: the unprivileged user to run as (default steward, when it exists)" },
+  allow_root   = { "boolean", false, nil, "started as root with no user named: keep running as root" },
   metrics_public = { "boolean", false, nil, "serve /metrics without a token" },
   log_level    = { "string", "info", function(v)
                      for _, l in ipairs({ "debug", "info", "warn", "error" }) do

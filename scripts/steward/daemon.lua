@@ -112,6 +112,9 @@ function M.main(args)
     ok, err = fs.mkdir(dirname(db_path), { parents = true })
     if not ok then die(1, "cannot create the store directory: " .. err) end
   end
+  -- Started as root: become the service user before anything is opened or served.
+  ok, err = require("steward.daemon.privileges").drop(cfg)
+  if not ok and err then die(1, err) end
 
   local ffi = require "ffi"
   pcall(ffi.cdef, "int getpid(void);")

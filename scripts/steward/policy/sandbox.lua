@@ -33,6 +33,7 @@ M.DENY = {
   { "^steward%.auth$", "it holds the API's credentials" },
   { "^steward%.httpd$", "policies do not run servers" },
   { "^steward%.signal$", "process signals belong to the daemon" },
+  { "^steward%.identity$", "the process's user belongs to the daemon" },
   { "^steward%.testing", "it is the test harness (for specs, not policies)" },
   { "^steward%.tap$", "it is the test harness (for specs, not policies)" },
   { "%.native$", "it is the internal half of a module; require the module itself" },
