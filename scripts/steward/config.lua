@@ -53,6 +53,7 @@ local LIMITS = {
   retry_base       = { "duration", 0.2, duration, "first retry delay (doubles, with jitter)" },
   retry_max        = { "duration", 60, duration, "longest retry delay" },
   shutdown_timeout = { "duration", 10, duration, "time running handlers get at SIGTERM" },
+  ready_timeout    = { "duration", 2, duration, "a store read /readyz waits for (503 after)" },
   repl_cpu         = { "duration", 1, duration, "CPU budget of one REPL command (as a policy run's)" },
   repl_memory      = { "number", 64 * 1024 * 1024, positive_int(64 * 1024 * 1024 * 1024), "heap growth budget of one REPL command, bytes" },
 }
