@@ -141,6 +141,7 @@ local SCHEMA = {
                      return v
                    end, "per-tenant settings over policy_config" },
   decision_retention = { "duration", 30 * 86400, nil, "decision log rows older than this are purged" },
+  policy_versions_keep = { "number", 20, positive_int(1000000), "stored versions kept per policy (plus the running one and any a logged decision names)" },
   cluster      = { "table", {}, durations_table({ "lease", "heartbeat", "poll" }),
                    "several instances on PostgreSQL: {lease, heartbeat, poll} durations (docs/operations.md)" },
   alerting     = { "table", {}, function(v)

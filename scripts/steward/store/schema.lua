@@ -100,6 +100,10 @@ store.register_migrations("decisions", {
     ALTER TABLE decisions ADD COLUMN ref {text};
     CREATE UNIQUE INDEX decisions_ref ON decisions (ref);
   ]] },
+  -- Policy version retention keeps every version a decision names: found by this index.
+  { version = 3, sql = both [[
+    CREATE INDEX decisions_policy_version ON decisions (policy, version);
+  ]] },
 })
 
 -- The audit log: append-only (nothing updates or deletes it). Every REPL command, its peer
