@@ -83,7 +83,6 @@ local function remember_versions(self, list, reason)
     stmts[i] = { "INSERT INTO policy_versions (name, version, file, source, created) " ..
       "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, version) DO NOTHING", p.name, p.version, p.file, p.source, now }
   end
-  for _, p in ipairs(list) do stmts[#stmts + 1] = prune_stmt(self, p) end
   if self.instance and self.st:backend() == "postgres" then
     local start, names = reason == "start", {}
     for _, p in ipairs(list) do
@@ -98,7 +97,12 @@ local function remember_versions(self, list, reason)
     end
   end
   local ok, err = self.st:batch(stmts)
-  if not ok then log.warn("cannot record the policy versions", { count = #list, error = err }) end
+  if not ok then log.warn("cannot record the policy versions", { count = #list, error = err }) return end
+  -- Retention in a unit of its own: a failing prune must not cost the record (or the NOTIFY).
+  local prunes = {}
+  for i, p in ipairs(list) do prunes[i] = prune_stmt(self, p) end
+  ok, err = self.st:batch(prunes)
+  if not ok then log.warn("policy version retention failed", { error = err }) end
 end
 
 -- reload(reason) -> summary {loaded, changed = {...}, failed = {...}, removed = {...}}

@@ -6,7 +6,7 @@
 # writing so the reads end, and the daemon stops cleanly.
 set -u
 . "$(dirname "$0")/../support/daemon.sh"
-echo "1..6"
+echo "1..7"
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 daemon_config ''
@@ -32,6 +32,9 @@ ok "$([ "$code" = 200 ]; echo $?)" "GET /v1/events answers while the fs reads ar
 
 ev 'status()' > "$D/out" 2> "$D/err"
 ok "$([ $? -eq 0 ] && grep -q store "$D/out"; echo $?)" "the REPL's status() answers while the fs reads are blocked"
+
+code=$(curl -s -m 20 -o "$D/readyz.json" -w '%{http_code}' "http://127.0.0.1:$PORT/readyz")
+ok "$([ "$code" = 200 ]; echo $?)" "/readyz is 200: the store is not stuck (got '$code': $(head -c 200 "$D/readyz.json"))"
 
 ev "return package.loaded['test.fifo'].done" > "$D/out" 2>&1
 ok "$([ "$(cat "$D/out")" = 0 ]; echo $?)" "the four fs.read were still blocked meanwhile (done: $(cat "$D/out"))"
