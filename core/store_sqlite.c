@@ -426,6 +426,7 @@ struct sq {
     /* under mu */
     store_req_t *q_head, *q_tail; /* units for the writer */
     store_req_t *r_head, *r_tail; /* reads for the readers */
+    int r_len;                    /* reads on that queue */
     store_req_t *d_head, *d_tail; /* completed requests for the loop */
     int stop, writer_exited, open_done;
     char open_err[1200];
@@ -821,6 +822,7 @@ static void reader_main(void *arg)
         if (!req)
             break;
         q->r_head = req->next;
+        q->r_len--;
         if (!q->r_head)
             q->r_tail = NULL;
         req->next = NULL;
@@ -832,12 +834,12 @@ static void reader_main(void *arg)
     conn_close(c);
 }
 
-/* Queues a read; starts a reader when none is idle and the bound allows. On the loop thread. */
+/* Queues a read; starts a reader when the idle ones (signalled or not, each takes one read)
+ * are fewer than the queued reads and the bound allows. On the loop thread. */
 static int queue_read(struct sq *q, store_req_t *req)
 {
     uv_mutex_lock(&q->mu);
-    int start = q->idle_readers == 0 && q->nreaders < q->max_readers;
-    if (start) {
+    if (q->r_len + 1 > q->idle_readers && q->nreaders < q->max_readers) {
         if (uv_thread_create(&q->readers[q->nreaders], reader_main, q) == 0)
             q->nreaders++;
         else if (q->nreaders == 0) { /* nobody could ever run it */
@@ -850,6 +852,7 @@ static int queue_read(struct sq *q, store_req_t *req)
     else
         q->r_head = req;
     q->r_tail = req;
+    q->r_len++;
     q->st.reads_in_flight++;
     uv_cond_signal(&q->rcv);
     uv_mutex_unlock(&q->mu);
