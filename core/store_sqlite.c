@@ -912,7 +912,7 @@ static void sq_close(store_t *s, store_closed_fn cb, void *ud)
     q->closing = 1;
     q->close_cb = cb;
     q->close_ud = ud;
-    hold(q); /* until the writer has exited */
+    hold(q);        /* until the writer has exited */
     stop_writer(q); /* readers drain their queue, the writer its own, then both exit */
 }
 
