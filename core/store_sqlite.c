@@ -2,8 +2,12 @@
  * group-commits: it takes every unit queued so far, runs them in one BEGIN IMMEDIATE ...
  * COMMIT (one fsync for all of them), each unit inside its own savepoint so a failing unit
  * is rolled back and reported alone, then hands the results to the loop with uv_async_send.
- * Reads run on libuv's thread pool on a small pool of read-only connections; WAL lets them
- * read while the writer writes. The loop thread runs no SQLite statement and never fsyncs. */
+ * Reads run on the store's own reader threads (at most `readers`, started when reads queue
+ * up), each with its read-only connection; WAL lets them read while the writer writes. They
+ * are not libuv's thread pool on purpose: that pool is shared with steward.fs, and a few
+ * fs.read of a FIFO or a hung NFS path would otherwise hold every thread and freeze every
+ * store read (GET /v1/events, the REPL, /readyz's probe) while the daemon looked alive.
+ * The loop thread runs no SQLite statement and never fsyncs. */
 #include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -16,6 +20,7 @@
 #define GROUP_MAX_STMTS 4096 /* statements per transaction, so one commit stays short */
 #define CACHE_SLOTS     512  /* prepared statements per connection (open addressing) */
 #define CACHE_MAX       256
+#define READERS_MAX     64 /* the readers=N option's bound */
 
 /* ---- connections and their prepared-statement cache ---- */
 
@@ -34,7 +39,6 @@ struct conn {
     sqlite3 *db;
     struct cached *slots; /* CACHE_SLOTS */
     int ncached;
-    struct conn *next; /* idle reader list */
 };
 
 static uint64_t hash_sql(const char *s, size_t n)
@@ -417,19 +421,22 @@ struct sq {
     uv_thread_t writer;
     int writer_started;
     uv_mutex_t mu;
-    uv_cond_t cv;
+    uv_cond_t cv;  /* the writer waits on it */
+    uv_cond_t rcv; /* idle readers wait on it */
     /* under mu */
     store_req_t *q_head, *q_tail; /* units for the writer */
-    store_req_t *d_head, *d_tail; /* completed units for the loop */
+    store_req_t *r_head, *r_tail; /* reads for the readers */
+    int r_len;                    /* reads on that queue */
+    store_req_t *d_head, *d_tail; /* completed requests for the loop */
     int stop, writer_exited, open_done;
     char open_err[1200];
-    struct conn *idle; /* reader connections not in use */
-    int nreaders;      /* on the idle list */
+    uv_thread_t readers[READERS_MAX];
+    int nreaders;     /* reader threads started (the loop thread starts them) */
+    int idle_readers; /* of those, waiting for a read */
     store_stats_t st;
     /* loop thread only */
     int open_reported, closing, close_started, released, refs;
-    int reads_in_flight;
-    int holds; /* open + writes not yet delivered: the async handle keeps the loop alive */
+    int holds; /* open + requests not yet delivered: the async handle keeps the loop alive */
     store_open_fn open_cb;
     void *open_ud;
     store_closed_fn close_cb;
@@ -447,6 +454,7 @@ static void sq_unref(struct sq *q)
         return;
     uv_mutex_destroy(&q->mu);
     uv_cond_destroy(&q->cv);
+    uv_cond_destroy(&q->rcv);
     free(q->path);
     free(q);
 }
@@ -662,17 +670,13 @@ static void writer_main(void *arg)
         uv_async_send(&q->async);
     }
     free(units);
-    /* Readers close first so the writer is the last connection: its close checkpoints. */
+    /* Readers finish their queue and close first, so the writer is the last connection: its
+     * close checkpoints. No reader starts after stop (submit refuses once closing). */
     uv_mutex_lock(&q->mu);
-    struct conn *idle = q->idle;
-    q->idle = NULL;
-    q->nreaders = 0;
+    int nreaders = q->nreaders;
     uv_mutex_unlock(&q->mu);
-    while (idle) {
-        struct conn *next = idle->next;
-        conn_close(idle);
-        idle = next;
-    }
+    for (int i = 0; i < nreaders; i++)
+        uv_thread_join(&q->readers[i]);
     conn_close(c);
     if (q->temp) {
         char p[1100];
@@ -768,71 +772,91 @@ static void stop_writer(struct sq *q)
     uv_mutex_lock(&q->mu);
     q->stop = 1;
     uv_cond_signal(&q->cv);
+    uv_cond_broadcast(&q->rcv);
     uv_mutex_unlock(&q->mu);
 }
 
-static void sq_submit(store_t *s, store_req_t *req);
+/* ---- reads on the store's reader threads ---- */
 
-/* ---- reads on the thread pool ---- */
-
-struct read_work {
-    uv_work_t w;
-    struct sq *q;
-    store_req_t *req;
-    double seconds;
-};
-
-static void read_run(uv_work_t *w)
+/* Runs one read on c (opened on first use); the results go back to the loop. */
+static void read_one(struct sq *q, struct conn **c, store_req_t *req)
 {
-    struct read_work *rw = w->data;
-    struct sq *q = rw->q;
-    double t0 = now_s();
-    uv_mutex_lock(&q->mu);
-    struct conn *c = q->idle;
-    if (c) {
-        q->idle = c->next;
-        q->nreaders--;
-    }
-    uv_mutex_unlock(&q->mu);
     char err[256];
-    if (!c && !(c = conn_open(q, 1, err, sizeof err))) {
-        store_req_fail(rw->req, 0, STORE_CODE_ERROR, err);
-        return;
-    }
-    for (int i = 0; i < rw->req->nstmts; i++)
-        if (run_stmt(c, rw->req, i) != 0)
+    double t0 = now_s();
+    if (!*c && !(*c = conn_open(q, 1, err, sizeof err)))
+        store_req_fail(req, 0, STORE_CODE_ERROR, err);
+    for (int i = 0; *c && i < req->nstmts; i++)
+        if (run_stmt(*c, req, i) != 0)
             break;
-    if (!sqlite3_get_autocommit(c->db)) /* a read left a transaction open: end it */
-        simple(c, "ROLLBACK", err, sizeof err);
-    uv_mutex_lock(&q->mu);
-    if (q->nreaders < q->max_readers && !q->stop) {
-        c->next = q->idle;
-        q->idle = c;
-        q->nreaders++;
-        c = NULL;
-    }
-    uv_mutex_unlock(&q->mu);
-    conn_close(c); /* more readers than the pool keeps, or closing: no checkpoint, no fsync */
-    rw->seconds = now_s() - t0;
-}
-
-static void read_done(uv_work_t *w, int status)
-{
-    struct read_work *rw = w->data;
-    struct sq *q = rw->q;
-    store_req_t *req = rw->req;
-    (void)status;
-    q->reads_in_flight--;
+    if (*c && !sqlite3_get_autocommit((*c)->db)) /* a read left a transaction open: end it */
+        simple(*c, "ROLLBACK", err, sizeof err);
+    double dt = now_s() - t0;
     uv_mutex_lock(&q->mu);
     q->st.reads++;
     q->st.failed_reads += req->status != 0;
-    q->st.read_seconds_total += rw->seconds;
+    q->st.read_seconds_total += dt;
+    q->st.reads_in_flight--;
+    if (q->d_tail)
+        q->d_tail->next = req;
+    else
+        q->d_head = req;
+    q->d_tail = req;
     uv_mutex_unlock(&q->mu);
-    free(rw);
-    req->done(req);
-    if (q->closing && !q->close_started && q->reads_in_flight == 0)
-        stop_writer(q);
-    sq_unref(q);
+    uv_async_send(&q->async);
+}
+
+/* A reader keeps its connection (and its prepared statements) for the store's lifetime; at
+ * stop it finishes the reads already queued, then closes it (no checkpoint, no fsync). */
+static void reader_main(void *arg)
+{
+    struct sq *q = arg;
+    struct conn *c = NULL;
+    uv_mutex_lock(&q->mu);
+    for (;;) {
+        while (!q->r_head && !q->stop) {
+            q->idle_readers++;
+            uv_cond_wait(&q->rcv, &q->mu);
+            q->idle_readers--;
+        }
+        store_req_t *req = q->r_head;
+        if (!req)
+            break;
+        q->r_head = req->next;
+        q->r_len--;
+        if (!q->r_head)
+            q->r_tail = NULL;
+        req->next = NULL;
+        uv_mutex_unlock(&q->mu);
+        read_one(q, &c, req);
+        uv_mutex_lock(&q->mu);
+    }
+    uv_mutex_unlock(&q->mu);
+    conn_close(c);
+}
+
+/* Queues a read; starts a reader when the idle ones (signalled or not, each takes one read)
+ * are fewer than the queued reads and the bound allows. On the loop thread. */
+static int queue_read(struct sq *q, store_req_t *req)
+{
+    uv_mutex_lock(&q->mu);
+    if (q->r_len + 1 > q->idle_readers && q->nreaders < q->max_readers) {
+        if (uv_thread_create(&q->readers[q->nreaders], reader_main, q) == 0)
+            q->nreaders++;
+        else if (q->nreaders == 0) { /* nobody could ever run it */
+            uv_mutex_unlock(&q->mu);
+            return -1;
+        }
+    }
+    if (q->r_tail)
+        q->r_tail->next = req;
+    else
+        q->r_head = req;
+    q->r_tail = req;
+    q->r_len++;
+    q->st.reads_in_flight++;
+    uv_cond_signal(&q->rcv);
+    uv_mutex_unlock(&q->mu);
+    return 0;
 }
 
 /* ---- the ops ---- */
@@ -862,21 +886,10 @@ static void sq_submit(store_t *s, store_req_t *req)
         return;
     }
     if (req->kind == STORE_READ) {
-        struct read_work *rw = calloc(1, sizeof *rw);
-        if (!rw) {
-            fail_later(q, req, STORE_CODE_ERROR, "out of memory");
-            return;
-        }
-        rw->q = q;
-        rw->req = req;
-        rw->w.data = rw;
-        if (uv_queue_work(s->loop, &rw->w, read_run, read_done) != 0) {
-            free(rw);
-            fail_later(q, req, STORE_CODE_ERROR, "cannot queue the read");
-            return;
-        }
-        q->reads_in_flight++;
-        q->refs++;
+        if (queue_read(q, req) != 0)
+            fail_later(q, req, STORE_CODE_ERROR, "cannot start a reader thread");
+        else
+            hold(q);
         return;
     }
     hold(q);
@@ -899,10 +912,8 @@ static void sq_close(store_t *s, store_closed_fn cb, void *ud)
     q->closing = 1;
     q->close_cb = cb;
     q->close_ud = ud;
-    hold(q); /* until the writer has exited */
-    /* Reads in flight finish first, so the writer closes the last connection. */
-    if (q->reads_in_flight == 0)
-        stop_writer(q);
+    hold(q);        /* until the writer has exited */
+    stop_writer(q); /* readers drain their queue, the writer its own, then both exit */
 }
 
 static void sq_close_now(store_t *s)
@@ -921,7 +932,6 @@ static void sq_stats(store_t *s, store_stats_t *out)
     uv_mutex_lock(&q->mu);
     *out = q->st;
     uv_mutex_unlock(&q->mu);
-    out->reads_in_flight = (uint64_t)q->reads_in_flight;
 }
 
 /* target: PATH or :memory:, then ?synchronous=full|normal&busy_timeout=MS&readers=N */
@@ -997,9 +1007,10 @@ static store_t *sq_open(uv_loop_t *loop, const char *target, store_open_fn cb, v
     q->base.loop = loop;
     q->open_cb = cb;
     q->open_ud = ud;
-    q->refs = 1; /* the async handle; each read in flight holds one more */
+    q->refs = 1; /* the async handle */
     uv_mutex_init(&q->mu);
     uv_cond_init(&q->cv);
+    uv_cond_init(&q->rcv);
     uv_async_init(loop, &q->async, on_async);
     q->async.data = q;
     uv_unref((uv_handle_t *)&q->async);

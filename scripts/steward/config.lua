@@ -53,6 +53,7 @@ local LIMITS = {
   retry_base       = { "duration", 0.2, duration, "first retry delay (doubles, with jitter)" },
   retry_max        = { "duration", 60, duration, "longest retry delay" },
   shutdown_timeout = { "duration", 10, duration, "time running handlers get at SIGTERM" },
+  ready_timeout    = { "duration", 2, duration, "a store read /readyz waits for (503 after)" },
   repl_cpu         = { "duration", 1, duration, "CPU budget of one REPL command (as a policy run's)" },
   repl_memory      = { "number", 64 * 1024 * 1024, positive_int(64 * 1024 * 1024 * 1024), "heap growth budget of one REPL command, bytes" },
 }
@@ -145,6 +146,7 @@ local SCHEMA = {
                      return v
                    end, "per-tenant settings over policy_config" },
   decision_retention = { "duration", 30 * 86400, nil, "decision log rows older than this are purged" },
+  policy_versions_keep = { "number", 20, positive_int(1000000), "stored versions kept per policy (plus the running one and any a logged decision names)" },
   cluster      = { "table", {}, durations_table({ "lease", "heartbeat", "poll" }),
                    "several instances on PostgreSQL: {lease, heartbeat, poll} durations (docs/operations.md)" },
   alerting     = { "table", {}, function(v)

@@ -49,6 +49,10 @@ local function start_background(ctx)
     if ctx.stopping or not singleton() then return end
     local n, err = decisions.purge(ctx.store, { before = time.now() - ctx.cfg.decision_retention })
     if not n then log.warn("decision log purge failed", { error = err }) end
+    -- Versions only old decisions named can go now (policy_versions_keep).
+    local ok, perr = true, nil
+    if ctx.registry then ok, perr = ctx.registry:prune_versions() end
+    if not ok then log.warn("policy version retention failed", { error = perr }) end
   end
   ctx.bg[#ctx.bg + 1] = time.every("1h", purge)
   -- A new leader purges at once: the old one may have died before its hourly run.
@@ -141,7 +145,7 @@ function M.main(args)
     retry_base = cfg.limits.retry_base, retry_max = cfg.limits.retry_max,
     store_health = ctx.store_health,
   })
-  ctx.registry = policy_reload.new({ dir = cfg.policies, store = st,
+  ctx.registry = policy_reload.new({ dir = cfg.policies, store = st, keep_versions = cfg.policy_versions_keep,
     overlays = { env = cfg.policy_config, tenants = cfg.tenant_config }, on_swap = function(set)
     ctx.policies = set
     ctx.dispatch:set_policies(set)

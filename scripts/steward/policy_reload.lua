@@ -5,6 +5,7 @@
 -- version (content hash) is kept in the store with its source, so rollback can restore it.
 local policies = require "steward.policies"
 local store = require "steward.store"
+require "steward.store.schema" -- the decisions table, which retention reads
 local fs = require "steward.fs"
 local time = require "steward.time"
 local log = require "steward.log"
@@ -31,10 +32,10 @@ local m_loaded = metrics.gauge("steward_policies_loaded", "Policies loaded", {})
 local R = {}
 R.__index = R
 
--- new{dir, store, on_swap = fn(set)} -> registry
+-- new{dir, store, on_swap = fn(set), keep_versions = 20} -> registry
 function M.new(opts)
   return setmetatable({ dir = opts.dir, st = opts.store, on_swap = opts.on_swap, set = {},
-    overlays = opts.overlays,
+    overlays = opts.overlays, keep_versions = opts.keep_versions or 20,
     errors = {}, by_file = {}, loaded_at = {}, watches = {} }, R)
 end
 
@@ -42,6 +43,32 @@ end
 local function parse_error(file, err)
   local f, line, msg = tostring(err):match("^(.-):(%d+): (.*)$")
   return { file = f or file, line = tonumber(line), message = msg or tostring(err) }
+end
+
+-- Retention (config policy_versions_keep): a policy keeps its newest versions, the version
+-- it runs, and every version a decision still in the decision log names, so the source
+-- behind any logged decision stays readable (GET /v1/policies/NAME, rollback). Without it
+-- every reload of a changed file added a row forever. Ranked with a correlated count, which
+-- both backends run; a policy has few rows, and decisions are found by (policy, version).
+local PRUNE = "DELETE FROM policy_versions WHERE name = $1 AND version <> $2 " ..
+  "AND (SELECT count(*) FROM policy_versions n WHERE n.name = $1 AND (n.created > policy_versions.created " ..
+  "OR (n.created = policy_versions.created AND n.version > policy_versions.version))) >= $3 " ..
+  "AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.policy = $1 AND d.version = policy_versions.version)"
+
+local function prune_stmt(self, p)
+  return { PRUNE, p.name, p.version, self.keep_versions }
+end
+
+-- prune_versions() -> true, or nil, err: retention for every loaded policy at once (the
+-- daemon runs it with the decision log's purge, which may release old versions).
+function R:prune_versions()
+  if not self.st then return true end
+  local stmts = {}
+  for _, p in pairs(self.set) do stmts[#stmts + 1] = prune_stmt(self, p) end
+  if #stmts == 0 then return true end
+  local ok, err = self.st:batch(stmts)
+  if not ok then return nil, err end
+  return true
 end
 
 -- Every new version goes into the store in one atomic batch (one commit for a whole reload).
@@ -70,7 +97,12 @@ local function remember_versions(self, list, reason)
     end
   end
   local ok, err = self.st:batch(stmts)
-  if not ok then log.warn("cannot record the policy versions", { count = #list, error = err }) end
+  if not ok then log.warn("cannot record the policy versions", { count = #list, error = err }) return end
+  -- Retention in a unit of its own: a failing prune must not cost the record (or the NOTIFY).
+  local prunes = {}
+  for i, p in ipairs(list) do prunes[i] = prune_stmt(self, p) end
+  ok, err = self.st:batch(prunes)
+  if not ok then log.warn("policy version retention failed", { error = err }) end
 end
 
 -- reload(reason) -> summary {loaded, changed = {...}, failed = {...}, removed = {...}}

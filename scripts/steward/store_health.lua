@@ -4,10 +4,15 @@
 -- is unknown) marks the store down, a success marks it up. While it is down a probe
 -- (SELECT 1) runs every second, so readiness comes back without waiting for traffic.
 -- /readyz, the HTTP API's 503 answers and the steward_store_up gauge read it.
+-- A store can also hang without failing (an SQLite lock held by another process, a stopped
+-- PostgreSQL): ready(bound) runs a real read and says "not ready" when it does not complete
+-- within the bound.
 local time = require "steward.time"
+local task = require "steward.task"
 local log = require "steward.log"
 
 local setmetatable, type, tostring, running = setmetatable, type, tostring, coroutine.running
+local format = string.format
 
 local M = {}
 
@@ -69,6 +74,37 @@ function H:probe()
   end
   if code == UNAVAILABLE then self.last_error = tostring(err) end
   return false
+end
+
+-- The readiness read touches a table, so SQLite takes its read lock (SELECT 1 would not).
+local READY_SQL = "SELECT 1 FROM schema_version LIMIT 1"
+
+-- ready(bound) -> true, or false, reason. One probe runs at a time and every caller waits
+-- for it up to bound seconds, so a stuck store is not queued one more read per /readyz.
+-- A probe still running after bound is the answer for later callers too, until it ends.
+function H:ready(bound)
+  local p, now = self.ready_probe, time.monotonic()
+  if p and now - p.started >= bound then
+    return false, format("a store read has not completed for %.1fs (ready_timeout %gs)", now - p.started, bound)
+  end
+  if not p then
+    p = { started = now }
+    self.ready_probe = p
+    p.handle = task.spawn({ name = "store readiness probe" }, function()
+      local rows, err, code = self:observe(self.native:query(READY_SQL))
+      if self.ready_probe == p then self.ready_probe = nil end
+      if rows then return true end
+      return false, format("store read failed: %s%s", tostring(err), code and " (" .. tostring(code) .. ")" or "")
+    end)
+  end
+  local waiter = task.spawn({ name = "store readiness wait", timeout = bound - (now - p.started) },
+    function() return p.handle:join() end)
+  local joined, probe_ran, ok, reason = waiter:join()
+  if not joined then -- the bound passed first
+    return false, format("a store read did not complete within %gs (ready_timeout)", bound)
+  end
+  if not probe_ran then return false, "store readiness probe failed: " .. tostring(ok) end
+  return ok, reason
 end
 
 -- start([interval]) -> the time.every handle running the probe (cancel it at shutdown).

@@ -1,6 +1,7 @@
 /* Unit tests of the store interface (core/store.h) with the SQLite backend, driven from a
  * bare libuv loop: opening by URL, completion never inside submit, write units and their
- * savepoints, reads on the pool, group commit of queued units, close flushing the queue. */
+ * savepoints, reads on the store's own threads (not libuv's pool, which a hung fs call can
+ * fill), group commit of queued units, close flushing the queue. */
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -70,6 +71,55 @@ static void run_until(int *counter, int want)
     }
 }
 
+/* A pool job that blocks until the gate opens: a hung fs.read, as far as libuv knows. */
+static uv_mutex_t gate_mu;
+static uv_cond_t gate_cv;
+static int gate_open, gate_waiting, gate_done;
+static int read_done_while_gated = -1;
+static uv_work_t gate_jobs[4];
+static uv_timer_t gate_deadline;
+
+static void gate_work(uv_work_t *w)
+{
+    (void)w;
+    uv_mutex_lock(&gate_mu);
+    gate_waiting++;
+    uv_cond_broadcast(&gate_cv);
+    while (!gate_open)
+        uv_cond_wait(&gate_cv, &gate_mu);
+    uv_mutex_unlock(&gate_mu);
+}
+
+static void gate_after(uv_work_t *w, int status)
+{
+    (void)w;
+    (void)status;
+    gate_done++;
+}
+
+static void open_gate(void)
+{
+    uv_mutex_lock(&gate_mu);
+    gate_open = 1;
+    uv_cond_broadcast(&gate_cv);
+    uv_mutex_unlock(&gate_mu);
+}
+
+/* The bound of the test, not a measurement: a read stuck behind the gate fails it. */
+static void on_gate_deadline(uv_timer_t *t)
+{
+    (void)t;
+    open_gate();
+}
+
+static void on_gated_read(store_req_t *req)
+{
+    uv_mutex_lock(&gate_mu);
+    read_done_while_gated = !gate_open;
+    uv_mutex_unlock(&gate_mu);
+    on_done(req);
+}
+
 static void free_done(void)
 {
     for (int i = 0; i < done_calls; i++)
@@ -79,6 +129,9 @@ static void free_done(void)
 
 int main(void)
 {
+    setenv("UV_THREADPOOL_SIZE", "4", 1); /* the pool the gate fills below */
+    uv_mutex_init(&gate_mu);
+    uv_cond_init(&gate_cv);
     uv_loop_init(&loop);
     char err[256];
 
@@ -160,6 +213,27 @@ int main(void)
     run_until(&done_calls, 1);
     ok(r->status == -1 && strstr(r->err, "parameter"), "a missing parameter is an error: %s",
        r->err);
+    free_done();
+
+    /* Every thread of libuv's pool blocked (four fs.read of a FIFO): reads still complete. */
+    for (int i = 0; i < 4; i++)
+        uv_queue_work(&loop, &gate_jobs[i], gate_work, gate_after);
+    uv_mutex_lock(&gate_mu);
+    while (gate_waiting < 4)
+        uv_cond_wait(&gate_cv, &gate_mu);
+    uv_mutex_unlock(&gate_mu);
+    uv_timer_init(&loop, &gate_deadline);
+    uv_timer_start(&gate_deadline, on_gate_deadline, 30000, 0);
+    r = store_req_new(STORE_READ, 1);
+    set_stmt(r, 0, "SELECT COUNT(*) FROM t", 0);
+    r->done = on_gated_read;
+    store_submit(s, r);
+    run_until(&done_calls, 1);
+    ok(read_done_while_gated == 1 && r->status == 0,
+       "a read completes while every thread of libuv's pool is blocked");
+    open_gate();
+    run_until(&gate_done, 4);
+    uv_close((uv_handle_t *)&gate_deadline, NULL);
     free_done();
 
     /* Units queued right before close are committed before the close callback. */

@@ -463,6 +463,13 @@ local function readyz(ctx)
     problems[#problems + 1] = "store"
     local st = health:status()
     details.store = { backend = st.backend, error = st.error or json.null, down_since = st.down_since }
+  elseif health then
+    -- Up as far as the last call knows, but a store can hang without failing: one bounded read.
+    local ok, reason = health:ready(ctx.cfg.limits.ready_timeout)
+    if not ok then
+      problems[#problems + 1] = "store"
+      details.store = { backend = health.backend, error = reason }
+    end
   end
   if not ctx.policies_loaded then problems[#problems + 1] = "policies" end
   if #problems > 0 then

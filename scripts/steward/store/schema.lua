@@ -100,8 +100,12 @@ store.register_migrations("decisions", {
     ALTER TABLE decisions ADD COLUMN ref {text};
     CREATE UNIQUE INDEX decisions_ref ON decisions (ref);
   ]] },
-  -- tenant: whose event or request it decided on, so a tenant's token reads only its own.
+  -- Policy version retention keeps every version a decision names: found by this index.
   { version = 3, sql = both [[
+    CREATE INDEX decisions_policy_version ON decisions (policy, version);
+  ]] },
+  -- tenant: whose event or request it decided on, so a tenant's token reads only its own.
+  { version = 4, sql = both [[
     ALTER TABLE decisions ADD COLUMN tenant {text};
   ]] },
 })
