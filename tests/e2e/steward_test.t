@@ -68,6 +68,12 @@ check 'grep -qx "ok 5 - tap > names a \\\\# TODO that is not a directive" "$d/ta
 out=$(prove --exec "$BIN test" tests/support/ptest_tap/tap_spec.lua 2>&1)
 check 'echo "$out" | grep -q "Failed 3/5 subtests" && ! echo "$out" | grep -qi "unknown\|parse"' "prove counts 3 failures of 5: no TODO, no parse problems"
 
+# os.time() and os.date() in a policy follow the fake clock, as time.now() does; local time in a
+# zone through time.localtime/format.
+"$BIN" test tests/support/ptest_time > "$d/time" 2>&1; rc=$?
+check '[ $rc -eq 0 ] && [ "$(grep -c "^ok " "$d/time")" -eq 4 ] && grep -q "^ok 1 - gate > sees the fake clock through os.time and os.date" "$d/time"' \
+      "os.time/os.date in a policy follow the fake clock; time.localtime gives Paris time"
+
 # --filter: only the tests whose full name contains the text run; the plan counts them.
 "$BIN" test --filter "a new incident > escalates" tests/support/ptest_pass > "$d/filter" 2>&1; rc=$?
 check '[ $rc -eq 0 ] && [ "$(grep -c "^ok " "$d/filter")" -eq 1 ] && grep -q "^ok 1 - escalate > a new incident > escalates when the clock" "$d/filter" &&
