@@ -1,5 +1,6 @@
 /* steward.log: structured log records from Lua, through the same writer as the C core. */
 #include <lauxlib.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,13 +10,18 @@
 #define MAX_FIELDS 64
 
 /* Renders a field value: strings as they are, other scalars with tostring, tables as
- * "table" (log the fields you need, not whole structures). */
-static const char *field_value(lua_State *L, int idx)
+ * "table" (log the fields you need, not whole structures). *literal is set for a finite number
+ * or a boolean, which a JSON record writes unquoted; inf and nan have no JSON form and stay
+ * strings. */
+static const char *field_value(lua_State *L, int idx, unsigned char *literal)
 {
+    *literal = 0;
     switch (lua_type(L, idx)) {
-    case LUA_TSTRING:
-    case LUA_TNUMBER: return lua_tostring(L, idx);
-    case LUA_TBOOLEAN: return lua_toboolean(L, idx) ? "true" : "false";
+    case LUA_TSTRING: return lua_tostring(L, idx);
+    case LUA_TNUMBER:
+        *literal = (unsigned char)isfinite(lua_tonumber(L, idx));
+        return lua_tostring(L, idx);
+    case LUA_TBOOLEAN: *literal = 1; return lua_toboolean(L, idx) ? "true" : "false";
     case LUA_TNIL: return "nil";
     default: {
         lua_getglobal(L, "tostring");
@@ -37,6 +43,7 @@ static int log_at(lua_State *L, enum log_level level)
         return 0;
     lua_settop(L, 2);
     const char *keys[MAX_FIELDS], *values[MAX_FIELDS];
+    unsigned char literal[MAX_FIELDS];
     size_t n = 0;
     if (lua_istable(L, 2)) {
         /* Collect the string keys, sort them, then read the values in that order. */
@@ -61,11 +68,11 @@ static int log_at(lua_State *L, enum log_level level)
             keys[n] = lua_tostring(L, -1);
             lua_pushvalue(L, -1);
             lua_rawget(L, 2);
-            values[n] = field_value(L, lua_gettop(L));
+            values[n] = field_value(L, lua_gettop(L), &literal[n]);
             n++;
         }
     }
-    log_writev(level, msg, n, keys, values);
+    log_writev(level, msg, n, keys, values, literal);
     return 0;
 }
 

@@ -127,13 +127,16 @@ static void add_json_string(struct buf *b, const char *v)
     buf_add(b, "\"", 1);
 }
 
-static void add_field(struct buf *b, const char *k, const char *v)
+static void add_field(struct buf *b, const char *k, const char *v, int literal)
 {
     if (json_format) {
         buf_add(b, ",", 1);
         add_json_string(b, k);
         buf_add(b, ":", 1);
-        add_json_string(b, v);
+        if (literal)
+            buf_str(b, v);
+        else
+            add_json_string(b, v);
     } else {
         buf_add(b, " ", 1);
         buf_str(b, k);
@@ -143,7 +146,7 @@ static void add_field(struct buf *b, const char *k, const char *v)
 }
 
 void log_writev(enum log_level level, const char *msg, size_t nfields, const char *const *keys,
-                const char *const *values)
+                const char *const *values, const unsigned char *literal)
 {
     if (!log_enabled(level))
         return;
@@ -172,7 +175,8 @@ void log_writev(enum log_level level, const char *msg, size_t nfields, const cha
         add_logfmt_value(&b, msg ? msg : "");
     }
     for (size_t i = 0; i < nfields; i++)
-        add_field(&b, keys[i] ? keys[i] : "?", values[i] ? values[i] : "");
+        add_field(&b, keys[i] ? keys[i] : "?", values[i] ? values[i] : "",
+                  literal && literal[i] && values[i]);
     buf_str(&b, json_format ? "}\n" : "\n");
     if (b.p) {
         size_t off = 0;
@@ -211,5 +215,5 @@ void log_write(enum log_level level, const char *msg, ...)
             break;
     }
     va_end(ap);
-    log_writev(level, msg, n, keys, values);
+    log_writev(level, msg, n, keys, values, NULL);
 }

@@ -16,9 +16,11 @@ const char *log_level_name(enum log_level level);
 
 /* Field list: pairs of key, value strings, terminated by NULL. */
 void log_write(enum log_level level, const char *msg, ...);
-/* Same with the fields as arrays (for the Lua binding). */
+/* Same with the fields as arrays (for the Lua binding). literal (may be NULL) marks values that
+ * are JSON literals (numbers, true, false): JSON lines write them unquoted, so a log pipeline
+ * gets numbers, not strings that hold numbers. */
 void log_writev(enum log_level level, const char *msg, size_t nfields, const char *const *keys,
-                const char *const *values);
+                const char *const *values, const unsigned char *literal);
 
 #define log_debug(...) log_write(LOG_DEBUG, __VA_ARGS__, (const char *)0)
 #define log_info(...)  log_write(LOG_INFO, __VA_ARGS__, (const char *)0)

@@ -12,28 +12,46 @@
 #include "task.h"
 #include "version.h"
 
-static const char usage_text[] =
-    "usage: steward <command> [arguments]\n"
-    "\n"
-    "commands:\n"
-    "  run [-c FILE]          the daemon: HTTP API, policies, store (default -c steward.lua)\n"
-    "  script FILE [ARGS...]  run a Lua script as a task, with every binding\n"
-    "  repl [--socket PATH] [-c FILE]\n"
-    "                         attach a live Lua REPL to the running daemon (its admin socket)\n"
-    "  eval [--socket PATH] [-c FILE] [--json] CODE | -\n"
-    "                         run a Lua chunk (or stdin) in the running daemon, print the results\n"
-    "  eval --local CODE | -  run a Lua chunk (or stdin) in this process and print its results\n"
-    "  test [PATHS...]        run the *_spec.lua policy specs under PATHS (default policies); TAP\n"
-    "  check [-c FILE] [--policies DIR]\n"
-    "                         load the config and validate every policy; exit 1 on any problem\n"
-    "  reload [-c FILE]       ask the running daemon to reload its policies\n"
-    "  policy rollback NAME [VERSION] [-c FILE]\n"
-    "                         restore a policy's previous (or given) version in the daemon\n"
-    "  audit [-c FILE] [--limit N] [--since TIME|DURATION] [--uid UID] [--json]\n"
-    "                         list the audit log (REPL commands, who ran them, outcomes)\n"
-    "  version                print the versions of steward and its libraries\n"
-    "  help                   this text\n"
-    "\n"
+/* The commands: one entry per usage line, in the order `steward help` lists them. A command
+ * with several forms (eval, policy) has one entry per form; `module` names the Lua module whose
+ * main(args) runs it, NULL for the commands main() runs itself. `steward help` and every
+ * `steward CMD --help` print from this table, so a new command is one entry here. */
+static const struct command {
+    const char *name, *args, *does, *module;
+} commands[] = {
+    {"run", "[-c FILE]", "the daemon: HTTP API, policies, store (default -c steward.lua)", NULL},
+    {"script", "FILE [ARGS...]", "run a Lua script as a task, with every binding", NULL},
+    {"repl", "[--socket PATH] [-c FILE]",
+     "attach a live Lua REPL to the running daemon (its admin socket)", NULL},
+    {"eval", "[--socket PATH] [-c FILE] [--json] CODE | -",
+     "run a Lua chunk (or stdin) in the running daemon, print the results", NULL},
+    {"eval", "--local CODE | -", "run a Lua chunk (or stdin) in this process and print its results",
+     NULL},
+    {"test", "[--filter PATTERN] [PATHS...]",
+     "run the *_spec.lua policy specs under PATHS (default policies); TAP",
+     "steward.testing.runner"},
+    {"check", "[-c FILE] [--policies DIR]",
+     "load the config and validate every policy; exit 1 on any problem", "steward.testing.check"},
+    {"status", "[-c FILE]", "is the running daemon ready: store, policies, dead letters",
+     "steward.cli_admin"},
+    {"reload", "[-c FILE]", "ask the running daemon to reload its policies", "steward.cli_admin"},
+    {"policy", "list [-c FILE]", "the running daemon's policies: version, loaded at, last error",
+     "steward.cli_admin"},
+    {"policy", "show NAME [-c FILE]", "one policy: file, events, versions, last error",
+     "steward.cli_admin"},
+    {"policy", "rollback NAME [VERSION] [-c FILE]",
+     "restore a policy's previous (or given) version in the daemon", "steward.cli_admin"},
+    {"decide", "NAME JSON | - [-c FILE]",
+     "ask the running daemon for a decision of policy NAME on the JSON input (- reads stdin)",
+     "steward.cli_admin"},
+    {"audit", "[-c FILE] [--limit N] [--since TIME|DURATION] [--uid UID] [--session ID] [--json]",
+     "list the audit log (REPL commands, who ran them, outcomes)", "steward.cli_admin"},
+    {"version", "", "print the versions of steward and its libraries", NULL},
+    {"help", "[COMMAND]", "this text, or one command's usage", NULL},
+};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static const char env_text[] =
     "environment:\n"
     "  STEWARD_LUA_PATH       load steward.* modules from this directory (development)\n"
     "  STEWARD_LOG_LEVEL      debug | info | warn | error | off (default info)\n"
@@ -42,12 +60,73 @@ static const char usage_text[] =
     "\n"
     "docs: docs/cli.md\n";
 
+static void print_entry(FILE *out, const struct command *c)
+{
+    char line[160];
+    snprintf(line, sizeof line, "%s%s%s", c->name, *c->args ? " " : "", c->args);
+    if (strlen(line) <= 22)
+        fprintf(out, "  %-22s %s\n", line, c->does);
+    else
+        fprintf(out, "  %s\n  %-22s %s\n", line, "", c->does);
+}
+
+static void print_usage(FILE *out)
+{
+    fputs("usage: steward <command> [arguments]\n\ncommands:\n", out);
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        print_entry(out, &commands[i]);
+    fputs("\n", out);
+    fputs(env_text, out);
+}
+
+/* steward CMD --help: every form of CMD, on stdout. 0, or -1 if there is no such command. */
+static int print_command_usage(const char *cmd)
+{
+    int found = 0;
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        if (strcmp(commands[i].name, cmd) != 0)
+            continue;
+        printf("%s steward %s%s%s\n", found ? "      " : "usage:", commands[i].name,
+               *commands[i].args ? " " : "", commands[i].args);
+        found = 1;
+    }
+    if (!found)
+        return -1;
+    puts("");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].name, cmd) == 0)
+            printf("  %s%s%s\n      %s\n", commands[i].name, *commands[i].args ? " " : "",
+                   commands[i].args, commands[i].does);
+    printf("\ndocs: docs/cli.md\n");
+    return 0;
+}
+
 static int usage(const char *problem)
 {
     if (problem)
         fprintf(stderr, "steward: %s\n\n", problem);
-    fputs(usage_text, stderr);
+    print_usage(stderr);
     return 2;
+}
+
+static int is_help_flag(const char *a)
+{
+    return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
+}
+
+/* Whether the arguments of cmd ask for its usage: --help or -h anywhere before "--", except
+ * for script, whose arguments after FILE belong to the script. */
+static int wants_help(const char *cmd, int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            return 0;
+        if (is_help_flag(argv[i]))
+            return 1;
+        if (strcmp(cmd, "script") == 0)
+            return 0;
+    }
+    return 0;
 }
 
 struct main_run {
@@ -202,8 +281,18 @@ int main(int argc, char **argv)
     if (argc < 2)
         return usage("a command is needed");
     const char *cmd = argv[1];
-    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
-        fputs(usage_text, stdout);
+    if (is_help_flag(cmd) || (strcmp(cmd, "help") == 0 && argc == 2)) {
+        print_usage(stdout);
+        return 0;
+    }
+    if (wants_help(cmd, argc - 2, argv + 2) && print_command_usage(cmd) == 0)
+        return 0;
+    if (strcmp(cmd, "help") == 0) {
+        if (argc > 3 || print_command_usage(argv[2]) != 0) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "help: unknown command '%s'", argv[2]);
+            return usage(msg);
+        }
         return 0;
     }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
@@ -214,23 +303,16 @@ int main(int argc, char **argv)
     int is_script = strcmp(cmd, "script") == 0, is_eval = strcmp(cmd, "eval") == 0;
     int is_run = strcmp(cmd, "run") == 0;
     /* Commands whose Lua main(args) returns the exit code. */
-    static const struct {
-        const char *cmd, *module;
-    } lua_commands[] = {{"test", "steward.testing.runner"},
-                        {"check", "steward.testing.check"},
-                        {"reload", "steward.cli_admin"},
-                        {"policy", "steward.cli_admin"},
-                        {"audit", "steward.cli_admin"}};
-    for (size_t i = 0; i < sizeof lua_commands / sizeof lua_commands[0]; i++) {
-        if (strcmp(cmd, lua_commands[i].cmd) != 0)
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        if (strcmp(cmd, commands[i].name) != 0 || !commands[i].module)
             continue;
         if (rt_open() != 0) {
             fprintf(stderr, "steward: cannot create the runtime\n");
             return 1;
         }
-        /* cli_admin serves two commands: it gets the command name first. */
-        int first = strcmp(lua_commands[i].module, "steward.cli_admin") == 0 ? 1 : 2;
-        int rc = cmd_lua_main(lua_commands[i].module, cmd, argc - first, argv + first);
+        /* cli_admin serves several commands: it gets the command name first. */
+        int first = strcmp(commands[i].module, "steward.cli_admin") == 0 ? 1 : 2;
+        int rc = cmd_lua_main(commands[i].module, cmd, argc - first, argv + first);
         rt_close();
         return rc;
     }

@@ -1,5 +1,6 @@
--- Dry runs: simulate(p, event) loads a fresh copy of a policy whose side-effecting modules
--- record instead of act, runs its handler on the event with ctx.dry_run = true, and returns
+-- Dry runs: simulate(p, event) (or decide(p, input)) loads a fresh copy of a policy whose
+-- side-effecting modules record instead of act, runs its handler on the event (or its decide on
+-- the input) with ctx.dry_run = true, and returns
 -- what it would have done. Reads (store queries, kv gets, file reads, event queries) are
 -- real; writes, HTTP calls, mail, processes, emitted events and timers are only recorded.
 local policies = require "steward.policies"
@@ -98,29 +99,42 @@ local function fakes(effects)
            ["steward.fs"] = fs }
 end
 
--- simulate(p, event, {lib_dir}) -> {result, error, side_effects, duration}
-function M.run(p, ev, opts)
+-- dry(p, fn_name, arg, ctx_opts, opts): runs copy[fn_name](arg, ctx) on a recording copy of p.
+local function dry(p, fn_name, arg, ctx_opts, opts)
   opts = opts or {}
   local effects = {}
   local mods = fakes(effects)
   local copy, err = policies.load_file(p.file, p.name, { lib_dir = opts.lib_dir, source = p.source,
     modules = mods })
   if not copy then return nil, err end
-  if not copy.handle then return nil, "policy " .. p.name .. " has no handle function" end
+  if not copy[fn_name] then return nil, "policy " .. p.name .. " has no " .. fn_name .. " function" end
   copy.config, copy.tenant_configs = p.config, p.tenant_configs
-  local ctx = policy_ctx.new(copy, { event_id = ev.id, tenant = ev.tenant, attempt = 1, dry_run = true })
+  ctx_opts.dry_run = true
+  local ctx = policy_ctx.new(copy, ctx_opts)
   function ctx.kv(suffix) -- the policy's namespace, through the recording kv
     return mods["steward.store.kv"].ns(require("steward.store").default(),
       "policy:" .. p.name .. (suffix and (":" .. suffix) or ""))
   end
   local t0 = time.monotonic()
   local h = task.spawn({ name = p.name .. ".simulate", timeout = opts.timeout or 30 }, function()
-    return guard.run(copy.budget, copy.handle, ev, ctx)
+    return guard.run(copy.budget, copy[fn_name], arg, ctx)
   end)
   local joined, gok, a = h:join()
   local out = { side_effects = effects, duration = time.monotonic() - t0, version = p.version }
   if not joined then out.error = gok elseif gok == false then out.error = a else out.result = a end
   return out
+end
+
+-- run(p, event, {lib_dir}) -> {result, error, side_effects, duration}: the handler on event.
+function M.run(p, ev, opts)
+  return dry(p, "handle", ev, { event_id = ev.id, tenant = ev.tenant, attempt = 1 }, opts)
+end
+
+-- decide(p, input, {lib_dir}) -> {result, error, side_effects, duration}: decide(input) with the
+-- tenant overlay of input.tenant, as POST /v1/decide would run it, but nothing is logged or done.
+function M.decide(p, input, opts)
+  local tenant = type(input) == "table" and type(input.tenant) == "string" and input.tenant or nil
+  return dry(p, "decide", input, { tenant = tenant }, opts)
 end
 
 return M

@@ -49,15 +49,16 @@ else echo "not ok 2 - steward check accepts it and the daemon starts with the sh
 # Step 3: the token command, run in the daemon's directory (var/admin.token), on its port.
 mkdir -p "$D/run" && ln -s "$D/var" "$D/run/var"
 (cd "$D/run" && eval "$(block token | sed "s/127.0.0.1:8080/127.0.0.1:$PORT/")")
-ptoken=$(cat "$D/run/prometheus.token" 2>/dev/null)
-case "$ptoken" in stw_*) echo "ok 3 - the token command writes an ingest token for Prometheus" ;;
-  *) echo "not ok 3 - the token command writes an ingest token for Prometheus (got '$ptoken')" ;; esac
+ptoken=$(cat "$D/run/var/prometheus.token" 2>/dev/null)
+pmode=$(stat -c %a "$D/run/var/prometheus.token" 2>/dev/null)
+case "$pmode:$ptoken" in 600:stw_*) echo "ok 3 - the token command writes an ingest token for Prometheus into var/, mode 0600" ;;
+  *) echo "not ok 3 - the token command writes an ingest token for Prometheus into var/, mode 0600 (got $pmode '$ptoken')" ;; esac
 
 # Step 4: Prometheus with the page's files; 15s intervals and `for: 1m` shortened, the
 # exporter's port one nothing listens on.
 DEAD=$(prom_free_port)
 block prometheus.yml | sed -e "s/15s/1s/g" -e "s/127.0.0.1:8080/127.0.0.1:$PORT/" -e "s/127.0.0.1:9187/127.0.0.1:$DEAD/" \
-    -e "s#\[ rules.yml \]#[ \"$D/run/rules.yml\" ]#" -e "s#credentials_file: prometheus.token#credentials_file: $D/run/prometheus.token#" > "$D/run/prometheus.yml"
+    -e "s#\[ rules.yml \]#[ \"$D/run/rules.yml\" ]#" -e "s#credentials_file: var/prometheus.token#credentials_file: $D/run/var/prometheus.token#" > "$D/run/prometheus.yml"
 block rules.yml | sed -e "s/for: 1m/for: 0s/" > "$D/run/rules.yml"
 if prom_start "$D/run/prometheus.yml"; then echo "ok 4 - Prometheus starts with the page's prometheus.yml and rules.yml"
 else echo "not ok 4 - Prometheus starts with the page's prometheus.yml and rules.yml"; exit 1; fi

@@ -13,6 +13,35 @@ for lib in steward LuaJIT libuv libcurl OpenSSL SQLite libpq; do
 done
 "$BIN" help > "$d/help"; rc=$?
 check '[ $rc -eq 0 ] && grep -q "^  script FILE" "$d/help" && grep -q "^  run " "$d/help"' "help lists the commands"
+# Every command of the help text (the CLI's own table), and each subcommand form of it, answers
+# --help with its usage on stdout and exit 0: a new command is covered without editing this.
+forms=$(sed -n '/^commands:/,/^$/p' "$d/help" | sed -n 's/^  \([a-z][a-z]*\)\( [a-z][a-z]*\)\{0,1\}\( .*\)\{0,1\}$/\1\2/p' | sort -u)
+check '[ "$(echo "$forms" | wc -l)" -ge 14 ] && echo "$forms" | grep -qx "policy rollback"' "the help text lists the commands and their forms"
+while read -r form; do
+    [ -z "$form" ] && continue
+    cmd=${form%% *}
+    for flag in --help -h; do
+        # shellcheck disable=SC2086
+        "$BIN" $form $flag > "$d/out" 2> "$d/err"; rc=$?
+        check '[ $rc -eq 0 ] && head -1 "$d/out" | grep -q "^usage: steward $cmd" && [ ! -s "$d/err" ]' \
+              "steward $form $flag: its usage, exit 0"
+    done
+done <<EOF2
+$forms
+EOF2
+"$BIN" help policy > "$d/out"; rc=$?
+check '[ $rc -eq 0 ] && grep -q "^usage: steward policy list" "$d/out" && grep -q "steward policy rollback NAME" "$d/out"' \
+      "help COMMAND prints every form of the command"
+"$BIN" help frobnicate 2> "$d/err"; rc=$?
+check '[ $rc -eq 2 ] && grep -q "unknown command .frobnicate." "$d/err"' "help of an unknown command: exit 2"
+printf 'print(...)\n' > "$d/args.lua"
+out=$("$BIN" script "$d/args.lua" --help -h); rc=$?
+check '[ $rc -eq 0 ] && [ "$out" = "--help	-h" ]' "script FILE --help: the flags are the script's arguments"
+"$BIN" policy frob 2> "$d/err"; rc=$?
+check '[ $rc -eq 2 ] && grep -q "unknown subcommand .frob." "$d/err"' "policy with an unknown subcommand: exit 2"
+"$BIN" decide x '{bad' 2> "$d/err"; rc=$?
+check '[ $rc -eq 2 ] && grep -q "JSON" "$d/err"' "decide with bad JSON: exit 2 naming the JSON"
+
 "$BIN" frobnicate 2> "$d/err"; rc=$?
 check '[ $rc -eq 2 ] && grep -q "unknown command .frobnicate." "$d/err" && grep -q "^usage:" "$d/err"' "an unknown command: usage and exit 2"
 "$BIN" script --bogus 2> "$d/err"; rc=$?

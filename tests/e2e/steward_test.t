@@ -57,6 +57,35 @@ check 'grep -q "^ok 7 - notify > passes after failures, with the file.s stub" "$
 check '[ $rc -eq 1 ] && has "not ok 1 - tests/support/ptest_broken/broken_spec.lua: cannot load the spec" "$d/broken" &&
        has "broken_spec.lua:4:" "$d/broken"' "a spec with a syntax error: not ok with file and line, exit 1"
 
+# Every line of the output is TAP (a test line, a comment or the plan), also for what a spec
+# prints, a failure's multi-line values and a "#" in a test name; prove agrees.
+"$BIN" test tests/support/ptest_tap > "$d/tap" 2> "$d/tap.err"; rc=$?
+check '[ $rc -eq 1 ] && [ -s "$d/tap" ] && ! grep -Ev "^(ok [0-9]+( |$)|not ok [0-9]+( |$)|#|1\.\.[0-9]+)" "$d/tap"' \
+      "every output line is TAP: test lines, # comments, the plan"
+check 'grep -q "^# first line$" "$d/tap" && grep -q "^# second line	42$" "$d/tap"' "print in a spec becomes # comment lines"
+check 'grep -q "^#   key1 = " "$d/tap" && grep -q "^#   got:      {$" "$d/tap"' "a multi-line got is commented line by line"
+check 'grep -qx "ok 5 - tap > names a \\\\# TODO that is not a directive" "$d/tap"' "a # in a test name is escaped (not a TODO directive)"
+out=$(prove --exec "$BIN test" tests/support/ptest_tap/tap_spec.lua 2>&1)
+check 'echo "$out" | grep -q "Failed 3/5 subtests" && ! echo "$out" | grep -qi "unknown\|parse"' "prove counts 3 failures of 5: no TODO, no parse problems"
+
+# os.time() and os.date() in a policy follow the fake clock, as time.now() does; local time in a
+# zone through time.localtime/format.
+"$BIN" test tests/support/ptest_time > "$d/time" 2>&1; rc=$?
+check '[ $rc -eq 0 ] && [ "$(grep -c "^ok " "$d/time")" -eq 4 ] && grep -q "^ok 1 - gate > sees the fake clock through os.time and os.date" "$d/time"' \
+      "os.time/os.date in a policy follow the fake clock; time.localtime gives Paris time"
+
+# --filter: only the tests whose full name contains the text run; the plan counts them.
+"$BIN" test --filter "a new incident > escalates" tests/support/ptest_pass > "$d/filter" 2>&1; rc=$?
+check '[ $rc -eq 0 ] && [ "$(grep -c "^ok " "$d/filter")" -eq 1 ] && grep -q "^ok 1 - escalate > a new incident > escalates when the clock" "$d/filter" &&
+       grep -q "^1\.\.1$" "$d/filter" && grep -q "13 left out by --filter" "$d/filter"' "--filter runs the matching test only"
+"$BIN" test --filter "FAILS: a long" tests/support/ptest_tap > "$d/filter" 2>&1; rc=$?
+check '[ $rc -eq 1 ] && grep -q "^not ok 1 - tap > FAILS: a long string got" "$d/filter" && grep -q "^1\.\.1$" "$d/filter"' \
+      "--filter with a failing match: exit 1"
+"$BIN" test --filter "(plain text, no pattern" tests/support/ptest_pass > "$d/filter" 2> "$d/err"; rc=$?
+check '[ $rc -eq 1 ] && grep -q "^1\.\.0" "$d/filter" && grep -q "no test name contains" "$d/err"' "--filter matching nothing: exit 1, says so"
+"$BIN" test --filter 2> "$d/err"; rc=$?
+check '[ $rc -eq 2 ] && grep -q "needs a PATTERN" "$d/err"' "--filter without a PATTERN: exit 2"
+
 # Several paths at once: every file runs; one failure makes the exit status 1.
 "$BIN" test tests/support/ptest_pass tests/support/ptest_broken > "$d/both" 2>&1; rc=$?
 check '[ $rc -eq 1 ] && has "1..15" "$d/both"' "several paths: all run, exit 1 on any failure"
@@ -82,5 +111,5 @@ check '[ $rc -eq 1 ] && grep -q "ENOENT.*missing" "$d/err"' "a missing path: exi
 "$BIN" test --bogus 2> "$d/err"; rc=$?
 check '[ $rc -eq 2 ] && grep -q "unknown flag" "$d/err"' "an unknown flag: exit 2"
 "$BIN" help > "$d/help"
-check 'grep -q "^  test \[PATHS...\]" "$d/help" && grep -q "^  check " "$d/help"' "help lists test and check"
+check 'grep -q "^  test \[--filter PATTERN\] \[PATHS...\]" "$d/help" && grep -q "^  check " "$d/help"' "help lists test and check"
 echo "1..$n"

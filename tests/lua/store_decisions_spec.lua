@@ -37,6 +37,13 @@ local p2 = assert(decisions.query(st, { policy = pol, limit = 2, cursor = p1.nex
 t.ok(#p1.decisions == 2 and p1.next_cursor and #p2.decisions == 1 and p2.decisions[1].id == id3 and not p2.next_cursor,
   "cursor pages")
 
+local function list_ids(l) local o = {} for i, x in ipairs(l) do o[i] = x.id end return o end
+t.is_deeply(list_ids(assert(decisions.latest(st, { policy = pol, n = 2 }))), { id2, id3 }, "latest: the n newest, oldest of them first")
+t.is_deeply(list_ids(assert(decisions.latest(st, { policy = pol, outcome = "error" }))), { id2 }, "latest by outcome")
+t.is_deeply(list_ids(assert(decisions.latest(st, { policy = pol, event_id = "ev-1" }))), { id1, id3 }, "latest by event_id")
+t.raises(function() decisions.latest(st, { n = 0 }) end, "decisions.latest: n", "latest: n out of range names n")
+t.raises(function() decisions.latest(st, { policy = 5 }) end, "decisions.latest: policy", "latest: a bad filter names the field")
+
 t.ok(assert(decisions.purge(st, { before = 2500 })) >= 2, "purge removes old decisions")
 t.is_deeply(ids(assert(decisions.query(st, { policy = pol }))), { id3 }, "newer ones stay")
 

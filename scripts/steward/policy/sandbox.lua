@@ -15,7 +15,8 @@ local fs = require "steward.fs"
 
 local type, pairs, ipairs, next, select, error, tostring = type, pairs, ipairs, next, select, error, tostring
 local setmetatable, getmetatable, rawget, setfenv, loadstring = setmetatable, getmetatable, rawget, setfenv, loadstring
-local unpack, concat, format = unpack, table.concat, string.format
+local unpack, concat, format, floor = unpack, table.concat, string.format, math.floor
+local os_time, os_date = os.time, os.date
 local co_create, co_resume = coroutine.create, coroutine.resume
 local jit_off = jit.off
 
@@ -276,7 +277,15 @@ function new_env(box)
   env.table = copy(table)
   env.math = copy(math)
   env.bit = copy(bit)
-  env.os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime, getenv = os.getenv }
+  -- os.time() and os.date(fmt) read the clock the policy's steward.time reads, so under
+  -- `steward test` they follow the fake clock as time.now() does; given a time (or a date
+  -- table) they are the plain conversions.
+  local function now() return floor(box.require("steward.time").now()) end
+  env.os = {
+    time = function(t) if t == nil then return now() end return os_time(t) end,
+    date = function(fmt, t) if t == nil then t = now() end return os_date(fmt, t) end,
+    clock = os.clock, difftime = os.difftime, getenv = os.getenv,
+  }
   local co = copy(coroutine)
   co.create = function(f)
     local c = co_create(f)

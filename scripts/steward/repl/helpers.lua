@@ -1,5 +1,5 @@
 -- steward.repl.helpers: the incident helpers a REPL session finds as globals — status(),
--- policies(), events.tail/find, policy.trace/simulate, explain(), dead_letters(), requeue(),
+-- policies(), events.tail/find, policy.trace/simulate/decide, decisions{}, explain(), dead_letters(), requeue(),
 -- kv(), timers(), reload(), rollback(), profile(), audit(), incidents(), notifications(). Each is built over the daemon's own
 -- objects (ctx), so what the REPL shows is what the daemon uses. Helpers that change things
 -- refuse in a read-only session. docs/repl.md has an example of each.
@@ -154,6 +154,8 @@ function M.new(ctx, session)
     { "events.find{type=, tenant=, since=, until=, limit=}", "events from the log" },
     { "policy.trace(name, {n=})", "stream a policy's decisions as they happen (Ctrl-C stops)" },
     { "policy.simulate(name, event)", "dry-run a policy on an event: result and side effects" },
+    { "policy.decide(name, input)", "dry-run a policy's decide on an input: result and side effects" },
+    { "decisions{policy=, outcome=, event_id=, n=}", "the latest decisions (default 20), oldest first" },
     { "explain(id)", "a decision (by decision id, or an event's latest): input, version, result, side effects" },
     { "dead_letters{policy=, limit=}", "events parked after their retries ran out" },
     { "requeue(id)", "hand a dead letter to its policy again" },
@@ -302,6 +304,35 @@ function M.new(ctx, session)
     ev.time = ev.time or time.now()
     ev.data = ev.data or {}
     return outside(require("steward.simulate").run, p, ev, { lib_dir = ctx.cfg.policies .. "/lib" })
+  end
+
+  function h.policy.decide(name, input)
+    if type(name) ~= "string" then error("policy.decide: name: string expected", 2) end
+    if input == nil then error("policy.decide: input: a value expected (the JSON body /v1/decide takes)", 2) end
+    local p = (ctx.policies or {})[name]
+    if not p then return nil, "no policy named " .. name end
+    if not p.decide then return nil, "policy " .. name .. " has no decide function" end
+    local res, err = outside(require("steward.simulate").decide, p, input, { lib_dir = ctx.cfg.policies .. "/lib" })
+    if not res then return nil, err end
+    res.version = tostring(res.version or ""):sub(1, 12)
+    res.duration = format("%.2fms", (res.duration or 0) * 1000)
+    return res
+  end
+
+  function h.decisions(f)
+    if f ~= nil and type(f) ~= "table" then error("decisions: filter: table expected", 2) end
+    f = f or {}
+    if f.n ~= nil and (type(f.n) ~= "number" or f.n < 1) then error("decisions: n: positive number expected", 2) end
+    local list, err = decisions.latest(st(), { policy = f.policy, outcome = f.outcome, event_id = f.event_id, n = f.n })
+    if not list then return nil, err end
+    local rows = {}
+    for i, d in ipairs(list) do
+      rows[i] = { decision_id = d.ref, time = iso(d.time), policy = d.policy, version = tostring(d.version or ""):sub(1, 12),
+        outcome = d.outcome, duration = d.duration and format("%.2fms", d.duration * 1000),
+        what = d.error and ("error: " .. tostring(d.error)) or (d.event_id and ("event " .. d.event_id)) or
+          compact(d.result, 60) }
+    end
+    return M.rows(rows, { "decision_id", "time", "policy", "version", "outcome", "duration", "what" })
   end
 
   function h.explain(id)

@@ -105,6 +105,30 @@ function M.query(st, f)
   return { decisions = out, next_cursor = #rows > limit and util.cursor_encode("dc", out[#out].id) or nil }
 end
 
+-- latest(st, {policy, event_id, outcome, n}) -> the n (default 20, at most 1000) newest
+-- decisions, oldest of them first, so a list read top to bottom ends with the last one.
+function M.latest(st, f)
+  util.store_arg(st, "decisions.latest")
+  f = util.opt_table(f, "decisions.latest: filter")
+  local n = util.limit_arg(f.n, "decisions.latest: n", 20, 1000)
+  local conds, params = {}, {}
+  for _, name in ipairs { "policy", "event_id", "outcome" } do
+    if f[name] ~= nil then
+      if type(f[name]) ~= "string" then error("decisions.latest: " .. name .. ": string expected", 2) end
+      params[#params + 1] = f[name]
+      conds[#conds + 1] = name .. " = $" .. #params
+    end
+  end
+  params[#params + 1] = n
+  local rows, err = st.db:query("SELECT " .. COLUMNS .. " FROM decisions" ..
+    (#conds > 0 and (" WHERE " .. table.concat(conds, " AND ")) or "") .. " ORDER BY id DESC LIMIT $" .. #params,
+    unpack(params, 1, #params))
+  if not rows then return nil, err end
+  local out = {}
+  for i = #rows, 1, -1 do out[#out + 1] = row_decision(rows[i]) end
+  return out
+end
+
 function M.purge(st, opts)
   util.store_arg(st, "decisions.purge")
   if type(opts) ~= "table" or opts.before == nil then error("decisions.purge: opts.before: time expected", 2) end

@@ -304,16 +304,30 @@ local function spec_env(w)
   env.policy = { load = function(path, opts) return load_policy(w, path, opts) end }
   env.store = w.store
   env.spec_file, env.spec_dir = w.path, w.dir
+  -- What a spec prints is TAP commentary: a bare line on stdout is not TAP.
+  env.print = function(...)
+    local parts = {}
+    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+    diag(concat(parts, "\t"))
+  end
   w.cap.env, w.env = env, env
   package.loaded["steward.testing"] = env
   return setmetatable(env, { __index = _G }), root
 end
 
-local total, failed, skipped, files = 0, 0, 0, 0
+local total, failed, skipped, files, filtered_out = 0, 0, 0, 0, 0
+
+local filter -- --filter: only the tests whose full name contains this text run
+
+-- A "#" in a name would start a TAP directive ("# TODO" marks a failure as expected): TAP's
+-- escape is "\#".
+local function tap_name(name)
+  return (name:gsub("\n", " "):gsub("#", "\\#"))
+end
 
 local function report(ok, name, err, extra)
   total = total + 1
-  name = name:gsub("\n", " ")
+  name = tap_name(name)
   if ok then
     out("ok ", total, " - ", name, "\n")
     return
@@ -386,12 +400,14 @@ end
 
 local function run_suite(w, suite)
   for _, c in ipairs(suite.children) do
-    if c.test then
+    if c.test and filter and not full_name(c):find(filter, 1, true) then
+      filtered_out = filtered_out + 1
+    elseif c.test then
       if c.fn then
         run_test(w, c)
       else
         total, skipped = total + 1, skipped + 1
-        out("ok ", total, " - ", full_name(c), " # SKIP pending\n")
+        out("ok ", total, " - ", tap_name(full_name(c)), " # SKIP pending\n")
       end
     else
       run_suite(w, c)
@@ -429,8 +445,10 @@ local function run_file(path)
   package.loaded["steward.testing"] = nil
 end
 
+local USAGE = "usage: steward test [--filter PATTERN] [PATHS...]   (default: policies)\n"
+
 local function usage(msg)
-  io.stderr:write("steward test: ", msg, "\nusage: steward test [PATHS...]   (default: policies)\n")
+  io.stderr:write("steward test: ", msg, "\n", USAGE)
   return 2
 end
 
@@ -438,15 +456,24 @@ end
 function M.main(args)
   args = args or {}
   local paths = {}
-  for _, a in ipairs(args) do
+  total, failed, skipped, files, filtered_out, filter = 0, 0, 0, 0, 0, nil
+  local i = 1
+  while args[i] do
+    local a = args[i]
     if a == "-h" or a == "--help" then
-      io.stdout:write("usage: steward test [PATHS...]   (default: policies)\n" ..
-        "Runs every *_spec.lua under PATHS and prints TAP. See docs/testing-policies.md.\n")
+      io.stdout:write(USAGE .. "Runs every *_spec.lua under PATHS and prints TAP; --filter runs only the tests\n" ..
+        "whose full name (describe > ... > it) contains PATTERN (plain text). See docs/testing-policies.md.\n")
       return 0
+    elseif a == "--filter" then
+      filter = args[i + 1]
+      if not filter or filter == "" then return usage("--filter needs a PATTERN") end
+      i = i + 1
     elseif a:sub(1, 1) == "-" and a ~= "-" then
       return usage("unknown flag '" .. a .. "'")
+    else
+      paths[#paths + 1] = a
     end
-    paths[#paths + 1] = a
+    i = i + 1
   end
   if #paths == 0 then paths = { "policies" } end
   local specs = {}
@@ -462,10 +489,16 @@ function M.main(args)
     return 1
   end
   for _, path in ipairs(specs) do run_file(path) end
+  if filter and total == 0 then
+    out("1..0 # SKIP no test name contains '", filter, "'\n")
+    io.stderr:write("steward test: no test name contains '", filter, "' (", filtered_out, " tests left out)\n")
+    return 1
+  end
   out("1..", total, "\n")
-  out(format("# %d test%s in %d spec file%s: %d passed, %d failed%s\n", total, total == 1 and "" or "s",
+  out(format("# %d test%s in %d spec file%s: %d passed, %d failed%s%s\n", total, total == 1 and "" or "s",
     files, files == 1 and "" or "s", total - failed - skipped, failed,
-    skipped > 0 and (", " .. skipped .. " skipped") or ""))
+    skipped > 0 and (", " .. skipped .. " skipped") or "",
+    filter and format(", %d left out by --filter", filtered_out) or ""))
   return failed > 0 and 1 or 0
 end
 
