@@ -2,8 +2,8 @@
 -- benchmark): decide() calls per second with the JIT on (unguarded, as before the sandbox),
 -- interpreted (the sandbox's JIT-off chunk), and interpreted under guard.run (hook armed).
 -- Prints key=value lines. Usage: steward script bench/guard.lua [POLICY_FILE] [N]
-local guard = require "steward.guard"
-local sandbox = require "steward.policy.sandbox"
+local guard = require "steward.runtime.guard"
+local sandbox = require "steward.runtime.policy.sandbox"
 local fs = require "steward.fs"
 
 local file = arg and arg[1] or "../shared/bench/policy.lua"

@@ -2,8 +2,8 @@
 -- way the daemon reloads them; and to reload when one of the 100 changed. Prints key=value.
 local fs = require "steward.fs"
 local time = require "steward.time"
-local store = require "steward.store"
-local policy_reload = require "steward.policy_reload"
+local store = require "steward.runtime.store"
+local policy_reload = require "steward.runtime.policy_reload"
 
 local dir = os.tmpname()
 os.remove(dir)

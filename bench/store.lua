@@ -1,7 +1,7 @@
 -- Measures the SQLite store's write paths (group commit) and read path, durable settings
 -- (WAL, synchronous=full) on a temporary file. Prints key=value lines for bench/run.
 --   steward script bench/store.lua [seconds] [store-url]
-local native = require "steward.store.native"
+local native = require "steward.runtime.store.native"
 local task = require "steward.task"
 local time = require "steward.time"
 

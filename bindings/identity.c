@@ -1,7 +1,7 @@
 /* steward.identity: who the process runs as, and becoming an unprivileged user.
  *
  * The daemon started as root gives up root before it opens the store or serves anything
- * (steward.daemon.privileges): it hands the state directory to the service user, then
+ * (steward.runtime.daemon.privileges): it hands the state directory to the service user, then
  * switches groups, gid and uid, and checks that root cannot be regained. These are local
  * system calls (the password database is a local file on the machines we target) made once
  * at start-up, before the loop serves requests. */

@@ -1,4 +1,4 @@
-/* steward.guard: runs policy code under a CPU budget and a memory budget.
+/* steward.runtime.guard: runs policy code under a CPU budget and a memory budget.
  *
  * CPU. LuaJIT's hooks never fire inside compiled traces, so policy code runs interpreted
  * (the sandbox switches the JIT off for its chunks) and, while a guarded run is current, a
@@ -37,7 +37,7 @@
 #define MEM_SLACK      (1 << 20)   /* granted after a refusal, for the error's own needs */
 #define DEFAULT_CPU    1.0         /* seconds */
 #define DEFAULT_MEMORY (64u << 20) /* bytes */
-#define RUN_MT         "steward.guard.run"
+#define RUN_MT         "steward.runtime.guard.run"
 
 enum trip { TRIP_NONE = 0, TRIP_CPU, TRIP_MEM };
 
@@ -337,7 +337,7 @@ int luaopen_steward_guard(lua_State *L)
     lua_pop(L, 1);
     lua_newtable(L);
     if (wrapper_ref == LUA_NOREF) {
-        if (luaL_loadbuffer(L, wrapper_src, sizeof wrapper_src - 1, "=steward.guard") != 0)
+        if (luaL_loadbuffer(L, wrapper_src, sizeof wrapper_src - 1, "=steward.runtime.guard") != 0)
             return lua_error(L);
         lua_pushcfunction(L, l_guard_begin);
         lua_pushcfunction(L, l_guard_finish);

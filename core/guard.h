@@ -1,4 +1,4 @@
-/* The guard: per-run CPU and memory budgets for policy code (steward.guard, core/guard.c). */
+/* The guard: per-run CPU and memory budgets for policy code (steward.runtime.guard, core/guard.c). */
 #ifndef STEWARD_GUARD_H
 #define STEWARD_GUARD_H
 

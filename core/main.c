@@ -29,23 +29,23 @@ static const struct command {
      NULL},
     {"test", "[--filter PATTERN] [PATHS...]",
      "run the *_spec.lua policy specs under PATHS (default policies); TAP",
-     "steward.testing.runner"},
+     "steward.runtime.testing.runner"},
     {"check", "[-c FILE] [--policies DIR]",
-     "load the config and validate every policy; exit 1 on any problem", "steward.testing.check"},
+     "load the config and validate every policy; exit 1 on any problem", "steward.runtime.testing.check"},
     {"status", "[-c FILE]", "is the running daemon ready: store, policies, dead letters",
-     "steward.cli_admin"},
-    {"reload", "[-c FILE]", "ask the running daemon to reload its policies", "steward.cli_admin"},
+     "steward.runtime.cli_admin"},
+    {"reload", "[-c FILE]", "ask the running daemon to reload its policies", "steward.runtime.cli_admin"},
     {"policy", "list [-c FILE]", "the running daemon's policies: version, loaded at, last error",
-     "steward.cli_admin"},
+     "steward.runtime.cli_admin"},
     {"policy", "show NAME [-c FILE]", "one policy: file, events, versions, last error",
-     "steward.cli_admin"},
+     "steward.runtime.cli_admin"},
     {"policy", "rollback NAME [VERSION] [-c FILE]",
-     "restore a policy's previous (or given) version in the daemon", "steward.cli_admin"},
+     "restore a policy's previous (or given) version in the daemon", "steward.runtime.cli_admin"},
     {"decide", "NAME JSON | - [-c FILE]",
      "ask the running daemon for a decision of policy NAME on the JSON input (- reads stdin)",
-     "steward.cli_admin"},
+     "steward.runtime.cli_admin"},
     {"audit", "[-c FILE] [--limit N] [--since TIME|DURATION] [--uid UID] [--session ID] [--json]",
-     "list the audit log (REPL commands, who ran them, outcomes)", "steward.cli_admin"},
+     "list the audit log (REPL commands, who ran them, outcomes)", "steward.runtime.cli_admin"},
     {"version", "", "print the versions of steward and its libraries", NULL},
     {"help", "[COMMAND]", "this text, or one command's usage", NULL},
 };
@@ -215,7 +215,7 @@ static int cmd_eval(int argc, char **argv)
         return 1;
     }
     lua_State *L = rt_lua();
-    rt_require(L, "steward.cli");
+    rt_require(L, "steward.runtime.cli");
     lua_getfield(L, -1, "eval");
     lua_remove(L, -2);
     lua_pushstring(L, code);
@@ -236,7 +236,7 @@ static int cmd_run(int argc, char **argv)
         }
     }
     lua_State *L = rt_lua();
-    rt_require(L, "steward.daemon");
+    rt_require(L, "steward.runtime.daemon");
     lua_getfield(L, -1, "main");
     lua_remove(L, -2);
     lua_createtable(L, 0, 2);
@@ -247,7 +247,7 @@ static int cmd_run(int argc, char **argv)
     return run_main_task(L, 1, "daemon", 0);
 }
 
-/* steward test / steward check: the Lua side (steward.testing.*) parses the arguments and
+/* steward test / steward check: the Lua side (steward.runtime.testing.*) parses the arguments and
  * returns the exit code, so its main function gets them as a list. */
 static int cmd_lua_main(const char *module, const char *name, int argc, char **argv)
 {
@@ -311,7 +311,7 @@ int main(int argc, char **argv)
             return 1;
         }
         /* cli_admin serves several commands: it gets the command name first. */
-        int first = strcmp(commands[i].module, "steward.cli_admin") == 0 ? 1 : 2;
+        int first = strcmp(commands[i].module, "steward.runtime.cli_admin") == 0 ? 1 : 2;
         int rc = cmd_lua_main(commands[i].module, cmd, argc - first, argv + first);
         rt_close();
         return rc;

@@ -357,12 +357,12 @@ static void detach(struct client *c)
     frame_decoder_free(&c->dec);
 }
 
-/* The config's admin_socket, through steward.config (the daemon reads the same keys). */
+/* The config's admin_socket, through steward.runtime.config (the daemon reads the same keys). */
 static char *socket_from_config(const char *file)
 {
     static const char chunk[] =
         "local file, required = ...\n"
-        "local cfg, err = require('steward.config').load({file = file, required = required})\n"
+        "local cfg, err = require('steward.runtime.config').load({file = file, required = required})\n"
         "if not cfg then return nil, err end\n"
         "return cfg.admin_socket\n";
     if (rt_open() != 0) {

@@ -104,8 +104,8 @@ int rt_open(void)
     /* The core's own Lua-facing modules (bindings come from bindings/registry.c). */
     static const luaL_Reg core_modules[] = {{"steward.task", luaopen_steward_task},
                                             {"steward.httpd", luaopen_steward_httpd},
-                                            {"steward.store.native", luaopen_steward_store_native},
-                                            {"steward.guard", luaopen_steward_guard},
+                                            {"steward.runtime.store.native", luaopen_steward_store_native},
+                                            {"steward.runtime.guard", luaopen_steward_guard},
                                             {NULL, NULL}};
     lua_getglobal(L_main, "package");
     lua_getfield(L_main, -1, "preload");

@@ -1,4 +1,4 @@
-/* steward.store.native: the SQL-level store API for Lua (open, query, exec, batch, stats,
+/* steward.runtime.store.native: the SQL-level store API for Lua (open, query, exec, batch, stats,
  * close) over core/store.h. Every call that talks to the database suspends the calling task;
  * the request carries copies of the SQL and parameters, so the backend never touches Lua. */
 #include <lauxlib.h>
@@ -10,8 +10,8 @@
 #include "store.h"
 #include "task.h"
 
-#define DB_MT   "steward.store.db"
-#define BLOB_MT "steward.store.blob"
+#define DB_MT   "steward.runtime.store.db"
+#define BLOB_MT "steward.runtime.store.blob"
 
 /* The userdata points at a handle that outlives it while an asynchronous close is still
  * running (the close completion must not touch collected userdata). */

@@ -2,7 +2,6 @@
 -- are evaluated and their multi-window multi-burn-rate alerts sent into the alert store the way
 -- Prometheus sends rule alerts, so a breach is routed, grouped, silenced and escalated like any
 -- other alert (docs/slo.md, "SLO breaches through the alerting pipeline").
-local store = require "steward.store"
 local time = require "steward.time"
 local slo_alerts = require "steward.alerting.slo_alerts"
 local config = require "alerting.config"
@@ -17,7 +16,7 @@ return {
   handle = function(_, ctx)
     -- Evaluated at the current time, not the slot's: a slot fired late after downtime must not
     -- send alerts that end in the past.
-    local s, terr = set:tick(store.default(), time.now(), { dry_run = ctx.dry_run })
+    local s, terr = set:tick(nil, time.now(), { dry_run = ctx.dry_run })
     if not s then error(terr, 0) end
     for _, e in ipairs(s.errors) do ctx.log.warn("slo evaluation failed", { error = e }) end
     return { evaluated = s.evaluated, firing = s.firing, resolved = s.resolved }

@@ -7,8 +7,7 @@
 --   curl -H "Authorization: Bearer $(cat var/admin.token)" \
 --        -d '{"type":"deploy.finished","data":{"service":"checkout","version":"1.4.2","by":"ana"}}' \
 --        localhost:8080/v1/events
-local kv = require "steward.store.kv"
-local store = require "steward.store"
+local kv = require "steward.kv"
 
 return {
   name = "ops.deploys",
@@ -19,7 +18,7 @@ return {
     if type(d.service) ~= "string" or d.service == "" then
       error("deploy event " .. tostring(ev.id) .. " has no data.service")
     end
-    local ns = kv.ns(store.default(), "deploys")
+    local ns = kv.ns("deploys")
     local ok, err = ns:put(d.service, { version = d.version, by = d.by, status = ev.type:match("^deploy%.(.+)$"),
       at = ev.time, event_id = ev.id })
     if not ok then error("cannot record the deploy: " .. tostring(err)) end

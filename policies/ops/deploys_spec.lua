@@ -1,12 +1,12 @@
 -- Spec for policies/ops/deploys.lua: the last deploy per service in kv "deploys"; a deploy
 -- event without a service fails. Run with `steward test policies`.
-local kv = require "steward.store.kv"
+local kv = require "steward.kv"
 
 describe("ops.deploys", function()
   local p, ns
   before_each(function()
     p = policy.load("policies/ops/deploys.lua")
-    ns = kv.ns(store, "deploys")
+    ns = kv.ns("deploys", store)
   end)
 
   it("handles deploy events only", function()

@@ -1,15 +1,14 @@
 -- Counts events by type and tenant in the kv namespace "event_stats" — a small working
 -- policy shipped by default, and an example of a handler that keeps durable state.
 --   curl -H "Authorization: Bearer $(cat var/admin.token)" -d '{"type":"demo.hello"}' localhost:8080/v1/events
-local kv = require "steward.store.kv"
-local store = require "steward.store"
+local kv = require "steward.kv"
 
 return {
   name = "ops.event_stats",
   on = { "*" },
   key = function(ev) return ev.type end, -- one counter per type: updates never race
   handle = function(ev)
-    local ns = kv.ns(store.default(), "event_stats")
+    local ns = kv.ns("event_stats")
     local key = ev.type .. "/" .. (ev.tenant or "-")
     local current = ns:get(key) or { count = 0 }
     current.count = current.count + 1

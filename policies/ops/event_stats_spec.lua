@@ -1,12 +1,12 @@
 -- Spec for policies/ops/event_stats.lua: counters per type and tenant in the kv namespace
 -- "event_stats". Run with `steward test policies`.
-local kv = require "steward.store.kv"
+local kv = require "steward.kv"
 
 describe("ops.event_stats", function()
   local p, ns
   before_each(function()
     p = policy.load("policies/ops/event_stats.lua")
-    ns = kv.ns(store, "event_stats")
+    ns = kv.ns("event_stats", store)
   end)
 
   it("is named ops.event_stats and handles every event type", function()

@@ -5,10 +5,10 @@
 local http = require "steward.http"
 local time = require "steward.time"
 local log = require "steward.log"
-local store = require "steward.store"
+local store = require "steward.runtime.store"
 local util = require "steward.notify.util"
 local history = require "steward.notify.history"
-local sutil = require "steward.store.util"
+local sutil = require "steward.runtime.store.util"
 require "steward.notify.schema"
 
 local type, pairs, ipairs, error, tostring, tonumber, floor, max =

@@ -13,21 +13,21 @@ local native_after = native.after
 -- after(d, fn, ...) -> in-memory timer; after(d, event [, {id = ...}]) -> durable timer id
 function M.after(d, what, ...)
   if type(what) ~= "table" then return native_after(d, what, ...) end
-  local store = require "steward.store"
+  local store = require "steward.runtime.store"
   local st = store.default()
   if not st then
     error("time.after: a durable timer (an event table) needs the daemon's store " ..
           "(store.set_default), none is open", 2)
   end
-  local timers = require "steward.store.timers"
+  local timers = require "steward.runtime.store.timers"
   return timers.after(st, d, what, ...)
 end
 
 -- cancel_durable(id) -> true, or nil, err
 function M.cancel_durable(id)
-  local st = require("steward.store").default()
+  local st = require("steward.runtime.store").default()
   if not st then error("time.cancel_durable: no store is open", 2) end
-  return require("steward.store.timers").cancel(st, id)
+  return require("steward.runtime.store.timers").cancel(st, id)
 end
 
 local floor, type, format = math.floor, type, string.format

@@ -37,7 +37,7 @@ echo "ok 1 - the daemon starts with the slo policy"
 # The schedule row exists once the policies are loaded (the sync runs in a task of its own).
 sched=
 for _ in $(seq 100); do
-    sched=$("$BIN" eval --socket "$D/var/steward.sock" 'local s = require("steward.store.schedules").list(require("steward.store").default()); for _, r in ipairs(s) do if r.name == "policy:alerting.slo" then return r.expr end end return "none"' 2>&1)
+    sched=$("$BIN" eval --socket "$D/var/steward.sock" 'local s = require("steward.runtime.store.schedules").list(require("steward.runtime.store").default()); for _, r in ipairs(s) do if r.name == "policy:alerting.slo" then return r.expr end end return "none"' 2>&1)
     [ "$sched" = '"* * * * *"' ] && break
     sleep 0.05
 done

@@ -57,7 +57,7 @@ return {
 CFG
 cat > "$D/policies/page.lua" <<'POL'
 local incidents = require "steward.alerting.incidents"
-local store = require "steward.store"
+local store = require "steward.runtime.store"
 return {
   on = { "page.requested" },
   handle = function(ev)

@@ -55,7 +55,7 @@ CFG
 # What the alerting engine does on an incident integration: open an incident.
 cat > "$D/policies/page.lua" <<'POL'
 local incidents = require "steward.alerting.incidents"
-local store = require "steward.store"
+local store = require "steward.runtime.store"
 return {
   on = { "page.requested" },
   handle = function(ev)

@@ -29,7 +29,7 @@ curl -sf -X POST "$base/_control/plan" -d '{"route": "pagerduty", "responses": [
 
 cat >"$dir/send.lua" <<'EOF'
 local notify = require "steward.notify"
-local store = require "steward.store"
+local store = require "steward.runtime.store"
 local st = assert(store.open(os.getenv("NOTIFY_DB")))
 local pd = notify.channel("pagerduty", { routing_key = string.rep("R0ut1ngK", 4), store = st,
                                          base_url = os.getenv("NOTIFY_BASE"), lease = "3s", timeout = 60 })
@@ -55,7 +55,7 @@ fi
 cat >"$dir/recover.lua" <<'EOF'
 local t = require "steward.tap"
 local notify = require "steward.notify"
-local store = require "steward.store"
+local store = require "steward.runtime.store"
 local http = require "steward.http"
 local json = require "steward.json"
 local time = require "steward.time"

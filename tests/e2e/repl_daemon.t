@@ -76,7 +76,7 @@ tailpid=$!
 "$BIN" eval --socket "$S" 'policy.trace("demo.ping", {n = 1})' > "$D/trace" 2>&1 &
 tracepid=$!
 for _ in $(seq 200); do
-  [ "$("$BIN" eval --socket "$S" 'return require("steward.taps").count("event") + require("steward.taps").count("decision")')" = 2 ] && break
+  [ "$("$BIN" eval --socket "$S" 'return require("steward.runtime.taps").count("event") + require("steward.runtime.taps").count("decision")')" = 2 ] && break
   sleep 0.05
 done
 check '[ "$(post "[{\"id\":\"e-1\",\"type\":\"demo.ping\",\"data\":{\"x\":1}},{\"id\":\"e-2\",\"type\":\"other.x\"},{\"id\":\"e-3\",\"type\":\"demo.pong\"}]" /v1/events)" = 202 ]' "events posted"
@@ -88,10 +88,10 @@ check 'grep -q "ok .*event e-" "$D/trace"' "policy.trace shows the policy's deci
 # Ctrl-C (SIGINT) interrupts a streaming command, not the daemon
 "$BIN" eval --socket "$S" 'events.tail{}' > "$D/out" 2> "$D/err" &
 epid=$!
-for _ in $(seq 200); do [ "$("$BIN" eval --socket "$S" 'return require("steward.taps").count("event")')" = 1 ] && break; sleep 0.05; done
+for _ in $(seq 200); do [ "$("$BIN" eval --socket "$S" 'return require("steward.runtime.taps").count("event")')" = 1 ] && break; sleep 0.05; done
 kill -INT $epid; wait $epid; rc=$?
 check '[ $rc -eq 1 ] && grep -q interrupted "$D/err"' "SIGINT interrupts the running command: 'interrupted', exit 1"
-ev 'return require("steward.taps").count("event")'
+ev 'return require("steward.runtime.taps").count("event")'
 check '[ "$(cat "$D/out")" = 0 ]' "an interrupted tail leaves no subscription behind"
 
 # the helpers

@@ -48,7 +48,7 @@ relay "$T/out" $? store_pg_check
 # Two instances migrating one fresh database at once: the advisory lock serialises them.
 url=$(pg_createdb race)
 cat >"$T/mig.lua" <<'EOF'
-local store = require "steward.store"
+local store = require "steward.runtime.store"
 store.register_migrations("race", {
   { version = 1, sql = "CREATE TABLE race (id BIGINT PRIMARY KEY); SELECT pg_sleep(0.3)" },
   { version = 2, sql = "ALTER TABLE race ADD COLUMN note TEXT" },

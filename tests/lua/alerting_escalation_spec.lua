@@ -6,8 +6,8 @@
 -- everything, reassign notifies, `when` windows, signed links in messages, compile errors.
 -- Schedules are only used through sched:on_call(t).
 local t = require "steward.tap"
-local store = require "steward.store"
-local timers = require "steward.store.timers"
+local store = require "steward.runtime.store"
+local timers = require "steward.runtime.store.timers"
 local http = require "steward.http"
 local json = require "steward.json"
 local proc = require "steward.proc"
@@ -17,7 +17,7 @@ local crypto = require "steward.crypto"
 local incidents = require "steward.alerting.incidents"
 local escalation = require "steward.alerting.escalation"
 local links = require "steward.alerting.links"
-local appended = require "steward.daemon.appended"
+local appended = require "steward.runtime.daemon.appended"
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/tests/lua/[^/]+$") or "."
 

@@ -2,15 +2,15 @@
 -- machine, revision-conditional changes under concurrent actions, the timeline, the events
 -- each change appends (exactly once), MTTA/MTTR metrics, listing, and signed links.
 local t = require "steward.tap"
-local store = require "steward.store"
-local events = require "steward.events"
+local store = require "steward.runtime.store"
+local events = require "steward.runtime.events"
 local metrics = require "steward.metrics"
 local task = require "steward.task"
 local proc = require "steward.proc"
 local fs = require "steward.fs"
 local incidents = require "steward.alerting.incidents"
 local links = require "steward.alerting.links"
-local appended = require "steward.daemon.appended"
+local appended = require "steward.runtime.daemon.appended"
 
 local dir = assert(proc.run{ cmd = { "mktemp", "-d" } }).stdout:gsub("%s+$", "")
 local st = assert(store.open(os.getenv("STEWARD_TEST_STORE") or ("sqlite:" .. dir .. "/t.db")))

@@ -2,8 +2,8 @@
 -- store (fingerprints, alert.firing / alert.resolved events once per transition), re-sent while
 -- firing, ended when the burn stops; bad definitions are named.
 local t = require "steward.tap"
-local store = require "steward.store"
-local events = require "steward.events"
+local store = require "steward.runtime.store"
+local events = require "steward.runtime.events"
 local slo_alerts = require "steward.alerting.slo_alerts"
 local astore = require "steward.alerting.store"
 local fingerprint = require "steward.alerting.fingerprint"

@@ -1,6 +1,6 @@
--- steward.config: defaults, files, overlays, environment variables, and clear errors.
+-- steward.runtime.config: defaults, files, overlays, environment variables, and clear errors.
 local t = require "steward.tap"
-local config = require "steward.config"
+local config = require "steward.runtime.config"
 
 local dir = os.tmpname()
 os.remove(dir)

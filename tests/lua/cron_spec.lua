@@ -1,9 +1,9 @@
--- steward.store.cron: parsing and next/prev times against answers computed independently
+-- steward.runtime.store.cron: parsing and next/prev times against answers computed independently
 -- (a minute-by-minute brute force in Python), including month ends, leap years and Vixie
 -- cron's day-of-month / day-of-week OR rule.
 local t = require "steward.tap"
-local cron = require "steward.store.cron"
-local util = require "steward.store.util"
+local cron = require "steward.runtime.store.cron"
+local util = require "steward.runtime.store.util"
 
 local P, F = util.parse_rfc3339, util.format_rfc3339
 

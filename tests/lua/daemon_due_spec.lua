@@ -1,10 +1,10 @@
--- steward.daemon.due: the daemon's background tick turns due durable timers AND cron
+-- steward.runtime.daemon.due: the daemon's background tick turns due durable timers AND cron
 -- schedules into events (regression: the tick called the cron parser module, which has no
 -- fire_due, so schedules never fired in the daemon).
 local t = require "steward.tap"
-local due = require "steward.daemon.due"
-local timers = require "steward.store.timers"
-local schedules = require "steward.store.schedules"
+local due = require "steward.runtime.daemon.due"
+local timers = require "steward.runtime.store.timers"
+local schedules = require "steward.runtime.store.schedules"
 local st, tmp = require("tests.support.test_store").open()
 
 local now = 1800000000 -- 2027-01-15T08:00:00Z, a whole minute

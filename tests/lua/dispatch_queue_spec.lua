@@ -1,14 +1,14 @@
--- steward.dispatch's queues as a property: for many (events, keys, runners) shapes, with
+-- steward.runtime.dispatch's queues as a property: for many (events, keys, runners) shapes, with
 -- handlers that fail and retry and some that never succeed, every event is handled exactly
 -- once (or parked once as a dead letter), one key's events run in log order, nothing stays
 -- queued, and every per-key queue is freed once it empties.
 -- Pins gh-13.1: with more keys than runners, the ready list (a table with holes read with #)
 -- dropped keys, so acknowledged events stayed queued for ever.
 local t = require "steward.tap"
-local store = require "steward.store"
-local events = require "steward.events"
-local dispatch = require "steward.dispatch"
-local policies = require "steward.policies"
+local store = require "steward.runtime.store"
+local events = require "steward.runtime.events"
+local dispatch = require "steward.runtime.dispatch"
+local policies = require "steward.runtime.policies"
 local time = require "steward.time"
 require("steward.log").set_level("error") -- the planned failures would log every retry
 

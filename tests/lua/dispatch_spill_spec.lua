@@ -1,11 +1,11 @@
--- steward.dispatch under a backlog: past `spill` queued events, entries hold only seq and id
+-- steward.runtime.dispatch under a backlog: past `spill` queued events, entries hold only seq and id
 -- and the event is read back from the log when its turn comes, so memory stays bounded; the
 -- handler still sees the whole event, and one key's events still run in order.
 local t = require "steward.tap"
-local store = require "steward.store"
-local events = require "steward.events"
-local dispatch = require "steward.dispatch"
-local policies = require "steward.policies"
+local store = require "steward.runtime.store"
+local events = require "steward.runtime.events"
+local dispatch = require "steward.runtime.dispatch"
+local policies = require "steward.runtime.policies"
 local time = require "steward.time"
 
 local path = os.tmpname()

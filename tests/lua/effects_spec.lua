@@ -1,26 +1,26 @@
--- steward.effects: a policy's side effects (HTTP, mail, durable timers, events) are recorded
+-- steward.runtime.effects: a policy's side effects (HTTP, mail, durable timers, events) are recorded
 -- for the run that caused them — only while a run records, only for its own task.
 local t = require "steward.tap"
-local sandbox = require "steward.policy.sandbox"
-local guard = require "steward.guard"
+local sandbox = require "steward.runtime.policy.sandbox"
+local guard = require "steward.runtime.guard"
 local task = require "steward.task"
-local effects = require "steward.effects"
-local store = require "steward.store"
+local effects = require "steward.runtime.effects"
+local store = require "steward.runtime.store"
 
 local st, tmp = require("tests.support.test_store").open()
 store.set_default(st)
 
-local env = sandbox.new_env({ name = "fx", log = function() end })
+local env, box = sandbox.new_env({ name = "fx", log = function() end })
+box.caps = { http = true } -- what the loader sets once the policy's grants are resolved
 local fn = assert(sandbox.compile(env, [[
   local http = require "steward.http"
   local time = require "steward.time"
   local events = require "steward.events"
-  local store = require "steward.store"
   return function()
     http.request{ url = "http://127.0.0.1:1/down", timeout = 1 }
     time.after("10m", { type = "fx.later" }, { key = "k1" })
     time.after(0.001, function() end)
-    events.append(store.default(), { { type = "fx.emitted" } })
+    events.emit({ type = "fx.emitted" })
     return "done"
   end
 ]], "=fx"))

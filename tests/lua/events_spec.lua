@@ -1,12 +1,12 @@
--- steward.events, the event log: validation, idempotent append, seq order, filters, cursors,
+-- steward.runtime.events, the event log: validation, idempotent append, seq order, filters, cursors,
 -- replay and purge. Part of the store conformance suite: set STEWARD_TEST_STORE to run it
 -- against another backend (it tolerates events left by earlier runs).
 local t = require "steward.tap"
-local store = require "steward.store"
-local events = require "steward.events"
+local store = require "steward.runtime.store"
+local events = require "steward.runtime.events"
 local json = require "steward.json"
 local crypto = require "steward.crypto"
-local util = require "steward.store.util"
+local util = require "steward.runtime.store.util"
 
 local st, tmp = require("tests.support.test_store").open()
 local run = crypto.hex(crypto.random(6))

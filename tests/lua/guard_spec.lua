@@ -1,9 +1,9 @@
--- steward.guard: CPU and memory budgets for policy code, including loops LuaJIT would compile,
+-- steward.runtime.guard: CPU and memory budgets for policy code, including loops LuaJIT would compile,
 -- pcall trying to swallow the stop, coroutines, yields that must not count, and the daemon's
 -- HTTP server answering after a runaway handler.
 local t = require "steward.tap"
-local guard = require "steward.guard"
-local sandbox = require "steward.policy.sandbox"
+local guard = require "steward.runtime.guard"
+local sandbox = require "steward.runtime.policy.sandbox"
 local task = require "steward.task"
 local time = require "steward.time"
 local httpd = require "steward.httpd"

@@ -1,10 +1,10 @@
 -- A policy's `schedule` field: validation, the policy.schedule pattern, and the daemon's durable
--- schedule rows kept in step with the loaded set (steward.daemon.policy_schedules).
+-- schedule rows kept in step with the loaded set (steward.runtime.daemon.policy_schedules).
 local t = require "steward.tap"
-local store = require "steward.store"
-local policies = require "steward.policies"
-local ps = require "steward.daemon.policy_schedules"
-local schedules = require "steward.store.schedules"
+local store = require "steward.runtime.store"
+local policies = require "steward.runtime.policies"
+local ps = require "steward.runtime.daemon.policy_schedules"
+local schedules = require "steward.runtime.store.schedules"
 local st = assert(store.open("sqlite:" .. os.tmpname()))
 local p = assert(policies.check({ name = "x", schedule = "*/5 * * * *", handle = function() end }, "x.lua", "x"))
 t.ok(p.matches("policy.schedule"), "a scheduled policy matches policy.schedule")

@@ -1,6 +1,6 @@
--- steward.policy.schema: config schemas for policies, overlays base < environment < tenant.
+-- steward.runtime.policy.schema: config schemas for policies, overlays base < environment < tenant.
 local t = require "steward.tap"
-local schema = require "steward.policy.schema"
+local schema = require "steward.runtime.policy.schema"
 
 local decl = {
   channel = "slack:oncall",                                           -- a plain default

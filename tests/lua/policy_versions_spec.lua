@@ -3,8 +3,8 @@
 -- the decision is purged; the running version is never pruned. Store conformance suite.
 local t = require "steward.tap"
 local fs = require "steward.fs"
-local policy_reload = require "steward.policy_reload"
-local decisions = require "steward.store.decisions"
+local policy_reload = require "steward.runtime.policy_reload"
+local decisions = require "steward.runtime.store.decisions"
 local crypto = require "steward.crypto"
 
 local st, tmp = require("tests.support.test_store").open()

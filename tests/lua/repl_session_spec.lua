@@ -3,9 +3,9 @@
 -- the taps behind events.tail / policy.trace, and the aligned tables helpers print.
 local t = require "steward.tap"
 local task = require "steward.task"
-local session = require "steward.repl.session"
-local helpers = require "steward.repl.helpers"
-local taps = require "steward.taps"
+local session = require "steward.runtime.repl.session"
+local helpers = require "steward.runtime.repl.helpers"
+local taps = require "steward.runtime.taps"
 
 -- compile
 local fn = session.compile("1 + 1")

@@ -1,8 +1,8 @@
 -- The policy sandbox, adversarially (in the spirit of Redis's "try to trick the global
 -- protection" tests): every escape we know of is tried and must fail with a clear error.
 local t = require "steward.tap"
-local sandbox = require "steward.policy.sandbox"
-local guard = require "steward.guard"
+local sandbox = require "steward.runtime.policy.sandbox"
+local guard = require "steward.runtime.guard"
 local fs = require "steward.fs"
 local json = require "steward.json"
 local task = require "steward.task"
@@ -62,14 +62,16 @@ for _, m in ipairs({ "debug", "io", "ffi", "jit", "os", "string", "package", "ji
   t.like(select(2, run(A, "return require(...)", m)), "require '" .. m:gsub("%.", "%%.") .. "': not available to policies",
     'require "' .. m .. '" is refused naming the module')
 end
-for _, m in ipairs({ "steward.guard", "steward.policy.sandbox", "steward.policies", "steward.dispatch",
-  "steward.daemon", "steward.store.native", "steward.time.native", "steward.signal", "steward.httpd" }) do
+for _, m in ipairs({ "steward.runtime.guard", "steward.runtime.policy.sandbox", "steward.runtime.policies", "steward.runtime.dispatch",
+  "steward.runtime.daemon", "steward.runtime.store.native", "steward.time.native", "steward.signal", "steward.httpd",
+  "steward.runtime.store", "steward.runtime.store.kv", "steward.runtime.auth", "steward.identity" }) do
   t.like(select(2, run(A, "return require(...)", m)), "require '" .. m:gsub("%.", "%%.") .. "': not available to policies %(",
     'require "' .. m .. '" is refused with the reason')
 end
 t.is(eval(A, "return type(require('steward.fs').read)"), "function", "steward.fs is available (decided: ops policies read files)")
-t.is(eval(A, "return type(require('steward.store.kv').ns)"), "function", "steward.store.* is available (policies keep durable state)")
+t.is(eval(A, "return type(require('steward.kv').ns)"), "function", "steward.kv is available (policies keep durable state)")
 t.is(eval(A, "return type(os.getenv('HOME'))"), "string", "os.getenv is available (decided: deployments configure through the environment)")
+t.is(eval(A, "return os.getenv('STEWARD_ADMIN_TOKEN')"), nil, "but not the daemon's own STEWARD_* variables (the admin token, the store's DSN)")
 t.is(eval(A, "return require('steward.json').encode({1})"), "[1]", "steward.json works through require")
 t.is(eval(A, "return require('steward.json') == require('steward.json')"), true, "require caches per policy")
 
@@ -147,7 +149,7 @@ t.like(select(2, run(L1, "return require('..counter')")), "not available", "nor 
 assert(fs.remove(dir, { recursive = true }))
 
 -- The loader uses the sandbox.
-local policies = require "steward.policies"
+local policies = require "steward.runtime.policies"
 local pdir = os.tmpname()
 os.remove(pdir)
 assert(fs.mkdir(pdir))

@@ -2,7 +2,7 @@
 -- table, budget math, calendar periods, state-change events (no repeats while firing), misuse.
 local t = require "steward.tap"
 local slo = require "steward.slo"
-local events = require "steward.events"
+local events = require "steward.runtime.events"
 local crypto = require "steward.crypto"
 
 local st, tmp = require("tests.support.test_store").open()

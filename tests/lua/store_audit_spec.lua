@@ -1,7 +1,7 @@
--- steward.store.audit: the append-only audit log of admin-socket commands: appending,
+-- steward.runtime.store.audit: the append-only audit log of admin-socket commands: appending,
 -- listing newest first, filters, cursors, and argument checks. Store conformance suite.
 local t = require "steward.tap"
-local audit = require "steward.store.audit"
+local audit = require "steward.runtime.store.audit"
 local crypto = require "steward.crypto"
 
 local st, tmp = require("tests.support.test_store").open()

@@ -1,8 +1,8 @@
--- steward.store.decisions: recording policy decisions and reading them back by filter and
+-- steward.runtime.store.decisions: recording policy decisions and reading them back by filter and
 -- cursor; purge by age. Store conformance suite.
 local t = require "steward.tap"
-local store = require "steward.store"
-local decisions = require "steward.store.decisions"
+local store = require "steward.runtime.store"
+local decisions = require "steward.runtime.store.decisions"
 local json = require "steward.json"
 local crypto = require "steward.crypto"
 

@@ -1,8 +1,8 @@
--- steward.store.jobs: enqueue with dedupe keys, claim with leases (expired leases are claimed
+-- steward.runtime.store.jobs: enqueue with dedupe keys, claim with leases (expired leases are claimed
 -- again), retries with exponential backoff, dead letters and requeue. Store conformance suite.
 local t = require "steward.tap"
-local store = require "steward.store"
-local jobs = require "steward.store.jobs"
+local store = require "steward.runtime.store"
+local jobs = require "steward.runtime.store.jobs"
 local task = require "steward.task"
 local crypto = require "steward.crypto"
 

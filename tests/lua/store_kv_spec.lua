@@ -1,8 +1,8 @@
--- steward.store.kv: JSON values, versions and compare-and-set, TTL expiry (with explicit
+-- steward.runtime.store.kv: JSON values, versions and compare-and-set, TTL expiry (with explicit
 -- `now` values instead of sleeping), deletes and prefix listing. Store conformance suite.
 local t = require "steward.tap"
-local store = require "steward.store"
-local kvmod = require "steward.store.kv"
+local store = require "steward.runtime.store"
+local kvmod = require "steward.runtime.store.kv"
 local json = require "steward.json"
 local crypto = require "steward.crypto"
 

@@ -1,7 +1,7 @@
--- steward.store: opening, st:sql / st:batch, the default store, and schema migrations —
+-- steward.runtime.store: opening, st:sql / st:batch, the default store, and schema migrations —
 -- applied in order, once, each version atomically; a database newer than the code is refused.
 local t = require "steward.tap"
-local store = require "steward.store"
+local store = require "steward.runtime.store"
 local crypto = require "steward.crypto"
 
 local url, tmp = os.getenv("STEWARD_TEST_STORE"), nil

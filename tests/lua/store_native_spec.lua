@@ -1,9 +1,9 @@
--- Conformance suite of steward.store.native, the SQL-level store interface. It runs against
+-- Conformance suite of steward.runtime.store.native, the SQL-level store interface. It runs against
 -- the store named by STEWARD_TEST_STORE (default sqlite::memory:), so the same file checks
 -- every backend: type round trips, NULLs, $n parameters, RETURNING, batch atomicity beside
 -- concurrent units, many tasks, reads while writing, errors as nil, err, misuse raising.
 local t = require "steward.tap"
-local native = require "steward.store.native"
+local native = require "steward.runtime.store.native"
 local json = require "steward.json"
 local task = require "steward.task"
 

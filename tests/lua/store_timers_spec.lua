@@ -1,14 +1,14 @@
--- steward.store.timers and steward.store.schedules: durable timers fire exactly once (also
+-- steward.runtime.store.timers and steward.runtime.store.schedules: durable timers fire exactly once (also
 -- when two tasks fire them at the same moment), cron schedules fire each slot once and only
 -- the latest missed slot after downtime. Store conformance suite.
 local t = require "steward.tap"
-local store = require "steward.store"
-local timers = require "steward.store.timers"
-local schedules = require "steward.store.schedules"
-local events = require "steward.events"
+local store = require "steward.runtime.store"
+local timers = require "steward.runtime.store.timers"
+local schedules = require "steward.runtime.store.schedules"
+local events = require "steward.runtime.events"
 local task = require "steward.task"
 local crypto = require "steward.crypto"
-local util = require "steward.store.util"
+local util = require "steward.runtime.store.util"
 
 local st, tmp = require("tests.support.test_store").open()
 local run = crypto.hex(crypto.random(6))

@@ -2,7 +2,7 @@
 -- acknowledged event was handled at least once. Prints TAP lines (no plan).
 local t = require "steward.tap"
 local fs = require "steward.fs"
-local store = require "steward.store"
+local store = require "steward.runtime.store"
 local db_url, ackfile, recordfile = arg[1], arg[2], arg[3]
 
 local acked = {}

@@ -2,7 +2,7 @@
 -- the swaps, and the decision log shows one handling, by one version, for each.
 local t = require "steward.tap"
 local fs = require "steward.fs"
-local store = require "steward.store"
+local store = require "steward.runtime.store"
 local db_url, ackfile, recordfile = arg[1], arg[2], arg[3]
 
 local acked, n_acked = {}, 0

@@ -1,6 +1,6 @@
 -- Used by tests/e2e/store_durability.t: reads the acknowledged ids (one a line; an unfinished
 -- last line is ignored) and prints how many of them the database holds.
-local native = require "steward.store.native"
+local native = require "steward.runtime.store.native"
 
 local db = assert(native.open(arg[1]))
 local f = assert(io.open(arg[2], "rb"))

@@ -2,7 +2,7 @@
 -- throwaway server: URL forms, pool_size and pool_timeout, error codes, a server stopped and
 -- started again under the store's feet. Env: PG_URL, PG_PORT, PG_STOP_CMD, PG_START_CMD.
 local t = require "steward.tap"
-local native = require "steward.store.native"
+local native = require "steward.runtime.store.native"
 local task = require "steward.task"
 local time = require "steward.time"
 local proc = require "steward.proc"

@@ -1,6 +1,6 @@
 -- Used by tests/e2e/store_durability.t: writes rows as fast as it can from several tasks
 -- (single execs and batches) and prints each id once its write is acknowledged, until killed.
-local native = require "steward.store.native"
+local native = require "steward.runtime.store.native"
 local task = require "steward.task"
 
 local db = assert(native.open(arg[1]))

@@ -1,6 +1,6 @@
 -- The store a conformance spec runs against: STEWARD_TEST_STORE (e.g. a postgres:// URL),
 -- or a fresh SQLite file. open() -> store, temp path (nil for an external store).
-local store = require "steward.store"
+local store = require "steward.runtime.store"
 
 local M = {}
 

@@ -4,7 +4,7 @@
 local json = require "steward.json"
 local time = require "steward.time"
 local task = require "steward.task"
-local util = require "steward.store.util"
+local util = require "steward.runtime.store.util"
 local httpd = require "steward.httpd"
 local fingerprint = require "steward.alerting.fingerprint"
 local matchers = require "steward.alerting.matchers"

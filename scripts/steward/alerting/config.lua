@@ -9,7 +9,7 @@ local route = require "steward.alerting.route"
 local inhibit = require "steward.alerting.inhibit"
 local timeintervals = require "steward.alerting.timeintervals"
 local matchers = require "steward.alerting.matchers"
-local sutil = require "steward.store.util"
+local sutil = require "steward.runtime.store.util"
 
 local type, pairs, ipairs, tostring, pcall, error, format, sort =
   type, pairs, ipairs, tostring, pcall, error, string.format, table.sort

@@ -8,7 +8,7 @@
 -- under the same dispatch key (the shipped policy uses the constant key "alerting"). Sends
 -- leave that key: a flush commits them as `alerting.notify` events (an outbox), handled under
 -- a key per group and integration, so a slow receiver delays only its own notifications.
-local sutil = require "steward.store.util"
+local sutil = require "steward.runtime.store.util"
 local config = require "steward.alerting.config"
 local astore = require "steward.alerting.store"
 local groups = require "steward.alerting.engine.groups"
@@ -16,10 +16,10 @@ local flush = require "steward.alerting.engine.flush"
 local flap = require "steward.alerting.engine.flap"
 local correlate = require "steward.alerting.engine.correlate"
 local util = require "steward.alerting.engine.util"
-local timers = require "steward.store.timers"
-local events = require "steward.events"
+local timers = require "steward.runtime.store.timers"
+local events = require "steward.runtime.events"
 local json = require "steward.json"
-local appended = require "steward.daemon.appended"
+local appended = require "steward.runtime.daemon.appended"
 require "steward.alerting.schema"
 require "steward.alerting.engine.schema"
 
@@ -227,7 +227,7 @@ end
 -- handle(ev [, ctx]) -> true when the event was for the engine.
 function Engine:handle(ev, ctx)
   if type(ev) ~= "table" then error("engine:handle: ev: event table expected, got " .. type(ev), 2) end
-  local st = self.store or require("steward.store").default()
+  local st = self.store or require("steward.runtime.store").default()
   if not st then error("engine:handle: no store (pass opts.store or run in the daemon)", 2) end
   self.ctx_log = ctx and ctx.log or nil -- tagged with this event's id
 
@@ -262,7 +262,7 @@ end
 
 -- groups(st) -> the aggregation groups with their members (for the REPL and tests).
 function Engine:groups(st)
-  st = st or self.store or require("steward.store").default()
+  st = st or self.store or require("steward.runtime.store").default()
   local list = must(groups.list(st))
   for _, g in ipairs(list) do g.members = must(groups.members(st, g.id)) end
   return list

@@ -7,7 +7,7 @@
 -- must key its events by incident (policies/alerting/incidents.lua), so one incident's steps
 -- run one at a time.
 local time = require "steward.time"
-local store = require "steward.store"
+local store = require "steward.runtime.store"
 local notify = require "steward.notify"
 local incidents = require "steward.alerting.incidents"
 local links = require "steward.alerting.links"

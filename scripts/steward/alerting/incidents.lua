@@ -5,8 +5,8 @@
 -- concurrent actions only one applies and the loser adds nothing. MTTA/MTTR per service go
 -- to /metrics (steward_incident_ack_seconds, steward_incident_resolve_seconds).
 local json = require "steward.json"
-local util = require "steward.store.util"
-local events = require "steward.events"
+local util = require "steward.runtime.store.util"
+local events = require "steward.runtime.events"
 local time = require "steward.time"
 require "steward.alerting.incidents_schema"
 
@@ -113,7 +113,7 @@ local function commit(st, stmts, ev, now)
 end
 
 local function dispatch(st, fresh)
-  local hook = require("steward.daemon.appended").dispatch
+  local hook = require("steward.runtime.daemon.appended").dispatch
   if hook and #fresh > 0 then hook(st, fresh) end
 end
 

@@ -4,17 +4,17 @@
 -- page; its form POSTs back with the same signature and that POST acts — link previewers in
 -- mail and chat clients fetch with GET, and must not acknowledge anything by doing so.
 local json = require "steward.json"
-local auth = require "steward.auth"
+local auth = require "steward.runtime.auth"
 local notify = require "steward.notify"
 local incidents = require "steward.alerting.incidents"
 local links = require "steward.alerting.links"
-local util = require "steward.store.util"
+local util = require "steward.runtime.store.util"
 
 local type, ipairs, pairs, tostring, tonumber, format = type, ipairs, pairs, tostring, tonumber, string.format
 
 local M = {}
 
-local api -- steward.daemon.api (reply, fail, parse_query); set by install
+local api -- steward.runtime.daemon.api (reply, fail, parse_query); set by install
 
 local function bad(field, reason, code)
   return api.fail(400, code or "invalid_request", field .. ": " .. reason, { errors = { { field = field, reason = reason } } })
@@ -283,7 +283,7 @@ end
 -- install(add, ctx): add is the daemon API's route helper (authentication, permission,
 -- metrics); routes with permission nil check a signature or a token themselves.
 function M.install(add, ctx)
-  api = require "steward.daemon.api"
+  api = require "steward.runtime.daemon.api"
   links.configure({ var_dir = ctx.cfg and ctx.cfg.var_dir, listen = ctx.cfg and ctx.cfg.listen,
     alerting = ctx.cfg and ctx.cfg.alerting,
     address = function()

@@ -3,7 +3,7 @@
 -- so a writer that lost the race adds nothing (ON CONFLICT DO NOTHING) — see incidents.lua.
 -- At most one open incident per key: a partial unique index, so two concurrent triggers of one
 -- key cannot both open one (the loser's unit fails and it reuses the winner's).
-local store = require "steward.store"
+local store = require "steward.runtime.store"
 
 local both = store.dialects
 

@@ -2,7 +2,7 @@
 -- silences. An alert row is never updated in place: a write deletes revision n and inserts
 -- n + 1 in one unit, so two writers that read the same revision cannot both commit (the
 -- second INSERT breaks the primary key and its whole unit, events included, rolls back).
-local store = require "steward.store"
+local store = require "steward.runtime.store"
 
 local both = store.dialects
 

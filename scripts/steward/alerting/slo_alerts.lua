@@ -8,7 +8,7 @@
 local slo = require "steward.slo"
 local fingerprint = require "steward.alerting.fingerprint"
 local astore = require "steward.alerting.store"
-local util = require "steward.store.util"
+local util = require "steward.runtime.store.util"
 
 local type, ipairs, pairs, next, tostring, format, pcall, error, unpack =
   type, ipairs, pairs, next, tostring, string.format, pcall, error, unpack
@@ -120,13 +120,15 @@ local function active(st, fps, now)
   return out
 end
 
--- set:tick(st, now [, {format, resend_for, dry_run}]) -> summary | nil, err. Evaluates every SLO at now;
+-- set:tick(st | nil, now [, {format, resend_for, dry_run}]) -> summary | nil, err. Evaluates every SLO at now;
 -- firing rules are (re-)sent as alerts lasting resend_for, rules that stopped firing end now.
 -- summary = {evaluated, firing, resolved, errors = {"slo x: ..."}, alerts = what was sent,
 -- events = fresh events} (dry_run: evaluated and reported, nothing sent):
 -- the caller hands `events` to dispatch. One SLO's failed evaluation changes none of its
 -- alerts (they run out by their endsAt if it keeps failing) and does not stop the others.
 function M:tick(st, now, opts)
+  -- nil: the daemon's store (a policy is never handed the store itself)
+  st = st or require("steward.runtime.store").default()
   util.store_arg(st, "slo_alerts:tick")
   if type(now) ~= "number" then error("slo_alerts:tick: now: number expected", 2) end
   opts = opts or {}
@@ -171,7 +173,7 @@ function M:tick(st, now, opts)
     res, err = astore.apply(st, send, { now = now, format = fmt })
     if not res then return nil, err end
     summary.events = res.events
-    local hook = require("steward.daemon.appended").dispatch
+    local hook = require("steward.runtime.daemon.appended").dispatch
     if hook and #res.events > 0 then hook(st, res.events) end
   end
   return summary

@@ -3,8 +3,8 @@
 -- firing/resolved transition into an event appended in the same store unit as the new alert
 -- row, so the log and the state never disagree and a transition is logged exactly once.
 local json = require "steward.json"
-local util = require "steward.store.util"
-local events = require "steward.events"
+local util = require "steward.runtime.store.util"
+local events = require "steward.runtime.events"
 local time = require "steward.time"
 require "steward.alerting.schema"
 

@@ -32,7 +32,7 @@ local SPAN = 30 * 3600
 -- Calendar arithmetic (proleptic Gregorian, days since 1970-01-01; H. Hinnant's algorithms).
 
 -- Days from and to civil dates: the store's RFC 3339 code has them already.
-local cal = require "steward.store.util"
+local cal = require "steward.runtime.store.util"
 local days_from_civil, civil_from_days = cal.days_from_civil, cal.civil_from_days
 
 local function leap(y) return (y % 4 == 0 and y % 100 ~= 0) or y % 400 == 0 end

@@ -1,7 +1,7 @@
 -- The notification history of steward.notify as a store migration: one row per notification
 -- (per channel and idempotency key), written "sending" before the first request and
 -- "sent"/"failed" after, so a key already delivered is never sent again.
-local store = require "steward.store"
+local store = require "steward.runtime.store"
 
 local both = store.dialects
 

@@ -1,7 +1,7 @@
 -- Pure helpers of steward.notify, kept apart so specs can test them without a network:
 -- Retry-After parsing, backoff with jitter, the token bucket, form encoding, time formats.
 local crypto = require "steward.crypto"
-local sutil = require "steward.store.util"
+local sutil = require "steward.runtime.store.util"
 
 local type, tonumber, tostring, floor, min, max = type, tonumber, tostring, math.floor, math.min, math.max
 local byte, format = string.byte, string.format

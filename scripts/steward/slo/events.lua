@@ -1,7 +1,7 @@
 -- steward.slo.events: an SLO source counting good and valid events of the event log. One pass
 -- over the longest window, each event added to the smallest window holding it, then summed
 -- outwards, so the cost is one paged read of the longest window whatever the number of windows.
-local events = require "steward.events"
+local events = require "steward.runtime.events"
 
 local type, pairs, error, pcall, tostring = type, pairs, error, pcall, tostring
 
@@ -28,7 +28,7 @@ end
 -- measure(windows, now) -> { [window.name] = {good = n, valid = n} } | nil, err. windows are
 -- sorted by length, shortest first; each is [from, now).
 function Source:measure(wins, now)
-  local st = self.store or require("steward.store").default()
+  local st = self.store or require("steward.runtime.store").default()
   if not st then return nil, "slo.events: no store (pass store = ..., or open the daemon's store)" end
   local n = #wins
   local good, valid = {}, {}

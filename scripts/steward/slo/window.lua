@@ -18,7 +18,7 @@ end
 
 -- Days since 1970-01-01 of a proleptic Gregorian date (os.time would use the local time
 -- zone): the store's RFC 3339 code has the conversion.
-local days_from_civil = require("steward.store.util").days_from_civil
+local days_from_civil = require("steward.runtime.store.util").days_from_civil
 M.days_from_civil = days_from_civil
 
 -- The start (Unix seconds) of the UTC calendar month or ISO week (from Monday) holding now.

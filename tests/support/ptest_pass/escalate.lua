@@ -5,7 +5,7 @@
 local http = require "steward.http"
 local time = require "steward.time"
 local json = require "steward.json"
-local events = require "steward.events"
+local events = require "steward.runtime.events"
 
 return {
   name = "ptest.escalate",

@@ -1,6 +1,6 @@
 -- Passing fixture spec for tests/e2e/steward_test.t: the fake clock fires a durable timer,
 -- stubbed HTTP is recorded, mail and emitted events are captured, decide is driven.
-local kv = require "steward.store.kv"
+local kv = require "steward.runtime.store.kv"
 local time = require "steward.time"
 
 local WEBHOOK = "https://hooks.slack.com/services/T0/B0/x"

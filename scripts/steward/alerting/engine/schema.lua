@@ -2,7 +2,7 @@
 -- members, the notification log (Alertmanager's nflog: what each integration of a receiver
 -- was last told about a group), flap history and correlation hits. Alert rows themselves are
 -- the API's (steward.alerting.schema); the engine only reads them.
-local store = require "steward.store"
+local store = require "steward.runtime.store"
 
 store.register_migrations("alerting_engine", {
   { version = 1, sql = store.dialects [[

@@ -1,0 +1,251 @@
+-- steward run: the daemon. Loads the configuration, opens the store, loads the policies,
+-- recovers unfinished handling, serves the HTTP API, fires durable timers, and shuts down
+-- cleanly on SIGTERM/SIGINT (stop accepting, let running handlers finish within a deadline,
+-- flush the store). SIGHUP reloads the policies. On a PostgreSQL store the daemon runs in
+-- cluster mode (steward.runtime.cluster): handling is shared by bucket leases, and the singleton duties
+-- (timers, cron, retention) run only on the elected leader.
+local config = require "steward.runtime.config"
+local log = require "steward.log"
+local fs = require "steward.fs"
+local time = require "steward.time"
+local task = require "steward.task"
+local signal = require "steward.signal"
+local httpd = require "steward.httpd"
+local metrics = require "steward.metrics"
+local store = require "steward.runtime.store"
+local auth = require "steward.runtime.auth"
+local policy_reload = require "steward.runtime.policy_reload"
+local dispatch = require "steward.runtime.dispatch"
+local api = require "steward.runtime.daemon.api"
+local decision_log = require "steward.runtime.decision_log"
+
+local M = {}
+
+local function die(code, msg)
+  io.stderr:write("steward: ", msg, "\n")
+  io.stderr:flush()
+  os.exit(code)
+end
+
+local function dirname(path) return path:match("^(.*)/[^/]*$") end
+
+local function start_background(ctx)
+  local due = require "steward.runtime.daemon.due"
+  -- Durable timers and cron schedules become events in the log, then go to dispatch.
+  -- (time.every skips a tick while the previous run is still going.)
+  local function singleton() return not ctx.cluster or ctx.cluster:is_leader() end
+  ctx.bg[#ctx.bg + 1] = time.every("250ms", function()
+    if ctx.stopping or not singleton() then return end
+    if not ctx.store_health.up then return end -- the probe says when it is back; no log flood
+    local fired = due.fire(ctx.store, time.now())
+    if #fired > 0 then ctx.dispatch:notify(fired) end
+  end)
+  ctx.bg[#ctx.bg + 1] = time.every("1s", function()
+    if not ctx.stopping then ctx.dispatch:checkpoint() end
+  end)
+  -- Retention of the decision log.
+  local decisions = require "steward.runtime.store.decisions"
+  local function purge()
+    if ctx.stopping or not singleton() then return end
+    local n, err = decisions.purge(ctx.store, { before = time.now() - ctx.cfg.decision_retention })
+    if not n then log.warn("decision log purge failed", { error = err }) end
+    -- Versions only old decisions named can go now (policy_versions_keep).
+    local ok, perr = true, nil
+    if ctx.registry then ok, perr = ctx.registry:prune_versions() end
+    if not ok then log.warn("policy version retention failed", { error = perr }) end
+  end
+  ctx.bg[#ctx.bg + 1] = time.every("1h", purge)
+  -- A new leader purges at once: the old one may have died before its hourly run.
+  ctx.on_leader = function(yes) if yes then task.spawn({ name = "purge" }, purge) end end
+  -- Event-loop lag: how late a 100 ms timer runs.
+  local lag = metrics.gauge("steward_event_loop_lag_seconds", "How late a 100ms timer ran, last sample", {})
+  local last = time.monotonic()
+  ctx.bg[#ctx.bg + 1] = time.every("100ms", function()
+    local now = time.monotonic()
+    lag:set(math.max(0, now - last - 0.1))
+    last = now
+  end)
+end
+
+local function register_gauges(ctx)
+  metrics.gauge("steward_lua_memory_bytes", "Memory used by the Lua heap", {},
+    function() return collectgarbage("count") * 1024 end)
+  metrics.gauge("steward_tasks", "Live tasks", {}, function() return task.count() end)
+  -- The store counts in C; at scrape time the counters catch up by the difference.
+  local commits = metrics.counter("steward_store_commits_total", "Store transactions committed (group commits)", {})
+  local units = metrics.counter("steward_store_units_total", "Write units committed (each one task's atomic batch)", {})
+  local commit_s = metrics.counter("steward_store_commit_seconds_total", "Time spent in commits; / commits = mean commit latency", {})
+  local last_batch = metrics.gauge("steward_store_last_batch_units", "Units in the last group commit", {})
+  local max_batch = metrics.gauge("steward_store_max_batch_units", "Most units in one group commit", {})
+  local queue = metrics.gauge("steward_store_queue_depth", "Write units waiting for the writer", {})
+  local seen = { commits = 0, units = 0, commit_seconds_total = 0 }
+  ctx.refresh_metrics = function()
+    local s = ctx.store:stats() or {}
+    commits:inc((s.commits or 0) - seen.commits)
+    units:inc((s.units or 0) - seen.units)
+    commit_s:inc((s.commit_seconds_total or 0) - seen.commit_seconds_total)
+    seen.commits, seen.units, seen.commit_seconds_total = s.commits or 0, s.units or 0, s.commit_seconds_total or 0
+    last_batch:set(s.last_batch_units or 0); max_batch:set(s.max_batch_units or 0)
+    queue:set(s.queue_depth or 0)
+  end
+end
+
+-- main{config = path} — runs until SIGTERM or SIGINT.
+function M.main(args)
+  args = args or {}
+  local cfg, err = config.load({ file = args.config or "steward.lua", required = args.config ~= nil })
+  if not cfg then die(2, "config: " .. err) end
+  log.set_level(cfg.log_level)
+  -- STEWARD_PROFILE=mode:file samples the whole daemon with LuaJIT's profiler (jit.p),
+  -- e.g. "F:/tmp/prof.txt" (functions) or "v:/tmp/vm.txt" (VM states: JIT, interpreter, GC, C).
+  local prof = os.getenv("STEWARD_PROFILE")
+  if prof and prof ~= "" then
+    local mode, out = prof:match("^([^:]*):(.+)$")
+    require("jit.p").start(mode or "F", out or prof)
+  end
+
+  -- A long-running daemon: collect when the heap has grown by half since the last cycle
+  -- (LuaJIT's default waits for it to double), trading a little CPU for a smaller peak.
+  collectgarbage("setpause", 150)
+
+  local ok
+  ok, err = fs.mkdir(cfg.var_dir, { parents = true })
+  if not ok then die(1, "cannot create " .. cfg.var_dir .. ": " .. err) end
+  local db_path = cfg.store:match("^sqlite:(.+)$")
+  if db_path and db_path ~= ":memory:" and dirname(db_path) then
+    ok, err = fs.mkdir(dirname(db_path), { parents = true })
+    if not ok then die(1, "cannot create the store directory: " .. err) end
+  end
+  -- Started as root: become the service user before anything is opened or served.
+  ok, err = require("steward.runtime.daemon.privileges").drop(cfg)
+  if not ok and err then die(1, err) end
+
+  local ffi = require "ffi"
+  pcall(ffi.cdef, "int getpid(void);")
+  local ctx = { cfg = cfg, policies = {}, bg = {}, policies_loaded = false, started = time.now(),
+                pid = tonumber(ffi.C.getpid()) }
+  local st
+  st, err = store.open(cfg.store)
+  if not st then die(1, "store: " .. tostring(err)) end
+  store.set_default(st)
+  ctx.store = st
+  ctx.store_ok = function() return ctx.store ~= nil and not ctx.store_closed end
+  -- Watches every store call from here on (start-up included): /readyz and 503s read it.
+  ctx.store_health = require("steward.runtime.store_health").attach(st)
+  ctx.bg[#ctx.bg + 1] = ctx.store_health:start("1s")
+  log.info("store open", { store = cfg.store:gsub("//([^:/@]+):[^@]*@", "//%1:***@") })
+
+  ctx.auth, err = auth.new({ store = st, admin_token = cfg.admin_token, var_dir = cfg.var_dir })
+  if not ctx.auth then die(1, err) end
+
+  ctx.decision_log = decision_log.new({ store = st, mask = cfg.decision_mask })
+  ctx.dispatch = dispatch.new({
+    store = st, decision_log = ctx.decision_log, concurrency = cfg.limits.dispatch_concurrency,
+    handler_timeout = cfg.limits.handler_timeout, retry_attempts = cfg.limits.retry_attempts,
+    retry_base = cfg.limits.retry_base, retry_max = cfg.limits.retry_max,
+    store_health = ctx.store_health,
+  })
+  -- Capabilities (docs/policies.md): grants by policy name, named PostgreSQL connections, and
+  -- every refused use in the audit log.
+  local guards = require "steward.runtime.policy.guards"
+  guards.pg_connections = cfg.pg_connections
+  guards.on_denied = function(policy, cap, detail)
+    require("steward.runtime.store.audit").append(st, { source = "policy", session = policy,
+      command = "capability " .. cap, outcome = "denied", detail = detail })
+  end
+  ctx.registry = policy_reload.new({ dir = cfg.policies, store = st, grants = cfg.grants, keep_versions = cfg.policy_versions_keep,
+    overlays = { env = cfg.policy_config, tenants = cfg.tenant_config }, on_swap = function(set)
+    ctx.policies = set
+    ctx.dispatch:set_policies(set)
+    require("steward.runtime.daemon.policy_schedules").apply(st, set)
+  end })
+  if require("steward.runtime.cluster").enabled(st) then
+    ctx.cluster = require("steward.runtime.cluster").new({ store = st, dispatch = ctx.dispatch, registry = ctx.registry,
+      lease = cfg.cluster.lease, heartbeat = cfg.cluster.heartbeat, poll = cfg.cluster.poll,
+      url = cfg.store, pid = ctx.pid, on_leader = function(yes) if ctx.on_leader then ctx.on_leader(yes) end end,
+      on_tokens = function() ctx.auth:refresh() end })
+    ctx.dispatch:set_cluster(ctx.cluster)
+    -- Should a token notification be lost (a session reconnecting), a revoked token still
+    -- stops working within auth.REFRESH seconds (docs/operations.md).
+    ctx.bg[#ctx.bg + 1] = time.every(auth.REFRESH, function() ctx.auth:refresh() end)
+    ctx.registry.instance = ctx.cluster.id
+  end
+  local summary
+  summary, err = ctx.registry:reload("start")
+  if not summary then die(1, err) end
+  local recovered
+  recovered, err = ctx.dispatch:recover()
+  if not recovered then die(1, "recovery failed: " .. tostring(err)) end
+  log.info("recovery", { events = recovered })
+  -- From now on, events that handlers, the REPL and runtime modules append go to dispatch at
+  -- once (before recovery they would be queued twice: by the hook and by the scan).
+  require("steward.runtime.daemon.appended").dispatch = function(s, list)
+    if s == st then ctx.dispatch:notify(list) end
+  end
+  if ctx.cluster then
+    ok, err = ctx.cluster:start()
+    if not ok then die(1, err) end
+  end
+  ctx.policies_loaded = true
+  ctx.registry:watch()
+
+  register_gauges(ctx)
+  -- The admin socket (steward repl / steward eval, docs/repl.md) is up before the HTTP
+  -- listener: once "listening" is logged for HTTP, a client can attach.
+  ctx.repl, err = require("steward.runtime.repl.server").start(ctx)
+  if not ctx.repl then die(1, err) end
+  local router = httpd.router()
+  api.install(router, ctx)
+  local host, port = cfg.listen:match("^(.+):(%d+)$")
+  local l = cfg.limits
+  local srv
+  srv, err = httpd.listen({
+    host = host, port = tonumber(port), handler = router,
+    limits = { max_header_bytes = l.max_header_bytes, max_body_bytes = l.max_body_bytes,
+               max_connections = l.max_connections, header_timeout = l.header_timeout,
+               body_timeout = l.body_timeout, idle_timeout = l.idle_timeout },
+  })
+  if not srv then die(1, "cannot listen on " .. cfg.listen .. ": " .. tostring(err)) end
+  log.info("listening", { listener = "http", address = host .. ":" .. srv:port() })
+  ctx.server = srv
+  if ctx.cluster then ctx.cluster.address = host .. ":" .. srv:port() end
+  start_background(ctx)
+
+  -- The main task waits for a stop signal; the signal handler cancels this waiter.
+  local waiter = task.spawn(function() time.sleep(1e9) end)
+  local function stop(name)
+    if ctx.stopping then return end
+    log.info("stopping", { signal = name })
+    waiter:cancel(name)
+  end
+  local watches = {
+    signal.on("TERM", stop), signal.on("INT", stop),
+    signal.on("HUP", function() ctx.registry:reload("SIGHUP") end),
+  }
+  ctx.reload = function() return ctx.registry:reload("API") end
+  waiter:join()
+
+  ctx.stopping = true
+  ctx.repl:close()
+  ctx.registry:close()
+  for _, b in ipairs(ctx.bg) do b:cancel() end
+  srv:close()
+  local deadline = cfg.limits.shutdown_timeout
+  local t_close = time.monotonic()
+  if not srv:wait_closed(deadline) then
+    log.warn("HTTP requests still in flight at the shutdown deadline")
+  end
+  if ctx.cluster then ctx.cluster:quiesce() end
+  local drained = ctx.dispatch:drain(math.max(0, deadline - (time.monotonic() - t_close)))
+  if not drained then log.warn("handlers still running at the shutdown deadline; they run again at the next start") end
+  ctx.dispatch:checkpoint()
+  if ctx.cluster then ctx.cluster:stop() end
+  ctx.decision_log:close()
+  st:close()
+  ctx.store_closed = true
+  for _, w in ipairs(watches) do w:cancel() end
+  if prof and prof ~= "" then require("jit.p").stop() end
+  log.info("stopped")
+end
+
+return M

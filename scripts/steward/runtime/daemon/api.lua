@@ -1,0 +1,559 @@
+-- The daemon's HTTP API (docs/http-api.md): routes, authentication, JSON errors.
+local json = require "steward.json"
+local time = require "steward.time"
+local events = require "steward.runtime.events"
+local metrics = require "steward.metrics"
+local auth = require "steward.runtime.auth"
+local decisions = require "steward.runtime.store.decisions"
+local policy_ctx = require "steward.runtime.policy_ctx"
+local guard = require "steward.runtime.guard"
+local effects = require "steward.runtime.effects"
+local store_health = require "steward.runtime.store_health"
+
+local type, pairs, ipairs, tostring, tonumber, xpcall = type, pairs, ipairs, tostring, tonumber, xpcall
+local format = string.format
+
+local M = {}
+
+local JSON = { ["content-type"] = "application/json" }
+
+local function reply(status, body, extra)
+  local headers = JSON
+  if extra then
+    headers = { ["content-type"] = "application/json" }
+    for k, v in pairs(extra) do headers[k] = v end
+  end
+  return status, headers, json.encode(body)
+end
+M.reply = reply
+
+-- {"error": {"code", "message", "details"}}
+local function fail(status, code, message, details, extra)
+  return reply(status, { error = { code = code, message = message, details = details or json.null } }, extra)
+end
+M.fail = fail
+
+local m_requests = metrics.counter("steward_http_requests_total", "HTTP requests by route and status", { "route", "status" })
+local m_accepted = metrics.counter("steward_events_accepted_total", "Events committed to the log", {})
+local m_duplicate = metrics.counter("steward_events_duplicate_total", "Events whose id was already in the log", {})
+local m_rejected = metrics.counter("steward_events_rejected_total", "Events refused by validation", {})
+
+local function unescape(s)
+  s = s:gsub("+", " ")
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+function M.parse_query(q)
+  local out = {}
+  if not q or q == "" then return out end
+  for pair in q:gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    if k and k ~= "" then out[unescape(k)] = unescape(v) end
+  end
+  return out
+end
+
+-- The answer while the store cannot be reached: clients retry after Retry-After seconds
+-- (the health probe's period; the store reconnects in the background).
+local RETRY_AFTER = { ["retry-after"] = "1" }
+local function unavailable(message)
+  return fail(503, "store_unavailable", message, nil, RETRY_AFTER)
+end
+M.unavailable = unavailable
+
+local function traceback(e) return { err = e, tb = debug.traceback(tostring(e), 2) } end
+
+-- Runs a handler; a request that met an unreachable store (its own store call failed with
+-- code "unavailable") and did not succeed answers 503 store_unavailable, whatever the route
+-- made of the failure (a 404, a 409, a 500 or a Lua error).
+local function run_handler(health, fn, req, principal)
+  health:take_failure() -- a task's earlier use (it may be reused) does not count
+  local ok, status, headers, body = xpcall(fn, traceback, req, principal)
+  local failed = health:take_failure()
+  if failed and (not ok or type(status) ~= "number" or (status >= 300 and status ~= 503)) then
+    return unavailable("the store cannot be reached: " .. tostring(failed))
+  end
+  if not ok then error(status.tb, 0) end
+  return status, headers, body
+end
+
+-- Wraps a handler with authentication, the permission it needs (nil: public) and its tenant
+-- scope: "tenant" routes confine a tenant's token to its tenant's data (the handler filters
+-- by principal.tenant); every other route is global and refuses tenant tokens, so a route
+-- added later is closed to tenants until it says how it confines them.
+local function guarded(ctx, route, permission, fn, scope)
+  local health = ctx.store_health
+  return function(req)
+    local status, headers, body
+    local principal
+    if permission then
+      local reason
+      principal, reason = ctx.auth:authenticate(req.headers.authorization)
+      if not principal then
+        status, headers, body = fail(401, "unauthorized",
+          reason == "missing" and "an Authorization: Bearer <token> header is required"
+            or "the token is not valid", nil, { ["www-authenticate"] = 'Bearer realm="steward"' })
+      elseif not auth.allows(principal, permission) then
+        status, headers, body = fail(403, "forbidden",
+          format("role %s may not %s", principal.role, permission))
+      elseif principal.tenant and scope ~= "tenant" then
+        status, headers, body = fail(403, "forbidden",
+          format("%s is not tenant-scoped: a token of tenant %s may not use it; use a token without a tenant",
+            route, principal.tenant))
+      end
+    end
+    if not status then
+      if health then
+        status, headers, body = run_handler(health, fn, req, principal)
+      else
+        status, headers, body = fn(req, principal)
+      end
+    end
+    m_requests:inc(1, route, status)
+    return status, headers, body
+  end
+end
+
+-- ---- events ----
+
+local function event_list(body)
+  if type(body) ~= "table" then return nil end
+  if body[1] ~= nil then return body end
+  if json.is_array(body) then return nil end
+  if next(body) == nil then return nil end
+  return { body }, true
+end
+
+local function post_events(ctx, req, principal)
+  local ctype = req.headers["content-type"]
+  if ctype and not ctype:lower():match("^application/json") then
+    return fail(415, "unsupported_media_type", "the body must be application/json", { content_type = ctype })
+  end
+  local body, err = json.decode(req.body)
+  if body == nil then
+    m_rejected:inc(1)
+    return fail(400, "invalid_json", err)
+  end
+  local list = event_list(body)
+  if not list then
+    m_rejected:inc(1)
+    return fail(400, "invalid_body", "expected an event object or a non-empty array of events")
+  end
+  if #list > ctx.cfg.limits.max_batch then
+    m_rejected:inc(#list)
+    return fail(413, "batch_too_large", format("%d events in one request; the limit is %d", #list, ctx.cfg.limits.max_batch),
+      { count = #list, limit = ctx.cfg.limits.max_batch })
+  end
+  local errors = {}
+  local valid, texts = {}, {}
+  local now = time.now()
+  for i, raw in ipairs(list) do
+    local ev, verr, text = events.validate(raw, i - 1, now)
+    texts[i] = text
+    if not ev then
+      errors[#errors + 1] = { index = i - 1, field = verr.field, reason = verr.reason }
+    elseif principal.tenant then
+      if ev.tenant == nil then
+        ev.tenant = principal.tenant
+      elseif ev.tenant ~= principal.tenant then
+        errors[#errors + 1] = { index = i - 1, field = "tenant",
+          reason = "this token may only write events of tenant " .. principal.tenant }
+      end
+    end
+    valid[i] = ev
+  end
+  if #errors > 0 then
+    m_rejected:inc(#list)
+    local forbidden = true
+    for _, e in ipairs(errors) do if e.field ~= "tenant" or not principal.tenant then forbidden = false end end
+    return fail(forbidden and 403 or 400, forbidden and "forbidden" or "invalid_events",
+      format("%d of %d events are invalid; none was accepted", #errors, #list), { errors = errors })
+  end
+  local res
+  res, err = events.append(ctx.store, valid, { texts = texts, now = now, dispatch = false })
+  if not res then
+    -- Not committed, or a COMMIT whose outcome is unknown: either way no 202. A retry with
+    -- the same ids is deduplicated by the log's unique id, so nothing is lost or doubled.
+    return unavailable("the events were not committed: " .. tostring(err))
+  end
+  m_accepted:inc(res.accepted)
+  if res.duplicates > 0 then m_duplicate:inc(res.duplicates) end
+  if ctx.dispatch then
+    local fresh = {}
+    for i, ev in ipairs(valid) do
+      if res.seqs[i] then ev.seq = res.seqs[i]; fresh[#fresh + 1] = ev end
+    end
+    ctx.dispatch:notify(fresh)
+  end
+  return reply(202, { accepted = res.accepted, duplicates = res.duplicates, ids = json.array(res.ids) })
+end
+
+local function number_param(q, name, errors)
+  local v = q[name]
+  if v == nil or v == "" then return nil end
+  local n = tonumber(v)
+  if not n then errors[#errors + 1] = { field = name, reason = "must be a number" } end
+  return n
+end
+
+-- A query string as a filter: strings are taken as they are, numbers checked, any other
+-- parameter refused; `rename` maps a parameter to another filter field. -> filter, or nil,
+-- the errors list.
+local function query_filter(req, strings, numbers, rename)
+  local q = M.parse_query(req.query)
+  local errors, filter, known = {}, {}, {}
+  for _, k in ipairs(strings) do known[k] = true; filter[(rename or {})[k] or k] = q[k] end
+  for _, k in ipairs(numbers) do known[k] = true; filter[k] = number_param(q, k, errors) end
+  for k in pairs(q) do
+    if not known[k] then errors[#errors + 1] = { field = k, reason = "unknown query parameter" } end
+  end
+  if filter.limit and (filter.limit < 1 or filter.limit > 1000) then
+    errors[#errors + 1] = { field = "limit", reason = "must be from 1 to 1000" }
+  end
+  if #errors > 0 then return nil, errors end
+  return filter
+end
+
+local function get_events(ctx, req, principal)
+  local filter, errors = query_filter(req, { "type", "tenant", "cursor" },
+    { "after_seq", "before_seq", "since", "until", "limit" })
+  if not filter then return fail(400, "invalid_query", "bad query parameters", { errors = errors }) end
+  if principal.tenant then
+    if filter.tenant and filter.tenant ~= principal.tenant then
+      return fail(403, "forbidden", "this token may only read events of tenant " .. principal.tenant)
+    end
+    filter.tenant = principal.tenant
+  end
+  local res, err = events.query(ctx.store, filter)
+  if not res then
+    if tostring(err):match("cursor") then return fail(400, "invalid_query", err) end
+    return unavailable(tostring(err))
+  end
+  return reply(200, { events = json.array(res.events), next_cursor = res.next_cursor or json.null })
+end
+
+-- ---- dead letters ----
+
+local function get_dead_letters(ctx, req, principal)
+  local q = M.parse_query(req.query)
+  local res, err = ctx.dispatch:dead_letters({ policy = q.policy, limit = q.limit, cursor = q.cursor,
+                                              tenant = principal.tenant })
+  if not res then return unavailable(tostring(err)) end
+  return reply(200, { dead_letters = json.array(res.dead_letters), next_cursor = res.next_cursor or json.null })
+end
+
+local function requeue(ctx, req, principal)
+  local id = tonumber(req.params.id)
+  if not id then return fail(400, "invalid_id", "the dead letter id must be a number", { id = req.params.id }) end
+  local ok, err = ctx.dispatch:requeue(id, principal.tenant)
+  if not ok then
+    if err == "not found" then return fail(404, "not_found", "no open dead letter with id " .. id) end
+    return fail(409, "cannot_requeue", tostring(err))
+  end
+  return reply(202, { requeued = id })
+end
+
+-- ---- tokens ----
+
+-- A role's rank: a token may create tokens of its own rank or below, never above.
+local RANK = { ingest = 1, viewer = 1, operator = 2, admin = 3 }
+
+local function post_token(ctx, req, principal)
+  local spec, err = json.decode(req.body)
+  if type(spec) ~= "table" then return fail(400, "invalid_json", err or "expected an object") end
+  local errors = {}
+  for k in pairs(spec) do
+    if k ~= "role" and k ~= "tenant" and k ~= "name" then errors[#errors + 1] = { field = tostring(k), reason = "unknown field" } end
+  end
+  if not auth.ROLES[spec.role] then
+    errors[#errors + 1] = { field = "role", reason = "must be admin, operator, viewer or ingest" }
+  end
+  if spec.tenant ~= nil and spec.tenant ~= json.null and (type(spec.tenant) ~= "string" or #spec.tenant == 0 or #spec.tenant > 200) then
+    errors[#errors + 1] = { field = "tenant", reason = "must be a string of 1 to 200 bytes" }
+  end
+  if spec.name ~= nil and (type(spec.name) ~= "string" or #spec.name > 200) then
+    errors[#errors + 1] = { field = "name", reason = "must be a string of at most 200 bytes" }
+  end
+  if #errors > 0 then return fail(400, "invalid_token_spec", "bad token specification", { errors = errors }) end
+  local tenant = spec.tenant ~= json.null and spec.tenant or nil
+  -- A tenant's token creates tokens of that tenant only (a missing tenant means its own).
+  if p.tenant then
+    if tenant and tenant ~= p.tenant then
+      return fail(403, "forbidden", "policy " .. name .. " decides for tenant " .. p.tenant .. " only",
+        { errors = { { field = "tenant", reason = "not the policy's tenant" } } })
+    end
+    tenant = p.tenant
+  end
+  if principal.tenant then
+    if tenant and tenant ~= principal.tenant then
+      return fail(403, "forbidden", "this token may only create tokens of tenant " .. principal.tenant,
+        { errors = { { field = "tenant", reason = "not this token's tenant" } } })
+    end
+    tenant = principal.tenant
+  end
+  if (RANK[spec.role] or 99) > (RANK[principal.role] or 0) then
+    return fail(403, "forbidden", "a " .. principal.role .. " token may not create a " .. spec.role .. " token",
+      { errors = { { field = "role", reason = "above the creating token's role" } } })
+  end
+  local tok
+  tok, err = ctx.auth:create({ role = spec.role, tenant = tenant, name = spec.name })
+  if not tok then return unavailable(tostring(err)) end
+  return reply(201, tok)
+end
+
+local function get_tokens(ctx, _, principal)
+  return reply(200, { tokens = json.array(ctx.auth:list(principal.tenant)) })
+end
+
+local function delete_token(ctx, req, principal)
+  local ok = ctx.auth:revoke(req.params.id, principal.tenant)
+  if not ok then return fail(404, "not_found", "no token with id " .. req.params.id) end
+  return 204, {}, ""
+end
+
+-- ---- decisions ----
+
+local m_decide = metrics.histogram("steward_decide_duration_seconds", "decide() run time", { "policy" })
+local m_decisions = metrics.counter("steward_decisions_total", "Decisions by policy and outcome", { "policy", "outcome" })
+
+local function decide(ctx, req, principal)
+  local name = req.params.policy
+  local p = ctx.policies[name]
+  -- A tenant's policy decides for its tenant only; to another tenant's token it does not exist.
+  if p and p.tenant and principal.tenant and principal.tenant ~= p.tenant then p = nil end
+  if not p or not p.decide then
+    return fail(404, "not_found", p and ("policy " .. name .. " has no decide function") or ("no policy " .. name))
+  end
+  local input, err = json.decode(req.body)
+  if input == nil then return fail(400, "invalid_json", err) end
+  local t0 = time.monotonic()
+  -- decide runs in the request's own task (no second task per request); the ctx is made
+  -- once per policy version.
+  -- A tenant's token decides as its tenant, whatever the body says (the tenant selects the
+  -- tenant_config, secrets included); a tenant-less token may name one in the input.
+  local tenant = type(input) == "table" and type(input.tenant) == "string" and input.tenant or nil
+  if p.tenant then
+    if tenant and tenant ~= p.tenant then
+      return fail(403, "forbidden", "policy " .. name .. " decides for tenant " .. p.tenant .. " only",
+        { errors = { { field = "tenant", reason = "not the policy's tenant" } } })
+    end
+    tenant = p.tenant
+  end
+  if principal.tenant then
+    if tenant and tenant ~= principal.tenant then
+      return fail(403, "forbidden", "this token may only decide for tenant " .. principal.tenant,
+        { errors = { { field = "tenant", reason = "not this token's tenant" } } })
+    end
+    tenant = principal.tenant
+  end
+  p.decide_ctx = p.decide_ctx or {}
+  local key = (tenant and p.tenant_configs and p.tenant_configs[tenant]) and tenant or ""
+  local dctx = p.decide_ctx[key]
+  if not dctx then
+    dctx = policy_ctx.new(p, { tenant = tenant })
+    p.decide_ctx[key] = dctx
+  end
+  local fx = effects.begin() -- what decide() does besides deciding (HTTP calls...), for the log
+  local ok, result, kind = guard.run(p.budget or { name = name }, p.decide, input, dctx)
+  effects.finish()
+  local took = time.monotonic() - t0
+  m_decide:observe(took, name)
+  local outcome = ok and "ok" or (kind == "cpu" and "timeout" or "error")
+  m_decisions:inc(1, name, outcome)
+  local ref = ctx.decision_log:record({ policy = name, version = p.version, tenant = tenant, input = input, outcome = outcome,
+    result = ok and result or nil, error = not ok and result or nil, duration = took,
+    side_effects = fx and #fx > 0 and fx or nil })
+  if not ok then
+    return fail(500, "policy_error", tostring(result):match("^[^\n]*"),
+      { decision_id = ref, policy = { name = name, version = p.version } })
+  end
+  if result == nil then result = json.null end
+  return reply(200, { result = result, policy = { name = name, version = p.version }, decision_id = ref })
+end
+
+local function get_decisions(ctx, req, principal)
+  local filter, errors = query_filter(req, { "policy", "outcome", "event_id", "id", "cursor", "tenant" },
+    { "since", "until", "limit" }, { id = "ref" })
+  if not filter then return fail(400, "invalid_query", "bad query parameters", { errors = errors }) end
+  if principal.tenant then
+    if filter.tenant and filter.tenant ~= principal.tenant then
+      return fail(403, "forbidden", "this token may only read decisions of tenant " .. principal.tenant)
+    end
+    filter.tenant = principal.tenant
+  end
+  local ok, res, err = pcall(decisions.query, ctx.store, filter)
+  if not ok then return fail(400, "invalid_query", tostring(res)) end
+  if not res then
+    if tostring(err):match("cursor") then return fail(400, "invalid_query", err) end
+    return unavailable(tostring(err))
+  end
+  for _, d in ipairs(res.decisions) do d.decision_id = d.ref; d.ref = nil; d.id = nil end
+  return reply(200, { decisions = json.array(res.decisions), next_cursor = res.next_cursor or json.null })
+end
+
+-- ---- policies ----
+
+local function policy_view(ctx, p)
+  local st = ctx.registry and ctx.registry:status(p.name) or {}
+  local caps = require "steward.runtime.policy.capabilities"
+  return { name = p.name, version = p.version, file = p.file, on = json.array(p.on),
+           handles = p.handle ~= nil, decides = p.decide ~= nil, loaded_at = st.loaded_at or json.null,
+           last_error = st.last_error or json.null, tenant = p.tenant or json.null,
+           capabilities = { declared = caps.describe(p.declared) or {}, granted = caps.describe(p.granted) or {} } }
+end
+
+local function get_policies(ctx)
+  local list = {}
+  for _, p in pairs(ctx.policies) do list[#list + 1] = policy_view(ctx, p) end
+  table.sort(list, function(a, b) return a.name < b.name end)
+  return reply(200, { policies = json.array(list), errors = json.array(ctx.registry and ctx.registry:error_list() or {}) })
+end
+
+local function get_policy(ctx, req)
+  local p = ctx.policies[req.params.name]
+  if not p then return fail(404, "not_found", "no policy " .. req.params.name) end
+  local view = policy_view(ctx, p)
+  local versions = ctx.registry:versions(p.name)
+  view.versions = json.array(versions or {})
+  return reply(200, view)
+end
+
+local function post_simulate(ctx, req, principal)
+  local p = ctx.policies[req.params.name]
+  if not p then return fail(404, "not_found", "no policy " .. req.params.name) end
+  if not p.handle then return fail(404, "not_found", "policy " .. p.name .. " has no handle function") end
+  local raw, err = json.decode(req.body)
+  if type(raw) ~= "table" then return fail(400, "invalid_json", err or "expected an event object") end
+  local ev, verr = events.validate(raw, 0)
+  if not ev then
+    return fail(400, "invalid_event", verr.field .. ": " .. verr.reason, { errors = { verr } })
+  end
+  if principal.tenant and ev.tenant ~= nil and ev.tenant ~= principal.tenant then
+    return fail(403, "forbidden", "this token may only simulate events of tenant " .. principal.tenant)
+  end
+  ev.tenant = ev.tenant or principal.tenant
+  local res
+  res, err = require("steward.runtime.simulate").run(p, ev, { lib_dir = ctx.cfg.policies .. "/lib" })
+  if not res then return fail(409, "simulate_failed", tostring(err)) end
+  return reply(200, { policy = { name = p.name, version = p.version }, result = res.result == nil and json.null or res.result,
+    error = res.error and tostring(res.error):match("^[^\n]*") or json.null,
+    side_effects = json.array(res.side_effects), duration = res.duration })
+end
+
+local function post_rollback(ctx, req)
+  local name = req.params.name
+  local version
+  if req.body ~= "" then
+    local spec, err = json.decode(req.body)
+    if type(spec) ~= "table" then return fail(400, "invalid_json", err or "expected an object") end
+    if spec.version ~= nil and type(spec.version) ~= "string" then
+      return fail(400, "invalid_body", "version must be a string", { errors = { { field = "version", reason = "string expected" } } })
+    end
+    version = spec.version
+  end
+  if not ctx.policies[name] and not version then return fail(404, "not_found", "no policy " .. name) end
+  local v, err = ctx.registry:rollback(name, version)
+  if not v then
+    if tostring(err):match("has no") then return fail(404, "not_found", err) end
+    return fail(409, "rollback_failed", tostring(err))
+  end
+  return reply(200, { name = name, version = v })
+end
+
+local function post_reload(ctx)
+  local summary, err = ctx.reload()
+  if not summary then return fail(500, "reload_failed", tostring(err)) end
+  return reply(200, { loaded = summary.loaded, changed = json.array(summary.changed),
+    removed = json.array(summary.removed), failed = json.array(summary.failed) })
+end
+
+-- ---- health and metrics ----
+
+local function healthz() return reply(200, { status = "ok" }) end
+
+local function readyz(ctx)
+  local problems = {}
+  local details = {}
+  local health = ctx.store_health
+  if not ctx.store_ok() then
+    problems[#problems + 1] = "store"
+  elseif health and not health.up then
+    problems[#problems + 1] = "store"
+    local st = health:status()
+    details.store = { backend = st.backend, error = st.error or json.null, down_since = st.down_since }
+  elseif health then
+    -- Up as far as the last call knows, but a store can hang without failing: one bounded read.
+    local ok, reason = health:ready(ctx.cfg.limits.ready_timeout)
+    if not ok then
+      problems[#problems + 1] = "store"
+      details.store = { backend = health.backend, error = reason }
+    end
+  end
+  if not ctx.policies_loaded then problems[#problems + 1] = "policies" end
+  if #problems > 0 then
+    details.waiting_for = json.array(problems)
+    local msg = "not ready: " .. table.concat(problems, ", ")
+    if details.store then msg = msg .. " (" .. tostring(details.store.error) .. ")" end
+    return fail(503, "not_ready", msg, details, RETRY_AFTER)
+  end
+  return reply(200, { status = "ready" })
+end
+
+local function get_metrics(ctx)
+  if ctx.refresh_metrics then ctx.refresh_metrics() end
+  return 200, { ["content-type"] = "text/plain; version=0.0.4; charset=utf-8" }, metrics.render()
+end
+
+-- install(router, ctx): ctx = {cfg, store, auth, dispatch, store_ok(), policies_loaded, bg}; sets
+-- ctx.store_health (steward.runtime.store_health) unless the caller did.
+function M.install(router, ctx)
+  -- Store health: every store call's outcome, a probe while down (cancelled with ctx.bg at
+  -- shutdown), /readyz and steward_store_up.
+  if ctx.store and not ctx.store_health then
+    ctx.store_health = store_health.attach(ctx.store)
+    if ctx.bg then ctx.bg[#ctx.bg + 1] = ctx.store_health:start("1s") end
+  end
+  local health = ctx.store_health
+  if health then
+    metrics.gauge("steward_store_up", "1 while the store answers, 0 while it cannot be reached", {},
+      function() return health.up and 1 or 0 end)
+  end
+  -- The route table, kept for tests (the role x tenant matrix walks it, so a new route is
+  -- covered without editing the test) and GET /v1/routes-like introspection.
+  ctx.routes = {}
+  local function add(method, pattern, permission, fn, scope)
+    ctx.routes[#ctx.routes + 1] = { method = method, pattern = pattern, permission = permission or json.null,
+                                    scope = permission and (scope or "global") or "public" }
+    router:add(method, pattern, guarded(ctx, pattern, permission, function(req, principal)
+      return fn(ctx, req, principal)
+    end, scope))
+  end
+  add("POST", "/v1/events", "ingest", post_events, "tenant")
+  add("GET", "/v1/events", "read", get_events, "tenant")
+  add("GET", "/v1/dead-letters", "read", get_dead_letters, "tenant")
+  add("POST", "/v1/dead-letters/{id}/requeue", "operate", requeue, "tenant")
+  add("POST", "/v1/tokens", "admin", post_token, "tenant")
+  add("GET", "/v1/tokens", "admin", get_tokens, "tenant")
+  add("DELETE", "/v1/tokens/{id}", "admin", delete_token, "tenant")
+  add("POST", "/v1/decide/{policy}", "decide", decide, "tenant")
+  add("GET", "/v1/decisions", "read", get_decisions, "tenant")
+  add("GET", "/v1/policies", "read", get_policies, "tenant")
+  add("GET", "/v1/policies/{name}", "read", get_policy, "tenant")
+  add("POST", "/v1/policies/reload", "operate", post_reload)
+  add("POST", "/v1/policies/{name}/rollback", "operate", post_rollback)
+  add("POST", "/v1/policies/{name}/simulate", "read", post_simulate, "tenant")
+  -- Cluster view (steward.runtime.cluster, docs/operations.md): instances, leader, heartbeats, load.
+  add("GET", "/v1/cluster", "operate", function(c) return reply(require("steward.runtime.cluster").view(c)) end)
+  require("steward.alerting.api").install(add, ctx) -- Alertmanager API v2 (docs/alerting.md)
+  -- Incidents, signed links, notification history (docs/incidents.md)
+  require("steward.alerting.incidents_api").install(add, ctx)
+  -- The route table itself: each route's permission and tenant scope (docs/http-api.md).
+  add("GET", "/v1/routes", "read", function(c)
+    return reply(200, { routes = json.array(c.routes) })
+  end, "tenant")
+  add("GET", "/metrics", not ctx.cfg.metrics_public and "read" or nil, get_metrics)
+  add("GET", "/healthz", nil, healthz)
+  add("GET", "/readyz", nil, readyz)
+end
+
+return M
