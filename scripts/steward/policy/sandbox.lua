@@ -167,6 +167,8 @@ local function load_lib(box, name)
     local path = box.lib_dir .. "/" .. rel .. suffix
     local src, err = fs.read(path)
     if src then
+      -- The loader records what each policy required (its version covers their digests).
+      if box.on_lib then box.on_lib(name, path, src) end
       local fn, cerr = M.compile(new_env(box), src, "@" .. path)
       if not fn then error(cerr, 0) end
       return fn, path
@@ -229,6 +231,7 @@ local function make_box(opts)
     own_mt = setmetatable({}, { __mode = "k" }),
     own_co = setmetatable({}, { __mode = "k" }),
     log = opts.log,
+    on_lib = opts.on_lib,
   }
   for _, n in ipairs(opts.allow or {}) do box.allow[n] = true end
   make_views(box)
@@ -301,7 +304,8 @@ end
 --   guard.run for the policy's handle/decide. lib_dir: where require finds the policy's own
 --   modules (default "policies/lib"). log(msg): where print goes (default log.info tagged
 --   with the policy). allow: names from M.DENY to allow anyway. modules: name -> value
---   preloaded into the policy's require cache.
+--   preloaded into the policy's require cache. on_lib(name, path, src): called for each module
+--   under lib_dir the policy requires, when it is read.
 function M.new_env(opts)
   local box = make_box(opts)
   return new_env(box), box
