@@ -1,7 +1,7 @@
 -- steward run: the daemon. Loads the configuration, opens the store, loads the policies,
 -- recovers unfinished handling, serves the HTTP API, fires durable timers, and shuts down
 -- cleanly on SIGTERM/SIGINT (stop accepting, let running handlers finish within a deadline,
--- flush the store). SIGHUP reloads the policies. On a PostgreSQL store the daemon runs in
+-- flush the store). SIGHUP reloads the policies and re-reads the configuration. On a PostgreSQL store the daemon runs in
 -- cluster mode (steward.cluster): handling is shared by bucket leases, and the singleton duties
 -- (timers, cron, retention) run only on the elected leader.
 local config = require "steward.config"
@@ -138,8 +138,15 @@ function M.main(args)
     retry_base = cfg.limits.retry_base, retry_max = cfg.limits.retry_max,
     store_health = ctx.store_health,
   })
-  ctx.registry = policy_reload.new({ dir = cfg.policies, store = st,
-    overlays = { env = cfg.policy_config, tenants = cfg.tenant_config }, on_swap = function(set)
+  -- An operator's reload re-reads the same files and variables as start-up, through the
+  -- thread pool (fs.read) so the loop does not wait for the disk.
+  local cfg_file = args.config or "steward.lua"
+  ctx.registry = policy_reload.new({ dir = cfg.policies, store = st, cfg = cfg,
+    load_config = function() return config.load({ file = cfg_file, required = args.config ~= nil, read = fs.read }) end,
+    on_config = function(c, keys)
+      for _, k in ipairs(keys) do if k == "log_level" then log.set_level(c.log_level) end end
+    end,
+    on_swap = function(set)
     ctx.policies = set
     ctx.dispatch:set_policies(set)
     require("steward.daemon.policy_schedules").apply(st, set)
@@ -201,9 +208,9 @@ function M.main(args)
   end
   local watches = {
     signal.on("TERM", stop), signal.on("INT", stop),
-    signal.on("HUP", function() ctx.registry:reload("SIGHUP") end),
+    signal.on("HUP", function() ctx.registry:reload("SIGHUP", { config = true }) end),
   }
-  ctx.reload = function() return ctx.registry:reload("API") end
+  ctx.reload = function(reason) return ctx.registry:reload(reason or "API", { config = true }) end
   waiter:join()
 
   ctx.stopping = true
