@@ -31,6 +31,8 @@ static const char usage_text[] =
     "                         restore a policy's previous (or given) version in the daemon\n"
     "  audit [-c FILE] [--limit N] [--since TIME|DURATION] [--uid UID] [--json]\n"
     "                         list the audit log (REPL commands, who ran them, outcomes)\n"
+    "  config show [-c FILE] [--json]\n"
+    "                         print the effective configuration, secrets shown as ***\n"
     "  version                print the versions of steward and its libraries\n"
     "  help                   this text\n"
     "\n"
@@ -220,7 +222,8 @@ int main(int argc, char **argv)
                         {"check", "steward.testing.check"},
                         {"reload", "steward.cli_admin"},
                         {"policy", "steward.cli_admin"},
-                        {"audit", "steward.cli_admin"}};
+                        {"audit", "steward.cli_admin"},
+                        {"config", "steward.cli"}};
     for (size_t i = 0; i < sizeof lua_commands / sizeof lua_commands[0]; i++) {
         if (strcmp(cmd, lua_commands[i].cmd) != 0)
             continue;
@@ -228,8 +231,11 @@ int main(int argc, char **argv)
             fprintf(stderr, "steward: cannot create the runtime\n");
             return 1;
         }
-        /* cli_admin serves two commands: it gets the command name first. */
-        int first = strcmp(lua_commands[i].module, "steward.cli_admin") == 0 ? 1 : 2;
+        /* cli_admin and cli serve several commands: they get the command name first. */
+        int first = strcmp(lua_commands[i].module, "steward.cli_admin") == 0 ||
+                            strcmp(lua_commands[i].module, "steward.cli") == 0
+                        ? 1
+                        : 2;
         int rc = cmd_lua_main(lua_commands[i].module, cmd, argc - first, argv + first);
         rt_close();
         return rc;
