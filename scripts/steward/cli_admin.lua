@@ -57,10 +57,12 @@ function M.main(args)
     local doc
     doc, err = admin_call(cfg, "POST", "/v1/policies/reload")
     if not doc then say(io.stderr, "steward: reload: ", err); return 1 end
-    say(io.stdout, ("reloaded: %d policies; changed: %s; removed: %s; failed: %s"):format(doc.loaded,
-      table.concat(doc.changed, ",") ~= "" and table.concat(doc.changed, ",") or "-",
-      table.concat(doc.removed, ",") ~= "" and table.concat(doc.removed, ",") or "-",
-      table.concat(doc.failed, ",") ~= "" and table.concat(doc.failed, ",") or "-"))
+    local function list(t) return t and #t > 0 and table.concat(t, ",") or "-" end
+    say(io.stdout, ("reloaded: %d policies; changed: %s; removed: %s; failed: %s; config: %s"):format(doc.loaded,
+      list(doc.changed), list(doc.removed), list(doc.failed), list(doc.config)))
+    if doc.restart_required and #doc.restart_required > 0 then
+      say(io.stdout, "restart required: ", table.concat(doc.restart_required, ", "))
+    end
     return #doc.failed > 0 and 1 or 0
   end
   -- policy rollback NAME [VERSION]

@@ -28,6 +28,11 @@ return {
   decide = function(input, ctx) return { word = words.word, who = ctx.config.who } end,
 }
 POL
+# A module first required from decide (not at load time) is tracked too.
+printf 'return { word = "early" }\n' > "$D/policies/lib/greet/later.lua"
+cat > "$D/policies/lazy.lua" <<'POL'
+return { decide = function() return { word = require("greet.later").word } end }
+POL
 cat > "$D/policies/other.lua" <<'POL'
 return { decide = function() return { ok = true } end }
 POL
@@ -35,6 +40,8 @@ daemon_config 'policy_config = { uses = { who = "ops", api_token = "s3cr3t-polic
 daemon_start || { echo "1..1"; echo "not ok 1 - daemon started"; exit 1; }
 
 v0=$(version uses); o0=$(version other)
+first=$(api -X POST -d '{}' "http://127.0.0.1:$PORT/v1/decide/uses")
+first_id=$(field "$first" 'd["decision_id"]')
 [ "$(decide word) $(decide who)" = "hello ops" ] && ok "the policy runs with its lib and policy_config" \
     || nok "the policy runs with its lib and policy_config" "$(decide word) $(decide who)"
 
@@ -69,6 +76,14 @@ case "$out" in *'"changed":["uses"]'*) ok "POST /v1/policies/reload reports the 
             || nok "reload reports the change" "$out" ;;
     *) nok "POST /v1/policies/reload reports the policy as changed" "$out" ;; esac
 [ "$(decide word)" = "hallo" ] && ok "the new behaviour is seen at once" || nok "the new behaviour is seen at once" "$(decide word)"
+
+# A lib module required from decide: changing it reloads that policy too.
+lazy_word() { field "$(api -X POST -d '{}' "http://127.0.0.1:$PORT/v1/decide/lazy")" 'd["result"]["word"]'; }
+l0=$(lazy_word)
+printf 'return { word = "late" }\n' > "$D/policies/lib/greet/later.lua"
+lazy_is() { reload > /dev/null; [ "$(lazy_word)" = "$1" ]; }
+until_true lazy_is late && ok "a lib module a policy required from decide reloads it ($l0 -> late)" \
+    || nok "a lib module required from decide reloads the policy" "$l0 $(lazy_word)"
 
 # 2. A broken lib module: the old version keeps running; the error names the lib's file and line.
 v2=$(version uses)
@@ -109,7 +124,13 @@ case "$out" in *'"failed":["'*uses.lua'"]'*) ok "a policy_config its schema refu
 # A steward.lua that does not load: nothing changes, the reload says why.
 printf 'return { listen = \n' > "$D/steward.lua"
 out=$(reload)
-case "$out" in *reload_failed*steward.lua*) ok "a steward.lua that does not load refuses the reload, naming the file" ;; *) nok "a broken steward.lua refuses the reload" "$out" ;; esac
+[ "$(field "$out" 'd["error"]["code"]')" = reload_failed ] || out="not refused: $out"
+case "$out" in *'steward.lua:2: '*) ok "a steward.lua that does not load refuses the reload, naming the file" ;; *) nok "a broken steward.lua refuses the reload" "$out" ;; esac
+
+# explain() in the REPL: what a decision's version was made of, the old one included.
+out=$("$BIN" eval --socket "$D/var/steward.sock" "local e = explain('$first_id'); return e.config.who, e.config.api_token, e.libs[1]")
+case "$out" in *'"ops"'*'"***"'*'greet.words '*) ok "explain shows the merged config and lib modules of the decision's version" ;;
+    *) nok "explain shows the merged config and lib modules of the decision's version" "$out" ;; esac
 
 # 4. listen changed + SIGHUP: named as needing a restart; the daemon keeps serving.
 daemon_config 'listen_placeholder = 1,'
@@ -120,6 +141,12 @@ until_true grep -q 'msg="restart required: listen" reason=SIGHUP' "$D/log.new" &
 curl -fs "http://127.0.0.1:$PORT/healthz" > /dev/null && ok "the daemon keeps serving on its address" || nok "the daemon keeps serving"
 out=$(reload)
 [ "$(field "$out" 'd["restart_required"]')" = "['listen']" ] && ok "the API names the key that needs a restart" || nok "the API names listen" "$out"
+
+# steward reload names it too.
+sed "s/127.0.0.1:1\"/127.0.0.1:$PORT\"/" "$D/steward.lua" > "$D/cli.lua"
+out=$("$BIN" reload -c "$D/cli.lua"); rc=$?
+case "$rc:$out" in 0:reloaded:*'restart required: listen'*) ok "steward reload says: restart required: listen" ;;
+    *) nok "steward reload says: restart required: listen ($rc)" "$out" ;; esac
 
 # 5. steward config show: the effective config, secrets redacted.
 daemon_config 'admin_token = "0123456789abcdef-admin", policy_config = { uses = { who = "x", api_token = "s3cr3t-policy-token" } },'
