@@ -405,14 +405,19 @@ local function redact_text(s)
   end))
 end
 
-local function redact(v, hidden)
-  if type(v) == "table" then
+-- The copy is plain data (JSON can carry it): a function (a config may hold matchers) is
+-- shown as "<function>", and tables deeper than 32 levels (a cycle) as "<too deep>".
+local function redact(v, hidden, depth)
+  local t = type(v)
+  if t == "table" then
+    if depth > 32 then return "<too deep>" end
     local out = {}
-    for k, x in pairs(v) do out[k] = redact(x, hidden or (type(k) == "string" and secret_name(k))) end
+    for k, x in pairs(v) do out[k] = redact(x, hidden or (type(k) == "string" and secret_name(k)), depth + 1) end
     return setmetatable(out, getmetatable(v))
   end
   if hidden and v ~= nil then return "***" end
-  if type(v) == "string" then return redact_text(v) end
+  if t == "string" then return redact_text(v) end
+  if t == "function" or t == "userdata" or t == "thread" then return "<" .. t .. ">" end
   return v
 end
 
@@ -420,7 +425,7 @@ end
 -- *secret*, *token*, *password*, *key* or *credential*, and in strings the password of a URL
 -- (scheme://user:***@host) and such query parameters (?token=***). For `steward config show`,
 -- the policies' merged config in GET /v1/policies/{name} and the REPL.
-function M.redact(v) return redact(v, false) end
+function M.redact(v) return redact(v, false, 0) end
 
 -- The documentation table (docs/configuration.md is checked against it by a spec).
 function M.describe()

@@ -150,15 +150,19 @@ local function key_order(a, b)
 end
 
 -- A canonical text of a config value (keys sorted), so equal configurations digest equally.
-local function canon(v, out)
+-- A table nested deeper than 32 levels (a cycle) ends there.
+local function canon(v, out, depth)
+  depth = depth or 0
   local t = type(v)
-  if t == "table" then
+  if t == "table" and depth > 32 then
+    out[#out + 1] = "<too deep>"
+  elseif t == "table" then
     local keys = {}
     for k in pairs(v) do keys[#keys + 1] = k end
     sort(keys, key_order)
     out[#out + 1] = "{"
     for _, k in ipairs(keys) do
-      canon(k, out); out[#out + 1] = "="; canon(v[k], out); out[#out + 1] = ";"
+      canon(k, out, depth + 1); out[#out + 1] = "="; canon(v[k], out, depth + 1); out[#out + 1] = ";"
     end
     out[#out + 1] = "}"
   elseif t == "string" then
