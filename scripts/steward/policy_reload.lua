@@ -149,14 +149,13 @@ end
 function R:reload(reason, opts)
   local config_changed, restart = {}, {}
   if opts and opts.config and self.load_config then
-    local err
-    config_changed, restart = reread_config(self, reason)
-    if not config_changed then
-      err = restart
+    local applied, second = reread_config(self, reason)
+    if not applied then
       m_reloads:inc(1, "error")
-      log.error("reload refused: the configuration does not load; nothing changed", { reason = reason, error = err })
-      return nil, err
+      log.error("reload refused: the configuration does not load; nothing changed", { reason = reason, error = second })
+      return nil, second
     end
+    config_changed, restart = applied, second
   end
   local loaded, errors = policies.load_dir(self.dir)
   if not loaded then
