@@ -46,6 +46,8 @@ static const struct command {
      "steward.runtime.cli_admin"},
     {"audit", "[-c FILE] [--limit N] [--since TIME|DURATION] [--uid UID] [--session ID] [--json]",
      "list the audit log (REPL commands, who ran them, outcomes)", "steward.runtime.cli_admin"},
+    {"config", "show [-c FILE] [--json]", "print the effective configuration, secrets shown as ***",
+     "steward.runtime.cli"},
     {"version", "", "print the versions of steward and its libraries", NULL},
     {"help", "[COMMAND]", "this text, or one command's usage", NULL},
 };
@@ -310,8 +312,11 @@ int main(int argc, char **argv)
             fprintf(stderr, "steward: cannot create the runtime\n");
             return 1;
         }
-        /* cli_admin serves several commands: it gets the command name first. */
-        int first = strcmp(commands[i].module, "steward.runtime.cli_admin") == 0 ? 1 : 2;
+        /* cli_admin and cli serve several commands: they get the command name first. */
+        int first = strcmp(commands[i].module, "steward.runtime.cli_admin") == 0 ||
+                            strcmp(commands[i].module, "steward.runtime.cli") == 0
+                        ? 1
+                        : 2;
         int rc = cmd_lua_main(commands[i].module, cmd, argc - first, argv + first);
         rt_close();
         return rc;

@@ -86,5 +86,38 @@ f = write("alerting_bad2.lua", [[return { alerting = { retention = "soon" } }]])
 _, err = config.load({ file = f, getenv = env({}) })
 t.like(err, "alerting.*retention", "a bad retention is named")
 
+-- diff: which changed keys a reload applies and which wait for a restart.
+local a = assert(config.load({ file = dir .. "/none.lua", getenv = env({}) }))
+local b = assert(config.load({ file = dir .. "/none.lua", getenv = env({ STEWARD_LISTEN = "127.0.0.1:9", STEWARD_LOG_LEVEL = "debug",
+  STEWARD_LIMITS_MAX_BATCH = "5" }) }))
+b.policy_config = { p = { x = 1 } }
+local reloadable, restart = config.diff(a, b)
+t.is(table.concat(reloadable, ","), "log_level,policy_config", "diff: keys a reload applies")
+t.is(table.concat(restart, ","), "limits.max_batch,listen", "diff: keys that need a restart")
+reloadable, restart = config.diff(a, assert(config.load({ file = dir .. "/none.lua", getenv = env({}) })))
+t.is(#reloadable + #restart, 0, "diff: the same config read twice has no changes")
+-- read: the daemon passes its own reader (steward.fs.read) so a reload does not block the loop.
+local read_paths = {}
+cfg = assert(config.load({ file = "/x/steward.lua", required = true, getenv = env({}),
+  read = function(path)
+    read_paths[#read_paths + 1] = path
+    if path == "/x/steward.lua" then return "return { listen = '127.0.0.1:7' }" end
+    return nil, "ENOENT: no such file"
+  end }))
+t.is(cfg.listen, "127.0.0.1:7", "load reads through opts.read")
+t.is(table.concat(read_paths, " "), "/x/steward.lua /x/config/development.lua", "...the file and its overlay")
+-- redact: secrets by name, URL passwords and query tokens; plain data for JSON.
+local r = config.redact({ store = "postgres://u:pw@db:5432/s", admin_token = "0123456789abcdef0",
+  policy_config = { hook = { url = "https://h/x?token=abc&x=1", api_key = { "k1" }, Password = "p", n = 3 } },
+  alerting = { external_url = "https://steward.example.com" }, fn = function() end })
+t.is(r.store, "postgres://u:***@db:5432/s", "redact: a URL's password")
+t.is(r.admin_token, "***", "redact: *token*")
+t.is(r.policy_config.hook.url, "https://h/x?token=***&x=1", "redact: a token in a URL's query")
+t.is(r.policy_config.hook.api_key[1], "***", "redact: everything under *key*")
+t.is(r.policy_config.hook.Password, "***", "redact: names in any case")
+t.is(r.policy_config.hook.n, 3, "redact: other values kept")
+t.is(r.alerting.external_url, "https://steward.example.com", "redact: a URL without credentials kept")
+t.is(r.fn, "<function>", "redact: a function becomes a string")
+
 os.execute("rm -rf " .. dir)
 t.done()

@@ -112,7 +112,7 @@ ok, res = run([[
       walk(x, path .. "." .. tostring(k), depth + 1)
     end
   end
-  for _, m in ipairs({ "steward.json", "steward.time", "steward.kv", "steward.events", "steward.notify", "steward.slo",
+  for _, m in ipairs({ "steward.json", "steward.time", "steward.kv", "steward.runtime.events", "steward.notify", "steward.slo",
                        "steward.metrics", "steward.alerting.engine", "steward.alerting.incidents", "steward.http" }) do
     walk(require(m), m, 0)
   end
@@ -137,14 +137,14 @@ walk(ctx, "ctx", 0)
 walk(ctx.kv(), "ctx.kv()", 0)
 t.is(table.concat(found, ", "), "", "no ctx field, nor ctx.kv()'s namespace, holds the store")
 
--- The issue's hole: an event made a policy insert an admin token through steward.store.
+-- The issue's hole: an event made a policy insert an admin token through steward.runtime.store.
 ok, res = run([[
   local ok, e = pcall(require, "steward.runtime.store")
-  local ok2, e2 = pcall(require, "steward.store")
+  local ok2, e2 = pcall(require, "steward.runtime.store")
   return { e = tostring(e), e2 = tostring(e2) }
 ]])
 t.like(res.e, "runtime's internals", "the store's raw SQL is out of reach (steward.runtime.store)")
-t.like(res.e2, "not available to policies", "and there is no steward.store")
+t.like(res.e2, "not available to policies", "and there is no steward.runtime.store")
 local rows = assert(st:sql("SELECT count(*) AS n FROM api_tokens"))
 t.is(rows[1].n, 0, "no token was minted")
 

@@ -69,8 +69,11 @@ function commands.reload(cfg, rest)
   if #rest > 0 then return nil, "takes no arguments", "usage" end
   local doc, err = admin_call(cfg, "POST", "/v1/policies/reload")
   if not doc then return nil, err end
-  say(io.stdout, ("reloaded: %d policies; changed: %s; removed: %s; failed: %s"):format(doc.loaded,
-    list_or_dash(doc.changed), list_or_dash(doc.removed), list_or_dash(doc.failed)))
+  say(io.stdout, ("reloaded: %d policies; changed: %s; removed: %s; failed: %s; config: %s"):format(doc.loaded,
+    list_or_dash(doc.changed), list_or_dash(doc.removed), list_or_dash(doc.failed), list_or_dash(doc.config)))
+  if doc.restart_required and #doc.restart_required > 0 then
+    say(io.stdout, "restart required: ", table.concat(doc.restart_required, ", "))
+  end
   return #doc.failed > 0 and 1 or 0
 end
 

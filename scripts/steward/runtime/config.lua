@@ -270,18 +270,28 @@ local function merge(cfg, layer, where)
 end
 
 -- A config file is Lua returning a table; it runs with os.getenv and nothing else, so a
--- config cannot do I/O at load time.
-local function load_file(path, required)
+-- config cannot do I/O at load time. read(path) -> text | nil, err ("ENOENT: ..." when there is
+-- no such file): the daemon passes steward.fs.read on a reload, so the loop does not block.
+local function read_io(path)
   local f = io.open(path, "r")
-  if not f then
-    if required then return nil, format("%s: cannot open the config file", path) end
+  if not f then return nil, "ENOENT: cannot open " .. path end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+local function load_file(path, required, read)
+  local text, rerr = (read or read_io)(path)
+  if not text then
+    if required or not tostring(rerr):match("^ENOENT") then
+      return nil, format("%s: cannot open the config file", path)
+    end
     return {}
   end
-  f:close()
   local env = { os = { getenv = os.getenv }, tonumber = tonumber, tostring = tostring,
                 error = error, pairs = pairs, ipairs = ipairs, type = type,
                 string = string, math = math, table = table }
-  local fn, err = loadfile(path)
+  local fn, err = loadstring(text, "@" .. path)
   if not fn then return nil, err end
   setfenv(fn, env)
   local ok, res = pcall(fn)
@@ -308,7 +318,7 @@ local function parse_env_value(spec, s)
   return s
 end
 
--- load{file = "steward.lua", required = false, getenv = os.getenv} -> cfg or nil, err
+-- load{file = "steward.lua", required = false, getenv = os.getenv, read = fn(path)} -> cfg or nil, err
 function M.load(opts)
   opts = opts or {}
   local getenv = opts.getenv or os.getenv
@@ -319,7 +329,7 @@ function M.load(opts)
   for k, spec in pairs(LIMITS) do cfg.limits[k] = spec[2] end
 
   local file = opts.file or "steward.lua"
-  local base, err = load_file(file, opts.required)
+  local base, err = load_file(file, opts.required, opts.read)
   if not base then return nil, err end
   local ok
   ok, err = merge(cfg, base, file)
@@ -334,7 +344,7 @@ function M.load(opts)
   local dir = file:match("^(.*)/[^/]*$") or "."
   local overlay_path = dir .. "/config/" .. cfg.env .. ".lua"
   local overlay
-  overlay, err = load_file(overlay_path, false)
+  overlay, err = load_file(overlay_path, false, opts.read)
   if not overlay then return nil, err end
   ok, err = merge(cfg, overlay, overlay_path)
   if not ok then return nil, err end
@@ -367,6 +377,75 @@ function M.load(opts)
   end
   return cfg
 end
+
+-- Keys a running daemon applies on a reload (SIGHUP, steward reload, POST /v1/policies/reload);
+-- a change to any other key is logged as "restart required: KEY" and waits for a restart.
+M.RELOADABLE = { policy_config = true, tenant_config = true, log_level = true, grants = true, pg_connections = true }
+
+local function same(a, b)
+  if type(a) ~= "table" or type(b) ~= "table" then return a == b end
+  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+
+-- diff(old, new) -> reloadable, restart: the changed top-level keys ("limits.x" for limits),
+-- sorted, split by whether a reload applies them.
+function M.diff(old, new)
+  local reloadable, restart = {}, {}
+  local function note(k)
+    if M.RELOADABLE[k] then reloadable[#reloadable + 1] = k else restart[#restart + 1] = k end
+  end
+  for k in pairs(SCHEMA) do
+    if k == "limits" then
+      for lk in pairs(LIMITS) do
+        if not same((old.limits or {})[lk], (new.limits or {})[lk]) then note("limits." .. lk) end
+      end
+    elseif not same(old[k], new[k]) then
+      note(k)
+    end
+  end
+  sort(reloadable); sort(restart)
+  return reloadable, restart
+end
+
+-- Names that hold credentials: their values are shown as "***".
+local function secret_name(k)
+  k = tostring(k):lower()
+  return k:find("secret", 1, true) or k:find("token", 1, true) or k:find("password", 1, true)
+    or k:find("passwd", 1, true) or k:find("key", 1, true) or k:find("credential", 1, true)
+end
+
+local function redact_text(s)
+  -- scheme://user:password@host
+  s = s:gsub("(%a[%w+.-]*://[^/:@%s]*):[^@/%s]*@", "%1:***@")
+  -- ?token=...&api_key=...
+  return (s:gsub("([?&])([^=&#%s]+)=([^&#%s]*)", function(sep, name, value)
+    if secret_name(name) and value ~= "" then return sep .. name .. "=***" end
+  end))
+end
+
+-- The copy is plain data (JSON can carry it): a function (a config may hold matchers) is
+-- shown as "<function>", and tables deeper than 32 levels (a cycle) as "<too deep>".
+local function redact(v, hidden, depth)
+  local t = type(v)
+  if t == "table" then
+    if depth > 32 then return "<too deep>" end
+    local out = {}
+    for k, x in pairs(v) do out[k] = redact(x, hidden or (type(k) == "string" and secret_name(k)), depth + 1) end
+    return setmetatable(out, getmetatable(v))
+  end
+  if hidden and v ~= nil then return "***" end
+  if t == "string" then return redact_text(v) end
+  if t == "function" or t == "userdata" or t == "thread" then return "<" .. t .. ">" end
+  return v
+end
+
+-- redact(v) -> a copy with secrets replaced by "***": every value under a key named
+-- *secret*, *token*, *password*, *key* or *credential*, and in strings the password of a URL
+-- (scheme://user:***@host) and such query parameters (?token=***). For `steward config show`,
+-- the policies' merged config in GET /v1/policies/{name} and the REPL.
+function M.redact(v) return redact(v, false, 0) end
 
 -- The documentation table (docs/configuration.md is checked against it by a spec).
 function M.describe()

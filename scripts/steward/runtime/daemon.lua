@@ -1,7 +1,7 @@
 -- steward run: the daemon. Loads the configuration, opens the store, loads the policies,
 -- recovers unfinished handling, serves the HTTP API, fires durable timers, and shuts down
 -- cleanly on SIGTERM/SIGINT (stop accepting, let running handlers finish within a deadline,
--- flush the store). SIGHUP reloads the policies. On a PostgreSQL store the daemon runs in
+-- flush the store). SIGHUP reloads the policies and re-reads the configuration. On a PostgreSQL store the daemon runs in
 -- cluster mode (steward.runtime.cluster): handling is shared by bucket leases, and the singleton duties
 -- (timers, cron, retention) run only on the elected leader.
 local config = require "steward.runtime.config"
@@ -153,8 +153,19 @@ function M.main(args)
     require("steward.runtime.store.audit").append(st, { source = "policy", session = policy,
       command = "capability " .. cap, outcome = "denied", detail = detail })
   end
-  ctx.registry = policy_reload.new({ dir = cfg.policies, store = st, grants = cfg.grants, keep_versions = cfg.policy_versions_keep,
-    overlays = { env = cfg.policy_config, tenants = cfg.tenant_config }, on_swap = function(set)
+  -- An operator's reload re-reads the same files and variables as start-up, through the
+  -- thread pool (fs.read) so the loop does not wait for the disk.
+  local cfg_file = args.config or "steward.lua"
+  ctx.registry = policy_reload.new({ dir = cfg.policies, store = st, cfg = cfg, grants = cfg.grants,
+    keep_versions = cfg.policy_versions_keep,
+    load_config = function() return config.load({ file = cfg_file, required = args.config ~= nil, read = fs.read }) end,
+    on_config = function(c, keys)
+      for _, k in ipairs(keys) do
+        if k == "log_level" then log.set_level(c.log_level) end
+        if k == "pg_connections" then guards.pg_connections = c.pg_connections end
+      end
+    end,
+    on_swap = function(set)
     ctx.policies = set
     ctx.dispatch:set_policies(set)
     require("steward.runtime.daemon.policy_schedules").apply(st, set)
@@ -220,9 +231,9 @@ function M.main(args)
   end
   local watches = {
     signal.on("TERM", stop), signal.on("INT", stop),
-    signal.on("HUP", function() ctx.registry:reload("SIGHUP") end),
+    signal.on("HUP", function() ctx.registry:reload("SIGHUP", { config = true }) end),
   }
-  ctx.reload = function() return ctx.registry:reload("API") end
+  ctx.reload = function(reason) return ctx.registry:reload(reason or "API", { config = true }) end
   waiter:join()
 
   ctx.stopping = true

@@ -84,7 +84,7 @@ local WRAPS = {
       end
     end,
   },
-  ["steward.events"] = {
+  ["steward.runtime.events"] = {
     emit = function(f)
       return function(evs, ...)
         local res, err = f(evs, ...)

@@ -2,6 +2,8 @@
 -- {name, on, key, handle}. Names default to the path (dots for slashes); `on` holds event
 -- type patterns ("alert.firing", "alert.*", "*"); `key` orders events (default: tenant).
 -- The policies issue adds sandboxing, config schemas, versions and hot reload on top.
+-- A policy's version digests its source, every policies/lib module it required and its
+-- effective configuration, so the decision log tells any change of behaviour apart.
 local fs = require "steward.fs"
 local crypto = require "steward.crypto"
 local sandbox = require "steward.runtime.policy.sandbox"
@@ -9,7 +11,7 @@ local capabilities = require "steward.runtime.policy.capabilities"
 local time = require "steward.time"
 
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
-local format, sort = string.format, table.sort
+local format, sort, concat = string.format, table.sort, table.concat
 
 local M = {}
 
@@ -149,6 +151,66 @@ function M.check(def, file, name)
   return p
 end
 
+-- The 16-hex-digit digest used for sources, lib modules and versions.
+function M.digest(text)
+  return crypto.hex(crypto.sha256(text)):sub(1, 16)
+end
+
+local function key_order(a, b)
+  local ta, tb = type(a), type(b)
+  if ta ~= tb then return ta < tb end
+  if ta == "number" or ta == "string" then return a < b end
+  return tostring(a) < tostring(b)
+end
+
+-- A canonical text of a config value (keys sorted), so equal configurations digest equally.
+-- A table nested deeper than 32 levels (a cycle) ends there.
+local function canon(v, out, depth)
+  depth = depth or 0
+  local t = type(v)
+  if t == "table" and depth > 32 then
+    out[#out + 1] = "<too deep>"
+  elseif t == "table" then
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    sort(keys, key_order)
+    out[#out + 1] = "{"
+    for _, k in ipairs(keys) do
+      canon(k, out, depth + 1); out[#out + 1] = "="; canon(v[k], out, depth + 1); out[#out + 1] = ";"
+    end
+    out[#out + 1] = "}"
+  elseif t == "string" then
+    out[#out + 1] = format("%q", v)
+  elseif t == "number" then
+    out[#out + 1] = format("%.17g", v)
+  elseif t == "boolean" or t == "nil" then
+    out[#out + 1] = tostring(v)
+  else
+    out[#out + 1] = t -- a function's address changes at every load; its source is digested
+  end
+  return out
+end
+
+-- version(p) -> digest of the source, the lib modules (name and digest) and the effective
+-- configuration (base and per tenant). The registry calls it again once overlays are applied.
+function M.version(p)
+  local parts = { "source ", p.source_digest, "\n" }
+  local names = {}
+  for name in pairs(p.libs or {}) do names[#names + 1] = name end
+  sort(names)
+  for _, name in ipairs(names) do
+    parts[#parts + 1] = format("lib %s %s\n", name, p.libs[name].digest)
+  end
+  parts[#parts + 1] = "config "
+  canon(p.config, parts)
+  parts[#parts + 1] = "\ntenants "
+  canon(p.tenant_configs, parts)
+  -- What it may do is part of what it does: a changed grant makes a new version.
+  parts[#parts + 1] = "\ncapabilities "
+  canon(p.capabilities or {}, parts)
+  return M.digest(concat(parts))
+end
+
 -- Loads one file into a sandbox of its own (steward.runtime.policy.sandbox); the file's top-level
 -- code runs under the policy's CPU and memory budgets. opts: {lib_dir, cpu, memory} are the
 -- defaults; a policy may set its own with `limits = {cpu = "500ms", memory = 16 * 2^20}`.
@@ -160,8 +222,11 @@ function M.load_file(path, name, opts)
     src, err = fs.read(path)
     if not src then return nil, err end
   end
+  -- Every lib module the policy requires, now or later from a handler: name -> {file, digest}.
+  local libs = {}
+  local function on_lib(mod, file, text) libs[mod] = { file = file, digest = M.digest(text) } end
   local env, box = sandbox.new_env({ name = name, lib_dir = opts.lib_dir, cpu = opts.cpu, memory = opts.memory,
-    modules = opts.modules })
+    modules = opts.modules, on_lib = on_lib })
   local fn
   fn, err = sandbox.compile(env, src, "@" .. path)
   if not fn then return nil, err end
@@ -200,9 +265,10 @@ function M.load_file(path, name, opts)
   p.capabilities, p.granted = effective, capabilities.granted(opts.grants, p.name)
   box.caps, box.tenant = effective, p.tenant
   box.name, box.budget.name = p.name, p.name
-  p.version = crypto.hex(crypto.sha256(src)):sub(1, 16)
   p.budget, p.env = box.budget, env
   p.source = src -- kept for the version history (rollback)
+  p.source_digest, p.libs = M.digest(src), libs
+  p.version = M.version(p)
   return p
 end
 

@@ -3,9 +3,13 @@
 -- between dispatches. A policy that fails to load keeps its previous version (the failure is
 -- logged, counted, and shown as last_error); a policy whose file is gone is dropped. Each
 -- version (content hash) is kept in the store with its source, so rollback can restore it.
+-- A version digests the policy's source, the policies/lib modules it required and its merged
+-- configuration (steward.runtime.policies.version): editing a lib module or policy_config changes the
+-- versions of exactly the policies it affects. A reload asked for by an operator (SIGHUP,
+-- steward reload, the API, the REPL) also re-reads steward.lua: policy_config, tenant_config
+-- and log_level apply at once; any other changed key is named as needing a restart.
 local policies = require "steward.runtime.policies"
 local store = require "steward.runtime.store"
-require "steward.runtime.store.schema" -- the decisions table, which retention reads
 local fs = require "steward.fs"
 local time = require "steward.time"
 local log = require "steward.log"
@@ -32,11 +36,54 @@ local m_loaded = metrics.gauge("steward_policies_loaded", "Policies loaded", {})
 local R = {}
 R.__index = R
 
--- new{dir, store, on_swap = fn(set), keep_versions = 20} -> registry
+-- new{dir, store, on_swap = fn(set), overlays = {env, tenants} | cfg = the daemon's config,
+--     load_config = fn() -> cfg | nil, err, on_config = fn(cfg, keys)} -> registry
+-- With cfg, the overlays are its policy_config and tenant_config, and reload(reason,
+-- {config = true}) re-reads it with load_config, updates cfg's reloadable keys in place and
+-- calls on_config with the list of keys it changed.
 function M.new(opts)
-  return setmetatable({ dir = opts.dir, st = opts.store, on_swap = opts.on_swap, set = {}, grants = opts.grants or {},
-    overlays = opts.overlays, keep_versions = opts.keep_versions or 20,
-    errors = {}, by_file = {}, loaded_at = {}, watches = {} }, R)
+  local self = setmetatable({ dir = opts.dir, st = opts.store, on_swap = opts.on_swap, set = {},
+    overlays = opts.overlays, cfg = opts.cfg, grants = opts.grants or {}, load_config = opts.load_config,
+    on_config = opts.on_config, keep_versions = opts.keep_versions or 20, errors = {}, by_file = {}, loaded_at = {}, watches = {} }, R)
+  if self.cfg then self.overlays = { env = self.cfg.policy_config, tenants = self.cfg.tenant_config } end
+  return self
+end
+
+-- Re-reads the configuration: applies the reloadable keys to self.cfg (and the overlays),
+-- returns them and the keys that wait for a restart; nil, err leaves everything as it was.
+local function reread_config(self, reason)
+  local config = require "steward.runtime.config"
+  local new, err = self.load_config()
+  if not new then return nil, "config: " .. tostring(err) end
+  local reloadable, restart = config.diff(self.cfg, new)
+  for _, k in ipairs(reloadable) do self.cfg[k] = new[k] end
+  self.overlays = { env = self.cfg.policy_config, tenants = self.cfg.tenant_config }
+  self.grants = self.cfg.grants or {}
+  if #reloadable > 0 then
+    log.info("config reloaded", { reason = reason, changed = table.concat(reloadable, ",") })
+    if self.on_config then self.on_config(self.cfg, reloadable) end
+  end
+  if #restart > 0 then
+    log.warn("restart required: " .. table.concat(restart, ", "), { reason = reason })
+  end
+  return reloadable, restart
+end
+
+-- A lib module the previous version required from a handler (after load) is not in the new
+-- version's list yet: it is carried over with its current digest, so a change to it makes a
+-- new version too. digests caches file -> digest for one reload; a file gone is left out.
+local function carry_lazy_libs(p, old, digests)
+  for name, l in pairs(old.libs or {}) do
+    if not p.libs[name] then
+      local d = digests[l.file]
+      if d == nil then
+        local text = fs.read(l.file)
+        d = text and policies.digest(text) or false
+        digests[l.file] = d
+      end
+      if d then p.libs[name] = { file = l.file, digest = d } end
+    end
+  end
 end
 
 -- "path:12: message" -> {file, line, message}
@@ -105,8 +152,43 @@ local function remember_versions(self, list, reason)
   if not ok then log.warn("policy version retention failed", { error = err }) end
 end
 
--- reload(reason) -> summary {loaded, changed = {...}, failed = {...}, removed = {...}}
-function R:reload(reason)
+-- describe(p) -> {source_digest, libs = {{name, file, digest}...}, config, tenant_configs}: what
+-- a version is made of, configuration redacted (steward.runtime.config.redact), for the API and REPL.
+function M.describe(p)
+  local redact = require("steward.runtime.config").redact
+  local libs = {}
+  for name, l in pairs(p.libs or {}) do libs[#libs + 1] = { name = name, file = l.file, digest = l.digest } end
+  table.sort(libs, function(a, b) return a.name < b.name end)
+  return { source_digest = p.source_digest, libs = libs, config = redact(p.config or {}),
+           tenant_configs = redact(p.tenant_configs or {}) }
+end
+
+-- Remembers what the last versions of a policy were made of (for explain of older decisions).
+local KEEP_SEEN = 20
+local function remember_seen(self, p)
+  self.seen = self.seen or {}
+  local byv = self.seen[p.name]
+  if not byv then byv = { order = {} }; self.seen[p.name] = byv end
+  if byv[p.version] then return end
+  byv[p.version] = M.describe(p)
+  byv.order[#byv.order + 1] = p.version
+  if #byv.order > KEEP_SEEN then byv[table.remove(byv.order, 1)] = nil end
+end
+
+-- reload(reason [, {config = true}]) -> summary {loaded, changed = {...}, failed = {...},
+-- removed = {...}, config = {keys applied}, restart_required = {keys}}, or nil, err (the
+-- directory or, with config, the configuration cannot be read: nothing changed).
+function R:reload(reason, opts)
+  local config_changed, restart = {}, {}
+  if opts and opts.config and self.load_config then
+    local applied, second = reread_config(self, reason)
+    if not applied then
+      m_reloads:inc(1, "error")
+      log.error("reload refused: the configuration does not load; nothing changed", { reason = reason, error = second })
+      return nil, second
+    end
+    config_changed, restart = applied, second
+  end
   local loaded, errors = policies.load_dir(self.dir, { grants = self.grants })
   if not loaded then
     m_reloads:inc(1, "error")
@@ -115,11 +197,15 @@ function R:reload(reason)
   -- Config overlays (environment, tenants) are checked against each policy's schema: a
   -- policy they break fails to load like a broken file, listing every failing field.
   local schema = require "steward.runtime.policy.schema"
+  local digests = {}
   for name, p in pairs(loaded) do
     local ok, serr = schema.apply(p, self.overlays)
     if not ok then
       loaded[name] = nil
       errors[#errors + 1] = { file = p.file, error = serr }
+    else
+      if self.set[name] then carry_lazy_libs(p, self.set[name], digests) end
+      p.version = policies.version(p) -- now with the merged configuration
     end
   end
   local next_set, changed, removed, failed, fresh = {}, {}, {}, {}, {}
@@ -139,6 +225,7 @@ function R:reload(reason)
       self.loaded_at[name] = time.now()
       changed[#changed + 1] = name
       fresh[#fresh + 1] = p
+      remember_seen(self, p)
     end
   end
   for name, old in pairs(self.set) do
@@ -161,7 +248,14 @@ function R:reload(reason)
   table.sort(changed); table.sort(removed); table.sort(failed)
   log.info("policies loaded", { reason = reason, loaded = n, changed = table.concat(changed, ","),
     removed = table.concat(removed, ","), failed = #failed })
-  return { loaded = n, changed = changed, removed = removed, failed = failed }
+  return { loaded = n, changed = changed, removed = removed, failed = failed, config = config_changed,
+           restart_required = restart }
+end
+
+-- recall(name, version) -> describe() of a version loaded since the daemon started, or nil.
+function R:recall(name, version)
+  local byv = self.seen and self.seen[name]
+  return byv and byv[version]
 end
 
 -- status(name) -> view with last_error, or nil
@@ -191,8 +285,10 @@ function R:rollback(name, version)
   if version then
     rows, err = self.st:sql("SELECT version, file, source FROM policy_versions WHERE name = $1 AND version = $2", name, version)
   else
+    -- The latest stored source that differs from the running one (a version that changed
+    -- only by its lib modules or configuration has the same source).
     rows, err = self.st:sql("SELECT version, file, source FROM policy_versions WHERE name = $1 AND version <> $2 " ..
-      "ORDER BY created DESC LIMIT 1", name, cur and cur.version or "")
+      "AND source <> $3 ORDER BY created DESC LIMIT 1", name, cur and cur.version or "", cur and cur.source or "")
   end
   if not rows then return nil, err end
   local v = rows[1]
@@ -206,12 +302,12 @@ function R:rollback(name, version)
   local res, rerr = self:reload("rollback")
   if not res then return nil, rerr end
   local now = self.set[name]
-  if not now or now.version ~= v.version then
+  if not now or now.source ~= v.source then
     return nil, format("rolled back %s to %s, but it did not load: %s", name, v.version,
       tostring(self.errors[file] and self.errors[file].message))
   end
-  log.info("policy rolled back", { policy = name, version = v.version })
-  return v.version
+  log.info("policy rolled back", { policy = name, version = now.version, source_of = v.version })
+  return now.version
 end
 
 -- watch(): reload on file changes under the directory, debounced (editors write in bursts).

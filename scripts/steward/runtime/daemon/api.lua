@@ -413,6 +413,10 @@ local function get_policy(ctx, req)
   local p = ctx.policies[req.params.name]
   if not p then return fail(404, "not_found", "no policy " .. req.params.name) end
   local view = policy_view(ctx, p)
+  -- What the version covers: the source, the lib modules, the merged config (secrets redacted).
+  local what = require("steward.runtime.policy_reload").describe(p)
+  view.source_digest, view.libs = what.source_digest, json.array(what.libs)
+  view.config, view.tenant_configs = what.config, what.tenant_configs
   local versions = ctx.registry:versions(p.name)
   view.versions = json.array(versions or {})
   return reply(200, view)
@@ -464,7 +468,8 @@ local function post_reload(ctx)
   local summary, err = ctx.reload()
   if not summary then return fail(500, "reload_failed", tostring(err)) end
   return reply(200, { loaded = summary.loaded, changed = json.array(summary.changed),
-    removed = json.array(summary.removed), failed = json.array(summary.failed) })
+    removed = json.array(summary.removed), failed = json.array(summary.failed),
+    config = json.array(summary.config or {}), restart_required = json.array(summary.restart_required or {}) })
 end
 
 -- ---- health and metrics ----

@@ -33,7 +33,7 @@ local M = {}
 M.PUBLIC = {
   ["steward.json"] = {}, ["steward.time"] = {}, ["steward.log"] = {}, ["steward.metrics"] = {},
   ["steward.crypto"] = {}, ["steward.task"] = {}, ["steward.pretty"] = {},
-  ["steward.kv"] = {}, ["steward.events"] = {},
+  ["steward.kv"] = {}, ["steward.runtime.events"] = {},
   ["steward.http"] = {}, ["steward.proc"] = {}, ["steward.fs"] = {}, ["steward.pg"] = {},
   ["steward.notify"] = { hide = { set_store = true, purge = true } },
   ["steward.slo"] = {},
@@ -183,6 +183,8 @@ local function load_lib(box, name)
     local path = box.lib_dir .. "/" .. rel .. suffix
     local src, err = fs.read(path)
     if src then
+      -- The loader records what each policy required (its version covers their digests).
+      if box.on_lib then box.on_lib(name, path, src) end
       local fn, cerr = M.compile(new_env(box), src, "@" .. path)
       if not fn then error(cerr, 0) end
       return fn, path
@@ -252,6 +254,7 @@ local function make_box(opts)
     own_mt = setmetatable({}, { __mode = "k" }),
     own_co = setmetatable({}, { __mode = "k" }),
     log = opts.log,
+    on_lib = opts.on_lib,
   }
   for _, n in ipairs(opts.allow or {}) do box.allow[n] = true end
   make_views(box)
@@ -339,8 +342,8 @@ end
 --   guard.run for the policy's handle/decide. lib_dir: where require finds the policy's own
 --   modules (default "policies/lib"). log(msg): where print goes (default log.info tagged
 --   with the policy). allow: internal module names to allow anyway (the test harness).
---   modules: name -> value
---   preloaded into the policy's require cache.
+--   modules: name -> value preloaded into the policy's require cache. on_lib(name, path, src):
+--   called for each module under lib_dir the policy requires, when it is read.
 function M.new_env(opts)
   local box = make_box(opts)
   return new_env(box), box

@@ -161,7 +161,7 @@ function M.new(ctx, session)
     { "requeue(id)", "hand a dead letter to its policy again" },
     { "kv(ns):get(k) / :put(k, v) / :list()", "a kv namespace (policies use \"policy:<name>\")" },
     { "timers{limit=}", "pending durable timers" },
-    { "reload()", "reload the policies from disk" },
+    { "reload()", "reload the policies and steward.lua's policy settings from disk" },
     { "rollback(name [, version])", "restore a policy's previous version" },
     { "profile(seconds)", "sample the daemon with LuaJIT's profiler: top functions and policies" },
     { "audit{limit=, uid=}", "the audit log, newest first" },
@@ -360,6 +360,17 @@ function M.new(ctx, session)
     if cur and d.version and cur.version ~= d.version then
       view.note = "the policy has changed since: it now runs version " .. tostring(cur.version):sub(1, 12)
     end
+    -- What that version was made of: its lib modules and merged configuration (redacted),
+    -- the tenant's own when the input names a tenant that has one.
+    local what = ctx.registry and d.version and ctx.registry:recall(d.policy, d.version)
+    if what then
+      local tenant = type(view.input) == "table" and view.input.tenant
+      view.config = tenant and what.tenant_configs[tenant] or what.config
+      view.libs = {}
+      for _, l in ipairs(what.libs) do view.libs[#view.libs + 1] = l.name .. " " .. l.digest end
+    elseif d.version then
+      view.config = "(not known: version " .. tostring(d.version):sub(1, 12) .. " was loaded before this daemon started)"
+    end
     return view
   end
 
@@ -402,7 +413,7 @@ function M.new(ctx, session)
 
   function h.reload()
     admin("reload")
-    return outside(ctx.registry.reload, ctx.registry, "REPL")
+    return outside(ctx.registry.reload, ctx.registry, "REPL", { config = true })
   end
 
   function h.rollback(name, version)
