@@ -133,8 +133,9 @@ static void req_finish(http_xfer_t *x, CURLcode rc)
             if (rc == CURLE_OPERATION_TIMEDOUT && !r->started) {
                 lua_pushvalue(L, -2);
                 if (r->max_host > 0)
-                    lua_pushfstring(L, " [no connection was ready in time: still connecting, or "
-                                       "waiting for one of the %d max_host_connections]",
+                    lua_pushfstring(L,
+                                    " [no connection was ready in time: still connecting, or "
+                                    "waiting for one of the %d max_host_connections]",
                                     (int)r->max_host);
                 else
                     lua_pushliteral(L, " [no connection was ready in time]");
@@ -165,13 +166,20 @@ static void req_finish(http_xfer_t *x, CURLcode rc)
     req_release(x);
 }
 
-static const char *const known_opts[] = {"method",   "url",
-                                         "headers",  "body",
-                                         "timeout",  "connect_timeout",
-                                         "max_body", "follow_redirects",
-                                         "cafile",   "capath",
-                                         "cert",     "key",
-                                         "insecure", "user_agent",
+static const char *const known_opts[] = {"method",
+                                         "url",
+                                         "headers",
+                                         "body",
+                                         "timeout",
+                                         "connect_timeout",
+                                         "max_body",
+                                         "follow_redirects",
+                                         "cafile",
+                                         "capath",
+                                         "cert",
+                                         "key",
+                                         "insecure",
+                                         "user_agent",
                                          "max_host_connections",
                                          "max_total_connections",
                                          NULL};

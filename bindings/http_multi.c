@@ -241,8 +241,9 @@ http_pool_t *http_pool_get(lua_State *L, long max_host, long max_total, const ch
         if (M.pools[i].max_host == max_host && M.pools[i].max_total == max_total)
             return &M.pools[i];
     if (M.npools == MAX_POOLS)
-        luaL_error(L, "%s: max_host_connections, max_total_connections: at most %d different "
-                      "combinations per runtime (each is a pool of connections)",
+        luaL_error(L,
+                   "%s: max_host_connections, max_total_connections: at most %d different "
+                   "combinations per runtime (each is a pool of connections)",
                    fname, MAX_POOLS);
     http_pool_t *p = &M.pools[M.npools];
     p->timer = malloc(sizeof *p->timer);
