@@ -111,6 +111,10 @@ ok $? "each attempt names its target, step, loop and HTTP status"
   "[(True, 0.1)]" ]
 ok $? "the held attempt failed by timeout and says when the next one comes"
 
+"$BIN" eval --socket "$D/var/steward.sock" "incidents.show('$ID')" > "$D/show.txt" 2>&1
+grep -q 'step 1 channel:sms via sms: attempt 2 retry (HTTP 500: down), next in 0.2s' "$D/show.txt"
+ok $? "REPL: incidents.show lists each attempt" || sed 's/^/# /' "$D/show.txt"
+
 daemon_stop
 echo "1..$n"
 exit $fail
