@@ -26,7 +26,9 @@ struct req {
     char *resp;
     size_t resp_len, resp_cap;
     curl_off_t max_body;
+    long max_host;
     int too_big;
+    int started; /* a connection was ready and the request went out (CURLOPT_PREREQFUNCTION) */
 };
 
 static void req_release(http_xfer_t *x)
@@ -61,6 +63,16 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
     memcpy(r->resp + r->resp_len, data, len);
     r->resp_len += len;
     return len;
+}
+
+static int on_prereq(void *ud, char *conn_ip, char *local_ip, int conn_port, int local_port)
+{
+    (void)conn_ip;
+    (void)local_ip;
+    (void)conn_port;
+    (void)local_port;
+    ((struct req *)ud)->started = 1;
+    return CURL_PREREQFUNC_OK;
 }
 
 /* Pushes the response headers of the last request (after redirects): headers, a table of
@@ -116,6 +128,20 @@ static void req_finish(http_xfer_t *x, CURLcode rc)
             nret = 3;
         } else if (rc != CURLE_OK) {
             nret = http_xfer_push_error(L, x, rc);
+            /* libcurl's own words for a request that timed out while queued for a connection
+             * slot ("Failed to resolve host ... after 0 ms") would send people chasing DNS. */
+            if (rc == CURLE_OPERATION_TIMEDOUT && !r->started) {
+                lua_pushvalue(L, -2);
+                if (r->max_host > 0)
+                    lua_pushfstring(L,
+                                    " [no connection was ready in time: still connecting, or "
+                                    "waiting for one of the %d max_host_connections]",
+                                    (int)r->max_host);
+                else
+                    lua_pushliteral(L, " [no connection was ready in time]");
+                lua_concat(L, 2);
+                lua_replace(L, -3);
+            }
         } else {
             long status = 0;
             char *url = NULL;
@@ -140,13 +166,22 @@ static void req_finish(http_xfer_t *x, CURLcode rc)
     req_release(x);
 }
 
-static const char *const known_opts[] = {"method",   "url",
-                                         "headers",  "body",
-                                         "timeout",  "connect_timeout",
-                                         "max_body", "follow_redirects",
-                                         "cafile",   "capath",
-                                         "cert",     "key",
-                                         "insecure", "user_agent",
+static const char *const known_opts[] = {"method",
+                                         "url",
+                                         "headers",
+                                         "body",
+                                         "timeout",
+                                         "connect_timeout",
+                                         "max_body",
+                                         "follow_redirects",
+                                         "cafile",
+                                         "capath",
+                                         "cert",
+                                         "key",
+                                         "insecure",
+                                         "user_agent",
+                                         "max_host_connections",
+                                         "max_total_connections",
                                          NULL};
 
 static void check_known(lua_State *L, const char *fname)
@@ -250,6 +285,21 @@ static double opt_number(lua_State *L, const char *field, double def, const char
     return v;
 }
 
+/* A connection limit: an integer >= 0 (0 = no limit), `def` when absent. */
+static long opt_limit(lua_State *L, const char *field, long def, const char *fname)
+{
+    lua_getfield(L, 1, field);
+    long v = def;
+    if (!lua_isnil(L, -1)) {
+        double d = lua_tonumber(L, -1);
+        if (lua_type(L, -1) != LUA_TNUMBER || !(d >= 0 && d <= 1e6) || d != floor(d))
+            luaL_error(L, "%s: %s: integer >= 0 expected (0 = no limit)", fname, field);
+        v = (long)d;
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
 static double opt_duration(lua_State *L, const char *field, double def, const char *fname)
 {
     char what[64];
@@ -316,9 +366,12 @@ static int l_http_request(lua_State *L)
     const char *key = http_opt_string(L, 1, "key", fname);
     const char *ua = http_opt_string(L, 1, "user_agent", fname);
     int insecure = opt_bool(L, "insecure", fname);
+    long max_host = opt_limit(L, "max_host_connections", HTTP_DEFAULT_MAX_HOST, fname);
+    long max_total = opt_limit(L, "max_total_connections", HTTP_DEFAULT_MAX_TOTAL, fname);
     collect_headers(L, fname);
     int hdrs = lua_gettop(L);
     task_t *t = task_check(L, fname);
+    http_pool_t *pool = http_pool_get(L, max_host, max_total, fname);
 
     struct req *r = calloc(1, sizeof *r);
     if (!r)
@@ -326,7 +379,8 @@ static int l_http_request(lua_State *L)
     r->x.finish = req_finish;
     r->x.release = req_release;
     r->max_body = (curl_off_t)max_body;
-    if (http_xfer_init(L, &r->x) != 0) {
+    r->max_host = max_host;
+    if (http_xfer_init(&r->x, pool) != 0) {
         free(r);
         return luaL_error(L, "%s: cannot create a libcurl handle", fname);
     }
@@ -351,6 +405,8 @@ static int l_http_request(lua_State *L)
     curl_easy_setopt(e, CURLOPT_USERAGENT, ua ? ua : "steward/" STEWARD_VERSION);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, r);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, ms(timeout));
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, ms(ctimeout));
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, r->max_body);

@@ -341,13 +341,15 @@ int l_http_send_mail(lua_State *L)
     size_t raw_len;
     const char *raw = lua_tolstring(L, -1, &raw_len);
     task_t *t = task_check(L, fname);
+    /* Sessions to one mail server count against the default pool's limits too. */
+    http_pool_t *pool = http_pool_get(L, HTTP_DEFAULT_MAX_HOST, HTTP_DEFAULT_MAX_TOTAL, fname);
 
     struct mail *m = calloc(1, sizeof *m);
     if (!m)
         return luaL_error(L, "%s: out of memory", fname);
     m->x.finish = mail_finish;
     m->x.release = mail_release;
-    if (http_xfer_init(L, &m->x) != 0) {
+    if (http_xfer_init(&m->x, pool) != 0) {
         free(m);
         return luaL_error(L, "%s: cannot create a libcurl handle", fname);
     }

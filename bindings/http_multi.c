@@ -1,7 +1,10 @@
 /* The libcurl multi interface on the libuv loop, for steward.http: libcurl says which sockets
  * to watch (one uv_poll each) and when to wake it (one uv_timer); we call
  * curl_multi_socket_action from those callbacks and hand finished transfers back to their
- * operation. One multi handle per runtime, so connections are kept alive and reused. */
+ * operation. A pool is one multi handle with its connection limits: requests that ask for the
+ * same limits share it, so connections are kept alive and reused, and a burst of requests to
+ * one host waits in libcurl's queue for a free connection instead of opening hundreds at once
+ * (which overflows a slow server's accept queue). Few pools exist: MAX_POOLS per runtime. */
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,19 +14,29 @@
 
 #define SENTINEL_MT "steward.http.multi"
 
+#define MAX_POOLS 8
+
 struct sock {
     uv_poll_t poll;
     curl_socket_t fd;
+    http_pool_t *pool;
     struct sock *prev, *next;
 };
 
-static struct {
+struct http_pool {
     CURLM *multi;
     uv_timer_t *timer;
-    /* Polls and the timer are unref'd: idle keep-alive connections must not keep the loop
+    long max_host, max_total;
+    struct sock *socks;
+};
+
+static struct {
+    int curl_ready; /* curl_global_init done; undone when the sentinel goes */
+    http_pool_t pools[MAX_POOLS];
+    int npools;
+    /* Polls and timers are unref'd: idle keep-alive connections must not keep the loop
      * alive. This handle is ref'd exactly while a transfer is in flight. */
     uv_async_t *busy;
-    struct sock *socks;
     http_xfer_t *xfers;
     size_t nxfers;
 } M;
@@ -38,7 +51,7 @@ static void sock_close(struct sock *s)
     if (s->prev)
         s->prev->next = s->next;
     else
-        M.socks = s->next;
+        s->pool->socks = s->next;
     if (s->next)
         s->next->prev = s->prev;
     uv_close((uv_handle_t *)&s->poll, free_handle);
@@ -59,18 +72,18 @@ static void xfer_unlink(http_xfer_t *x)
 
 /* Hands every finished transfer back to its operation. Runs only from loop callbacks, after
  * curl_multi_socket_action returned, so operations may add or remove handles freely. */
-static void check_done(void)
+static void check_done(http_pool_t *p)
 {
     CURLMsg *msg;
     int left;
-    while (M.multi && (msg = curl_multi_info_read(M.multi, &left))) {
+    while (p->multi && (msg = curl_multi_info_read(p->multi, &left))) {
         if (msg->msg != CURLMSG_DONE)
             continue;
         CURL *easy = msg->easy_handle;
         CURLcode rc = msg->data.result;
         http_xfer_t *x = NULL;
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
-        curl_multi_remove_handle(M.multi, easy);
+        curl_multi_remove_handle(p->multi, easy);
         xfer_unlink(x);
         x->finish(x, rc);
     }
@@ -86,30 +99,31 @@ static void on_poll(uv_poll_t *h, int status, int events)
         flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE)
         flags |= CURL_CSELECT_OUT;
+    http_pool_t *p = s->pool; /* s may be freed inside socket_action */
     int running;
-    curl_multi_socket_action(M.multi, s->fd, flags, &running);
-    check_done();
+    curl_multi_socket_action(p->multi, s->fd, flags, &running);
+    check_done(p);
 }
 
 static void on_timer(uv_timer_t *h)
 {
-    (void)h;
+    http_pool_t *p = h->data;
     int running;
-    curl_multi_socket_action(M.multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done();
+    curl_multi_socket_action(p->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(p);
 }
 
 /* CURLMOPT_SOCKETFUNCTION: libcurl wants fd watched for `what`, or forgotten. */
 static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     (void)easy;
-    (void)userp;
+    http_pool_t *p = userp;
     struct sock *s = socketp;
     if (what == CURL_POLL_REMOVE) {
         if (s) {
             uv_poll_stop(&s->poll);
             sock_close(s);
-            curl_multi_assign(M.multi, fd, NULL);
+            curl_multi_assign(p->multi, fd, NULL);
         }
         return 0;
     }
@@ -122,13 +136,14 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
             return -1;
         }
         s->fd = fd;
+        s->pool = p;
         s->poll.data = s;
         uv_unref((uv_handle_t *)&s->poll);
-        s->next = M.socks;
-        if (M.socks)
-            M.socks->prev = s;
-        M.socks = s;
-        curl_multi_assign(M.multi, fd, s);
+        s->next = p->socks;
+        if (p->socks)
+            p->socks->prev = s;
+        p->socks = s;
+        curl_multi_assign(p->multi, fd, s);
     }
     int events = 0;
     if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
@@ -144,12 +159,26 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 {
     (void)multi;
-    (void)userp;
+    http_pool_t *p = userp;
     if (timeout_ms < 0)
-        uv_timer_stop(M.timer);
+        uv_timer_stop(p->timer);
     else
-        uv_timer_start(M.timer, on_timer, (uint64_t)timeout_ms, 0);
+        uv_timer_start(p->timer, on_timer, (uint64_t)timeout_ms, 0);
     return 0;
+}
+
+static void pool_close(http_pool_t *p)
+{
+    /* The polls go first, while their sockets are still open; libcurl then closes its
+     * cached connections without calling back into handles that are gone. */
+    while (p->socks) {
+        uv_poll_stop(&p->socks->poll);
+        sock_close(p->socks);
+    }
+    curl_multi_setopt(p->multi, CURLMOPT_SOCKETFUNCTION, NULL);
+    curl_multi_setopt(p->multi, CURLMOPT_TIMERFUNCTION, NULL);
+    curl_multi_cleanup(p->multi);
+    uv_close((uv_handle_t *)p->timer, free_handle);
 }
 
 /* Runs when the Lua state closes (after every task was cancelled): drops what is left and
@@ -157,24 +186,16 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 static int sentinel_gc(lua_State *L)
 {
     (void)L;
-    if (!M.multi)
+    if (!M.curl_ready)
         return 0;
     while (M.xfers) {
         http_xfer_t *x = M.xfers;
-        curl_multi_remove_handle(M.multi, x->easy);
+        curl_multi_remove_handle(x->pool->multi, x->easy);
         xfer_unlink(x);
         x->release(x);
     }
-    /* The polls go first, while their sockets are still open; libcurl then closes its
-     * cached connections without calling back into handles that are gone. */
-    while (M.socks) {
-        uv_poll_stop(&M.socks->poll);
-        sock_close(M.socks);
-    }
-    curl_multi_setopt(M.multi, CURLMOPT_SOCKETFUNCTION, NULL);
-    curl_multi_setopt(M.multi, CURLMOPT_TIMERFUNCTION, NULL);
-    curl_multi_cleanup(M.multi);
-    uv_close((uv_handle_t *)M.timer, free_handle);
+    for (int i = 0; i < M.npools; i++)
+        pool_close(&M.pools[i]);
     uv_close((uv_handle_t *)M.busy, free_handle);
     memset(&M, 0, sizeof M);
     curl_global_cleanup();
@@ -186,31 +207,22 @@ static void on_busy(uv_async_t *h)
     (void)h;
 }
 
-static int multi_open(lua_State *L)
+/* curl_global_init, the busy handle and the sentinel, once per runtime. 0 or -1. */
+static int runtime_open(lua_State *L)
 {
-    if (M.multi)
+    if (M.curl_ready)
         return 0;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return -1;
-    M.timer = malloc(sizeof *M.timer);
     M.busy = malloc(sizeof *M.busy);
-    M.multi = curl_multi_init();
-    if (!M.timer || !M.busy || !M.multi) {
-        free(M.timer);
-        free(M.busy);
-        if (M.multi)
-            curl_multi_cleanup(M.multi);
-        memset(&M, 0, sizeof M);
+    if (!M.busy) {
         curl_global_cleanup();
         return -1;
     }
-    uv_timer_init(task_loop(), M.timer);
-    uv_unref((uv_handle_t *)M.timer);
     uv_async_init(task_loop(), M.busy, on_busy);
     uv_unref((uv_handle_t *)M.busy);
-    curl_multi_setopt(M.multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-    curl_multi_setopt(M.multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-    /* The sentinel lives in the registry until lua_close; its __gc tears the multi down. */
+    M.curl_ready = 1;
+    /* The sentinel lives in the registry until lua_close; its __gc tears the pools down. */
     lua_newuserdata(L, 1);
     if (luaL_newmetatable(L, SENTINEL_MT)) {
         lua_pushcfunction(L, sentinel_gc);
@@ -221,11 +233,47 @@ static int multi_open(lua_State *L)
     return 0;
 }
 
-int http_xfer_init(lua_State *L, http_xfer_t *x)
+http_pool_t *http_pool_get(lua_State *L, long max_host, long max_total, const char *fname)
 {
-    /* The multi handle first: it owns the curl_global_init that curl_easy_init relies on. */
-    if (multi_open(L) != 0)
-        return -1;
+    if (runtime_open(L) != 0)
+        luaL_error(L, "%s: cannot initialise libcurl", fname);
+    for (int i = 0; i < M.npools; i++)
+        if (M.pools[i].max_host == max_host && M.pools[i].max_total == max_total)
+            return &M.pools[i];
+    if (M.npools == MAX_POOLS)
+        luaL_error(L,
+                   "%s: max_host_connections, max_total_connections: at most %d different "
+                   "combinations per runtime (each is a pool of connections)",
+                   fname, MAX_POOLS);
+    http_pool_t *p = &M.pools[M.npools];
+    p->timer = malloc(sizeof *p->timer);
+    p->multi = curl_multi_init();
+    if (!p->timer || !p->multi) {
+        free(p->timer);
+        if (p->multi)
+            curl_multi_cleanup(p->multi);
+        memset(p, 0, sizeof *p);
+        luaL_error(L, "%s: cannot create a libcurl multi handle", fname);
+    }
+    M.npools++;
+    p->max_host = max_host;
+    p->max_total = max_total;
+    uv_timer_init(task_loop(), p->timer);
+    uv_unref((uv_handle_t *)p->timer);
+    p->timer->data = p;
+    curl_multi_setopt(p->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(p->multi, CURLMOPT_SOCKETDATA, p);
+    curl_multi_setopt(p->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(p->multi, CURLMOPT_TIMERDATA, p);
+    /* Transfers over the limits wait in libcurl's queue for a connection to come free. */
+    curl_multi_setopt(p->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host);
+    curl_multi_setopt(p->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_total);
+    return p;
+}
+
+int http_xfer_init(http_xfer_t *x, http_pool_t *pool)
+{
+    x->pool = pool;
     x->easy = curl_easy_init();
     if (!x->easy)
         return -1;
@@ -239,14 +287,14 @@ int http_xfer_init(lua_State *L, http_xfer_t *x)
 static void xfer_cancel(task_wait_t *w)
 {
     http_xfer_t *x = (http_xfer_t *)w;
-    curl_multi_remove_handle(M.multi, x->easy);
+    curl_multi_remove_handle(x->pool->multi, x->easy);
     xfer_unlink(x);
     x->release(x);
 }
 
 int http_xfer_suspend(lua_State *L, task_t *t, http_xfer_t *x, const char *fname)
 {
-    CURLMcode mc = curl_multi_add_handle(M.multi, x->easy);
+    CURLMcode mc = curl_multi_add_handle(x->pool->multi, x->easy);
     if (mc != CURLM_OK) {
         x->release(x);
         return luaL_error(L, "%s: %s", fname, curl_multi_strerror(mc));

@@ -8,11 +8,18 @@
 
 #include "task.h"
 
+/* Connection limits of the pool a request gives none for (docs/lua-api/http.md). */
+#define HTTP_DEFAULT_MAX_HOST  8L
+#define HTTP_DEFAULT_MAX_TOTAL 64L
+
 typedef struct http_xfer http_xfer_t;
+/* A multi handle and its connection limits; transfers asking for the same limits share it. */
+typedef struct http_pool http_pool_t;
 
 struct http_xfer {
     task_wait_t wait; /* first member: the task's cancel function is handed &wait */
     CURL *easy;
+    http_pool_t *pool;
     /* The transfer ended (rc from libcurl); the easy handle is already out of the multi.
      * Wakes the task if it is still there, then frees everything. */
     void (*finish)(http_xfer_t *x, CURLcode rc);
@@ -23,9 +30,13 @@ struct http_xfer {
     http_xfer_t *prev, *next;
 };
 
+/* The pool with these limits (0 = no limit), made on first use. Raises a Lua error naming
+ * fname when there are too many different pools or libcurl cannot be set up. */
+http_pool_t *http_pool_get(lua_State *L, long max_host, long max_total, const char *fname);
 /* Creates x->easy with the options every transfer shares (no signals, error buffer,
- * private pointer), and the runtime's multi handle on first use. 0 or -1. */
-int http_xfer_init(lua_State *L, http_xfer_t *x);
+ * private pointer), for `pool` (from http_pool_get, which also ran curl_global_init).
+ * 0 or -1. */
+int http_xfer_init(http_xfer_t *x, http_pool_t *pool);
 /* Adds x to the multi handle and suspends the task on it; on failure raises a Lua error
  * after calling x->release. */
 int http_xfer_suspend(lua_State *L, task_t *t, http_xfer_t *x, const char *fname);

@@ -180,17 +180,31 @@ local function summary_of(msg)
   return type(s) == "string" and util.truncate(s, 200) or nil
 end
 
--- ch:send(msg [, {key = ...}]) -> result | nil, err, info
+-- Tells the sender's on_attempt about one attempt. It runs between attempts, so a callback
+-- that fails (a timeline write, say) is logged and must not stop the delivery.
+local function report_attempt(ch, f, n, outcome, info, delay, key)
+  local ok, err = pcall(f, { attempt = n, outcome = outcome == "ok" and "sent" or outcome == "retry" and delay
+                             and "retry" or "failed", status = info.status, error = info.err,
+                             retry_in = delay and (info.retry_after or delay) })
+  if not ok then
+    log.warn("notify: on_attempt failed", { channel = ch.name, key = key, attempt = n, error = tostring(err) })
+  end
+end
+
+-- ch:send(msg [, {key = ..., on_attempt = fn}]) -> result | nil, err, info
 function Channel:send(msg, opts)
   if type(msg) ~= "table" then error("notify: send: msg: table expected, got " .. type(msg), 2) end
   opts = opts or {}
   if type(opts) ~= "table" then error("notify: send: opts: table expected, got " .. type(opts), 2) end
-  local key = opts.key
+  local key, on_attempt = opts.key, opts.on_attempt
   if key ~= nil and (type(key) ~= "string" or key == "" or #key > 255) then
     error("notify: send: key: string of 1 to 255 bytes expected", 2)
   end
+  if on_attempt ~= nil and type(on_attempt) ~= "function" then
+    error("notify: send: on_attempt: function expected, got " .. type(on_attempt), 2)
+  end
   for k in pairs(opts) do
-    if k ~= "key" then error("notify: send: " .. tostring(k) .. ": unknown option", 2) end
+    if k ~= "key" and k ~= "on_attempt" then error("notify: send: " .. tostring(k) .. ": unknown option", 2) end
   end
   local ctx = { key = key, channel = self.name, kind = self.kind, cfg = self.cfg, now = time.now() }
 
@@ -245,19 +259,21 @@ function Channel:send(msg, opts)
       error(o, 0)
     end
     outcome, info = o, i
-    if outcome == "ok" or outcome == "fatal" or tries > self.retries then break end
     local delay
-    if info.retry_after then
-      if info.retry_after > self.max_retry_after then
+    if outcome == "retry" and tries <= self.retries then
+      if info.retry_after then
         self:pause(info.retry_after)
-        info.err = info.err .. " (Retry-After " .. info.retry_after .. "s exceeds max_retry_after)"
-        break
+        if info.retry_after > self.max_retry_after then
+          info.err = info.err .. " (Retry-After " .. info.retry_after .. "s exceeds max_retry_after)"
+        else
+          delay = 0
+        end
+      else
+        delay = util.backoff(tries, self.backoff_base, self.backoff_max, self.jitter and nil or false)
       end
-      self:pause(info.retry_after)
-      delay = 0
-    else
-      delay = util.backoff(tries, self.backoff_base, self.backoff_max, self.jitter and nil or false)
     end
+    if on_attempt then report_attempt(self, on_attempt, attempts, outcome, info, delay, key) end
+    if not delay then break end
     log.debug("notify: retrying", { channel = self.name, key = key, attempt = attempts,
                                     error = info.err, delay = delay })
     if delay > 0 then time.sleep(delay) end

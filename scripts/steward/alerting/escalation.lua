@@ -5,8 +5,10 @@
 -- derived from (incident, epoch, loop, step, target), so a handler that runs again after a
 -- crash or a restart loses no step and notifies nobody twice. The policy that calls esc:handle
 -- must key its events by incident (policies/alerting/incidents.lua), so one incident's steps
--- run one at a time.
+-- run one at a time. The targets of one step are independent: each send runs in its own task,
+-- so a channel that is down and retrying holds back nobody else.
 local time = require "steward.time"
+local task = require "steward.task"
 local store = require "steward.runtime.store"
 local notify = require "steward.notify"
 local incidents = require "steward.alerting.incidents"
@@ -207,8 +209,17 @@ function Esc:message(inc, pol, extra)
            dedup_key = "steward/incident/" .. inc.id }
 end
 
--- Sends msg on one channel (to a user, when given) with an idempotency key, and records it on
--- the timeline once. -> outcome ("sent", "duplicate", "failed")
+-- Records one attempt of a send on the timeline; its id makes a re-run record it once.
+local function note_attempt(st, inc, chname, ch, key, info, a)
+  local data = { channel = chname, kind = ch.kind, key = key, attempt = a.attempt, outcome = a.outcome,
+                 status = a.status, error = a.error, retry_in = a.retry_in }
+  for k, v in pairs(info) do data[k] = v end
+  incidents.note(st, inc.id, "notification_attempt", data, "escalation",
+                 { id = format("a/%s/%s/%d", chname, key, a.attempt) })
+end
+
+-- Sends msg on one channel (to a user, when given) with an idempotency key, and records each
+-- attempt and the outcome on the timeline once. -> outcome ("sent", "duplicate", "failed")
 function Esc:send(st, inc, chname, user, msg, key, info, ctx)
   local ch = self.channels[chname]
   local m = {}
@@ -221,7 +232,8 @@ function Esc:send(st, inc, chname, user, msg, key, info, ctx)
   if user and (ch.kind == "email" or ch.kind == "sms") and not m.to then
     outcome, err = "failed", format("user %s has no %s", info.user, ch.kind == "email" and "email" or "phone")
   else
-    local ok, res, serr = pcall(ch.send, ch, m, { key = key })
+    local ok, res, serr = pcall(ch.send, ch, m, { key = key,
+      on_attempt = function(a) note_attempt(st, inc, chname, ch, key, info, a) end })
     if not ok then
       outcome, err = "failed", tostring(res)
     elseif res then
@@ -239,7 +251,22 @@ function Esc:send(st, inc, chname, user, msg, key, info, ctx)
   return outcome
 end
 
-function Esc:notify_user(st, inc, uname, msg, key, info, ctx)
+-- Runs the sends collected in `sends` at once, one task each, and returns when all have
+-- ended. An error one of them raised (a store failure) is raised again after all ended, so
+-- the handler fails and runs again; the sends' idempotency keys make that re-run safe.
+local function send_all(sends)
+  local hs = {}
+  for i, f in ipairs(sends) do hs[i] = task.spawn({ name = "escalation.send" }, f) end
+  local first
+  for _, h in ipairs(hs) do
+    local ok, err = h:join()
+    if not ok and not first then first = err end
+  end
+  if first then error(first, 0) end
+end
+
+-- Adds the sends to a user (one per contact channel) to `sends`.
+function Esc:notify_user(st, inc, uname, msg, key, info, ctx, sends)
   local u = self.users[uname]
   if not u then
     incidents.note(st, inc.id, "notification", { target = info.target, user = uname, outcome = "failed",
@@ -247,16 +274,21 @@ function Esc:notify_user(st, inc, uname, msg, key, info, ctx)
     return
   end
   info.user = uname
-  for _, chname in ipairs(u.notify) do self:send(st, inc, chname, u, msg, key, info, ctx) end
+  for _, chname in ipairs(u.notify) do
+    sends[#sends + 1] = function() return self:send(st, inc, chname, u, msg, key, info, ctx) end
+  end
 end
 
-function Esc:notify_target(st, inc, t, msg, base, info, ctx)
+-- Adds the sends to one target of a step to `sends`.
+function Esc:notify_target(st, inc, t, msg, base, info, ctx, sends)
   if t.user then
     info.target = "user:" .. t.user
-    self:notify_user(st, inc, t.user, msg, base .. "/user:" .. t.user, info, ctx)
+    self:notify_user(st, inc, t.user, msg, base .. "/user:" .. t.user, info, ctx, sends)
   elseif t.channel then
     info.target = "channel:" .. t.channel
-    self:send(st, inc, t.channel, nil, msg, base .. "/channel:" .. t.channel, info, ctx)
+    sends[#sends + 1] = function()
+      return self:send(st, inc, t.channel, nil, msg, base .. "/channel:" .. t.channel, info, ctx)
+    end
   else
     local who = self.schedules[t.schedule]:on_call(time.now()) or {}
     if #who == 0 then
@@ -268,7 +300,7 @@ function Esc:notify_target(st, inc, t, msg, base, info, ctx)
       local i2 = {}
       for k, v in pairs(info) do i2[k] = v end
       i2.target = "schedule:" .. t.schedule
-      self:notify_user(st, inc, u, msg, base .. "/schedule:" .. t.schedule .. "/" .. u, i2, ctx)
+      self:notify_user(st, inc, u, msg, base .. "/schedule:" .. t.schedule .. "/" .. u, i2, ctx, sends)
     end
   end
 end
@@ -304,11 +336,13 @@ function Esc:escalate(st, id, epoch, loop, step, ctx)
       message = format("escalation step %d%s", step, loop > 0 and format(" (repeat %d)", loop) or "") },
       "escalation", { id = "step/" .. base })
     local msg = self:message(inc, pol, loop > 0 and format("Still unacknowledged (repeat %d).", loop) or nil)
+    local sends = {}
     for _, t in ipairs(rule.targets) do
       local i2 = {}
       for k, v in pairs(info) do i2[k] = v end
-      self:notify_target(st, inc, t, msg, base, i2, ctx)
+      self:notify_target(st, inc, t, msg, base, i2, ctx, sends)
     end
+    send_all(sends)
   end
   if step < #pol.rules then
     self:schedule_step(st, inc, pol, epoch, loop, step + 1, pol.rules[step + 1].delay, ctx)
@@ -369,8 +403,10 @@ function Esc:handle(ev, ctx)
     local user = d.assignee
     if user and self.users[user] then
       local msg = self:message(inc, pol, "Assigned to you" .. (d.actor and (" by " .. d.actor) or "") .. ".")
+      local sends = {}
       self:notify_user(st, inc, user, msg, format("incident/%s/r%d/assign:%s", id, d.revision or inc.revision, user),
-        { target = "user:" .. user, reason = "reassigned" }, ctx)
+        { target = "user:" .. user, reason = "reassigned" }, ctx, sends)
+      send_all(sends)
     end
   end
 end

@@ -467,6 +467,10 @@ function M.new(ctx, session)
       if e.kind == "notification" then
         what = format("step %s %s via %s: %s%s", tostring(d.step or "-"), tostring(d.target), tostring(d.channel),
           tostring(d.outcome), d.error and (" (" .. d.error .. ")") or "")
+      elseif e.kind == "notification_attempt" then
+        what = format("step %s %s via %s: attempt %s %s%s%s", tostring(d.step or "-"), tostring(d.target),
+          tostring(d.channel), tostring(d.attempt), tostring(d.outcome), d.error and (" (" .. d.error .. ")") or "",
+          d.retry_in and format(", next in %.1fs", d.retry_in) or "")
       end
       rows[n] = { at = iso(e.at), kind = e.kind, actor = e.actor, what = what or compact(d, 80) }
     end
