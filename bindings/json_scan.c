@@ -5,6 +5,7 @@
  * keys as in one of a million. */
 #include "json_scan.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,11 @@ struct frame {
     size_t obj;
 };
 
+/* Small documents (most of them) are scanned without touching the heap. */
+#define STACK0 16
+#define KEYS0  32
+#define ARENA0 256
+
 struct scanner {
     const char *s;
     size_t n, i;
@@ -33,7 +39,32 @@ struct scanner {
     size_t nkeys, keys_cap; /* keys_cap: a power of two */
     char *arena;
     size_t arena_len, arena_cap;
+    struct frame stack0[STACK0];
+    struct key_ent keys0[KEYS0];
+    char arena0[ARENA0];
 };
+
+/* Grows *p (holding used items of size sz, cap of them) to at least need items; the first
+ * growth leaves the scanner's inline buffer `inline0` rather than reallocating it. */
+static int grow(void **p, size_t *cap, size_t used, size_t need, size_t sz, void *inline0)
+{
+    size_t n = *cap ? *cap : 16;
+    while (n < need)
+        n *= 2;
+    void *q;
+    if (*p == inline0) {
+        q = malloc(n * sz);
+        if (q && used)
+            memcpy(q, *p, used * sz);
+    } else {
+        q = realloc(*p, n * sz);
+    }
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = n;
+    return 0;
+}
 
 static int fail(struct scanner *sc, enum json_scan_status st)
 {
@@ -66,14 +97,10 @@ static int hexval(char c)
 static int arena_put(struct scanner *sc, const char *p, size_t len)
 {
     if (sc->arena_len + len > sc->arena_cap) {
-        size_t cap = sc->arena_cap ? sc->arena_cap : 256;
-        while (cap < sc->arena_len + len)
-            cap *= 2;
-        char *a = realloc(sc->arena, cap);
-        if (!a)
+        void *a = sc->arena;
+        if (grow(&a, &sc->arena_cap, sc->arena_len, sc->arena_len + len, 1, sc->arena0) != 0)
             return -1;
         sc->arena = a;
-        sc->arena_cap = cap;
     }
     memcpy(sc->arena + sc->arena_len, p, len);
     sc->arena_len += len;
@@ -221,7 +248,7 @@ static uint64_t hash_key(size_t obj, const char *p, size_t len)
 
 static int keys_grow(struct scanner *sc)
 {
-    size_t cap = sc->keys_cap ? sc->keys_cap * 2 : 64;
+    size_t cap = sc->keys_cap * 2;
     struct key_ent *t = calloc(cap, sizeof *t);
     if (!t)
         return -1;
@@ -234,7 +261,8 @@ static int keys_grow(struct scanner *sc)
             j = (j + 1) & (cap - 1);
         t[j] = *k;
     }
-    free(sc->keys);
+    if (sc->keys != sc->keys0)
+        free(sc->keys);
     sc->keys = t;
     sc->keys_cap = cap;
     return 0;
@@ -257,6 +285,11 @@ static int add_key(struct scanner *sc, size_t obj, size_t a, size_t b, int escap
     }
     const char *p = key_bytes(sc, &e);
     e.hash = hash_key(obj, p, e.len);
+    if (sc->keys_cap == 0) { /* the first key: clear the inline table */
+        memset(sc->keys0, 0, sizeof sc->keys0);
+        sc->keys = sc->keys0;
+        sc->keys_cap = KEYS0;
+    }
     if ((sc->nkeys + 1) * 2 > sc->keys_cap && keys_grow(sc) != 0)
         return fail(sc, JSON_SCAN_NOMEM);
     p = key_bytes(sc, &e);
@@ -292,12 +325,11 @@ static int push(struct scanner *sc, int is_object)
     if (sc->lim->max_depth && sc->depth >= sc->lim->max_depth)
         return fail(sc, JSON_SCAN_DEPTH);
     if (sc->depth == sc->stack_cap) {
-        size_t cap = sc->stack_cap ? sc->stack_cap * 2 : 16;
-        struct frame *f = realloc(sc->stack, cap * sizeof *f);
-        if (!f)
+        void *st = sc->stack;
+        if (grow(&st, &sc->stack_cap, sc->depth, sc->depth + 1, sizeof(struct frame),
+                 sc->stack0) != 0)
             return fail(sc, JSON_SCAN_NOMEM);
-        sc->stack = f;
-        sc->stack_cap = cap;
+        sc->stack = st;
     }
     struct frame *f = &sc->stack[sc->depth++];
     f->is_object = is_object;
@@ -390,7 +422,13 @@ static int run(struct scanner *sc)
 enum json_scan_status json_scan(const char *text, size_t n, const struct json_scan_limits *lim,
                                 struct json_scan_result *res)
 {
-    struct scanner sc = {0};
+    /* Not "= {0}": that would clear the inline buffers on every call. */
+    struct scanner sc;
+    memset(&sc, 0, offsetof(struct scanner, stack0));
+    sc.stack = sc.stack0;
+    sc.stack_cap = STACK0;
+    sc.arena = sc.arena0;
+    sc.arena_cap = ARENA0;
     sc.s = text;
     sc.n = n;
     sc.lim = lim;
@@ -400,8 +438,11 @@ enum json_scan_status json_scan(const char *text, size_t n, const struct json_sc
     res->key[0] = '\0';
     res->key_len = 0;
     run(&sc);
-    free(sc.stack);
-    free(sc.keys);
-    free(sc.arena);
+    if (sc.stack != sc.stack0)
+        free(sc.stack);
+    if (sc.keys != sc.keys0)
+        free(sc.keys);
+    if (sc.arena != sc.arena0)
+        free(sc.arena);
     return res->status;
 }
