@@ -180,6 +180,7 @@ static int admit(http_conn_t *c)
     struct http_refusal *r = calloc(1, sizeof *r);
     if (!r || build_request(c, &req, stackh, &heap) != 0) {
         free(r);
+        c->err_status = 500;
         return -1;
     }
     req.body = "";
@@ -318,6 +319,8 @@ static void parse_failed(http_conn_t *c, enum http_errno e)
                        r->message[0] ? r->message : "the request is refused", NULL,
                        r->extra_header[0] ? r->extra_header : NULL);
         free(r);
+    } else if (status == 500) {
+        http_conn_fail(c, 500, "out_of_memory", "out of memory", NULL, NULL);
     } else if (status == 503) {
         c->srv->stats.over_budget++;
         limit_details(details, sizeof details, "max_body_bytes_in_flight",
