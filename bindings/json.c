@@ -242,8 +242,8 @@ static int scan_refused(lua_State *L, const struct json_scan_result *r,
         lua_pushfstring(L, "JSON nested deeper than %d levels at byte offset %d",
                         (int)lim->max_depth, (int)r->offset);
     else if (r->status == JSON_SCAN_VALUES)
-        lua_pushfstring(L, "JSON holds more than %d values (byte offset %d)",
-                        (int)lim->max_values, (int)r->offset);
+        lua_pushfstring(L, "JSON holds more than %d values (byte offset %d)", (int)lim->max_values,
+                        (int)r->offset);
     else if (r->status == JSON_SCAN_NOMEM)
         lua_pushliteral(L, "out of memory while checking the JSON");
     else

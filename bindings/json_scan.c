@@ -187,8 +187,7 @@ static int unescape(struct scanner *sc, size_t a, size_t b)
             olen = put_utf8(out, cp);
             break;
         }
-        default:
-            return fail(sc, JSON_SCAN_SYNTAX);
+        default: return fail(sc, JSON_SCAN_SYNTAX);
         }
         if (arena_put(sc, out, olen) != 0)
             return fail(sc, JSON_SCAN_NOMEM);
@@ -326,8 +325,8 @@ static int push(struct scanner *sc, int is_object)
         return fail(sc, JSON_SCAN_DEPTH);
     if (sc->depth == sc->stack_cap) {
         void *st = sc->stack;
-        if (grow(&st, &sc->stack_cap, sc->depth, sc->depth + 1, sizeof(struct frame),
-                 sc->stack0) != 0)
+        size_t sz = sizeof(struct frame);
+        if (grow(&st, &sc->stack_cap, sc->depth, sc->depth + 1, sz, sc->stack0) != 0)
             return fail(sc, JSON_SCAN_NOMEM);
         sc->stack = st;
     }

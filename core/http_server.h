@@ -93,7 +93,7 @@ struct http_server {
     struct http_limits limits;
     http_dispatch_fn dispatch;
     void *ud;
-    http_admit_fn admit; /* NULL: every body is read */
+    http_admit_fn admit;         /* NULL: every body is read */
     size_t body_bytes_in_flight; /* reserved by connections receiving a body */
     struct http_stats stats;
     http_conn_t *conns; /* every open connection */

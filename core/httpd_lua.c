@@ -744,10 +744,15 @@ static uint64_t opt_ms(lua_State *L, int tbl, const char *key, uint64_t def)
 
 static void check_limits(lua_State *L, int tbl, struct http_limits *l)
 {
-    static const char *const known[] = {
-        "max_header_bytes", "max_body_bytes", "max_connections", "header_timeout",
-        "body_timeout",     "idle_timeout",   "max_pipelined",   "max_body_bytes_in_flight",
-        NULL};
+    static const char *const known[] = {"max_header_bytes",
+                                        "max_body_bytes",
+                                        "max_connections",
+                                        "header_timeout",
+                                        "body_timeout",
+                                        "idle_timeout",
+                                        "max_pipelined",
+                                        "max_body_bytes_in_flight",
+                                        NULL};
     lua_pushnil(L);
     while (lua_next(L, tbl)) {
         int ok = 0;
@@ -795,8 +800,9 @@ static int l_httpd_listen(lua_State *L)
     else if (!lua_isnil(L, -1))
         return luaL_error(L, "httpd.listen: limits: table expected");
     if (limits.max_body_bytes_in_flight < limits.max_body_bytes)
-        return luaL_error(L, "httpd.listen: limits.max_body_bytes_in_flight: at least "
-                             "max_body_bytes (%d) expected, or no body that large could be read",
+        return luaL_error(L,
+                          "httpd.listen: limits.max_body_bytes_in_flight: at least "
+                          "max_body_bytes (%d) expected, or no body that large could be read",
                           (int)limits.max_body_bytes);
     lua_getfield(L, 1, "admit");
     int admit = lua_gettop(L);

@@ -4,7 +4,8 @@
  * too, also directly with limits taken from the input: it must stay inside the text, and
  * it must never call malformed what cjson accepts (decode would then refuse valid JSON with
  * "invalid JSON at byte offset") -- except text with a NUL byte, where cjson stops reading
- * (it takes "5\0garbage" for 5) and the refusal is right. An assertion failure aborts, which the fuzzer reports. */
+ * (it takes "5\0garbage" for 5) and the refusal is right. An assertion failure aborts, which the
+ * fuzzer reports. */
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdint.h>
@@ -22,7 +23,8 @@ static const char check[] =
     "local v, err = json.decode(s)\n"
     "if v == nil then\n"
     "  assert(type(err) == 'string' and #err > 0)\n"
-    "  assert(not err:find('^invalid JSON at byte offset') or s:find('%z'), 'the scan refused what cjson took')\n"
+    "  assert(not err:find('^invalid JSON at byte offset') or s:find('%z'), 'the scan refused what "
+    "cjson took')\n"
     "  return\n"
     "end\n"
     "local t, eerr = json.encode(v)\n"

@@ -148,7 +148,8 @@ static void test_admission(void)
     ok(wrote_has(f, "HTTP/1.1 401 ") && wrote_has(f, "WWW-Authenticate: Bearer\r\n") &&
            !wrote_has(f, "100 Continue") && f->closed && f->linger && nslots == 0,
        "admit refuses at the headers: 401 with its header, no 100 Continue, closed");
-    ok(srv.body_bytes_in_flight == 0 && srv.stats.refused == 1, "nothing reserved; counted as refused");
+    ok(srv.body_bytes_in_flight == 0 && srv.stats.refused == 1,
+       "nothing reserved; counted as refused");
     close_conn(f);
 
     admit_calls = 0;
