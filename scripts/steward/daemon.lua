@@ -108,13 +108,19 @@ function M.main(args)
   -- whatever the daemon creates is its user's alone (umask 077), and the var directory is
   -- 0700 even when an older version created it 0755.
   local ffi = require "ffi"
-  pcall(ffi.cdef, "unsigned int umask(unsigned int mask); int chmod(const char *path, unsigned int mode);")
+  pcall(ffi.cdef, "unsigned int umask(unsigned int mask); int chmod(const char *path, unsigned int mode);" ..
+    " unsigned int geteuid(void);")
   ffi.C.umask(tonumber("077", 8))
   local ok
   ok, err = fs.mkdir(cfg.var_dir, { parents = true, mode = tonumber("700", 8) })
   if not ok then die(1, "cannot create " .. cfg.var_dir .. ": " .. err) end
-  if ffi.C.chmod(cfg.var_dir, tonumber("700", 8)) ~= 0 then
-    log.warn("cannot make the var directory private (chmod 0700)", { path = cfg.var_dir })
+  -- Tightened only when it is ours and not a shared directory (sticky, like /tmp).
+  local vst = fs.stat(cfg.var_dir)
+  if vst and vst.uid == tonumber(ffi.C.geteuid()) and vst.mode % 512 ~= tonumber("700", 8)
+    and vst.mode < tonumber("1000", 8) then
+    if ffi.C.chmod(cfg.var_dir, tonumber("700", 8)) ~= 0 then
+      log.warn("cannot make the var directory private (chmod 0700)", { path = cfg.var_dir })
+    end
   end
   local db_path = cfg.store:match("^sqlite:(.+)$")
   if db_path and db_path ~= ":memory:" and dirname(db_path) then
