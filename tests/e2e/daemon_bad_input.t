@@ -15,6 +15,7 @@ return {
   decide = function(input) return { got = input.x } end,
 }
 POLICY
+mkdir -p "$D/var" && chmod 755 "$D/var" # as an older version left it: made private at start
 daemon_start || { echo "1..1"; echo "not ok 1 - daemon started"; exit 1; }
 /usr/bin/python3 "$here/tests/support/bad_input.py" "$PORT" "$TOKEN" 0 "$DPID" > "$D/tap"
 rc=$?
@@ -24,8 +25,8 @@ n=$(grep -cE '^(not )?ok' "$D/tap")
 modes=$(stat -c '%n %a' "$D/var" "$D/steward.db" "$D/steward.db-wal" "$D/steward.db-shm" 2>&1)
 n=$((n + 1))
 if [ "$(stat -c %a "$D/var" 2>/dev/null)" = 700 ] && [ "$(stat -c %a "$D/steward.db" "$D/steward.db-wal" "$D/steward.db-shm" 2>/dev/null | sort -u)" = 600 ]
-then echo "ok $n - var/ is 0700; steward.db, -wal and -shm are 0600"
-else echo "not ok $n - var/ is 0700; steward.db, -wal and -shm are 0600"; echo "$modes" | sed 's/^/#   /'; rc=1; fi
+then echo "ok $n - var/ (was 0755) is 0700; steward.db, -wal and -shm are 0600"
+else echo "not ok $n - var/ (was 0755) is 0700; steward.db, -wal and -shm are 0600"; echo "$modes" | sed 's/^/#   /'; rc=1; fi
 alive=0; kill -0 "$DPID" 2>/dev/null && alive=1
 daemon_stop TERM
 n=$((n + 1))
