@@ -125,9 +125,9 @@ $(FUZZ_DIR)/http_fuzz: $(FUZZ_SRC) core/http_server.h core/http_router.h
 	clang $(FUZZ_CFLAGS) -o $@ $(FUZZ_SRC) -lhttp_parser $(shell pkg-config --libs libuv)
 
 # steward.json (bindings/json.c over lua-cjson): decode, encode, decode again.
-$(FUZZ_DIR)/json_fuzz: tests/fuzz/json_fuzz.c bindings/json.c
+$(FUZZ_DIR)/json_fuzz: tests/fuzz/json_fuzz.c bindings/json.c bindings/json_scan.c bindings/json_scan.h
 	@mkdir -p $(FUZZ_DIR)
-	clang $(FUZZ_CFLAGS) -Ibindings $(shell pkg-config --cflags luajit) -o $@ $^ \
+	clang $(FUZZ_CFLAGS) -Ibindings $(shell pkg-config --cflags luajit) -o $@ $(filter %.c,$^) \
 	    -l:liblua5.1-cjson.a $(shell pkg-config --libs luajit) -lm
 
 # The admin socket's frame decoder (core/frame.c), fed in input-driven chunks.

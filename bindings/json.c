@@ -1,7 +1,8 @@
 /* steward.json: Debian's lua-cjson 2.1.0 (linked in statically), plus the contract it
  * lacks: json.null, arrays that round-trip ([] stays [], through an array metatable that
  * json.array sets and decode applies), UTF-8 validation, depth limits, and nil, err with
- * the byte offset instead of raised errors.
+ * the byte offset instead of raised errors. Before cjson runs, json_scan.c refuses duplicate
+ * keys and bounds depth and size (the caller's opts).
  *
  * cjson 2.1.0 decodes [] and {} to the same empty table and encodes every empty table as
  * {}. Decode therefore re-walks the (already validated) text beside the decoded tree to
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "bindings.h"
+#include "json_scan.h"
 
 int luaopen_cjson_safe(lua_State *L);
 
@@ -203,16 +205,92 @@ static int may_hold_empty_array(const char *p, size_t n)
     return 0;
 }
 
+/* opts at idx (nil or a table): max_depth (1..MAX_DEPTH), max_values (>= 1). */
+static void decode_opts(lua_State *L, int idx, struct json_scan_limits *lim)
+{
+    lim->max_depth = MAX_DEPTH;
+    lim->max_values = 0;
+    if (lua_isnoneornil(L, idx))
+        return;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_getfield(L, idx, "max_depth");
+    if (!lua_isnil(L, -1)) {
+        lua_Number d = lua_tonumber(L, -1);
+        if (lua_type(L, -1) != LUA_TNUMBER || d != (lua_Number)(int)d || d < 1 || d > MAX_DEPTH)
+            luaL_error(L, "json.decode: opts.max_depth: integer from 1 to %d expected", MAX_DEPTH);
+        lim->max_depth = (size_t)d;
+    }
+    lua_getfield(L, idx, "max_values");
+    if (!lua_isnil(L, -1)) {
+        lua_Number v = lua_tonumber(L, -1);
+        if (lua_type(L, -1) != LUA_TNUMBER || v != (lua_Number)(int64_t)v || v < 1)
+            luaL_error(L, "json.decode: opts.max_values: integer >= 1 expected");
+        lim->max_values = (size_t)v;
+    }
+    lua_pop(L, 2);
+}
+
+/* Pushes nil, message, {reason, offset, key | limit, max}: why the scan refused text. */
+static int scan_refused(lua_State *L, const struct json_scan_result *r,
+                        const struct json_scan_limits *lim)
+{
+    lua_pushnil(L);
+    if (r->status == JSON_SCAN_DUPLICATE)
+        lua_pushfstring(L, "invalid JSON: duplicate key \"%s\" at byte offset %d", r->key,
+                        (int)r->offset);
+    else if (r->status == JSON_SCAN_DEPTH)
+        lua_pushfstring(L, "JSON nested deeper than %d levels at byte offset %d",
+                        (int)lim->max_depth, (int)r->offset);
+    else if (r->status == JSON_SCAN_VALUES)
+        lua_pushfstring(L, "JSON holds more than %d values (byte offset %d)", (int)lim->max_values,
+                        (int)r->offset);
+    else if (r->status == JSON_SCAN_NOMEM)
+        lua_pushliteral(L, "out of memory while checking the JSON");
+    else
+        lua_pushfstring(L, "invalid JSON at byte offset %d", (int)r->offset);
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, (lua_Integer)r->offset);
+    lua_setfield(L, -2, "offset");
+    if (r->status == JSON_SCAN_DUPLICATE) {
+        lua_pushliteral(L, "duplicate_key");
+        lua_setfield(L, -2, "reason");
+        lua_pushlstring(L, r->key, strlen(r->key));
+        lua_setfield(L, -2, "key");
+    } else if (r->status == JSON_SCAN_DEPTH || r->status == JSON_SCAN_VALUES) {
+        int depth = r->status == JSON_SCAN_DEPTH;
+        lua_pushliteral(L, "limit");
+        lua_setfield(L, -2, "reason");
+        lua_pushstring(L, depth ? "max_depth" : "max_values");
+        lua_setfield(L, -2, "limit");
+        lua_pushinteger(L, (lua_Integer)(depth ? lim->max_depth : lim->max_values));
+        lua_setfield(L, -2, "max");
+    } else {
+        lua_pushstring(L, r->status == JSON_SCAN_NOMEM ? "nomem" : "syntax");
+        lua_setfield(L, -2, "reason");
+    }
+    return 3;
+}
+
+/* json.decode(text [, opts]) -> value | nil, err, info */
 static int l_json_decode(lua_State *L)
 {
     size_t n;
     const char *text = luaL_checklstring(L, 1, &n);
+    struct json_scan_limits lim;
+    decode_opts(L, 2, &lim);
+    lua_settop(L, 1);
     size_t bad = utf8_invalid_at((const unsigned char *)text, n);
     if (bad != SIZE_MAX) {
         lua_pushnil(L);
         lua_pushfstring(L, "invalid UTF-8 at byte offset %d", (int)bad);
         return 2;
     }
+    /* Duplicate keys and the bounds before cjson does any work: it would keep the last of
+     * two keys silently, and its decode cannot be interrupted. */
+    struct json_scan_result r;
+    enum json_scan_status st = json_scan(text, n, &lim, &r);
+    if (st != JSON_SCAN_OK && st != JSON_SCAN_SYNTAX)
+        return scan_refused(L, &r, &lim);
     lua_getfield(L, UV_CJSON, "decode");
     lua_pushvalue(L, 1);
     lua_call(L, 1, 2);
@@ -222,6 +300,8 @@ static int l_json_decode(lua_State *L)
         lua_pushfstring(L, "invalid JSON: %s", lua_tostring(L, -2));
         return 2;
     }
+    if (st == JSON_SCAN_SYNTAX) /* cjson took what the scan did not: never unchecked */
+        return scan_refused(L, &r, &lim);
     lua_pop(L, 1);
     if (may_hold_empty_array(text, n)) {
         struct scan s = {text, text + n};

@@ -144,6 +144,7 @@ void http_conn_fail(http_conn_t *c, int status, const char *code, const char *me
     c->stop_parsing = 1;
     c->in_msg = c->in_body = 0;
     c->linger = 1;
+    http_conn_body_release(c); /* no more of a body will be read */
     http_slot_t *s = http_slot_push(c);
     if (!s) {
         http_conn_close(c, 0);
@@ -407,6 +408,9 @@ void http_conn_free(http_conn_t *c)
     s->nconns--;
     if (c->rejected)
         s->nrejecting--;
+    http_conn_body_release(c);
+    free(c->refusal);
+    c->refusal = NULL;
     http_buf_free(&c->in);
     http_buf_free(&c->url);
     http_buf_free(&c->hbuf);

@@ -19,6 +19,7 @@ void http_limits_default(struct http_limits *l)
     l->body_timeout_ms = 30000;
     l->idle_timeout_ms = 60000;
     l->max_pipelined = 64;
+    l->max_body_bytes_in_flight = 128 * 1024 * 1024;
 }
 
 void http_server_check_closed(http_server_t *s)

@@ -22,6 +22,10 @@ struct http_limits {
     uint64_t body_timeout_ms;   /* from the end of the headers to the end of the body */
     uint64_t idle_timeout_ms;   /* keep-alive with nothing to do */
     size_t max_pipelined;       /* requests parsed but not yet answered, per connection */
+    /* Bodies being received, all connections together: a body is reserved in full when its
+     * Content-Length arrives (chunk by chunk for a chunked one) and released when its
+     * request is dispatched; one that does not fit is answered 503 with Retry-After. */
+    size_t max_body_bytes_in_flight;
 };
 void http_limits_default(struct http_limits *l);
 
@@ -65,15 +69,32 @@ typedef struct http_slot http_slot_t;
 typedef void (*http_dispatch_fn)(http_server_t *s, http_slot_t *slot,
                                  const struct http_request *req, void *ud);
 
+/* Why a request is refused before its body is read; the strings are copied in. */
+struct http_refusal {
+    int status;
+    char code[64];
+    char message[200];
+    char extra_header[200]; /* a full "Name: value\r\n" line, or "" */
+};
+/* Called at the end of the headers of a request that has a body, before any of it is read
+ * (req->body is empty): 0 admits it; otherwise fill *out: the server answers it, closes
+ * the connection and never buffers the body. It runs inside the parser: it must not
+ * suspend, nor touch the server. */
+typedef int (*http_admit_fn)(http_server_t *s, const struct http_request *head, void *ud,
+                             struct http_refusal *out);
+
 struct http_stats {
     uint64_t accepted, rejected, requests, responses[6]; /* responses[n] = nxx answers */
     uint64_t parse_errors, timeouts, too_large, dropped; /* dropped: answers nobody got */
+    uint64_t refused, over_budget; /* refused by admit; 503 over max_body_bytes_in_flight */
 };
 
 struct http_server {
     struct http_limits limits;
     http_dispatch_fn dispatch;
     void *ud;
+    http_admit_fn admit;         /* NULL: every body is read */
+    size_t body_bytes_in_flight; /* reserved by connections receiving a body */
     struct http_stats stats;
     http_conn_t *conns; /* every open connection */
     size_t nconns, nrejecting;
@@ -157,6 +178,8 @@ struct http_conn {
     int last_was_value;
     int in_msg, in_body, msg_ready, expect_continue, body_too_large;
     int err_status;               /* a limit or parse error to answer, found in a callback */
+    struct http_refusal *refusal; /* err_status came from admit: its answer */
+    size_t body_reserved;         /* this connection's share of body_bytes_in_flight */
     http_slot_t *q_head, *q_tail; /* answers not yet written, in request order */
     size_t nq;
     struct http_buf out, wbuf; /* answers ready / being written */
@@ -206,6 +229,8 @@ void http_conn_continue(http_conn_t *c);       /* queues "100 Continue" */
 int http_conn_can_parse(const http_conn_t *c); /* not closing, under the back-pressure limits */
 /* Re-evaluates reading, closing and the phase timer after any change. */
 void http_conn_update(http_conn_t *c);
+/* http_parse.c: gives back the connection's body reservation (and a large body buffer). */
+void http_conn_body_release(http_conn_t *c);
 /* http_parse.c: parses as much of data as allowed, dispatching complete requests; returns
  * how much was used (all of it when the rest is to be thrown away). */
 size_t http_conn_parse(http_conn_t *c, const char *data, size_t len);

@@ -260,6 +260,7 @@ struct closed_wait;
 struct lsrv {
     http_server_t s;
     int handler_ref; /* a router userdata or a function */
+    int admit_ref;   /* the admit function, or LUA_NOREF */
     int is_router;
     int self_ref; /* anchors the Lua object while the server runs */
     int gc, in_gc;
@@ -503,6 +504,83 @@ static void lsrv_dispatch(http_server_t *s, http_slot_t *slot, const struct http
     lua_settop(L, top);
 }
 
+/* ---- admission: a request's head before its body is read ---- */
+
+struct admit_ctx {
+    struct lsrv *ls;
+    const struct http_request *head;
+};
+
+static int admit_protected(lua_State *L)
+{
+    struct admit_ctx *ctx = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->ls->admit_ref);
+    push_request(L, ctx->head);
+    lua_newtable(L);
+    lua_setfield(L, -2, "params");
+    lua_call(L, 1, 4);
+    return 4;
+}
+
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+/* The Lua admit function's results: nil admits; status, code, message [, headers]
+ * refuse. An error refuses too (500): a check that cannot run must not let bodies in. */
+static int lsrv_admit(http_server_t *s, const struct http_request *head, void *ud,
+                      struct http_refusal *out)
+{
+    (void)s;
+    struct lsrv *ls = ud;
+    if (ls->admit_ref == LUA_NOREF || ls->gc)
+        return 0;
+    lua_State *L = task_main_state();
+    int top = lua_gettop(L);
+    struct admit_ctx ctx = {ls, head};
+    lua_pushcfunction(L, admit_protected);
+    lua_pushlightuserdata(L, &ctx);
+    if (lua_pcall(L, 1, 4, 0) != 0) {
+        const char *msg = lua_tostring(L, -1);
+        log_error("http admit function failed", "error", msg ? msg : "?");
+        out->status = 500;
+        copy_str(out->code, sizeof out->code, "admit_error");
+        copy_str(out->message, sizeof out->message, "the request could not be checked");
+        lua_settop(L, top);
+        return -1;
+    }
+    int base = top + 1;
+    if (lua_isnil(L, base)) {
+        lua_settop(L, top);
+        return 0;
+    }
+    lua_Number st = lua_tonumber(L, base);
+    out->status = lua_type(L, base) == LUA_TNUMBER && st >= 400 && st <= 599 ? (int)st : 500;
+    copy_str(out->code, sizeof out->code, lua_tostring(L, base + 1));
+    copy_str(out->message, sizeof out->message, lua_tostring(L, base + 2));
+    if (lua_istable(L, base + 3)) {
+        struct http_buf h = {0};
+        lua_pushnil(L);
+        while (lua_next(L, base + 3)) {
+            size_t nl, vl;
+            const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &nl) : NULL;
+            const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &vl) : NULL;
+            if (name && v)
+                http_head_add(&h, name, nl, v, vl); /* a bad line is skipped */
+            lua_pop(L, 1);
+        }
+        if (h.len && h.len < sizeof out->extra_header) {
+            memcpy(out->extra_header, h.data, h.len);
+            out->extra_header[h.len] = '\0';
+        }
+        http_buf_free(&h);
+    }
+    lua_settop(L, top);
+    return -1;
+}
+
 static void lsrv_free(struct lsrv *ls)
 {
     free(ls);
@@ -666,9 +744,15 @@ static uint64_t opt_ms(lua_State *L, int tbl, const char *key, uint64_t def)
 
 static void check_limits(lua_State *L, int tbl, struct http_limits *l)
 {
-    static const char *const known[] = {
-        "max_header_bytes", "max_body_bytes", "max_connections", "header_timeout",
-        "body_timeout",     "idle_timeout",   "max_pipelined",   NULL};
+    static const char *const known[] = {"max_header_bytes",
+                                        "max_body_bytes",
+                                        "max_connections",
+                                        "header_timeout",
+                                        "body_timeout",
+                                        "idle_timeout",
+                                        "max_pipelined",
+                                        "max_body_bytes_in_flight",
+                                        NULL};
     lua_pushnil(L);
     while (lua_next(L, tbl)) {
         int ok = 0;
@@ -684,6 +768,8 @@ static void check_limits(lua_State *L, int tbl, struct http_limits *l)
     l->max_body_bytes = opt_size(L, tbl, "max_body_bytes", l->max_body_bytes, 0);
     l->max_connections = opt_size(L, tbl, "max_connections", l->max_connections, 1);
     l->max_pipelined = opt_size(L, tbl, "max_pipelined", l->max_pipelined, 1);
+    l->max_body_bytes_in_flight =
+        opt_size(L, tbl, "max_body_bytes_in_flight", l->max_body_bytes_in_flight, 1);
     l->header_timeout_ms = opt_ms(L, tbl, "header_timeout", l->header_timeout_ms);
     l->body_timeout_ms = opt_ms(L, tbl, "body_timeout", l->body_timeout_ms);
     l->idle_timeout_ms = opt_ms(L, tbl, "idle_timeout", l->idle_timeout_ms);
@@ -713,6 +799,15 @@ static int l_httpd_listen(lua_State *L)
         check_limits(L, lua_gettop(L), &limits);
     else if (!lua_isnil(L, -1))
         return luaL_error(L, "httpd.listen: limits: table expected");
+    if (limits.max_body_bytes_in_flight < limits.max_body_bytes)
+        return luaL_error(L,
+                          "httpd.listen: limits.max_body_bytes_in_flight: at least "
+                          "max_body_bytes (%d) expected, or no body that large could be read",
+                          (int)limits.max_body_bytes);
+    lua_getfield(L, 1, "admit");
+    int admit = lua_gettop(L);
+    if (!lua_isnil(L, admit) && lua_type(L, admit) != LUA_TFUNCTION)
+        return luaL_error(L, "httpd.listen: admit: function expected");
 
     /* NOLINTNEXTLINE(bugprone-sizeof-expression): the userdata is one pointer, to the server */
     struct lsrv **p = lua_newuserdata(L, sizeof *p);
@@ -724,6 +819,12 @@ static int l_httpd_listen(lua_State *L)
         return luaL_error(L, "httpd.listen: out of memory");
     http_server_init(&ls->s, &limits, lsrv_dispatch, ls);
     ls->s.on_closed = lsrv_closed;
+    ls->admit_ref = LUA_NOREF;
+    if (!lua_isnil(L, admit)) {
+        lua_pushvalue(L, admit);
+        ls->admit_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        ls->s.admit = lsrv_admit;
+    }
     ls->is_router = is_router;
     ls->self_ref = LUA_NOREF;
     lua_pushvalue(L, handler);
@@ -782,6 +883,9 @@ static int l_httpd_server_stats(lua_State *L)
     set_u64(L, "timeouts", st->timeouts);
     set_u64(L, "too_large", st->too_large);
     set_u64(L, "dropped", st->dropped);
+    set_u64(L, "refused", st->refused);
+    set_u64(L, "over_budget", st->over_budget);
+    set_u64(L, "body_bytes_in_flight", ls->s.body_bytes_in_flight);
     lua_createtable(L, 0, 5);
     static const char *const cls[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
     for (int i = 0; i < 5; i++)
@@ -800,6 +904,8 @@ static int l_httpd_server_gc(lua_State *L)
         return 0;
     *p = NULL;
     luaL_unref(L, LUA_REGISTRYINDEX, ls->handler_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, ls->admit_ref);
+    ls->admit_ref = LUA_NOREF;
     ls->gc = ls->in_gc = 1;
     http_server_abort(&ls->s);
     ls->in_gc = 0;

@@ -9,6 +9,7 @@
  * store read (GET /v1/events, the REPL, /readyz's probe) while the daemon looked alive.
  * The loop thread runs no SQLite statement and never fsyncs. */
 #include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -459,6 +460,18 @@ static void sq_unref(struct sq *q)
     free(q);
 }
 
+/* The store holds event payloads, decision inputs and notification history: a new
+ * database file is created 0600 whatever the umask, and SQLite gives its -wal and -shm
+ * files the database file's mode. */
+static void create_private(const char *path)
+{
+    if (path[0] == '\0' || strcmp(path, ":memory:") == 0 || strncmp(path, "file:", 5) == 0)
+        return;
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd);
+}
+
 static struct conn *conn_open(struct sq *q, int readonly, char *err, size_t errlen)
 {
     struct conn *c = calloc(1, sizeof *c);
@@ -471,6 +484,8 @@ static struct conn *conn_open(struct sq *q, int readonly, char *err, size_t errl
     }
     int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
                 SQLITE_OPEN_NOMUTEX;
+    if (!readonly)
+        create_private(q->path);
     if (sqlite3_open_v2(q->path, &c->db, flags, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", q->path, c->db ? sqlite3_errmsg(c->db) : "out of memory");
         conn_close(c);

@@ -1,4 +1,4 @@
--- steward.runtime.events: the event log as policies and scripts see it (docs/lua-api/events.md):
+-- steward.events: the event log as policies and scripts see it (docs/lua-api/events.md):
 -- emit events into the daemon's log (they are dispatched like any other), read one, query
 -- and replay. The store stays inside this module; a tenant's policy emits and reads only its
 -- tenant's events, and a policy emits only the types its `events.emit` capability allows

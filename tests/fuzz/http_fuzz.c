@@ -3,6 +3,7 @@
  * transport, requests are routed and answered now or later (out of order), timeouts and
  * peer EOF are injected, and the connection is torn down with answers still pending. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,6 +70,22 @@ static void dispatch(http_server_t *s, http_slot_t *slot, const struct http_requ
     }
 }
 
+/* Refuses a body to any path holding an 'x' (with a header line, as the daemon's 401). */
+static int admit(http_server_t *s, const struct http_request *head, void *ud,
+                 struct http_refusal *out)
+{
+    (void)s;
+    (void)ud;
+    if (head->body_len != 0)
+        abort();
+    if (!memchr(head->path, 'x', head->path_len))
+        return 0;
+    out->status = 401;
+    snprintf(out->code, sizeof out->code, "unauthorized");
+    snprintf(out->extra_header, sizeof out->extra_header, "WWW-Authenticate: Bearer\r\n");
+    return -1;
+}
+
 static void settle(struct fake *f)
 {
     while (f->write_pending && !f->closed) {
@@ -92,6 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     mode = data[0];
     size_t piece = (size_t)data[1] % 64 + 1;
+    int use_admit = (data[1] & 0x40) != 0, small_budget = (data[1] & 0x80) != 0;
     data += 2;
     size -= 2;
 
@@ -100,8 +118,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     l.max_header_bytes = 1024;
     l.max_body_bytes = 512;
     l.max_pipelined = (mode >> 4) % 8 + 1;
+    l.max_body_bytes_in_flight = small_budget ? 512 : 4096;
     http_server_t srv;
     http_server_init(&srv, &l, dispatch, NULL);
+    if (use_admit)
+        srv.admit = admit;
     struct fake *f = calloc(1, sizeof *f);
     nheld = 0;
     http_conn_init(&f->c, &srv, &io, f, (mode & 0x80) != 0);
@@ -125,6 +146,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         answer(held[--nheld], 202);
     settle(f);
     http_conn_free(&f->c);
+    if (srv.body_bytes_in_flight != 0) /* every reservation is given back */
+        abort();
     while (nheld)
         answer(held[--nheld], 203);
     free(f);

@@ -128,13 +128,13 @@ t.ok(denied(decide(p, { target = "postgres://postgres@127.0.0.1:5432/steward" })
 
 -- ---- events.emit ----
 p = assert(load([[
-local events = require "steward.runtime.events"
+local events = require "steward.events"
 return { name = "cap.emitter", decide = function(i) local r, err = events.emit{ type = i.type } return { ok = r ~= nil, err = err } end }
 ]], {}))
 t.ok(decide(p, { type = "cap.emitter.done" }).ok, "events.emit: its own namespace by default")
 t.ok(denied(decide(p, { type = "deploy.requested" }).err), "events.emit: another type needs the capability")
 p = assert(load([[
-local events = require "steward.runtime.events"
+local events = require "steward.events"
 return { name = "cap.deployer", capabilities = { ["events.emit"] = { "deploy.*" } },
   decide = function(i) local r, err = events.emit{ type = i.type } return { ok = r ~= nil, err = err } end }
 ]], { ["cap.deployer"] = { ["events.emit"] = { "deploy.*" } } }))
@@ -143,7 +143,7 @@ t.ok(denied(decide(p, { type = "billing.charge" }).err), "events.emit: outside t
 
 -- ---- a tenant's policy: its tenant's events and kv only ----
 p = assert(load([[
-local events, kv = require "steward.runtime.events", require "steward.kv"
+local events, kv = require "steward.events", require "steward.kv"
 return { name = "acme.keeper", tenant = "acme",
   decide = function(i)
     local r, err = events.emit{ type = "acme.keeper.x", tenant = i.tenant }

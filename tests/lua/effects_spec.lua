@@ -15,7 +15,7 @@ box.caps = { http = true } -- what the loader sets once the policy's grants are 
 local fn = assert(sandbox.compile(env, [[
   local http = require "steward.http"
   local time = require "steward.time"
-  local events = require "steward.runtime.events"
+  local events = require "steward.events"
   return function()
     http.request{ url = "http://127.0.0.1:1/down", timeout = 1 }
     time.after("10m", { type = "fx.later" }, { key = "k1" })

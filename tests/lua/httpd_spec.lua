@@ -132,6 +132,37 @@ res = assert(http.request{url = "http://127.0.0.1:" .. fsrv:port() .. "/any/thin
 tap.is(res.body, "GET /any/thing nil", "a function handler gets every request, params empty")
 fsrv:close()
 
+-- admit: sees the head of a request with a body before the body is read, and may refuse it
+tap.raises(function() httpd.listen{port = 0, handler = r, admit = 5} end, "admit: function expected",
+  "admit must be a function")
+tap.raises(function() httpd.listen{port = 0, handler = r, limits = {max_body_bytes = 1000, max_body_bytes_in_flight = 999}} end,
+  "max_body_bytes_in_flight", "the body budget must hold one body of max_body_bytes")
+local seen, handled = {}, 0
+local asrv = assert(httpd.listen{port = 0, handler = function(req) handled = handled + 1; return 200, {}, req.body end,
+  admit = function(req)
+    seen[#seen + 1] = { path = req.path, body = req.body, auth = req.headers.authorization }
+    if req.path == "/boom" then error("admit blew up") end
+    if req.headers.authorization ~= "Bearer good" then
+      return 401, "unauthorized", "no", { ["www-authenticate"] = "Bearer" }
+    end
+  end})
+local abase = "http://127.0.0.1:" .. asrv:port()
+res = assert(http.request{url = abase .. "/up", method = "POST", body = "payload", headers = {authorization = "Bearer good"}})
+tap.ok(res.status == 200 and res.body == "payload", "an admitted body is read and handled")
+tap.ok(seen[1] and seen[1].path == "/up" and seen[1].body == "" and seen[1].auth == "Bearer good",
+  "admit gets the head: path and headers, no body")
+res = assert(http.request{url = abase .. "/up", method = "POST", body = "payload", headers = {authorization = "Bearer bad"}})
+local adoc = json.decode(res.body)
+tap.ok(res.status == 401 and res.headers["www-authenticate"] == "Bearer" and adoc.error.code == "unauthorized"
+  and adoc.error.message == "no" and handled == 1, "a refused body is answered with admit's status, code, message and headers")
+res = assert(http.request{url = abase .. "/boom", method = "POST", body = "x"})
+tap.is(res.status, 500, "an error in admit refuses the body (500)")
+local before = #seen
+res = assert(http.request{url = abase .. "/up"})
+tap.ok(res.status == 200 and #seen == before, "a request without a body is not asked about")
+tap.ok(asrv:stats().refused == 2 and asrv:stats().body_bytes_in_flight == 0, "stats: refused, no body bytes left in flight")
+asrv:close()
+
 local st = srv:stats()
 tap.ok(st.requests >= 9 and st.responses["2xx"] >= 3 and st.responses["5xx"] == 3
   and st.responses["4xx"] == 3, "stats count requests and answers by class")

@@ -60,7 +60,34 @@ t.is(json.encode(123456789012), "123456789012", "integers up to 10^14 encode exa
 t.is(json.decode('"\\u00e9"'), "\195\169", "unicode escapes decode to UTF-8")
 -- Regression (found by tests/fuzz/json_fuzz.c): a duplicate key whose earlier value is a
 -- nested array while the kept value is an object crashed the empty-array walk.
-local dup = json.decode('{"a":[],"b":[1,[[]]],"b":{},"c":[1,[[]],{"d":[0]}]}')
-t.ok(dup and json.decode(json.encode(dup)) ~= nil, "json_fuzz_duplicate_key_nested_array: decodes and round-trips")
+-- Duplicate keys are now refused before cjson runs, so that input never reaches the walk.
+local dup, derr, dinfo = json.decode('{"a":[],"b":[1,[[]]],"b":{},"c":[1,[[]],{"d":[0]}]}')
+t.ok(dup == nil and derr:find('duplicate key "b"') and dinfo.key == "b",
+  "json_fuzz_duplicate_key_nested_array: refused, naming the key")
+
+-- Duplicate keys (issue 13): which value counts is not defined, so decode refuses them,
+-- also when an escape spells the same key, and names the key and where it is.
+v, err, info = json.decode('{"id":"a","id":"b"}')
+t.ok(v == nil and err == 'invalid JSON: duplicate key "id" at byte offset 10', "a repeated key is refused: " .. tostring(err))
+t.ok(info and info.reason == "duplicate_key" and info.key == "id" and info.offset == 10, "info names the key and offset")
+v, err, info = json.decode('{"k":1,"\\u006b":2}')
+t.ok(v == nil and info.key == "k", "a key repeated through a \\u escape is refused")
+v, err, info = json.decode('{"\\ud83d\\ude00":1,"\240\159\152\128":2}')
+t.ok(v == nil and info and info.reason == "duplicate_key", "a surrogate pair and its UTF-8 are the same key")
+t.ok(json.decode('{"a":{"k":1},"b":{"k":2},"k":3}') ~= nil, "the same key in different objects is fine")
+t.ok(json.decode('[{"k":1},{"k":2}]') ~= nil, "the same key in objects of an array is fine")
+t.ok(json.decode('{"a\\\\":1,"a":2}') ~= nil, "a key ending in an escaped backslash differs from one without")
+-- Bounds checked before the decode: depth and the number of values.
+v, err, info = json.decode("[1,2,3]", { max_values = 3 })
+t.ok(v == nil and info.reason == "limit" and info.limit == "max_values" and info.max == 3,
+  "more values than max_values (the array counts one) is refused: " .. tostring(err))
+t.ok(json.decode("[1,2,3]", { max_values = 4 }) ~= nil, "as many values as max_values is fine")
+v, err, info = json.decode("[[[1]]]", { max_depth = 2 })
+t.ok(v == nil and info.limit == "max_depth" and info.max == 2 and err:find("nested deeper than 2"), "deeper than max_depth is refused")
+t.ok(json.decode("[[1]]", { max_depth = 2 }) ~= nil, "max_depth levels are fine")
+t.raises(function() json.decode("1", { max_depth = 500 }) end, "max_depth", "max_depth over the hard limit is misuse")
+t.raises(function() json.decode("1", { max_values = 0 }) end, "max_values", "max_values 0 is misuse")
+v, err = json.decode('{"a":1,}')
+t.ok(v == nil and err:find("^invalid JSON"), "syntax errors still come from the decoder: " .. tostring(err))
 t.raises(function() json.decode(nil) end, "string expected", "decode(nil) is misuse")
 t.done()

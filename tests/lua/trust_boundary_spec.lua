@@ -112,7 +112,7 @@ ok, res = run([[
       walk(x, path .. "." .. tostring(k), depth + 1)
     end
   end
-  for _, m in ipairs({ "steward.json", "steward.time", "steward.kv", "steward.runtime.events", "steward.notify", "steward.slo",
+  for _, m in ipairs({ "steward.json", "steward.time", "steward.kv", "steward.events", "steward.notify", "steward.slo",
                        "steward.metrics", "steward.alerting.engine", "steward.alerting.incidents", "steward.http" }) do
     walk(require(m), m, 0)
   end

@@ -1,7 +1,7 @@
 /* Unit tests of the connection state machine in core/http_conn.c, driven through a fake
  * transport (no sockets): pipelined answers kept in order, keep-alive rules, limits (431,
- * 413, 400), 100-continue, timeouts by phase, and answers that arrive after the
- * connection is gone. */
+ * 413, 400), 100-continue, timeouts by phase, answers that arrive after the connection is
+ * gone, admission before the body and the byte budget of bodies in flight. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,8 +114,93 @@ static const char *after(struct fake *f, const char *needle)
     return f->wrote.data ? strstr(f->wrote.data, needle) : NULL;
 }
 
+static int admit_calls;
+
+/* Refuses bodies sent to /deny, before they are read. */
+static int admit(http_server_t *s, const struct http_request *head, void *ud,
+                 struct http_refusal *out)
+{
+    (void)s;
+    (void)ud;
+    admit_calls++;
+    if (head->path_len != 5 || memcmp(head->path, "/deny", 5) != 0)
+        return 0;
+    out->status = 401;
+    snprintf(out->code, sizeof out->code, "unauthorized");
+    snprintf(out->message, sizeof out->message, "no token");
+    snprintf(out->extra_header, sizeof out->extra_header, "WWW-Authenticate: Bearer\r\n");
+    return -1;
+}
+
+static void test_admission(void)
+{
+    struct http_limits l;
+    http_limits_default(&l);
+    l.max_body_bytes = 100;
+    l.max_body_bytes_in_flight = 150;
+    http_server_t srv;
+    http_server_init(&srv, &l, dispatch, NULL);
+    srv.admit = admit;
+    auto_answer = 1;
+
+    struct fake *f = open_conn(&srv);
+    feed(f, "POST /deny HTTP/1.1\r\nContent-Length: 50\r\nExpect: 100-continue\r\n\r\n");
+    ok(wrote_has(f, "HTTP/1.1 401 ") && wrote_has(f, "WWW-Authenticate: Bearer\r\n") &&
+           !wrote_has(f, "100 Continue") && f->closed && f->linger && nslots == 0,
+       "admit refuses at the headers: 401 with its header, no 100 Continue, closed");
+    ok(srv.body_bytes_in_flight == 0 && srv.stats.refused == 1,
+       "nothing reserved; counted as refused");
+    close_conn(f);
+
+    admit_calls = 0;
+    f = open_conn(&srv);
+    feed(f, "GET /deny HTTP/1.1\r\n\r\n");
+    ok(admit_calls == 0 && nslots == 1, "a request without a body is not asked about");
+    close_conn(f);
+
+    /* The budget: a body reserves its Content-Length until it is dispatched. */
+    f = open_conn(&srv);
+    struct fake *g = open_conn(&srv);
+    feed(f, "POST /a HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc");
+    ok(srv.body_bytes_in_flight == 100, "a body being received reserves its Content-Length");
+    feed(g, "POST /b HTTP/1.1\r\nContent-Length: 60\r\n\r\n");
+    ok(wrote_has(g, "HTTP/1.1 503 ") && wrote_has(g, "Retry-After: 1\r\n") &&
+           wrote_has(g, "max_body_bytes_in_flight") && g->closed && srv.stats.over_budget == 1,
+       "a body that does not fit the budget: 503 with Retry-After, naming the limit");
+    close_conn(g);
+    close_conn(f);
+    ok(srv.body_bytes_in_flight == 0, "closing the connection gives the reservation back");
+
+    f = open_conn(&srv);
+    feed(f, "POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcPOST /c HTTP/1.1\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+    ok(nslots == 1 && strcmp(bodies[0], "abc") == 0 && srv.body_bytes_in_flight == 5,
+       "dispatch gives a body's reservation back; a chunk reserves at its size line");
+    feed(f, "0\r\n\r\n");
+    ok(nslots == 2 && strcmp(bodies[1], "hello") == 0 && srv.body_bytes_in_flight == 0,
+       "the chunked body is dispatched and its reservation given back");
+    close_conn(f);
+
+    /* A chunk size line past max_body_bytes is refused at once. */
+    f = open_conn(&srv);
+    feed(f, "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n8000000000000000\r\nab");
+    ok(wrote_has(f, "HTTP/1.1 413 ") && f->closed && nslots == 0 && srv.body_bytes_in_flight == 0,
+       "a chunk size of 2^63: 413 from its size line");
+    close_conn(f);
+    f = open_conn(&srv);
+    feed(f, "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n");
+    ok(!f->closed && srv.body_bytes_in_flight == 64, "a chunk within the limit is awaited");
+    feed(f, "0123456789012345678901234567890123456789012345678901234567890123\r\n41\r\n");
+    ok(wrote_has(f, "HTTP/1.1 413 ") && f->closed && srv.body_bytes_in_flight == 0,
+       "the chunk that would pass max_body_bytes is refused from its size line");
+    close_conn(f);
+    auto_answer = 0;
+}
+
 int main(void)
 {
+    test_admission();
+
     struct http_limits l;
     http_limits_default(&l);
     l.max_header_bytes = 512;

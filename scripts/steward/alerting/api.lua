@@ -159,8 +159,8 @@ end
 -- ---- alerts ----
 
 local function post_alerts(ctx, req)
-  local body, err = json.decode(req.body)
-  if body == nil then return message(400, "body: invalid JSON: " .. tostring(err)) end
+  local body, st, _, err = require("steward.runtime.daemon.api").decode_json(ctx, req.body)
+  if body == nil then return message(st, "body: " .. tostring(err)) end
   if not is_list(body) then
     return message(400, "body: array of alerts expected")
   end
@@ -409,8 +409,8 @@ local function expire(ctx, s, now)
 end
 
 local function post_silence(ctx, req)
-  local raw, err = json.decode(req.body)
-  if raw == nil then return message(400, "body: invalid JSON: " .. tostring(err)) end
+  local raw, st, _, err = require("steward.runtime.daemon.api").decode_json(ctx, req.body)
+  if raw == nil then return message(st, "body: " .. tostring(err)) end
   local s
   s, err = postable_silence(raw)
   if not s then return message(400, err) end

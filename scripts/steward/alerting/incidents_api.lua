@@ -104,8 +104,9 @@ local function post_action(ctx, req, principal)
   local action = req.params.action
   local body = {}
   if action == "reassign" then
-    local b, err = json.decode(req.body ~= "" and req.body or "null")
-    if type(b) ~= "table" or json.is_array(b) then return api.fail(400, "invalid_json", err or "expected an object") end
+    local b, st, code, err, details = api.decode_json(ctx, req.body ~= "" and req.body or "null")
+    if b == nil and st then return api.fail(st, code, err, details) end
+    if type(b) ~= "table" or json.is_array(b) then return api.fail(400, "invalid_json", "expected an object") end
     for k in pairs(b) do
       if k ~= "assignee" then return bad(tostring(k), "unknown field") end
     end

@@ -42,6 +42,10 @@ end
 local LIMITS = {
   max_body_bytes   = { "number", 8 * 1024 * 1024, positive_int(1024 * 1024 * 1024), "largest request body (413 above)" },
   max_header_bytes = { "number", 16 * 1024, positive_int(1024 * 1024), "largest request head (431 above)" },
+  max_body_bytes_in_flight = { "number", 128 * 1024 * 1024, positive_int(64 * 1024 * 1024 * 1024),
+    "request bodies being received, all connections together (503 with Retry-After above)" },
+  max_json_depth   = { "number", 64, positive_int(128), "nesting of a JSON request body (400 above)" },
+  max_json_values  = { "number", 200000, positive_int(100000000), "values in a JSON request body (413 above)" },
   max_connections  = { "number", 10000, positive_int(1000000), "open connections (503 above)" },
   max_batch        = { "number", 10000, positive_int(1000000), "events in one POST /v1/events" },
   header_timeout   = { "duration", 10, duration, "time to receive a request head (408 after)" },

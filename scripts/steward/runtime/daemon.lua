@@ -108,9 +108,24 @@ function M.main(args)
   -- (LuaJIT's default waits for it to double), trading a little CPU for a smaller peak.
   collectgarbage("setpause", 150)
 
+  -- var/ holds event payloads, decision inputs, notification history and the admin token:
+  -- whatever the daemon creates is its user's alone (umask 077), and the var directory is
+  -- 0700 even when an older version created it 0755.
+  local ffi = require "ffi"
+  pcall(ffi.cdef, "unsigned int umask(unsigned int mask); int chmod(const char *path, unsigned int mode);" ..
+    " unsigned int geteuid(void);")
+  ffi.C.umask(tonumber("077", 8))
   local ok
-  ok, err = fs.mkdir(cfg.var_dir, { parents = true })
+  ok, err = fs.mkdir(cfg.var_dir, { parents = true, mode = tonumber("700", 8) })
   if not ok then die(1, "cannot create " .. cfg.var_dir .. ": " .. err) end
+  -- Tightened only when it is ours and not a shared directory (sticky, like /tmp).
+  local vst = fs.stat(cfg.var_dir)
+  if vst and vst.uid == tonumber(ffi.C.geteuid()) and vst.mode % 512 ~= tonumber("700", 8)
+    and vst.mode < tonumber("1000", 8) then
+    if ffi.C.chmod(cfg.var_dir, tonumber("700", 8)) ~= 0 then
+      log.warn("cannot make the var directory private (chmod 0700)", { path = cfg.var_dir })
+    end
+  end
   local db_path = cfg.store:match("^sqlite:(.+)$")
   if db_path and db_path ~= ":memory:" and dirname(db_path) then
     ok, err = fs.mkdir(dirname(db_path), { parents = true })
@@ -120,7 +135,6 @@ function M.main(args)
   ok, err = require("steward.runtime.daemon.privileges").drop(cfg)
   if not ok and err then die(1, err) end
 
-  local ffi = require "ffi"
   pcall(ffi.cdef, "int getpid(void);")
   local ctx = { cfg = cfg, policies = {}, bg = {}, policies_loaded = false, started = time.now(),
                 pid = tonumber(ffi.C.getpid()) }
@@ -211,8 +225,9 @@ function M.main(args)
   local l = cfg.limits
   local srv
   srv, err = httpd.listen({
-    host = host, port = tonumber(port), handler = router,
+    host = host, port = tonumber(port), handler = router, admit = api.admit(router, ctx),
     limits = { max_header_bytes = l.max_header_bytes, max_body_bytes = l.max_body_bytes,
+               max_body_bytes_in_flight = math.max(l.max_body_bytes_in_flight, l.max_body_bytes),
                max_connections = l.max_connections, header_timeout = l.header_timeout,
                body_timeout = l.body_timeout, idle_timeout = l.idle_timeout },
   })

@@ -84,7 +84,7 @@ local WRAPS = {
       end
     end,
   },
-  ["steward.runtime.events"] = {
+  ["steward.events"] = {
     emit = function(f)
       return function(evs, ...)
         local res, err = f(evs, ...)

@@ -24,6 +24,12 @@ end
 
 function M.is_type(s) return type(s) == "string" and #s <= 200 and dotted(s) end
 
+-- Event times are seconds since the Unix epoch, from 1970-01-01T00:00:00Z to
+-- 9999-12-31T23:59:59Z: a time outside them is a client's bug (-1e300, milliseconds sent
+-- as seconds), and the store, cursors and RFC 3339 rendering all assume this range.
+local TIME_MIN, TIME_MAX = 0, 253402300799
+M.TIME_MIN, M.TIME_MAX = TIME_MIN, TIME_MAX
+
 local function bad(field, reason, index)
   return nil, { field = field, reason = reason, index = index }
 end
@@ -79,6 +85,9 @@ function M.validate(ev, index, now)
     out.time = secs
   else
     return bad("time", "number or RFC 3339 string expected, got " .. type(tm), index)
+  end
+  if out.time < TIME_MIN or out.time > TIME_MAX then
+    return bad("time", "must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z (0 to 253402300799 seconds)", index)
   end
 
   local data = ev.data

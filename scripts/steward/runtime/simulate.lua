@@ -37,7 +37,7 @@ local function fakes(effects)
       return true
     end,
   })
-  local events = wrap(require "steward.runtime.events", {
+  local events = wrap(require "steward.events", {
     emit = function(evs)
       local list = type(evs) == "table" and evs[1] ~= nil and evs or { evs }
       local ids = {}
@@ -81,7 +81,7 @@ local function fakes(effects)
   for _, w in ipairs({ "write", "write_atomic", "mkdir", "remove", "rename" }) do
     fs[w] = function(path) record("fs", { op = w, path = path }); return true end
   end
-  return { ["steward.http"] = http, ["steward.runtime.events"] = events, ["steward.time"] = tm,
+  return { ["steward.http"] = http, ["steward.events"] = events, ["steward.time"] = tm,
            ["steward.kv"] = kv, ["steward.proc"] = proc, ["steward.fs"] = fs }
 end
 

@@ -61,6 +61,35 @@ local function unavailable(message)
 end
 M.unavailable = unavailable
 
+-- A body is read as JSON when the client says it is JSON, says nothing, or sent curl -d's
+-- default type (application/x-www-form-urlencoded): people type `curl -d '{...}'` without
+-- -H, and refusing that helps nobody. Anything else is answered 415.
+local function json_content_type(ctype)
+  if ctype == nil then return true end
+  local mt = ctype:lower():match("^%s*([^;%s]+)")
+  return mt == nil or mt == "application/json" or mt == "application/x-www-form-urlencoded"
+    or mt:match("^application/[%w.%-]+%+json$") ~= nil
+end
+M.json_content_type = json_content_type
+
+-- decode_json(ctx, text) -> value | nil, status, code, message, details. Duplicate keys are
+-- refused (which one counts is not defined; an id must not be ambiguous), and depth and size
+-- are bounded (limits.max_json_depth, limits.max_json_values) before the decode runs on the
+-- loop thread.
+function M.decode_json(ctx, text)
+  local lim = ctx.cfg and ctx.cfg.limits or {}
+  local v, err, info = json.decode(text, { max_depth = lim.max_json_depth, max_values = lim.max_json_values })
+  if v ~= nil then return v end
+  if info and info.reason == "duplicate_key" then
+    return nil, 400, "invalid_json", err, { key = info.key, offset = info.offset }
+  elseif info and info.reason == "limit" then
+    local key = info.limit == "max_depth" and "limits.max_json_depth" or "limits.max_json_values"
+    return nil, info.limit == "max_depth" and 400 or 413, info.limit == "max_depth" and "invalid_json" or "json_too_large",
+      err .. " (" .. key .. ")", { limit = key, max = info.max, offset = info.offset }
+  end
+  return nil, 400, "invalid_json", err
+end
+
 local function traceback(e) return { err = e, tb = debug.traceback(tostring(e), 2) } end
 
 -- Runs a handler; a request that met an unreachable store (its own store call failed with
@@ -102,6 +131,11 @@ local function guarded(ctx, route, permission, fn, scope)
             route, principal.tenant))
       end
     end
+    if not status and req.body ~= "" and not json_content_type(req.headers["content-type"]) then
+      status, headers, body = fail(415, "unsupported_media_type",
+        "the body must be JSON (Content-Type application/json, or none)",
+        { content_type = req.headers["content-type"] })
+    end
     if not status then
       if health then
         status, headers, body = run_handler(health, fn, req, principal)
@@ -125,14 +159,10 @@ local function event_list(body)
 end
 
 local function post_events(ctx, req, principal)
-  local ctype = req.headers["content-type"]
-  if ctype and not ctype:lower():match("^application/json") then
-    return fail(415, "unsupported_media_type", "the body must be application/json", { content_type = ctype })
-  end
-  local body, err = json.decode(req.body)
+  local body, st, code, err, details = M.decode_json(ctx, req.body)
   if body == nil then
     m_rejected:inc(1)
-    return fail(400, "invalid_json", err)
+    return fail(st, code, err, details)
   end
   local list = event_list(body)
   if not list then
@@ -259,8 +289,9 @@ end
 local RANK = { ingest = 1, viewer = 1, operator = 2, admin = 3 }
 
 local function post_token(ctx, req, principal)
-  local spec, err = json.decode(req.body)
-  if type(spec) ~= "table" then return fail(400, "invalid_json", err or "expected an object") end
+  local spec, st, code, err, details = M.decode_json(ctx, req.body)
+  if spec == nil then return fail(st, code, err, details) end
+  if type(spec) ~= "table" then return fail(400, "invalid_json", "expected an object") end
   local errors = {}
   for k in pairs(spec) do
     if k ~= "role" and k ~= "tenant" and k ~= "name" then errors[#errors + 1] = { field = tostring(k), reason = "unknown field" } end
@@ -324,8 +355,8 @@ local function decide(ctx, req, principal)
   if not p or not p.decide then
     return fail(404, "not_found", p and ("policy " .. name .. " has no decide function") or ("no policy " .. name))
   end
-  local input, err = json.decode(req.body)
-  if input == nil then return fail(400, "invalid_json", err) end
+  local input, st, code, err, details = M.decode_json(ctx, req.body)
+  if input == nil then return fail(st, code, err, details) end
   local t0 = time.monotonic()
   -- decide runs in the request's own task (no second task per request); the ctx is made
   -- once per policy version.
@@ -426,8 +457,9 @@ local function post_simulate(ctx, req, principal)
   local p = ctx.policies[req.params.name]
   if not p then return fail(404, "not_found", "no policy " .. req.params.name) end
   if not p.handle then return fail(404, "not_found", "policy " .. p.name .. " has no handle function") end
-  local raw, err = json.decode(req.body)
-  if type(raw) ~= "table" then return fail(400, "invalid_json", err or "expected an event object") end
+  local raw, st, code, err, details = M.decode_json(ctx, req.body)
+  if raw == nil then return fail(st, code, err, details) end
+  if type(raw) ~= "table" then return fail(400, "invalid_json", "expected an event object") end
   local ev, verr = events.validate(raw, 0)
   if not ev then
     return fail(400, "invalid_event", verr.field .. ": " .. verr.reason, { errors = { verr } })
@@ -448,8 +480,9 @@ local function post_rollback(ctx, req)
   local name = req.params.name
   local version
   if req.body ~= "" then
-    local spec, err = json.decode(req.body)
-    if type(spec) ~= "table" then return fail(400, "invalid_json", err or "expected an object") end
+    local spec, st, code, err, details = M.decode_json(ctx, req.body)
+    if spec == nil then return fail(st, code, err, details) end
+    if type(spec) ~= "table" then return fail(400, "invalid_json", "expected an object") end
     if spec.version ~= nil and type(spec.version) ~= "string" then
       return fail(400, "invalid_body", "version must be a string", { errors = { { field = "version", reason = "string expected" } } })
     end
@@ -509,6 +542,30 @@ local function get_metrics(ctx)
   return 200, { ["content-type"] = "text/plain; version=0.0.4; charset=utf-8" }, metrics.render()
 end
 
+-- admit(router, ctx) -> the HTTP server's admit function (steward.httpd): it sees a
+-- request's head when its body is announced, before a byte of the body is read, and
+-- refuses a missing or bad token (401) or a role without the route's permission (403) then,
+-- so an unauthenticated client cannot make the daemon buffer bodies. A path no route
+-- matches needs a valid token too; only public routes read a body unauthenticated. The
+-- handler checks the token again (the cache in steward.runtime.auth makes that cheap).
+function M.admit(router, ctx)
+  return function(req)
+    local perms = ctx.route_permissions or {}
+    local h, _, pattern = router:match(req.method, req.path)
+    local perm = h and perms[req.method .. " " .. pattern]
+    if perm == false then return nil end -- a public route
+    local principal, reason = ctx.auth:authenticate(req.headers.authorization)
+    if not principal then
+      return 401, "unauthorized", reason == "missing" and "an Authorization: Bearer <token> header is required"
+        or "the token is not valid", { ["www-authenticate"] = 'Bearer realm="steward"' }
+    end
+    if perm and not auth.allows(principal, perm) then
+      return 403, "forbidden", format("role %s may not %s", principal.role, perm)
+    end
+    return nil
+  end
+end
+
 -- install(router, ctx): ctx = {cfg, store, auth, dispatch, store_ok(), policies_loaded, bg}; sets
 -- ctx.store_health (steward.runtime.store_health) unless the caller did.
 function M.install(router, ctx)
@@ -524,9 +581,13 @@ function M.install(router, ctx)
       function() return health.up and 1 or 0 end)
   end
   -- The route table, kept for tests (the role x tenant matrix walks it, so a new route is
-  -- covered without editing the test) and GET /v1/routes-like introspection.
+  -- covered without editing the test) and GET /v1/routes; the permissions by route are what
+  -- the admission check reads when a request's headers are complete.
   ctx.routes = {}
+  local perms = ctx.route_permissions or {}
+  ctx.route_permissions = perms
   local function add(method, pattern, permission, fn, scope)
+    perms[method .. " " .. pattern] = permission or false
     ctx.routes[#ctx.routes + 1] = { method = method, pattern = pattern, permission = permission or json.null,
                                     scope = permission and (scope or "global") or "public" }
     router:add(method, pattern, guarded(ctx, pattern, permission, function(req, principal)

@@ -33,7 +33,7 @@ local M = {}
 M.PUBLIC = {
   ["steward.json"] = {}, ["steward.time"] = {}, ["steward.log"] = {}, ["steward.metrics"] = {},
   ["steward.crypto"] = {}, ["steward.task"] = {}, ["steward.pretty"] = {},
-  ["steward.kv"] = {}, ["steward.runtime.events"] = {},
+  ["steward.kv"] = {}, ["steward.events"] = {},
   ["steward.http"] = {}, ["steward.proc"] = {}, ["steward.fs"] = {}, ["steward.pg"] = {},
   ["steward.notify"] = { hide = { set_store = true, purge = true } },
   ["steward.slo"] = {},
