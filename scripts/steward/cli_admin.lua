@@ -1,7 +1,7 @@
 -- steward reload / steward policy rollback: ask the running daemon, through its HTTP API
 -- with the admin token (admin_token from the config, or var/admin.token).
 -- steward audit: lists the audit log straight from the store, so it works whether or not the
--- daemon is running.
+-- daemon is running; its chain commands are steward.cli_audit.
 local config = require "steward.config"
 local http = require "steward.http"
 local json = require "steward.json"
@@ -75,10 +75,13 @@ function M.main(args)
   return 0
 end
 
-local AUDIT_USAGE = "usage: steward audit [-c FILE] [--limit N] [--since TIME|DURATION] [--uid UID] [--session ID] [--json]"
+local AUDIT_USAGE = "usage: steward audit [-c FILE] [--limit N] [--since TIME|DURATION] [--uid UID] [--session ID] [--json]\n" ..
+  "       steward audit verify|export|checkpoint|pubkey ... (docs/audit.md)"
 
 -- steward audit: newest first. --since takes an RFC 3339 time or a duration back from now.
 function M.audit(cfg, argv)
+  local chain = require "steward.cli_audit" -- verify, export, checkpoint, pubkey
+  if chain.commands[argv[1]] then return chain.main(cfg, argv[1], { select(2, unpack(argv)) }) end
   local f, as_json = {}, false
   local i = 1
   while argv[i] do
