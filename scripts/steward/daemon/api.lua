@@ -9,6 +9,7 @@ local policy_ctx = require "steward.policy_ctx"
 local guard = require "steward.guard"
 local effects = require "steward.effects"
 local store_health = require "steward.store_health"
+local audit_trail = require "steward.daemon.audit_trail"
 
 local type, pairs, ipairs, tostring, tonumber, xpcall = type, pairs, ipairs, tostring, tonumber, xpcall
 local format = string.format
@@ -77,8 +78,9 @@ local function run_handler(health, fn, req, principal)
   return status, headers, body
 end
 
--- Wraps a handler with authentication and the permission it needs (nil: public).
-local function guarded(ctx, route, permission, fn)
+-- Wraps a handler with authentication and the permission it needs (nil: public). A route that
+-- changes something names its audit action: every authenticated attempt is recorded.
+local function guarded(ctx, route, permission, fn, action)
   local health = ctx.store_health
   return function(req)
     local status, headers, body
@@ -103,6 +105,7 @@ local function guarded(ctx, route, permission, fn)
       end
     end
     m_requests:inc(1, route, status)
+    if action and principal then audit_trail.http(ctx, action, req, principal, status, body) end
     return status, headers, body
   end
 end
@@ -268,6 +271,8 @@ local function post_token(ctx, req)
   local tok
   tok, err = ctx.auth:create({ role = spec.role, tenant = spec.tenant ~= json.null and spec.tenant or nil, name = spec.name })
   if not tok then return unavailable(tostring(err)) end
+  req.audit = { target = tok.id, after = audit_trail.digest({ id = tok.id, role = tok.role, tenant = tok.tenant,
+    name = tok.name }) }
   return reply(201, tok)
 end
 
@@ -276,6 +281,10 @@ local function get_tokens(ctx)
 end
 
 local function delete_token(ctx, req)
+  local t = ctx.auth.by_id[req.params.id]
+  if t then
+    req.audit = { before = audit_trail.digest({ id = t.id, role = t.role, tenant = t.tenant, name = t.name }) }
+  end
   local ok = ctx.auth:revoke(req.params.id)
   if not ok then return fail(404, "not_found", "no token with id " .. req.params.id) end
   return 204, {}, ""
@@ -396,17 +405,29 @@ local function post_rollback(ctx, req)
     version = spec.version
   end
   if not ctx.policies[name] and not version then return fail(404, "not_found", "no policy " .. name) end
+  req.audit = { before = ctx.policies[name] and ctx.policies[name].version } -- versions are content hashes
   local v, err = ctx.registry:rollback(name, version)
   if not v then
     if tostring(err):match("has no") then return fail(404, "not_found", err) end
     return fail(409, "rollback_failed", tostring(err))
   end
+  req.audit.after = v
   return reply(200, { name = name, version = v })
 end
 
-local function post_reload(ctx)
+-- name -> version of every loaded policy: the reload's before and after digests
+local function versions(ctx)
+  local v = {}
+  for name, p in pairs(ctx.policies) do v[name] = p.version end
+  return v
+end
+
+local function post_reload(ctx, req)
+  local before = audit_trail.digest(versions(ctx))
   local summary, err = ctx.reload()
+  req.audit = { target = "policies", before = before, after = audit_trail.digest(versions(ctx)) }
   if not summary then return fail(500, "reload_failed", tostring(err)) end
+  if #summary.failed > 0 then req.audit.detail = "failed: " .. table.concat(summary.failed, ", ") end
   return reply(200, { loaded = summary.loaded, changed = json.array(summary.changed),
     removed = json.array(summary.removed), failed = json.array(summary.failed) })
 end
@@ -455,24 +476,25 @@ function M.install(router, ctx)
     metrics.gauge("steward_store_up", "1 while the store answers, 0 while it cannot be reached", {},
       function() return health.up and 1 or 0 end)
   end
-  local function add(method, pattern, permission, fn)
+  -- action: the audit log's name for a route that changes something (docs/audit.md)
+  local function add(method, pattern, permission, fn, action)
     router:add(method, pattern, guarded(ctx, pattern, permission, function(req, principal)
       return fn(ctx, req, principal)
-    end))
+    end, action))
   end
   add("POST", "/v1/events", "ingest", post_events)
   add("GET", "/v1/events", "read", get_events)
   add("GET", "/v1/dead-letters", "read", get_dead_letters)
-  add("POST", "/v1/dead-letters/{id}/requeue", "operate", requeue)
-  add("POST", "/v1/tokens", "admin", post_token)
+  add("POST", "/v1/dead-letters/{id}/requeue", "operate", requeue, "dead_letter.requeue")
+  add("POST", "/v1/tokens", "admin", post_token, "token.create")
   add("GET", "/v1/tokens", "admin", get_tokens)
-  add("DELETE", "/v1/tokens/{id}", "admin", delete_token)
+  add("DELETE", "/v1/tokens/{id}", "admin", delete_token, "token.revoke")
   add("POST", "/v1/decide/{policy}", "decide", decide)
   add("GET", "/v1/decisions", "read", get_decisions)
   add("GET", "/v1/policies", "read", get_policies)
   add("GET", "/v1/policies/{name}", "read", get_policy)
-  add("POST", "/v1/policies/reload", "operate", post_reload)
-  add("POST", "/v1/policies/{name}/rollback", "operate", post_rollback)
+  add("POST", "/v1/policies/reload", "operate", post_reload, "policy.reload")
+  add("POST", "/v1/policies/{name}/rollback", "operate", post_rollback, "policy.rollback")
   add("POST", "/v1/policies/{name}/simulate", "read", post_simulate)
   -- Cluster view (steward.cluster, docs/operations.md): instances, leader, heartbeats, load.
   add("GET", "/v1/cluster", "operate", function(c) return reply(require("steward.cluster").view(c)) end)
