@@ -8,6 +8,7 @@ local util = require "steward.store.util"
 local crypto = require "steward.crypto"
 local json = require "steward.json"
 local time = require "steward.time"
+local metrics = require "steward.metrics"
 require "steward.store.schema"
 
 local type, error, tostring, floor, format, concat = type, error, tostring, math.floor, string.format, table.concat
@@ -20,6 +21,9 @@ local MAX_FIELD = 4096        -- targets, digests, details
 M.GENESIS = string.rep("0", 64)
 -- Appends from several tasks or instances race for the next id; the loser reads the head again.
 local ATTEMPTS = 200
+
+local m_retries = metrics.counter("steward_audit_append_retries_total",
+  "Audit appends that lost the race for the chain's next entry and chained onto the new head", {})
 
 local COLUMNS = "id, time, source, session, uid, role, actor, command, target, before_digest, after_digest, " ..
   "outcome, detail, key_id, sig, prev_hash, hash"
@@ -171,6 +175,7 @@ function M.append(st, e)
     -- head first: one chain, no forks. Read the new head and try again after a short pause.
     if code ~= "unique_violation" then return nil, err end
     last_err = err
+    m_retries:inc(1)
     time.sleep(crypto.random(1):byte() / 255 * math.min(0.05, 0.002 * attempt))
   end
   return nil, "audit: could not append after " .. ATTEMPTS .. " attempts: " .. tostring(last_err)
