@@ -1,7 +1,7 @@
 /* steward.crypto: digests, HMAC, HKDF, random bytes, constant-time comparison and Ed25519 on
- * OpenSSL 3. Encodings live in crypto_codec.c, AES-256-GCM in crypto_aead.c,
- * Ed25519 keys as PEM in crypto_pem.c. Everything is
- * synchronous: each call is bounded and quick enough to run on the loop thread. */
+ * OpenSSL 3. Encodings live in crypto_codec.c, AES-256-GCM in crypto_aead.c, Ed25519 keys as
+ * PEM in crypto_pem.c. Everything is synchronous: each call is bounded and quick enough to run
+ * on the loop thread. */
 #include <limits.h>
 #include <math.h>
 #include <openssl/core_names.h>

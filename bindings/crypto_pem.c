@@ -34,8 +34,8 @@ static int l_crypto_ed25519_pem(lua_State *L)
                    (int)(n > INT_MAX ? INT_MAX : n));
     char privbuf[PEM_MAX], pubbuf[PEM_MAX];
     int privlen = 0, publen = 0;
-    EVP_PKEY *pk = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL,
-                                                (const unsigned char *)secret, n);
+    EVP_PKEY *pk =
+        EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, (const unsigned char *)secret, n);
     BIO *priv = BIO_new(BIO_s_secmem()); /* cleared when freed: it holds the secret */
     BIO *pub = BIO_new(BIO_s_mem());
     int ok = pk && priv && pub &&

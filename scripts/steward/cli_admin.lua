@@ -112,7 +112,10 @@ function M.audit(cfg, argv)
     else
       local cmd = e.command:gsub("\n", "\\n")
       if #cmd > 100 then cmd = cmd:sub(1, 97) .. "..." end
-      say(io.stdout, ("%s  uid=%s  %-8s %-11s %-8s %s%s"):format(util.format_rfc3339(e.time), tostring(e.uid),
+      -- REPL entries name the peer's uid; HTTP and CLI entries their actor and target.
+      local who = (e.uid ~= nil or e.source == "repl") and ("uid=" .. tostring(e.uid)) or tostring(e.actor or "-")
+      if e.target then cmd = cmd .. " " .. e.target end
+      say(io.stdout, ("%s  %s  %-8s %-11s %-8s %s%s"):format(util.format_rfc3339(e.time), who,
         e.role or "-", e.outcome, e.session or "-", cmd, e.detail and ("  # " .. e.detail:gsub("\n.*", "")) or ""))
     end
   end
