@@ -98,10 +98,19 @@ local function guarded(ctx, route, permission, fn, action)
       end
     end
     if not status then
+      local ok
       if health then
-        status, headers, body = run_handler(health, fn, req, principal)
+        ok, status, headers, body = pcall(run_handler, health, fn, req, principal)
       else
-        status, headers, body = fn(req, principal)
+        ok, status, headers, body = xpcall(fn, function(e) return debug.traceback(tostring(e), 2) end, req, principal)
+      end
+      if not ok then -- the server answers 500; the attempt is on record first
+        if action then
+          audit_trail.record(ctx, { action = action, actor = audit_trail.actor(principal), role = principal and principal.role,
+            target = req.params and (req.params.name or req.params.id), outcome = "failed",
+            detail = tostring(status):match("^[^\n]*") })
+        end
+        error(status, 0)
       end
     end
     m_requests:inc(1, route, status)

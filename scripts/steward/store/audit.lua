@@ -11,7 +11,8 @@ local time = require "steward.time"
 local metrics = require "steward.metrics"
 require "steward.store.schema"
 
-local type, error, tostring, floor, format, concat = type, error, tostring, math.floor, string.format, table.concat
+local type, error, tostring, tonumber, pairs, ipairs = type, error, tostring, tonumber, pairs, ipairs
+local floor, format, concat = math.floor, string.format, table.concat
 
 local M = {}
 
