@@ -1,6 +1,7 @@
 /* steward.crypto: digests, HMAC, HKDF, random bytes, constant-time comparison and Ed25519 on
- * OpenSSL 3. Encodings live in crypto_codec.c, AES-256-GCM in crypto_aead.c. Everything is
- * synchronous: each call is bounded and quick enough to run on the loop thread. */
+ * OpenSSL 3. Encodings live in crypto_codec.c, AES-256-GCM in crypto_aead.c, Ed25519 keys as
+ * PEM in crypto_pem.c. Everything is synchronous: each call is bounded and quick enough to run
+ * on the loop thread. */
 #include <limits.h>
 #include <math.h>
 #include <openssl/core_names.h>
@@ -425,5 +426,6 @@ int luaopen_steward_crypto(lua_State *L)
     luaL_register(L, NULL, funcs);
     luaL_register(L, NULL, crypto_codec_funcs);
     luaL_register(L, NULL, crypto_aead_funcs);
+    luaL_register(L, NULL, crypto_pem_funcs);
     return 1;
 }

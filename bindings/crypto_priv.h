@@ -1,6 +1,6 @@
-/* steward.crypto, private: what crypto.c, crypto_codec.c and crypto_aead.c share. Only
- * luaopen_steward_crypto (bindings.h) is registered; the other files hand it their
- * function tables. */
+/* steward.crypto, private: what crypto.c, crypto_codec.c, crypto_aead.c and crypto_pem.c share.
+ * Only luaopen_steward_crypto (bindings.h) is registered; the other files hand it their function
+ * tables. */
 #ifndef STEWARD_CRYPTO_PRIV_H
 #define STEWARD_CRYPTO_PRIV_H
 
@@ -27,5 +27,6 @@ int crypto_fail(lua_State *L, const char *fname);
 
 extern const luaL_Reg crypto_codec_funcs[];
 extern const luaL_Reg crypto_aead_funcs[];
+extern const luaL_Reg crypto_pem_funcs[];
 
 #endif

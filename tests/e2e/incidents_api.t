@@ -5,7 +5,8 @@
 # An incident is opened by a policy (as the alerting engine does) and by the REPL; then:
 # the HTTP API (list, show with timeline, ack/resolve/reassign, errors naming the field),
 # signed links (GET answers a confirm page and changes nothing; the form's POST acts;
-# tampered or expired links are refused), notification history, MTTA/MTTR in /metrics.
+# tampered or expired links are refused), notification history, MTTA/MTTR in /metrics, and
+# the audit entries of the actions.
 set -u
 . "$(dirname "$0")/../support/daemon.sh"
 PY=/usr/bin/python3
@@ -208,5 +209,15 @@ ok $? "REPL: notifications{channel = 'email'}"
 ok $? "REPL: help() lists the incident helpers"
 
 daemon_stop
+# The audit log (docs/audit.md): incident actions through the API and through signed links.
+"$BIN" audit -c "$D/steward.lua" --json --limit 1000 > "$D/audit"
+grep '"command":"incident.reassign"' "$D/audit" | grep "\"target\":\"$ID\"" | grep '"outcome":"ok"' | grep -q '"after_digest":"[0-9a-f]\{64\}"'
+ok $? "audit: the reassignment is recorded with the incident, its outcome and a digest"
+grep '"command":"incident.' "$D/audit" | grep -q '"actor":"link"'
+ok $? "audit: an action through a signed link is recorded with the actor link"
+grep '"command":"incident.ack"' "$D/audit" | grep -q '"outcome":"refused"'
+ok $? "audit: a refused action (invalid state) is recorded as refused"
+"$BIN" audit verify -c "$D/steward.lua" > /dev/null
+ok $? "audit: the chain verifies"
 echo "1..$n"
 exit $fail

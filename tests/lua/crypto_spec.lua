@@ -216,6 +216,27 @@ do
     "keypair: a wrong seed length raises")
 end
 
+-- Ed25519 keys as PEM (PKCS#8 / SubjectPublicKeyInfo), RFC 8032 test 1's key: the DER is
+-- RFC 8410's fixed prefix and the raw key, the form openssl reads.
+do
+  local sk = H"9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"
+  local pk = H"d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+  local priv, pub = crypto.ed25519_pem(sk)
+  local function der(pem) return crypto.unbase64((pem:match("KEY%-%-%-%-%-\n(.-)%-%-%-%-%-END"):gsub("%s", ""))) end
+  t.ok(priv:match("^%-%-%-%-%-BEGIN PRIVATE KEY%-%-%-%-%-\n") and der(priv) == H"302e020100300506032b657004220420" .. sk,
+    "ed25519_pem: PKCS#8 with the seed")
+  t.ok(pub:match("^%-%-%-%-%-BEGIN PUBLIC KEY%-%-%-%-%-\n") and der(pub) == H"302a300506032b6570032100" .. pk,
+    "ed25519_pem: SubjectPublicKeyInfo with the public key")
+  t.is_deeply({ crypto.ed25519_from_pem(priv) }, { sk, pk }, "from_pem: a private key gives both halves")
+  t.is_deeply({ crypto.ed25519_from_pem(pub) }, { false, pk }, "from_pem: a public key gives false and the public half")
+  local none, err = crypto.ed25519_from_pem("not a key")
+  t.ok(none == nil and err:match("^crypto%.ed25519_from_pem: "), "from_pem: text that is not PEM is nil, err")
+  t.raises(function() crypto.ed25519_pem("short") end, "ed25519_pem: secret: 32 bytes expected, got 5",
+    "ed25519_pem: a wrong secret length raises")
+  t.raises(function() crypto.ed25519_from_pem(42) end, "ed25519_from_pem: pem: string expected",
+    "from_pem: a non-string raises")
+end
+
 ---------------------------------------------------------------------------------------------
 -- AES-256-GCM, explicit nonce: McGrew & Viega, "The Galois/Counter Mode of Operation",
 -- test cases 13-16 (256-bit key) and 18 (a 60-byte IV)

@@ -10,6 +10,7 @@ local fingerprint = require "steward.alerting.fingerprint"
 local matchers = require "steward.alerting.matchers"
 local silences = require "steward.alerting.silences"
 local astore = require "steward.alerting.store"
+local audit_digest = require("steward.runtime.store.audit").digest
 require "steward.alerting.engine.schema" -- the engine's tables migrate with the API's
 
 local type, ipairs, pairs, next, tostring, floor, format, sort, concat =
@@ -427,10 +428,12 @@ local function post_silence(ctx, req)
     prev, err = astore.silence(ctx.store, s.id)
     if prev == nil then return message(500, tostring(err)) end
     if not prev then return message(404, "silence not found") end
+    req.audit = { target = s.id, before = audit_digest(prev) }
     if can_update(prev, s, now) then
       if math.abs(s.starts_at - prev.starts_at) < 0.0005 then s.starts_at = prev.starts_at end
       ok, err = astore.put_silence(ctx.store, s)
       if not ok then return message(500, tostring(err)) end
+      req.audit.after = audit_digest(s)
       return reply(200, { silenceID = s.id })
     end
     if now <= prev.ends_at then
@@ -442,6 +445,9 @@ local function post_silence(ctx, req)
   if s.starts_at < now then s.starts_at = now end
   ok, err = astore.put_silence(ctx.store, s)
   if not ok then return message(500, tostring(err)) end
+  -- an update that could not be made in place expired the old silence: both ids are named
+  req.audit = { target = s.id, before = req.audit and req.audit.before, after = audit_digest(s),
+    detail = req.audit and ("replaces " .. tostring(req.audit.target)) or nil }
   return reply(200, { silenceID = s.id })
 end
 
@@ -449,9 +455,11 @@ local function delete_silence(ctx, req)
   local s, err = astore.silence(ctx.store, req.params.id)
   if s == nil then return message(500, tostring(err)) end
   if not s then return message(404, "silence not found") end
+  req.audit = { before = audit_digest(s) }
   local ok
   ok, err = expire(ctx, s, time.now())
   if not ok then return message(500, tostring(err)) end
+  req.audit.after = audit_digest(s)
   return 200, {}, ""
 end
 
@@ -511,19 +519,19 @@ function M.install(daemon_add, ctx)
       ctx.bg[#ctx.bg + 1] = time.every(M.CLEANUP_INTERVAL, M.cleanup, ctx)
     end
   end
-  local function add(method, pattern, permission, fn)
+  local function add(method, pattern, permission, fn, action)
     daemon_add(method, pattern, permission, function(c, req, principal)
       local ds, dh, db = untenanted(principal)
       if ds then return ds, dh, db end
       return fn(c, req, principal)
-    end)
+    end, action)
   end
   add("POST", "/api/v2/alerts", "ingest", post_alerts)
   add("GET", "/api/v2/alerts", "read", get_alerts)
-  add("POST", "/api/v2/silences", "operate", post_silence)
+  add("POST", "/api/v2/silences", "operate", post_silence, "silence.put")
   add("GET", "/api/v2/silences", "read", get_silences)
   add("GET", "/api/v2/silence/{id}", "read", get_silence)
-  add("DELETE", "/api/v2/silence/{id}", "operate", delete_silence)
+  add("DELETE", "/api/v2/silence/{id}", "operate", delete_silence, "silence.expire")
   add("GET", "/api/v2/status", "read", get_status)
   add("GET", "/api/v2/receivers", "read", get_receivers)
 end

@@ -9,6 +9,7 @@ local notify = require "steward.notify"
 local incidents = require "steward.alerting.incidents"
 local links = require "steward.alerting.links"
 local util = require "steward.runtime.store.util"
+local audit_trail = require "steward.runtime.daemon.audit_trail"
 
 local type, ipairs, pairs, tostring, tonumber, format = type, ipairs, pairs, tostring, tonumber, string.format
 
@@ -83,7 +84,8 @@ local function get_one(ctx, req)
   return api.reply(200, out)
 end
 
-local function act(ctx, id, action, actor, body)
+local function act(ctx, id, action, actor, body, principal)
+  local before = incidents.get(ctx.store, id)
   local inc, err, cur
   if action == "ack" then
     inc, err, cur = incidents.ack(ctx.store, id, actor)
@@ -92,6 +94,11 @@ local function act(ctx, id, action, actor, body)
   else
     inc, err, cur = incidents.reassign(ctx.store, id, body.assignee, actor)
   end
+  -- Incident routes authenticate themselves (a token, or a signed link): they audit here.
+  audit_trail.record(ctx, { action = "incident." .. action, actor = principal and audit_trail.actor(principal) or actor,
+    role = principal and principal.role, target = id, before = before and audit_trail.digest(view(before)) or nil,
+    after = inc and audit_trail.digest(view(inc)) or nil, outcome = inc and "ok" or "refused",
+    detail = not inc and tostring(err) or (action == "reassign" and ("assignee " .. body.assignee)) or nil })
   if inc then return api.reply(200, view(inc)) end
   if cur then
     return api.fail(409, "invalid_state", tostring(err), { state = cur.state })
@@ -115,7 +122,7 @@ local function post_action(ctx, req, principal)
     end
     body = b
   end
-  return act(ctx, req.params.id, action, actor_of(ctx, principal), body)
+  return act(ctx, req.params.id, action, actor_of(ctx, principal), body, principal)
 end
 
 -- ---- signed links ----

@@ -187,10 +187,13 @@ function M.main(args)
   return 1
 end
 
-local AUDIT_USAGE = "usage: steward audit [-c FILE] [--limit N] [--since TIME|DURATION] [--uid UID] [--session ID] [--json]"
+local AUDIT_USAGE = "usage: steward audit [-c FILE] [--limit N] [--since TIME|DURATION] [--uid UID] [--session ID] [--json]\n" ..
+  "       steward audit verify|export|checkpoint|pubkey ... (docs/audit.md)"
 
 -- steward audit: newest first. --since takes an RFC 3339 time or a duration back from now.
 function M.audit(cfg, argv)
+  local chain = require "steward.runtime.cli_audit" -- verify, export, checkpoint, pubkey
+  if chain.commands[argv[1]] then return chain.main(cfg, argv[1], { select(2, unpack(argv)) }) end
   local f, as_json = {}, false
   local i = 1
   while argv[i] do
@@ -221,7 +224,10 @@ function M.audit(cfg, argv)
     else
       local cmd = e.command:gsub("\n", "\\n")
       if #cmd > 100 then cmd = cmd:sub(1, 97) .. "..." end
-      say(io.stdout, ("%s  uid=%s  %-8s %-11s %-8s %s%s"):format(util.format_rfc3339(e.time), tostring(e.uid),
+      -- REPL entries name the peer's uid; HTTP and CLI entries their actor and target.
+      local who = (e.uid ~= nil or e.source == "repl") and ("uid=" .. tostring(e.uid)) or tostring(e.actor or "-")
+      if e.target then cmd = cmd .. " " .. e.target end
+      say(io.stdout, ("%s  %s  %-8s %-11s %-8s %s%s"):format(util.format_rfc3339(e.time), who,
         e.role or "-", e.outcome, e.session or "-", cmd, e.detail and ("  # " .. e.detail:gsub("\n.*", "")) or ""))
     end
   end

@@ -18,8 +18,12 @@ local policy_reload = require "steward.runtime.policy_reload"
 local dispatch = require "steward.runtime.dispatch"
 local api = require "steward.runtime.daemon.api"
 local decision_log = require "steward.runtime.decision_log"
+local audit_key = require "steward.runtime.store.audit_key"
+local audit_chain = require "steward.runtime.store.audit_chain"
 
 local M = {}
+
+M.AUDIT_CHECKPOINT = "1m" -- how often the audit chain's head is signed (when it moved)
 
 local function die(code, msg)
   io.stderr:write("steward: ", msg, "\n")
@@ -55,6 +59,13 @@ local function start_background(ctx)
     if not ok then log.warn("policy version retention failed", { error = perr }) end
   end
   ctx.bg[#ctx.bg + 1] = time.every("1h", purge)
+  -- A signed checkpoint over the audit chain's head, when anything was added since the last
+  -- one (docs/audit.md). One signer in a cluster: the leader.
+  ctx.bg[#ctx.bg + 1] = time.every(M.AUDIT_CHECKPOINT, function()
+    if ctx.stopping or not singleton() or not ctx.store_health.up then return end
+    local ok, err = audit_chain.checkpoint_due(ctx.store, ctx.audit_key)
+    if ok == nil then log.warn("audit checkpoint failed", { error = err }) end
+  end)
   -- A new leader purges at once: the old one may have died before its hourly run.
   ctx.on_leader = function(yes) if yes then task.spawn({ name = "purge" }, purge) end end
   -- Event-loop lag: how late a 100 ms timer runs.
@@ -151,6 +162,9 @@ function M.main(args)
 
   ctx.auth, err = auth.new({ store = st, admin_token = cfg.admin_token, var_dir = cfg.var_dir })
   if not ctx.auth then die(1, err) end
+  ctx.audit_key, err = audit_key.load(audit_key.path(cfg.var_dir), { create = true })
+  if not ctx.audit_key then die(1, err) end
+  log.info("audit key", { path = audit_key.path(cfg.var_dir), id = ctx.audit_key.id:sub(1, 16) })
 
   ctx.decision_log = decision_log.new({ store = st, mask = cfg.decision_mask })
   ctx.dispatch = dispatch.new({
@@ -265,6 +279,11 @@ function M.main(args)
   local drained = ctx.dispatch:drain(math.max(0, deadline - (time.monotonic() - t_close)))
   if not drained then log.warn("handlers still running at the shutdown deadline; they run again at the next start") end
   ctx.dispatch:checkpoint()
+  -- The last entries are signed before the store closes (the leader's job in a cluster).
+  if not ctx.cluster or ctx.cluster:is_leader() then
+    local signed, aerr = audit_chain.checkpoint_due(st, ctx.audit_key)
+    if signed == nil then log.warn("audit checkpoint at shutdown failed", { error = aerr }) end
+  end
   if ctx.cluster then ctx.cluster:stop() end
   ctx.decision_log:close()
   st:close()

@@ -9,6 +9,7 @@ local policy_ctx = require "steward.runtime.policy_ctx"
 local guard = require "steward.runtime.guard"
 local effects = require "steward.runtime.effects"
 local store_health = require "steward.runtime.store_health"
+local audit_trail = require "steward.runtime.daemon.audit_trail"
 
 local type, pairs, ipairs, tostring, tonumber, xpcall = type, pairs, ipairs, tostring, tonumber, xpcall
 local format = string.format
@@ -109,8 +110,9 @@ end
 -- Wraps a handler with authentication, the permission it needs (nil: public) and its tenant
 -- scope: "tenant" routes confine a tenant's token to its tenant's data (the handler filters
 -- by principal.tenant); every other route is global and refuses tenant tokens, so a route
--- added later is closed to tenants until it says how it confines them.
-local function guarded(ctx, route, permission, fn, scope)
+-- added later is closed to tenants until it says how it confines them. A route that changes
+-- something names its audit action: every authenticated attempt is recorded.
+local function guarded(ctx, route, permission, fn, scope, action)
   local health = ctx.store_health
   return function(req)
     local status, headers, body
@@ -137,13 +139,23 @@ local function guarded(ctx, route, permission, fn, scope)
         { content_type = req.headers["content-type"] })
     end
     if not status then
+      local ok
       if health then
-        status, headers, body = run_handler(health, fn, req, principal)
+        ok, status, headers, body = pcall(run_handler, health, fn, req, principal)
       else
-        status, headers, body = fn(req, principal)
+        ok, status, headers, body = xpcall(fn, function(e) return debug.traceback(tostring(e), 2) end, req, principal)
+      end
+      if not ok then -- the server answers 500; the attempt is on record first
+        if action then
+          audit_trail.record(ctx, { action = action, actor = audit_trail.actor(principal), role = principal and principal.role,
+            target = req.params and (req.params.name or req.params.id), outcome = "failed",
+            detail = tostring(status):match("^[^\n]*") })
+        end
+        error(status, 0)
       end
     end
     m_requests:inc(1, route, status)
+    if action and principal then audit_trail.http(ctx, action, req, principal, status, body) end
     return status, headers, body
   end
 end
@@ -329,6 +341,8 @@ local function post_token(ctx, req, principal)
   local tok
   tok, err = ctx.auth:create({ role = spec.role, tenant = tenant, name = spec.name })
   if not tok then return unavailable(tostring(err)) end
+  req.audit = { target = tok.id, after = audit_trail.digest({ id = tok.id, role = tok.role, tenant = tok.tenant,
+    name = tok.name }) }
   return reply(201, tok)
 end
 
@@ -337,6 +351,10 @@ local function get_tokens(ctx, _, principal)
 end
 
 local function delete_token(ctx, req, principal)
+  local t = ctx.auth.by_id[req.params.id]
+  if t and (not principal.tenant or t.tenant == principal.tenant) then
+    req.audit = { before = audit_trail.digest({ id = t.id, role = t.role, tenant = t.tenant, name = t.name }) }
+  end
   local ok = ctx.auth:revoke(req.params.id, principal.tenant)
   if not ok then return fail(404, "not_found", "no token with id " .. req.params.id) end
   return 204, {}, ""
@@ -489,17 +507,29 @@ local function post_rollback(ctx, req)
     version = spec.version
   end
   if not ctx.policies[name] and not version then return fail(404, "not_found", "no policy " .. name) end
+  req.audit = { before = ctx.policies[name] and ctx.policies[name].version } -- versions are content hashes
   local v, err = ctx.registry:rollback(name, version)
   if not v then
     if tostring(err):match("has no") then return fail(404, "not_found", err) end
     return fail(409, "rollback_failed", tostring(err))
   end
+  req.audit.after = v
   return reply(200, { name = name, version = v })
 end
 
-local function post_reload(ctx)
+-- name -> version of every loaded policy: the reload's before and after digests
+local function versions(ctx)
+  local v = {}
+  for name, p in pairs(ctx.policies) do v[name] = p.version end
+  return v
+end
+
+local function post_reload(ctx, req)
+  local before = audit_trail.digest(versions(ctx))
   local summary, err = ctx.reload()
+  req.audit = { target = "policies", before = before, after = audit_trail.digest(versions(ctx)) }
   if not summary then return fail(500, "reload_failed", tostring(err)) end
+  if #summary.failed > 0 then req.audit.detail = "failed: " .. table.concat(summary.failed, ", ") end
   return reply(200, { loaded = summary.loaded, changed = json.array(summary.changed),
     removed = json.array(summary.removed), failed = json.array(summary.failed),
     config = json.array(summary.config or {}), restart_required = json.array(summary.restart_required or {}) })
@@ -583,31 +613,36 @@ function M.install(router, ctx)
   -- The route table, kept for tests (the role x tenant matrix walks it, so a new route is
   -- covered without editing the test) and GET /v1/routes; the permissions by route are what
   -- the admission check reads when a request's headers are complete.
+  -- opts: {scope = "tenant", action = "<audit action>"}, or the audit action alone (a string)
   ctx.routes = {}
   local perms = ctx.route_permissions or {}
   ctx.route_permissions = perms
-  local function add(method, pattern, permission, fn, scope)
+  local function add(method, pattern, permission, fn, opts)
+    if type(opts) == "string" then opts = { action = opts } end
+    opts = opts or {}
     perms[method .. " " .. pattern] = permission or false
     ctx.routes[#ctx.routes + 1] = { method = method, pattern = pattern, permission = permission or json.null,
-                                    scope = permission and (scope or "global") or "public" }
+                                    scope = permission and (opts.scope or "global") or "public",
+                                    action = opts.action or json.null }
     router:add(method, pattern, guarded(ctx, pattern, permission, function(req, principal)
       return fn(ctx, req, principal)
-    end, scope))
+    end, opts.scope, opts.action))
   end
-  add("POST", "/v1/events", "ingest", post_events, "tenant")
-  add("GET", "/v1/events", "read", get_events, "tenant")
-  add("GET", "/v1/dead-letters", "read", get_dead_letters, "tenant")
-  add("POST", "/v1/dead-letters/{id}/requeue", "operate", requeue, "tenant")
-  add("POST", "/v1/tokens", "admin", post_token, "tenant")
-  add("GET", "/v1/tokens", "admin", get_tokens, "tenant")
-  add("DELETE", "/v1/tokens/{id}", "admin", delete_token, "tenant")
-  add("POST", "/v1/decide/{policy}", "decide", decide, "tenant")
-  add("GET", "/v1/decisions", "read", get_decisions, "tenant")
-  add("GET", "/v1/policies", "read", get_policies, "tenant")
-  add("GET", "/v1/policies/{name}", "read", get_policy, "tenant")
-  add("POST", "/v1/policies/reload", "operate", post_reload)
-  add("POST", "/v1/policies/{name}/rollback", "operate", post_rollback)
-  add("POST", "/v1/policies/{name}/simulate", "read", post_simulate, "tenant")
+  local T = "tenant"
+  add("POST", "/v1/events", "ingest", post_events, { scope = T })
+  add("GET", "/v1/events", "read", get_events, { scope = T })
+  add("GET", "/v1/dead-letters", "read", get_dead_letters, { scope = T })
+  add("POST", "/v1/dead-letters/{id}/requeue", "operate", requeue, { scope = T, action = "dead_letter.requeue" })
+  add("POST", "/v1/tokens", "admin", post_token, { scope = T, action = "token.create" })
+  add("GET", "/v1/tokens", "admin", get_tokens, { scope = T })
+  add("DELETE", "/v1/tokens/{id}", "admin", delete_token, { scope = T, action = "token.revoke" })
+  add("POST", "/v1/decide/{policy}", "decide", decide, { scope = T })
+  add("GET", "/v1/decisions", "read", get_decisions, { scope = T })
+  add("GET", "/v1/policies", "read", get_policies, { scope = T })
+  add("GET", "/v1/policies/{name}", "read", get_policy, { scope = T })
+  add("POST", "/v1/policies/reload", "operate", post_reload, "policy.reload")
+  add("POST", "/v1/policies/{name}/rollback", "operate", post_rollback, "policy.rollback")
+  add("POST", "/v1/policies/{name}/simulate", "read", post_simulate, { scope = T })
   -- Cluster view (steward.runtime.cluster, docs/operations.md): instances, leader, heartbeats, load.
   add("GET", "/v1/cluster", "operate", function(c) return reply(require("steward.runtime.cluster").view(c)) end)
   require("steward.alerting.api").install(add, ctx) -- Alertmanager API v2 (docs/alerting.md)
@@ -616,7 +651,7 @@ function M.install(router, ctx)
   -- The route table itself: each route's permission and tenant scope (docs/http-api.md).
   add("GET", "/v1/routes", "read", function(c)
     return reply(200, { routes = json.array(c.routes) })
-  end, "tenant")
+  end, { scope = T })
   add("GET", "/metrics", not ctx.cfg.metrics_public and "read" or nil, get_metrics)
   add("GET", "/healthz", nil, healthz)
   add("GET", "/readyz", nil, readyz)

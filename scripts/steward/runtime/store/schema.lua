@@ -110,8 +110,8 @@ store.register_migrations("decisions", {
   ]] },
 })
 
--- The audit log: append-only (nothing updates or deletes it). Every REPL command, its peer
--- uid and its outcome (steward.runtime.repl); `steward audit` lists it.
+-- The audit log: append-only (nothing updates or deletes it), hash-chained (steward.runtime.store.audit);
+-- `steward audit` lists it, `steward audit verify` checks it.
 store.register_migrations("audit", {
   { version = 1, sql = both [[
     CREATE TABLE audit (
@@ -125,6 +125,23 @@ store.register_migrations("audit", {
       outcome {text} NOT NULL,
       detail TEXT);
     CREATE INDEX audit_time ON audit (time);
+  ]] },
+  -- The hash chain (docs/audit.md): every door's mutations (actor, target, digests of the state
+  -- before and after), signed checkpoints (key_id, sig), and each entry's prev_hash and hash.
+  -- Entries written before this step stay as they were, unchained: the chain starts at a
+  -- genesis (the first chained entry's prev_hash is 64 zeros) and `steward audit verify`
+  -- counts the older entries as not covered. prev_hash is unique, as the id is: two writers
+  -- can never both chain onto the same entry.
+  { version = 2, sql = both [[
+    ALTER TABLE audit ADD COLUMN actor TEXT;
+    ALTER TABLE audit ADD COLUMN target TEXT;
+    ALTER TABLE audit ADD COLUMN before_digest TEXT;
+    ALTER TABLE audit ADD COLUMN after_digest TEXT;
+    ALTER TABLE audit ADD COLUMN key_id TEXT;
+    ALTER TABLE audit ADD COLUMN sig TEXT;
+    ALTER TABLE audit ADD COLUMN prev_hash {text};
+    ALTER TABLE audit ADD COLUMN hash {text};
+    CREATE UNIQUE INDEX audit_prev_hash ON audit (prev_hash);
   ]] },
 })
 
