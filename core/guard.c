@@ -11,16 +11,35 @@
  * cleared (or handed back to the run it interrupted) when the task yields or the run ends
  * (task_set_switch). Coroutines a policy creates run under the same hook.
  *
+ * Slicing inside a policy's own coroutines. The hook can only yield the coroutine it fires
+ * in, and a coroutine the policy made must not be suspended under its resumer's nose. So the
+ * sandbox adopts every coroutine a policy creates (guard.adopt) and resumes it through a
+ * wrapper: the hook yields an adopted coroutine (no values: LuaJIT's hook yields carry none)
+ * and notes it; the wrapper sees guard.preempted(co), calls guard.pause() to yield its own
+ * coroutine in turn (up to the task, which defers behind the loop's other work, its budget
+ * kept), then resumes the coroutine. Code inside a C call (a string.gsub or table.sort
+ * callback) cannot yield at all: it may run limits.policy_stall without yielding, then it is
+ * stopped at its next Lua instruction (guard.configure{stall}), so it cannot hold the loop for
+ * a whole CPU budget.
+ *
  * Memory. guard_alloc is the state's allocator; while a run is current it adds allocations
  * and subtracts frees, and refuses an allocation that would take the net growth past the
  * budget (LuaJIT raises "not enough memory"); the hook then stops the run as above. After
  * the refusal a little slack is granted so the error and its unwinding can allocate.
+ * All unfinished runs together are held to a total (guard.configure{memory_total}): the sum of
+ * their net growths; an allocation past it fails the run making it, and a run cannot start
+ * while the total is spent. A run that ends after a spike (stopped for memory, or past half
+ * its budget) triggers a full collection and hands free pages back to the system, so a burst
+ * of memory bombs does not leave the heap at its peak.
  *
  * The Lua side of run() is a few lines (pcall must be the Lua one: LuaJIT cannot yield
  * across lua_pcall from C, and a handler may do I/O inside the run). */
 #include "guard.h"
 
 #include <lauxlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,9 +56,10 @@
 #define MEM_SLACK      (1 << 20)   /* granted after a refusal, for the error's own needs */
 #define DEFAULT_CPU    1.0         /* seconds */
 #define DEFAULT_MEMORY (64u << 20) /* bytes */
+#define DEFAULT_STALL  200000000u /* ns a run unable to yield may compute (0.2 s) */
 #define RUN_MT         "steward.guard.run"
 
-enum trip { TRIP_NONE = 0, TRIP_CPU, TRIP_MEM };
+enum trip { TRIP_NONE = 0, TRIP_CPU, TRIP_MEM, TRIP_TOTAL, TRIP_STALL };
 
 struct guard_run {
     uint64_t cpu_ns;   /* 0: no CPU budget */
@@ -56,6 +76,8 @@ struct guard_run {
     int fast;  /* the hook fires on every instruction */
     int armed; /* on the chain of current runs */
     int done;
+    int retired;  /* its growth no longer counts in the total */
+    int ctx_ref;  /* guard.context()'s table, or LUA_NOREF */
     task_t *task; /* NULL when the run is on the main thread */
     lua_State *L;
     struct guard_run *prev; /* the run this one interrupted (a task resumed inside another) */
@@ -64,6 +86,16 @@ struct guard_run {
 
 static struct guard_run *active; /* the run whose code is executing now */
 static int wrapper_ref = LUA_NOREF;
+static int adopted_ref = LUA_NOREF; /* weak-keyed set of the coroutines policies created */
+static lua_State *hook_yielded;     /* the adopted coroutine the hook yielded last */
+
+/* Every unfinished run together (guard.configure). */
+static struct {
+    int64_t budget; /* bytes; 0: no total */
+    int64_t used;   /* the sum of the unfinished runs' mem_net */
+    int64_t gc_at;  /* used after the last collection the guard asked for on its account */
+    uint64_t stall_ns;
+} total = {0, 0, 0, DEFAULT_STALL};
 
 static void hook(lua_State *L, lua_Debug *ar);
 
@@ -101,6 +133,7 @@ static void disarm(struct guard_run *r)
     if (*pp)
         *pp = r->prev;
     r->prev = NULL;
+    hook_yielded = NULL; /* a preemption is taken by its resumer before the task yields */
     if (active)
         set_hook(active);
     else
@@ -120,11 +153,33 @@ static const char *trip_message(const struct guard_run *r, char *buf, size_t n)
 {
     if (r->tripped == TRIP_MEM)
         snprintf(buf, n, "memory budget exceeded (%lld bytes)", (long long)r->memory);
+    else if (r->tripped == TRIP_TOTAL)
+        snprintf(buf, n,
+                 "policy memory total exceeded (%lld bytes for all running policies together, "
+                 "limits.policy_memory_total)",
+                 (long long)total.budget);
+    else if (r->tripped == TRIP_STALL)
+        snprintf(buf, n,
+                 "cpu stall limit exceeded (%g s without yielding to the loop, inside a C call "
+                 "such as a string.gsub or table.sort callback; limits.policy_stall)",
+                 (double)total.stall_ns / 1e9);
     else if (r->cpu * 10 == (double)(long long)(r->cpu * 10))
         snprintf(buf, n, "cpu budget exceeded (%.1f s)", r->cpu);
     else
         snprintf(buf, n, "cpu budget exceeded (%g s)", r->cpu);
     return buf;
+}
+
+static int is_adopted(lua_State *L)
+{
+    if (adopted_ref == LUA_NOREF)
+        return 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, adopted_ref);
+    lua_pushthread(L);
+    lua_rawget(L, -2);
+    int yes = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    return yes;
 }
 
 static void hook(lua_State *L, lua_Debug *ar)
@@ -139,20 +194,39 @@ static void hook(lua_State *L, lua_Debug *ar)
             lua_gc(L, LUA_GCCOLLECT, 0);
             r->gc_at = r->mem_net;
         }
+        if (total.budget && total.used - total.gc_at > total.budget / 4 &&
+            total.used > total.budget / 2) {
+            lua_gc(L, LUA_GCCOLLECT, 0); /* the same, for the runs' total */
+            total.gc_at = total.used;
+        }
         uint64_t now = uv_hrtime();
         if (now < r->deadline) {
             /* Time slicing: a run that computes for SLICE_NS gives the loop a turn (HTTP,
              * timers, other tasks) and continues on the next iteration, its budget as it
-             * was. Only the task's own coroutine yields: a coroutine the policy made must
-             * not be suspended under it. */
-            if (now >= r->slice_end && r->task && task_state(r->task) == L && lua_isyieldable(L)) {
+             * was. The task's own coroutine yields to the scheduler; a coroutine the policy
+             * made yields to its resumer, the sandbox's wrapper, which passes the turn on.
+             * Code that cannot yield (inside a C call) gets the stall allowance, no more. */
+            if (now < r->slice_end || !r->task)
+                return;
+            int yieldable = lua_isyieldable(L);
+            if (yieldable && task_state(r->task) == L) {
                 r->remaining = r->deadline == UINT64_MAX ? 0 : r->deadline - now;
                 r->preempted = 1;
                 lua_yield(L, 0);
+                return;
             }
-            return;
+            if (total.stall_ns && now + SLICE_NS - r->slice_end >= total.stall_ns) {
+                r->tripped = TRIP_STALL;
+            } else {
+                if (yieldable && is_adopted(L)) {
+                    hook_yielded = L;
+                    lua_yield(L, 0);
+                }
+                return;
+            }
+        } else {
+            r->tripped = TRIP_CPU;
         }
-        r->tripped = TRIP_CPU;
     }
     if (!r->fast) {
         r->fast = 1;
@@ -166,9 +240,19 @@ static void hook(lua_State *L, lua_Debug *ar)
         if (mine)
             return;
     }
-    char msg[96];
+    char msg[256];
     lua_pushstring(L, trip_message(r, msg, sizeof msg));
     lua_error(L);
+}
+
+/* Net growth while r is current counts for r and, until it ends, for the total. */
+static void account(struct guard_run *r, int64_t delta)
+{
+    r->mem_net += delta;
+    if (r->mem_net > r->mem_peak)
+        r->mem_peak = r->mem_net;
+    if (!r->retired)
+        total.used += delta;
 }
 
 void *guard_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -180,34 +264,52 @@ void *guard_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     if (nsize == 0) {
         free(ptr);
         if (r)
-            r->mem_net -= (int64_t)osize;
+            account(r, -(int64_t)osize);
         return NULL;
     }
-    if (r && r->memory && nsize > osize) {
-        int64_t limit = r->memory + (r->tripped ? MEM_SLACK : 0);
-        if (r->mem_net + (int64_t)(nsize - osize) > limit) {
+    if (r && nsize > osize) {
+        int64_t grow = (int64_t)(nsize - osize), slack = r->tripped ? MEM_SLACK : 0;
+        if (r->memory && r->mem_net + grow > r->memory + slack) {
             if (!r->tripped)
                 r->tripped = TRIP_MEM;
             return NULL;
         }
+        if (total.budget && !r->retired && total.used + grow > total.budget + slack) {
+            if (!r->tripped)
+                r->tripped = TRIP_TOTAL;
+            return NULL;
+        }
     }
     void *p = realloc(ptr, nsize);
-    if (p && r) {
-        r->mem_net += (int64_t)nsize - (int64_t)osize;
-        if (r->mem_net > r->mem_peak)
-            r->mem_peak = r->mem_net;
-    }
+    if (p && r)
+        account(r, (int64_t)nsize - (int64_t)osize);
     return p;
+}
+
+/* The run's growth leaves the total, and its context table goes; once. */
+static void retire(lua_State *L, struct guard_run *r)
+{
+    if (r->retired)
+        return;
+    r->retired = 1;
+    total.used -= r->mem_net;
+    if (total.gc_at > total.used)
+        total.gc_at = total.used;
+    if (r->ctx_ref != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, r->ctx_ref);
+        r->ctx_ref = LUA_NOREF;
+    }
 }
 
 static int run_gc(lua_State *L)
 {
     struct guard_run *r = luaL_checkudata(L, 1, RUN_MT);
     disarm(r); /* only if the task was abandoned in a way that skipped the yield */
+    retire(L, r);
     return 0;
 }
 
-/* begin(opts, fn) -> run: arms the budgets for the code guard.run is about to call. */
+/* begin(opts, fn) -> run | nil, err, "memory": arms the budgets for the code guard.run is about to call. */
 static int l_guard_begin(lua_State *L)
 {
     if (!lua_isnoneornil(L, 1))
@@ -240,8 +342,18 @@ static int l_guard_begin(lua_State *L)
                       "inside a plain coroutine");
     if (active && active->task == t && active->L == L)
         luaL_error(L, "guard.run: already inside a guarded run");
+    if (total.budget && total.used >= total.budget) {
+        /* The running policies hold it all: this run could only fail later, mid-way. */
+        char msg[256];
+        struct guard_run probe = {.tripped = TRIP_TOTAL};
+        lua_pushnil(L);
+        lua_pushstring(L, trip_message(&probe, msg, sizeof msg));
+        lua_pushliteral(L, "memory");
+        return 3;
+    }
     struct guard_run *r = lua_newuserdata(L, sizeof *r);
     memset(r, 0, sizeof *r);
+    r->ctx_ref = LUA_NOREF;
     luaL_getmetatable(L, RUN_MT);
     lua_setmetatable(L, -2);
     r->cpu = cpu;
@@ -276,8 +388,18 @@ static int l_guard_finish(lua_State *L)
     if (r->task)
         task_set_switch(r->task, NULL, NULL);
     r->done = 1;
+    retire(L, r);
+    if (r->tripped == TRIP_MEM || r->tripped == TRIP_TOTAL ||
+        (r->memory && r->mem_peak > r->memory / 2)) {
+        /* After a spike: collect now rather than when the next allocations get round to it,
+         * and give the freed pages back, so an idle daemon does not sit at its peak. */
+        lua_gc(L, LUA_GCCOLLECT, 0);
+#ifdef __GLIBC__
+        malloc_trim(0);
+#endif
+    }
     if (r->tripped) {
-        char msg[96];
+        char msg[256];
         trip_message(r, msg, sizeof msg);
         char peak[24];
         snprintf(peak, sizeof peak, "%lld", (long long)r->mem_peak);
@@ -285,7 +407,7 @@ static int l_guard_finish(lua_State *L)
         lua_settop(L, 0);
         lua_pushboolean(L, 0);
         lua_pushstring(L, msg);
-        lua_pushstring(L, r->tripped == TRIP_MEM ? "memory" : "cpu");
+        lua_pushstring(L, r->tripped == TRIP_MEM || r->tripped == TRIP_TOTAL ? "memory" : "cpu");
         return 3;
     }
     lua_remove(L, 1);
@@ -318,10 +440,99 @@ static int l_guard_current(lua_State *L)
     return 1;
 }
 
+/* context() -> a table private to the run executing now (for the runtime: what a run has
+ * emitted, what caused it), or nil outside a run of the current task. Freed with the run. */
+static int l_guard_context(lua_State *L)
+{
+    struct guard_run *r = active;
+    if (!r || r->task != task_current() || r->retired)
+        return 0;
+    if (r->ctx_ref == LUA_NOREF) {
+        lua_newtable(L);
+        r->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->ctx_ref);
+    return 1;
+}
+
+/* adopt(co) -> co: co is a coroutine a policy made, resumed through the sandbox's wrapper,
+ * which the hook may therefore yield to slice a long computation. */
+static int l_guard_adopt(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTHREAD);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, adopted_ref);
+    lua_pushvalue(L, 1);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* preempted(co) -> whether co's last yield was the hook's (taken: a second call says no). */
+static int l_guard_preempted(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTHREAD);
+    int yes = hook_yielded && lua_tothread(L, 1) == hook_yielded;
+    if (yes)
+        hook_yielded = NULL;
+    lua_pushboolean(L, yes);
+    return 1;
+}
+
+/* pause(): passes a preempted coroutine's turn on: the task defers behind the loop's other
+ * work (its budget kept, as when the hook yields it), an adopted coroutine yields to its own
+ * resumer; where neither may yield, it returns and the stall allowance runs on. */
+static int l_guard_pause(lua_State *L)
+{
+    struct guard_run *r = active;
+    if (!r || !r->task || r->task != task_current() || r->tripped || !lua_isyieldable(L))
+        return 0;
+    if (task_state(r->task) == L) {
+        uint64_t now = uv_hrtime();
+        r->remaining = r->deadline == UINT64_MAX ? 0 : (r->deadline > now ? r->deadline - now : 0);
+        r->preempted = 1;
+        return task_defer(L, r->task);
+    }
+    if (!is_adopted(L))
+        return 0;
+    hook_yielded = L;
+    return lua_yield(L, 0);
+}
+
+/* configure{memory_total = bytes (0: none), stall = duration (0: none)}: daemon-wide. */
+static int l_guard_configure(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "memory_total");
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) < 0)
+            luaL_error(L, "guard.configure: memory_total: number of bytes expected");
+        total.budget = (int64_t)lua_tonumber(L, -1);
+    }
+    lua_getfield(L, 1, "stall");
+    if (!lua_isnil(L, -1))
+        total.stall_ns = (uint64_t)(duration_check(L, lua_gettop(L), "guard.configure: stall") * 1e9);
+    return 0;
+}
+
+/* stats() -> {memory_total, memory_total_used, stall} */
+static int l_guard_stats(lua_State *L)
+{
+    lua_createtable(L, 0, 3);
+    lua_pushnumber(L, (lua_Number)total.budget);
+    lua_setfield(L, -2, "memory_total");
+    lua_pushnumber(L, (lua_Number)total.used);
+    lua_setfield(L, -2, "memory_total_used");
+    lua_pushnumber(L, (lua_Number)total.stall_ns / 1e9);
+    lua_setfield(L, -2, "stall");
+    return 1;
+}
+
 static const char wrapper_src[] =
     "local begin, finish, pcall, xpcall, traceback = ...\n"
     "return function(opts, fn, ...)\n"
-    "  local run = begin(opts, fn)\n"
+    "  local run, err, kind = begin(opts, fn)\n"
+    "  if not run then return false, err, kind end\n"
     "  if opts and opts.traceback then return finish(run, xpcall(fn, traceback, ...)) end\n"
     "  return finish(run, pcall(fn, ...))\n"
     "end\n";
@@ -355,6 +566,19 @@ int luaopen_steward_guard(lua_State *L)
     lua_setfield(L, -2, "covered");
     lua_pushcfunction(L, l_guard_current);
     lua_setfield(L, -2, "current");
+    if (adopted_ref == LUA_NOREF) {
+        lua_newtable(L);
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+        adopted_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    static const luaL_Reg fns[] = {{"context", l_guard_context},     {"adopt", l_guard_adopt},
+                                   {"preempted", l_guard_preempted}, {"pause", l_guard_pause},
+                                   {"configure", l_guard_configure}, {"stats", l_guard_stats},
+                                   {NULL, NULL}};
+    luaL_register(L, NULL, fns);
     lua_pushnumber(L, DEFAULT_CPU);
     lua_setfield(L, -2, "DEFAULT_CPU");
     lua_pushnumber(L, (lua_Number)DEFAULT_MEMORY);

@@ -17,6 +17,7 @@ local type, pairs, ipairs, next, select, error, tostring = type, pairs, ipairs, 
 local setmetatable, getmetatable, rawget, setfenv, loadstring = setmetatable, getmetatable, rawget, setfenv, loadstring
 local unpack, concat, format = unpack, table.concat, string.format
 local co_create, co_resume = coroutine.create, coroutine.resume
+local adopt, preempted, pause = guard.adopt, guard.preempted, guard.pause
 local jit_off = jit.off
 
 local M = {}
@@ -277,10 +278,21 @@ function new_env(box)
   env.bit = copy(bit)
   env.os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime, getenv = os.getenv }
   local co = copy(coroutine)
+  -- Every coroutine a policy makes is adopted by the guard, which may yield it to slice a
+  -- long computation; resume passes that turn up to the task and then goes on, so a loop in a
+  -- policy's coroutine shares the loop like one in its handler (steward.guard's header).
+  local function resume(c, ...)
+    local r = pack(co_resume(c, ...))
+    while r[1] and r.n == 1 and preempted(c) do
+      pause()
+      r = pack(co_resume(c))
+    end
+    return unpack(r, 1, r.n)
+  end
   co.create = function(f)
     local c = co_create(f)
     own_co[c] = true
-    return c
+    return adopt(c)
   end
   -- A task's coroutine belongs to the scheduler: resuming it by hand would run it while its
   -- operation is still pending.
@@ -288,7 +300,16 @@ function new_env(box)
     if not own_co[c] then
       error("coroutine.resume: not a coroutine this policy created with coroutine.create", 2)
     end
-    return co_resume(c, ...)
+    return resume(c, ...)
+  end
+  co.wrap = function(f)
+    if type(f) ~= "function" then error("bad argument #1 to 'wrap' (function expected)", 2) end
+    local c = co.create(f)
+    return function(...)
+      local r = pack(resume(c, ...))
+      if not r[1] then error(r[2], type(r[2]) == "string" and 2 or 0) end
+      return unpack(r, 2, r.n)
+    end
   end
   env.coroutine = co
   env._G = env
