@@ -140,13 +140,21 @@ static void disarm(struct guard_run *r)
         lua_sethook(r->L, NULL, 0, 0);
 }
 
+static void retire(lua_State *L, struct guard_run *r);
+
 static void on_switch(task_t *t, int running, void *ud)
 {
     (void)t;
-    if (running)
-        arm(ud);
-    else
-        disarm(ud);
+    struct guard_run *r = ud;
+    if (running > 0) {
+        arm(r);
+    } else {
+        disarm(r);
+        if (running < 0) { /* the task ended inside the run (cancelled, timed out) */
+            r->task = NULL;
+            retire(task_main_state(), r);
+        }
+    }
 }
 
 static const char *trip_message(const struct guard_run *r, char *buf, size_t n)

@@ -10,6 +10,7 @@
 -- coroutine belongs to the scheduler).
 local guard = require "steward.guard"
 local effects = require "steward.effects"
+local emit = require "steward.policy.emit"
 local log = require "steward.log"
 local fs = require "steward.fs"
 
@@ -120,12 +121,18 @@ end
 
 local function pack(...) return { n = select("#", ...), ... } end
 
--- The policy's budgets also hold for a callback run later in a task of its own.
+-- The policy's budgets also hold for a callback run later in a task of its own, and so does
+-- the cause depth of the run that handed it over (steward.policy.emit).
 local function guarded(box, fn)
   if type(fn) ~= "function" then return fn end
+  local continues = emit.inherit()
+  local function run(...)
+    continues()
+    return fn(...)
+  end
   return function(...)
     if guard.covered() then return fn(...) end
-    local r = pack(guard.run(box.budget, fn, ...))
+    local r = pack(guard.run(box.budget, run, ...))
     if not r[1] then error(r[2], 0) end
     return unpack(r, 2, r.n)
   end
@@ -194,8 +201,9 @@ local function make_require(box)
       end
       local mod = require(name)
       if type(mod) == "table" then
-        -- Callbacks run under the policy's budgets; side effects are recorded (steward.effects).
-        m = box.view(mod, effects.overrides(name, mod, callback_overrides(box, name, mod)))
+        -- Callbacks run under the policy's budgets; what it emits is bounded (steward.policy.emit)
+        -- and, like its other side effects, recorded (steward.effects).
+        m = box.view(mod, effects.overrides(name, mod, emit.overrides(name, mod, callback_overrides(box, name, mod))))
       else
         m = mod
       end
