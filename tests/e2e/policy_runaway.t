@@ -83,16 +83,18 @@ m=$($C "$PORT" "$TOKEN" metric steward_policy_emit_refused_total 'policy="double
 ok $([ "$m" = 32 ] && echo 0 || echo 1) "the depth refusals are counted in /metrics ($m)"
 
 # 3. Loops the hook could not slice: /healthz keeps answering while they run.
+# (a probe asks for /healthz again and again, each with a 1 s deadline, while they run).
 for what in co gsub; do
-    $C "$PORT" "$TOKEN" post /v1/events "{\"type\":\"spin.$what\"}" >/dev/null
     pol=$([ $what = co ] && echo cospin || echo gsubspin)
-    answered=0; missed=0
-    end=$(( $(date +%s) + 60 ))
-    while [ "$(date +%s)" -lt "$end" ]; do
-        if $C "$PORT" - healthz 2; then answered=$((answered + 1)); else missed=$((missed + 1)); fi
-        $C "$PORT" "$TOKEN" decisions $pol | grep -q . && break
-    done
-    ok $([ $missed = 0 ] && [ $answered -ge 1 ] && echo 0 || echo 1) \
+    rm -f "$D/stop"
+    $C "$PORT" - probe 1 "$D/stop" > "$D/probe" &
+    probe=$!
+    wait_for 10 sh -c "$C $PORT - healthz 5" # the probe is up before the runaway starts
+    $C "$PORT" "$TOKEN" post /v1/events "{\"type\":\"spin.$what\"}" >/dev/null
+    wait_for 60 sh -c "$C $PORT $TOKEN decisions $pol | grep -q ."
+    touch "$D/stop"; wait $probe
+    read -r answered missed < "$D/probe"
+    ok $([ "$missed" = 0 ] && [ "$answered" -ge 1 ] && echo 0 || echo 1) \
         "a loop in a policy's $what: /healthz answered every time while it ran ($answered answered, $missed missed)"
     dec=$($C "$PORT" "$TOKEN" decisions $pol)
     if [ $what = co ]; then pat="cpu budget exceeded (3.0 s)"; else pat="cpu stall limit exceeded (0.1 s"; fi

@@ -8,7 +8,12 @@ runaway_check.py PORT TOKEN count TYPE          -> number of events of TYPE in t
 runaway_check.py PORT TOKEN depths TYPE         -> the events' depths, sorted, space separated
 runaway_check.py PORT TOKEN metric NAME LABELS  -> the value of one /metrics series (0 if absent)
 runaway_check.py PORT - healthz SECONDS         -> exit 0 if GET /healthz answers 200 within SECONDS
+runaway_check.py PORT - probe SECONDS STOPFILE  -> GET /healthz again and again until STOPFILE
+                                                   exists; prints "answered missed" (a miss: no
+                                                   200 within SECONDS)
 """
+import os
+import time
 import json
 import sys
 import urllib.request
@@ -59,6 +64,19 @@ elif cmd == "metric":
         if line.startswith(want + " "):
             val = line.split()[-1]
     print(val)
+elif cmd == "probe":
+    answered = missed = 0
+    while not os.path.exists(sys.argv[5]):
+        try:
+            status, _ = call("GET", "/healthz", timeout=float(sys.argv[4]))
+            if status == 200:
+                answered += 1
+            else:
+                missed += 1
+        except Exception:
+            missed += 1
+        time.sleep(0.02)
+    print(answered, missed)
 elif cmd == "healthz":
     try:
         status, _ = call("GET", "/healthz", timeout=float(sys.argv[4]))
