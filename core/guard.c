@@ -59,7 +59,7 @@
 #define DEFAULT_STALL  200000000u /* ns a run unable to yield may compute (0.2 s) */
 #define RUN_MT         "steward.guard.run"
 
-enum trip { TRIP_NONE = 0, TRIP_CPU, TRIP_MEM, TRIP_TOTAL, TRIP_STALL };
+enum trip { TRIP_NONE = 0, TRIP_CPU, TRIP_MEM, TRIP_TOTAL, TRIP_STALL, TRIP_STOP };
 
 struct guard_run {
     uint64_t cpu_ns;   /* 0: no CPU budget */
@@ -73,6 +73,7 @@ struct guard_run {
     uint64_t slice_end; /* uv_hrtime() at which the run yields its turn (time slicing) */
     uint64_t remaining; /* budget left when it did: a preemption does not refill it */
     int preempted;
+    int handed_off; /* the hook yielded an adopted coroutine this turn */
     int fast;  /* the hook fires on every instruction */
     int armed; /* on the chain of current runs */
     int done;
@@ -82,6 +83,8 @@ struct guard_run {
     lua_State *L;
     struct guard_run *prev; /* the run this one interrupted (a task resumed inside another) */
     char name[64];
+    char stop_msg[256]; /* guard.stop's message */
+    char stop_kind[16];
 };
 
 static struct guard_run *active; /* the run whose code is executing now */
@@ -114,6 +117,7 @@ static void arm(struct guard_run *r)
         r->deadline = r->cpu_ns ? now + r->cpu_ns : UINT64_MAX;
     }
     r->slice_end = now + SLICE_NS;
+    r->handed_off = 0;
     r->prev = active;
     active = r;
     r->armed = 1;
@@ -159,7 +163,9 @@ static void on_switch(task_t *t, int running, void *ud)
 
 static const char *trip_message(const struct guard_run *r, char *buf, size_t n)
 {
-    if (r->tripped == TRIP_MEM)
+    if (r->tripped == TRIP_STOP)
+        snprintf(buf, n, "%s", r->stop_msg);
+    else if (r->tripped == TRIP_MEM)
         snprintf(buf, n, "memory budget exceeded (%lld bytes)", (long long)r->memory);
     else if (r->tripped == TRIP_TOTAL)
         snprintf(buf, n,
@@ -223,15 +229,17 @@ static void hook(lua_State *L, lua_Debug *ar)
                 lua_yield(L, 0);
                 return;
             }
-            if (total.stall_ns && now + SLICE_NS - r->slice_end >= total.stall_ns) {
-                r->tripped = TRIP_STALL;
-            } else {
-                if (yieldable && is_adopted(L)) {
-                    hook_yielded = L;
-                    lua_yield(L, 0);
-                }
+            if (yieldable && !r->handed_off && is_adopted(L)) {
+                /* Once per turn: if the turn does not reach the task (a resume inside a C
+                 * call), the next hook finds handed_off still set and the stall rule holds. */
+                r->handed_off = 1;
+                hook_yielded = L;
+                lua_yield(L, 0);
                 return;
             }
+            if (!total.stall_ns || now + SLICE_NS - r->slice_end < total.stall_ns)
+                return;
+            r->tripped = TRIP_STALL;
         } else {
             r->tripped = TRIP_CPU;
         }
@@ -415,7 +423,10 @@ static int l_guard_finish(lua_State *L)
         lua_settop(L, 0);
         lua_pushboolean(L, 0);
         lua_pushstring(L, msg);
-        lua_pushstring(L, r->tripped == TRIP_MEM || r->tripped == TRIP_TOTAL ? "memory" : "cpu");
+        if (r->tripped == TRIP_STOP)
+            lua_pushstring(L, r->stop_kind);
+        else
+            lua_pushstring(L, r->tripped == TRIP_MEM || r->tripped == TRIP_TOTAL ? "memory" : "cpu");
         return 3;
     }
     lua_remove(L, 1);
@@ -460,6 +471,29 @@ static int l_guard_context(lua_State *L)
         r->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->ctx_ref);
+    return 1;
+}
+
+/* stop(msg [, kind]): ends the current run of this task as a budget does (pcall cannot
+ * swallow it): for a limit the runtime enforces (steward.policy.emit). guard.run returns
+ * false, msg, kind (default "error"). Returns whether there was such a run. */
+static int l_guard_stop(lua_State *L)
+{
+    const char *msg = luaL_checkstring(L, 1);
+    const char *kind = luaL_optstring(L, 2, "error");
+    struct guard_run *r = active;
+    if (!r || r->task != task_current() || r->retired) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (!r->tripped) {
+        snprintf(r->stop_msg, sizeof r->stop_msg, "%s", msg);
+        snprintf(r->stop_kind, sizeof r->stop_kind, "%s", kind);
+        r->tripped = TRIP_STOP;
+        r->fast = 1;
+        set_hook(r);
+    }
+    lua_pushboolean(L, 1);
     return 1;
 }
 
@@ -585,6 +619,7 @@ int luaopen_steward_guard(lua_State *L)
     static const luaL_Reg fns[] = {{"context", l_guard_context},     {"adopt", l_guard_adopt},
                                    {"preempted", l_guard_preempted}, {"pause", l_guard_pause},
                                    {"configure", l_guard_configure}, {"stats", l_guard_stats},
+                                   {"stop", l_guard_stop},
                                    {NULL, NULL}};
     luaL_register(L, NULL, fns);
     lua_pushnumber(L, DEFAULT_CPU);

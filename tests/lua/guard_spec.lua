@@ -310,4 +310,14 @@ local c1, c1b = select(2, guard.run(nil, function() return guard.context(), guar
 local c2 = select(2, guard.run(nil, function() return guard.context() end))
 t.ok(type(c1) == "table" and c1 == c1b and c1 ~= c2, "one context per run, the same all through it")
 
+-- stop(): the runtime ends a run for a limit of its own, and pcall cannot swallow it.
+local stopper = policy([[return function(stop)
+  while true do pcall(stop, "over the limit", "emit") end
+end]])
+t.ok(select(2, task.spawn(function() return guard.run({ cpu = 5 }, stopper, guard.stop) end):join()) == false,
+  "a stopped run fails")
+local _, sok2, serr2, skind2 = task.spawn(function() return guard.run({ cpu = 5 }, stopper, guard.stop) end):join()
+t.ok(sok2 == false and serr2 == "over the limit" and skind2 == "emit", "with the message and kind given, pcall or not: " .. tostring(serr2))
+t.is(guard.stop("outside"), false, "outside a run stop() does nothing")
+
 t.done()

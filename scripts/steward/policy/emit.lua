@@ -4,7 +4,7 @@
 -- handling an event of depth n has depth n + 1) of at most limits.max_cause_depth, past which
 -- a cycle is assumed. The sandbox routes a policy's events.append and durable time.after
 -- through admit(); dispatch runs handlers through run_handler() so the run knows its event.
--- A refusal raises, and the run fails with it even when the policy catches the error.
+-- A refusal raises and ends the run (guard.stop), even when the policy catches the error.
 local guard = require "steward.guard"
 local metrics = require "steward.metrics"
 local time = require "steward.time"
@@ -40,10 +40,16 @@ end
 
 function M.limits() return { per_run = limits.per_run, per_second = limits.per_second, max_depth = limits.max_depth } end
 
--- Counted once per run (a policy retrying in a loop is one refusal), raised every time.
+-- The run ends with it as with a spent budget (guard.stop: pcall cannot swallow it), so a
+-- policy retrying in a loop does not burn its CPU budget first. Counted once per run.
 local function refuse(c, policy, limit, msg)
-  if not (c and c.refused) then m_refused:inc(1, policy, limit) end
-  if c and not c.refused then c.refused = msg end
+  if not (c and c.refused) then
+    m_refused:inc(1, policy, limit)
+    if c then
+      c.refused = msg
+      guard.stop(msg, "emit")
+    end
+  end
   error(msg, 0)
 end
 
