@@ -15,9 +15,11 @@ runaway_check.py PORT - probe SECONDS STOPFILE  -> GET /healthz again and again 
 import os
 import time
 import json
+import signal
 import sys
 import urllib.request
 
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `grep -q` may stop reading early
 port, token, cmd = sys.argv[1], sys.argv[2], sys.argv[3]
 base = "http://127.0.0.1:%s" % port
 
