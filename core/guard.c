@@ -26,11 +26,14 @@
  * and subtracts frees, and refuses an allocation that would take the net growth past the
  * budget (LuaJIT raises "not enough memory"); the hook then stops the run as above. After
  * the refusal a little slack is granted so the error and its unwinding can allocate.
- * All unfinished runs together are held to a total (guard.configure{memory_total}): the sum of
- * their net growths; an allocation past it fails the run making it, and a run cannot start
- * while the total is spent. A run that ends after a spike (stopped for memory, or past half
- * its budget) triggers a full collection and hands free pages back to the system, so a burst
- * of memory bombs does not leave the heap at its peak.
+ * Runs together are held to a total (guard.configure{memory_total}): a ceiling on the whole
+ * heap while policy code allocates. Not a sum of the runs' counts: garbage one run made and
+ * the collector freed outside any run would stay in that sum, and concurrent runs would trip
+ * it with memory nobody holds. The heap's size is exact; near the ceiling the hook collects,
+ * so what is left is live. An allocation past it fails the run making it, and a run does not
+ * start while the heap is over it. A run that ends after a spike (stopped for memory, or past
+ * half its budget) triggers a full collection and hands free pages back to the system, so a
+ * burst of memory bombs does not leave the heap at its peak.
  *
  * The Lua side of run() is a few lines (pcall must be the Lua one: LuaJIT cannot yield
  * across lua_pcall from C, and a handler may do I/O inside the run). */
@@ -77,7 +80,7 @@ struct guard_run {
     int fast;  /* the hook fires on every instruction */
     int armed; /* on the chain of current runs */
     int done;
-    int retired;  /* its growth no longer counts in the total */
+    int retired;  /* over: guard.context() and guard.stop() no longer reach it */
     int ctx_ref;  /* guard.context()'s table, or LUA_NOREF */
     task_t *task; /* NULL when the run is on the main thread */
     lua_State *L;
@@ -92,11 +95,11 @@ static int wrapper_ref = LUA_NOREF;
 static int adopted_ref = LUA_NOREF; /* weak-keyed set of the coroutines policies created */
 static lua_State *hook_yielded;     /* the adopted coroutine the hook yielded last */
 
-/* Every unfinished run together (guard.configure). */
+/* All runs together (guard.configure). */
 static struct {
-    int64_t budget; /* bytes; 0: no total */
-    int64_t used;   /* the sum of the unfinished runs' mem_net */
-    int64_t gc_at;  /* used after the last collection the guard asked for on its account */
+    int64_t budget; /* the heap's ceiling while policy code allocates, bytes; 0: none */
+    int64_t heap;   /* bytes the allocator has handed out and not got back: the whole heap */
+    int64_t gc_at;  /* heap after the last collection the guard asked for on its account */
     uint64_t stall_ns;
 } total = {0, 0, 0, DEFAULT_STALL};
 
@@ -169,8 +172,8 @@ static const char *trip_message(const struct guard_run *r, char *buf, size_t n)
         snprintf(buf, n, "memory budget exceeded (%lld bytes)", (long long)r->memory);
     else if (r->tripped == TRIP_TOTAL)
         snprintf(buf, n,
-                 "policy memory total exceeded (%lld bytes for all running policies together, "
-                 "limits.policy_memory_total)",
+                 "policy memory total exceeded (the heap is at %lld bytes, the ceiling for all "
+                 "running policies together, limits.policy_memory_total)",
                  (long long)total.budget);
     else if (r->tripped == TRIP_STALL)
         snprintf(buf, n,
@@ -208,10 +211,10 @@ static void hook(lua_State *L, lua_Debug *ar)
             lua_gc(L, LUA_GCCOLLECT, 0);
             r->gc_at = r->mem_net;
         }
-        if (total.budget && total.used - total.gc_at > total.budget / 4 &&
-            total.used > total.budget / 2) {
-            lua_gc(L, LUA_GCCOLLECT, 0); /* the same, for the runs' total */
-            total.gc_at = total.used;
+        if (total.budget && total.heap > total.budget / 4 * 3 &&
+            total.heap - total.gc_at > total.budget / 8) {
+            lua_gc(L, LUA_GCCOLLECT, 0); /* the same, near the ceiling for all runs */
+            total.gc_at = total.heap;
         }
         uint64_t now = uv_hrtime();
         if (now < r->deadline) {
@@ -261,14 +264,12 @@ static void hook(lua_State *L, lua_Debug *ar)
     lua_error(L);
 }
 
-/* Net growth while r is current counts for r and, until it ends, for the total. */
+/* Net growth while r is current counts for r. */
 static void account(struct guard_run *r, int64_t delta)
 {
     r->mem_net += delta;
     if (r->mem_net > r->mem_peak)
         r->mem_peak = r->mem_net;
-    if (!r->retired)
-        total.used += delta;
 }
 
 void *guard_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -279,6 +280,7 @@ void *guard_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         osize = 0;
     if (nsize == 0) {
         free(ptr);
+        total.heap -= (int64_t)osize;
         if (r)
             account(r, -(int64_t)osize);
         return NULL;
@@ -290,27 +292,27 @@ void *guard_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
                 r->tripped = TRIP_MEM;
             return NULL;
         }
-        if (total.budget && !r->retired && total.used + grow > total.budget + slack) {
+        if (total.budget && total.heap + grow > total.budget + slack) {
             if (!r->tripped)
                 r->tripped = TRIP_TOTAL;
             return NULL;
         }
     }
     void *p = realloc(ptr, nsize);
-    if (p && r)
-        account(r, (int64_t)nsize - (int64_t)osize);
+    if (p) {
+        total.heap += (int64_t)nsize - (int64_t)osize;
+        if (r)
+            account(r, (int64_t)nsize - (int64_t)osize);
+    }
     return p;
 }
 
-/* The run's growth leaves the total, and its context table goes; once. */
+/* The run is over (finished, or its task ended inside it): its context table goes; once. */
 static void retire(lua_State *L, struct guard_run *r)
 {
     if (r->retired)
         return;
     r->retired = 1;
-    total.used -= r->mem_net;
-    if (total.gc_at > total.used)
-        total.gc_at = total.used;
     if (r->ctx_ref != LUA_NOREF) {
         luaL_unref(L, LUA_REGISTRYINDEX, r->ctx_ref);
         r->ctx_ref = LUA_NOREF;
@@ -358,8 +360,10 @@ static int l_guard_begin(lua_State *L)
                       "inside a plain coroutine");
     if (active && active->task == t && active->L == L)
         luaL_error(L, "guard.run: already inside a guarded run");
-    if (total.budget && total.used >= total.budget) {
-        /* The running policies hold it all: this run could only fail later, mid-way. */
+    if (total.budget && total.heap >= total.budget)
+        lua_gc(L, LUA_GCCOLLECT, 0); /* what is left is live */
+    if (total.budget && total.heap >= total.budget) {
+        /* The heap is full: this run could only fail later, mid-way. */
         char msg[256];
         struct guard_run probe = {.tripped = TRIP_TOTAL};
         lua_pushnil(L);
@@ -557,14 +561,14 @@ static int l_guard_configure(lua_State *L)
     return 0;
 }
 
-/* stats() -> {memory_total, memory_total_used, stall} */
+/* stats() -> {memory_total, heap, stall}: heap is the Lua heap's size in bytes */
 static int l_guard_stats(lua_State *L)
 {
     lua_createtable(L, 0, 3);
     lua_pushnumber(L, (lua_Number)total.budget);
     lua_setfield(L, -2, "memory_total");
-    lua_pushnumber(L, (lua_Number)total.used);
-    lua_setfield(L, -2, "memory_total_used");
+    lua_pushnumber(L, (lua_Number)total.heap);
+    lua_setfield(L, -2, "heap");
     lua_pushnumber(L, (lua_Number)total.stall_ns / 1e9);
     lua_setfield(L, -2, "stall");
     return 1;

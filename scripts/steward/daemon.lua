@@ -135,10 +135,7 @@ function M.main(args)
   -- Runaway policies: what they emit, and what they compute and allocate all together.
   require("steward.policy.emit").configure({ per_run = cfg.limits.emit_per_run,
     per_second = cfg.limits.emit_per_second, max_depth = cfg.limits.max_cause_depth })
-  local guard = require "steward.guard"
-  guard.configure({ memory_total = cfg.limits.policy_memory_total, stall = cfg.limits.policy_stall })
-  metrics.gauge("steward_policy_memory_bytes", "Heap growth of the policy runs in progress, together " ..
-    "(held to limits.policy_memory_total)", {}, function() return guard.stats().memory_total_used end)
+  require("steward.guard").configure({ memory_total = cfg.limits.policy_memory_total, stall = cfg.limits.policy_stall })
   ctx.dispatch = dispatch.new({
     store = st, decision_log = ctx.decision_log, concurrency = cfg.limits.dispatch_concurrency,
     handler_timeout = cfg.limits.handler_timeout, retry_attempts = cfg.limits.retry_attempts,
