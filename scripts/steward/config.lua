@@ -67,7 +67,7 @@ local LIMITS = {
   emit_per_run     = { "number", 1000, positive_int(1000000000), "events one policy run may emit (then the run fails)" },
   emit_per_second  = { "number", 1000, positive_int(1000000000), "events one policy may emit per second (then the run fails)" },
   max_cause_depth  = { "number", 16, positive_int(100000), "longest chain of events each emitted while handling the one before" },
-  policy_memory_total = { "number", 512 * 1024 * 1024, nonneg_int(1024 * 1024 * 1024 * 1024), "ceiling on the Lua heap while policy code allocates, bytes (0: none)" },
+  policy_memory_total = { "number", 1024 * 1024 * 1024, nonneg_int(1024 * 1024 * 1024 * 1024), "ceiling on the Lua heap while policy code allocates, bytes (0: none)" },
   policy_stall     = { "duration", 0.2, duration, "computing without yielding to the loop (inside a C call such as a gsub callback)" },
 }
 
