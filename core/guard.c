@@ -51,6 +51,7 @@
 
 #include "core_modules.h"
 #include "duration.h"
+#include "guard_run.h"
 #include "log.h"
 #include "task.h"
 
@@ -59,53 +60,18 @@
 #define MEM_SLACK      (1 << 20)   /* granted after a refusal, for the error's own needs */
 #define DEFAULT_CPU    1.0         /* seconds */
 #define DEFAULT_MEMORY (64u << 20) /* bytes */
-#define DEFAULT_STALL  200000000u /* ns a run unable to yield may compute (0.2 s) */
+#define DEFAULT_STALL  200000000u  /* ns a run unable to yield may compute (0.2 s) */
 #define RUN_MT         "steward.guard.run"
 
-enum trip { TRIP_NONE = 0, TRIP_CPU, TRIP_MEM, TRIP_TOTAL, TRIP_STALL, TRIP_STOP };
-
-struct guard_run {
-    uint64_t cpu_ns;   /* 0: no CPU budget */
-    uint64_t deadline; /* uv_hrtime() at which the budget is spent, while armed */
-    int64_t memory;    /* bytes; 0: no memory budget */
-    int64_t mem_net;   /* allocations minus frees while armed */
-    int64_t mem_peak;
-    int64_t gc_at; /* mem_net after the last collection the guard asked for */
-    double cpu;    /* seconds, for the message */
-    enum trip tripped;
-    uint64_t slice_end; /* uv_hrtime() at which the run yields its turn (time slicing) */
-    uint64_t remaining; /* budget left when it did: a preemption does not refill it */
-    int preempted;
-    int handed_off; /* the hook yielded an adopted coroutine this turn */
-    int fast;  /* the hook fires on every instruction */
-    int armed; /* on the chain of current runs */
-    int done;
-    int retired;  /* over: guard.context() and guard.stop() no longer reach it */
-    int ctx_ref;  /* guard.context()'s table, or LUA_NOREF */
-    task_t *task; /* NULL when the run is on the main thread */
-    lua_State *L;
-    struct guard_run *prev; /* the run this one interrupted (a task resumed inside another) */
-    char name[64];
-    char stop_msg[256]; /* guard.stop's message */
-    char stop_kind[16];
-};
-
-static struct guard_run *active; /* the run whose code is executing now */
+struct guard_run *guard_active;
+int guard_adopted_ref = LUA_NOREF;
+lua_State *guard_hook_yielded;
+struct guard_total guard_total = {0, 0, 0, DEFAULT_STALL};
 static int wrapper_ref = LUA_NOREF;
-static int adopted_ref = LUA_NOREF; /* weak-keyed set of the coroutines policies created */
-static lua_State *hook_yielded;     /* the adopted coroutine the hook yielded last */
-
-/* All runs together (guard.configure). */
-static struct {
-    int64_t budget; /* the heap's ceiling while policy code allocates, bytes; 0: none */
-    int64_t heap;   /* bytes the allocator has handed out and not got back: the whole heap */
-    int64_t gc_at;  /* heap after the last collection the guard asked for on its account */
-    uint64_t stall_ns;
-} total = {0, 0, 0, DEFAULT_STALL};
 
 static void hook(lua_State *L, lua_Debug *ar);
 
-static void set_hook(struct guard_run *r)
+void guard_set_hook(struct guard_run *r)
 {
     lua_sethook(r->L, hook, LUA_MASKCOUNT, r->fast ? 1 : GUARD_COUNT);
 }
@@ -121,10 +87,10 @@ static void arm(struct guard_run *r)
     }
     r->slice_end = now + SLICE_NS;
     r->handed_off = 0;
-    r->prev = active;
-    active = r;
+    r->prev = guard_active;
+    guard_active = r;
     r->armed = 1;
-    set_hook(r);
+    guard_set_hook(r);
 }
 
 static void disarm(struct guard_run *r)
@@ -134,15 +100,15 @@ static void disarm(struct guard_run *r)
     r->armed = 0;
     /* Runs nest strictly (a task resumed inside another ends its turn first), so r is on
      * top; unlink it from wherever it is all the same. */
-    struct guard_run **pp = &active;
+    struct guard_run **pp = &guard_active;
     while (*pp && *pp != r)
         pp = &(*pp)->prev;
     if (*pp)
         *pp = r->prev;
     r->prev = NULL;
-    hook_yielded = NULL; /* a preemption is taken by its resumer before the task yields */
-    if (active)
-        set_hook(active);
+    guard_hook_yielded = NULL; /* a preemption is taken by its resumer before the task yields */
+    if (guard_active)
+        guard_set_hook(guard_active);
     else
         lua_sethook(r->L, NULL, 0, 0);
 }
@@ -174,12 +140,12 @@ static const char *trip_message(const struct guard_run *r, char *buf, size_t n)
         snprintf(buf, n,
                  "policy memory total exceeded (the heap is at %lld bytes, the ceiling for all "
                  "running policies together, limits.policy_memory_total)",
-                 (long long)total.budget);
+                 (long long)guard_total.budget);
     else if (r->tripped == TRIP_STALL)
         snprintf(buf, n,
                  "cpu stall limit exceeded (%g s without yielding to the loop, inside a C call "
                  "such as a string.gsub or table.sort callback; limits.policy_stall)",
-                 (double)total.stall_ns / 1e9);
+                 (double)guard_total.stall_ns / 1e9);
     else if (r->cpu * 10 == (double)(long long)(r->cpu * 10))
         snprintf(buf, n, "cpu budget exceeded (%.1f s)", r->cpu);
     else
@@ -187,11 +153,11 @@ static const char *trip_message(const struct guard_run *r, char *buf, size_t n)
     return buf;
 }
 
-static int is_adopted(lua_State *L)
+int guard_is_adopted(lua_State *L)
 {
-    if (adopted_ref == LUA_NOREF)
+    if (guard_adopted_ref == LUA_NOREF)
         return 0;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, adopted_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, guard_adopted_ref);
     lua_pushthread(L);
     lua_rawget(L, -2);
     int yes = lua_toboolean(L, -1);
@@ -201,7 +167,7 @@ static int is_adopted(lua_State *L)
 
 static void hook(lua_State *L, lua_Debug *ar)
 {
-    struct guard_run *r = active;
+    struct guard_run *r = guard_active;
     if (!r)
         return;
     if (!r->tripped) {
@@ -211,10 +177,10 @@ static void hook(lua_State *L, lua_Debug *ar)
             lua_gc(L, LUA_GCCOLLECT, 0);
             r->gc_at = r->mem_net;
         }
-        if (total.budget && total.heap > total.budget / 4 * 3 &&
-            total.heap - total.gc_at > total.budget / 8) {
+        if (guard_total.budget && guard_total.heap > guard_total.budget / 4 * 3 &&
+            guard_total.heap - guard_total.gc_at > guard_total.budget / 8) {
             lua_gc(L, LUA_GCCOLLECT, 0); /* the same, near the ceiling for all runs */
-            total.gc_at = total.heap;
+            guard_total.gc_at = guard_total.heap;
         }
         uint64_t now = uv_hrtime();
         if (now < r->deadline) {
@@ -232,15 +198,15 @@ static void hook(lua_State *L, lua_Debug *ar)
                 lua_yield(L, 0);
                 return;
             }
-            if (yieldable && !r->handed_off && is_adopted(L)) {
+            if (yieldable && !r->handed_off && guard_is_adopted(L)) {
                 /* Once per turn: if the turn does not reach the task (a resume inside a C
                  * call), the next hook finds handed_off still set and the stall rule holds. */
                 r->handed_off = 1;
-                hook_yielded = L;
+                guard_hook_yielded = L;
                 lua_yield(L, 0);
                 return;
             }
-            if (!total.stall_ns || now + SLICE_NS - r->slice_end < total.stall_ns)
+            if (!guard_total.stall_ns || now + SLICE_NS - r->slice_end < guard_total.stall_ns)
                 return;
             r->tripped = TRIP_STALL;
         } else {
@@ -249,7 +215,7 @@ static void hook(lua_State *L, lua_Debug *ar)
     }
     if (!r->fast) {
         r->fast = 1;
-        set_hook(r);
+        guard_set_hook(r);
     }
     /* guard.run's own frame goes on, to report. */
     if (lua_getstack(L, 0, ar) && lua_getinfo(L, "f", ar)) {
@@ -275,12 +241,12 @@ static void account(struct guard_run *r, int64_t delta)
 void *guard_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     (void)ud;
-    struct guard_run *r = active;
+    struct guard_run *r = guard_active;
     if (!ptr)
         osize = 0;
     if (nsize == 0) {
         free(ptr);
-        total.heap -= (int64_t)osize;
+        guard_total.heap -= (int64_t)osize;
         if (r)
             account(r, -(int64_t)osize);
         return NULL;
@@ -292,7 +258,7 @@ void *guard_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
                 r->tripped = TRIP_MEM;
             return NULL;
         }
-        if (total.budget && total.heap + grow > total.budget + slack) {
+        if (guard_total.budget && guard_total.heap + grow > guard_total.budget + slack) {
             if (!r->tripped)
                 r->tripped = TRIP_TOTAL;
             return NULL;
@@ -300,7 +266,7 @@ void *guard_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     }
     void *p = realloc(ptr, nsize);
     if (p) {
-        total.heap += (int64_t)nsize - (int64_t)osize;
+        guard_total.heap += (int64_t)nsize - (int64_t)osize;
         if (r)
             account(r, (int64_t)nsize - (int64_t)osize);
     }
@@ -327,7 +293,8 @@ static int run_gc(lua_State *L)
     return 0;
 }
 
-/* begin(opts, fn) -> run | nil, err, "memory": arms the budgets for the code guard.run is about to call. */
+/* begin(opts, fn) -> run | nil, err, "memory": arms the budgets for the code guard.run is about to
+ * call. */
 static int l_guard_begin(lua_State *L)
 {
     if (!lua_isnoneornil(L, 1))
@@ -358,11 +325,11 @@ static int l_guard_begin(lua_State *L)
     if (!t && lua_pushthread(L) != 1)
         luaL_error(L, "guard.run: must be called from a task or the main chunk, not from "
                       "inside a plain coroutine");
-    if (active && active->task == t && active->L == L)
+    if (guard_active && guard_active->task == t && guard_active->L == L)
         luaL_error(L, "guard.run: already inside a guarded run");
-    if (total.budget && total.heap >= total.budget)
+    if (guard_total.budget && guard_total.heap >= guard_total.budget)
         lua_gc(L, LUA_GCCOLLECT, 0); /* what is left is live */
-    if (total.budget && total.heap >= total.budget) {
+    if (guard_total.budget && guard_total.heap >= guard_total.budget) {
         /* The heap is full: this run could only fail later, mid-way. */
         char msg[256];
         struct guard_run probe = {.tripped = TRIP_TOTAL};
@@ -430,148 +397,12 @@ static int l_guard_finish(lua_State *L)
         if (r->tripped == TRIP_STOP)
             lua_pushstring(L, r->stop_kind);
         else
-            lua_pushstring(L, r->tripped == TRIP_MEM || r->tripped == TRIP_TOTAL ? "memory" : "cpu");
+            lua_pushstring(L,
+                           r->tripped == TRIP_MEM || r->tripped == TRIP_TOTAL ? "memory" : "cpu");
         return 3;
     }
     lua_remove(L, 1);
     return lua_gettop(L);
-}
-
-/* covered() -> whether the code running now is inside a guarded run of its own task (a task
- * started from inside a run is not: it outlives its turn there). */
-static int l_guard_covered(lua_State *L)
-{
-    lua_pushboolean(L, active && active->task == task_current());
-    return 1;
-}
-
-/* current() -> {name, cpu, memory, memory_used} of the run executing now, or nil. */
-static int l_guard_current(lua_State *L)
-{
-    struct guard_run *r = active;
-    if (!r)
-        return 0;
-    lua_createtable(L, 0, 4);
-    lua_pushstring(L, r->name);
-    lua_setfield(L, -2, "name");
-    lua_pushnumber(L, r->cpu);
-    lua_setfield(L, -2, "cpu");
-    lua_pushnumber(L, (lua_Number)r->memory);
-    lua_setfield(L, -2, "memory");
-    lua_pushnumber(L, (lua_Number)r->mem_net);
-    lua_setfield(L, -2, "memory_used");
-    return 1;
-}
-
-/* context() -> a table private to the run executing now (for the runtime: what a run has
- * emitted, what caused it), or nil outside a run of the current task. Freed with the run. */
-static int l_guard_context(lua_State *L)
-{
-    struct guard_run *r = active;
-    if (!r || r->task != task_current() || r->retired)
-        return 0;
-    if (r->ctx_ref == LUA_NOREF) {
-        lua_newtable(L);
-        r->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->ctx_ref);
-    return 1;
-}
-
-/* stop(msg [, kind]): ends the current run of this task as a budget does (pcall cannot
- * swallow it): for a limit the runtime enforces (steward.policy.emit). guard.run returns
- * false, msg, kind (default "error"). Returns whether there was such a run. */
-static int l_guard_stop(lua_State *L)
-{
-    const char *msg = luaL_checkstring(L, 1);
-    const char *kind = luaL_optstring(L, 2, "error");
-    struct guard_run *r = active;
-    if (!r || r->task != task_current() || r->retired) {
-        lua_pushboolean(L, 0);
-        return 1;
-    }
-    if (!r->tripped) {
-        snprintf(r->stop_msg, sizeof r->stop_msg, "%s", msg);
-        snprintf(r->stop_kind, sizeof r->stop_kind, "%s", kind);
-        r->tripped = TRIP_STOP;
-        r->fast = 1;
-        set_hook(r);
-    }
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-/* adopt(co) -> co: co is a coroutine a policy made, resumed through the sandbox's wrapper,
- * which the hook may therefore yield to slice a long computation. */
-static int l_guard_adopt(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTHREAD);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, adopted_ref);
-    lua_pushvalue(L, 1);
-    lua_pushboolean(L, 1);
-    lua_rawset(L, -3);
-    lua_settop(L, 1);
-    return 1;
-}
-
-/* preempted(co) -> whether co's last yield was the hook's (taken: a second call says no). */
-static int l_guard_preempted(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTHREAD);
-    int yes = hook_yielded && lua_tothread(L, 1) == hook_yielded;
-    if (yes)
-        hook_yielded = NULL;
-    lua_pushboolean(L, yes);
-    return 1;
-}
-
-/* pause(): passes a preempted coroutine's turn on: the task defers behind the loop's other
- * work (its budget kept, as when the hook yields it), an adopted coroutine yields to its own
- * resumer; where neither may yield, it returns and the stall allowance runs on. */
-static int l_guard_pause(lua_State *L)
-{
-    struct guard_run *r = active;
-    if (!r || !r->task || r->task != task_current() || r->tripped || !lua_isyieldable(L))
-        return 0;
-    if (task_state(r->task) == L) {
-        uint64_t now = uv_hrtime();
-        r->remaining = r->deadline == UINT64_MAX ? 0 : (r->deadline > now ? r->deadline - now : 0);
-        r->preempted = 1;
-        return task_defer(L, r->task);
-    }
-    if (!is_adopted(L))
-        return 0;
-    hook_yielded = L;
-    return lua_yield(L, 0);
-}
-
-/* configure{memory_total = bytes (0: none), stall = duration (0: none)}: daemon-wide. */
-static int l_guard_configure(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_getfield(L, 1, "memory_total");
-    if (!lua_isnil(L, -1)) {
-        if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) < 0)
-            luaL_error(L, "guard.configure: memory_total: number of bytes expected");
-        total.budget = (int64_t)lua_tonumber(L, -1);
-    }
-    lua_getfield(L, 1, "stall");
-    if (!lua_isnil(L, -1))
-        total.stall_ns = (uint64_t)(duration_check(L, lua_gettop(L), "guard.configure: stall") * 1e9);
-    return 0;
-}
-
-/* stats() -> {memory_total, heap, stall}: heap is the Lua heap's size in bytes */
-static int l_guard_stats(lua_State *L)
-{
-    lua_createtable(L, 0, 3);
-    lua_pushnumber(L, (lua_Number)total.budget);
-    lua_setfield(L, -2, "memory_total");
-    lua_pushnumber(L, (lua_Number)total.heap);
-    lua_setfield(L, -2, "heap");
-    lua_pushnumber(L, (lua_Number)total.stall_ns / 1e9);
-    lua_setfield(L, -2, "stall");
-    return 1;
 }
 
 static const char wrapper_src[] =
@@ -608,24 +439,7 @@ int luaopen_steward_guard(lua_State *L)
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, wrapper_ref);
     lua_setfield(L, -2, "run");
-    lua_pushcfunction(L, l_guard_covered);
-    lua_setfield(L, -2, "covered");
-    lua_pushcfunction(L, l_guard_current);
-    lua_setfield(L, -2, "current");
-    if (adopted_ref == LUA_NOREF) {
-        lua_newtable(L);
-        lua_createtable(L, 0, 1);
-        lua_pushliteral(L, "k");
-        lua_setfield(L, -2, "__mode");
-        lua_setmetatable(L, -2);
-        adopted_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    }
-    static const luaL_Reg fns[] = {{"context", l_guard_context},     {"adopt", l_guard_adopt},
-                                   {"preempted", l_guard_preempted}, {"pause", l_guard_pause},
-                                   {"configure", l_guard_configure}, {"stats", l_guard_stats},
-                                   {"stop", l_guard_stop},
-                                   {NULL, NULL}};
-    luaL_register(L, NULL, fns);
+    guard_ctl_register(L);
     lua_pushnumber(L, DEFAULT_CPU);
     lua_setfield(L, -2, "DEFAULT_CPU");
     lua_pushnumber(L, (lua_Number)DEFAULT_MEMORY);
