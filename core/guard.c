@@ -258,7 +258,8 @@ void *guard_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
                 r->tripped = TRIP_MEM;
             return NULL;
         }
-        if (guard_total.budget && guard_total.heap + grow > guard_total.budget + slack) {
+        if (guard_total.budget && !r->no_ceiling &&
+            guard_total.heap + grow > guard_total.budget + slack) {
             if (!r->tripped)
                 r->tripped = TRIP_TOTAL;
             return NULL;
@@ -302,6 +303,7 @@ static int l_guard_begin(lua_State *L)
     luaL_checktype(L, 2, LUA_TFUNCTION);
     double cpu = DEFAULT_CPU, memory = (double)DEFAULT_MEMORY;
     const char *name = "policy";
+    int ceiling = 1;
     if (lua_istable(L, 1)) {
         lua_getfield(L, 1, "cpu");
         if (!lua_isnil(L, -1))
@@ -318,6 +320,10 @@ static int l_guard_begin(lua_State *L)
                 luaL_error(L, "guard.run: name: string expected");
             name = lua_tostring(L, -1);
         }
+        /* The REPL's runs are spared the heap's ceiling: an operator must be able to look
+         * into a daemon whose heap is full. */
+        lua_getfield(L, 1, "heap_ceiling");
+        ceiling = lua_isnil(L, -1) || lua_toboolean(L, -1);
     }
     task_t *t = task_current();
     if (t && task_state(t) != L)
@@ -327,9 +333,9 @@ static int l_guard_begin(lua_State *L)
                       "inside a plain coroutine");
     if (guard_active && guard_active->task == t && guard_active->L == L)
         luaL_error(L, "guard.run: already inside a guarded run");
-    if (guard_total.budget && guard_total.heap >= guard_total.budget)
+    if (ceiling && guard_total.budget && guard_total.heap >= guard_total.budget)
         lua_gc(L, LUA_GCCOLLECT, 0); /* what is left is live */
-    if (guard_total.budget && guard_total.heap >= guard_total.budget) {
+    if (ceiling && guard_total.budget && guard_total.heap >= guard_total.budget) {
         /* The heap is full: this run could only fail later, mid-way. */
         char msg[256];
         struct guard_run probe = {.tripped = TRIP_TOTAL};
@@ -341,6 +347,7 @@ static int l_guard_begin(lua_State *L)
     struct guard_run *r = lua_newuserdata(L, sizeof *r);
     memset(r, 0, sizeof *r);
     r->ctx_ref = LUA_NOREF;
+    r->no_ceiling = !ceiling;
     luaL_getmetatable(L, RUN_MT);
     lua_setmetatable(L, -2);
     r->cpu = cpu;

@@ -27,9 +27,10 @@ struct guard_run {
     int fast;       /* the hook fires on every instruction */
     int armed;      /* on the chain of current runs */
     int done;
-    int retired;  /* over: guard.context() and guard.stop() no longer reach it */
-    int ctx_ref;  /* guard.context()'s table, or LUA_NOREF */
-    task_t *task; /* NULL when the run is on the main thread */
+    int retired;    /* over: guard.context() and guard.stop() no longer reach it */
+    int no_ceiling; /* not held to guard_total.budget (guard.run's heap_ceiling = false) */
+    int ctx_ref;    /* guard.context()'s table, or LUA_NOREF */
+    task_t *task;   /* NULL when the run is on the main thread */
     lua_State *L;
     struct guard_run *prev; /* the run this one interrupted (a task resumed inside another) */
     char name[64];

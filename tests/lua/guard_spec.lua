@@ -292,6 +292,8 @@ task.spawn(function()
   guard.configure({ memory_total = guard.stats().heap - 8e6 }) -- the holder keeps 15 MB of it live
   local rok, rerr = guard.run({ name = "third" }, function() return 1 end)
   t.ok(rok == false and tostring(rerr):match("^policy memory total exceeded"), "with the heap over it, a new run does not start")
+  local xok, xn = guard.run({ name = "repl", heap_ceiling = false }, function() return #string.rep("r", 1e6) end)
+  t.ok(xok == true and xn == 1e6, "a run with heap_ceiling = false (the REPL's) starts and allocates all the same")
   release = true
   local _, hok, n = holder:join()
   t.ok(hok == true and n == 150, "the run holding the memory finishes")
