@@ -18,9 +18,10 @@
  * and notes it; the wrapper sees guard.preempted(co), calls guard.pause() to yield its own
  * coroutine in turn (up to the task, which defers behind the loop's other work, its budget
  * kept), then resumes the coroutine. Code inside a C call (a string.gsub or table.sort
- * callback) cannot yield at all: it may run limits.policy_stall without yielding, then it is
- * stopped at its next Lua instruction (guard.configure{stall}), so it cannot hold the loop for
- * a whole CPU budget.
+ * callback) cannot yield at all, nor can a turn handed up through a resume made inside one:
+ * such code may run limits.policy_stall without yielding, then it is stopped at its next Lua
+ * instruction (guard.configure{stall}), so it cannot hold the loop for a whole CPU budget.
+ * (The runtime's controls, guard.adopt/preempted/pause among them, are in guard_ctl.c.)
  *
  * Memory. guard_alloc is the state's allocator; while a run is current it adds allocations
  * and subtracts frees, and refuses an allocation that would take the net growth past the
