@@ -31,9 +31,10 @@
  * heap while policy code allocates. Not a sum of the runs' counts: garbage one run made and
  * the collector freed outside any run would stay in that sum, and concurrent runs would trip
  * it with memory nobody holds. The heap's size is exact; near the ceiling the hook collects,
- * so what is left is live. An allocation past it fails the run making it, and a run does not
- * start while the heap is over it. A run that ends after a spike (stopped for memory, or past
- * half its budget) triggers a full collection and hands free pages back to the system, so a
+ * so what is left is live. An allocation past it fails the run making it (if that run has
+ * grown by more than CEILING_SPARE: a bystander's small allocation goes through), and a run
+ * does not start while the heap is over it. A run that ends after a spike (stopped for memory, or
+ * past half its budget) triggers a full collection and hands free pages back to the system, so a
  * burst of memory bombs does not leave the heap at its peak.
  *
  * The Lua side of run() is a few lines (pcall must be the Lua one: LuaJIT cannot yield
@@ -59,6 +60,7 @@
 #define GUARD_COUNT    1000        /* bytecodes between clock reads */
 #define SLICE_NS       10000000u   /* a run computing this long yields to the loop */
 #define MEM_SLACK      (1 << 20)   /* granted after a refusal, for the error's own needs */
+#define CEILING_SPARE  (1 << 20)   /* growth a run may have past the heap's ceiling */
 #define DEFAULT_CPU    1.0         /* seconds */
 #define DEFAULT_MEMORY (64u << 20) /* bytes */
 #define DEFAULT_STALL  200000000u  /* ns a run unable to yield may compute (0.2 s) */
@@ -259,7 +261,9 @@ void *guard_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
                 r->tripped = TRIP_MEM;
             return NULL;
         }
-        if (guard_total.budget && !r->no_ceiling &&
+        /* Only a run that has grown by more than a little: at the ceiling, the run that
+         * fills the heap is stopped, not a bystander doing a small allocation. */
+        if (guard_total.budget && !r->no_ceiling && r->mem_net + grow > CEILING_SPARE &&
             guard_total.heap + grow > guard_total.budget + slack) {
             if (!r->tripped)
                 r->tripped = TRIP_TOTAL;

@@ -277,6 +277,15 @@ task.spawn(function()
       while not release do time.sleep(0.005) end
     end)
   end)
+  local bystander_go = false
+  local bystander = task.spawn(function()
+    return guard.run({ name = "bystander" }, function()
+      while not bystander_go do time.sleep(0.005) end
+      local keep = {}
+      for i = 1, 200 do keep[i] = string.rep("b", 1000) .. i end -- 200 KB
+      return #keep
+    end)
+  end)
   local deadline = time.monotonic() + 30
   while not holding and time.monotonic() < deadline do time.sleep(0.005) end
   t.ok(holding, "the holder holds its memory")
@@ -292,6 +301,11 @@ task.spawn(function()
   guard.configure({ memory_total = guard.stats().heap - 8e6 }) -- the holder keeps 15 MB of it live
   local rok, rerr = guard.run({ name = "third" }, function() return 1 end)
   t.ok(rok == false and tostring(rerr):match("^policy memory total exceeded"), "with the heap over it, a new run does not start")
+  -- A run already going when the heap is over the ceiling, doing small allocations: the
+  -- ceiling stops runs that grow, not bystanders.
+  bystander_go = true
+  local _, bok, bn = bystander:join()
+  t.ok(bok == true and bn == 200, "a run that grows by less than 1 MiB is not stopped at the ceiling: " .. tostring(bn))
   local xok, xn = guard.run({ name = "repl", heap_ceiling = false }, function() return #string.rep("r", 1e6) end)
   t.ok(xok == true and xn == 1e6, "a run with heap_ceiling = false (the REPL's) starts and allocates all the same")
   release = true
