@@ -119,6 +119,21 @@ local timers, tbox = policy("timers", [[
 local _, tok, terr = handle(tbox, timers)
 t.ok(tok == false and tostring(terr):match("^time.after: this run would emit 11 events"), "durable timers count as emits: " .. tostring(terr))
 
+-- A durable timer's event carries the depth of the run that set it, when it fires.
+local timers_mod = require "steward.store.timers"
+local later, lbox2 = policy("later", [[
+  local time = require "steward.time"
+  return function() return time.after("1s", { type = "emit.later" }, { key = "later-1", depth = 0 }) end]])
+local _, laok, laid = handle(lbox2, later, { type = "x", depth = 2 })
+t.ok(laok and laid, "a durable timer is set")
+local fired = assert(timers_mod.fire_due(st, os.time() + 3600))
+local got
+for _, ev in ipairs(fired) do if ev.type == "emit.later" then got = ev end end
+t.ok(got and got.depth == 3, "when it fires, its event has depth 3 (the policy's depth = 0 is ignored)")
+t.is(got and events.get(st, got.id).depth, 3, "also in the log")
+local _, ldok, lderr = handle(lbox2, later, { type = "x", depth = 3 })
+t.ok(ldok == false and tostring(lderr):match("^time.after: event cause depth 4 exceeds"), "past the depth a timer is refused too")
+
 -- Per second, per policy: all its runs together. (Each run emits 1; 1001 runs in a tight
 -- loop cannot spread over more than two one-second windows, so one must be refused.)
 emit.configure({ per_run = 1000, per_second = 5 })

@@ -134,9 +134,13 @@ local WRAPS = {
   },
   ["steward.time"] = {
     after = function(f)
-      return function(d, what, ...)
-        if type(what) == "table" then M.admit(1, "time.after") end
-        return f(d, what, ...)
+      return function(d, what, opts, ...)
+        if type(what) ~= "table" or (opts ~= nil and type(opts) ~= "table") then
+          return f(d, what, opts, ...) -- an in-process callback, or a misuse its own error names
+        end
+        opts = opts and copy(opts) or {}
+        opts.depth = M.admit(1, "time.after") -- the timer's event, when it fires, is this deep
+        return f(d, what, opts, ...)
       end
     end,
   },
