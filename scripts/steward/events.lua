@@ -149,7 +149,6 @@ function M.append(st, list, opts)
   local fresh = {}
   for i, ev in ipairs(valid) do
     result.ids[i] = ev.id
-
     local seq = new[ev.id]
     if seq then
       new[ev.id] = nil -- a second copy of the id in the same list is a duplicate
