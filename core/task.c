@@ -360,6 +360,11 @@ static void finish(task_t *t, enum task_status st, const char *reason)
                   lua_tostring(t->co, -1));
     else if (st == TASK_CANCELLED)
         log_debug("task cancelled", "task", idbuf, "name", task_name(t), "reason", reason);
+    if (t->on_switch) {
+        task_switch_fn fn = t->on_switch;
+        t->on_switch = NULL;
+        fn(t, -1, t->switch_ud);
+    }
     if (t->done)
         t->done(t, st, t->ud);
     int handle_ref = t->handle_ref;

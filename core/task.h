@@ -77,7 +77,9 @@ task_t *task_wake(task_wait_t *w);
 void task_resume(task_t *t, int nargs);
 /* Called just before each resume of t (running = 1) and just after it yields or ends
  * (running = 0), so per-run state that must follow the task, not the loop (the CPU and memory
- * budgets of core/guard.c), can be armed and disarmed. One per task; NULL clears it. */
+ * budgets of core/guard.c), can be armed and disarmed; and with running = -1 when t ends
+ * while it is still set (cancelled, timed out), so that state can be released at once, not
+ * when the GC finds it. One per task; NULL clears it. */
 typedef void (*task_switch_fn)(task_t *t, int running, void *ud);
 void task_set_switch(task_t *t, task_switch_fn fn, void *ud);
 /* Cancels t: a suspended task's pending operation is cancelled and the task ends at once;

@@ -20,15 +20,17 @@ end
 -- is_type(s) -> whether s is a valid dotted event type
 function M.is_type(s) return log_module().is_type(s) end
 
--- emit(event | {events}) -> {accepted, duplicates, ids} or nil, err. Each event is validated
--- as POST /v1/events validates it; `id` (an idempotency key) is assigned when absent.
-function M.emit(evs)
+-- emit(event | {events} [, {depth}]) -> {accepted, duplicates, ids} or nil, err. Each event is
+-- validated as POST /v1/events validates it; `id` (an idempotency key) is assigned when absent.
+-- depth: the cause depth (a policy's is set by steward.runtime.policy.emit, never by itself).
+function M.emit(evs, opts)
   if type(evs) ~= "table" then error("events.emit: event or list of events expected, got " .. type(evs), 2) end
   local list = evs[1] ~= nil and evs or { evs }
   for i, ev in ipairs(list) do
     if type(ev) ~= "table" then error("events.emit: event " .. i .. ": table expected", 2) end
   end
-  local res, err = log_module().append(default_store("emit"), list)
+  local depth = type(opts) == "table" and opts.depth or nil
+  local res, err = log_module().append(default_store("emit"), list, depth and { depth = depth } or nil)
   if not res then return nil, type(err) == "table" and ((err.field or "?") .. ": " .. (err.reason or "invalid")) or err end
   return { accepted = res.accepted, duplicates = res.duplicates, ids = res.ids }
 end

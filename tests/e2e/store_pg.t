@@ -74,7 +74,7 @@ else
     fail=1
 fi
 n=$((n + 1))
-if [ "$(cat "$T/m1")" = "2	1" ] && [ "$(cat "$T/m2")" = "2	1" ]; then
+if [ "$(cat "$T/m1")" = "2	2" ] && [ "$(cat "$T/m2")" = "2	2" ]; then
     echo "ok $n - both see every version applied"
 else
     echo "not ok $n - both see every version applied"

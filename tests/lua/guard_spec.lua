@@ -177,4 +177,166 @@ do
   t.ok(during > 0, "other tasks ran while it computed (" .. during .. " turns)")
 end
 
+-- issue 13: a loop in a coroutine the policy made (wrap, create/resume, nested) is sliced like
+-- one in the handler itself: other tasks run while it computes, and its budget still ends it.
+local function ticking(f)
+  local ticks, spinning = 0, true
+  local sleeper = task.spawn(function()
+    while spinning do ticks = ticks + 1; time.sleep(0.002) end
+  end)
+  local r = { f() }
+  spinning = false
+  sleeper:join()
+  return ticks, unpack(r, 1, 3)
+end
+for what, src in pairs({
+  wrap = "return function() return coroutine.wrap(function() while true do end end)() end",
+  resume = [[return function()
+    local co = coroutine.create(function() while true do end end)
+    local ok, err = coroutine.resume(co)
+    return ok, err
+  end]],
+  nested = [[return function()
+    return coroutine.wrap(function() return coroutine.wrap(function() while true do end end)() end)()
+  end]],
+}) do
+  local fn = policy(src)
+  local ticks, _, ok, err = ticking(function()
+    return task.spawn(function() return guard.run({ cpu = 0.3, name = "co-" .. what }, fn) end):join()
+  end)
+  t.ok(ok == false and tostring(err):match("^cpu budget exceeded %(0.3 s%)"),
+    "coroutine " .. what .. ": the loop is still stopped by the budget: " .. tostring(err))
+  t.ok(ticks > 1, "coroutine " .. what .. ": other tasks ran while it computed (" .. ticks .. " turns)")
+end
+
+-- Slicing does not change what a policy's coroutines do: values, voluntary yields (also with
+-- no values), errors and status are as in plain Lua.
+task.spawn(function()
+  local fn = policy([[return function()
+    local out = {}
+    local co = coroutine.create(function(a)
+      local b = coroutine.yield(a + 1)
+      coroutine.yield()
+      local n = 0
+      for i = 1, 3e5 do n = n + i end -- long enough to be sliced on a slow machine, maybe
+      return b * 2, n
+    end)
+    local ok1, v1 = coroutine.resume(co, 1)
+    out.quiet = { coroutine.resume(co, 10) }
+    out.last = { coroutine.resume(co) }
+    out.first, out.ok, out.status = v1, ok1, coroutine.status(co)
+    local gen = coroutine.wrap(function() for i = 1, 3 do coroutine.yield(i) end end)
+    out.gen = gen() + gen() + gen()
+    local wok, werr = pcall(coroutine.wrap(function() error("inner", 0) end))
+    out.werr = werr
+    out.dead = select(2, coroutine.resume(co))
+    return out
+  end]])
+  local ok, out = guard.run({ cpu = 2 }, fn)
+  t.ok(ok and out.first == 2 and out.ok, "coroutine.resume passes values both ways")
+  t.ok(out.quiet[1] == true and #out.quiet == 1, "a voluntary yield with no values comes back as true alone")
+  t.ok(out.last[1] == true and out.last[2] == 20 and out.last[3] == 45000150000, "the coroutine's results come back after its loop")
+  t.is(out.status, "dead", "status is as in Lua")
+  t.is(out.gen, 6, "coroutine.wrap generators work")
+  t.is(out.werr, "inner", "an error inside coroutine.wrap propagates")
+  t.is(out.dead, "cannot resume dead coroutine", "a dead coroutine cannot be resumed")
+end):join()
+
+-- A loop inside a C call's callback cannot yield: it is stopped after the stall allowance
+-- (limits.policy_stall), not after the whole CPU budget.
+guard.configure({ stall = 0.1 })
+for what, src in pairs({
+  gsub = "return function() return ('xxxx'):gsub('.', function() while true do end end) end",
+  sort = [[return function()
+    local x = {} for i = 1, 100 do x[i] = i end
+    table.sort(x, function(a, b) while true do end end)
+  end]],
+}) do
+  local fn = policy(src)
+  local _, ok, err, kind = task.spawn(function() return guard.run({ cpu = 60 }, fn) end):join()
+  t.ok(ok == false and tostring(err):match("^cpu stall limit exceeded %(0.1 s without yielding") and kind == "cpu",
+    what .. " callback loop: stopped by the stall limit: " .. tostring(err))
+end
+local slow_ok = task.spawn(function()
+  return guard.run({ cpu = 60 }, policy("return function() local s = 0 for i = 1, 3e6 do s = s + i end return s end"))
+end)
+t.ok(select(2, slow_ok:join()) == true, "a long computation that can yield is not touched by the stall limit")
+guard.configure({ stall = 0.2 })
+
+-- The total: a ceiling on the heap while policy code allocates. One run holds memory and
+-- waits; another that would take the heap past the ceiling fails, and with the heap over it a
+-- new run does not start; once the holder is done, runs start again.
+task.spawn(function()
+  local hold = policy([[return function(wait) local t = {} for i = 1, 150 do t[i] = string.rep("h", 1e5) .. i end
+    wait() return #t end]], {})
+  local grow = policy([[return function() local t = {} for i = 1, 1e9 do t[i] = string.rep("g", 1e5) .. i end end]])
+  local holding, release = false, false
+  local holder = task.spawn(function()
+    return guard.run({ memory = 64e6, name = "holder" }, hold, function()
+      holding = true
+      while not release do time.sleep(0.005) end
+    end)
+  end)
+  local bystander_go = false
+  local bystander = task.spawn(function()
+    return guard.run({ name = "bystander" }, function()
+      while not bystander_go do time.sleep(0.005) end
+      local keep = {}
+      for i = 1, 200 do keep[i] = string.rep("b", 1000) .. i end -- 200 KB
+      return #keep
+    end)
+  end)
+  local deadline = time.monotonic() + 30
+  while not holding and time.monotonic() < deadline do time.sleep(0.005) end
+  t.ok(holding, "the holder holds its memory")
+  collectgarbage()
+  collectgarbage()
+  local held = guard.stats().heap -- live: the holder's 15 MB and everything else
+  guard.configure({ memory_total = held + 10e6 })
+  local ok, err, kind = guard.run({ memory = 64e6, cpu = 10, name = "second" }, grow)
+  t.ok(ok == false and tostring(err):match("^policy memory total exceeded %(the heap is at %d+ bytes") and kind == "memory",
+    "a run that would take the heap past limits.policy_memory_total fails (its own budget is larger): " .. tostring(err))
+  collectgarbage()
+  collectgarbage() -- (a second cycle frees what the first finalized)
+  guard.configure({ memory_total = guard.stats().heap - 8e6 }) -- the holder keeps 15 MB of it live
+  local rok, rerr = guard.run({ name = "third" }, function() return 1 end)
+  t.ok(rok == false and tostring(rerr):match("^policy memory total exceeded"), "with the heap over it, a new run does not start")
+  -- A run already going when the heap is over the ceiling, doing small allocations: the
+  -- ceiling stops runs that grow, not bystanders.
+  bystander_go = true
+  local _, bok, bn = bystander:join()
+  t.ok(bok == true and bn == 200, "a run that grows by less than 1 MiB is not stopped at the ceiling: " .. tostring(bn))
+  local xok, xn = guard.run({ name = "repl", heap_ceiling = false }, function() return #string.rep("r", 1e6) end)
+  t.ok(xok == true and xn == 1e6, "a run with heap_ceiling = false (the REPL's) starts and allocates all the same")
+  release = true
+  local _, hok, n = holder:join()
+  t.ok(hok == true and n == 150, "the run holding the memory finishes")
+  t.ok(select(1, guard.run(nil, function() return 1 end)) == true, "then new runs start again (its memory was collected)")
+  guard.configure({ memory_total = 0 })
+end):join()
+
+-- After a memory spike, the heap goes back: a run stopped for memory leaves no garbage behind.
+collectgarbage()
+local before = collectgarbage("count") * 1024
+local bomb = policy("return function() local t = {} for i = 1, 1e9 do t[i] = string.rep('b', 1000) .. i end end")
+t.like(select(2, guard.run({ cpu = 10, memory = 48e6 }, bomb)), "^memory budget exceeded", "the bomb is stopped")
+local after = collectgarbage("count") * 1024
+t.ok(after - before < 8e6, string.format("the heap is back near its size before the run (%.1f MB more)", (after - before) / 1e6))
+
+-- context(): a table private to the current run, for the runtime.
+t.is(guard.context(), nil, "no context outside a run")
+local c1, c1b = select(2, guard.run(nil, function() return guard.context(), guard.context() end))
+local c2 = select(2, guard.run(nil, function() return guard.context() end))
+t.ok(type(c1) == "table" and c1 == c1b and c1 ~= c2, "one context per run, the same all through it")
+
+-- stop(): the runtime ends a run for a limit of its own, and pcall cannot swallow it.
+local stopper = policy([[return function(stop)
+  while true do pcall(stop, "over the limit", "emit") end
+end]])
+t.ok(select(2, task.spawn(function() return guard.run({ cpu = 5 }, stopper, guard.stop) end):join()) == false,
+  "a stopped run fails")
+local _, sok2, serr2, skind2 = task.spawn(function() return guard.run({ cpu = 5 }, stopper, guard.stop) end):join()
+t.ok(sok2 == false and serr2 == "over the limit" and skind2 == "emit", "with the message and kind given, pcall or not: " .. tostring(serr2))
+t.is(guard.stop("outside"), false, "outside a run stop() does nothing")
+
 t.done()

@@ -37,7 +37,7 @@ local GAP_WAIT = 10      -- seconds a missing seq may still commit
 local MAX_GAPS = 20000
 local SCAN_PAGE = 1000
 local RECONCILE = 30
-local COLS = "seq, id, type, tenant, time, source, data, received"
+local COLS = "seq, id, type, tenant, time, source, data, received, depth"
 
 local m_leader = metrics.gauge("steward_cluster_leader", "1 while this instance is the cluster leader", {})
 local m_buckets = metrics.gauge("steward_cluster_buckets", "Dispatch buckets this instance holds", {})

@@ -29,6 +29,15 @@ local function duration(v)
   return sec
 end
 
+local function nonneg_int(max)
+  return function(v)
+    if type(v) ~= "number" or v ~= math.floor(v) or v < 0 or v > max then
+      return nil, format("expected an integer from 0 to %d", max)
+    end
+    return v
+  end
+end
+
 local function positive_int(max)
   return function(v)
     if type(v) ~= "number" or v ~= math.floor(v) or v < 1 or v > max then
@@ -60,6 +69,11 @@ local LIMITS = {
   ready_timeout    = { "duration", 2, duration, "a store read /readyz waits for (503 after)" },
   repl_cpu         = { "duration", 1, duration, "CPU budget of one REPL command (as a policy run's)" },
   repl_memory      = { "number", 64 * 1024 * 1024, positive_int(64 * 1024 * 1024 * 1024), "heap growth budget of one REPL command, bytes" },
+  emit_per_run     = { "number", 1000, positive_int(1000000000), "events one policy run may emit (then the run fails)" },
+  emit_per_second  = { "number", 1000, positive_int(1000000000), "events one policy may emit per second (then the run fails)" },
+  max_cause_depth  = { "number", 16, positive_int(100000), "longest chain of events each emitted while handling the one before" },
+  policy_memory_total = { "number", 1024 * 1024 * 1024, nonneg_int(1024 * 1024 * 1024 * 1024), "ceiling on the Lua heap while policy code allocates, bytes (0: none)" },
+  policy_stall     = { "duration", 0.2, duration, "computing without yielding to the loop (inside a C call such as a gsub callback)" },
 }
 
 -- A table of durations with these fields only, each turned into seconds.

@@ -167,6 +167,10 @@ function M.main(args)
   log.info("audit key", { path = audit_key.path(cfg.var_dir), id = ctx.audit_key.id:sub(1, 16) })
 
   ctx.decision_log = decision_log.new({ store = st, mask = cfg.decision_mask })
+  -- Runaway policies: what they emit, and what they compute and allocate all together.
+  require("steward.runtime.policy.emit").configure({ per_run = cfg.limits.emit_per_run,
+    per_second = cfg.limits.emit_per_second, max_depth = cfg.limits.max_cause_depth })
+  require("steward.runtime.guard").configure({ memory_total = cfg.limits.policy_memory_total, stall = cfg.limits.policy_stall })
   ctx.dispatch = dispatch.new({
     store = st, decision_log = ctx.decision_log, concurrency = cfg.limits.dispatch_concurrency,
     handler_timeout = cfg.limits.handler_timeout, retry_attempts = cfg.limits.retry_attempts,

@@ -19,6 +19,7 @@ local policy_ctx = require "steward.runtime.policy_ctx"
 local guard = require "steward.runtime.guard"
 local taps = require "steward.runtime.taps"
 local effects = require "steward.runtime.effects"
+local emit = require "steward.runtime.policy.emit"
 
 local type, pairs, ipairs, tostring, pcall = type, pairs, ipairs, tostring, pcall
 local random, min, floor = math.random, math.min, math.floor
@@ -192,7 +193,7 @@ end
 
 local function copy_event(ev)
   return { id = ev.id, type = ev.type, tenant = ev.tenant, time = ev.time, source = ev.source,
-           seq = ev.seq, received = ev.received, data = deep_copy(ev.data) }
+           seq = ev.seq, received = ev.received, depth = ev.depth, data = deep_copy(ev.data) }
 end
 
 -- The task body: guard.run returns true, results... or false, err, kind; a budget overrun
@@ -200,7 +201,8 @@ end
 local function guard_run(p, ev, ctx, fx)
   -- The handler's HTTP calls, mails, timers and events go to its decision (steward.runtime.effects).
   fx.list = effects.begin()
-  return guard.run(p.budget or { name = p.name }, p.handle, ev, ctx)
+  -- emit.run_handler: what the handler emits is bounded and one deeper than ev.
+  return guard.run(p.budget or { name = p.name }, emit.run_handler, p.handle, ev, ctx)
 end
 
 -- Runs one event through one policy, with retries; returns when it is done or dead.

@@ -11,8 +11,8 @@ local M = {}
 
 local null = json.null
 local FIELDS = { id = true, type = true, tenant = true, source = true, time = true, data = true }
-local COLUMNS = "seq, id, type, tenant, time, source, data, received"
-local CHUNK = 500 -- rows per INSERT: 7 parameters each stays far below both backends' limits
+local COLUMNS = "seq, id, type, tenant, time, source, data, received, depth"
+local CHUNK = 500 -- rows per INSERT: 8 parameters each stays far below both backends' limits
 
 -- A dotted name: segments of [a-z0-9_-] joined by single dots. (Three finds, no
 -- per-segment strings: this runs for every ingested event.)
@@ -110,12 +110,12 @@ function M.insert_statements(list, texts, received)
     for i = first, last do
       local e = list[i]
       values[#values + 1] = "($" .. p .. ",$" .. (p + 1) .. ",$" .. (p + 2) .. ",$" .. (p + 3) ..
-        ",$" .. (p + 4) .. ",$" .. (p + 5) .. ",$" .. (p + 6) .. ")"
+        ",$" .. (p + 4) .. ",$" .. (p + 5) .. ",$" .. (p + 6) .. ",$" .. (p + 7) .. ")"
       stmt[p + 1], stmt[p + 2], stmt[p + 3], stmt[p + 4] = e.id, e.type, util.nullable(e.tenant), e.time
-      stmt[p + 5], stmt[p + 6], stmt[p + 7] = util.nullable(e.source), texts[i], received
-      p = p + 7
+      stmt[p + 5], stmt[p + 6], stmt[p + 7], stmt[p + 8] = util.nullable(e.source), texts[i], received, e.depth or 0
+      p = p + 8
     end
-    stmt[1] = "INSERT INTO events (id, type, tenant, time, source, data, received) VALUES " ..
+    stmt[1] = "INSERT INTO events (id, type, tenant, time, source, data, received, depth) VALUES " ..
       concat(values, ",") .. " ON CONFLICT (id) DO NOTHING RETURNING id, seq"
     stmts[#stmts + 1] = stmt
   end
@@ -129,6 +129,10 @@ function M.append(st, list, opts)
   if type(list) ~= "table" then error("events.append: list: table expected, got " .. type(list), 2) end
   opts = util.opt_table(opts, "events.append: opts")
   local now = util.now(opts.now)
+  local depth = opts.depth
+  if depth ~= nil and (type(depth) ~= "number" or depth ~= math.floor(depth) or depth < 0) then
+    error("events.append: opts.depth: integer >= 0 expected", 2)
+  end
   local valid, texts = {}, {}
   if opts.texts then
     -- The caller validated already (M.validate's first and third results).
@@ -142,6 +146,9 @@ function M.append(st, list, opts)
   end
   local result = { accepted = 0, duplicates = 0, ids = {}, seqs = {}, duplicate = {} }
   if #valid == 0 then return result end
+  if depth then
+    for _, ev in ipairs(valid) do ev.depth = depth end
+  end
   local res, err = st.db:batch(M.insert_statements(valid, texts, now))
   if not res then return nil, err end
   local new = {}
@@ -175,7 +182,7 @@ local function row_event(r)
   local data = json.decode(r.data)
   return {
     seq = r.seq, id = r.id, type = r.type, tenant = r.tenant, time = r.time,
-    source = r.source, data = data, received = r.received,
+    source = r.source, data = data, received = r.received, depth = r.depth,
   }
 end
 M.row_event = row_event

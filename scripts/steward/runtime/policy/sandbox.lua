@@ -10,6 +10,7 @@
 -- coroutine belongs to the scheduler).
 local guard = require "steward.runtime.guard"
 local effects = require "steward.runtime.effects"
+local emit = require "steward.runtime.policy.emit"
 local guards = require "steward.runtime.policy.guards"
 local is_store = require("steward.runtime.store").is_store
 local log = require "steward.log"
@@ -20,6 +21,7 @@ local setmetatable, getmetatable, rawget, setfenv, loadstring = setmetatable, ge
 local unpack, concat, format, floor = unpack, table.concat, string.format, math.floor
 local os_time, os_date = os.time, os.date
 local co_create, co_resume = coroutine.create, coroutine.resume
+local adopt, preempted, pause = guard.adopt, guard.preempted, guard.pause
 local jit_off = jit.off
 
 local M = {}
@@ -141,12 +143,18 @@ end
 
 local function pack(...) return { n = select("#", ...), ... } end
 
--- The policy's budgets also hold for a callback run later in a task of its own.
+-- The policy's budgets also hold for a callback run later in a task of its own, and so does
+-- the cause depth of the run that handed it over (steward.runtime.policy.emit).
 local function guarded(box, fn)
   if type(fn) ~= "function" then return fn end
+  local continues = emit.inherit()
+  local function run(...)
+    continues()
+    return fn(...)
+  end
   return function(...)
     if guard.covered() then return fn(...) end
-    local r = pack(guard.run(box.budget, fn, ...))
+    local r = pack(guard.run(box.budget, run, ...))
     if not r[1] then error(r[2], 0) end
     return unpack(r, 2, r.n)
   end
@@ -211,9 +219,10 @@ local function make_require(box)
       end
       local mod = require(name)
       if type(mod) == "table" then
-        -- Callbacks run under the policy's budgets; side effects are recorded
+        -- Callbacks run under the policy's budgets; what it emits is bounded
+        -- (steward.runtime.policy.emit) and, like its other side effects, recorded
         -- (steward.runtime.effects); capability checks come first (steward.runtime.policy.guards).
-        local o = effects.overrides(name, mod, callback_overrides(box, name, mod))
+        local o = effects.overrides(name, mod, emit.overrides(name, mod, callback_overrides(box, name, mod)))
         o = guards.overrides(box, name, mod, o)
         for fname in pairs(spec and spec.hide or {}) do
           o = o or {}
@@ -318,10 +327,21 @@ function new_env(box)
     clock = os.clock, difftime = os.difftime, getenv = policy_getenv,
   }
   local co = copy(coroutine)
+  -- Every coroutine a policy makes is adopted by the guard, which may yield it to slice a
+  -- long computation; resume passes that turn up to the task and then goes on, so a loop in a
+  -- policy's coroutine shares the loop like one in its handler (steward.runtime.guard's header).
+  local function resume(c, ...)
+    local r = pack(co_resume(c, ...))
+    while r[1] and r.n == 1 and preempted(c) do
+      pause()
+      r = pack(co_resume(c))
+    end
+    return unpack(r, 1, r.n)
+  end
   co.create = function(f)
     local c = co_create(f)
     own_co[c] = true
-    return c
+    return adopt(c)
   end
   -- A task's coroutine belongs to the scheduler: resuming it by hand would run it while its
   -- operation is still pending.
@@ -329,7 +349,16 @@ function new_env(box)
     if not own_co[c] then
       error("coroutine.resume: not a coroutine this policy created with coroutine.create", 2)
     end
-    return co_resume(c, ...)
+    return resume(c, ...)
+  end
+  co.wrap = function(f)
+    if type(f) ~= "function" then error("bad argument #1 to 'wrap' (function expected)", 2) end
+    local c = co.create(f)
+    return function(...)
+      local r = pack(resume(c, ...))
+      if not r[1] then error(r[2], type(r[2]) == "string" and 2 or 0) end
+      return unpack(r, 2, r.n)
+    end
   end
   env.coroutine = co
   env._G = env

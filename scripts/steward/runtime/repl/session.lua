@@ -55,7 +55,8 @@ function M.new(ctx, conn, who)
   local self = setmetatable({ ctx = ctx, conn = conn, uid = who.uid, pid = who.pid, role = who.role,
     id = who.id, opts = { color = false, width = 100 }, subs = {}, started = time.now() }, Session)
   local limits = ctx.cfg.limits
-  self.budget = { name = "repl", cpu = limits.repl_cpu, memory = limits.repl_memory }
+  -- heap_ceiling = false: a daemon whose heap is at limits.policy_memory_total stays inspectable.
+  self.budget = { name = "repl", cpu = limits.repl_cpu, memory = limits.repl_memory, heap_ceiling = false }
   local h = helpers.new(ctx, self)
   h.print = function(...) self:print(...) end
   setmetatable(h, { __index = base_env(who.role) })

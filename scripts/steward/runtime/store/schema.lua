@@ -20,6 +20,11 @@ store.register_migrations("events", {
     CREATE INDEX events_tenant ON events (tenant, seq);
     CREATE INDEX events_time ON events (time);
   ]] },
+  -- The cause depth: 0 for an event from outside, n + 1 for one a policy emitted while
+  -- handling an event of depth n (steward.runtime.policy.emit refuses past limits.max_cause_depth).
+  { version = 2, sql = both [[
+    ALTER TABLE events ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
+  ]] },
 })
 
 store.register_migrations("kv", {

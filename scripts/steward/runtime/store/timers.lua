@@ -5,7 +5,7 @@ local json = require "steward.json"
 local util = require "steward.runtime.store.util"
 local events = require "steward.runtime.events"
 
-local type, error, ipairs, tostring, concat = type, error, ipairs, tostring, table.concat
+local type, error, ipairs, tostring, tonumber, concat = type, error, ipairs, tostring, tonumber, table.concat
 
 local M = {}
 
@@ -29,6 +29,16 @@ function M.after(st, d, ev, opts)
   if secs < 0 then error("timers.after: d: non-negative duration expected", 2) end
   local text = M.check_event(ev, "timers.after")
   opts = util.opt_table(opts, "timers.after: opts")
+  local depth = opts.depth
+  if depth ~= nil then
+    if type(depth) ~= "number" or depth ~= math.floor(depth) or depth < 0 then
+      error("timers.after: opts.depth: integer >= 0 expected", 2)
+    end
+    -- The cause depth the event gets when it fires (steward.runtime.policy.emit), kept beside it.
+    local tmpl = json.decode(text)
+    tmpl.depth = depth
+    text = json.encode(tmpl)
+  end
   local now = util.now(opts.now)
   -- A key makes arming idempotent: a handler that runs again after a crash arms nothing new.
   local id = opts.key
@@ -84,10 +94,13 @@ function M.fire_due(st, now)
     local list, texts, ids, marks = {}, {}, {}, {}
     for i, r in ipairs(rows) do
       local tmpl = json.decode(r.event) or {}
+      local depth = tonumber(tmpl.depth)
+      tmpl.depth = nil
       tmpl.id = "timer:" .. r.id
       if tmpl.time == nil then tmpl.time = r.due_at end
       local ev, verr, text = events.validate(tmpl, i, now)
       if not ev then return nil, "timers: stored event of " .. r.id .. " invalid: " .. tostring(verr.reason) end
+      ev.depth = depth
       list[i], texts[i], ids[i] = ev, text, r.id
       marks[i] = "$" .. i
     end
