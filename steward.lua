@@ -7,6 +7,11 @@ return {
   admin_socket = "var/steward.sock",
   env          = "development",
   -- admin_token = os.getenv("MY_SECRET"),  -- else generated into var/admin.token (0600)
+  -- What policies may do beyond computation, kv, log, metrics and their own events
+  -- (docs/policies.md#capabilities): the shipped alerting policies act on the alerting state.
+  grants = {
+    ["alerting.*"] = { alerting = true },
+  },
   limits = {
     max_body_bytes = 8 * 1024 * 1024,
     dispatch_concurrency = 256,

@@ -9,6 +9,8 @@ local esc, err = escalation.compile(config)
 if not esc then error(err, 0) end
 
 return {
+  -- the alerting state (alerts, groups, silences, incidents, notifications): granted in steward.lua
+  capabilities = { "alerting" },
   on = { "incident.*" },
   -- one incident's events run one at a time, in order
   key = function(ev) return type(ev.data) == "table" and ev.data.incident or ev.id end,

@@ -12,6 +12,8 @@ local eng, err = engine.compile(config)
 if not eng then error(err, 0) end
 
 return {
+  -- the alerting state (alerts, groups, silences, incidents, notifications): granted in steward.lua
+  capabilities = { "alerting" },
   on = { "alert.firing", "alert.resolved", "alerting.flush", "alerting.notify" },
   -- ONE key for every alert and flush event: group state and the notification log then have
   -- a single writer (in a cluster too), and a group's events are handled in order. The sends

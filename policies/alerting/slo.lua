@@ -10,6 +10,8 @@ local set, err = slo_alerts.compile(config.slos, "config.slos")
 if not set then error(err, 0) end
 
 return {
+  -- the alerting state (alerts, groups, silences, incidents, notifications): granted in steward.lua
+  capabilities = { "alerting" },
   schedule = "* * * * *",
   key = function() return "slo" end,
   timeout = "50s", -- Prometheus sources make HTTP queries; the next slot comes in a minute

@@ -21,7 +21,7 @@ export RECORD_FILE="$D/handled"
 cat > "$D/policies/alerts.lua" <<'POL'
 -- Records each alert event the dispatcher hands over: "type fingerprint".
 local fs = require "steward.fs"
-return {
+return { capabilities = { "fs.read", "fs.write" },
   name = "test.alerts", on = { "alert.*" },
   handle = function(ev)
     assert(fs.write(os.getenv("RECORD_FILE"), ev.type .. " " .. ev.data.fingerprint .. "\n", { append = true }))

@@ -7,7 +7,7 @@ set -u
 n=0
 check() { n=$((n + 1)); if eval "$1"; then echo "ok $n - $2"; else echo "not ok $n - $2"; echo "# out: $(head -c 600 "$D/out" 2>/dev/null)"; echo "# err: $(head -c 600 "$D/err" 2>/dev/null)"; fi; }
 cat > "$D/policies/gate.lua" <<'POL'
-return {
+return { capabilities = { "http" },
   name = "deploy.gate", on = { "deploy.*" },
   handle = function() end,
   decide = function(input, ctx)

@@ -37,7 +37,7 @@ local function rec(tag, ev)
   assert(fs.write(os.getenv("RECORD_FILE"), string.format("%s %s %s %d %d %.6f\n", tag,
     os.getenv("INSTANCE"), ev.data.key, ev.data.n, ev.seq, time.now()), { append = true }))
 end
-return { name = "cl.record", on = { "cl.ev" }, key = function(ev) return ev.data.key end,
+return { capabilities = { "fs.read", "fs.write" }, name = "cl.record", on = { "cl.ev" }, key = function(ev) return ev.data.key end,
   handle = function(ev)
     rec("S", ev)
     time.sleep(0.002 + math.random() * 0.008)
@@ -46,7 +46,7 @@ return { name = "cl.record", on = { "cl.ev" }, key = function(ev) return ev.data
 POL
 cat > "$T/policies/timers.lua" <<'POL'
 local fs, time = require "steward.fs", require "steward.time"
-return { name = "cl.timers", on = { "cl.arm", "cl.fired" }, key = function(ev) return ev.type end,
+return { capabilities = { "fs.read", "fs.write" }, name = "cl.timers", on = { "cl.arm", "cl.fired" }, key = function(ev) return ev.type end,
   handle = function(ev)
     if ev.type == "cl.arm" then
       for i = 1, ev.data.count do
@@ -66,6 +66,7 @@ start() {
     cat > "$T/$i/steward.lua" <<CFG
 return { listen = "127.0.0.1:0", store = "$PG_URL", policies = "$T/policies",
   var_dir = "$T/$i/var", admin_socket = "$T/$i/var/steward.sock", admin_token = "$TOKEN",
+  grants = { ["cl.*"] = { ["fs.read"] = { "$T" }, ["fs.write"] = { "$T" } } },
   cluster = { lease = $LEASE } }
 CFG
     INSTANCE=$i "$BIN" run -c "$T/$i/steward.lua" 2>>"$T/$i/log" &

@@ -7,7 +7,7 @@ set -u
 cat > "$D/policies/record.lua" <<'POL'
 -- Appends each handled event id to a file; fails on purpose for data.fail = true.
 local fs = require "steward.fs"
-return {
+return { capabilities = { "fs.read", "fs.write" },
   name = "test.record", on = { "test.*" },
   handle = function(ev)
     if ev.data.fail then error("asked to fail") end
@@ -40,7 +40,7 @@ cat > "$D/policies/effects.lua" <<'POL'
 local http = require "steward.http"
 local time = require "steward.time"
 local fs = require "steward.fs"
-return { name = "test.effects", on = { "test.effects" },
+return { capabilities = { "fs.read", "fs.write", "http" }, name = "test.effects", on = { "test.effects" },
   handle = function(ev, ctx)
     local res = http.request({ method = "POST", url = "http://127.0.0.1:9/hook", body = "hi" })
     ctx.kv():put("seen", { id = ev.id })
@@ -56,7 +56,7 @@ return { name = "test.slow", on = { "test.slow" }, timeout = "100ms",
 POL
 cat > "$D/policies/picky.lua" <<'POL'
 local fs = require "steward.fs"
-return { name = "test.picky", on = { "test.pick" },
+return { capabilities = { "fs.read", "fs.write" }, name = "test.picky", on = { "test.pick" },
   when = function(ev) return ev.data.pick == true end,
   handle = function(ev) assert(fs.write(os.getenv("RECORD_FILE"), "picked:" .. ev.id .. "\n", { append = true })) end }
 POL

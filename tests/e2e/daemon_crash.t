@@ -12,7 +12,7 @@ RANDOM=$seed
 export RECORD_FILE="$D/handled.txt"
 cat > "$D/policies/record.lua" <<'POL'
 local fs = require "steward.fs"
-return { name = "crash.record", on = { "crash.*" }, key = function(ev) return ev.id:match("^[^-]*") end,
+return { capabilities = { "fs.read", "fs.write" }, name = "crash.record", on = { "crash.*" }, key = function(ev) return ev.id:match("^[^-]*") end,
   handle = function(ev) assert(fs.write(os.getenv("RECORD_FILE"), ev.id .. "\n", { append = true })) end }
 POL
 daemon_config ''

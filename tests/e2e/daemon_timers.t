@@ -7,14 +7,14 @@ export RECORD_FILE="$D/record.txt"
 cat > "$D/policies/arm.lua" <<'POL'
 local time = require "steward.time"
 local fs = require "steward.fs"
-return { name = "test.arm", on = { "test.arm" }, handle = function(ev)
+return { capabilities = { "fs.read", "fs.write" }, name = "test.arm", on = { "test.arm" }, handle = function(ev)
   local id = assert(time.after("400ms", { type = "test.fired", data = { from = ev.id } }, { key = "arm:" .. ev.id }))
   assert(fs.write(os.getenv("RECORD_FILE"), "armed " .. id .. "\n", { append = true }))
 end }
 POL
 cat > "$D/policies/fired.lua" <<'POL'
 local fs = require "steward.fs"
-return { name = "test.fired", on = { "test.fired" }, handle = function(ev)
+return { capabilities = { "fs.read", "fs.write" }, name = "test.fired", on = { "test.fired" }, handle = function(ev)
   assert(fs.write(os.getenv("RECORD_FILE"), "fired " .. ev.id .. " " .. ev.data.from .. "\n", { append = true }))
 end }
 POL

@@ -8,7 +8,7 @@ set -u
 export RECORD_FILE="$D/handled.txt"
 cat > "$D/policies/record.lua" <<'POL'
 local fs = require "steward.fs"
-return { name = "keys.record", on = { "t.*" },
+return { capabilities = { "fs.read", "fs.write" }, name = "keys.record", on = { "t.*" },
   handle = function(ev) assert(fs.write(os.getenv("RECORD_FILE"), ev.id .. "\n", { append = true })) end }
 POL
 daemon_config ''

@@ -57,11 +57,11 @@ return {
 CFG
 cat > "$D/policies/page.lua" <<'POL'
 local incidents = require "steward.alerting.incidents"
-local store = require "steward.runtime.store"
 return {
+  name = "alerting.page", capabilities = { "alerting" },
   on = { "page.requested" },
   handle = function(ev)
-    assert(incidents.trigger(store.default(), { key = ev.data.key, service = "db", title = "restart test",
+    assert(incidents.trigger({ key = ev.data.key, service = "db", title = "restart test",
       escalation = "steps", source = "page" }))
   end,
 }

@@ -56,11 +56,11 @@ CFG
 # What the alerting engine does on an incident integration: open an incident.
 cat > "$D/policies/page.lua" <<'POL'
 local incidents = require "steward.alerting.incidents"
-local store = require "steward.runtime.store"
 return {
+  name = "alerting.page", capabilities = { "alerting" },
   on = { "page.requested" },
   handle = function(ev)
-    assert(incidents.trigger(store.default(), { key = ev.data.key, service = ev.data.service,
+    assert(incidents.trigger({ key = ev.data.key, service = ev.data.service,
       title = ev.data.title, summary = ev.data.summary, escalation = ev.data.escalation, source = "page" }))
   end,
 }

@@ -9,7 +9,7 @@ write_policy() { # $1 = version mark, $2 = "broken" to write a file that does no
     if [ "${2:-}" = broken ]; then printf 'return { name = "swap", on = { "crash.*" }, handle = function(ev)\n' > "$D/policies/swap.lua.tmp"
     else cat > "$D/policies/swap.lua.tmp" <<POL
 local fs = require "steward.fs"
-return { name = "swap", on = { "crash.*" },
+return { capabilities = { "fs.read", "fs.write" }, name = "swap", on = { "crash.*" },
   handle = function(ev) assert(fs.write(os.getenv("RECORD_FILE"), ev.id .. " $1\n", { append = true })) end }
 POL
     fi

@@ -14,11 +14,11 @@ chmod 711 "$D"
 chmod -R a+rX "$D/policies"
 cat > "$D/policies/whoami.lua" <<'POL'
 local proc = require "steward.proc"
-return { name = "whoami", on = { "w.*" }, handle = function() end,
+return { capabilities = { "proc" }, name = "whoami", on = { "w.*" }, handle = function() end,
   decide = function() return { uid = proc.run({ cmd = { "/usr/bin/id", "-u" } }).stdout:match("%d+") } end }
 POL
 chmod a+r "$D/policies/whoami.lua"
-daemon_config ''
+daemon_config 'grants = { ["whoami"] = { proc = { "/usr/bin/id" } } },'
 sed -i "s|store = \"sqlite:$D/steward.db\"|store = \"sqlite:$D/var/steward.db\"|" "$D/steward.lua"
 if daemon_start; then echo "ok 1 - started as root with a steward user: it starts"; else echo "not ok 1 - it starts"; exit 1; fi
 uids=$(sed -n 's/^Uid:[[:space:]]*//p' "/proc/$DPID/status" | tr -s '[:space:]' ' ')

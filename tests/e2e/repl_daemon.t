@@ -20,7 +20,7 @@ return {
 }
 POL
 cat > "$D/policies/fx.lua" <<'POL'
-return {
+return { capabilities = { "http" },
   name = "demo.fx",
   decide = function(input)
     local res = require("steward.http").request{ url = "http://127.0.0.1:1/hook", timeout = 2 }

@@ -31,6 +31,10 @@ daemon_config() {
 return {
   listen = "127.0.0.1:0", store = "${STEWARD_TEST_STORE:-sqlite:$D/steward.db}", policies = "$D/policies",
   var_dir = "$D/var", admin_socket = "$D/var/steward.sock",
+  -- What the tests' policies declare: files in the test's directory, HTTP to local peers, the
+  -- alerting state for the shipped alerting policies (a test's own grants replace these).
+  grants = { ["*"] = { ["fs.read"] = { "$D" }, ["fs.write"] = { "$D" }, http = { "127.0.0.1", "localhost" } },
+             ["alerting.*"] = { alerting = true } },
   $1
 }
 CFG

@@ -400,4 +400,20 @@ function M.ago(s)
   return format("%dh%dm", floor(s / 3600), floor(s / 60) % 60)
 end
 
+
+-- Every function above takes the store first; a policy, which is never handed the store, calls
+-- them without it (incidents.trigger{...}) and gets the daemon's.
+do
+  local runtime_store = require "steward.runtime.store"
+  for _, name in ipairs({ "get", "timeline", "trigger", "ack", "resolve", "silence", "reassign", "retrigger",
+                          "resolve_key", "note", "list" }) do
+    local f = M[name]
+    M[name] = function(first, ...)
+      if runtime_store.is_store(first) then return f(first, ...) end
+      if first == nil and select("#", ...) > 0 then return f(runtime_store.default(), ...) end
+      return f(runtime_store.default(), first, ...)
+    end
+  end
+end
+
 return M
