@@ -24,16 +24,20 @@ endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 
+# core/ in folders by part: http/ (server), store/ (store and libpq plumbing), repl/ (admin
+# socket client and frames); the rest is the runtime itself.
+CORE_INC := -Icore -Icore/http -Icore/store -Icore/repl
+
 CFLAGS  ?= $(OPT)
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -fno-strict-aliasing -MMD -MP \
-           -Icore -Ibindings -I$(BUILD)/gen $(PKG_CFLAGS) $(SANFLAGS)
+           $(CORE_INC) -Ibindings -I$(BUILD)/gen $(PKG_CFLAGS) $(SANFLAGS)
 LDFLAGS += $(SANFLAGS) -rdynamic
 # lua-cjson is linked statically (Debian ships no LuaJIT-loadable .so path we can rely on);
 # http-parser has no pkg-config file.
 LDLIBS  += -l:liblua5.1-cjson.a -lhttp_parser $(PKG_LIBS) -lm
 
-CORE_SRC    := $(filter-out core/main.c,$(wildcard core/*.c))
+CORE_SRC    := $(filter-out core/main.c,$(wildcard core/*.c core/*/*.c))
 BIND_SRC    := $(wildcard bindings/*.c)
 LUA_SRC     := $(shell find scripts -name '*.lua' | sort)
 GEN_SRC     := $(BUILD)/gen/embedded_scripts.c
@@ -97,12 +101,12 @@ bench: $(BIN)
 	STEWARD_ALLOW_ROOT=true STEWARD_BIN=$(abspath $(BIN)) sh bench/run
 
 format:
-	clang-format -i core/*.c core/*.h bindings/*.c bindings/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c
+	clang-format -i core/*.c core/*.h core/*/*.c core/*/*.h bindings/*.c bindings/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c
 
 lint: $(GEN_SRC)
 	clang-tidy --quiet $(CORE_SRC) core/main.c $(BIND_SRC) -- $(filter-out -MMD -MP,$(CFLAGS))
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	    --inline-suppr --suppress=missingIncludeSystem -Icore -Ibindings core bindings
+	    --inline-suppr --suppress=missingIncludeSystem $(CORE_INC) -Ibindings core bindings
 
 clean:
 	rm -rf build
@@ -114,13 +118,13 @@ clean:
 # run bounded on the committed seed corpus: make fuzz [FUZZ_SECONDS=30]
 FUZZ_SECONDS ?= 30
 FUZZ_DIR     := build/fuzz
-FUZZ_SRC     := tests/fuzz/http_fuzz.c core/http_message.c core/http_parse.c core/http_conn.c \
-                core/http_listener.c core/http_router.c
-FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -Icore \
+FUZZ_SRC     := tests/fuzz/http_fuzz.c core/http/http_message.c core/http/http_parse.c core/http/http_conn.c \
+                core/http/http_listener.c core/http/http_router.c
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror $(CORE_INC) \
                 -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer \
                 $(shell pkg-config --cflags libuv)
 .PHONY: fuzz
-$(FUZZ_DIR)/http_fuzz: $(FUZZ_SRC) core/http_server.h core/http_router.h
+$(FUZZ_DIR)/http_fuzz: $(FUZZ_SRC) core/http/http_server.h core/http/http_router.h
 	@mkdir -p $(FUZZ_DIR)
 	clang $(FUZZ_CFLAGS) -o $@ $(FUZZ_SRC) -lhttp_parser $(shell pkg-config --libs libuv)
 
@@ -130,10 +134,10 @@ $(FUZZ_DIR)/json_fuzz: tests/fuzz/json_fuzz.c bindings/json.c bindings/json_scan
 	clang $(FUZZ_CFLAGS) -Ibindings $(shell pkg-config --cflags luajit) -o $@ $(filter %.c,$^) \
 	    -l:liblua5.1-cjson.a $(shell pkg-config --libs luajit) -lm
 
-# The admin socket's frame decoder (core/frame.c), fed in input-driven chunks.
-$(FUZZ_DIR)/frame_fuzz: tests/fuzz/frame_fuzz.c core/frame.c core/frame.h
+# The admin socket's frame decoder (core/repl/frame.c), fed in input-driven chunks.
+$(FUZZ_DIR)/frame_fuzz: tests/fuzz/frame_fuzz.c core/repl/frame.c core/repl/frame.h
 	@mkdir -p $(FUZZ_DIR)
-	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/frame_fuzz.c core/frame.c
+	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/frame_fuzz.c core/repl/frame.c
 
 # Each target gets FUZZ_SECONDS. LuaJIT's heap is not scanned by LeakSanitizer, so the
 # JSON target runs without leak detection (cjson's buffers live in Lua userdata).

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """The REPL bench's client (bench/repl.sh): times the admin socket in the frame format of
-core/frame.h (type byte, 4-byte big-endian length, payload) and prints key=value lines.
+core/repl/frame.h (type byte, 4-byte big-endian length, payload) and prints key=value lines.
 
 usage: repl_rtt.py exec N BIN ARGS...     N runs of BIN ARGS (printing "1"), each timed from
                                           spawn to exit: exec_p50_ms, exec_p99_ms

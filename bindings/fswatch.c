@@ -1,8 +1,7 @@
 /* steward.fswatch: watch one directory for changes (libuv's uv_fs_event, inotify on Linux)
- * and run a Lua function as a new task for each change. Used for policy hot reload. */
+ * and run a Lua function as a new task for each change. Used for policy hot reload. The
+ * handle's lifetime is core/task.h's task_watch. */
 #include <lauxlib.h>
-#include <stdlib.h>
-#include <string.h>
 #include <uv.h>
 
 #include "bindings.h"
@@ -10,30 +9,9 @@
 
 #define WATCH_MT "steward.fswatch.watch"
 
-struct watch {
-    uv_fs_event_t h;
-    int fn_ref;
-    struct watch **owner; /* the Lua userdata's pointer, cleared on close */
-};
-
-static void watch_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void watch_close(struct watch *w)
-{
-    luaL_unref(task_main_state(), LUA_REGISTRYINDEX, w->fn_ref);
-    if (w->owner)
-        *w->owner = NULL;
-    uv_close((uv_handle_t *)&w->h, watch_closed);
-}
-
 static void on_change(uv_fs_event_t *h, const char *filename, int events, int status)
 {
-    struct watch *w = h->data;
-    lua_State *L = task_main_state();
-    lua_rawgeti(L, LUA_REGISTRYINDEX, w->fn_ref);
+    lua_State *L = task_watch_callback(h->data);
     if (status < 0) {
         lua_pushnil(L);
         lua_pushstring(L, uv_strerror(status));
@@ -51,39 +29,24 @@ static int l_fswatch_watch(lua_State *L)
 {
     const char *dir = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
-    /* NOLINTNEXTLINE(bugprone-sizeof-expression): the userdata is one pointer, to the watch */
-    struct watch **ud = lua_newuserdata(L, sizeof *ud);
-    *ud = NULL;
-    luaL_getmetatable(L, WATCH_MT);
-    lua_setmetatable(L, -2);
-    struct watch *w = calloc(1, sizeof *w);
-    if (!w)
-        return luaL_error(L, "fswatch.watch: out of memory");
-    lua_pushvalue(L, 2);
-    w->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    uv_fs_event_init(task_loop(), &w->h);
-    w->h.data = w;
-    int rc = uv_fs_event_start(&w->h, on_change, dir, 0);
+    task_watch_t *w = task_watch_new(L, 2, WATCH_MT, sizeof(uv_fs_event_t));
+    uv_fs_event_t *h = (uv_fs_event_t *)task_watch_handle(w);
+    uv_fs_event_init(task_loop(), h);
+    h->data = w;
+    int rc = uv_fs_event_start(h, on_change, dir, 0);
     if (rc != 0) {
-        watch_close(w);
+        task_watch_close(w);
         lua_pushnil(L);
         lua_pushfstring(L, "%s: %s: %s", uv_err_name(rc), uv_strerror(rc), dir);
         return 2;
     }
-    uv_unref((uv_handle_t *)&w->h); /* a watch alone does not keep a script alive */
-    w->owner = ud;
-    *ud = w;
+    uv_unref((uv_handle_t *)h); /* a watch alone does not keep a script alive */
     return 1;
 }
 
 static int l_fswatch_cancel(lua_State *L)
 {
-    struct watch **ud = luaL_checkudata(L, 1, WATCH_MT);
-    int active = *ud != NULL;
-    if (*ud)
-        watch_close(*ud);
-    lua_pushboolean(L, active);
-    return 1;
+    return task_watch_cancel(L, WATCH_MT);
 }
 
 int luaopen_steward_fswatch(lua_State *L)

@@ -1,7 +1,7 @@
 /* steward.pg.native: clients for other PostgreSQL databases (scripts/steward/pg.lua is the
  * user-facing module). A connection runs one command at a time; further calls queue behind
  * it. A pool leases idle connections to callers, opening more up to its size. Everything is
- * non-blocking libpq on the loop (core/pg_conn.c); results are turned into Lua values here,
+ * non-blocking libpq on the loop (core/store/pg_conn.c); results are turned into Lua values here,
  * except json, which pg.lua decodes. Work that ends tasks without I/O (a broken or closed
  * connection, a notification already queued) runs from a per-connection idle handle, so no
  * task is resumed from inside another's call. */

@@ -1,8 +1,8 @@
 /* steward.signal: run a Lua function as a new task when the process receives a signal
- * (SIGTERM, SIGINT, SIGHUP, ...), through libuv's signal handles. */
+ * (SIGTERM, SIGINT, SIGHUP, ...), through libuv's signal handles. The handle's lifetime is
+ * core/task.h's task_watch. */
 #include <lauxlib.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
@@ -17,30 +17,9 @@ static const struct {
 } signals[] = {{"HUP", SIGHUP},   {"INT", SIGINT},   {"TERM", SIGTERM},  {"USR1", SIGUSR1},
                {"USR2", SIGUSR2}, {"QUIT", SIGQUIT}, {"WINCH", SIGWINCH}};
 
-struct watch {
-    uv_signal_t h;
-    int fn_ref;
-    struct watch **owner; /* the Lua userdata's pointer, cleared on close */
-};
-
-static void watch_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void watch_close(struct watch *w)
-{
-    luaL_unref(task_main_state(), LUA_REGISTRYINDEX, w->fn_ref);
-    if (w->owner)
-        *w->owner = NULL;
-    uv_close((uv_handle_t *)&w->h, watch_closed);
-}
-
 static void on_signal(uv_signal_t *h, int signum)
 {
-    struct watch *w = h->data;
-    lua_State *L = task_main_state();
-    lua_rawgeti(L, LUA_REGISTRYINDEX, w->fn_ref);
+    lua_State *L = task_watch_callback(h->data);
     for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++)
         if (signals[i].num == signum)
             lua_pushstring(L, signals[i].name);
@@ -60,49 +39,26 @@ static int l_signal_on(lua_State *L)
             num = signals[i].num;
     if (!num)
         return luaL_argerror(L, 1, "expected HUP, INT, TERM, USR1, USR2, QUIT or WINCH");
-    /* NOLINTNEXTLINE(bugprone-sizeof-expression): the userdata is one pointer, to the watch */
-    struct watch **ud = lua_newuserdata(L, sizeof *ud);
-    *ud = NULL;
-    luaL_getmetatable(L, SIGNAL_MT);
-    lua_setmetatable(L, -2);
-    struct watch *w = calloc(1, sizeof *w);
-    if (!w)
-        return luaL_error(L, "signal.on: out of memory");
-    lua_pushvalue(L, 2);
-    w->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    uv_signal_init(task_loop(), &w->h);
-    w->h.data = w;
-    int rc = uv_signal_start(&w->h, on_signal, num);
+    task_watch_t *w = task_watch_new(L, 2, SIGNAL_MT, sizeof(uv_signal_t));
+    uv_signal_t *h = (uv_signal_t *)task_watch_handle(w);
+    uv_signal_init(task_loop(), h);
+    h->data = w;
+    int rc = uv_signal_start(h, on_signal, num);
     if (rc != 0) {
-        watch_close(w);
+        task_watch_close(w);
         lua_pushnil(L);
         lua_pushfstring(L, "signal.on: %s", uv_strerror(rc));
         return 2;
     }
     /* A watcher alone must not keep the process alive (a script would never end). */
-    uv_unref((uv_handle_t *)&w->h);
-    w->owner = ud;
-    *ud = w;
+    uv_unref((uv_handle_t *)h);
     return 1;
 }
 
+/* :cancel(), and __gc: a watcher whose handle is collected stops watching. */
 static int l_signal_cancel(lua_State *L)
 {
-    struct watch **ud = luaL_checkudata(L, 1, SIGNAL_MT);
-    int active = *ud != NULL;
-    if (*ud)
-        watch_close(*ud);
-    lua_pushboolean(L, active);
-    return 1;
-}
-
-/* A watcher whose handle is collected stops watching. */
-static int l_signal_gc(lua_State *L)
-{
-    struct watch **ud = luaL_checkudata(L, 1, SIGNAL_MT);
-    if (*ud)
-        watch_close(*ud);
-    return 0;
+    return task_watch_cancel(L, SIGNAL_MT);
 }
 
 int luaopen_steward_signal(lua_State *L)
@@ -112,7 +68,7 @@ int luaopen_steward_signal(lua_State *L)
         lua_newtable(L);
         luaL_register(L, NULL, methods);
         lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_signal_gc);
+        lua_pushcfunction(L, l_signal_cancel);
         lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);

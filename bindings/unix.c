@@ -1,5 +1,5 @@
 /* steward.unix: framed unix-domain socket streams, the transport of the daemon's admin socket
- * (core/frame.h). A server listens on a socket file created with its final mode; each
+ * (core/repl/frame.h). A server listens on a socket file created with its final mode; each
  * connection decodes frames as bytes arrive and buffers a bounded number for conn:read();
  * conn:write() queues a frame and makes the writing task wait while too much is unwritten.
  * Handles are owned by their C structs, freed in libuv's close callback; the Lua userdata

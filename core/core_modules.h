@@ -5,8 +5,8 @@
 #include <lua.h>
 
 int luaopen_steward_task(lua_State *L);         /* core/task_lua.c */
-int luaopen_steward_httpd(lua_State *L);        /* core/httpd_lua.c */
-int luaopen_steward_store_native(lua_State *L); /* core/store_lua.c */
+int luaopen_steward_httpd(lua_State *L);        /* core/http/httpd_lua.c */
+int luaopen_steward_store_native(lua_State *L); /* core/store/store_lua.c */
 int luaopen_steward_guard(lua_State *L);        /* core/guard.c */
 
 #endif

@@ -86,6 +86,23 @@ void task_set_switch(task_t *t, task_switch_fn fn, void *ud);
  * a running one ends when it next suspends. */
 void task_cancel(task_t *t, const char *reason);
 
+/* A libuv handle owned by a Lua callback (core/task_watch.c): signal and file watches. The
+ * Lua side holds a userdata of metatable `mt` naming the watch; the watch holds a registry
+ * reference to the callback, which each event runs as a new task. Cancelling the watch, or
+ * collecting its userdata, closes the handle; libuv's close callback frees the memory, so a
+ * handle libuv still owns is never freed early.
+ *   w = task_watch_new(L, fn_index, mt, sizeof(uv_signal_t));  (pushes the userdata)
+ *   uv_signal_init(task_loop(), task_watch_handle(w)); task_watch_handle(w)->data = w;
+ *   rc = uv_signal_start(...); if (rc) task_watch_close(w);
+ *   on each event: lua_State *L = task_watch_callback(w); push args; task_spawn(L, n, &opts); */
+typedef struct task_watch task_watch_t;
+task_watch_t *task_watch_new(lua_State *L, int fn_index, const char *mt, size_t handle_size);
+uv_handle_t *task_watch_handle(task_watch_t *w);
+lua_State *task_watch_callback(task_watch_t *w);
+void task_watch_close(task_watch_t *w);
+/* For the userdata's :cancel() and __gc: closes it if still open; pushes whether it was. */
+int task_watch_cancel(lua_State *L, const char *mt);
+
 /* steward.task, the Lua-facing API (core/task_lua.c). */
 int luaopen_steward_task(lua_State *L);
 /* Internal to core/task*.c: the handle type and the end-of-task hook. */

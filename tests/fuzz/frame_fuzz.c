@@ -1,4 +1,4 @@
-/* libFuzzer target for the admin socket's frame decoder (core/frame.c). The first two input
+/* libFuzzer target for the admin socket's frame decoder (core/repl/frame.c). The first two input
  * bytes pick the decoder's limit and a seed for the chunk sizes; the rest is the stream, fed
  * in chunks whose sizes come from the input so headers and payloads split everywhere. Checks
  * the decoder's contract: whole frames have a valid type, len <= max and a NUL-terminated

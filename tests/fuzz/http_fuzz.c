@@ -1,5 +1,5 @@
-/* libFuzzer target for the HTTP server's connection state machine (core/http_conn.c) and
- * the route table (core/http_router.c): arbitrary bytes are fed in pieces through a fake
+/* libFuzzer target for the HTTP server's connection state machine (core/http/http_conn.c) and
+ * the route table (core/http/http_router.c): arbitrary bytes are fed in pieces through a fake
  * transport, requests are routed and answered now or later (out of order), timeouts and
  * peer EOF are injected, and the connection is torn down with answers still pending. */
 #include <stdint.h>

@@ -17,7 +17,7 @@ local crypto = require "steward.crypto"
 local incidents = require "steward.alerting.incidents"
 local escalation = require "steward.alerting.escalation"
 local links = require "steward.alerting.links"
-local appended = require "steward.runtime.daemon.appended"
+local events_log = require "steward.runtime.events"
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/tests/lua/[^/]+$") or "."
 
@@ -87,7 +87,7 @@ local function main()
 
   -- the daemon's dispatch, in miniature: every appended event goes to the handler
   local queue = {}
-  appended.dispatch = function(_, list) for _, ev in ipairs(list) do queue[#queue + 1] = ev end end
+  events_log.subscribe(function(_, list) for _, ev in ipairs(list) do queue[#queue + 1] = ev end end)
   local handled = {}
   local function pump()
     while #queue > 0 do

@@ -10,13 +10,13 @@ local proc = require "steward.proc"
 local fs = require "steward.fs"
 local incidents = require "steward.alerting.incidents"
 local links = require "steward.alerting.links"
-local appended = require "steward.runtime.daemon.appended"
+local events_log = require "steward.runtime.events"
 
 local dir = assert(proc.run{ cmd = { "mktemp", "-d" } }).stdout:gsub("%s+$", "")
 local st = assert(store.open(os.getenv("STEWARD_TEST_STORE") or ("sqlite:" .. dir .. "/t.db")))
 
 local dispatched = {}
-appended.dispatch = function(_, list) for _, ev in ipairs(list) do dispatched[#dispatched + 1] = ev end end
+events_log.subscribe(function(_, list) for _, ev in ipairs(list) do dispatched[#dispatched + 1] = ev end end)
 
 local function types_of(id)
   local out = {}

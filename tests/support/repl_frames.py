@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """A raw admin-socket client for tests/e2e/repl_daemon.t: speaks the frame format of
-core/frame.h (type byte, 4-byte big-endian length, payload) and can also send bytes that are
+core/repl/frame.h (type byte, 4-byte big-endian length, payload) and can also send bytes that are
 not frames, to show the daemon closes only that session.
 
 usage: repl_frames.py SOCKET SCRIPT

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""A stand-in daemon for the admin socket (docs/repl.md, core/frame.h), for
+"""A stand-in daemon for the admin socket (docs/repl.md, core/repl/frame.h), for
 tests/e2e/repl_client.t: canned answers, and a record of every frame it received.
 
 usage: repl_stub.py SOCKET RECORD [normal|refuse|readonly]

@@ -1,4 +1,4 @@
-/* Unit tests of the admin socket's frame codec (core/frame.c): header encoding, frames fed a
+/* Unit tests of the admin socket's frame codec (core/repl/frame.c): header encoding, frames fed a
  * byte at a time and several to a buffer, zero-length payloads, every error and its sticky
  * state, the size limits, and freeing a decoder in the middle of a frame. */
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* Unit tests of the connection state machine in core/http_conn.c, driven through a fake
+/* Unit tests of the connection state machine in core/http/http_conn.c, driven through a fake
  * transport (no sockets): pipelined answers kept in order, keep-alive rules, limits (431,
  * 413, 400), 100-continue, timeouts by phase, answers that arrive after the connection is
  * gone, admission before the body and the byte budget of bodies in flight. */

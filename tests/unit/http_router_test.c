@@ -1,4 +1,4 @@
-/* Unit tests of the route table in core/http_router.c: literal and {name} segments,
+/* Unit tests of the route table in core/http/http_router.c: literal and {name} segments,
  * specificity, 404 versus 405 with the allowed methods, HEAD served by GET, replacing and
  * removing routes, and the patterns it refuses. */
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* Unit tests of the store interface (core/store.h) with the SQLite backend, driven from a
+/* Unit tests of the store interface (core/store/store.h) with the SQLite backend, driven from a
  * bare libuv loop: opening by URL, completion never inside submit, write units and their
  * savepoints, reads on the store's own threads (not libuv's pool, which a hung fs call can
  * fill), group commit of queued units, close flushing the queue. */

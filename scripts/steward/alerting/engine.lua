@@ -19,7 +19,6 @@ local util = require "steward.alerting.engine.util"
 local timers = require "steward.runtime.store.timers"
 local events = require "steward.runtime.events"
 local json = require "steward.json"
-local appended = require "steward.runtime.daemon.appended"
 require "steward.alerting.schema"
 require "steward.alerting.engine.schema"
 
@@ -139,8 +138,7 @@ function Engine:flush(st, g, r, now, pre, extra)
     for _, ev in ipairs(res.outbox) do
       if seqs[ev.id] then ev.seq = seqs[ev.id]; fresh[#fresh + 1] = ev end
     end
-    local hook = appended.dispatch
-    if hook and #fresh > 0 then hook(st, fresh) end
+    require("steward.runtime.events").published(st, fresh)
   end
   return res
 end

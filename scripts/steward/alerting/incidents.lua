@@ -113,8 +113,7 @@ local function commit(st, stmts, ev, now)
 end
 
 local function dispatch(st, fresh)
-  local hook = require("steward.runtime.daemon.appended").dispatch
-  if hook and #fresh > 0 then hook(st, fresh) end
+  require("steward.runtime.events").published(st, fresh)
 end
 
 local function new_event(type_, inc, now, extra)

@@ -173,8 +173,7 @@ function M:tick(st, now, opts)
     res, err = astore.apply(st, send, { now = now, format = fmt })
     if not res then return nil, err end
     summary.events = res.events
-    local hook = require("steward.runtime.daemon.appended").dispatch
-    if hook and #res.events > 0 then hook(st, res.events) end
+    require("steward.runtime.events").published(st, res.events)
   end
   return summary
 end

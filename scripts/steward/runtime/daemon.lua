@@ -222,9 +222,9 @@ function M.main(args)
   log.info("recovery", { events = recovered })
   -- From now on, events that handlers, the REPL and runtime modules append go to dispatch at
   -- once (before recovery they would be queued twice: by the hook and by the scan).
-  require("steward.runtime.daemon.appended").dispatch = function(s, list)
+  ctx.unsubscribe_events = require("steward.runtime.events").subscribe(function(s, list)
     if s == st then ctx.dispatch:notify(list) end
-  end
+  end)
   if ctx.cluster then
     ok, err = ctx.cluster:start()
     if not ok then die(1, err) end

@@ -122,7 +122,29 @@ function M.insert_statements(list, texts, received)
   return stmts
 end
 
-local appended = require "steward.runtime.daemon.appended"
+-- Who hears about events committed inside this process (the daemon's dispatcher): a list
+-- of subscribers instead of a hook on the daemon, so no module reaches into the daemon.
+local subscribers = {}
+
+-- subscribe(fn(st, events)) -> unsubscribe(): fn hears of every event appended (by a handler,
+-- the REPL, a runtime module) once committed, in seq order; events carry their seq.
+function M.subscribe(fn)
+  if type(fn) ~= "function" then error("events.subscribe: fn: function expected", 2) end
+  subscribers[#subscribers + 1] = fn
+  return function()
+    for i, f in ipairs(subscribers) do
+      if f == fn then table.remove(subscribers, i); return true end
+    end
+    return false
+  end
+end
+
+-- published(st, events): tells the subscribers of events committed by a caller that wrote
+-- them itself (the alerting engine's batches, incidents, SLO alerts).
+function M.published(st, fresh)
+  if #fresh == 0 then return end
+  for _, fn in ipairs(subscribers) do fn(st, fresh) end
+end
 
 function M.append(st, list, opts)
   util.store_arg(st, "events.append")
@@ -173,8 +195,7 @@ function M.append(st, list, opts)
   end
   -- Inside the daemon, events appended by handlers and modules go to dispatch now (the HTTP
   -- ingest path passes dispatch = false: it notifies itself).
-  local hook = appended.dispatch
-  if hook and opts.dispatch ~= false and #fresh > 0 then hook(st, fresh) end
+  if opts.dispatch ~= false then M.published(st, fresh) end
   return result
 end
 

@@ -1,4 +1,4 @@
-/* The admin socket's frame codec (core/frame.h): the header encoder and the incremental
+/* The admin socket's frame codec (core/repl/frame.h): the header encoder and the incremental
  * decoder both ends of the socket use. The decoder must survive any byte sequence (it reads
  * what a local client sends and is fuzzed by tests/fuzz/frame_fuzz.c), so every failure is
  * reported through d->err and is sticky. */

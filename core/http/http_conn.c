@@ -1,8 +1,8 @@
-/* The HTTP/1.1 connection state machine: feeds input to the parser (core/http_parse.c),
+/* The HTTP/1.1 connection state machine: feeds input to the parser (core/http/http_parse.c),
  * keeps answers in request order (pipelining), decides keep-alive and closing, arms the one
  * timer by phase, applies back-pressure (max_pipelined, buffered output). It never touches
  * a socket: it calls struct http_io, so tests and the fuzz target drive it with plain memory
- * and core/http_listener.c with libuv TCP streams. */
+ * and core/http/http_listener.c with libuv TCP streams. */
 #include "http_server.h"
 
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* steward.runtime.store.native: the SQL-level store API for Lua (open, query, exec, batch, stats,
- * close) over core/store.h. Every call that talks to the database suspends the calling task;
+ * close) over core/store/store.h. Every call that talks to the database suspends the calling task;
  * the request carries copies of the SQL and parameters, so the backend never touches Lua. */
 #include <lauxlib.h>
 #include <math.h>

@@ -1,5 +1,5 @@
 /* `steward repl` and `steward eval`: attach to the daemon's admin socket, speak the frames of
- * core/frame.h, print what comes back (docs/repl.md). Ctrl-C reaches the daemon as an 'I'
+ * core/repl/frame.h, print what comes back (docs/repl.md). Ctrl-C reaches the daemon as an 'I'
  * frame through a self-pipe, so a running eval is cancelled rather than the client killed. */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,7 +1,7 @@
 /* The server's socket side: http_server_t setup, the listening TCP socket, accepting (and
  * the max_connections limit), the libuv transport behind each connection's struct http_io
  * (streams, the one timer, lingering close), and graceful close / abort of the whole
- * server. The protocol itself is core/http_conn.c's. */
+ * server. The protocol itself is core/http/http_conn.c's. */
 #include "http_server.h"
 
 #include <stdlib.h>

@@ -1,5 +1,5 @@
-/* steward.httpd: the HTTP server for Lua. Routers (core/http_router.c) hold handler
- * functions; httpd.listen runs the server of core/http_server.h and starts each request's
+/* steward.httpd: the HTTP server for Lua. Routers (core/http/http_router.c) hold handler
+ * functions; httpd.listen runs the server of core/http/http_server.h and starts each request's
  * handler as a task, whose results become the answer; srv:wait_closed lets a task await
  * the end of a graceful close. */
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* The text of HTTP/1.1 answers: growable buffers, status lines and reason phrases, header
  * lines checked against injection, the Date value, JSON strings and the server's JSON error
- * body. Pure functions over struct http_buf; the connection (core/http_conn.c) decides
+ * body. Pure functions over struct http_buf; the connection (core/http/http_conn.c) decides
  * when and where an answer goes. */
 #include "http_server.h"
 

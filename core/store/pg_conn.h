@@ -1,5 +1,5 @@
 /* libpq on the libuv loop, the parts every PostgreSQL client in steward shares (the store's
- * backend, core/store_pg.c, and steward.pg, bindings/pg.c): starting a connection, watching
+ * backend, core/store/store_pg.c, and steward.pg, bindings/pg.c): starting a connection, watching
  * its socket, stepping PQconnectPoll, pushing output after a PQsend*, collecting results, and
  * turning libpq's errors into one-line messages. Nothing here blocks. */
 #ifndef STEWARD_PG_CONN_H

@@ -1,6 +1,6 @@
 /* The admin socket's framing (docs/repl.md): a frame is one type byte, a 4-byte big-endian
  * payload length, then the payload. Shared by the daemon's side (bindings/unix.c) and the
- * client (`steward repl` / `steward eval`, core/repl_client.c), and fuzzed
+ * client (`steward repl` / `steward eval`, core/repl/repl_client.c), and fuzzed
  * (tests/fuzz/frame_fuzz.c). The decoder is incremental: bytes arrive as the socket gives them.
  *
  * Frame types. Client -> daemon:

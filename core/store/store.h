@@ -1,7 +1,7 @@
 /* The store interface: a backend-neutral, asynchronous SQL API. A caller on the loop thread
  * builds a request (one statement to read, or a unit of statements to write atomically),
  * submits it, and gets it back on the loop thread, completed, through req->done. Backends
- * (core/store_sqlite.c, core/store_pg.c) sit behind struct store_ops and do their blocking
+ * (core/store/store_sqlite.c, core/store/store_pg.c) sit behind struct store_ops and do their blocking
  * or network work off the loop or non-blocking on it. See docs/internals-store.md. */
 #ifndef STEWARD_STORE_H
 #define STEWARD_STORE_H

@@ -3,8 +3,8 @@
  * I/O interface, plus the libuv TCP transport and listener. The fuzz target drives the
  * state machine through a fake transport; see docs/internals-http.md.
  *
- * Implemented by core/http_message.c (answer text), core/http_parse.c (bytes to requests),
- * core/http_conn.c (the connection state machine) and core/http_listener.c (the server,
+ * Implemented by core/http/http_message.c (answer text), core/http/http_parse.c (bytes to requests),
+ * core/http/http_conn.c (the connection state machine) and core/http/http_listener.c (the server,
  * its sockets and the libuv transport). */
 #ifndef STEWARD_HTTP_SERVER_H
 #define STEWARD_HTTP_SERVER_H
