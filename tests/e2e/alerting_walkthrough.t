@@ -67,8 +67,8 @@ if curl -sf "$R/_control/wait?route=twilio&n=1&timeout=60" >/dev/null; then
     echo "ok 5 - an SMS goes out through the Twilio API"
 else echo "not ok 5 - an SMS goes out through the Twilio API"; sed 's/^/# /' "$D/log" | grep -i -E "warn|error" | head -20; exit 1; fi
 sms=$(curl -sf "$R/_control/requests?route=twilio")
-to=$(echo "$sms" | jq -r '.[0].form.To')
-body=$(echo "$sms" | jq -r '.[0].form.Body')
+to=$(echo "$sms" | jx 'd[0]["form"]["To"]')
+body=$(echo "$sms" | jx 'd[0]["form"]["Body"]')
 [ "$to" = "+15551234567" ] && echo "ok 6 - to the phone of whoever is on call" || echo "not ok 6 - to the phone of whoever is on call (got $to)"
 case "$body" in
   *"of orders-db is down"*"service database"*"Acknowledge: http"*) echo "ok 7 - the SMS says what is down and carries the acknowledge link" ;;
@@ -77,8 +77,8 @@ esac
 
 auth="Authorization: Bearer $TOKEN"
 inc=$(curl -s -H "$auth" "http://127.0.0.1:$PORT/v1/incidents?state=open")
-id=$(echo "$inc" | jq -r '.incidents[0].id')
-svc=$(echo "$inc" | jq -r '.incidents[0] | "\(.service) \(.state) \(.labels.alertname)"')
+id=$(echo "$inc" | jx 'd["incidents"][0]["id"]')
+svc=$(echo "$inc" | jx '"%s %s %s" % (d["incidents"][0]["service"], d["incidents"][0]["state"], d["incidents"][0]["labels"]["alertname"])')
 [ "$svc" = "database triggered DatabaseDown" ] && echo "ok 8 - GET /v1/incidents shows the triggered incident" \
     || echo "not ok 8 - GET /v1/incidents shows the triggered incident (got $svc)"
 
@@ -86,7 +86,7 @@ svc=$(echo "$inc" | jq -r '.incidents[0] | "\(.service) \(.state) \(.labels.aler
 link=$(echo "$body" | sed -n 's/^Acknowledge: //p' | tr -d '\r')
 page=$(curl -s -o "$D/confirm.html" -w '%{http_code}' "$link")
 post=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$link")
-state=$(curl -s -H "$auth" "http://127.0.0.1:$PORT/v1/incidents/$id" | jq -r '.incident.state // .state')
+state=$(curl -s -H "$auth" "http://127.0.0.1:$PORT/v1/incidents/$id" | jx '(d.get("incident") or d)["state"]')
 [ "$page" = 200 ] && grep -qi "<form" "$D/confirm.html" && [ "$state" = acknowledged ] \
     && echo "ok 9 - the link's confirmation page acknowledges the incident" \
     || echo "not ok 9 - the link's confirmation page acknowledges the incident (GET $page, POST $post, state $state)"

@@ -15,6 +15,10 @@ daemon_cleanup() {
 }
 trap daemon_cleanup EXIT
 
+# jx EXPR [ARG...]: query the JSON on stdin with a Python expression (tests/support/jx.py);
+# the tests' jq, which a fresh Debian 12 machine does not have.
+jx() { /usr/bin/python3 "$here/tests/support/jx.py" "$@"; }
+
 # receiver_start: tests/support/notify_receiver.py (vendor endpoints and SMTP) on free ports;
 # sets RPID (stopped by daemon_cleanup), HPORT, SPORT and R (its base URL).
 receiver_start() {
