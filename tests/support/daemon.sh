@@ -60,6 +60,21 @@ daemon_start() {
     export PORT TOKEN
 }
 
+# daemon_stop_within SECONDS [signal]: like daemon_stop, but a daemon still running after
+# SECONDS (a generous bound: waiting forever is the bug) is killed with SIGKILL; returns 1 then.
+daemon_stop_within() {
+    kill "-${2:-TERM}" "$DPID" 2>/dev/null
+    local i
+    for i in $(seq $(($1 * 20))); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.05; done
+    local late=0
+    if kill -0 "$DPID" 2>/dev/null; then late=1; kill -9 "$DPID" 2>/dev/null; fi
+    wait "$DPID"
+    DSTATUS=$?
+    DPID=
+    cat "$D/log.new" >> "$D/log" 2>/dev/null
+    return $late
+}
+
 # daemon_stop [signal]: stops it and waits; sets DSTATUS.
 daemon_stop() {
     kill "-${1:-TERM}" "$DPID" 2>/dev/null
