@@ -24,18 +24,14 @@ echo "1..10"
 cp -r "$here/policies/alerting" "$D/policies/alerting"
 mkdir -p "$D/policies/lib/alerting"
 # Step 2: the page's lines, just before the final `return config`; then, for this test only,
-# every address of the shipped file points at the local receiver instead of placeholders.
+# the page's SMS channel points at the local receiver instead of Twilio (the shipped file's
+# own receivers and channels write to the daemon's log).
 cfg="$D/policies/lib/alerting/config.lua"
 sed '$d' "$here/policies/lib/alerting/config.lua" > "$cfg"
 [ "$(tail -n 1 "$here/policies/lib/alerting/config.lua")" = "return config" ] || echo "# the shipped config does not end in 'return config'"
 block config >> "$cfg"
 cat >> "$cfg" <<CFG
 config.channels.sms.base_url = "$R"
-config.channels["slack-ops"].webhook_url = "$R/slack/ops"
-config.channels.email.url = "smtp://127.0.0.1:$SPORT"
-for _, r in pairs(config.receivers) do
-  for _, i in ipairs(r) do if i.kind == "webhook" then i.url = "$R/webhook/" .. i.url:match("[^/]+$") end end
-end
 return config
 CFG
 [ -n "$(block config)" ] && grep -q 'config.users.ana.phone' "$cfg" && echo "ok 1 - the page's config lines go into the shipped configuration" \
