@@ -74,10 +74,11 @@ load() {
     for i in "$@"; do p=$(eval echo "\$PORT_$i"); after=$((after + $(runs "$p"))); done
     local rps=0 p99=0
     for i in "$@"; do
-        rps=$(echo "$rps + $(val rps "$tmp/w_$i")" | bc)
-        p99=$(echo "x=$(val p99_ms "$tmp/w_$i"); if (x > $p99) x else $p99" | bc)
+        # awk, not bc: a fresh Debian 12 has no bc
+        rps=$(awk -v a="$rps" -v b="$(val rps "$tmp/w_$i")" 'BEGIN { printf "%.2f", a + b }')
+        p99=$(awk -v a="$p99" -v b="$(val p99_ms "$tmp/w_$i")" 'BEGIN { print (b > a ? b : a) }')
     done
-    echo "$(echo "$rps * 100" | bc) $p99 $(( (after - before) / (SECS + 1) ))"
+    echo "$(awk -v a="$rps" 'BEGIN { printf "%.0f", a * 100 }') $p99 $(( (after - before) / (SECS + 1) ))"
 }
 
 start a
@@ -104,4 +105,4 @@ for _ in $(seq 400); do
     done
     sleep 0.05
 done
-row "cluster leader failover after SIGKILL" "$(echo "$(date +%s.%N) - $t0" | bc | cut -c1-5)" "s (SIGKILL to a new leader in /v1/cluster)"
+row "cluster leader failover after SIGKILL" "$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { printf "%.2f", a - b }')" "s (SIGKILL to a new leader in /v1/cluster)"

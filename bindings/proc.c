@@ -497,6 +497,9 @@ static int l_proc_run(lua_State *L)
     }
     if (timeout > 0) {
         double ms = timeout * 1000.0 + 0.5;
+        /* The loop's cached time is as old as this loop turn (and uv_spawn's fork); without
+         * the update the timer would fire that much early, before `duration` reaches timeout. */
+        uv_update_time(loop);
         uv_timer_start(&op->timer, on_timer, ms > 9e15 ? (uint64_t)9e15 : (uint64_t)ms, 0);
     }
     return task_suspend(L, t, &op->wait, proc_cancel);

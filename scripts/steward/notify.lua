@@ -1,5 +1,5 @@
 -- steward.notify: notification channels (email, Slack, Teams, PagerDuty, SMS, Alertmanager
--- webhooks) with templates, per-channel rate limits that honour 429 Retry-After, retries with
+-- webhooks, the daemon's log) with templates, per-channel rate limits that honour 429 Retry-After, retries with
 -- backoff and jitter, and idempotency keys checked against a durable history. The vendor
 -- formats live in steward/notify/<kind>.lua; this file is the delivery machinery.
 local http = require "steward.http"
@@ -9,6 +9,7 @@ local store = require "steward.runtime.store"
 local util = require "steward.notify.util"
 local history = require "steward.notify.history"
 local sutil = require "steward.runtime.store.util"
+local shutdown = require "steward.runtime.shutdown"
 require "steward.notify.schema"
 
 local type, pairs, ipairs, error, tostring, tonumber, floor, max =
@@ -16,7 +17,7 @@ local type, pairs, ipairs, error, tostring, tonumber, floor, max =
 
 local M = {}
 
-M.kinds = { "email", "pagerduty", "slack", "sms", "teams", "webhook" }
+M.kinds = { "email", "log", "pagerduty", "slack", "sms", "teams", "webhook" }
 local KIND_SET = {}
 for _, k in ipairs(M.kinds) do KIND_SET[k] = true end
 
@@ -144,6 +145,10 @@ local RETRY_KINDS = { timeout = true, connect = true, resolve = true, io = true,
 
 -- One attempt -> "ok", info | "retry", info | "fatal", info; info = {status, body, err, retry_after}
 function Channel:attempt(op)
+  if op.log then
+    log[op.log.level]("notification", op.log.fields)
+    return "ok", {}
+  end
   if op.mail then
     local ok, err, kind = http.send_mail(op.mail)
     if ok then return "ok", {} end
@@ -219,7 +224,7 @@ function Channel:send(msg, opts)
     local h = op.http
     h.timeout, h.connect_timeout, h.follow_redirects = self.timeout, self.connect_timeout, false
     h.cafile, h.capath, h.insecure = self.tls.cafile, self.tls.capath, self.tls.insecure
-  else
+  elseif op.mail then
     local m = op.mail
     m.timeout, m.connect_timeout = self.timeout, self.connect_timeout
     m.cafile, m.capath, m.insecure = self.tls.cafile, self.tls.capath, self.tls.insecure
@@ -276,7 +281,12 @@ function Channel:send(msg, opts)
     if not delay then break end
     log.debug("notify: retrying", { channel = self.name, key = key, attempt = attempts,
                                     error = info.err, delay = delay })
-    if delay > 0 then time.sleep(delay) end
+    -- The daemon stopping ends the back-off: the send fails now (the caller's handler runs
+    -- again after the restart) instead of holding up the shutdown.
+    if delay > 0 and not shutdown.sleep(delay) then
+      info.err = info.err .. " (retries cut short: the daemon is stopping)"
+      break
+    end
   end
 
   local now = time.now()

@@ -41,7 +41,7 @@ post() { curl -s -o "$D/body" -w '%{http_code}' -H "$AUTH" -H 'content-type: app
 get() { curl -s -H "$AUTH" "$URL$1"; }
 # count TYPE FINGERPRINT: events of that type for that alert in the log
 count() {
-    get "/v1/events?type=$1&limit=1000" | jq --arg fp "$2" '[.events[] | select(.data.fingerprint == $fp)] | length'
+    get "/v1/events?type=$1&limit=1000" | jx 'len([e for e in d["events"] if e["data"]["fingerprint"] == arg[0]])' "$2"
 }
 iso() { date -u -d "$1" +%Y-%m-%dT%H:%M:%S.000Z; }
 
@@ -52,11 +52,11 @@ T0=$(iso "-1 hour")
 is "$(post /api/v2/alerts "[{\"labels\":{\"alertname\":\"DiskFull\",\"instance\":\"db1\"},\"annotations\":{\"summary\":\"disk full\"},\"generatorURL\":\"http://prom/graph\",\"startsAt\":\"$T0\"}]")" 200 "POST /api/v2/alerts accepts a firing alert"
 FP=$("$BIN" eval --local 'return require("steward.alerting.fingerprint").of({alertname="DiskFull", instance="db1"})' | tr -d '"')
 first=$(get /api/v2/alerts)
-is "$(echo "$first" | jq -r '.[0].fingerprint')" "$FP" "the alert is identified by its label-set fingerprint"
-is "$(echo "$first" | jq -r '.[0] | [.status.state, .receivers[0].name, .annotations.summary, .generatorURL] | join(" ")')" \
+is "$(echo "$first" | jx 'd[0]["fingerprint"]')" "$FP" "the alert is identified by its label-set fingerprint"
+is "$(echo "$first" | jx '" ".join([d[0]["status"]["state"], d[0]["receivers"][0]["name"], d[0]["annotations"]["summary"], d[0]["generatorURL"]])')" \
    "active steward disk full http://prom/graph" "GET returns Alertmanager's gettableAlert shape"
-starts=$(echo "$first" | jq -r '.[0].startsAt'); ends=$(echo "$first" | jq -r '.[0].endsAt')
-updated=$(echo "$first" | jq -r '.[0].updatedAt')
+starts=$(echo "$first" | jx 'd[0]["startsAt"]'); ends=$(echo "$first" | jx 'd[0]["endsAt"]')
+updated=$(echo "$first" | jx 'd[0]["updatedAt"]')
 is "$starts" "$T0" "startsAt is the one sent"
 delta=$(( $(date -u -d "$ends" +%s) - $(date -u -d "$updated" +%s) ))
 ok $([ "$delta" -ge 299 ] && [ "$delta" -le 301 ] && echo 0 || echo 1) "endsAt defaults to now + resolve_timeout (5m): $updated .. $ends"
@@ -65,10 +65,10 @@ is "$(count alert.firing "$FP")" 1 "a new alert is one alert.firing event"
 sleep 1.1
 is "$(post /api/v2/alerts '[{"labels":{"alertname":"DiskFull","instance":"db1"},"annotations":{"summary":"still full"}}]')" 200 "a re-send is accepted"
 second=$(get /api/v2/alerts)
-is "$(echo "$second" | jq -r '.[0].startsAt')" "$starts" "a re-send keeps startsAt"
-ok $([[ "$(echo "$second" | jq -r '.[0].endsAt')" > "$ends" ]] && echo 0 || echo 1) "a re-send extends endsAt"
-is "$(echo "$second" | jq -r '.[0].annotations.summary')" "still full" "a re-send updates the annotations"
-is "$(echo "$second" | jq 'length')" 1 "still one alert"
+is "$(echo "$second" | jx 'd[0]["startsAt"]')" "$starts" "a re-send keeps startsAt"
+ok $([[ "$(echo "$second" | jx 'd[0]["endsAt"]')" > "$ends" ]] && echo 0 || echo 1) "a re-send extends endsAt"
+is "$(echo "$second" | jx 'd[0]["annotations"]["summary"]')" "still full" "a re-send updates the annotations"
+is "$(echo "$second" | jx 'len(d)')" 1 "still one alert"
 is "$(count alert.firing "$FP")" 1 "a re-send of a firing alert is no new event"
 
 # ---- concurrent first sends: one transition, one event ----
@@ -85,11 +85,11 @@ is "$(count alert.firing "$FP2")" 1 "20 concurrent first sends of one alert: exa
 # ---- resolution ----
 past=$(iso "-10 seconds")
 is "$(post /api/v2/alerts "[{\"labels\":{\"alertname\":\"DiskFull\",\"instance\":\"db1\"},\"startsAt\":\"$starts\",\"endsAt\":\"$past\"}]")" 200 "a resolved alert (endsAt in the past) is accepted"
-is "$(get /api/v2/alerts | jq --arg fp "$FP" '[.[] | select(.fingerprint == $fp)] | length')" 0 "a resolved alert is no longer listed"
+is "$(get /api/v2/alerts | jx 'len([a for a in d if a["fingerprint"] == arg[0]])' "$FP")" 0 "a resolved alert is no longer listed"
 is "$(count alert.resolved "$FP")" 1 "the resolution is one alert.resolved event"
 post /api/v2/alerts "[{\"labels\":{\"alertname\":\"DiskFull\",\"instance\":\"db1\"},\"startsAt\":\"$starts\",\"endsAt\":\"$past\"}]" >/dev/null
 is "$(count alert.resolved "$FP")" 1 "re-sending the resolution is no second event"
-resolved=$(get "/v1/events?type=alert.resolved" | jq -c --arg fp "$FP" '[.events[] | select(.data.fingerprint == $fp)][0].data | [.status, .labels.alertname, .startsAt]')
+resolved=$(get "/v1/events?type=alert.resolved" | jx '[(e["data"]["status"], e["data"]["labels"]["alertname"], e["data"]["startsAt"]) for e in d["events"] if e["data"]["fingerprint"] == arg[0]][0]' "$FP")
 is "$resolved" "[\"resolved\",\"DiskFull\",\"$starts\"]" "alert.resolved carries the alert with its fingerprint"
 # An alert whose endsAt passes without a re-send is resolved by the background sweep.
 FP3=$("$BIN" eval --local 'return require("steward.alerting.fingerprint").of({alertname="Short"})' | tr -d '"')
@@ -105,16 +105,16 @@ is "$(grep "$FP3" "$RECORD_FILE" | tr '\n' ';')" "alert.firing $FP3;alert.resolv
 # ---- validation ----
 code=$(post /api/v2/alerts '[{"labels":{}},{"labels":{"bad-name":"x"}},{"labels":{"a":"b"},"startsAt":"2026-01-02T00:00:00Z","endsAt":"2026-01-01T00:00:00Z"},{"annotations":{}}]')
 is "$code" 400 "invalid alerts are a 400"
-is "$(jq -r . "$D/body")" '[0].labels: at least one label pair required; [1].labels: invalid label set: invalid name "bad-name"; [2].endsAt: start time must be before end time; [3].labels: labels in body is required' \
+is "$(jx d <"$D/body")" '[0].labels: at least one label pair required; [1].labels: invalid label set: invalid name "bad-name"; [2].endsAt: start time must be before end time; [3].labels: labels in body is required' \
    "the 400 names each alert and field"
 is "$(post /api/v2/alerts '{"labels":{"a":"b"}}')" 400 "a body that is not an array is a 400"
 is "$(curl -s -o /dev/null -w '%{http_code}' -d '[{"labels":{"a":"b"}}]' "$URL/api/v2/alerts")" 401 "no token: 401"
-ING=$(curl -s -H "$AUTH" -d '{"role":"ingest"}' "$URL/v1/tokens" | jq -r .token)
+ING=$(curl -s -H "$AUTH" -d '{"role":"ingest"}' "$URL/v1/tokens" | jx 'd["token"]')
 is "$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $ING" -d '[{"labels":{"alertname":"ViaIngest"}}]' "$URL/api/v2/alerts")" 200 "an ingest token may post alerts"
 is "$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $ING" "$URL/api/v2/alerts")" 403 "... but not read them"
-TEN=$(curl -s -H "$AUTH" -d '{"role":"operator","tenant":"acme"}' "$URL/v1/tokens" | jq -r .token)
+TEN=$(curl -s -H "$AUTH" -d '{"role":"operator","tenant":"acme"}' "$URL/v1/tokens" | jx 'd["token"]')
 is "$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $TEN" "$URL/api/v2/alerts")" 403 "a tenant's token is refused: alerts are shared by all tenants"
-is "$(get /api/v2/status | jq -r '.cluster.status + " " + .config.original + (.uptime | length > 0 | tostring)')" "ready true" "GET /api/v2/status"
+is "$(get /api/v2/status | jx 'd["cluster"]["status"] + " " + d["config"]["original"] + ("true" if len(d["uptime"]) > 0 else "false")')" "ready true" "GET /api/v2/status"
 
 # ---- amtool ----
 printf 'authorization:\n  type: Bearer\n  credentials: %s\n' "$TOKEN" > "$D/http.yml"
@@ -125,25 +125,25 @@ SID=$($AM silence add alertname=HighLatency -c maintenance -a tester -d 1h 2>&1)
 ok $([[ "$SID" =~ ^[0-9a-f-]{36}$ ]] && echo 0 || echo 1) "amtool silence add returns an id ($SID)"
 ok $($AM silence query 2>&1 | grep "$SID" | grep -q maintenance && echo 0 || echo 1) "amtool silence query lists the silence"
 ok $($AM alert query alertname=HighLatency 2>&1 | grep -q HighLatency && echo 1 || echo 0) "the silenced alert leaves amtool's default alert query"
-is "$(get /api/v2/alerts?filter=alertname%3DHighLatency | jq -r '.[0] | .status.state + " " + .status.silencedBy[0]')" "suppressed $SID" "GET shows the alert suppressed by the silence"
+is "$(get /api/v2/alerts?filter=alertname%3DHighLatency | jx 'd[0]["status"]["state"] + " " + d[0]["status"]["silencedBy"][0]')" "suppressed $SID" "GET shows the alert suppressed by the silence"
 ok $($AM cluster show 2>&1 | grep -q "Cluster Status: *ready" && echo 0 || echo 1) "amtool cluster show reads the status"
 $AM silence expire "$SID" >/dev/null 2>&1
 ok $? "amtool silence expire"
 ok $($AM silence query --expired 2>&1 | grep -q "$SID" && echo 0 || echo 1) "the silence is expired"
 ok $($AM alert query alertname=HighLatency 2>&1 | grep -q "p99 > 1s" && echo 0 || echo 1) "the alert is listed again"
-is "$(post /api/v2/silences "{\"matchers\":[{\"name\":\"a\",\"value\":\"b\",\"isRegex\":false}],\"startsAt\":\"$(iso "-2 hours")\",\"endsAt\":\"$(iso "-1 hour")\",\"createdBy\":\"t\",\"comment\":\"c\"}") $(jq -r . "$D/body")" \
+is "$(post /api/v2/silences "{\"matchers\":[{\"name\":\"a\",\"value\":\"b\",\"isRegex\":false}],\"startsAt\":\"$(iso "-2 hours")\",\"endsAt\":\"$(iso "-1 hour")\",\"createdBy\":\"t\",\"comment\":\"c\"}") $(jx d <"$D/body")" \
    "400 Failed to create silence: end time can't be in the past" "a silence ending in the past is refused as Alertmanager does"
 # Updates: in place when Alertmanager allows it, else a new silence replacing the old one.
 sil() { echo "{$1\"matchers\":[{\"name\":\"$2\",\"value\":\"x\",\"isRegex\":false}],\"startsAt\":\"$(iso "-1 minute")\",\"endsAt\":\"$(iso "+1 hour")\",\"createdBy\":\"t\",\"comment\":\"$3\"}"; }
 post /api/v2/silences "$(sil "" job first)" >/dev/null
-S1=$(jq -r .silenceID "$D/body")
-started=$(get "/api/v2/silence/$S1" | jq -r .startsAt)
+S1=$(jx 'd["silenceID"]' <"$D/body")
+started=$(get "/api/v2/silence/$S1" | jx 'd["startsAt"]')
 post /api/v2/silences "$(sil "\"id\":\"$S1\"," job second | sed "s/\"startsAt\":\"[^\"]*\"/\"startsAt\":\"$started\"/")" >/dev/null
-is "$(jq -r .silenceID "$D/body") $(get "/api/v2/silence/$S1" | jq -r '.comment + " " + .status.state')" "$S1 second active" "an active silence's comment is updated in place"
+is "$(jx 'd["silenceID"]' <"$D/body") $(get "/api/v2/silence/$S1" | jx 'd["comment"] + " " + d["status"]["state"]')" "$S1 second active" "an active silence's comment is updated in place"
 post /api/v2/silences "$(sil "\"id\":\"$S1\"," other third)" >/dev/null
-S2=$(jq -r .silenceID "$D/body")
+S2=$(jx 'd["silenceID"]' <"$D/body")
 ok $([ "$S2" != "$S1" ] && [ "$S2" != null ] && echo 0 || echo 1) "changed matchers make a new silence"
-is "$(get "/api/v2/silence/$S1" | jq -r .status.state) $(get "/api/v2/silence/$S2" | jq -r .status.state)" "expired active" "... and expire the old one"
+is "$(get "/api/v2/silence/$S1" | jx 'd["status"]["state"]') $(get "/api/v2/silence/$S2" | jx 'd["status"]["state"]')" "expired active" "... and expire the old one"
 is "$(curl -s -o /dev/null -w '%{http_code}' -H "$AUTH" "$URL/api/v2/silence/00000000-0000-0000-0000-000000000000")" 404 "an unknown silence is a 404"
 
 daemon_stop

@@ -99,7 +99,7 @@ sim=$(curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/js
   "http://127.0.0.1:$PORT/v1/policies/alerting.router/simulate")
 groups=$("$BIN" eval --socket "$D/var/steward.sock" 'local n = 0 for _, g in ipairs(require("steward.runtime.store").default():sql("SELECT group_key FROM alert_groups")) do if g.group_key:find("Sim", 1, true) then n = n + 1 end end return n' 2>&1)
 after=$(hooks | /usr/bin/python3 -c "import json,sys; print(len(json.load(sys.stdin)))")
-if echo "$sim" | jq -e '.result.dry_run == true and .result.routes[0].receiver == "pager" and (.result.routes[0].group_key | contains("Sim"))' >/dev/null \
+if echo "$sim" | jx 'd["result"]["dry_run"] is True and d["result"]["routes"][0]["receiver"] == "pager" and "Sim" in d["result"]["routes"][0]["group_key"]' >/dev/null \
    && [ "$groups" = 0 ] && [ "$before" = "$after" ]; then
     echo "ok 13 - a dry run answers the route and group, and creates and sends nothing"
 else echo "not ok 13 - a dry run answers the route and group, and creates and sends nothing"; echo "# $sim groups=$groups hooks $before -> $after"; fi

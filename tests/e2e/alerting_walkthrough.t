@@ -24,18 +24,14 @@ echo "1..10"
 cp -r "$here/policies/alerting" "$D/policies/alerting"
 mkdir -p "$D/policies/lib/alerting"
 # Step 2: the page's lines, just before the final `return config`; then, for this test only,
-# every address of the shipped file points at the local receiver instead of placeholders.
+# the page's SMS channel points at the local receiver instead of Twilio (the shipped file's
+# own receivers and channels write to the daemon's log).
 cfg="$D/policies/lib/alerting/config.lua"
 sed '$d' "$here/policies/lib/alerting/config.lua" > "$cfg"
 [ "$(tail -n 1 "$here/policies/lib/alerting/config.lua")" = "return config" ] || echo "# the shipped config does not end in 'return config'"
 block config >> "$cfg"
 cat >> "$cfg" <<CFG
 config.channels.sms.base_url = "$R"
-config.channels["slack-ops"].webhook_url = "$R/slack/ops"
-config.channels.email.url = "smtp://127.0.0.1:$SPORT"
-for _, r in pairs(config.receivers) do
-  for _, i in ipairs(r) do if i.kind == "webhook" then i.url = "$R/webhook/" .. i.url:match("[^/]+$") end end
-end
 return config
 CFG
 [ -n "$(block config)" ] && grep -q 'config.users.ana.phone' "$cfg" && echo "ok 1 - the page's config lines go into the shipped configuration" \
@@ -68,8 +64,8 @@ if curl -sf "$R/_control/wait?route=twilio&n=1&timeout=60" >/dev/null; then
     echo "ok 5 - an SMS goes out through the Twilio API"
 else echo "not ok 5 - an SMS goes out through the Twilio API"; sed 's/^/# /' "$D/log" | grep -i -E "warn|error" | head -20; exit 1; fi
 sms=$(curl -sf "$R/_control/requests?route=twilio")
-to=$(echo "$sms" | jq -r '.[0].form.To')
-body=$(echo "$sms" | jq -r '.[0].form.Body')
+to=$(echo "$sms" | jx 'd[0]["form"]["To"]')
+body=$(echo "$sms" | jx 'd[0]["form"]["Body"]')
 [ "$to" = "+15551234567" ] && echo "ok 6 - to the phone of whoever is on call" || echo "not ok 6 - to the phone of whoever is on call (got $to)"
 case "$body" in
   *"of orders-db is down"*"service database"*"Acknowledge: http"*) echo "ok 7 - the SMS says what is down and carries the acknowledge link" ;;
@@ -78,8 +74,8 @@ esac
 
 auth="Authorization: Bearer $TOKEN"
 inc=$(curl -s -H "$auth" "http://127.0.0.1:$PORT/v1/incidents?state=open")
-id=$(echo "$inc" | jq -r '.incidents[0].id')
-svc=$(echo "$inc" | jq -r '.incidents[0] | "\(.service) \(.state) \(.labels.alertname)"')
+id=$(echo "$inc" | jx 'd["incidents"][0]["id"]')
+svc=$(echo "$inc" | jx '"%s %s %s" % (d["incidents"][0]["service"], d["incidents"][0]["state"], d["incidents"][0]["labels"]["alertname"])')
 [ "$svc" = "database triggered DatabaseDown" ] && echo "ok 8 - GET /v1/incidents shows the triggered incident" \
     || echo "not ok 8 - GET /v1/incidents shows the triggered incident (got $svc)"
 
@@ -87,7 +83,7 @@ svc=$(echo "$inc" | jq -r '.incidents[0] | "\(.service) \(.state) \(.labels.aler
 link=$(echo "$body" | sed -n 's/^Acknowledge: //p' | tr -d '\r')
 page=$(curl -s -o "$D/confirm.html" -w '%{http_code}' "$link")
 post=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$link")
-state=$(curl -s -H "$auth" "http://127.0.0.1:$PORT/v1/incidents/$id" | jq -r '.incident.state // .state')
+state=$(curl -s -H "$auth" "http://127.0.0.1:$PORT/v1/incidents/$id" | jx '(d.get("incident") or d)["state"]')
 [ "$page" = 200 ] && grep -qi "<form" "$D/confirm.html" && [ "$state" = acknowledged ] \
     && echo "ok 9 - the link's confirmation page acknowledges the incident" \
     || echo "not ok 9 - the link's confirmation page acknowledges the incident (GET $page, POST $post, state $state)"

@@ -92,6 +92,9 @@ for i in v["instances"]:
     done
 }
 now() { date +%s.%N; }
+# since T0: seconds from T0 to now (awk: a fresh Debian 12 has no bc)
+since() { awk -v a="$(now)" -v b="$1" 'BEGIN { printf "%.3f", a - b }'; }
+below() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
 
 n=0
 fail=0
@@ -135,7 +138,7 @@ wait_new_leader() { # wait_new_leader OLD T0 SURVIVOR: sets NL (the new leader) 
         [ -n "$NL" ] && [ "$NL" != "$1" ] && break
         NL=; sleep 0.05
     done
-    TK=$(echo "$(now) - $2" | bc)
+    TK=$(since "$2")
 }
 kill1() {
     kill -9 "${PID[$1]}"
@@ -148,14 +151,14 @@ t_kill=$(now); kill1 "$L"
 S=$(for i in a b c; do [ "$i" != "$L" ] && echo "$i"; done | head -1)
 wait_new_leader "$L" "$t_kill" "$S"; L2=$NL
 echo "# leader $L SIGKILLed; $L2 leads after ${TK}s"
-ok=1; [ -n "$L2" ] && [ "$(echo "$TK < 10" | bc)" = 1 ] && ok=0
+ok=1; [ -n "$L2" ] && below "$TK" 10 && ok=0
 tap $ok "after SIGKILL of the leader another instance leads within 10 s"
 sleep 3
 t_kill=$(now); kill1 "$L2"
 S=$(for i in a b c; do [ "$i" != "$L" ] && [ "$i" != "$L2" ] && echo "$i"; done)
 wait_new_leader "$L2" "$t_kill" "$S"; L3=$NL
 echo "# leader $L2 SIGKILLed; $L3 leads after ${TK}s"
-ok=1; [ "$L3" = "$S" ] && [ "$(echo "$TK < 10" | bc)" = 1 ] && ok=0
+ok=1; [ "$L3" = "$S" ] && below "$TK" 10 && ok=0
 tap $ok "after SIGKILL of the second leader the last instance leads within 10 s"
 # Bucket takeover: the survivor holds all 64 buckets.
 t0=$(now)
@@ -163,7 +166,7 @@ for _ in $(seq 300); do
     b=$(cluster "$S" | $PY -c 'import json,sys; v=json.load(sys.stdin); print([i["buckets"] for i in v["instances"] if i.get("self")][0])' 2>/dev/null)
     [ "$b" = 64 ] && break; sleep 0.05
 done
-echo "# the survivor holds ${b:-?}/64 buckets $(echo "$(now) - $t_kill" | bc)s after the second kill"
+echo "# the survivor holds ${b:-?}/64 buckets $(since "$t_kill")s after the second kill"
 sleep 2
 touch "$T/stop"; wait "$LOADPID"; lrc=$?; LOADPID=
 [ $lrc = 0 ]; tap $? "the load generator saw only 202 and 503 answers and lost connections"

@@ -314,7 +314,7 @@ t.is(cerr({ route = { receiver = "x" }, receivers = R, maintenance = { { matcher
 t.is(cerr({ route = { receiver = "x" }, receivers = R, flap = { transitions = 1 } }),
   "config.flap.transitions: number >= 2 expected", "flap settings are checked")
 t.is(cerr({ route = { receiver = "x" }, receivers = { x = { { kind = "pager" } } } }),
-  "config.receivers.x[1].kind: one of webhook, slack, teams, email, pagerduty, sms, incident expected, got pager",
+  "config.receivers.x[1].kind: one of webhook, slack, teams, email, pagerduty, sms, log, incident expected, got pager",
   "an unknown integration kind")
 
 -- The outbox (the engine's default, the shipped policy's mode): a flush commits its sends as

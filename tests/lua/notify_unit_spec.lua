@@ -76,9 +76,13 @@ t.is(json.encode(w.groupLabels), "{}", "webhook template: empty maps encode as J
 local e = notify.templates.email(msg, ctx)
 t.ok(e.subject == "[ERROR] API down" and e.body:find("svc: api", 1, true), "email template: subject and body")
 t.ok(notify.templates.sms(msg, ctx).Body:find("API down", 1, true), "sms template: Body")
+local lf = notify.templates.log(msg, ctx)
+t.ok(lf.title:find("API down", 1, true) and lf.text == "5xx > 50%" and lf.labels == "svc=api", "log template: title, text, labels")
+t.raises(function() notify.channel("log", { level = "loud" }) end, "level: one of debug, info, warn, error expected",
+  "log: an unknown level is named")
 
 ----------------------------------------------------------------------- argument checking
-t.raises(function() notify.channel("fax", {}) end, "kind: one of email, pagerduty", "unknown kind")
+t.raises(function() notify.channel("fax", {}) end, "kind: one of email, log, pagerduty", "unknown kind")
 t.raises(function() notify.channel("slack", {}) end, "webhook_url: string expected", "missing required option")
 t.raises(function() notify.channel("slack", { webhook_url = "http://x", colour = 1 }) end, "colour: unknown option",
          "unknown option")

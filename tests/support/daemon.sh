@@ -15,6 +15,10 @@ daemon_cleanup() {
 }
 trap daemon_cleanup EXIT
 
+# jx EXPR [ARG...]: query the JSON on stdin with a Python expression (tests/support/jx.py);
+# the tests' jq, which a fresh Debian 12 machine does not have.
+jx() { /usr/bin/python3 "$here/tests/support/jx.py" "$@"; }
+
 # receiver_start: tests/support/notify_receiver.py (vendor endpoints and SMTP) on free ports;
 # sets RPID (stopped by daemon_cleanup), HPORT, SPORT and R (its base URL).
 receiver_start() {
@@ -58,6 +62,21 @@ daemon_start() {
     fi
     TOKEN=$(cat "$D/var/admin.token")
     export PORT TOKEN
+}
+
+# daemon_stop_within SECONDS [signal]: like daemon_stop, but a daemon still running after
+# SECONDS (a generous bound: waiting forever is the bug) is killed with SIGKILL; returns 1 then.
+daemon_stop_within() {
+    kill "-${2:-TERM}" "$DPID" 2>/dev/null
+    local i
+    for i in $(seq $(($1 * 20))); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.05; done
+    local late=0
+    if kill -0 "$DPID" 2>/dev/null; then late=1; kill -9 "$DPID" 2>/dev/null; fi
+    wait "$DPID"
+    DSTATUS=$?
+    DPID=
+    cat "$D/log.new" >> "$D/log" 2>/dev/null
+    return $late
 }
 
 # daemon_stop [signal]: stops it and waits; sets DSTATUS.

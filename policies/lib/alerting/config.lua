@@ -4,8 +4,9 @@
 -- Prometheus-style strings ("30s", "5m", "4h"); wherever a matcher is, a Lua
 -- function(labels) -> boolean may stand instead.
 --
--- Every address below is a localhost placeholder that fails harmlessly (connection refused)
--- until you put your real webhook URLs, SMTP server and Twilio account in.
+-- Every notification goes to the daemon's own log (kind = "log", a line msg=notification) until
+-- you put real receivers and channels in: the commented lines show webhook, Slack, SMS and
+-- email ones (docs/notify.md lists every kind and its options).
 
 local config = {
   -- The routing tree (Alertmanager's `route`): the first matching child wins unless it has
@@ -50,17 +51,18 @@ local config = {
   },
 
   -- Receivers: lists of integrations. send_resolved defaults as in Alertmanager (webhook and
-  -- pagerduty true, the others false).
+  -- pagerduty true, the others false; log true).
   receivers = {
     default = {
-      { kind = "webhook", url = "http://127.0.0.1:9/alerts/default" },
+      { kind = "log" },
+      -- { kind = "webhook", url = "https://alerts.example.com/hook" },
     },
     ["team-web"] = {
-      { kind = "webhook", url = "http://127.0.0.1:9/alerts/web", send_resolved = true },
-      { kind = "slack", webhook_url = "http://127.0.0.1:9/slack/web" },
+      { kind = "log" },
+      -- { kind = "slack", webhook_url = "https://hooks.slack.com/services/T/B/X" },
     },
     ["team-db"] = {
-      { kind = "webhook", url = "http://127.0.0.1:9/alerts/db" },
+      { kind = "log" },
     },
     ["db-pager"] = {
       { kind = "incident", service = "database", escalation = "db-oncall", severity = "critical" },
@@ -96,14 +98,15 @@ local config = {
 
   -- People, channels, schedules and escalation policies (docs/incidents.md).
   users = {
-    ana = { name = "Ana Lima", email = "ana@example.com", phone = "+15550100001", notify = { "sms", "email" } },
-    ben = { name = "Ben Okafor", email = "ben@example.com", phone = "+15550100002", notify = { "email" } },
+    ana = { name = "Ana Lima", email = "ana@example.com", phone = "+15550100001", notify = { "log" } },
+    ben = { name = "Ben Okafor", email = "ben@example.com", phone = "+15550100002", notify = { "log" } },
   },
+  -- Contact methods, named in users' notify lists and escalation targets.
   channels = {
-    sms = { kind = "sms", account_sid = "ACplaceholder", auth_token = "placeholder", from = "+15550100000",
-            base_url = "http://127.0.0.1:9/twilio" },
-    email = { kind = "email", url = "smtp://127.0.0.1:9", from = "steward@example.com" },
-    ["slack-ops"] = { kind = "slack", webhook_url = "http://127.0.0.1:9/slack/ops" },
+    log = { kind = "log" },
+    -- sms = { kind = "sms", account_sid = "AC...", auth_token = "...", from = "+15550100000" },
+    -- email = { kind = "email", url = "smtps://smtp.example.com", from = "steward@example.com" },
+    -- ["slack-ops"] = { kind = "slack", webhook_url = "https://hooks.slack.com/services/T/B/X" },
   },
   schedules = {
     ["db-primary"] = {
@@ -117,7 +120,7 @@ local config = {
   escalation_policies = {
     ["db-oncall"] = {
       rules = {
-        { delay = "0s", targets = { { schedule = "db-primary" }, { channel = "slack-ops" } } },
+        { delay = "0s", targets = { { schedule = "db-primary" }, { channel = "log" } } },
         { delay = "15m", targets = { { user = "ana" } } },
       },
       ["repeat"] = 2,

@@ -21,7 +21,9 @@ M.KEYS = { route = true, inhibit_rules = true, time_intervals = true, receivers 
   escalation_policies = true, external_url = true, slos = true }
 
 -- Alertmanager's send_resolved defaults per kind.
-M.SEND_RESOLVED = { webhook = true, pagerduty = true, slack = false, teams = false, email = false, sms = false }
+-- (log, steward's own: the log shows resolutions too.)
+M.SEND_RESOLVED = { webhook = true, pagerduty = true, slack = false, teams = false, email = false, sms = false,
+  log = true }
 
 local INCIDENT_KEYS = { kind = true, service = true, escalation = true, severity = true, title = true }
 
@@ -102,7 +104,7 @@ local function compile_receivers(cfg, out)
         if sr == nil then sr = M.SEND_RESOLVED[kind] end
         ints[i] = { kind = kind, send_resolved = sr, options = opts, where = w }
       else
-        fail(w .. ".kind: one of webhook, slack, teams, email, pagerduty, sms, incident expected, got " .. tostring(kind))
+        fail(w .. ".kind: one of webhook, slack, teams, email, pagerduty, sms, log, incident expected, got " .. tostring(kind))
       end
     end
     out.receivers[name] = ints

@@ -252,7 +252,10 @@ function Engine:handle(ev, ctx)
   elseif ev.type == M.NOTIFY_EVENT then
     -- a failed send raises: the policy run is retried with backoff, then parked as a dead
     -- letter; this group's later notifications wait behind it (same key), others do not
-    must(flush.send(self, ev), nil, "notification")
+    -- (two statements: must(flush.send(...), ...) would keep only the first result, and the
+    -- dead letter would say "notification: nil" instead of why the send failed)
+    local ok, err = flush.send(self, ev)
+    must(ok, err, "notification")
     return true
   end
   return false

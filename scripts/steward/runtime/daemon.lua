@@ -270,6 +270,8 @@ function M.main(args)
   waiter:join()
 
   ctx.stopping = true
+  -- Retry back-offs end now: what they would retry runs again after the restart.
+  require("steward.runtime.shutdown").begin()
   ctx.repl:close()
   ctx.registry:close()
   for _, b in ipairs(ctx.bg) do b:cancel() end
@@ -281,7 +283,7 @@ function M.main(args)
   end
   if ctx.cluster then ctx.cluster:quiesce() end
   local drained = ctx.dispatch:drain(math.max(0, deadline - (time.monotonic() - t_close)))
-  if not drained then log.warn("handlers still running at the shutdown deadline; they run again at the next start") end
+  if not drained then log.warn("handlers still running at the shutdown deadline were cancelled; they run again at the next start") end
   ctx.dispatch:checkpoint()
   -- The last entries are signed before the store closes (the leader's job in a cluster).
   if not ctx.cluster or ctx.cluster:is_leader() then

@@ -98,6 +98,9 @@ function L:record(rec)
   if rec.error ~= nil then rec.error = tostring(rec.error) end
   if #self.masks > 0 then apply_masks(self, rec) end
   taps.publish("decision", rec)
+  -- After close() the store is closed too: a late record (a handler cancelled at shutdown
+  -- runs again after the restart and is logged then) is not written.
+  if self.closed then return rec.ref end
   self.buf[#self.buf + 1] = rec
   if not self.flusher then
     self.flusher = task.spawn({ name = "decision_log.flush" }, function()
@@ -109,10 +112,12 @@ function L:record(rec)
   return rec.ref
 end
 
--- close(): writes what is buffered (shutdown).
+-- close(): writes what is buffered (shutdown, before the store closes); later records are
+-- not written.
 function L:close()
   if self.flusher then self.flusher:join() end
   self:flush()
+  self.closed = true
 end
 
 return M

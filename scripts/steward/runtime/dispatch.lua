@@ -20,6 +20,7 @@ local guard = require "steward.runtime.guard"
 local taps = require "steward.runtime.taps"
 local effects = require "steward.runtime.effects"
 local emit = require "steward.runtime.policy.emit"
+local shutdown = require "steward.runtime.shutdown"
 
 local type, pairs, ipairs, tostring, pcall = type, pairs, ipairs, tostring, pcall
 local random, min, floor = math.random, math.min, math.floor
@@ -85,6 +86,7 @@ function M.new(opts)
     unflushed = {},    -- "policy:seq" -> true: a completion not yet written (in done_buf)
     stopping = false,
     idle_waiters = {},
+    running = {},      -- handler task -> true
     cluster = nil,     -- steward.runtime.cluster instance, in cluster mode
     health = opts.store_health, -- steward.runtime.store_health: while the store is down, handlers wait
     bucket_load = {},  -- bucket -> events queued or running (cluster mode)
@@ -113,6 +115,13 @@ end
 -- back (d.unflushed names them, so that a cluster rescan meanwhile does not queue those events
 -- again, behind later events of their key).
 local FLUSH_DELAY, FLUSH_ROWS = 0.005, 400
+
+-- The dispatcher stops at drain(), or already when the daemon begins to stop (a handler's
+-- back-off, its own or a notify channel's, then ends early; steward.runtime.shutdown).
+local function stopping(d)
+  if not d.stopping and shutdown.stopping() then d.stopping = true end
+  return d.stopping
+end
 
 local function await_store(d)
   while d.health and not d.health.up and not d.stopping do time.sleep(0.25) end
@@ -205,7 +214,9 @@ local function guard_run(p, ev, ctx, fx)
   return guard.run(p.budget or { name = p.name }, emit.run_handler, p.handle, ev, ctx)
 end
 
--- Runs one event through one policy, with retries; returns when it is done or dead.
+-- Runs one event through one policy, with retries; returns when it is done or dead, or false
+-- when it was left unfinished because the dispatcher is stopping (it stays in flight, so the
+-- shutdown's checkpoint keeps the cursor below it and it runs again after the restart).
 -- While the store cannot be reached, a handler neither starts nor spends its retries: it
 -- waits (the health probe notices the store's return within a second).
 -- (bucket: cluster mode.) A bucket lost while its handler waited for the store (the lease
@@ -215,7 +226,7 @@ local function handle_one(d, p, ev, bucket)
   local attempt = 0
   while true do
     await_store(d)
-    if d.stopping then return end
+    if d.stopping then return false end
     if bucket and not d.cluster:may_run(bucket) then return end
     attempt = attempt + 1
     local t0 = time.monotonic()
@@ -225,7 +236,9 @@ local function handle_one(d, p, ev, bucket)
     -- Policy code runs under its CPU and memory budgets (steward.runtime.guard); handler_timeout
     -- bounds the whole run, waits included.
     local h = task.spawn({ name = p.name, timeout = p.timeout or d.handler_timeout }, guard_run, p, copy_event(ev), ctx, fx)
+    d.running[h] = true -- drain cancels what is still running at the shutdown deadline
     local joined, gok, gerr, kind = h:join()
+    d.running[h] = nil
     local ok, err = true, nil
     if not joined then
       ok, err = false, gok -- the task failed outside the guard, timed out or was cancelled
@@ -247,7 +260,7 @@ local function handle_one(d, p, ev, bucket)
       return
     end
     m_runs:inc(1, p.name, outcome)
-    if d.stopping then return end -- not recorded: runs again after the restart
+    if stopping(d) then return false end -- not recorded: runs again after the restart
     local store_down = d.health and not d.health.up
     if store_down then
       -- It failed while the store was down (likely because of it): not counted as an attempt;
@@ -262,9 +275,10 @@ local function handle_one(d, p, ev, bucket)
       local wait = backoff(d, attempt)
       log.info("handler failed, will retry", { policy = p.name, event = ev.id, attempt = attempt,
         retry_in = format("%.3fs", wait), error = tostring(err):match("^[^\n]*") })
-      time.sleep(wait)
+      -- ends early when the daemon stops: the event is not recorded and runs after the restart
+      shutdown.sleep(wait)
     end
-    if d.stopping then return end
+    if stopping(d) then return false end
   end
 end
 
@@ -334,8 +348,11 @@ local function runner(d, p, q)
       local cur = d.policies[p.name] or p -- a reloaded policy handles the next event
       -- A bucket whose lease ran out may already be another instance's: its queued events
       -- are left to that owner, which rescans from before them.
-      if not ev.missing and (not q.bucket or d.cluster:may_run(q.bucket)) then handle_one(d, cur, ev, q.bucket) end
-      d.inflight[p.name][ev.seq] = nil
+      local finished = true
+      if not ev.missing and (not q.bucket or d.cluster:may_run(q.bucket)) then
+        finished = handle_one(d, cur, ev, q.bucket) ~= false
+      end
+      if finished then d.inflight[p.name][ev.seq] = nil end
       d.depth = d.depth - 1
       if q.bucket then d.bucket_load[q.bucket] = d.bucket_load[q.bucket] - 1 end
       m_queue:set(d.depth)
@@ -560,18 +577,28 @@ function D:requeue(id, tenant)
   return true
 end
 
--- drain(deadline): stop taking events; wait for running handlers until the deadline.
+local function wait_idle(d, deadline)
+  while d.active > 0 and time.monotonic() < deadline do
+    local w = task.spawn(function() time.sleep(0.05) end)
+    d.idle_waiters[#d.idle_waiters + 1] = w
+    w:join()
+  end
+end
+
+-- drain(deadline) -> true, or false when handlers were still running at the deadline: stop
+-- taking events; wait for running handlers until the deadline, then cancel the rest (not
+-- recorded, they run again at the next start) so that none outlives the store.
 function D:drain(timeout)
   self.stopping = true
-  local deadline = time.monotonic() + (timeout or 10)
-  while self.active > 0 and time.monotonic() < deadline do
-    local w = task.spawn(function() time.sleep(0.05) end)
-    self.idle_waiters[#self.idle_waiters + 1] = w
-    w:join()
+  wait_idle(self, time.monotonic() + (timeout or 10))
+  local drained = self.active == 0
+  if not drained then
+    for h in pairs(self.running) do h:cancel("shutdown") end
+    wait_idle(self, time.monotonic() + 1) -- their runners record the cancelled runs and end
   end
   if self.flushing then self.flushing:join() end
   flush_done(self)
-  return self.active == 0
+  return drained
 end
 
 return M
