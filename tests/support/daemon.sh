@@ -9,6 +9,7 @@ PORT=
 mkdir -p "$D/policies"
 RPID=
 daemon_cleanup() {
+    [ -n "${KEEP_LOG:-}" ] && cp "$D/log" "$KEEP_LOG" 2>/dev/null
     [ -n "$DPID" ] && kill -9 "$DPID" 2>/dev/null
     [ -n "$RPID" ] && kill "$RPID" 2>/dev/null
     rm -rf "$D"

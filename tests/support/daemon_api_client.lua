@@ -278,7 +278,7 @@ t.is(s, 401, "/metrics needs a token unless metrics_public")
 local dir = os.getenv("POLICY_DIR")
 assert(fs.write(dir .. "/second.lua", [[
 local fs = require "steward.fs"
-return { name = "test.second", on = { "test.second" },
+return { name = "test.second", on = { "test.second" }, capabilities = { "fs.write" },
   handle = function(ev) assert(fs.write(os.getenv("RECORD_FILE"), "second:" .. ev.id .. "\n", { append = true })) end }
 ]]))
 os.execute("kill -HUP " .. os.getenv("DAEMON_PID"))

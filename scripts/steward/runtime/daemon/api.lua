@@ -320,13 +320,6 @@ local function post_token(ctx, req, principal)
   if #errors > 0 then return fail(400, "invalid_token_spec", "bad token specification", { errors = errors }) end
   local tenant = spec.tenant ~= json.null and spec.tenant or nil
   -- A tenant's token creates tokens of that tenant only (a missing tenant means its own).
-  if p.tenant then
-    if tenant and tenant ~= p.tenant then
-      return fail(403, "forbidden", "policy " .. name .. " decides for tenant " .. p.tenant .. " only",
-        { errors = { { field = "tenant", reason = "not the policy's tenant" } } })
-    end
-    tenant = p.tenant
-  end
   if principal.tenant then
     if tenant and tenant ~= principal.tenant then
       return fail(403, "forbidden", "this token may only create tokens of tenant " .. principal.tenant,

@@ -254,8 +254,8 @@ end
 
 -- A scope inside another: every declared item is allowed by the grant.
 local function scope_within(cap, declared, granted)
-  if granted == true then return true end
-  if declared == true then return false end
+  -- A declaration without a scope asks for whatever scope is granted.
+  if granted == true or declared == true then return true end
   for _, item in ipairs(declared) do
     local ok
     if cap == "http" then
