@@ -2,12 +2,15 @@
  * and output without blocking the loop. One run is one op that owns the process handle,
  * its pipes and a timer; it is freed only when every handle's close callback has run and,
  * for a child killed because its task was cancelled, when the thread pool has reaped it. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "bindings.h"
@@ -336,6 +339,29 @@ static void build_env(lua_State *L, int opts, int has_env, int has_add)
         add_env_table(L, opts, "env_add", map);
 }
 
+/* A child gets stdin, stdout and stderr and nothing else: every other descriptor of the
+ * daemon (its store, sockets, a library's wakeup pipe opened without O_CLOEXEC) is marked
+ * close-on-exec before the spawn, so a policy's process cannot inherit it. The pipes libuv
+ * makes for the child's stdio are dup2'ed onto 0-2 in the child, which clears the flag there. */
+static void cloexec_all(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return;
+    int self = dirfd(d);
+    const struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long fd = strtol(e->d_name, &end, 10);
+        if (*end != '\0' || fd <= 2 || fd == self)
+            continue;
+        int flags = fcntl((int)fd, F_GETFD);
+        if (flags >= 0 && !(flags & FD_CLOEXEC))
+            fcntl((int)fd, F_SETFD, flags | FD_CLOEXEC);
+    }
+    closedir(d);
+}
+
 static int l_proc_run(lua_State *L)
 {
     const char *fname = "proc.run";
@@ -468,6 +494,7 @@ static int l_proc_run(lua_State *L)
     po.stdio_count = 3;
     po.stdio = stdio;
     op->proc.data = op;
+    cloexec_all();
     int r = uv_spawn(loop, &op->proc, &po);
     if (r < 0) {
         /* The handles were initialised, so they are closed (and op freed) by callbacks. */

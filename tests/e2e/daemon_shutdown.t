@@ -35,7 +35,7 @@ cat > "$D/policies/flaky.lua" <<'POL'
 -- Fails while FAIL_FILE exists; then records the event's id in HANDLED_FILE.
 local fs = require "steward.fs"
 return {
-  name = "test.flaky", on = { "flaky.*" },
+  name = "test.flaky", on = { "flaky.*" }, capabilities = { "fs.read", "fs.write" },
   handle = function(ev)
     if fs.stat(os.getenv("FAIL_FILE")) then error("flaky: failing on purpose") end
     assert(fs.write(os.getenv("HANDLED_FILE"), ev.id .. "\n", { append = true }))
@@ -47,7 +47,7 @@ cat > "$D/policies/pager.lua" <<'POL'
 local notify = require "steward.notify"
 local ch
 return {
-  name = "test.pager", on = { "page.*" },
+  name = "test.pager", on = { "page.*" }, capabilities = { notify = { "webhook" } },
   handle = function(ev)
     ch = ch or notify.channel("webhook", { name = "refused", url = os.getenv("REFUSED_URL"),
       backoff = { base = "1m", jitter = false } })
@@ -56,7 +56,8 @@ return {
 }
 POL
 touch "$FAIL_FILE"; : > "$HANDLED_FILE"
-daemon_config 'limits = { retry_base = "1m", retry_max = "2m" },'
+daemon_config 'limits = { retry_base = "1m", retry_max = "2m" },
+  grants = { ["*"] = { ["fs.read"] = { "'"$D"'" }, ["fs.write"] = { "'"$D"'" } }, ["test.pager"] = { notify = { "webhook" } } },'
 daemon_start || { echo "not ok 3 - the daemon starts"; exit 1; }
 post() { curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d "$1" "http://127.0.0.1:$PORT/v1/events"; }
 code=$(post '[{"id":"flaky-1","type":"flaky.test","data":{}}]')

@@ -20,7 +20,20 @@ printf 'error("a spec is not a policy")\n' > "$good/policies/ops/a_spec.lua"
 (cd "$good" && "$BIN" check) > "$d/out" 2>&1; rc=$?
 check '[ $rc -eq 0 ] && has "ok: config steward.lua, 2 policies in policies" "$d/out"' \
       "a good tree: exit 0 and a one-line summary"
-check '[ "$(wc -l < "$d/out")" -eq 1 ]' "a good tree: nothing but the summary"
+check '[ "$(wc -l < "$d/out")" -eq 3 ]' "a good tree: a line per policy, then the summary"
+check 'has "b: capabilities declared: nothing beyond the defaults; granted: nothing beyond the defaults" "$d/out"' \
+      "each policy's declared and granted capabilities"
+printf 'return { listen = "127.0.0.1:9999", policies = "policies", grants = { ["ops.*"] = { http = { "hooks.example.com" } } } }\n' > "$good/steward.lua"
+printf 'return { capabilities = { "http" }, on = "alert.*", handle = function(ev) end }\n' > "$good/policies/ops/a.lua"
+(cd "$good" && "$BIN" check) > "$d/out" 2>&1; rc=$?
+check '[ $rc -eq 0 ] && has "ops.a: capabilities declared: http; granted: http (hooks.example.com)" "$d/out"' \
+      "a declared capability shows the scope granted"
+printf 'return { capabilities = { "proc" }, on = "alert.*", handle = function(ev) end }\n' > "$good/policies/ops/a.lua"
+(cd "$good" && "$BIN" check) > "$d/out" 2>&1; rc=$?
+check '[ $rc -eq 1 ] && has "capabilities not granted to ops.a: '"'"'proc'"'"'" "$d/out"' \
+      "a capability not granted is a problem naming it"
+printf 'return { on = "alert.*", handle = function(ev) end }\n' > "$good/policies/ops/a.lua"
+printf 'return { listen = "127.0.0.1:9999", policies = "policies" }\n' > "$good/steward.lua"
 (cd "$d" && "$BIN" check -c good/steward.lua --policies good/policies) > "$d/out" 2>&1; rc=$?
 check '[ $rc -eq 0 ] && has "ok: config good/steward.lua, 2 policies in good/policies" "$d/out"' "-c and --policies"
 

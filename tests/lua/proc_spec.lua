@@ -157,5 +157,15 @@ t.raises(function() proc.run{cmd = {"ls"}, timeout = "soon"} end, "proc.run: tim
 t.raises(function() proc.run{cmd = {"ls"}, kill_signal = "NOPE"} end, "proc.run: kill_signal", "bad signal")
 t.raises(function() proc.run{cmd = {"ls"}, max_output = -1} end, "proc.run: max_output", "bad max_output")
 
+-- gh-12.3: a child inherits stdin, stdout and stderr only, whatever the parent holds open
+-- (a store, a socket, a pipe without O_CLOEXEC).
+local held = io.open(base .. "/held.txt", "w") -- Lua's io opens without O_CLOEXEC
+local listing = assert(proc.run{cmd = {"/bin/ls", "/proc/self/fd"}})
+held:close()
+local fds = {}
+for fd in listing.stdout:gmatch("%d+") do fds[#fds + 1] = tonumber(fd) end
+table.sort(fds)
+t.is(table.concat(fds, " "), "0 1 2 3", "a child holds only 0, 1, 2 (and ls's own directory, 3)")
+
 assert(fs.remove(base, {recursive = true}))
 t.done()

@@ -3,6 +3,7 @@ local http = require "steward.http"
 
 return {
   name = "ptest.notify",
+  capabilities = { "http" },
   on = "alert.*",
   config = { url = "https://alerts.example.org/hook" },
   handle = function(ev, ctx)

@@ -1,14 +1,14 @@
 -- Fixture policy for tests/e2e/steward_test.t: posts a new incident to a chat webhook, arms a
 -- durable timer that escalates it after `escalate_after` unless acknowledged (the ack
--- cancels the timer), and on escalation mails the on-call and, when the spec hands it a
--- store in ctx, emits incident.escalated.
+-- cancels the timer), and on escalation mails the on-call and emits incident.escalated.
 local http = require "steward.http"
 local time = require "steward.time"
 local json = require "steward.json"
-local events = require "steward.runtime.events"
+local events = require "steward.events"
 
 return {
   name = "ptest.escalate",
+  capabilities = { "http", ["events.emit"] = { "incident.*" } },
   on = { "incident.opened", "incident.acked", "incident.escalate" },
   config = { webhook = "https://hooks.slack.com/services/T0/B0/x", escalate_after = "15m",
              oncall = "oncall@example.org" },
@@ -27,10 +27,7 @@ return {
     elseif ev.type == "incident.escalate" then
       assert(http.send_mail{ url = "smtp://mail.example.org", from = "steward@example.org",
                              to = ctx.config.oncall, subject = "incident " .. id, body = "escalated" })
-      if ctx.store then
-        assert(events.append(ctx.store, { { type = "incident.escalated", tenant = ev.tenant,
-                                            data = { incident = id } } }))
-      end
+      assert(events.emit{ type = "incident.escalated", tenant = ev.tenant, data = { incident = id } })
       return "escalated"
     end
   end,

@@ -1,6 +1,6 @@
 -- Passing fixture spec for tests/e2e/steward_test.t: the fake clock fires a durable timer,
 -- stubbed HTTP is recorded, mail and emitted events are captured, decide is driven.
-local kv = require "steward.runtime.store.kv"
+local kv = require "steward.kv"
 local time = require "steward.time"
 
 local WEBHOOK = "https://hooks.slack.com/services/T0/B0/x"
@@ -108,13 +108,13 @@ describe("the fake clock", function()
   it("starts at 2026-01-01T00:00:00Z in every test, with an empty store", function()
     assert.equal(time.now(), 1767225600)
     assert.equal(clock.now(), 1767225600)
-    assert.same(kv.ns(store, "incidents"):list(), {})
-    kv.ns(store, "incidents"):put("x", 1) -- the next test must not see it
+    assert.same(kv.ns("incidents", store):list(), {})
+    kv.ns("incidents", store):put("x", 1) -- the next test must not see it
     assert.count(clock.pending(), 0)
   end)
 
   it("sleeps without waiting, and moves now and monotonic together", function()
-    assert.same(kv.ns(store, "incidents"):list(), {}, "the previous test's store is gone")
+    assert.same(kv.ns("incidents", store):list(), {}, "the previous test's store is gone")
     local t0, m0 = time.now(), time.monotonic()
     time.sleep("2h")
     assert.equal(time.now() - t0, 7200)

@@ -444,21 +444,29 @@ local function policy_view(ctx, p)
            capabilities = { declared = caps.describe(p.declared) or {}, granted = caps.describe(p.granted) or {} } }
 end
 
-local function get_policies(ctx)
+local function get_policies(ctx, _, principal)
   local list = {}
-  for _, p in pairs(ctx.policies) do list[#list + 1] = policy_view(ctx, p) end
+  for _, p in pairs(ctx.policies) do
+    if not (p.tenant and principal.tenant and p.tenant ~= principal.tenant) then list[#list + 1] = policy_view(ctx, p) end
+  end
   table.sort(list, function(a, b) return a.name < b.name end)
   return reply(200, { policies = json.array(list), errors = json.array(ctx.registry and ctx.registry:error_list() or {}) })
 end
 
-local function get_policy(ctx, req)
+local function get_policy(ctx, req, principal)
   local p = ctx.policies[req.params.name]
+  -- Another tenant's policy does not exist for a tenant's token.
+  if p and p.tenant and principal.tenant and p.tenant ~= principal.tenant then p = nil end
   if not p then return fail(404, "not_found", "no policy " .. req.params.name) end
   local view = policy_view(ctx, p)
   -- What the version covers: the source, the lib modules, the merged config (secrets redacted).
   local what = require("steward.runtime.policy_reload").describe(p)
   view.source_digest, view.libs = what.source_digest, json.array(what.libs)
   view.config, view.tenant_configs = what.config, what.tenant_configs
+  if principal.tenant then
+    -- A tenant's token sees its own tenant's configuration and nobody else's.
+    view.tenant_configs = { [principal.tenant] = what.tenant_configs[principal.tenant] }
+  end
   local versions = ctx.registry:versions(p.name)
   view.versions = json.array(versions or {})
   return reply(200, view)

@@ -150,16 +150,30 @@ local function parse_url(u)
   return { scheme = scheme, host = host:lower(), port = port, path = path }
 end
 
+-- Scope items parsed once (grants are few and fixed between reloads): item -> parsed, or false.
+local parsed_strings = {}
+local function parse_item(item)
+  local g = parsed_strings[item]
+  if g ~= nil then return g end
+  if not item:find("://", 1, true) then
+    local host, port = item:match("^([^:]+):?(%d*)$")
+    g = host and { host_only = true, host = host:lower(), port = tonumber(port) } or false
+  else
+    g = parse_url(item) or false
+  end
+  parsed_strings[item] = g
+  return g
+end
+
 -- A scope item for http: "https://api.example.com/v1/" (scheme, host, port, path prefix on a
 -- segment boundary) or "api.example.com" / "api.example.com:8443" (that host, any path).
 local function url_allowed(item, u)
-  if not item:find("://", 1, true) then
-    local host, port = item:match("^([^:]+):?(%d*)$")
-    if not host then return false end
-    return u.host == host:lower() and (port == "" or tonumber(port) == u.port)
+  local g = parse_item(item)
+  if not g then return false end
+  if g.host_only then
+    return u.host == g.host and (g.port == nil or g.port == u.port)
   end
-  local g = parse_url(item)
-  if not g or g.scheme ~= u.scheme or g.host ~= u.host or g.port ~= u.port then return false end
+  if g.scheme ~= u.scheme or g.host ~= u.host or g.port ~= u.port then return false end
   if g.path == "/" then return true end
   local p = u.path:match("^[^?#]*")
   if p:sub(1, #g.path) ~= g.path then return false end

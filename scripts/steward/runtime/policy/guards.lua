@@ -40,7 +40,7 @@ end
 -- granted directory must not lead outside it).
 local ffi = require "ffi"
 pcall(ffi.cdef, "char *realpath(const char *path, char *resolved_path); void free(void *ptr);")
-local function resolve(path)
+function M.resolve(path)
   local rest = ""
   local p = path
   while p and p ~= "" do
@@ -63,7 +63,7 @@ local function fs_check(box, cap, path, what)
   local scope = scope_of(box, cap)
   if not scope then return deny(box, cap, what .. " " .. tostring(path)) end
   if type(path) ~= "string" then return true end -- the binding raises its own argument error
-  local ok, why = caps.path_in(scope, path, resolve)
+  local ok, why = caps.path_in(scope, path, M.resolve)
   if not ok then return deny(box, cap, why or ("outside the granted paths: " .. path)) end
   return true
 end

@@ -60,15 +60,6 @@ function M.main(args)
   else
     for _ in pairs(loaded) do count = count + 1 end
     for _, e in ipairs(errors) do problems[#problems + 1] = problem_line(e.file, e.error) end
-    -- What each policy declared and was granted (the grants come from the config).
-    local names = {}
-    for name in pairs(loaded) do names[#names + 1] = name end
-    table.sort(names)
-    for _, name in ipairs(names) do
-      local p = loaded[name]
-      io.stdout:write(format("%s: declared %s; granted %s\n", name, capabilities.summary(p.declared),
-        capabilities.summary(p.granted)))
-    end
   end
 
   for _, p in ipairs(problems) do io.stdout:write(p, "\n") end
@@ -76,6 +67,15 @@ function M.main(args)
     io.stdout:write(format("%d problem%s found\n", #problems, #problems == 1 and "" or "s"))
     io.stdout:flush()
     return 1
+  end
+  -- What each policy declared and was granted (the grants come from the config).
+  local names = {}
+  for name in pairs(loaded) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local p = loaded[name]
+    io.stdout:write(format("%s: capabilities declared: %s; granted: %s\n", name, capabilities.summary(p.declared),
+      capabilities.summary(p.granted)))
   end
   local shown = file or "steward.lua"
   if not file and not require("steward.fs").exists(shown) then shown = "defaults (no steward.lua)" end
