@@ -33,19 +33,32 @@ static int l_identity_uid(lua_State *L)
     return 2;
 }
 
+/* The account named by argument 1, or NULL with nil, err pushed (*nret = 2). */
+static struct passwd *find_user(lua_State *L, const char **name, int *nret)
+{
+    *name = luaL_checkstring(L, 1);
+    errno = 0;
+    struct passwd *pw = getpwnam(*name);
+    if (pw)
+        return pw;
+    if (errno != 0) {
+        *nret = push_errno(L, "getpwnam");
+    } else {
+        lua_pushnil(L);
+        lua_pushfstring(L, "no such user: %s", *name);
+        *nret = 2;
+    }
+    return NULL;
+}
+
 /* lookup(name) -> {name, uid, gid, home} or nil, "no such user" */
 static int l_identity_lookup(lua_State *L)
 {
-    const char *name = luaL_checkstring(L, 1);
-    errno = 0;
-    struct passwd *pw = getpwnam(name);
-    if (!pw) {
-        if (errno != 0)
-            return push_errno(L, "getpwnam");
-        lua_pushnil(L);
-        lua_pushfstring(L, "no such user: %s", name);
-        return 2;
-    }
+    const char *name;
+    int nret;
+    const struct passwd *pw = find_user(L, &name, &nret);
+    if (!pw)
+        return nret;
     lua_createtable(L, 0, 4);
     lua_pushstring(L, pw->pw_name);
     lua_setfield(L, -2, "name");
@@ -77,16 +90,11 @@ static int l_identity_chown(lua_State *L)
  * the uid is dropped the others can no longer change). */
 static int l_identity_become(lua_State *L)
 {
-    const char *name = luaL_checkstring(L, 1);
-    errno = 0;
-    struct passwd *pw = getpwnam(name);
-    if (!pw) {
-        if (errno != 0)
-            return push_errno(L, "getpwnam");
-        lua_pushnil(L);
-        lua_pushfstring(L, "no such user: %s", name);
-        return 2;
-    }
+    const char *name;
+    int nret;
+    const struct passwd *pw = find_user(L, &name, &nret);
+    if (!pw)
+        return nret;
     uid_t uid = pw->pw_uid;
     gid_t gid = pw->pw_gid;
     if (uid == 0) {

@@ -99,10 +99,11 @@ local WRAPS = {
   },
 }
 
--- overrides(name, mod, o) -> o with recording wrappers around the module's recorded
--- functions (around o's own override of a function when it has one).
-function M.overrides(name, mod, o)
-  local w = WRAPS[name]
+-- wrap(wraps, name, mod, o) -> o with wraps[name]'s wrappers (fname -> make(f)) around the
+-- module's functions, around o's own override of a function when it has one. Shared by the
+-- layers the sandbox stacks on a module's view (recording here, emission limits, ...).
+function M.wrap(wraps, name, mod, o)
+  local w = wraps[name]
   if not w then return o end
   o = o or {}
   for fname, make in pairs(w) do
@@ -111,5 +112,8 @@ function M.overrides(name, mod, o)
   end
   return o
 end
+
+-- overrides(name, mod, o) -> o with recording wrappers around the module's recorded functions.
+function M.overrides(name, mod, o) return M.wrap(WRAPS, name, mod, o) end
 
 return M

@@ -148,15 +148,6 @@ local WRAPS = {
 
 -- overrides(name, mod, o) -> o with limiting wrappers around the module's emitting functions
 -- (around o's own override of a function when it has one).
-function M.overrides(name, mod, o)
-  local w = WRAPS[name]
-  if not w then return o end
-  o = o or {}
-  for fname, make in pairs(w) do
-    local f = o[fname] or mod[fname]
-    if type(f) == "function" then o[fname] = make(f) end
-  end
-  return o
-end
+function M.overrides(name, mod, o) return require("steward.runtime.effects").wrap(WRAPS, name, mod, o) end
 
 return M
