@@ -264,6 +264,7 @@ function M.load_file(path, name, opts)
   if not effective then return nil, path .. ": " .. gerr end
   p.capabilities, p.granted = effective, capabilities.granted(opts.grants, p.name)
   box.caps, box.tenant = effective, p.tenant
+  p.box = box -- the registry narrows a kept version's capabilities when a grant is withdrawn
   box.name, box.budget.name = p.name, p.name
   p.budget, p.env = box.budget, env
   p.source = src -- kept for the version history (rollback)

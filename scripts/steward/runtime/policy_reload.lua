@@ -86,6 +86,28 @@ local function carry_lazy_libs(p, old, digests)
   end
 end
 
+-- A version kept because its new one failed to load still runs under the grants in force: a
+-- capability whose grant was withdrawn is taken from it (a failed reload must not preserve a
+-- power the operator revoked).
+local function narrow(p, grants)
+  if not p.box or not p.capabilities then return end
+  local caps = require "steward.runtime.policy.capabilities"
+  local kept, lost = {}, {}
+  for cap, scope in pairs(p.capabilities) do
+    local e = caps.resolve(p, { [cap] = scope }, grants)
+    if e then kept[cap] = e[cap] else lost[#lost + 1] = cap end
+  end
+  if #lost == 0 then return end
+  table.sort(lost)
+  p.capabilities, p.box.caps = kept, kept
+  p.granted = caps.granted(grants, p.name)
+  -- What it may do changed, so its version does (decisions name what ran; a grant given back
+  -- later makes a version that differs again, so the full one is swapped in).
+  p.version = policies.version(p)
+  log.warn("a grant was withdrawn: the running version of the policy loses it", { policy = p.name,
+    capabilities = table.concat(lost, ",") })
+end
+
 -- "path:12: message" -> {file, line, message}
 local function parse_error(file, err)
   local f, line, msg = tostring(err):match("^(.-):(%d+): (.*)$")
@@ -231,6 +253,7 @@ function R:reload(reason, opts)
   for name, old in pairs(self.set) do
     if not next_set[name] then
       if failed_files[old.file] then
+        narrow(old, self.grants)
         next_set[name] = old
       else
         removed[#removed + 1] = name
