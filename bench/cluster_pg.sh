@@ -74,7 +74,7 @@ load() {
     for i in "$@"; do p=$(eval echo "\$PORT_$i"); after=$((after + $(runs "$p"))); done
     local rps=0 p99=0
     for i in "$@"; do
-        # awk, not bc: a fresh Debian 12 has no bc
+        # awk does the arithmetic: it is on every Debian machine
         rps=$(awk -v a="$rps" -v b="$(val rps "$tmp/w_$i")" 'BEGIN { printf "%.2f", a + b }')
         p99=$(awk -v a="$p99" -v b="$(val p99_ms "$tmp/w_$i")" 'BEGIN { print (b > a ? b : a) }')
     done

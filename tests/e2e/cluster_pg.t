@@ -92,7 +92,7 @@ for i in v["instances"]:
     done
 }
 now() { date +%s.%N; }
-# since T0: seconds from T0 to now (awk: a fresh Debian 12 has no bc)
+# since T0: seconds from T0 to now (awk does the arithmetic: it is on every Debian machine)
 since() { awk -v a="$(now)" -v b="$1" 'BEGIN { printf "%.3f", a - b }'; }
 below() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
 

@@ -17,7 +17,7 @@ daemon_cleanup() {
 trap daemon_cleanup EXIT
 
 # jx EXPR [ARG...]: query the JSON on stdin with a Python expression (tests/support/jx.py);
-# the tests' jq, which a fresh Debian 12 machine does not have.
+# the tests' JSON query, with what a fresh Debian 12 machine has (python3).
 jx() { /usr/bin/python3 "$here/tests/support/jx.py" "$@"; }
 
 # receiver_start: tests/support/notify_receiver.py (vendor endpoints and SMTP) on free ports;

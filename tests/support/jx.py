@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-# jx EXPR [ARG...]: the tests' JSON query, instead of jq (not on a fresh Debian 12 machine).
+# jx EXPR [ARG...]: the tests' JSON query, in the python3 every machine running the tests has.
 # Reads one JSON document from stdin, evaluates the Python expression EXPR with the document
-# as `d` and the extra arguments as `arg`, prints the result as `jq -r -c` would: a string
-# raw, null/true/false as JSON words, anything else as compact JSON. Exit status 1 when the
-# result is false or null (as `jq -e`) or the input or expression is bad (message on stderr).
+# as `d` and the extra arguments as `arg`, prints the result: a string raw, null/true/false
+# as JSON words, anything else as compact JSON. Exit status 1 when the result is false or
+# null, or the input or expression is bad (message on stderr).
 import json
 import sys
 

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Small HTTP checks for tests/e2e/policy_runaway.t (no jq on a fresh machine).
+"""Small HTTP checks for tests/e2e/policy_runaway.t (in Python: a fresh machine has no JSON command-line tool).
 
 runaway_check.py PORT TOKEN get PATH            -> prints the body (exit 1 on HTTP error)
 runaway_check.py PORT TOKEN post PATH JSON      -> posts JSON
