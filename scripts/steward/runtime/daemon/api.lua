@@ -256,16 +256,22 @@ local function query_filter(req, strings, numbers, rename)
   return filter
 end
 
+-- A tenant's token reads its tenant's rows only: its filter is pinned to the tenant, and a
+-- filter naming another tenant is a 403. -> nil, or the 403 answer.
+local function confine(filter, principal, what)
+  if not principal.tenant then return nil end
+  if filter.tenant and filter.tenant ~= principal.tenant then
+    return fail(403, "forbidden", "this token may only read " .. what .. " of tenant " .. principal.tenant)
+  end
+  filter.tenant = principal.tenant
+end
+
 local function get_events(ctx, req, principal)
   local filter, errors = query_filter(req, { "type", "tenant", "cursor" },
     { "after_seq", "before_seq", "since", "until", "limit" })
   if not filter then return fail(400, "invalid_query", "bad query parameters", { errors = errors }) end
-  if principal.tenant then
-    if filter.tenant and filter.tenant ~= principal.tenant then
-      return fail(403, "forbidden", "this token may only read events of tenant " .. principal.tenant)
-    end
-    filter.tenant = principal.tenant
-  end
+  local cs, ch, cb = confine(filter, principal, "events")
+  if cs then return cs, ch, cb end
   local res, err = events.query(ctx.store, filter)
   if not res then
     if tostring(err):match("cursor") then return fail(400, "invalid_query", err) end
@@ -417,12 +423,8 @@ local function get_decisions(ctx, req, principal)
   local filter, errors = query_filter(req, { "policy", "outcome", "event_id", "id", "cursor", "tenant" },
     { "since", "until", "limit" }, { id = "ref" })
   if not filter then return fail(400, "invalid_query", "bad query parameters", { errors = errors }) end
-  if principal.tenant then
-    if filter.tenant and filter.tenant ~= principal.tenant then
-      return fail(403, "forbidden", "this token may only read decisions of tenant " .. principal.tenant)
-    end
-    filter.tenant = principal.tenant
-  end
+  local cs, ch, cb = confine(filter, principal, "decisions")
+  if cs then return cs, ch, cb end
   local ok, res, err = pcall(decisions.query, ctx.store, filter)
   if not ok then return fail(400, "invalid_query", tostring(res)) end
   if not res then
