@@ -18,29 +18,12 @@ cleanup() {
 }
 trap cleanup EXIT
 pg_start || { echo "1..1"; echo "not ok 1 - PostgreSQL starts"; exit 1; }
-ADMIN=auth-cluster-admin-token-0123456789
+TOKEN=auth-cluster-admin-token-0123456789
+ADMIN=$TOKEN
 mkdir -p "$T/policies"
 
-start() {
-    local i=$1
-    mkdir -p "$T/$i"
-    cat > "$T/$i/steward.lua" <<CFG
-return { listen = "127.0.0.1:0", store = "$PG_URL", policies = "$T/policies",
-  var_dir = "$T/$i/var", admin_socket = "$T/$i/var/steward.sock", admin_token = "$ADMIN" }
-CFG
-    "$BIN" run -c "$T/$i/steward.lua" 2>>"$T/$i/log" &
-    PID[$i]=$!
-    for _ in $(seq 400); do
-        PORTS[$i]=$(sed -n 's/.*msg=listening address=127.0.0.1:\([0-9]*\).*/\1/p' "$T/$i/log" | tail -1)
-        [ -n "${PORTS[$i]}" ] && return 0
-        kill -0 "${PID[$i]}" 2>/dev/null || break
-        sleep 0.025
-    done
-    echo "# instance $i did not start:"; sed 's/^/# /' "$T/$i/log"
-    return 1
-}
-start a || exit 1
-start b || exit 1
+instance_start a || exit 1
+instance_start b || exit 1
 echo "1..4"
 
 status() { curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $2" "http://127.0.0.1:${PORTS[$1]}/v1/events?limit=1"; }

@@ -27,24 +27,7 @@ mkdir -p "$T/policies"
 n=0
 check() { n=$((n + 1)); if eval "$1"; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
-start() {
-    local i=$1
-    mkdir -p "$T/$i"
-    cat > "$T/$i/steward.lua" <<CFG
-return { listen = "127.0.0.1:0", store = "$PG_URL", policies = "$T/policies",
-  var_dir = "$T/$i/var", admin_socket = "$T/$i/var/steward.sock", admin_token = "$TOKEN" }
-CFG
-    "$BIN" run -c "$T/$i/steward.lua" 2>>"$T/$i/log" &
-    PID[$i]=$!
-    for _ in $(seq 400); do
-        PORTS[$i]=$(sed -n 's/.*msg=listening address=127.0.0.1:\([0-9]*\).*/\1/p' "$T/$i/log" | tail -1)
-        [ -n "${PORTS[$i]}" ] && return 0
-        kill -0 "${PID[$i]}" 2>/dev/null || break
-        sleep 0.025
-    done
-    sed 's/^/# /' "$T/$i/log"; return 1
-}
-start 1 && start 2
+instance_start 1 && instance_start 2
 check '[ -n "${PORTS[1]}" ] && [ -n "${PORTS[2]}" ]' "two instances start on one database"
 
 FRONT=$(pg_free_port)

@@ -58,3 +58,27 @@ pg_stop() {
     rm -rf "$PG_DIR"
     PG_DIR=
 }
+
+# instance_start NAME [EXTRA_LUA_FIELDS]: a daemon on $PG_URL with its own var dir under
+# $T/NAME, the admin token $TOKEN and the policies in $T/policies; waits for its "listening"
+# line and sets PID[NAME] and PORTS[NAME] (associative arrays the test declares). Its log is
+# $T/NAME/log, shown when it does not start.
+instance_start() {
+    local i=$1
+    mkdir -p "$T/$i"
+    cat > "$T/$i/steward.lua" <<CFG
+return { listen = "127.0.0.1:0", store = "$PG_URL", policies = "$T/policies",
+  var_dir = "$T/$i/var", admin_socket = "$T/$i/var/steward.sock", admin_token = "$TOKEN",
+  ${2:-} }
+CFG
+    "${BIN:?}" run -c "$T/$i/steward.lua" 2>>"$T/$i/log" &
+    PID[$i]=$!
+    for _ in $(seq 400); do
+        PORTS[$i]=$(sed -n 's/.*msg=listening address=127.0.0.1:\([0-9]*\).*/\1/p' "$T/$i/log" | tail -1)
+        [ -n "${PORTS[$i]}" ] && return 0
+        kill -0 "${PID[$i]}" 2>/dev/null || break
+        sleep 0.025
+    done
+    echo "# instance $i did not start:"; sed 's/^/# /' "$T/$i/log"
+    return 1
+}
