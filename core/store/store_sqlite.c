@@ -444,6 +444,17 @@ struct sq {
     void *close_ud;
 };
 
+/* Appends the requests head..last (linked by next) to the completed list the loop drains.
+ * Called with q->mu held; the caller wakes the loop (uv_async_send) after unlocking. */
+static void done_append_locked(struct sq *q, store_req_t *head, store_req_t *last)
+{
+    if (q->d_tail)
+        q->d_tail->next = head;
+    else
+        q->d_head = head;
+    q->d_tail = last;
+}
+
 static double now_s(void)
 {
     return (double)uv_hrtime() / 1e9;
@@ -676,11 +687,7 @@ static void writer_main(void *arg)
         if (n > q->st.max_batch_units)
             q->st.max_batch_units = n;
         q->st.commit_seconds_total += dt;
-        if (q->d_tail)
-            q->d_tail->next = head;
-        else
-            q->d_head = head;
-        q->d_tail = last;
+        done_append_locked(q, head, last);
         uv_mutex_unlock(&q->mu);
         uv_async_send(&q->async);
     }
@@ -811,11 +818,7 @@ static void read_one(struct sq *q, struct conn **c, store_req_t *req)
     q->st.failed_reads += req->status != 0;
     q->st.read_seconds_total += dt;
     q->st.reads_in_flight--;
-    if (q->d_tail)
-        q->d_tail->next = req;
-    else
-        q->d_head = req;
-    q->d_tail = req;
+    done_append_locked(q, req, req);
     uv_mutex_unlock(&q->mu);
     uv_async_send(&q->async);
 }
@@ -882,11 +885,7 @@ static void fail_later(struct sq *q, store_req_t *req, const char *code, const c
     store_req_fail(req, 0, code, msg);
     hold(q);
     uv_mutex_lock(&q->mu);
-    if (q->d_tail)
-        q->d_tail->next = req;
-    else
-        q->d_head = req;
-    q->d_tail = req;
+    done_append_locked(q, req, req);
     uv_mutex_unlock(&q->mu);
     uv_async_send(&q->async);
 }
