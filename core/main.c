@@ -9,6 +9,7 @@
 #include "registry.h"
 #include "repl_client.h"
 #include "runtime.h"
+#include "supervisor.h"
 #include "task.h"
 #include "version.h"
 
@@ -231,7 +232,27 @@ static int cmd_eval(int argc, char **argv)
     return run_main_task(L, 1, "eval", 0);
 }
 
-static int cmd_run(int argc, char **argv)
+/* What daemon.main returns when this process is to supervise worker processes: the number
+ * of workers and the HTTP address they share (steward.runtime.daemon, docs/operations.md). */
+struct run_result {
+    struct main_run r;
+    int workers, port;
+    char host[256];
+};
+
+static void on_run_done(task_t *t, enum task_status st, void *ud)
+{
+    struct run_result *rr = ud;
+    on_main_done(t, st, &rr->r);
+    lua_State *res = task_state(t);
+    if (st == TASK_OK && lua_gettop(res) >= 3 && lua_type(res, 1) == LUA_TNUMBER) {
+        rr->workers = (int)lua_tointeger(res, 1);
+        snprintf(rr->host, sizeof rr->host, "%s", lua_tostring(res, 2) ? lua_tostring(res, 2) : "");
+        rr->port = (int)lua_tointeger(res, 3);
+    }
+}
+
+static int cmd_run(int argc, char **argv, char **full_argv)
 {
     const char *file = NULL;
     for (int i = 0; i < argc; i++) {
@@ -243,6 +264,10 @@ static int cmd_run(int argc, char **argv)
             return usage(msg);
         }
     }
+    if (rt_open() != 0) {
+        fprintf(stderr, "steward: cannot create the runtime\n");
+        return 1;
+    }
     lua_State *L = rt_lua();
     rt_require(L, "steward.runtime.daemon");
     lua_getfield(L, -1, "main");
@@ -252,7 +277,17 @@ static int cmd_run(int argc, char **argv)
         lua_pushstring(L, file);
         lua_setfield(L, -2, "config");
     }
-    return run_main_task(L, 1, "daemon", 0);
+    struct run_result rr = {0};
+    struct task_opts opts = {.name = "daemon", .done = on_run_done, .ud = &rr, .quiet = 1};
+    task_spawn(L, 1, &opts);
+    rt_run();
+    rt_close();
+    if (rr.r.status != 0 || rr.workers < 2)
+        return rr.r.status;
+    /* The start-up ran here (privileges, store, token); the workers run the daemon. */
+    struct supervisor_opts so = {.workers = rr.workers, .host = rr.host, .port = rr.port,
+                                 .argv = full_argv};
+    return supervisor_run(&so);
 }
 
 /* steward test / steward check: the Lua side (steward.runtime.testing.*) parses the arguments and
@@ -328,13 +363,7 @@ int main(int argc, char **argv)
         return rc;
     }
     if (is_run) {
-        if (rt_open() != 0) {
-            fprintf(stderr, "steward: cannot create the runtime\n");
-            return 1;
-        }
-        int rc = cmd_run(argc - 2, argv + 2);
-        rt_close();
-        return rc;
+        return cmd_run(argc - 2, argv + 2, argv);
     }
     if (strcmp(cmd, "repl") == 0)
         return repl_main(argc - 2, argv + 2, usage);

@@ -4,8 +4,11 @@
  * server. The protocol itself is core/http/http_conn.c's. */
 #include "http_server.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* How long a closing connection drains input so the peer can read the last answer. */
 #define LINGER_MS 2000
@@ -203,8 +206,38 @@ static void on_connection(uv_stream_t *ls, int status)
     }
 }
 
-int http_server_listen(http_server_t *s, uv_loop_t *loop, const char *host, int port,
-                       const char **err_what)
+/* A socket of its own with SO_REUSEPORT set before bind (libuv 1.44 cannot ask for it): every
+ * worker process binds the same address and the kernel spreads new connections over their
+ * listening sockets. Only worker processes ask for it, so a second daemon started by mistake
+ * on a taken port still fails with EADDRINUSE. */
+static int shared_socket(uv_tcp_t *t, const struct sockaddr *sa, const char **err_what)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return uv_translate_sys_error(errno);
+    int on = 1;
+    *err_what = "SO_REUSEPORT";
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) {
+        int rc = uv_translate_sys_error(errno);
+        close(fd);
+        return rc;
+    }
+    *err_what = "bind";
+    socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (bind(fd, sa, len) != 0) {
+        int rc = uv_translate_sys_error(errno);
+        close(fd);
+        return rc;
+    }
+    int rc = uv_tcp_open(t, fd);
+    if (rc != 0)
+        close(fd);
+    return rc;
+}
+
+static int server_listen(http_server_t *s, uv_loop_t *loop, const char *host, int port, int shared,
+                         const char **err_what)
 {
     struct sockaddr_storage ss;
     int rc;
@@ -221,7 +254,8 @@ int http_server_listen(http_server_t *s, uv_loop_t *loop, const char *host, int 
     uv_tcp_init(loop, t);
     t->data = s;
     *err_what = "bind";
-    rc = uv_tcp_bind(t, (struct sockaddr *)&ss, 0);
+    rc = shared ? shared_socket(t, (struct sockaddr *)&ss, err_what)
+                : uv_tcp_bind(t, (struct sockaddr *)&ss, 0);
     if (rc == 0) {
         *err_what = "listen";
         rc = uv_listen((uv_stream_t *)t, 1024, on_connection);
@@ -233,6 +267,18 @@ int http_server_listen(http_server_t *s, uv_loop_t *loop, const char *host, int 
     }
     s->listener = t;
     return 0;
+}
+
+int http_server_listen(http_server_t *s, uv_loop_t *loop, const char *host, int port,
+                       const char **err_what)
+{
+    return server_listen(s, loop, host, port, 0, err_what);
+}
+
+int http_server_listen_shared(http_server_t *s, uv_loop_t *loop, const char *host, int port,
+                              const char **err_what)
+{
+    return server_listen(s, loop, host, port, 1, err_what);
 }
 
 int http_server_port(const http_server_t *s)

@@ -111,6 +111,9 @@ void http_server_init(http_server_t *s, const struct http_limits *l, http_dispat
 /* Binds and listens; 0, or a negative libuv error with *err_what naming the step. */
 int http_server_listen(http_server_t *s, uv_loop_t *loop, const char *host, int port,
                        const char **err_what);
+/* The same on a socket with SO_REUSEPORT: worker processes each bind the one address. */
+int http_server_listen_shared(http_server_t *s, uv_loop_t *loop, const char *host, int port,
+                              const char **err_what);
 int http_server_port(const http_server_t *s);
 /* Stops accepting, closes idle connections, lets requests in flight finish (their
  * answers carry Connection: close). on_closed runs when the last connection is gone. */

@@ -830,8 +830,12 @@ static int l_httpd_listen(lua_State *L)
     lua_pushvalue(L, handler);
     ls->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     *p = ls;
+    lua_getfield(L, 1, "reuseport"); /* worker processes: docs/operations.md */
+    int shared = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     const char *what;
-    int rc = http_server_listen(&ls->s, task_loop(), host, port, &what);
+    int rc = shared ? http_server_listen_shared(&ls->s, task_loop(), host, port, &what)
+                    : http_server_listen(&ls->s, task_loop(), host, port, &what);
     if (rc != 0) {
         lua_pushnil(L);
         lua_pushfstring(L, "%s: %s: %s %s:%d", uv_err_name(rc), uv_strerror(rc), what, host, port);

@@ -29,7 +29,12 @@ local format, concat, min, max, ceil, floor = string.format, table.concat, math.
 local M = {}
 
 M.BUCKETS = 64
-local NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
+-- The lease clock is the database's: PostgreSQL's for instances on several hosts, the
+-- machine's (SQLite's julianday, milliseconds) for worker processes sharing one SQLite file.
+-- One store per process, so M.new sets it once for the module.
+local PG_NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
+local SQLITE_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+local NOW = PG_NOW
 local LOCK_KEY = 1937012581 -- "stwd" + 1: the migration lock is 1937012580
 local CHANNEL = "steward_policies"
 local TOKENS = "steward_tokens"
@@ -55,6 +60,8 @@ local function bucket_of(policy, key)
 end
 M.bucket_of = bucket_of
 
+-- Several instances on PostgreSQL always coordinate; worker processes (workers > 1) do on
+-- either backend, and the daemon turns it on for them.
 function M.enabled(st) return st:backend() == "postgres" end
 
 -- The libpq connection string of a store URL, without steward's own pool options.
@@ -87,6 +94,8 @@ end
 -- new{store, dispatch, registry, url, pid, on_leader = fn(bool), lease, heartbeat, poll}
 -- (the durations come from the config's `cluster` table)
 function M.new(opts)
+  local pg_store = opts.store:backend() == "postgres"
+  NOW = pg_store and PG_NOW or SQLITE_NOW
   local lease = opts.lease or 5
   local host = hostname()
   local c = setmetatable({
@@ -102,6 +111,9 @@ function M.new(opts)
     gaps = {}, ngaps = 0, -- seq -> monotonic time first missed
     leader = false, leader_deadline = 0,
     stats = { scanned = 0, takeovers = 0 },
+    -- Without NOTIFY (SQLite), policy changes are found by comparing versions, every second.
+    reconcile_every = pg_store and RECONCILE or 1,
+    worker = opts.worker,
     bg = {},
   }, C)
   c.bucket_of = bucket_of
@@ -282,7 +294,7 @@ function C:balance()
   local values, args = {}, { self.id, self.lease }
   for i = 1, want do
     args[#args + 1] = free[i]
-    values[i] = format("($%d::int, $1, %s + $2, %s)", #args, NOW, NOW)
+    values[i] = format("(CAST($%d AS INTEGER), $1, %s + $2, %s)", #args, NOW, NOW)
   end
   -- One transaction: take the buckets, read the lowest mark (where the rescan starts), and
   -- lower our own mark to it, so the cursor cannot pass the rescan before our next mark.
@@ -293,7 +305,8 @@ function C:balance()
       "since = excluded.since WHERE dispatch_buckets.lease_until < " .. NOW .. " OR dispatch_buckets.owner = $1 " ..
       "RETURNING bucket", unpack(args) },
     { "SELECT MIN(low) AS low FROM dispatch_marks" },
-    { "UPDATE dispatch_marks SET low = LEAST(low, (SELECT MIN(low) FROM dispatch_marks)) WHERE instance = $1", self.id },
+    { "UPDATE dispatch_marks SET low = (SELECT MIN(low) FROM dispatch_marks) WHERE instance = $1 " ..
+      "AND low > (SELECT MIN(low) FROM dispatch_marks)", self.id },
   })
   if not res then
     log.warn("cluster: cannot claim buckets", { error = tostring(err) })
@@ -521,7 +534,7 @@ function C:reconcile()
 end
 
 local function loop(self)
-  local next_beat, next_reconcile = 0, time.monotonic() + RECONCILE
+  local next_beat, next_reconcile = 0, time.monotonic() + self.reconcile_every
   local function step()
     local now = time.monotonic()
     for b, dl in pairs(self.owned) do if dl <= now then self:lose(b) end end
@@ -539,7 +552,7 @@ local function loop(self)
     end
     if not self.quiet then self:scan() end
     if now >= next_reconcile and not self.quiet then
-      next_reconcile = now + RECONCILE
+      next_reconcile = now + self.reconcile_every
       self:reconcile()
     end
   end
@@ -564,7 +577,9 @@ function C:start()
   })
   if not ok then return nil, "cluster: cannot register this instance: " .. tostring(err) end
   local has, pg = pcall(require, "steward.pg")
-  if has and type(pg) == "table" and pg.connect then
+  if self.st:backend() ~= "postgres" then
+    log.info("cluster: worker processes on one SQLite store; the leader holds a lease row")
+  elseif has and type(pg) == "table" and pg.connect then
     self.pg = pg
     self.bg[#self.bg + 1] = task.spawn({ name = "cluster.session" }, session_loop, self, pg)
   else
@@ -617,7 +632,7 @@ function M.view(ctx)
       leader = r.leader == 1 and state == "alive", buckets = owned[r.id] or 0,
       load = r.load and json.decode(r.load) or json.null, self = r.id == c.id or nil }
   end
-  return 200, { mode = "cluster", backend = "postgres", self = c.id, leader = leader,
+  return 200, { mode = "cluster", backend = st:backend(), worker = c.worker, self = c.id, leader = leader,
     lease = c.lease, buckets = M.BUCKETS, instances = json.array(list) }
 end
 

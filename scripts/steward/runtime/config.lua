@@ -102,8 +102,33 @@ local function uid_list(v)
   return v
 end
 
+-- The processors this process may run on (its affinity mask, as nproc counts them): the
+-- default number of worker processes. 1 when it cannot be read.
+local function cores()
+  local ok, n = pcall(function()
+    local ffi = require "ffi"
+    pcall(ffi.cdef, "long sysconf(int name);")
+    return tonumber(ffi.C.sysconf(84)) -- _SC_NPROCESSORS_ONLN on Linux
+  end)
+  local f = io.open("/proc/self/status", "r")
+  if f then
+    local text = f:read("*a"); f:close()
+    local list = text:match("Cpus_allowed_list:%s*(%S+)")
+    if list then
+      local count = 0
+      for a, b in list:gmatch("(%d+)%-?(%d*)") do count = count + (b ~= "" and (tonumber(b) - tonumber(a) + 1) or 1) end
+      if count > 0 and (not ok or not n or count < n) then n, ok = count, true end
+    end
+  end
+  if not ok or not n or n < 1 then return 1 end
+  return math.min(n, 256)
+end
+M.cores = cores
+
 local SCHEMA = {
   listen       = { "string", "127.0.0.1:8080", is_listen, "HTTP API address" },
+  workers      = { "number", cores(), positive_int(256),
+                   "worker processes sharing the listen socket and the store (default: the number of cores)" },
   store        = { "string", "sqlite:var/steward.db", is_store, "the store" },
   policies     = { "string", "policies", nil, "policy directory" },
   admin_socket = { "string", "var/steward.sock", nil, "admin / REPL socket (created mode 0600)" },

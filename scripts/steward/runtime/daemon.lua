@@ -3,7 +3,11 @@
 -- cleanly on SIGTERM/SIGINT (stop accepting, let running handlers finish within a deadline,
 -- flush the store). SIGHUP reloads the policies and re-reads the configuration. On a PostgreSQL store the daemon runs in
 -- cluster mode (steward.runtime.cluster): handling is shared by bucket leases, and the singleton duties
--- (timers, cron, retention) run only on the elected leader.
+-- (timers, cron, retention) run only on the elected leader. With workers = N > 1 this process
+-- does the start-up that must happen once (privileges, store migrations, admin token, audit
+-- key), then returns N and the address to core/main.c, whose supervisor (core/supervisor.c)
+-- runs N worker processes: each is this daemon with STEWARD_WORKER=i, in cluster mode on the
+-- shared store, listening on the one address with SO_REUSEPORT (docs/operations.md).
 local config = require "steward.runtime.config"
 local log = require "steward.log"
 local fs = require "steward.fs"
@@ -101,7 +105,26 @@ local function register_gauges(ctx)
   end
 end
 
--- main{config = path} — runs until SIGTERM or SIGINT.
+-- The supervisor's share of the start-up, done once before any worker starts so that workers
+-- starting together do not race: the store's migrations, the admin token, the audit key.
+-- Returns what core/main.c hands to the supervisor: the worker count, host and port.
+function M.prepare_workers(cfg)
+  local st, err = store.open(cfg.store)
+  if not st then die(1, "store: " .. tostring(err)) end
+  local a
+  a, err = auth.new({ store = st, admin_token = cfg.admin_token, var_dir = cfg.var_dir })
+  if not a then die(1, err) end
+  local key
+  key, err = audit_key.load(audit_key.path(cfg.var_dir), { create = true })
+  if not key then die(1, err) end
+  st:close()
+  local host, port = cfg.listen:match("^(.+):(%d+)$")
+  log.info("starting workers", { workers = cfg.workers, address = cfg.listen })
+  return cfg.workers, host, tonumber(port)
+end
+
+-- main{config = path} — runs until SIGTERM or SIGINT (or, with workers > 1 outside a worker,
+-- returns workers, host, port for the supervisor).
 function M.main(args)
   args = args or {}
   local cfg, err = config.load({ file = args.config or "steward.lua", required = args.config ~= nil })
@@ -142,9 +165,12 @@ function M.main(args)
     ok, err = fs.mkdir(dirname(db_path), { parents = true })
     if not ok then die(1, "cannot create the store directory: " .. err) end
   end
-  -- Started as root: become the service user before anything is opened or served.
+  -- Started as root: become the service user before anything is opened or served (a
+  -- supervisor drops before it starts any worker; a worker then finds nothing to drop).
   ok, err = require("steward.runtime.daemon.privileges").drop(cfg)
   if not ok and err then die(1, err) end
+  local worker = tonumber(os.getenv("STEWARD_WORKER") or "")
+  if not worker and cfg.workers > 1 then return M.prepare_workers(cfg) end
 
   pcall(ffi.cdef, "int getpid(void);")
   local ctx = { cfg = cfg, policies = {}, bg = {}, policies_loaded = false, started = time.now(),
@@ -202,8 +228,10 @@ function M.main(args)
     ctx.dispatch:set_policies(set)
     require("steward.runtime.daemon.policy_schedules").apply(st, set)
   end })
-  if require("steward.runtime.cluster").enabled(st) then
+  ctx.worker = worker
+  if worker or require("steward.runtime.cluster").enabled(st) then
     ctx.cluster = require("steward.runtime.cluster").new({ store = st, dispatch = ctx.dispatch, registry = ctx.registry,
+      worker = worker,
       lease = cfg.cluster.lease, heartbeat = cfg.cluster.heartbeat, poll = cfg.cluster.poll,
       url = cfg.store, pid = ctx.pid, on_leader = function(yes) if ctx.on_leader then ctx.on_leader(yes) end end,
       on_tokens = function() ctx.auth:refresh() end })
@@ -235,22 +263,29 @@ function M.main(args)
   register_gauges(ctx)
   -- The admin socket (steward repl / steward eval, docs/repl.md) is up before the HTTP
   -- listener: once "listening" is logged for HTTP, a client can attach.
-  ctx.repl, err = require("steward.runtime.repl.server").start(ctx)
+  -- Worker i > 1 serves its own socket, <admin_socket>.<i>; worker 1 the configured path.
+  local repl_ctx = ctx
+  if worker and worker > 1 then
+    local wcfg = setmetatable({ admin_socket = cfg.admin_socket .. "." .. worker }, { __index = cfg })
+    repl_ctx = setmetatable({ cfg = wcfg }, { __index = ctx, __newindex = ctx })
+  end
+  ctx.repl, err = require("steward.runtime.repl.server").start(repl_ctx)
   if not ctx.repl then die(1, err) end
   local router = httpd.router()
   api.install(router, ctx)
-  local host, port = cfg.listen:match("^(.+):(%d+)$")
+  -- A worker binds the address its supervisor resolved (port 0 becomes one port for all).
+  local host, port = (worker and os.getenv("STEWARD_WORKER_LISTEN") or cfg.listen):match("^%[?(.-)%]?:(%d+)$")
   local l = cfg.limits
   local srv
   srv, err = httpd.listen({
-    host = host, port = tonumber(port), handler = router, admit = api.admit(router, ctx),
+    host = host, port = tonumber(port), handler = router, admit = api.admit(router, ctx), reuseport = worker ~= nil,
     limits = { max_header_bytes = l.max_header_bytes, max_body_bytes = l.max_body_bytes,
                max_body_bytes_in_flight = math.max(l.max_body_bytes_in_flight, l.max_body_bytes),
                max_connections = l.max_connections, header_timeout = l.header_timeout,
                body_timeout = l.body_timeout, idle_timeout = l.idle_timeout },
   })
   if not srv then die(1, "cannot listen on " .. cfg.listen .. ": " .. tostring(err)) end
-  log.info("listening", { listener = "http", address = host .. ":" .. srv:port() })
+  log.info("listening", { listener = "http", address = host .. ":" .. srv:port(), worker = worker })
   ctx.server = srv
   if ctx.cluster then ctx.cluster.address = host .. ":" .. srv:port() end
   start_background(ctx)
@@ -267,6 +302,13 @@ function M.main(args)
     signal.on("HUP", function() ctx.registry:reload("SIGHUP", { config = true }) end),
   }
   ctx.reload = function(reason) return ctx.registry:reload(reason or "API", { config = true }) end
+  -- Tell the supervisor this worker serves (and may now be sent SIGHUP).
+  local ready_fd = worker and tonumber(os.getenv("STEWARD_WORKER_READY_FD") or "")
+  if ready_fd then
+    pcall(ffi.cdef, "long write(int fd, const void *buf, size_t n); int close(int fd);")
+    ffi.C.write(ready_fd, "1", 1)
+    ffi.C.close(ready_fd)
+  end
   waiter:join()
 
   ctx.stopping = true

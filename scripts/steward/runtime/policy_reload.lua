@@ -141,7 +141,7 @@ function R:prune_versions()
 end
 
 -- Every new version goes into the store in one atomic batch (one commit for a whole reload).
--- In cluster mode (PostgreSQL, self.instance set by the daemon) the same unit records the
+-- In cluster mode (self.instance set by the daemon: PostgreSQL, or worker processes) the same unit records the
 -- cluster's current version of each policy and NOTIFYs the other instances, so the
 -- announcement is sent if and only if the change committed. Loading at start-up announces
 -- nothing: a restarting instance with an old directory must not override the cluster.
@@ -152,7 +152,7 @@ local function remember_versions(self, list, reason)
     stmts[i] = { "INSERT INTO policy_versions (name, version, file, source, created) " ..
       "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, version) DO NOTHING", p.name, p.version, p.file, p.source, now }
   end
-  if self.instance and self.st:backend() == "postgres" then
+  if self.instance then
     local start, names = reason == "start", {}
     for _, p in ipairs(list) do
       names[#names + 1] = p.name
@@ -160,7 +160,8 @@ local function remember_versions(self, list, reason)
         (start and "ON CONFLICT (name) DO NOTHING" or "ON CONFLICT (name) DO UPDATE SET version = excluded.version, " ..
         "instance = excluded.instance, updated = excluded.updated"), p.name, p.version, self.instance, now }
     end
-    if not start then
+    -- (Worker processes on SQLite have no NOTIFY: they compare versions every second.)
+    if not start and self.st:backend() == "postgres" then
       stmts[#stmts + 1] = { "SELECT pg_notify('steward_policies', $1)",
         require("steward.json").encode({ instance = self.instance, reason = reason, policies = names }) }
     end
