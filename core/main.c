@@ -1,4 +1,5 @@
 /* The steward command: parses the command line and runs one subcommand. */
+#include <errno.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,6 +265,19 @@ static int cmd_run(int argc, char **argv, char **full_argv)
             return usage(msg);
         }
     }
+    /* The second stage of a supervisor: this binary exec'ed by the first (below). */
+    const char *sup = getenv("STEWARD_SUPERVISE");
+    if (sup && !getenv("STEWARD_WORKER")) {
+        struct supervisor_opts so = {.argv = full_argv};
+        char host[256];
+        if (sscanf(sup, "%d %255s %d", &so.workers, host, &so.port) != 3) {
+            fprintf(stderr, "steward: STEWARD_SUPERVISE: expected \"WORKERS HOST PORT\"\n");
+            return 2;
+        }
+        so.host = host;
+        unsetenv("STEWARD_SUPERVISE");
+        return supervisor_run(&so);
+    }
     if (rt_open() != 0) {
         fprintf(stderr, "steward: cannot create the runtime\n");
         return 1;
@@ -284,10 +298,18 @@ static int cmd_run(int argc, char **argv, char **full_argv)
     rt_close();
     if (rr.r.status != 0 || rr.workers < 2)
         return rr.r.status;
-    /* The start-up ran here (privileges, store, token); the workers run the daemon. */
-    struct supervisor_opts so = {.workers = rr.workers, .host = rr.host, .port = rr.port,
-                                 .argv = full_argv};
-    return supervisor_run(&so);
+    /* The start-up ran here (privileges, store, token); the workers run the daemon. The
+     * supervisor starts afresh, by exec in this process (same pid): the runtime left threads
+     * behind (libuv's pool), and a thread that does not block SIGCHLD would swallow it. */
+    char spec[400];
+    snprintf(spec, sizeof spec, "%d %s %d", rr.workers, rr.host, rr.port);
+    if (setenv("STEWARD_SUPERVISE", spec, 1) != 0) {
+        perror("steward: setenv");
+        return 1;
+    }
+    execv("/proc/self/exe", full_argv);
+    fprintf(stderr, "steward: cannot exec the supervisor (/proc/self/exe): %s\n", strerror(errno));
+    return 1;
 }
 
 /* steward test / steward check: the Lua side (steward.runtime.testing.*) parses the arguments and

@@ -1,7 +1,8 @@
 /* The worker supervisor: the parent process of `steward run` when workers = N > 1.
  *
  * It serves nothing and holds no Lua state: the daemon's start-up (configuration, privilege
- * drop, store migrations, admin token) ran before, in this process, and was torn down. Each
+ * drop, store migrations, admin token) ran before, in this process, which then exec'ed itself
+ * with STEWARD_SUPERVISE set, so the supervisor is one thread with nothing left over. Each
  * worker is this binary exec'ed afresh with the same arguments and STEWARD_WORKER=i in its
  * environment (a fork of a process with a loop and threads would inherit their state; an
  * exec starts clean). The workers bind the one HTTP address with SO_REUSEPORT and share the
@@ -53,6 +54,7 @@ struct worker {
     int ready_fd;    /* read end of its ready pipe, -1 once read or closed */
     int ready;       /* it said it serves */
     int fails;       /* quick deaths in a row */
+    int spawns;      /* how many times this worker was started */
     double started;  /* monotonic seconds */
     double restart_at; /* 0: no restart pending */
 };
@@ -110,29 +112,42 @@ static int reserve_port(const char *host, int *port, int *fd_out)
     return 0;
 }
 
+/* The variables the supervisor sets for its workers (a stale one is not passed on). */
+static int own_var(const char *e)
+{
+    return strncmp(e, "STEWARD_WORKER", 14) == 0 || strncmp(e, "STEWARD_SUPERVISE=", 18) == 0;
+}
+
 /* The worker's environment: ours without STEWARD_WORKER*, plus its index, the count, the
- * address and its ready pipe. Built before fork (no malloc between fork and exec). */
+ * address, its ready pipe and how many times this index was started (1 at first). Built before fork (no malloc between fork and exec). */
 static char **worker_env(struct sup *s, int idx, int ready_fd)
 {
     size_t n = 0;
     for (char **e = environ; *e; e++)
         n++;
-    char **env = calloc(n + 5, sizeof *env);
+    char **env = calloc(n + 6, sizeof *env);
     if (!env)
         return NULL;
     size_t k = 0;
     for (char **e = environ; *e; e++)
-        if (strncmp(*e, "STEWARD_WORKER", 14) != 0)
+        if (!own_var(*e))
             env[k++] = *e;
-    char buf[400];
-    snprintf(buf, sizeof buf, "STEWARD_WORKER=%d", idx + 1);
-    env[k++] = strdup(buf);
-    snprintf(buf, sizeof buf, "STEWARD_WORKERS=%d", s->o->workers);
-    env[k++] = strdup(buf);
-    snprintf(buf, sizeof buf, "STEWARD_WORKER_LISTEN=%s", s->listen);
-    env[k++] = strdup(buf);
-    snprintf(buf, sizeof buf, "STEWARD_WORKER_READY_FD=%d", ready_fd);
-    env[k++] = strdup(buf);
+    char buf[5][400];
+    snprintf(buf[0], sizeof buf[0], "STEWARD_WORKER=%d", idx + 1);
+    snprintf(buf[1], sizeof buf[1], "STEWARD_WORKERS=%d", s->o->workers);
+    snprintf(buf[2], sizeof buf[2], "STEWARD_WORKER_LISTEN=%s", s->listen);
+    snprintf(buf[3], sizeof buf[3], "STEWARD_WORKER_READY_FD=%d", ready_fd);
+    snprintf(buf[4], sizeof buf[4], "STEWARD_WORKER_SPAWN=%d", s->w[idx].spawns + 1);
+    for (int i = 0; i < 5; i++) {
+        env[k] = strdup(buf[i]);
+        if (!env[k]) {
+            while (i-- > 0)
+                free(env[--k]);
+            free(env);
+            return NULL;
+        }
+        k++;
+    }
     env[k] = NULL;
     return env;
 }
@@ -141,7 +156,7 @@ static void free_env(char **env)
 {
     size_t base = 0;
     for (char **e = environ; *e; e++)
-        if (strncmp(*e, "STEWARD_WORKER", 14) != 0)
+        if (!own_var(*e))
             base++;
     for (char **e = env + base; *e; e++)
         free(*e);
@@ -193,6 +208,7 @@ static int spawn(struct sup *s, int idx)
         return -1;
     }
     w->pid = pid;
+    w->spawns++;
     w->ready_fd = p[0];
     w->ready = 0;
     w->started = now_s();

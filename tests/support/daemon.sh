@@ -46,12 +46,17 @@ CFG
 }
 
 # daemon_start: starts the daemon, waits for its "listening" line, sets PORT and TOKEN.
+# One worker process (tests/run exports STEWARD_WORKERS=1); a test that sets STEWARD_WORKERS=N
+# gets N workers under a supervisor (DPID), and daemon_start waits until all N serve.
 daemon_start() {
     : > "$D/log.new"
     "$BIN" run -c "$D/steward.lua" 2>>"$D/log.new" &
     DPID=$!
+    local want=${STEWARD_WORKERS:-1}
     for _ in $(seq 400); do
         PORT=$(sed -n 's/.*msg=listening address=127.0.0.1:\([0-9]*\).*/\1/p' "$D/log.new" | tail -1)
+        if [ "$want" -gt 1 ] && [ -n "$PORT" ] &&
+            [ "$(grep -c 'msg="worker serving"' "$D/log.new")" -lt "$want" ]; then PORT=; fi
         [ -n "$PORT" ] && break
         kill -0 "$DPID" 2>/dev/null || break
         sleep 0.025
