@@ -170,7 +170,15 @@ function M.main(args)
   ok, err = require("steward.runtime.daemon.privileges").drop(cfg)
   if not ok and err then die(1, err) end
   local worker = tonumber(os.getenv("STEWARD_WORKER") or "")
-  if not worker and cfg.workers > 1 then return M.prepare_workers(cfg) end
+  if not worker and cfg.workers > 1 then
+    -- An in-memory database is private to its process: workers could not share it.
+    if db_path == ":memory:" then
+      log.warn("an in-memory store cannot be shared by worker processes: running one process",
+        { workers = cfg.workers, store = cfg.store })
+    else
+      return M.prepare_workers(cfg)
+    end
+  end
 
   pcall(ffi.cdef, "int getpid(void);")
   local ctx = { cfg = cfg, policies = {}, bg = {}, policies_loaded = false, started = time.now(),
