@@ -13,7 +13,9 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store.h"
@@ -483,6 +485,22 @@ static void create_private(const char *path)
         close(fd);
 }
 
+/* Another process holds the lock (worker processes share the file, docs/operations.md).
+ * SQLite's own handler sleeps 1, 2, 5, 10, ... 100 ms between tries, far longer than another
+ * worker's group commit holds the lock; short sleeps first keep a waiting commit from idling
+ * behind it. Runs on the store's threads only, never the loop's. ud: the timeout in ms. */
+static int busy_wait(void *ud, int tries)
+{
+    int limit_ms = (int)(intptr_t)ud;
+    /* 100 tries of 100 us (10 ms), then 1 ms each */
+    long waited_us = tries < 100 ? (long)tries * 100 : 10000 + (long)(tries - 100) * 1000;
+    if (waited_us >= (long)limit_ms * 1000)
+        return 0;
+    struct timespec ts = {0, tries < 100 ? 100000 : 1000000};
+    nanosleep(&ts, NULL);
+    return 1;
+}
+
 static struct conn *conn_open(struct sq *q, int readonly, char *err, size_t errlen)
 {
     struct conn *c = calloc(1, sizeof *c);
@@ -503,7 +521,7 @@ static struct conn *conn_open(struct sq *q, int readonly, char *err, size_t errl
         return NULL;
     }
     sqlite3_extended_result_codes(c->db, 1);
-    sqlite3_busy_timeout(c->db, q->busy_ms);
+    sqlite3_busy_handler(c->db, busy_wait, (void *)(intptr_t)q->busy_ms);
     if (readonly) /* the writer, closing last, checkpoints; readers never fsync */
         sqlite3_db_config(c->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
     return c;
