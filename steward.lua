@@ -6,6 +6,7 @@ return {
   policies     = "policies",
   admin_socket = "var/steward.sock",
   env          = "development",
+  -- workers   = 2,   -- worker processes sharing listen and store; default: the number of cores
   -- admin_token = os.getenv("MY_SECRET"),  -- else generated into var/admin.token (0600)
   -- What policies may do beyond computation, kv, log, metrics and their own events
   -- (docs/policies.md#capabilities): the shipped alerting policies act on the alerting state.
