@@ -20,8 +20,15 @@ cleanup_workers() {
     for p in $(worker_pids); do kill -9 "$p" 2>/dev/null; done
     [ -n "${DPID:-}" ] && cat "$D/log.new" >> "$D/log" 2>/dev/null
     daemon_cleanup
+    [ -n "${WORKERS_PG:-}" ] && pg_stop
 }
 trap cleanup_workers EXIT
+# tests/e2e/workers_pg.t: the same on a throwaway PostgreSQL (tests/support/pg.sh)
+if [ -n "${WORKERS_PG:-}" ]; then
+    . "$here/tests/support/pg.sh"
+    pg_start || { echo "1..1"; echo "not ok 1 - PostgreSQL starts"; exit 1; }
+    export STEWARD_TEST_STORE=$PG_URL
+fi
 
 n=0
 fail=0
@@ -76,7 +83,7 @@ daemon_config "cluster = { lease = \"2s\" }, workers = 2,
   grants = { [\"cl.*\"] = { [\"fs.read\"] = { \"$D\", \"/proc\" }, [\"fs.write\"] = { \"$D\" } } }, policy_config = { [\"cl.which\"] = { tag = \"cfg1\" } }"
 daemon_start || { echo "1..1"; echo "not ok 1 - two workers start"; exit 1; }
 ok=1; [ -n "$(worker_pid 1)" ] && [ -n "$(worker_pid 2)" ] && [ "$(worker_pid 1)" != "$(worker_pid 2)" ] && ok=0
-tap $ok "the supervisor starts two workers that both serve on port $PORT"
+tap $ok "the supervisor starts two workers that both serve on port $PORT (${STEWARD_TEST_STORE:-sqlite})"
 
 # Each new connection is given to one worker by the kernel (SO_REUSEPORT): both answer.
 selves=$(for _ in $(seq 40); do
@@ -93,7 +100,7 @@ for _ in $(seq 100); do
     leaders=$(curl -fs -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/v1/cluster" |
         jx 'len([i for i in d["instances"] if i["leader"]])')
 done
-[ "$leaders" = 1 ]; tap $? "one worker leads (the lease row on SQLite)"
+[ "$leaders" = 1 ]; tap $? "one worker leads (SQLite: the lease row; PostgreSQL: the advisory lock)"
 
 curl -fs -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
     -d "{\"id\":\"arm-1\",\"type\":\"cl.arm\",\"data\":{\"count\":$NTIMERS,\"first\":2,\"step\":0.5}}" \
@@ -112,7 +119,9 @@ wait_acked() {
 kill_worker() {
     local p; p=$(worker_pid "$1")
     kill -9 "$p"
-    while kill -0 "$p" 2>/dev/null; do sleep 0.01; done
+    # gone once the supervisor reaped it (a zombie still answers kill -0): bounded
+    local i; for i in $(seq 400); do kill -0 "$p" 2>/dev/null || break; sleep 0.01; done
+    kill -0 "$p" 2>/dev/null && return 1
     echo "$p $(now)" >> "$D/kills"   # after death: a run cut by the kill ended by then
     for _ in $(seq 400); do
         [ "$(worker_pid "$1")" != "$p" ] && [ -n "$(worker_pid "$1")" ] && return 0
