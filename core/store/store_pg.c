@@ -12,13 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "duration.h"
 #include "pg_conn.h"
 #include "store.h"
 #include "store_pg_stmt.h"
 
 #define DEFAULT_POOL      4
-#define MAX_POOL          64
 #define DEFAULT_TIMEOUT   5000 /* ms a request may wait for a free connection */
 #define GROUP_MAX_STMTS   4096 /* statements per write transaction, so one commit stays short */
 #define CACHE_SLOTS       512  /* prepared statements per connection (open addressing) */
@@ -112,6 +110,7 @@ struct conn {
     int retry_u;      /* the unit already re-run after a stale plan, or -1 */
     int restart;      /* roll back, then run the single-unit group again */
     int group_failed; /* a savepoint command failed: the transaction is lost */
+    int safe;         /* units in savepoints (after the first attempt of the group failed) */
     uint64_t stmts;
     double t0;
     /* prepared statements */
@@ -374,15 +373,16 @@ static int unit_valid(store_req_t *req)
     return 1;
 }
 
-/* Sends units from..n-1 that have not failed, each in its savepoint (a group of one needs
- * none), into the current round. */
+/* Sends units from..n-1 that have not failed into the current round; in safe mode each in its
+ * savepoint. */
 static void send_units(struct conn *k, int from)
 {
+    int sp = k->safe && k->nunits > 1;
     for (int u = from; u < k->nunits; u++) {
         store_req_t *req = k->units[u];
         if (req->status != 0 || !unit_valid(req))
             continue;
-        if (k->nunits > 1)
+        if (sp)
             send_cmd(k, T_SAVEPOINT, u, 0, "SAVEPOINT unit");
         char err[200];
         for (int i = 0; i < req->nstmts; i++)
@@ -391,7 +391,7 @@ static void send_units(struct conn *k, int from)
                 fail_ok_units(k, STORE_CODE_ERROR, err);
                 return;
             }
-        if (k->nunits > 1)
+        if (sp)
             send_cmd(k, T_RELEASE, u, 0, "RELEASE SAVEPOINT unit");
     }
 }
@@ -639,7 +639,21 @@ static void round_done(struct conn *k)
         work_done(k);
         return;
     case P_UNITS:
-        if (k->group_failed) {
+        if (!k->safe && (k->group_failed || k->fail_u >= 0)) {
+            /* The first attempt ran without savepoints and something failed: nothing after the
+             * failure ran and the transaction is lost. Run the group again, each unit in its
+             * savepoint, so that a failing unit fails alone. */
+            k->safe = 1;
+            for (int u = 0; u < k->nunits; u++)
+                unit_reset(k->units[u]);
+            k->fail_u = -1;
+            k->fail_stale = 0;
+            k->group_failed = 0;
+            send_cmd(k, T_ROLLBACK, 0, 0, "ROLLBACK");
+            send_cmd(k, T_BEGIN, 0, 0, "BEGIN READ WRITE");
+            send_units(k, 0);
+            end_round(k, P_UNITS);
+        } else if (k->group_failed) {
             send_cmd(k, T_ROLLBACK, 0, 0, "ROLLBACK");
             end_round(k, P_ROLLBACK);
         } else if (k->fail_u >= 0 && k->nunits > 1) {
@@ -754,6 +768,11 @@ static int grow_units(struct conn *k, int n)
 static void start_work(struct conn *k, int writing)
 {
     k->writing = writing;
+    /* Optimistic: most groups have no failing unit, and SAVEPOINT / RELEASE cost two commands
+     * and a subtransaction per unit (past 64 per transaction, PostgreSQL's subtransaction
+     * cache overflows and every snapshot taken meanwhile gets slower). A group of one unit
+     * needs none anyway. */
+    k->safe = k->nunits <= 1;
     k->retry_u = -1;
     k->restart = 0;
     k->stmts = 0;
@@ -1006,8 +1025,8 @@ static void pg_close_now(store_t *s)
     while (busy(p) && now_s() < deadline) {
         dispatch(p);
         deliver(p);
-        struct pollfd fds[MAX_POOL];
-        struct conn *ks[MAX_POOL];
+        struct pollfd fds[PGS_MAX_POOL];
+        struct conn *ks[PGS_MAX_POOL];
         int n = 0;
         for (int i = 0; i < p->pool_size; i++) {
             struct conn *k = &p->conns[i];
@@ -1051,115 +1070,6 @@ static void pg_stats(store_t *s, store_stats_t *out)
     out->reads_in_flight = (uint64_t)p->reads_in_flight;
 }
 
-/* ---- the URL ---- */
-
-static int take_option(struct pg *p, const char *key, size_t klen, const char *val, size_t vlen,
-                       char *err, size_t errlen)
-{
-    char v[64];
-    if (vlen >= sizeof v)
-        vlen = sizeof v - 1;
-    memcpy(v, val, vlen);
-    v[vlen] = 0;
-    if (klen == 9 && memcmp(key, "pool_size", 9) == 0) {
-        char *end;
-        long n = strtol(v, &end, 10);
-        if (!*v || *end || n < 1 || n > MAX_POOL) {
-            snprintf(err, errlen, "postgres: pool_size: an integer from 1 to %d expected, got '%s'",
-                     MAX_POOL, v);
-            return -1;
-        }
-        p->pool_size = (int)n;
-        return 0;
-    }
-    double d;
-    if (duration_parse(v, &d) != 0 || d < 0 || d > 86400) {
-        snprintf(err, errlen,
-                 "postgres: pool_timeout: a duration expected (5, \"250ms\"), got '%s'", v);
-        return -1;
-    }
-    p->pool_timeout_ms = (uint64_t)(d * 1000.0 + 0.5);
-    return 0;
-}
-
-static int is_ours(const char *s, size_t n, size_t *klen)
-{
-    if (n >= 10 && memcmp(s, "pool_size=", 10) == 0) {
-        *klen = 9;
-        return 1;
-    }
-    if (n >= 13 && memcmp(s, "pool_timeout=", 13) == 0) {
-        *klen = 12;
-        return 1;
-    }
-    return 0;
-}
-
-/* url: the whole URL. Splits steward's options (pool_size, pool_timeout) from libpq's. */
-static int parse_url(struct pg *p, const char *url, char *err, size_t errlen)
-{
-    size_t len = strlen(url);
-    char *out = malloc(len + 1);
-    if (!out) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    size_t o = 0;
-    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
-        const char *qm = strchr(url, '?');
-        size_t base = qm ? (size_t)(qm - url) : len;
-        memcpy(out, url, base);
-        o = base;
-        int first = 1;
-        for (const char *s = qm ? qm + 1 : NULL; s && *s;) {
-            const char *amp = strchr(s, '&');
-            size_t n = amp ? (size_t)(amp - s) : strlen(s);
-            size_t klen;
-            if (is_ours(s, n, &klen)) {
-                if (take_option(p, s, klen, s + klen + 1, n - klen - 1, err, errlen) != 0) {
-                    free(out);
-                    return -1;
-                }
-            } else if (n) {
-                out[o++] = first ? '?' : '&';
-                memcpy(out + o, s, n);
-                o += n;
-                first = 0;
-            }
-            s = amp ? amp + 1 : NULL;
-        }
-    } else if (strncmp(url, "postgres:", 9) == 0) {
-        /* keyword/value conninfo: drop our keywords (unquoted values) where a keyword starts */
-        const char *s = url + 9;
-        while (*s) {
-            size_t klen;
-            int at_start = o == 0 || out[o - 1] == ' ' || out[o - 1] == '\t';
-            if (at_start && is_ours(s, strlen(s), &klen)) {
-                const char *v = s + klen + 1;
-                size_t vlen = strcspn(v, " \t");
-                if (take_option(p, s, klen, v, vlen, err, errlen) != 0) {
-                    free(out);
-                    return -1;
-                }
-                s = v + vlen;
-                while (*s == ' ' || *s == '\t')
-                    s++;
-                continue;
-            }
-            out[o++] = *s++;
-        }
-    } else {
-        free(out);
-        snprintf(err, errlen,
-                 "postgres: URL postgres://..., postgresql://... or postgres:KEYWORD=VALUE ... "
-                 "expected");
-        return -1;
-    }
-    out[o] = 0;
-    p->conninfo = out;
-    return 0;
-}
-
 static store_t *pg_open(uv_loop_t *loop, const char *target, store_open_fn cb, void *ud, char *err,
                         size_t errlen)
 {
@@ -1177,7 +1087,7 @@ static store_t *pg_open(uv_loop_t *loop, const char *target, store_open_fn cb, v
     }
     p->pool_size = DEFAULT_POOL;
     p->pool_timeout_ms = DEFAULT_TIMEOUT;
-    if (parse_url(p, url, err, errlen) != 0) {
+    if (pgs_parse_url(url, &p->conninfo, &p->pool_size, &p->pool_timeout_ms, err, errlen) != 0) {
         free(p);
         return NULL;
     }

@@ -1,10 +1,12 @@
-/* The PostgreSQL store's statements (core/store/store_pg.c runs them): the parameters of a
+/* The PostgreSQL store's pure parts (core/store/store_pg.c runs the I/O): the parameters of a
  * store_stmt_t as libpq takes them, the results copied into a request, error codes by
- * SQLSTATE. No I/O. */
+ * SQLSTATE (store_pg_stmt.c), and the store's URL (store_pg_url.c). No I/O. */
 #ifndef STEWARD_STORE_PG_STMT_H
 #define STEWARD_STORE_PG_STMT_H
 
 #include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "store.h"
 
@@ -44,5 +46,12 @@ const char *pgs_code_of_state(const char *s);
 
 /* A cached plan whose result columns changed (ALTER TABLE under a SELECT *). */
 int pgs_stale_plan(const PGresult *r);
+
+/* The store's URL (core/store/store_pg_url.c): *conninfo (malloc'd) is what libpq gets,
+ * steward's options pool_size and pool_timeout are taken out into the given variables (left
+ * as they are when absent); -1 with err set on a bad option or form. */
+#define PGS_MAX_POOL 64
+int pgs_parse_url(const char *url, char **conninfo, int *pool_size, uint64_t *pool_timeout_ms,
+                  char *err, size_t errlen);
 
 #endif
