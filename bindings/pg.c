@@ -3,8 +3,8 @@
  * it. A pool leases idle connections to callers, opening more up to its size. The connection
  * itself is the one PostgreSQL engine (core/store/pg_conn.c: non-blocking libpq on the loop);
  * this file keeps the Lua side: results turned into Lua values (except json and timestamps,
- * which pg.lua converts), the pool, LISTEN/NOTIFY. Work that ends tasks without I/O (a broken or closed
- * connection, a notification already queued) runs from a per-connection idle handle, so no
+ * which pg.lua converts), the pool, LISTEN/NOTIFY. Work that ends tasks without I/O (a broken or
+ * closed connection, a notification already queued) runs from a per-connection idle handle, so no
  * task is resumed from inside another's call. */
 #include <lauxlib.h>
 #include <math.h>
@@ -802,15 +802,17 @@ static int l_db_query(lua_State *L)
     for (int i = 0; i < n; i++) {
         int ty = lua_type(L, 3 + i);
         if (ty != LUA_TNIL && ty != LUA_TBOOLEAN && ty != LUA_TNUMBER && ty != LUA_TSTRING)
-            return luaL_error(L, "db:query: parameter %d: nil, boolean, number, string or table "
-                                 "expected, got %s",
+            return luaL_error(L,
+                              "db:query: parameter %d: nil, boolean, number, string or table "
+                              "expected, got %s",
                               i + 1, luaL_typename(L, 3 + i));
         if (ty == LUA_TSTRING) {
             size_t len;
             const char *s = lua_tolstring(L, 3 + i, &len);
             if (memchr(s, 0, len))
-                return luaL_error(L, "db:query: parameter %d: a string with a NUL byte "
-                                     "(PostgreSQL text cannot hold one)",
+                return luaL_error(L,
+                                  "db:query: parameter %d: a string with a NUL byte "
+                                  "(PostgreSQL text cannot hold one)",
                                   i + 1);
         }
     }
@@ -988,7 +990,9 @@ static int l_db_tostring(lua_State *L)
 {
     struct dbud *ud = luaL_checkudata(L, 1, DB_MT);
     lua_pushfstring(L, "pg.db (%s, pid %d)",
-                    !ud->c ? "closed" : ud->c->state == S_BROKEN ? "broken" : "ok",
+                    !ud->c                     ? "closed"
+                    : ud->c->state == S_BROKEN ? "broken"
+                                               : "ok",
                     ud->c ? ud->c->pid : 0);
     return 1;
 }
@@ -1340,14 +1344,13 @@ static int l_pg_setup(lua_State *L)
 
 int luaopen_steward_pg(lua_State *L)
 {
-    static const luaL_Reg db_methods[] = {{"_query", l_db_query},
-                                          {"notification", l_db_notification},
-                                          {"close", l_db_close},
-                                          {"status", l_db_status},
-                                          {"backend_pid", l_db_backend_pid},
-                                          {NULL, NULL}};
-    static const luaL_Reg pool_methods[] = {
-        {"acquire", l_pool_acquire}, {"close", l_pool_close}, {"stats", l_pool_stats}, {NULL, NULL}};
+    static const luaL_Reg db_methods[] = {
+        {"_query", l_db_query},  {"notification", l_db_notification}, {"close", l_db_close},
+        {"status", l_db_status}, {"backend_pid", l_db_backend_pid},   {NULL, NULL}};
+    static const luaL_Reg pool_methods[] = {{"acquire", l_pool_acquire},
+                                            {"close", l_pool_close},
+                                            {"stats", l_pool_stats},
+                                            {NULL, NULL}};
     static const luaL_Reg funcs[] = {
         {"connect", l_pg_connect}, {"pool", l_pg_pool}, {"setup", l_pg_setup}, {NULL, NULL}};
     lua_newtable(L);

@@ -114,7 +114,7 @@ static void silent_notice(void *arg, const char *message)
  * fallback_application_name, plus options (the "options" keyword: "-c name=value ...") when
  * not NULL; the user's own keywords win. NULL with msg set when it failed at once. */
 static PGconn *pgc_start(const char *conninfo, const char *app, const char *options, char *msg,
-                  size_t msglen)
+                         size_t msglen)
 {
     /* Ours first: a later keyword (the user's, in dbname's expansion) overrides them. */
     const char *kw[5], *val[5];
@@ -142,7 +142,7 @@ static PGconn *pgc_start(const char *conninfo, const char *app, const char *opti
 /* Advances a connection attempt after its socket became ready: re-creates *w for what libpq
  * waits for next. PGC_DONE: connected, non-blocking, *w watches for reading. */
 static enum pgc_step pgc_connect_step(PGconn *c, pgc_watch_t **w, uv_loop_t *loop, uv_poll_cb cb,
-                               void *data, char *msg, size_t msglen)
+                                      void *data, char *msg, size_t msglen)
 {
     pgc_watch_drop(w); /* PQconnectPoll may close the socket and open another */
     PostgresPollingStatusType st = PQconnectPoll(c);
@@ -248,8 +248,7 @@ static char *dup_or_null(const char *s, int *ok)
     return d;
 }
 
-pgc_conn_t *pgc_conn_new(uv_loop_t *loop, const pgc_opts_t *o, const pgc_events_t *ev,
-                         void *owner)
+pgc_conn_t *pgc_conn_new(uv_loop_t *loop, const pgc_opts_t *o, const pgc_events_t *ev, void *owner)
 {
     pgc_conn_t *c = calloc(1, sizeof *c);
     if (!c)
@@ -479,8 +478,8 @@ int pgc_send_prepare(pgc_conn_t *c, const char *name, const char *sql, int n, co
 int pgc_send_prepared(pgc_conn_t *c, const char *name, int n, const char *const *values,
                       const int *lengths, const int *formats, const pgc_cmd_t *cmd)
 {
-    int ok = c->state == PS_UP &&
-             PQsendQueryPrepared(c->pg, name, n, values, lengths, formats, 0) == 1;
+    int ok =
+        c->state == PS_UP && PQsendQueryPrepared(c->pg, name, n, values, lengths, formats, 0) == 1;
     return sent(c, ok, cmd, 0);
 }
 
@@ -539,8 +538,8 @@ static void deliver_results(pgc_conn_t *c)
         pgc_cmd_t cmd = p->cmd;
         c->head = (c->head + 1) % c->cap;
         c->n--;
-            cmd.done(c, &cmd, r);
-        }
+        cmd.done(c, &cmd, r);
+    }
 }
 
 void pgc_conn_io(pgc_conn_t *c, int readable, int writable)
@@ -562,8 +561,8 @@ void pgc_conn_io(pgc_conn_t *c, int readable, int writable)
         return;
     }
     if (c->ev->input) {
-            c->ev->input(c, c->owner);
-            if (c->state != PS_UP)
+        c->ev->input(c, c->owner);
+        if (c->state != PS_UP)
             return;
     }
     if (c->n > 0)

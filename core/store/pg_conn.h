@@ -71,8 +71,7 @@ typedef struct pgc_opts {
 } pgc_opts_t;
 
 /* A connection (not yet connecting); NULL when out of memory. */
-pgc_conn_t *pgc_conn_new(uv_loop_t *loop, const pgc_opts_t *o, const pgc_events_t *ev,
-                         void *owner);
+pgc_conn_t *pgc_conn_new(uv_loop_t *loop, const pgc_opts_t *o, const pgc_events_t *ev, void *owner);
 /* Starts connecting; -1 with msg set when libpq refused at once (no callback then). */
 int pgc_conn_connect(pgc_conn_t *c, char *msg, size_t msglen);
 /* Disconnects and frees the connection (later, from its handles' close callbacks); commands in

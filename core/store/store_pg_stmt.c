@@ -281,7 +281,8 @@ int pgs_params_build(pgs_params_t *pp, const store_stmt_t *s, char *err, size_t 
                 return -1;
             }
             pp->values[j] = v->v.s;
-            pp->types[j] = pp->used[j] ? 0 : PGC_OID_TEXT; /* an unreferenced unknown cannot be typed */
+            pp->types[j] =
+                pp->used[j] ? 0 : PGC_OID_TEXT; /* an unreferenced unknown cannot be typed */
             break;
         case STORE_BLOB:
             pp->values[j] = v->len ? v->v.s : "";
@@ -302,4 +303,3 @@ int pgs_stale_plan(const PGresult *r)
     const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
     return st && strcmp(st, "0A000") == 0 && msg && strstr(msg, "cached plan");
 }
-

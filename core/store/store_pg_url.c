@@ -120,4 +120,3 @@ int pgs_parse_url(const char *url, char **conninfo, int *pool_size, uint64_t *po
     *conninfo = out;
     return 0;
 }
-
