@@ -537,7 +537,11 @@ static void deliver_results(pgc_conn_t *c)
         }
         pgc_cmd_t cmd = p->cmd;
         c->head = (c->head + 1) % c->cap;
-        c->n--;
+        if (--c->n == 0 && c->cap > 1024) { /* after a huge group: give the memory back */
+            free(c->ring);
+            c->ring = NULL;
+            c->cap = c->head = 0;
+        }
         cmd.done(c, &cmd, r);
     }
 }
