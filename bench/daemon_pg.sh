@@ -4,6 +4,8 @@
 # fsync=on and synchronous_commit=on: an acknowledged event is on disk, as on SQLite.
 # Prints table rows for bench/run. Daemon pinned to core 0, wrk to core 1 (as bench/daemon);
 # PostgreSQL is not pinned (PG_CPUS to pin it). SKIPs (one row) without PostgreSQL.
+# PERF=1 adds a row per load: where both cores' time went (perf record -a, by command:
+# postgres, steward, idle, everything else).
 set -eu
 BIN=${STEWARD_BIN:-build/steward}
 SECS=${SECS:-10}
@@ -75,19 +77,38 @@ commit_row() {
     row "  commits/s, units per commit" "$(awk "BEGIN {printf \"%.0f; %.1f\", $c / $SECS, ($c ? $u / $c : 0)}")" ""
     row "  mean write group, writer busy" "$(awk "BEGIN {printf \"%.1f ms; %.0f%%\", ($c ? $s / $c * 1000 : 0), $s / $SECS * 100}")" ""
 }
+# perf record -a over most of a load, then one row of shares by command.
+prof_start() {
+    [ -n "${PERF:-}" ] || return 0
+    perf record -a -q -o "$tmp/perf.$1" -- sleep $((SECS > 2 ? SECS - 1 : 1)) >/dev/null 2>&1 &
+    perf_pid=$!
+}
+prof_row() {
+    [ -n "${PERF:-}" ] || return 0
+    wait "$perf_pid" 2>/dev/null
+    row "  CPU of both cores (perf)" "$(perf report -i "$tmp/perf.$1" --sort comm --stdio -q 2>/dev/null |
+        awk '{ gsub("%", "", $1); s[$2] += $1; t += $1 }
+             END { printf "postgres %.0f%%, steward %.0f%%, idle %.0f%%, other %.0f%%",
+                   s["postgres"], s["steward"], s["swapper"], t - s["postgres"] - s["steward"] - s["swapper"] }')" ""
+}
+
 mark
+prof_start single
 BODY="$tmp/single.json" taskset -c "${WRK_CPUS:-1}" wrk -t1 -c"$CONNS" -d"${SECS}s" -s bench/wrk_post.lua "http://127.0.0.1:$port/v1/events" > "$tmp/w1"
 row "ingest on PostgreSQL, 1 event per POST, $CONNS conns" "$(val rps "$tmp/w1")" "events/s (durable)"
 row "  latency p50 / p99" "$(val p50_ms "$tmp/w1") / $(val p99_ms "$tmp/w1")" "ms"
 commit_row
+prof_row single
 grep -q "errors=0 " "$tmp/w1" || row "  (non-2xx or socket errors)" "$(sed -n 's/.*\(errors=[0-9]*\).*\(statuses=.*\)/\1 \2/p' "$tmp/w1")" ""
 
 mark
+prof_start batch
 BODY="$tmp/batch100.json" taskset -c "${WRK_CPUS:-1}" wrk -t1 -c"$CONNS" -d"${SECS}s" -s bench/wrk_post.lua "http://127.0.0.1:$port/v1/events" > "$tmp/w100"
 rps=$(val rps "$tmp/w100")
 row "ingest on PostgreSQL, batches of 100, $CONNS conns" "$(awk "BEGIN {printf \"%.0f\", $rps * 100}")" "events/s (durable)"
 row "  requests/s, latency p50 / p99" "$rps; $(val p50_ms "$tmp/w100") / $(val p99_ms "$tmp/w100")" "req/s; ms"
 commit_row
+prof_row batch
 grep -q "errors=0 " "$tmp/w100" || row "  (non-2xx or socket errors)" "$(sed -n 's/.*\(errors=[0-9]*\).*\(statuses=.*\)/\1 \2/p' "$tmp/w100")" ""
 
 kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""

@@ -1,9 +1,10 @@
 /* steward.pg.native: clients for other PostgreSQL databases (scripts/steward/pg.lua is the
  * user-facing module). A connection runs one command at a time; further calls queue behind
- * it. A pool leases idle connections to callers, opening more up to its size. Everything is
- * non-blocking libpq on the loop (core/store/pg_conn.c); results are turned into Lua values here,
- * except json, which pg.lua decodes. Work that ends tasks without I/O (a broken or closed
- * connection, a notification already queued) runs from a per-connection idle handle, so no
+ * it. A pool leases idle connections to callers, opening more up to its size. The connection
+ * itself is the one PostgreSQL engine (core/store/pg_conn.c: non-blocking libpq on the loop);
+ * this file keeps the Lua side: results turned into Lua values (except json and timestamps,
+ * which pg.lua converts), the pool, LISTEN/NOTIFY. Work that ends tasks without I/O (a broken or
+ * closed connection, a notification already queued) runs from a per-connection idle handle, so no
  * task is resumed from inside another's call. */
 #include <lauxlib.h>
 #include <math.h>
@@ -61,16 +62,11 @@ struct dbud {
 
 struct conn {
     uv_loop_t *loop;
-    PGconn *pg;
-    pgc_watch_t *w;
-    int want_write;
+    pgc_conn_t *pc; /* NULL once broken or closed */
     enum cstate state;
     int closing;
-    int handles;
-    uv_timer_t timer; /* the connect deadline */
     uv_idle_t kick;
     struct op *cur, *qhead, *qtail;
-    PGresult *res;
     struct note *nhead, *ntail;
     struct nwait *whead, *wtail;
     int pid;
@@ -114,7 +110,6 @@ static void pool_put(struct conn *c);
 static void pool_kick(struct pool *p);
 static void pool_remove(struct conn *c);
 static void pool_unref(struct pool *p);
-static void on_poll(uv_poll_t *h, int status, int events);
 
 static uint64_t to_ms(double sec)
 {
@@ -138,14 +133,18 @@ static void op_free(struct op *op)
 /* A connection with work (or a waiter) keeps the loop running; an idle one does not. */
 static void conn_ref(struct conn *c)
 {
-    pgc_watch_ref(c->w, c->state == S_CONNECTING || c->cur || c->qhead || c->whead);
+    if (c->pc)
+        pgc_conn_ref(c->pc, c->state == S_CONNECTING || c->cur || c->qhead || c->whead);
+}
+
+static PGconn *conn_pg(const struct conn *c)
+{
+    return c->pc ? pgc_conn_pg(c->pc) : NULL;
 }
 
 static void conn_handle_closed(uv_handle_t *h)
 {
     struct conn *c = h->data;
-    if (--c->handles > 0)
-        return;
     struct pool *p = c->pool;
     free(c);
     if (p)
@@ -154,48 +153,64 @@ static void conn_handle_closed(uv_handle_t *h)
 
 static void drop_pg(struct conn *c)
 {
-    pgc_watch_drop(&c->w);
-    if (c->res)
-        PQclear(c->res);
-    c->res = NULL;
-    if (c->pg)
-        PQfinish(c->pg);
-    c->pg = NULL;
+    if (c->pc)
+        pgc_conn_close(c->pc);
+    c->pc = NULL;
 }
 
 static void conn_kick_cb(uv_idle_t *h);
-static void on_connect_timer(uv_timer_t *t);
+static void connect_done(struct conn *c, const char *err);
+static void collect_notes(struct conn *c);
+
+static void on_up(pgc_conn_t *pc, void *owner)
+{
+    (void)pc;
+    connect_done(owner, NULL);
+}
+
+static void on_down(pgc_conn_t *pc, void *owner, const char *msg, int connecting)
+{
+    (void)pc;
+    struct conn *c = owner;
+    if (connecting || c->state == S_CONNECTING)
+        connect_done(c, msg);
+    else
+        conn_broken(c, msg, CODE_BROKEN);
+}
+
+static void on_input(pgc_conn_t *pc, void *owner)
+{
+    (void)pc;
+    collect_notes(owner);
+}
+
+static const pgc_events_t conn_events = {on_up, on_down, on_input};
 
 /* Starts connecting; NULL with msg set when libpq refused at once. */
 static struct conn *conn_new(uv_loop_t *loop, const char *dsn, double timeout, char *msg,
                              size_t msglen)
 {
     /* ISO dates are what the timestamp conversion reads; a DSN's own options win. */
-    PGconn *pg = pgc_start(dsn, "steward", "-c datestyle=ISO", msg, msglen);
-    if (!pg)
-        return NULL;
+    pgc_opts_t o = {.conninfo = dsn,
+                    .app = "steward",
+                    .options = "-c datestyle=ISO",
+                    .connect_timeout = (double)to_ms(timeout) / 1000.0};
     struct conn *c = calloc(1, sizeof *c);
-    if (!c) {
-        PQfinish(pg);
+    if (!c || !(c->pc = pgc_conn_new(loop, &o, &conn_events, c))) {
+        free(c);
         snprintf(msg, msglen, "out of memory");
         return NULL;
     }
     c->loop = loop;
-    c->pg = pg;
     c->state = S_CONNECTING;
-    if (!(c->w = pgc_watch_new(loop, pg, UV_WRITABLE, on_poll, c))) {
-        PQfinish(pg);
+    pgc_conn_ref(c->pc, 1);
+    if (pgc_conn_connect(c->pc, msg, msglen) != 0) {
+        pgc_conn_close(c->pc);
         free(c);
-        snprintf(msg, msglen, "cannot watch the connection's socket");
         return NULL;
     }
-    uv_timer_init(loop, &c->timer);
-    c->timer.data = c;
     uv_idle_init(loop, &c->kick);
     c->kick.data = c;
-    c->handles = 2;
-    uv_update_time(loop);
-    uv_timer_start(&c->timer, on_connect_timer, to_ms(timeout), 0);
     return c;
 }
 
@@ -216,7 +231,6 @@ static void conn_close(struct conn *c)
         c->ud->c = NULL;
     c->ud = NULL;
     c->leased = 0;
-    uv_timer_stop(&c->timer);
     drop_pg(c);
     snprintf(c->err, sizeof c->err, "SQLSTATE %s: connection closed", CODE_CLOSED);
     snprintf(c->code, sizeof c->code, "%s", CODE_CLOSED);
@@ -228,7 +242,6 @@ static void conn_broken(struct conn *c, const char *msg, const char *code)
     if (c->closing || c->state == S_BROKEN)
         return;
     c->state = S_BROKEN;
-    uv_timer_stop(&c->timer);
     drop_pg(c);
     snprintf(c->code, sizeof c->code, "%s", code ? code : CODE_BROKEN);
     snprintf(c->err, sizeof c->err, "SQLSTATE %s: connection lost: %s", c->code, msg);
@@ -259,79 +272,6 @@ static void queue_rollback(struct conn *c)
 }
 
 /* ---- results into Lua values ---- */
-
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static int read_int(const char **s, int min_digits, int64_t *out)
-{
-    const char *p = *s;
-    int64_t v = 0;
-    int n = 0;
-    while (*p >= '0' && *p <= '9' && n < 12) {
-        v = v * 10 + (*p++ - '0');
-        n++;
-    }
-    if (n < min_digits)
-        return -1;
-    *s = p;
-    *out = v;
-    return 0;
-}
-
-/* An ISO date or timestamp (DateStyle ISO) as seconds since the epoch; a timestamp without
- * a zone is read as UTC. -1 when s is not in that form. */
-static int parse_timestamp(const char *s, double *out)
-{
-    if (strcmp(s, "infinity") == 0 || strcmp(s, "-infinity") == 0) {
-        *out = s[0] == '-' ? -HUGE_VAL : HUGE_VAL;
-        return 0;
-    }
-    int64_t y, mo, d, h = 0, mi = 0, sec = 0;
-    double frac = 0, off = 0;
-    const char *p = s;
-    if (read_int(&p, 4, &y) || *p++ != '-' || read_int(&p, 2, &mo) || *p++ != '-' ||
-        read_int(&p, 2, &d))
-        return -1;
-    if (*p == ' ' && p[1] >= '0' && p[1] <= '9') {
-        p++;
-        if (read_int(&p, 2, &h) || *p++ != ':' || read_int(&p, 2, &mi) || *p++ != ':' ||
-            read_int(&p, 2, &sec))
-            return -1;
-        if (*p == '.') {
-            char *end;
-            frac = strtod(p, &end);
-            p = end;
-        }
-        if (*p == '+' || *p == '-') {
-            int sign = *p++ == '-' ? -1 : 1;
-            int64_t oh, om = 0, os = 0;
-            if (read_int(&p, 2, &oh))
-                return -1;
-            if (*p == ':' && (p++, read_int(&p, 2, &om)))
-                return -1;
-            if (*p == ':' && (p++, read_int(&p, 2, &os)))
-                return -1;
-            off = sign * (double)(oh * 3600 + om * 60 + os);
-        }
-    }
-    if (strcmp(p, " BC") == 0) {
-        y = 1 - y;
-        p += 3;
-    }
-    if (*p || mo < 1 || mo > 12 || d < 1 || d > 31)
-        return -1;
-    *out = (double)(days_from_civil(y, (int)mo, (int)d) * 86400 + h * 3600 + mi * 60 + sec) +
-           frac - off;
-    return 0;
-}
 
 /* A numeric with at most 15 significant digits survives the trip through a double; longer
  * ones (and NaN) stay strings so no digit is lost. */
@@ -364,7 +304,6 @@ static void push_value(lua_State *T, const PGresult *res, int row, int col)
     }
     const char *s = PQgetvalue(res, row, col);
     size_t n = (size_t)PQgetlength(res, row, col);
-    double d;
     switch (PQftype(res, col)) {
     case PGC_OID_INT2:
     case PGC_OID_INT4:
@@ -397,20 +336,33 @@ static void push_value(lua_State *T, const PGresult *res, int row, int col)
         }
         return;
     }
-    case PGC_OID_DATE:
-    case PGC_OID_TIMESTAMP:
-    case PGC_OID_TIMESTAMPTZ:
-        if (parse_timestamp(s, &d) == 0)
-            lua_pushnumber(T, d);
-        else
-            lua_pushlstring(T, s, n);
-        return;
     default: lua_pushlstring(T, s, n);
     }
 }
 
+/* names of the columns of res whose type is one of oids (n of them), or nil */
+static void push_columns_of(lua_State *T, const PGresult *res, const Oid *oids, int n)
+{
+    int found = 0;
+    for (int c = 0; c < PQnfields(res); c++) {
+        Oid t = PQftype(res, c);
+        int hit = 0;
+        for (int i = 0; i < n; i++)
+            hit |= t == oids[i];
+        if (!hit)
+            continue;
+        if (found++ == 0)
+            lua_newtable(T);
+        lua_pushstring(T, PQfname(res, c));
+        lua_rawseti(T, -2, found);
+    }
+    if (!found)
+        lua_pushnil(T);
+}
+
 /* rows (a list of row tables, with n, command, affected, columns), then the names of json
- * columns for pg.lua to decode, or nil. */
+ * columns for pg.lua to decode, or nil, then those of date and timestamp columns (ISO text)
+ * for pg.lua to turn into seconds since the epoch, or nil. */
 static int push_rows(lua_State *T, const PGresult *res)
 {
     int nrows = PQntuples(res), ncols = PQnfields(res);
@@ -436,19 +388,11 @@ static int push_rows(lua_State *T, const PGresult *res)
     lua_setfield(T, rows, "command");
     lua_pushnumber(T, strtod(PQcmdTuples((PGresult *)res), NULL));
     lua_setfield(T, rows, "affected");
-    int njson = 0;
-    for (int c = 0; c < ncols; c++) {
-        Oid t = PQftype(res, c);
-        if (t != PGC_OID_JSON && t != PGC_OID_JSONB)
-            continue;
-        if (njson++ == 0)
-            lua_newtable(T);
-        lua_pushstring(T, PQfname(res, c));
-        lua_rawseti(T, -2, njson);
-    }
-    if (!njson)
-        lua_pushnil(T);
-    return 2;
+    static const Oid json[] = {PGC_OID_JSON, PGC_OID_JSONB};
+    static const Oid times[] = {PGC_OID_DATE, PGC_OID_TIMESTAMP, PGC_OID_TIMESTAMPTZ};
+    push_columns_of(T, res, json, 2);
+    push_columns_of(T, res, times, 3);
+    return 3;
 }
 
 static int push_error(lua_State *T, const char *msg, const char *code)
@@ -472,6 +416,8 @@ static int push_result_error(lua_State *T, const PGresult *res)
 
 /* ---- commands ---- */
 
+static void on_op_done(pgc_conn_t *pc, const pgc_cmd_t *cmd, PGresult *res);
+
 static void start_next(struct conn *c)
 {
     struct op *op = c->qhead;
@@ -481,19 +427,14 @@ static void start_next(struct conn *c)
     op->next = NULL;
     c->cur = op;
     c->state = S_BUSY;
-    int sent;
+    pgc_cmd_t cmd = {on_op_done, c, 0, 0, 0};
     if (op->kind == OP_ROLLBACK)
-        sent = PQsendQuery(c->pg, "ROLLBACK");
+        pgc_send_query(c->pc, "ROLLBACK", 0, NULL, NULL, NULL, NULL, &cmd);
     else
-        sent = PQsendQueryParams(c->pg, op->sql, op->nparams, NULL,
-                                 (const char *const *)op->values, NULL, NULL, 0);
-    char msg[400];
-    if (pgc_flush(c->pg, sent, &c->want_write, msg, sizeof msg) != 0) {
-        conn_broken(c, msg, CODE_BROKEN);
-        return;
-    }
-    pgc_watch_set(c->w, UV_READABLE | (c->want_write ? UV_WRITABLE : 0));
+        pgc_send_query(c->pc, op->sql, op->nparams, NULL, (const char *const *)op->values, NULL,
+                       NULL, &cmd);
     conn_ref(c);
+    pgc_conn_flush(c->pc); /* last: a broken connection calls conn_broken from inside */
 }
 
 /* The command in flight completed with res (NULL: no result). */
@@ -502,16 +443,15 @@ static void op_done(struct conn *c, PGresult *res)
     struct op *op = c->cur;
     c->cur = NULL;
     c->state = S_IDLE;
-    pgc_watch_set(c->w, UV_READABLE);
     task_t *t = op->kind == OP_ROLLBACK ? NULL : task_wake(&op->wait);
-    int bad = PQstatus(c->pg) == CONNECTION_BAD;
-    if (!t && !bad && op->kind == OP_QUERY && PQtransactionStatus(c->pg) != PQTRANS_IDLE &&
+    int bad = PQstatus(conn_pg(c)) == CONNECTION_BAD;
+    if (!t && !bad && op->kind == OP_QUERY && PQtransactionStatus(conn_pg(c)) != PQTRANS_IDLE &&
         (!c->pool || !c->leased))
         queue_rollback(c); /* the task that opened the transaction is gone */
     op_free(op);
     char msg[400];
     if (bad) {
-        pgc_conn_message(c->pg, "connection lost", msg, sizeof msg);
+        pgc_conn_message(conn_pg(c), "connection lost", msg, sizeof msg);
         conn_broken(c, msg, CODE_BROKEN);
     } else if (c->qhead) {
         conn_kick(c);
@@ -541,7 +481,7 @@ static void op_done(struct conn *c, PGresult *res)
 static void collect_notes(struct conn *c)
 {
     PGnotify *nt;
-    while ((nt = PQnotifies(c->pg))) {
+    while (c->pc && (nt = PQnotifies(conn_pg(c)))) {
         size_t cl = strlen(nt->relname), pl = strlen(nt->extra);
         struct note *n = malloc(sizeof *n + cl + pl + 2);
         if (n) {
@@ -563,68 +503,13 @@ static void collect_notes(struct conn *c)
         conn_kick(c);
 }
 
-static void connect_done(struct conn *c, const char *err);
-
-static void conn_io(struct conn *c, int readable, int writable)
+/* A command's result (the engine calls it). */
+static void on_op_done(pgc_conn_t *pc, const pgc_cmd_t *cmd, PGresult *res)
 {
-    char msg[400];
-    if (writable && c->want_write) {
-        if (pgc_flush(c->pg, 1, &c->want_write, msg, sizeof msg) != 0) {
-            conn_broken(c, msg, CODE_BROKEN);
-            return;
-        }
-        pgc_watch_set(c->w, UV_READABLE | (c->want_write ? UV_WRITABLE : 0));
-    }
-    if (!readable)
-        return;
-    if (pgc_consume(c->pg, msg, sizeof msg) != 0) {
-        conn_broken(c, msg, CODE_BROKEN);
-        return;
-    }
+    (void)pc;
+    struct conn *c = cmd->ud;
     collect_notes(c);
-    if (c->state != S_BUSY) {
-        if (pgc_drain_idle(c->pg, msg, sizeof msg) != 0)
-            conn_broken(c, msg, CODE_BROKEN);
-        return;
-    }
-    switch (pgc_collect(c->pg, &c->res, msg, sizeof msg)) {
-    case PGC_DONE: {
-        PGresult *res = c->res;
-        c->res = NULL;
-        collect_notes(c);
-        op_done(c, res);
-        return;
-    }
-    case PGC_FAIL: conn_broken(c, msg, CODE_BROKEN); return;
-    default: return;
-    }
-}
-
-static void on_poll(uv_poll_t *h, int status, int events)
-{
-    struct conn *c = h->data;
-    if (!c)
-        return;
-    if (c->state == S_CONNECTING) {
-        char msg[400];
-        switch (pgc_connect_step(c->pg, &c->w, c->loop, on_poll, c, msg, sizeof msg)) {
-        case PGC_WAIT: conn_ref(c); return;
-        case PGC_DONE: connect_done(c, NULL); return;
-        default: connect_done(c, msg); return;
-        }
-    }
-    if (status < 0) {
-        conn_broken(c, uv_strerror(status), CODE_BROKEN);
-        return;
-    }
-    conn_io(c, (events & UV_READABLE) != 0, (events & UV_WRITABLE) != 0);
-}
-
-static void on_connect_timer(uv_timer_t *t)
-{
-    struct conn *c = t->data;
-    if (c->state == S_CONNECTING)
-        connect_done(c, "timeout connecting to the database");
+    op_done(c, res);
 }
 
 static int push_db(lua_State *T, struct conn *c)
@@ -740,7 +625,6 @@ static void conn_kick_cb(uv_idle_t *h)
         struct note *n;
         while ((n = pop_note(c)))
             free(n);
-        uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
         uv_close((uv_handle_t *)&c->kick, conn_handle_closed);
         return;
     }
@@ -752,7 +636,6 @@ static void conn_kick_cb(uv_idle_t *h)
 
 static void connect_done(struct conn *c, const char *err)
 {
-    uv_timer_stop(&c->timer);
     if (err) {
         struct pool *p = c->pool;
         snprintf(c->err, sizeof c->err, "%s", err);
@@ -770,7 +653,7 @@ static void connect_done(struct conn *c, const char *err)
         return;
     }
     c->state = S_IDLE;
-    c->pid = PQbackendPID(c->pg);
+    c->pid = PQbackendPID(conn_pg(c));
     struct op *op = c->cur;
     c->cur = NULL;
     conn_ref(c);
@@ -843,7 +726,7 @@ static void cancel_after(uv_work_t *w, int status)
 static void request_cancel(struct conn *c)
 {
     struct cancel_req *r = calloc(1, sizeof *r);
-    if (!r || !(r->pc = PQgetCancel(c->pg))) {
+    if (!r || !(r->pc = PQgetCancel(conn_pg(c)))) {
         free(r);
         return;
     }
@@ -878,7 +761,7 @@ static void op_cancel(task_wait_t *w)
         return;
     }
     if (op == c->cur) {
-        if (c->pg)
+        if (c->pc)
             request_cancel(c);
         lease_abandon(c);
         return; /* op_done frees it */
@@ -919,15 +802,17 @@ static int l_db_query(lua_State *L)
     for (int i = 0; i < n; i++) {
         int ty = lua_type(L, 3 + i);
         if (ty != LUA_TNIL && ty != LUA_TBOOLEAN && ty != LUA_TNUMBER && ty != LUA_TSTRING)
-            return luaL_error(L, "db:query: parameter %d: nil, boolean, number, string or table "
-                                 "expected, got %s",
+            return luaL_error(L,
+                              "db:query: parameter %d: nil, boolean, number, string or table "
+                              "expected, got %s",
                               i + 1, luaL_typename(L, 3 + i));
         if (ty == LUA_TSTRING) {
             size_t len;
             const char *s = lua_tolstring(L, 3 + i, &len);
             if (memchr(s, 0, len))
-                return luaL_error(L, "db:query: parameter %d: a string with a NUL byte "
-                                     "(PostgreSQL text cannot hold one)",
+                return luaL_error(L,
+                                  "db:query: parameter %d: a string with a NUL byte "
+                                  "(PostgreSQL text cannot hold one)",
                                   i + 1);
         }
     }
@@ -1105,7 +990,9 @@ static int l_db_tostring(lua_State *L)
 {
     struct dbud *ud = luaL_checkudata(L, 1, DB_MT);
     lua_pushfstring(L, "pg.db (%s, pid %d)",
-                    !ud->c ? "closed" : ud->c->state == S_BROKEN ? "broken" : "ok",
+                    !ud->c                     ? "closed"
+                    : ud->c->state == S_BROKEN ? "broken"
+                                               : "ok",
                     ud->c ? ud->c->pid : 0);
     return 1;
 }
@@ -1160,7 +1047,7 @@ static void pool_put(struct conn *c)
     }
     if (c->cur || c->qhead)
         return; /* op_done puts it back once its work has drained */
-    if (c->state == S_IDLE && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+    if (c->state == S_IDLE && PQtransactionStatus(conn_pg(c)) != PQTRANS_IDLE) {
         queue_rollback(c);
         return;
     }
@@ -1175,9 +1062,7 @@ static struct conn *pool_free_conn(struct pool *p)
         struct conn *c = p->conns[i];
         if (c->state != S_IDLE || c->leased || c->cur || c->qhead)
             continue;
-        char msg[400];
-        if (pgc_consume(c->pg, msg, sizeof msg) != 0 || pgc_drain_idle(c->pg, msg, sizeof msg)) {
-            conn_broken(c, msg, CODE_BROKEN); /* removes it from the pool */
+        if (pgc_conn_check(c->pc) != 0) { /* conn_broken has removed it from the pool */
             i = -1;
             continue;
         }
@@ -1459,14 +1344,13 @@ static int l_pg_setup(lua_State *L)
 
 int luaopen_steward_pg(lua_State *L)
 {
-    static const luaL_Reg db_methods[] = {{"_query", l_db_query},
-                                          {"notification", l_db_notification},
-                                          {"close", l_db_close},
-                                          {"status", l_db_status},
-                                          {"backend_pid", l_db_backend_pid},
-                                          {NULL, NULL}};
-    static const luaL_Reg pool_methods[] = {
-        {"acquire", l_pool_acquire}, {"close", l_pool_close}, {"stats", l_pool_stats}, {NULL, NULL}};
+    static const luaL_Reg db_methods[] = {
+        {"_query", l_db_query},  {"notification", l_db_notification}, {"close", l_db_close},
+        {"status", l_db_status}, {"backend_pid", l_db_backend_pid},   {NULL, NULL}};
+    static const luaL_Reg pool_methods[] = {{"acquire", l_pool_acquire},
+                                            {"close", l_pool_close},
+                                            {"stats", l_pool_stats},
+                                            {NULL, NULL}};
     static const luaL_Reg funcs[] = {
         {"connect", l_pg_connect}, {"pool", l_pg_pool}, {"setup", l_pg_setup}, {NULL, NULL}};
     lua_newtable(L);

@@ -1,32 +1,30 @@
-/* The PostgreSQL backend of store.h: libpq, entirely non-blocking on the loop thread. A pool
- * of connections, each driven by a uv_poll on its socket (PQconnectPoll, PQsendPrepare /
- * PQsendQueryPrepared, PQflush, PQconsumeInput). Reads take any free connection, one
- * statement each; writes are group-committed as in the SQLite backend: one write group at a
- * time takes every unit queued so far into BEGIN ... COMMIT, each unit in its own savepoint,
- * so units commit in submission order and many tasks share one commit. Lost connections are
- * re-opened in the background; see docs/internals-store.md. */
+/* The PostgreSQL backend of store.h: a pool of connections of the one PostgreSQL engine
+ * (core/store/pg_conn.c: libpq, non-blocking on the loop, pipeline mode, reconnection). Reads
+ * take any free connection, one statement each; writes are group-committed as in the SQLite
+ * backend: one write group at a time takes every unit queued so far into BEGIN ... COMMIT,
+ * each unit in its own savepoint, so units commit in submission order and many tasks share
+ * one commit. A group's commands go out in one pipeline: one round trip for all its units,
+ * one more for COMMIT; see docs/internals-store.md. The statements themselves (parameters,
+ * results, error codes) are core/store/store_pg_stmt.c. */
 #include <libpq-fe.h>
-#include <math.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "duration.h"
 #include "pg_conn.h"
 #include "store.h"
+#include "store_pg_stmt.h"
 
 #define DEFAULT_POOL      4
-#define MAX_POOL          64
 #define DEFAULT_TIMEOUT   5000 /* ms a request may wait for a free connection */
 #define GROUP_MAX_STMTS   4096 /* statements per write transaction, so one commit stays short */
 #define CACHE_SLOTS       512  /* prepared statements per connection (open addressing) */
 #define CACHE_MAX         256
 #define BACKOFF_MIN_MS    100
 #define BACKOFF_MAX_MS    5000
-#define CONNECT_TIMEOUT   10000 /* ms for one connection attempt */
+#define CONNECT_TIMEOUT   10.0 /* seconds for one connection attempt */
 #define CLOSE_NOW_SECONDS 30.0
-
 
 /* ---- queues ---- */
 
@@ -75,50 +73,51 @@ struct cached {
     unsigned id; /* the statement's name is "s<id>" */
 };
 
-enum cstate { C_DOWN, C_CONNECTING, C_SETUP, C_IDLE, C_BUSY };
+enum cstate { C_DOWN, C_SETUP, C_IDLE, C_BUSY };
 
-enum phase {
-    P_NONE,
-    P_SETUP,
-    P_BEGIN,
-    P_SAVEPOINT,
-    P_DEALLOC,
-    P_PREPARE,
-    P_STMT,
-    P_RELEASE,
-    P_ROLLBACK_TO,
-    P_RELEASE_FAILED,
-    P_ROLLBACK,
-    P_COMMIT,
+/* What a round of the pipeline (commands up to a sync) was for. */
+enum phase { P_NONE, P_SETUP, P_READ, P_UNITS, P_COMMIT, P_ROLLBACK };
+
+/* What a command was; a and b of its pgc_cmd_t are the unit and the statement. */
+enum tag {
+    T_SETUP,
+    T_BEGIN,
+    T_SAVEPOINT,
+    T_DEALLOC,
+    T_PREPARE,
+    T_STMT,
+    T_RELEASE,
+    T_ROLLBACK_TO,
+    T_RELEASE_FAILED,
+    T_ROLLBACK,
+    T_COMMIT,
+    T_SYNC,
 };
 
 struct pg;
 
 struct conn {
     struct pg *p;
-    PGconn *pg;
+    pgc_conn_t *c;
     enum cstate state;
-    pgc_watch_t *w;
-    int want_write;
-    uv_timer_t timer; /* reconnect backoff, or the connect deadline */
-    uint64_t backoff_ms;
     /* the work in progress */
     int writing;
     store_req_t **units;
     int nunits, ucap;
-    int u, i; /* current unit and statement */
     enum phase phase;
-    int retried;      /* the current unit/read was re-run once after a stale plan */
+    int fail_u;       /* the unit whose statement failed in this round, or -1 */
+    int fail_stale;   /* ... on a stale plan: it may run once more */
+    int retry_u;      /* the unit already re-run after a stale plan, or -1 */
     int restart;      /* roll back, then run the single-unit group again */
     int group_failed; /* a savepoint command failed: the transaction is lost */
+    int safe;         /* units in savepoints (after the first attempt of the group failed) */
     uint64_t stmts;
     double t0;
-    PGresult *res; /* the result of the command in flight, so far */
     /* prepared statements */
     struct cached *slots;
     int ncached;
     unsigned next_id;
-    int dealloc_pending; /* a plan went stale: DEALLOCATE ALL at the next safe point */
+    int dealloc_pending; /* a plan went stale: DEALLOCATE ALL before the next statement */
 };
 
 struct pg {
@@ -156,17 +155,6 @@ static uint64_t hash_bytes(uint64_t h, const char *s, size_t n)
     return h;
 }
 
-static void cache_clear(struct conn *k)
-{
-    if (!k->slots)
-        return;
-    for (int i = 0; i < CACHE_SLOTS; i++) {
-        free(k->slots[i].sql);
-        memset(&k->slots[i], 0, sizeof k->slots[i]);
-    }
-    k->ncached = 0;
-}
-
 /* The slot for (sql, sig): a hit has ->sql set; a miss is the empty slot to fill. */
 static struct cached *cache_find(struct conn *k, const char *sql, size_t len, const char *sig,
                                  size_t siglen, uint64_t *hash)
@@ -185,98 +173,12 @@ static struct cached *cache_find(struct conn *k, const char *sql, size_t len, co
     }
 }
 
-/* ---- the SQL text: which $n it uses ---- */
-
-static int ident_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           (unsigned char)c >= 0x80;
-}
-
-/* The highest $n in sql, outside strings, quoted identifiers, dollar quotes and comments;
- * used[n-1] set for each n seen (used may be NULL). A statement given more parameters than
- * it names is an error on every backend, and PostgreSQL would accept typed extras. */
-static int scan_params(const char *sql, size_t len, unsigned char *used, int nused)
-{
-    int max = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = sql[i];
-        if (c == '\'' || c == '"') {
-            int esc = c == '\'' && i > 0 && (sql[i - 1] == 'E' || sql[i - 1] == 'e') &&
-                      (i < 2 || !ident_char(sql[i - 2]));
-            for (i++; i < len && sql[i] != c; i++)
-                if (esc && sql[i] == '\\')
-                    i++;
-        } else if (c == '-' && i + 1 < len && sql[i + 1] == '-') {
-            while (i < len && sql[i] != '\n')
-                i++;
-        } else if (c == '/' && i + 1 < len && sql[i + 1] == '*') {
-            for (i += 2; i + 1 < len && !(sql[i] == '*' && sql[i + 1] == '/'); i++) {
-            }
-            i++;
-        } else if (c == '$' && (i == 0 || !ident_char(sql[i - 1]))) {
-            if (i + 1 < len && sql[i + 1] >= '0' && sql[i + 1] <= '9') {
-                int n = 0;
-                size_t k = i + 1;
-                for (; k < len && sql[k] >= '0' && sql[k] <= '9' && n < 100000; k++)
-                    n = n * 10 + (sql[k] - '0');
-                if (n > max)
-                    max = n;
-                if (used && n >= 1 && n <= nused)
-                    used[n - 1] = 1;
-                i = k - 1;
-                continue;
-            }
-            /* a dollar quote: $tag$ ... $tag$ */
-            size_t k = i + 1;
-            while (k < len && ident_char(sql[k]) && !(sql[k] >= '0' && sql[k] <= '9' && k == i + 1))
-                k++;
-            if (k >= len || sql[k] != '$')
-                continue;
-            size_t taglen = k - i + 1;
-            const char *tag = sql + i;
-            size_t j = k + 1;
-            while (j + taglen <= len && memcmp(sql + j, tag, taglen) != 0)
-                j++;
-            i = j + taglen <= len ? j + taglen - 1 : len;
-        }
-    }
-    return max;
-}
-
-/* ---- errors ---- */
-
-static const char *code_of_state(const char *s)
-{
-    if (!s)
-        return STORE_CODE_ERROR;
-    if (strcmp(s, "23505") == 0)
-        return STORE_CODE_UNIQUE;
-    if (strcmp(s, "23503") == 0)
-        return STORE_CODE_FOREIGN_KEY;
-    if (strcmp(s, "23502") == 0)
-        return STORE_CODE_NOT_NULL;
-    if (strcmp(s, "23514") == 0)
-        return STORE_CODE_CHECK;
-    if (strncmp(s, "23", 2) == 0)
-        return STORE_CODE_CONSTRAINT;
-    if (strncmp(s, "08", 2) == 0 || strcmp(s, "57P01") == 0 || strcmp(s, "57P02") == 0 ||
-        strcmp(s, "57P03") == 0)
-        return STORE_CODE_UNAVAILABLE;
-    if (strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0 || strcmp(s, "55P03") == 0)
-        return STORE_CODE_BUSY;
-    return STORE_CODE_ERROR;
-}
-
 /* ---- forward declarations ---- */
 
 static void kick(struct pg *p);
-static void conn_io(struct conn *k, int readable, int writable);
-static void conn_broken(struct conn *k, const char *why);
-static void connect_step(struct conn *k);
-static void stmt_start(struct conn *k);
-static void unit_start(struct conn *k);
 static void maybe_release(struct pg *p);
+static void on_cmd(pgc_conn_t *c, const pgc_cmd_t *cmd, PGresult *res);
+static void send_round(struct conn *k);
 
 /* ---- completion ---- */
 
@@ -310,169 +212,188 @@ static void fail_queue(struct pg *p, struct queue *q, const char *code, const ch
     }
 }
 
-/* ---- the socket watcher ---- */
-
-static void on_poll(uv_poll_t *h, int status, int events);
-
 /* A request pending (or the open, or a close) keeps the loop running; an idle pool does not. */
-static void watch_ref(struct conn *k)
+static void conn_ref(struct conn *k)
 {
-    if (!k->w)
-        return;
     struct pg *p = k->p;
-    int ref = k->state == C_BUSY || (!p->open_reported && k == &p->conns[0]);
-    pgc_watch_ref(k->w, ref);
+    pgc_conn_ref(k->c, k->state == C_BUSY || (!p->open_reported && k == &p->conns[0]));
 }
 
-/* Stops watching before libpq may close (or replace) the socket: libuv must forget the fd
- * while it is still ours. */
-static void watch_drop(struct conn *k)
+/* ---- sending ---- */
+
+static void send_cmd(struct conn *k, enum tag tag, int u, int i, const char *sql)
 {
-    pgc_watch_drop(&k->w);
+    pgc_cmd_t cmd = {on_cmd, k, tag, u, i};
+    pgc_send_query(k->c, sql, 0, NULL, NULL, NULL, NULL, &cmd);
 }
 
-static int watch_new(struct conn *k, int events)
+static void send_sync(struct conn *k, enum phase ph)
 {
-    if (!(k->w = pgc_watch_new(k->p->base.loop, k->pg, events, on_poll, k)))
-        return -1;
-    watch_ref(k);
-    return 0;
-}
-
-static void watch_set(struct conn *k, int events)
-{
-    pgc_watch_set(k->w, events);
-    watch_ref(k);
-}
-
-/* After a PQsend*: push the output; 0, or -1 when the connection broke (handled). */
-static int after_send(struct conn *k, int sent)
-{
-    char msg[300];
-    if (pgc_flush(k->pg, sent, &k->want_write, msg, sizeof msg) != 0) {
-        conn_broken(k, msg);
-        return -1;
-    }
-    watch_set(k, UV_READABLE | (k->want_write ? UV_WRITABLE : 0));
-    return 0;
-}
-
-static void send_simple(struct conn *k, enum phase ph, const char *sql)
-{
+    pgc_cmd_t cmd = {on_cmd, k, T_SYNC, 0, 0};
     k->phase = ph;
-    after_send(k, PQsendQueryParams(k->pg, sql, 0, NULL, NULL, NULL, NULL, 0));
+    pgc_send_sync(k->c, &cmd);
 }
 
-/* ---- connecting ---- */
-
-static void on_conn_timer(uv_timer_t *t);
-
-static void schedule_retry(struct conn *k)
+/* Ends a round: the sync, then the output pushed. Last step of every sender: a broken
+ * connection is handled inside (conn_down). */
+static void end_round(struct conn *k, enum phase ph)
 {
-    struct pg *p = k->p;
-    if (p->closing || p->released)
+    send_sync(k, ph);
+    conn_ref(k);
+    pgc_conn_flush(k->c);
+}
+
+/* ---- the prepared statement cache ---- */
+
+static void cache_clear(struct conn *k)
+{
+    if (!k->slots)
         return;
-    if (k->backoff_ms < BACKOFF_MIN_MS)
-        k->backoff_ms = BACKOFF_MIN_MS;
-    uv_timer_start(&k->timer, on_conn_timer, k->backoff_ms, 0);
-    k->backoff_ms *= 2;
-    if (k->backoff_ms > BACKOFF_MAX_MS)
-        k->backoff_ms = BACKOFF_MAX_MS;
+    for (int i = 0; i < CACHE_SLOTS; i++) {
+        free(k->slots[i].sql);
+        memset(&k->slots[i], 0, sizeof k->slots[i]);
+    }
+    k->ncached = 0;
 }
 
-static void report_open(struct pg *p, const char *err);
-
-static void connect_failed(struct conn *k, const char *msg)
+/* Drops the cache entry of statement i of unit u (its prepare failed or never ran). */
+static void cache_forget(struct conn *k, int u, int i)
 {
-    struct pg *p = k->p;
-    watch_drop(k);
-    if (k->pg)
-        PQfinish(k->pg);
-    k->pg = NULL;
-    k->state = C_DOWN;
-    uv_timer_stop(&k->timer);
-    snprintf(p->last_err, sizeof p->last_err, "%s", msg);
-    if (!p->open_reported) {
-        report_open(p, msg);
+    store_stmt_t *s = &k->units[u]->stmts[i];
+    char sigbuf[PGS_INLINE];
+    char *sig = pgs_signature(s, sigbuf);
+    if (!sig) { /* cannot rebuild the key: forget everything */
+        k->dealloc_pending = 1;
         return;
     }
-    schedule_retry(k);
-}
-
-/* Starts a connection attempt; NULL with msg set when it failed at once. */
-static PGconn *start_conn(const struct pg *p, char *msg, size_t msglen)
-{
-    return pgc_start(p->conninfo, "steward", NULL, msg, msglen);
-}
-
-static void conn_connect(struct conn *k)
-{
-    char msg[400];
-    if (!(k->pg = start_conn(k->p, msg, sizeof msg))) {
-        connect_failed(k, msg);
+    uint64_t h;
+    struct cached *e = cache_find(k, s->sql, s->sql_len, sig, (size_t)s->nparams, &h);
+    if (sig != sigbuf)
+        free(sig);
+    if (!e->sql)
         return;
-    }
-    k->state = C_CONNECTING;
-    if (watch_new(k, UV_WRITABLE) != 0) {
-        connect_failed(k, "cannot watch the connection's socket");
-        return;
-    }
-    uv_timer_start(&k->timer, on_conn_timer, CONNECT_TIMEOUT, 0);
-}
-
-static void on_conn_timer(uv_timer_t *t)
-{
-    struct conn *k = t->data;
-    if (k->state == C_DOWN)
-        conn_connect(k);
-    else if (k->state == C_CONNECTING || k->state == C_SETUP)
-        connect_failed(k, "timeout connecting to the database");
-}
-
-static void connect_step(struct conn *k)
-{
-    char msg[400];
-    switch (pgc_connect_step(k->pg, &k->w, k->p->base.loop, on_poll, k, msg, sizeof msg)) {
-    case PGC_WAIT: watch_ref(k); return;
-    case PGC_DONE:
-        watch_ref(k);
-        /* Reads run as single statements in implicit transactions; making those read-only
-         * costs nothing here, while writes say BEGIN READ WRITE. */
-        k->state = C_SETUP;
-        send_simple(k, P_SETUP, "SET default_transaction_read_only = on");
-        return;
-    default: connect_failed(k, msg);
+    /* Removing from open addressing would break probe chains: re-insert the rest of the run. */
+    free(e->sql);
+    memset(e, 0, sizeof *e);
+    k->ncached--;
+    size_t j = (size_t)(e - k->slots);
+    for (j = (j + 1) % CACHE_SLOTS; k->slots[j].sql; j = (j + 1) % CACHE_SLOTS) {
+        struct cached moved = k->slots[j];
+        memset(&k->slots[j], 0, sizeof k->slots[j]);
+        size_t d = (size_t)(moved.hash % CACHE_SLOTS);
+        while (k->slots[d].sql)
+            d = (d + 1) % CACHE_SLOTS;
+        k->slots[d] = moved;
     }
 }
 
-static void report_open(struct pg *p, const char *err)
+/* ---- units and statements ---- */
+
+static void fail_ok_units(struct conn *k, const char *code, const char *msg)
 {
-    p->open_reported = 1;
-    if (err) { /* the store was never handed out: release it quietly */
-        char copy[512];
-        snprintf(copy, sizeof copy, "postgres: %s", err);
-        p->closing = 1;
-        maybe_release(p);
-        p->open_cb(NULL, copy, p->open_ud);
-        return;
-    }
-    watch_ref(&p->conns[0]);
-    for (int i = 1; i < p->pool_size; i++)
-        conn_connect(&p->conns[i]);
-    p->open_cb(&p->base, NULL, p->open_ud);
+    for (int u = 0; u < k->nunits; u++)
+        if (k->units[u]->status == 0) {
+            store_req_reset_results(k->units[u]);
+            store_req_fail(k->units[u], 0, code, msg);
+        }
 }
 
-static void conn_ready(struct conn *k)
+static void unit_reset(store_req_t *req)
 {
-    struct pg *p = k->p;
-    uv_timer_stop(&k->timer);
-    k->state = C_IDLE;
-    k->backoff_ms = BACKOFF_MIN_MS;
-    k->phase = P_NONE;
-    watch_set(k, UV_READABLE); /* an idle connection still notices the server going away */
-    if (!p->open_reported)
-        report_open(p, NULL);
-    kick(p);
+    store_req_reset_results(req);
+    req->status = 0;
+    req->err = NULL;
+    req->err_code = NULL;
+    req->err_index = 0;
+}
+
+/* Sends statement i of unit u (preparing it first on a cache miss); -1 with err set when it
+ * cannot be sent (its parameters are wrong): nothing was sent then. */
+static int send_stmt(struct conn *k, int u, int i, char *err, size_t errlen)
+{
+    store_stmt_t *s = &k->units[u]->stmts[i];
+    pgs_params_t pp;
+    if (pgs_params_build(&pp, s, err, errlen) != 0) {
+        pgs_params_free(&pp);
+        return -1;
+    }
+    int n = s->nparams;
+    if (k->dealloc_pending || k->ncached >= CACHE_MAX) {
+        /* Statement names grow, so a DEALLOCATE the server skips (the pipeline aborted)
+         * leaves nothing a new name could collide with. */
+        send_cmd(k, T_DEALLOC, u, i, "DEALLOCATE ALL");
+        cache_clear(k);
+        k->dealloc_pending = 0;
+    }
+    uint64_t h;
+    struct cached *e = cache_find(k, s->sql, s->sql_len, pp.sig, (size_t)n, &h);
+    char name[24];
+    if (!e->sql) {
+        if (!(e->sql = malloc(s->sql_len + 1 + (size_t)n))) {
+            pgs_params_free(&pp);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        memcpy(e->sql, s->sql, s->sql_len);
+        e->sql[s->sql_len] = 0;
+        memcpy(e->sql + s->sql_len + 1, pp.sig, (size_t)n);
+        e->len = s->sql_len;
+        e->siglen = (size_t)n;
+        e->hash = h;
+        e->id = ++k->next_id;
+        k->ncached++;
+        snprintf(name, sizeof name, "s%u", e->id);
+        pgc_cmd_t pc = {on_cmd, k, T_PREPARE, u, i};
+        pgc_send_prepare(k->c, name, e->sql, n, pp.types, &pc);
+    } else {
+        snprintf(name, sizeof name, "s%u", e->id);
+    }
+    pgc_cmd_t cmd = {on_cmd, k, T_STMT, u, i};
+    pgc_send_prepared(k->c, name, n, pp.values, pp.lengths, pp.formats, &cmd);
+    k->stmts++;
+    pgs_params_free(&pp);
+    return 0;
+}
+
+/* Whether every statement of req can be sent (checked before any is, so that a unit refused
+ * here has nothing to undo). */
+static int unit_valid(store_req_t *req)
+{
+    char err[200];
+    for (int i = 0; i < req->nstmts; i++) {
+        pgs_params_t pp;
+        int rc = pgs_params_build(&pp, &req->stmts[i], err, sizeof err);
+        pgs_params_free(&pp);
+        if (rc != 0) {
+            store_req_reset_results(req);
+            store_req_fail(req, i + 1, STORE_CODE_ERROR, err);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Sends units from..n-1 that have not failed into the current round; in safe mode each in its
+ * savepoint. */
+static void send_units(struct conn *k, int from)
+{
+    int sp = k->safe && k->nunits > 1;
+    for (int u = from; u < k->nunits; u++) {
+        store_req_t *req = k->units[u];
+        if (req->status != 0 || !unit_valid(req))
+            continue;
+        if (sp)
+            send_cmd(k, T_SAVEPOINT, u, 0, "SAVEPOINT unit");
+        char err[200];
+        for (int i = 0; i < req->nstmts; i++)
+            if (send_stmt(k, u, i, err, sizeof err) != 0) { /* out of memory only */
+                k->group_failed = 1;
+                fail_ok_units(k, STORE_CODE_ERROR, err);
+                return;
+            }
+        if (sp)
+            send_cmd(k, T_RELEASE, u, 0, "RELEASE SAVEPOINT unit");
+    }
 }
 
 /* ---- finishing work ---- */
@@ -505,35 +426,75 @@ static void finish_work(struct conn *k)
     k->phase = P_NONE;
 }
 
-static void fail_ok_units(struct conn *k, const char *code, const char *msg)
+static void work_done(struct conn *k)
 {
-    for (int u = 0; u < k->nunits; u++)
-        if (k->units[u]->status == 0) {
-            store_req_reset_results(k->units[u]);
-            store_req_fail(k->units[u], 0, code, msg);
-        }
+    finish_work(k);
+    k->state = C_IDLE;
+    conn_ref(k);
+    kick(k->p);
 }
 
-/* ---- lost connections ---- */
+/* ---- connecting ---- */
 
-static void conn_broken(struct conn *k, const char *why)
+static void report_open(struct pg *p, const char *err)
 {
-    struct pg *p = k->p;
-    if (k->state == C_CONNECTING || k->state == C_SETUP) {
-        connect_failed(k, why);
+    p->open_reported = 1;
+    if (err) { /* the store was never handed out: release it quietly */
+        char copy[512];
+        snprintf(copy, sizeof copy, "postgres: %s", err);
+        p->closing = 1;
+        maybe_release(p);
+        p->open_cb(NULL, copy, p->open_ud);
         return;
     }
+    conn_ref(&p->conns[0]);
+    char msg[400];
+    for (int i = 1; i < p->pool_size; i++)
+        if (pgc_conn_connect(p->conns[i].c, msg, sizeof msg) != 0)
+            snprintf(p->last_err, sizeof p->last_err, "%s", msg);
+    p->open_cb(&p->base, NULL, p->open_ud);
+}
+
+static void conn_ready(struct conn *k)
+{
+    struct pg *p = k->p;
+    k->state = C_IDLE;
+    k->phase = P_NONE;
+    conn_ref(k);
+    if (!p->open_reported)
+        report_open(p, NULL);
+    kick(p);
+}
+
+static void on_up(pgc_conn_t *c, void *owner)
+{
+    (void)c;
+    struct conn *k = owner;
+    /* Reads run as single statements in implicit transactions; making those read-only costs
+     * nothing here, while writes say BEGIN READ WRITE. */
+    k->state = C_SETUP;
+    k->group_failed = 0;
+    send_cmd(k, T_SETUP, 0, 0, "SET default_transaction_read_only = on");
+    end_round(k, P_SETUP);
+}
+
+/* The connection failed: fail its work and, with nothing up, everything queued. The engine
+ * reconnects after a backoff. */
+static void on_down(pgc_conn_t *c, void *owner, const char *why, int connecting)
+{
+    (void)c;
+    struct conn *k = owner;
+    struct pg *p = k->p;
     int had_work = k->state == C_BUSY;
-    watch_drop(k);
-    if (k->res)
-        PQclear(k->res);
-    k->res = NULL;
-    PQfinish(k->pg);
-    k->pg = NULL;
+    int was_up = k->state == C_IDLE || k->state == C_BUSY;
+    k->state = C_DOWN;
     cache_clear(k);
     k->dealloc_pending = 0;
-    k->state = C_DOWN;
     snprintf(p->last_err, sizeof p->last_err, "%s", why);
+    if ((connecting || !was_up) && !p->open_reported) {
+        report_open(p, why);
+        return;
+    }
     if (had_work) {
         char msg[700];
         if (!k->writing)
@@ -555,492 +516,93 @@ static void conn_broken(struct conn *k, const char *why)
         fail_queue(p, &p->reads, STORE_CODE_UNAVAILABLE, msg);
         fail_queue(p, &p->writes, STORE_CODE_UNAVAILABLE, msg);
     }
-    schedule_retry(k);
     kick(p);
 }
 
-/* ---- running statements ---- */
+static const pgc_events_t conn_events = {on_up, on_down, NULL};
 
-static int64_t parse_int(const char *s)
-{
-    return strtoll(s, NULL, 10);
-}
+/* ---- results ---- */
 
-/* Copies a successful result into r (of req's arena); 0, or -1 when out of memory. */
-static int take_result(store_req_t *req, store_result_t *r, const PGresult *res)
+/* A command of the round failed with res (not merely skipped after an earlier failure). */
+static void unit_failed(struct conn *k, int u, int i, const PGresult *res, const char *code,
+                        const char *msg)
 {
-    int ncols = PQnfields(res);
-    int nrows = PQntuples(res);
-    r->ncols = ncols;
-    if (ncols > 0) {
-        r->cols = store_arena_alloc(&req->arena, (size_t)ncols * sizeof *r->cols);
-        if (!r->cols)
-            return -1;
-        for (int c = 0; c < ncols; c++) {
-            const char *name = PQfname(res, c);
-            if (!(r->cols[c] = store_arena_strdup(&req->arena, name, strlen(name))))
-                return -1;
-        }
-    }
-    int id_col = -1;
-    for (int row = 0; row < nrows; row++) {
-        store_value_t *cells = store_result_add_row(r);
-        if (!cells && ncols > 0)
-            return -1;
-        for (int c = 0; c < ncols; c++) {
-            store_value_t *v = &cells[c];
-            memset(v, 0, sizeof *v);
-            if (PQgetisnull(res, row, c))
-                continue;
-            const char *s = PQgetvalue(res, row, c);
-            size_t n = (size_t)PQgetlength(res, row, c);
-            switch (PQftype(res, c)) {
-            case PGC_OID_INT2:
-            case PGC_OID_INT4:
-            case PGC_OID_INT8:
-            case PGC_OID_OID:
-                v->type = STORE_INT;
-                v->v.i = parse_int(s);
-                break;
-            case PGC_OID_FLOAT4:
-            case PGC_OID_FLOAT8:
-            case PGC_OID_NUMERIC:
-                v->type = STORE_REAL;
-                v->v.d = strtod(s, NULL);
-                break;
-            case PGC_OID_BOOL:
-                v->type = STORE_INT;
-                v->v.i = s[0] == 't';
-                break;
-            case PGC_OID_BYTEA: {
-                size_t bn = 0;
-                unsigned char *b = PQunescapeBytea((const unsigned char *)s, &bn);
-                if (!b)
-                    return -1;
-                v->type = STORE_BLOB;
-                v->len = bn;
-                v->v.s = store_arena_strdup(&req->arena, (const char *)b, bn);
-                PQfreemem(b);
-                if (!v->v.s)
-                    return -1;
-                break;
-            }
-            default:
-                v->type = STORE_TEXT;
-                v->len = n;
-                if (!(v->v.s = store_arena_strdup(&req->arena, s, n)))
-                    return -1;
-            }
-        }
-    }
-    const char *tag = PQcmdStatus((PGresult *)res);
-    int insert = strncmp(tag, "INSERT ", 7) == 0;
-    if (insert || strncmp(tag, "UPDATE ", 7) == 0 || strncmp(tag, "DELETE ", 7) == 0 ||
-        strncmp(tag, "MERGE ", 6) == 0)
-        r->changes = parse_int(PQcmdTuples((PGresult *)res));
-    /* PostgreSQL has no rowid: an INSERT that returns an integer "id" column reports it. */
-    for (int c = 0; insert && c < ncols; c++)
-        if (strcmp(r->cols[c], "id") == 0)
-            id_col = c;
-    if (id_col >= 0 && r->nrows > 0) {
-        const store_value_t *v = &r->cells[(r->nrows - 1) * (size_t)ncols + (size_t)id_col];
-        if (v->type == STORE_INT) {
-            r->last_id = v->v.i;
-            r->has_last_id = 1;
-        }
-    }
-    return 0;
-}
-
-static store_req_t *cur_req(struct conn *k)
-{
-    return k->units[k->u];
-}
-
-static char sig_of(const store_value_t *v)
-{
-    switch (v->type) {
-    case STORE_INT: return 'i';
-    case STORE_REAL: return 'r';
-    case STORE_BLOB: return 'b';
-    default: return 'u'; /* TEXT and NULL: PostgreSQL infers the type from the context */
-    }
-}
-
-/* A statement failed with msg: record it on the request and go on as the work demands. */
-static void stmt_failed(struct conn *k, const char *code, const char *msg)
-{
-    store_req_t *req = cur_req(k);
+    store_req_t *req = k->units[u];
     store_req_reset_results(req);
-    store_req_fail(req, k->i + 1, code, msg);
-    if (!k->writing) {
-        finish_work(k);
-        k->state = C_IDLE;
-        watch_set(k, UV_READABLE);
-        kick(k->p);
-    } else if (k->nunits > 1) {
-        send_simple(k, P_ROLLBACK_TO, "ROLLBACK TO SAVEPOINT unit");
-    } else {
-        send_simple(k, P_ROLLBACK, "ROLLBACK");
-    }
-}
-
-/* Sends statement k->i of the current request, preparing it first on a cache miss. */
-static void stmt_start(struct conn *k)
-{
-    store_req_t *req = cur_req(k);
-    if (k->i >= req->nstmts) {
-        if (!k->writing) {
-            finish_work(k);
-            k->state = C_IDLE;
-            watch_set(k, UV_READABLE);
-            kick(k->p);
-        } else if (k->nunits > 1) {
-            send_simple(k, P_RELEASE, "RELEASE SAVEPOINT unit");
-        } else {
-            k->u++;
-            unit_start(k);
-        }
-        return;
-    }
-    if (k->dealloc_pending || k->ncached >= CACHE_MAX) {
-        send_simple(k, P_DEALLOC, "DEALLOCATE ALL");
-        return;
-    }
-    store_stmt_t *s = &req->stmts[k->i];
-    int n = s->nparams;
-    char err[200];
-    char sigbuf[64] = {0};
-    char *sig = n <= (int)sizeof sigbuf ? sigbuf : malloc((size_t)n);
-    const char **values = calloc((size_t)(n ? n : 1), sizeof *values);
-    int *lengths = calloc((size_t)(n ? n : 1), sizeof *lengths);
-    int *formats = calloc((size_t)(n ? n : 1), sizeof *formats);
-    char *numbuf = malloc((size_t)(n ? n : 1) * 32);
-    unsigned char *used = calloc((size_t)(n ? n : 1), 1);
-    Oid *types = calloc((size_t)(n ? n : 1), sizeof *types);
-    int ok = sig && values && lengths && formats && numbuf && used && types;
-    if (!ok) {
-        snprintf(err, sizeof err, "out of memory");
-        goto fail;
-    }
-    int want = scan_params(s->sql, s->sql_len, used, n);
-    if (want != n) {
-        snprintf(err, sizeof err, "statement expects %d parameter%s, got %d", want,
-                 want == 1 ? "" : "s", n);
-        ok = 0;
-        goto fail;
-    }
-    for (int j = 0; j < n; j++) {
-        const store_value_t *v = &s->params[j];
-        char *nb = numbuf + (size_t)j * 32;
-        sig[j] = sig_of(v);
-        switch (v->type) {
-        case STORE_INT:
-            snprintf(nb, 32, "%lld", (long long)v->v.i);
-            values[j] = nb;
-            types[j] = PGC_OID_INT8;
-            break;
-        case STORE_REAL:
-            if (isnan(v->v.d))
-                snprintf(nb, 32, "NaN");
-            else if (isinf(v->v.d))
-                snprintf(nb, 32, "%sInfinity", v->v.d < 0 ? "-" : "");
-            else
-                snprintf(nb, 32, "%.17g", v->v.d);
-            values[j] = nb;
-            types[j] = PGC_OID_FLOAT8;
-            break;
-        case STORE_TEXT:
-            if (memchr(v->v.s, 0, v->len)) {
-                snprintf(err, sizeof err,
-                         "parameter %d: text with a NUL byte (PostgreSQL text cannot hold one; "
-                         "bind a blob)",
-                         j + 1);
-                ok = 0;
-                goto fail;
-            }
-            values[j] = v->v.s;
-            types[j] = used[j] ? 0 : 25; /* an unreferenced unknown cannot be typed */
-            break;
-        case STORE_BLOB:
-            values[j] = v->len ? v->v.s : "";
-            lengths[j] = (int)v->len;
-            formats[j] = 1;
-            types[j] = PGC_OID_BYTEA;
-            break;
-        default: types[j] = used[j] ? 0 : 25;
-        }
-    }
-    uint64_t h;
-    struct cached *e = cache_find(k, s->sql, s->sql_len, sig, (size_t)n, &h);
-    char name[24];
-    int sent = 0;
-    if (e->sql) {
-        snprintf(name, sizeof name, "s%u", e->id);
-        k->phase = P_STMT;
-        sent = PQsendQueryPrepared(k->pg, name, n, values, lengths, formats, 0);
-    } else {
-        /* fill the slot now (the name must be known); a failed prepare empties it again */
-        e->sql = malloc(s->sql_len + 1 + (size_t)n);
-        if (!e->sql) {
-            snprintf(err, sizeof err, "out of memory");
-            ok = 0;
-            goto fail;
-        }
-        memcpy(e->sql, s->sql, s->sql_len);
-        e->sql[s->sql_len] = 0;
-        memcpy(e->sql + s->sql_len + 1, sig, (size_t)n);
-        e->len = s->sql_len;
-        e->siglen = (size_t)n;
-        e->hash = h;
-        e->id = ++k->next_id;
-        k->ncached++;
-        snprintf(name, sizeof name, "s%u", e->id);
-        k->phase = P_PREPARE;
-        sent = PQsendPrepare(k->pg, name, s->sql, n, types);
-    }
-fail:
-    if (sig != sigbuf)
-        free(sig);
-    free(values);
-    free(lengths);
-    free(formats);
-    free(numbuf);
-    free(used);
-    free(types);
-    if (!ok) {
-        stmt_failed(k, STORE_CODE_ERROR, err);
-        return;
-    }
-    if (k->phase == P_STMT)
-        k->stmts++;
-    after_send(k, sent);
-}
-
-/* Drops the cache entry of the statement in flight (its prepare failed). */
-static void cache_forget_current(struct conn *k)
-{
-    store_stmt_t *s = &cur_req(k)->stmts[k->i];
-    char sigbuf[64] = {0};
-    int n = s->nparams;
-    char *sig = n <= (int)sizeof sigbuf ? sigbuf : malloc((size_t)n);
-    if (!sig) { /* cannot rebuild the key: forget everything */
+    store_req_fail(req, i + 1, code, msg);
+    k->fail_u = u;
+    k->fail_stale = res && pgs_stale_plan(res);
+    if (k->fail_stale)
         k->dealloc_pending = 1;
-        return;
-    }
-    for (int j = 0; j < n; j++)
-        sig[j] = sig_of(&s->params[j]);
-    uint64_t h;
-    struct cached *e = cache_find(k, s->sql, s->sql_len, sig, (size_t)n, &h);
-    if (sig != sigbuf)
-        free(sig);
-    if (!e->sql)
-        return;
-    /* Removing from open addressing would break probe chains: re-insert the rest of the run. */
-    free(e->sql);
-    memset(e, 0, sizeof *e);
-    k->ncached--;
-    size_t i = (size_t)(e - k->slots);
-    for (i = (i + 1) % CACHE_SLOTS; k->slots[i].sql; i = (i + 1) % CACHE_SLOTS) {
-        struct cached moved = k->slots[i];
-        memset(&k->slots[i], 0, sizeof k->slots[i]);
-        size_t j = (size_t)(moved.hash % CACHE_SLOTS);
-        while (k->slots[j].sql)
-            j = (j + 1) % CACHE_SLOTS;
-        k->slots[j] = moved;
-    }
 }
 
-static void unit_start(struct conn *k)
+/* A savepoint command failed: the transaction cannot go on; the units that had succeeded in it
+ * fail too. */
+static void group_lost(struct conn *k, const char *code, const char *msg)
 {
-    if (k->group_failed || k->u >= k->nunits) {
-        if (k->group_failed)
-            send_simple(k, P_ROLLBACK, "ROLLBACK");
-        else
-            send_simple(k, P_COMMIT, "COMMIT");
-        return;
-    }
-    k->i = 0;
-    if (k->nunits > 1)
-        send_simple(k, P_SAVEPOINT, "SAVEPOINT unit");
-    else
-        stmt_start(k);
-}
-
-/* A cached plan whose result columns changed (ALTER TABLE under a SELECT *): re-prepare. */
-static int stale_plan(const PGresult *r)
-{
-    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    return st && strcmp(st, "0A000") == 0 && msg && strstr(msg, "cached plan");
-}
-
-/* The command in flight has completed with res (NULL: no result at all). */
-/* Undoing a failed unit's savepoint failed: the group's transaction cannot go on; the units
- * that had succeeded in it fail too, and the next unit starts over. */
-static void rollback_failed(struct conn *k)
-{
-    fail_ok_units(k, STORE_CODE_ERROR, "rolling back a failed unit failed");
+    fail_ok_units(k, code, msg);
     k->group_failed = 1;
-    unit_start(k);
 }
 
-static void command_done(struct conn *k, PGresult *res)
+static void on_result(struct conn *k, const pgc_cmd_t *cmd, PGresult *res)
 {
     struct pg *p = k->p;
-    char msg[600];
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st == PGRES_PIPELINE_ABORTED) { /* skipped after an earlier failure of the round */
+        if (cmd->tag == T_PREPARE)
+            cache_forget(k, cmd->a, cmd->b);
+        return;
+    }
     int ok = pgc_result_ok(res);
-    if (!ok)
+    char msg[600];
+    const char *code = NULL;
+    if (!ok) {
         pgc_result_message(res, msg, sizeof msg);
-    const char *code =
-        ok ? NULL : code_of_state(res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL);
-    if (PQstatus(k->pg) == CONNECTION_BAD) {
-        if (ok || !res)
-            pgc_conn_message(k->pg, "connection lost", msg, sizeof msg);
-        if (res)
-            PQclear(res);
-        conn_broken(k, msg);
-        return;
+        code = pgs_code_of_state(res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL);
     }
-    switch (k->phase) {
-    case P_SETUP:
-        if (res)
-            PQclear(res);
+    switch (cmd->tag) {
+    case T_SETUP:
         if (!ok) {
-            connect_failed(k, msg);
-            return;
-        }
-        conn_ready(k);
-        return;
-    case P_BEGIN:
-        if (!ok) {
-            fail_ok_units(k, code, msg);
-            break; /* finish below */
-        }
-        PQclear(res);
-        k->u = 0;
-        unit_start(k);
-        return;
-    case P_SAVEPOINT:
-    case P_RELEASE:
-        if (!ok) {
-            fail_ok_units(k, code, msg);
             k->group_failed = 1;
-            PQclear(res);
-            unit_start(k);
-            return;
-        }
-        PQclear(res);
-        if (k->phase == P_SAVEPOINT) {
-            stmt_start(k);
-        } else {
-            k->retried = 0;
-            k->u++;
-            unit_start(k);
+            snprintf(p->last_err, sizeof p->last_err, "%.500s", msg);
         }
         return;
-    case P_DEALLOC:
-        if (res)
-            PQclear(res);
-        if (!ok) { /* only in a healthy state, so this is the statement's failure */
-            stmt_failed(k, code, msg);
-            return;
-        }
-        cache_clear(k);
-        k->dealloc_pending = 0;
-        stmt_start(k);
+    case T_BEGIN:
+    case T_SAVEPOINT:
+    case T_RELEASE:
+        if (!ok)
+            group_lost(k, code, msg);
         return;
-    case P_PREPARE:
+    case T_DEALLOC:
+    case T_PREPARE:
         if (!ok) {
-            cache_forget_current(k);
-            if (res)
-                PQclear(res);
-            stmt_failed(k, code, msg);
-            return;
+            if (cmd->tag == T_PREPARE)
+                cache_forget(k, cmd->a, cmd->b);
+            unit_failed(k, cmd->a, cmd->b, res, code, msg);
         }
-        PQclear(res);
-        stmt_start(k); /* now a hit */
         return;
-    case P_STMT: {
-        store_req_t *req = cur_req(k);
+    case T_STMT: {
+        store_req_t *req = k->units[cmd->a];
         if (!ok) {
-            int stale = res && stale_plan(res);
-            if (res)
-                PQclear(res);
-            if (stale) {
-                k->dealloc_pending = 1;
-                if (!k->retried) {
-                    k->retried = 1;
-                    if (!k->writing) { /* no transaction: just run it again */
-                        stmt_start(k);
-                        return;
-                    }
-                    if (k->nunits == 1)
-                        k->restart = 1;
-                }
-            }
-            stmt_failed(k, code, msg);
+            unit_failed(k, cmd->a, cmd->b, res, code, msg);
             return;
         }
-        if (take_result(req, &req->results[k->i], res) != 0) {
-            PQclear(res);
-            stmt_failed(k, STORE_CODE_ERROR, "out of memory");
+        if (req->status != 0) /* its unit already failed (out of memory) */
             return;
+        if (pgs_take_result(req, &req->results[cmd->b], res) != 0) {
+            if (k->writing)
+                group_lost(k, STORE_CODE_ERROR, "out of memory");
+            else
+                unit_failed(k, cmd->a, cmd->b, NULL, STORE_CODE_ERROR, "out of memory");
         }
-        PQclear(res);
-        k->i++;
-        stmt_start(k);
         return;
     }
-    case P_ROLLBACK_TO:
-        if (res)
-            PQclear(res);
-        if (!ok) {
-            rollback_failed(k);
-            return;
-        }
-        send_simple(k, P_RELEASE_FAILED, "RELEASE SAVEPOINT unit");
+    case T_ROLLBACK_TO:
+    case T_RELEASE_FAILED:
+        if (!ok)
+            group_lost(k, STORE_CODE_ERROR, "rolling back a failed unit failed");
         return;
-    case P_RELEASE_FAILED:
-        if (res)
-            PQclear(res);
-        if (!ok) {
-            rollback_failed(k);
-            return;
-        }
-        if (k->retried == 1 && k->dealloc_pending && cur_req(k)->err_index > 0) {
-            /* the unit failed on a stale plan: run it once more, freshly prepared */
-            k->retried = 2;
-            store_req_t *req = cur_req(k);
-            req->status = 0;
-            req->err = NULL;
-            req->err_code = NULL;
-            req->err_index = 0;
-            unit_start(k);
-            return;
-        }
-        k->retried = 0;
-        k->u++;
-        unit_start(k);
-        return;
-    case P_ROLLBACK:
-        if (res)
-            PQclear(res);
-        res = NULL;
-        if (k->restart && ok) {
-            k->restart = 0;
-            k->retried = 2;
-            store_req_t *req = k->units[0];
-            store_req_reset_results(req);
-            req->status = 0;
-            req->err = NULL;
-            req->err_code = NULL;
-            req->err_index = 0;
-            send_simple(k, P_BEGIN, "BEGIN READ WRITE");
-            return;
-        }
-        break;
-    case P_COMMIT:
+    case T_COMMIT:
         if (!ok) {
             char m2[700];
             snprintf(m2, sizeof m2, "commit failed: %s", msg);
@@ -1048,66 +610,143 @@ static void command_done(struct conn *k, PGresult *res)
         } else {
             p->st.commits++;
         }
-        break;
-    default: break;
-    }
-    if (res)
-        PQclear(res);
-    finish_work(k);
-    k->state = C_IDLE;
-    watch_set(k, UV_READABLE);
-    kick(p);
-}
-
-/* ---- I/O ---- */
-
-static void conn_io(struct conn *k, int readable, int writable)
-{
-    char msg[400];
-    if (writable && k->want_write) {
-        if (pgc_flush(k->pg, 1, &k->want_write, msg, sizeof msg) != 0) {
-            conn_broken(k, msg);
-            return;
-        }
-        watch_set(k, UV_READABLE | (k->want_write ? UV_WRITABLE : 0));
-    }
-    if (!readable)
         return;
-    if (pgc_consume(k->pg, msg, sizeof msg) != 0) {
-        conn_broken(k, msg);
-        return;
-    }
-    if (k->state == C_IDLE) { /* nothing asked: a notice, or the server saying goodbye */
-        if (pgc_drain_idle(k->pg, msg, sizeof msg) != 0)
-            conn_broken(k, msg);
-        return;
-    }
-    switch (pgc_collect(k->pg, &k->res, msg, sizeof msg)) {
-    case PGC_DONE: {
-        PGresult *res = k->res;
-        k->res = NULL;
-        command_done(k, res);
-        return;
-    }
-    case PGC_FAIL: conn_broken(k, msg); return;
     default: return;
     }
 }
 
-static void on_poll(uv_poll_t *h, int status, int events)
+/* A round ended (its sync came back): decide the next one, or finish. */
+static void round_done(struct conn *k)
 {
-    struct conn *k = h->data;
-    if (!k)
+    switch (k->phase) {
+    case P_SETUP:
+        if (k->group_failed) {
+            char msg[600];
+            snprintf(msg, sizeof msg, "%s", k->p->last_err);
+            k->group_failed = 0;
+            pgc_conn_fail(k->c, msg);
+            return;
+        }
+        conn_ready(k);
         return;
-    if (k->state == C_CONNECTING) {
-        connect_step(k);
+    case P_READ:
+        if (k->fail_u >= 0 && k->fail_stale && k->retry_u < 0) {
+            k->retry_u = 0; /* a stale plan: prepared afresh, run once more */
+            unit_reset(k->units[0]);
+            send_round(k);
+            return;
+        }
+        work_done(k);
+        return;
+    case P_UNITS:
+        if (!k->safe && (k->group_failed || k->fail_u >= 0)) {
+            /* The first attempt ran without savepoints and something failed: nothing after the
+             * failure ran and the transaction is lost. Run the group again, each unit in its
+             * savepoint, so that a failing unit fails alone. */
+            k->safe = 1;
+            for (int u = 0; u < k->nunits; u++)
+                unit_reset(k->units[u]);
+            k->fail_u = -1;
+            k->fail_stale = 0;
+            k->group_failed = 0;
+            send_cmd(k, T_ROLLBACK, 0, 0, "ROLLBACK");
+            send_cmd(k, T_BEGIN, 0, 0, "BEGIN READ WRITE");
+            send_units(k, 0);
+            end_round(k, P_UNITS);
+        } else if (k->group_failed) {
+            send_cmd(k, T_ROLLBACK, 0, 0, "ROLLBACK");
+            end_round(k, P_ROLLBACK);
+        } else if (k->fail_u >= 0 && k->nunits > 1) {
+            /* Nothing after the failed statement ran: undo its unit, send the rest again. */
+            int u = k->fail_u, from = u + 1;
+            if (k->fail_stale && k->retry_u != u) {
+                k->retry_u = u;
+                unit_reset(k->units[u]);
+                from = u;
+            }
+            k->fail_u = -1;
+            send_cmd(k, T_ROLLBACK_TO, u, 0, "ROLLBACK TO SAVEPOINT unit");
+            send_cmd(k, T_RELEASE_FAILED, u, 0, "RELEASE SAVEPOINT unit");
+            send_units(k, from);
+            end_round(k, P_UNITS);
+        } else if (k->fail_u >= 0) {
+            k->restart = k->fail_stale && k->retry_u < 0;
+            send_cmd(k, T_ROLLBACK, 0, 0, "ROLLBACK");
+            end_round(k, P_ROLLBACK);
+        } else {
+            send_cmd(k, T_COMMIT, 0, 0, "COMMIT");
+            end_round(k, P_COMMIT);
+        }
+        return;
+    case P_ROLLBACK:
+        if (k->restart) {
+            k->restart = 0;
+            k->retry_u = 0;
+            unit_reset(k->units[0]);
+            send_round(k);
+            return;
+        }
+        work_done(k);
+        return;
+    case P_COMMIT: work_done(k); return;
+    default: return;
+    }
+}
+
+/* An error that ends the session (severity FATAL or PANIC). */
+static int fatal(const PGresult *res)
+{
+    const char *sev = res ? PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED) : NULL;
+    return sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0);
+}
+
+static void on_cmd(pgc_conn_t *c, const pgc_cmd_t *cmd, PGresult *res)
+{
+    struct conn *k = cmd->ud;
+    if (PQstatus(pgc_conn_pg(c)) == CONNECTION_BAD || fatal(res)) {
+        /* The server's last word ("terminating connection ..."): the connection is lost, and
+         * with it the whole work, not this one statement. In pipeline mode such a result
+         * arrives before libpq has seen the socket close. */
+        char msg[600];
+        if (res && !pgc_result_ok(res))
+            pgc_result_message(res, msg, sizeof msg);
+        else
+            pgc_conn_message(pgc_conn_pg(c), "connection lost", msg, sizeof msg);
+        if (res)
+            PQclear(res);
+        pgc_conn_fail(c, msg);
         return;
     }
-    if (status < 0) {
-        conn_broken(k, uv_strerror(status));
+    if (cmd->tag == T_SYNC) {
+        if (res)
+            PQclear(res);
+        round_done(k);
         return;
     }
-    conn_io(k, (events & UV_READABLE) != 0, (events & UV_WRITABLE) != 0);
+    on_result(k, cmd, res);
+    if (res)
+        PQclear(res);
+}
+
+/* The first round of the work on k: a read, or BEGIN and every unit. */
+static void send_round(struct conn *k)
+{
+    k->fail_u = -1;
+    k->fail_stale = 0;
+    k->group_failed = 0;
+    if (!k->writing) {
+        store_req_t *req = k->units[0];
+        char err[200];
+        if (send_stmt(k, 0, 0, err, sizeof err) != 0) {
+            store_req_reset_results(req);
+            store_req_fail(req, 1, STORE_CODE_ERROR, err);
+        }
+        end_round(k, P_READ);
+        return;
+    }
+    send_cmd(k, T_BEGIN, 0, 0, "BEGIN READ WRITE");
+    send_units(k, 0);
+    end_round(k, P_UNITS);
 }
 
 /* ---- dispatch ---- */
@@ -1126,6 +765,22 @@ static int grow_units(struct conn *k, int n)
     return 0;
 }
 
+static void start_work(struct conn *k, int writing)
+{
+    k->writing = writing;
+    /* Optimistic: most groups have no failing unit, and SAVEPOINT / RELEASE cost two commands
+     * and a subtransaction per unit (past 64 per transaction, PostgreSQL's subtransaction
+     * cache overflows and every snapshot taken meanwhile gets slower). A group of one unit
+     * needs none anyway. */
+    k->safe = k->nunits <= 1;
+    k->retry_u = -1;
+    k->restart = 0;
+    k->stmts = 0;
+    k->t0 = now_s();
+    k->state = C_BUSY;
+    send_round(k);
+}
+
 static void start_read(struct conn *k)
 {
     struct pg *p = k->p;
@@ -1134,14 +789,8 @@ static void start_read(struct conn *k)
     struct qnode *n = q_pop(&p->reads);
     k->units[0] = n->req;
     k->nunits = 1;
-    k->writing = 0;
-    k->u = k->i = 0;
-    k->retried = k->restart = k->group_failed = 0;
-    k->stmts = 0;
-    k->t0 = now_s();
-    k->state = C_BUSY;
     p->reads_in_flight++;
-    stmt_start(k);
+    start_work(k, 0);
 }
 
 static void start_writes(struct conn *k)
@@ -1161,14 +810,8 @@ static void start_writes(struct conn *k)
         k->units[i] = q_pop(&p->writes)->req;
     p->st.queue_depth -= (uint64_t)n;
     k->nunits = n;
-    k->writing = 1;
-    k->u = k->i = 0;
-    k->retried = k->restart = k->group_failed = 0;
-    k->stmts = 0;
-    k->t0 = now_s();
-    k->state = C_BUSY;
     p->writer_busy = 1;
-    send_simple(k, P_BEGIN, "BEGIN READ WRITE");
+    start_work(k, 1);
 }
 
 static void on_qtimer(uv_timer_t *t);
@@ -1297,16 +940,10 @@ static void maybe_release(struct pg *p)
     p->released = 1;
     for (int i = 0; i < p->pool_size; i++) {
         struct conn *k = &p->conns[i];
-        watch_drop(k);
-        if (k->res)
-            PQclear(k->res);
-        k->res = NULL;
-        if (k->pg)
-            PQfinish(k->pg);
-        k->pg = NULL;
+        if (k->c)
+            pgc_conn_close(k->c);
+        k->c = NULL;
         k->state = C_DOWN;
-        k->timer.data = p; /* handle_closed counts the store's handles */
-        uv_close((uv_handle_t *)&k->timer, handle_closed);
     }
     uv_close((uv_handle_t *)&p->kick, handle_closed);
     uv_close((uv_handle_t *)&p->qtimer, handle_closed);
@@ -1369,7 +1006,8 @@ static void pg_close(store_t *s, store_closed_fn cb, void *ud)
     p->close_cb = cb;
     p->close_ud = ud;
     for (int i = 0; i < p->pool_size; i++) /* no more reconnects */
-        uv_timer_stop(&p->conns[i].timer);
+        if (p->conns[i].c)
+            pgc_conn_stop_reconnect(p->conns[i].c);
     kick(p); /* keeps the loop alive until released */
 }
 
@@ -1380,19 +1018,22 @@ static void pg_close_now(store_t *s)
     if (p->released)
         return;
     p->closing = 1;
+    for (int i = 0; i < p->pool_size; i++)
+        if (p->conns[i].c)
+            pgc_conn_stop_reconnect(p->conns[i].c);
     double deadline = now_s() + CLOSE_NOW_SECONDS;
     while (busy(p) && now_s() < deadline) {
         dispatch(p);
         deliver(p);
-        struct pollfd fds[MAX_POOL];
-        struct conn *ks[MAX_POOL];
+        struct pollfd fds[PGS_MAX_POOL];
+        struct conn *ks[PGS_MAX_POOL];
         int n = 0;
         for (int i = 0; i < p->pool_size; i++) {
             struct conn *k = &p->conns[i];
-            if (k->state != C_BUSY || !k->pg)
+            if (k->state != C_BUSY || pgc_conn_socket(k->c) < 0)
                 continue;
-            fds[n].fd = PQsocket(k->pg);
-            fds[n].events = (short)(POLLIN | (k->want_write ? POLLOUT : 0));
+            fds[n].fd = pgc_conn_socket(k->c);
+            fds[n].events = (short)(POLLIN | (pgc_conn_wants_write(k->c) ? POLLOUT : 0));
             fds[n].revents = 0;
             ks[n++] = k;
         }
@@ -1407,8 +1048,8 @@ static void pg_close_now(store_t *s)
             continue;
         for (int i = 0; i < n; i++)
             if (fds[i].revents && ks[i]->state == C_BUSY)
-                conn_io(ks[i], (fds[i].revents & (POLLIN | POLLERR | POLLHUP)) != 0,
-                        (fds[i].revents & POLLOUT) != 0);
+                pgc_conn_io(ks[i]->c, (fds[i].revents & (POLLIN | POLLERR | POLLHUP)) != 0,
+                            (fds[i].revents & POLLOUT) != 0);
     }
     for (int i = 0; i < p->pool_size; i++)
         if (p->conns[i].state == C_BUSY) {
@@ -1429,115 +1070,6 @@ static void pg_stats(store_t *s, store_stats_t *out)
     out->reads_in_flight = (uint64_t)p->reads_in_flight;
 }
 
-/* ---- the URL ---- */
-
-static int take_option(struct pg *p, const char *key, size_t klen, const char *val, size_t vlen,
-                       char *err, size_t errlen)
-{
-    char v[64];
-    if (vlen >= sizeof v)
-        vlen = sizeof v - 1;
-    memcpy(v, val, vlen);
-    v[vlen] = 0;
-    if (klen == 9 && memcmp(key, "pool_size", 9) == 0) {
-        char *end;
-        long n = strtol(v, &end, 10);
-        if (!*v || *end || n < 1 || n > MAX_POOL) {
-            snprintf(err, errlen, "postgres: pool_size: an integer from 1 to %d expected, got '%s'",
-                     MAX_POOL, v);
-            return -1;
-        }
-        p->pool_size = (int)n;
-        return 0;
-    }
-    double d;
-    if (duration_parse(v, &d) != 0 || d < 0 || d > 86400) {
-        snprintf(err, errlen,
-                 "postgres: pool_timeout: a duration expected (5, \"250ms\"), got '%s'", v);
-        return -1;
-    }
-    p->pool_timeout_ms = (uint64_t)(d * 1000.0 + 0.5);
-    return 0;
-}
-
-static int is_ours(const char *s, size_t n, size_t *klen)
-{
-    if (n >= 10 && memcmp(s, "pool_size=", 10) == 0) {
-        *klen = 9;
-        return 1;
-    }
-    if (n >= 13 && memcmp(s, "pool_timeout=", 13) == 0) {
-        *klen = 12;
-        return 1;
-    }
-    return 0;
-}
-
-/* url: the whole URL. Splits steward's options (pool_size, pool_timeout) from libpq's. */
-static int parse_url(struct pg *p, const char *url, char *err, size_t errlen)
-{
-    size_t len = strlen(url);
-    char *out = malloc(len + 1);
-    if (!out) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    size_t o = 0;
-    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
-        const char *qm = strchr(url, '?');
-        size_t base = qm ? (size_t)(qm - url) : len;
-        memcpy(out, url, base);
-        o = base;
-        int first = 1;
-        for (const char *s = qm ? qm + 1 : NULL; s && *s;) {
-            const char *amp = strchr(s, '&');
-            size_t n = amp ? (size_t)(amp - s) : strlen(s);
-            size_t klen;
-            if (is_ours(s, n, &klen)) {
-                if (take_option(p, s, klen, s + klen + 1, n - klen - 1, err, errlen) != 0) {
-                    free(out);
-                    return -1;
-                }
-            } else if (n) {
-                out[o++] = first ? '?' : '&';
-                memcpy(out + o, s, n);
-                o += n;
-                first = 0;
-            }
-            s = amp ? amp + 1 : NULL;
-        }
-    } else if (strncmp(url, "postgres:", 9) == 0) {
-        /* keyword/value conninfo: drop our keywords (unquoted values) where a keyword starts */
-        const char *s = url + 9;
-        while (*s) {
-            size_t klen;
-            int at_start = o == 0 || out[o - 1] == ' ' || out[o - 1] == '\t';
-            if (at_start && is_ours(s, strlen(s), &klen)) {
-                const char *v = s + klen + 1;
-                size_t vlen = strcspn(v, " \t");
-                if (take_option(p, s, klen, v, vlen, err, errlen) != 0) {
-                    free(out);
-                    return -1;
-                }
-                s = v + vlen;
-                while (*s == ' ' || *s == '\t')
-                    s++;
-                continue;
-            }
-            out[o++] = *s++;
-        }
-    } else {
-        free(out);
-        snprintf(err, errlen,
-                 "postgres: URL postgres://..., postgresql://... or postgres:KEYWORD=VALUE ... "
-                 "expected");
-        return -1;
-    }
-    out[o] = 0;
-    p->conninfo = out;
-    return 0;
-}
-
 static store_t *pg_open(uv_loop_t *loop, const char *target, store_open_fn cb, void *ud, char *err,
                         size_t errlen)
 {
@@ -1555,17 +1087,31 @@ static store_t *pg_open(uv_loop_t *loop, const char *target, store_open_fn cb, v
     }
     p->pool_size = DEFAULT_POOL;
     p->pool_timeout_ms = DEFAULT_TIMEOUT;
-    if (parse_url(p, url, err, errlen) != 0) {
+    if (pgs_parse_url(url, &p->conninfo, &p->pool_size, &p->pool_timeout_ms, err, errlen) != 0) {
         free(p);
         return NULL;
     }
+    pgc_opts_t o = {.conninfo = p->conninfo,
+                    .app = "steward",
+                    .pipeline = 1,
+                    .connect_timeout = CONNECT_TIMEOUT,
+                    .reconnect = 1,
+                    .backoff_min_ms = BACKOFF_MIN_MS,
+                    .backoff_max_ms = BACKOFF_MAX_MS};
     p->conns = calloc((size_t)p->pool_size, sizeof *p->conns);
     int ok = p->conns != NULL;
-    for (int i = 0; ok && i < p->pool_size; i++)
-        ok = (p->conns[i].slots = calloc(CACHE_SLOTS, sizeof *p->conns[i].slots)) != NULL;
+    for (int i = 0; ok && i < p->pool_size; i++) {
+        struct conn *k = &p->conns[i];
+        k->p = p;
+        ok = (k->slots = calloc(CACHE_SLOTS, sizeof *k->slots)) != NULL &&
+             (k->c = pgc_conn_new(loop, &o, &conn_events, k)) != NULL;
+    }
     if (!ok) {
-        for (int i = 0; p->conns && i < p->pool_size; i++)
+        for (int i = 0; p->conns && i < p->pool_size; i++) {
             free(p->conns[i].slots);
+            if (p->conns[i].c)
+                pgc_conn_close(p->conns[i].c);
+        }
         free(p->conns);
         free(p->conninfo);
         free(p);
@@ -1581,32 +1127,18 @@ static store_t *pg_open(uv_loop_t *loop, const char *target, store_open_fn cb, v
     uv_timer_init(loop, &p->qtimer);
     p->qtimer.data = p;
     uv_unref((uv_handle_t *)&p->qtimer); /* queued requests hold the loop through their conns */
-    p->handles = 2 + p->pool_size;
-    for (int i = 0; i < p->pool_size; i++) {
-        struct conn *k = &p->conns[i];
-        k->p = p;
-        k->backoff_ms = BACKOFF_MIN_MS;
-        uv_timer_init(loop, &k->timer);
-        k->timer.data = k;
-        uv_unref((uv_handle_t *)&k->timer);
-    }
+    p->handles = 2;
     /* The first connection is started here so that a malformed URL fails at once. */
     struct conn *k0 = &p->conns[0];
+    conn_ref(k0);
     char msg[400];
-    if (!(k0->pg = start_conn(p, msg, sizeof msg)) || (k0->state = C_CONNECTING, 0) ||
-        watch_new(k0, UV_WRITABLE) != 0) {
-        snprintf(err, errlen, "postgres: %s",
-                 k0->pg ? "cannot watch the connection's socket" : msg);
-        if (k0->pg)
-            PQfinish(k0->pg);
-        k0->pg = NULL;
-        k0->state = C_DOWN;
+    if (pgc_conn_connect(k0->c, msg, sizeof msg) != 0) {
+        snprintf(err, errlen, "postgres: %s", msg);
         p->open_reported = 1;
         p->closing = 1;
         maybe_release(p); /* frees p from the close callbacks; nobody is told */
         return NULL;
     }
-    uv_timer_start(&k0->timer, on_conn_timer, CONNECT_TIMEOUT, 0);
     return &p->base;
 }
 

@@ -1,9 +1,11 @@
 -- steward.pg: query other PostgreSQL databases from policies. The connections, pools and the
 -- conversion of results are bindings/pg.c (steward.pg.native); this file adds what is plain
--- Lua on top: parameters that are tables (sent as json), json columns (decoded), transactions,
--- LISTEN/NOTIFY, and a pool's per-call methods.
+-- Lua on top: parameters that are tables (sent as json), json columns (decoded), date and
+-- timestamp columns (seconds since the epoch), transactions, LISTEN/NOTIFY, and a pool's
+-- per-call methods.
 local native = require "steward.pg.native"
 local json = require "steward.json"
+local days_from_civil = require("steward.runtime.store.util").days_from_civil
 
 local M = { null = json.null }
 native.setup(json.null)
@@ -49,6 +51,49 @@ local function decode_json(rows, cols)
   end
 end
 
+-- An ISO date or timestamp (DateStyle ISO, which every connection sets) as seconds since the
+-- epoch, a timestamp without a zone read as UTC; nil when s is not in that form.
+local function iso_seconds(s)
+  if s == "infinity" then return math.huge end
+  if s == "-infinity" then return -math.huge end
+  local y, mo, d, rest = s:match("^(%d%d%d%d+)%-(%d%d+)%-(%d%d+)(.*)$")
+  if not y then return nil end
+  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
+  local h, mi, sec, frac, off = 0, 0, 0, 0, 0
+  local hh, mm, ss, after = rest:match("^ (%d%d+):(%d%d+):(%d%d+)(.*)$")
+  if hh then
+    h, mi, sec, rest = tonumber(hh), tonumber(mm), tonumber(ss), after
+    local f, r = rest:match("^(%.%d+)(.*)$")
+    if f then frac, rest = tonumber(f), r end
+    local sign, oh, r2 = rest:match("^([+-])(%d%d+)(.*)$")
+    if sign then
+      local om, os_ = 0, 0
+      local m1, r3 = r2:match("^:(%d%d+)(.*)$")
+      if m1 then om, r2 = tonumber(m1), r3 end
+      local s1, r4 = r2:match("^:(%d%d+)(.*)$")
+      if s1 then os_, r2 = tonumber(s1), r4 end
+      off = (sign == "-" and -1 or 1) * (tonumber(oh) * 3600 + om * 60 + os_)
+      rest = r2
+    end
+  end
+  if rest == " BC" then y, rest = 1 - y, "" end
+  if rest ~= "" or mo < 1 or mo > 12 or d < 1 or d > 31 then return nil end
+  return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec + frac - off
+end
+
+local function convert_times(rows, cols)
+  for r = 1, rows.n do
+    local row = rows[r]
+    for _, name in ipairs(cols) do
+      local v = row[name]
+      if type(v) == "string" then
+        local t = iso_seconds(v)
+        if t then row[name] = t end
+      end
+    end
+  end
+end
+
 -- db:query(sql, ...) -> rows | nil, err, sqlstate
 function DB:query(sql, ...)
   if type(sql) ~= "string" then
@@ -56,9 +101,10 @@ function DB:query(sql, ...)
   end
   local p = params("db:query", ...)
   local rows, a, b = self:_query(sql, unpack(p, 1, p.n))
-  if rows and a then decode_json(rows, a) end
-  if rows then return rows end
-  return nil, a, b
+  if not rows then return nil, a, b end
+  if a then decode_json(rows, a) end
+  if b then convert_times(rows, b) end
+  return rows
 end
 
 local function quote_ident(fname, name)
