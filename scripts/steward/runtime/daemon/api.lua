@@ -408,15 +408,34 @@ local function decide(ctx, req, principal)
   m_decide:observe(took, name)
   local outcome = ok and "ok" or (kind == "cpu" and "timeout" or "error")
   m_decisions:inc(1, name, outcome)
-  local ref = ctx.decision_log:record({ policy = name, version = p.version, tenant = tenant, input = input, outcome = outcome,
-    result = ok and result or nil, error = not ok and result or nil, duration = took,
-    side_effects = fx and #fx > 0 and fx or nil })
+  -- The result is encoded once, for the answer and the log row; the input's text is the
+  -- body itself (the log encodes a masked copy instead when a mask applies).
+  local rtext, rerr
+  if ok then
+    if result == nil then result = json.null end
+    rtext, rerr = json.encode(result)
+    if not rtext then ok, result, outcome = false, "decide returned a value JSON cannot hold: " .. tostring(rerr), "error" end
+  end
+  local rec = { policy = name, version = p.version, tenant = tenant, input = input, input_json = req.body,
+    outcome = outcome, result = ok and result or nil, result_json = rtext, error = not ok and result or nil,
+    duration = took, side_effects = fx and #fx > 0 and fx or nil }
+  local ref, lerr, lref = ctx.decision_log:record(rec, p.decision_log == "durable")
+  if not ref then
+    return fail(503, "store_unavailable", "the decision was made but its log row was not committed (durable "
+      .. "decision log): " .. tostring(lerr), { decision_id = lref }, RETRY_AFTER)
+  end
   if not ok then
     return fail(500, "policy_error", tostring(result):match("^[^\n]*"),
       { decision_id = ref, policy = { name = name, version = p.version } })
   end
-  if result == nil then result = json.null end
-  return reply(200, { result = result, policy = { name = name, version = p.version }, decision_id = ref })
+  -- {"result":..., "policy":{"name", "version"}, "decision_id"}: the policy part is the same
+  -- for every answer of this version.
+  local tail = p.decide_tail
+  if not tail then
+    tail = ',"policy":' .. json.encode({ name = name, version = p.version }) .. ',"decision_id":"'
+    p.decide_tail = tail
+  end
+  return 200, JSON, '{"result":' .. rtext .. tail .. ref .. '"}'
 end
 
 local function get_decisions(ctx, req, principal)
