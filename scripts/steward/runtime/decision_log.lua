@@ -20,14 +20,14 @@ local crypto = require "steward.crypto"
 local taps = require "steward.runtime.taps"
 local log = require "steward.log"
 
-local type, ipairs, pairs, tostring, min = type, ipairs, pairs, tostring, math.min
+local type, ipairs, pairs, tostring = type, ipairs, pairs, tostring
 local concat = table.concat
 local now = time.now
 
 local M = {}
 
 M.WINDOW = 0.1       -- seconds: the default loss window of the async mode
-local CHUNK = 500    -- rows per INSERT statement (12 parameters each)
+local CHUNKS = { 128, 16, 1 } -- rows per INSERT statement (12 parameters each)
 local COLS = 12
 local INSERT = "INSERT INTO decisions (ref, policy, version, event_id, input, outcome, result, error, " ..
   "duration, side_effects, time, tenant) VALUES "
@@ -118,10 +118,18 @@ local function statement(rows, first, last)
   return stmt
 end
 
--- Writes rows in statements of CHUNK rows, one batch (one transaction). -> true | nil, err
+-- Writes rows in one batch (one transaction). -> true | nil, err
+-- The statements hold CHUNKS[i] rows each, largest first: a few texts in all, so the
+-- store's prepared-statement cache keeps them (an INSERT of any row count would be
+-- prepared anew, its text evicting the hot statements of other callers).
 local function write(st, rows)
-  local stmts = {}
-  for first = 1, #rows, CHUNK do stmts[#stmts + 1] = statement(rows, first, min(first + CHUNK - 1, #rows)) end
+  local stmts, first, n = {}, 1, #rows
+  for _, size in ipairs(CHUNKS) do
+    while n - first + 1 >= size do
+      stmts[#stmts + 1] = statement(rows, first, first + size - 1)
+      first = first + size
+    end
+  end
   return st:batch(stmts)
 end
 
