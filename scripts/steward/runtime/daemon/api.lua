@@ -78,8 +78,13 @@ M.json_content_type = json_content_type
 -- are bounded (limits.max_json_depth, limits.max_json_values) before the decode runs on the
 -- loop thread.
 function M.decode_json(ctx, text)
-  local lim = ctx.cfg and ctx.cfg.limits or {}
-  local v, err, info = json.decode(text, { max_depth = lim.max_json_depth, max_values = lim.max_json_values })
+  local opts = ctx.json_limits -- one table for every request
+  if not opts then
+    local lim = ctx.cfg and ctx.cfg.limits or {}
+    opts = { max_depth = lim.max_json_depth, max_values = lim.max_json_values }
+    ctx.json_limits = opts
+  end
+  local v, err, info = json.decode(text, opts)
   if v ~= nil then return v end
   if info and info.reason == "duplicate_key" then
     return nil, 400, "invalid_json", err, { key = info.key, offset = info.offset }
@@ -600,18 +605,31 @@ end
 -- so an unauthenticated client cannot make the daemon buffer bodies. A path no route
 -- matches needs a valid token too; only public routes read a body unauthenticated. The
 -- handler checks the token again (the cache in steward.runtime.auth makes that cheap).
+-- The permission a method and path need is remembered (a client repeats its requests), in
+-- a bounded table dropped when full or when a route is added.
+local PERM_CACHE_MAX = 1024
+
 function M.admit(router, ctx)
+  local cache, cached, nroutes = {}, 0, -1
   return function(req)
     local perms = ctx.route_permissions or {}
-    local h, _, pattern = router:match(req.method, req.path)
-    local perm = h and perms[req.method .. " " .. pattern]
+    local n = ctx.routes and #ctx.routes or 0
+    if n ~= nroutes or cached >= PERM_CACHE_MAX then cache, cached, nroutes = {}, 0, n end
+    local ckey = req.method .. " " .. req.path
+    local perm = cache[ckey]
+    if perm == nil then
+      local h, _, pattern = router:match(req.method, req.path)
+      perm = h and perms[req.method .. " " .. pattern]
+      if perm == nil then perm = true end -- no route: a valid token is enough to be answered 404
+      cache[ckey], cached = perm, cached + 1
+    end
     if perm == false then return nil end -- a public route
     local principal, reason = ctx.auth:authenticate(req.headers.authorization)
     if not principal then
       return 401, "unauthorized", reason == "missing" and "an Authorization: Bearer <token> header is required"
         or "the token is not valid", { ["www-authenticate"] = 'Bearer realm="steward"' }
     end
-    if perm and not auth.allows(principal, perm) then
+    if perm ~= true and not auth.allows(principal, perm) then
       return 403, "forbidden", format("role %s may not %s", principal.role, perm)
     end
     return nil
