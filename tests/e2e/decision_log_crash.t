@@ -2,8 +2,9 @@
 # The decision log across kill -9 (docs/policies.md, "The decision log"): clients post
 # decisions to an async policy and to a durable one (decision_log = "durable") while the
 # daemon is killed with SIGKILL at random moments and restarted, DECIDE_CRASH_CYCLES times
-# (default 6). Every answered durable decision must be in the log afterwards, and every async
-# one answered more than decision_log_window (100 ms, the default) before its kill.
+# (default 6), then twice more with decision_log = "durable" in the configuration. Every
+# answered durable decision must be in the log afterwards, and every async one answered more
+# than decision_log_window (100 ms, the default) before its kill.
 # Replay a failure with DECIDE_CRASH_SEED=<the seed printed below>.
 set -u
 . "$(dirname "$0")/../support/daemon.sh"
@@ -28,6 +29,19 @@ for c in $(seq "$cycles"); do
         crash.async,crash.durable 4 "$c" &
     client=$!
     # Kill after 200..800 ms of load; the kill's time is taken just before the signal.
+    sleep "0.$(printf '%03d' $(( 200 + RANDOM % 600 )))"
+    echo "$c $(date +%s.%N)" >> "$D/kills.txt"
+    kill -9 "$DPID"; wait "$DPID" 2>/dev/null; DPID=
+    wait "$client" || fail=1
+done
+# Two more cycles with decision_log = "durable" in the configuration: then the async policy's
+# decisions are durable too (cycles named cfg*, checked as durable).
+daemon_config 'decision_log = "durable", decision_log_window = "100ms",'
+for c in cfg1 cfg2; do
+    if ! daemon_start; then echo "not ok $((n + 1)) - the daemon restarts (cycle $c)"; exit 1; fi
+    /usr/bin/python3 "$here/tests/support/decide_crash_client.py" "$PORT" "$TOKEN" "$D/answers.txt" \
+        crash.async 4 "$c" &
+    client=$!
     sleep "0.$(printf '%03d' $(( 200 + RANDOM % 600 )))"
     echo "$c $(date +%s.%N)" >> "$D/kills.txt"
     kill -9 "$DPID"; wait "$DPID" 2>/dev/null; DPID=

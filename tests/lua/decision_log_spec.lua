@@ -68,15 +68,19 @@ t.ok(row and not row.input:find("hunter2") and json.decode(row.input).secret == 
 t.ok(row and not row.result:find("t0k") and json.decode(row.result).token == "***", "a mask on the result too")
 log:close()
 
--- durable: written when record returns; a failed write is an error carrying the id
-log = decision_log.new({ store = st, mode = "durable" })
-ref = assert(log:record({ policy = "spec.durable", outcome = "ok", input = {}, result = 1 }))
-t.ok(decisions.get_ref(st, ref) ~= nil, "durable mode: the row is committed when record returns")
-local plain = decision_log.new({ store = st })
-ref = assert(plain:record({ policy = "spec.durable", outcome = "ok" }, true))
-t.ok(decisions.get_ref(st, ref) ~= nil, "record(rec, true): durable for one record of an async log")
-local down = decision_log.new({ store = fake(function() return nil, "the store is down" end), mode = "durable" })
-local r2, err, id = down:record({ policy = "spec.durable", outcome = "ok" })
+-- durable: written when record returns; a failed write is an error carrying the id. The
+-- log's mode is what a decide applies by default; a record without the flag (a handler
+-- run) stays async in either mode.
+log = decision_log.new({ store = st, mode = "durable", window = 0.05 })
+t.is(log.mode, "durable", "the mode a decide applies by default")
+ref = assert(log:record({ policy = "spec.durable", outcome = "ok", input = {}, result = 1 }, true))
+t.ok(decisions.get_ref(st, ref) ~= nil, "record(rec, true): the row is committed when record returns")
+ref = assert(log:record({ policy = "spec.handler", event_id = "ev-1", outcome = "ok" }))
+t.is(decisions.get_ref(st, ref), nil, "a record without the flag is buffered, also in durable mode")
+log:close()
+t.ok(decisions.get_ref(st, ref) ~= nil, "and written by the flush")
+local down = decision_log.new({ store = fake(function() return nil, "the store is down" end) })
+local r2, err, id = down:record({ policy = "spec.durable", outcome = "ok" }, true)
 t.ok(r2 == nil and tostring(err):find("down") and type(id) == "string", "durable: a failed commit returns nil, err, the decision id")
 
 -- async: a failed batch is written with the next one; a row failing twice is dropped

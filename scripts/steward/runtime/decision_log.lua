@@ -7,8 +7,9 @@
 -- so a crash loses at most the rows of the last `window` (decision_log_window, 100 ms).
 -- When the store falls behind (the oldest unwritten row is older than half the window) a
 -- record writes its own row and waits for it: the answers slow down, the window holds.
--- durable: the record waits for its row's commit (the store's group commit shares it with
--- the concurrent ones); the answer never names a decision the log could lose.
+-- durable (a decision of a policy or a daemon that asks for it): the record waits for its
+-- row's commit (the store's group commit shares it with the concurrent ones); the answer
+-- never names a decision the log could lose.
 --
 -- A row is cheap: what a caller already holds as JSON text (the request body, the encoded
 -- result) is stored as it is, unless a mask must change it; the INSERT text for a batch
@@ -169,8 +170,9 @@ end
 -- record{policy, version, tenant, event_id | input, input_json, outcome, result, result_json,
 -- error, duration, side_effects}[, durable] -> ref (the decision id) | nil, err, ref
 -- input_json / result_json: the same values as JSON text when the caller has it (stored as
--- is unless a mask applies). durable (or the log's mode) makes the call wait for the commit
--- of the row; it fails (nil, err, ref) when the row was not written.
+-- is unless a mask applies). durable makes the call wait for the commit of the row; it fails
+-- (nil, err, ref) when the row was not written. The log's mode is the default a decide
+-- applies (log.mode); handler runs are logged async whatever it says.
 function L:record(rec, durable)
   rec.ref = rec.ref or crypto.uuidv7()
   local t = rec.time or now()
@@ -182,7 +184,7 @@ function L:record(rec, durable)
   -- runs again after the restart and is logged then) is not written.
   if self.closed then return rec.ref end
   local oldest = self.inflight_since or self.buf_since
-  if durable or self.mode == "durable" or (oldest and t - oldest > self.window / 2) then
+  if durable or (oldest and t - oldest > self.window / 2) then
     local ok, err = write(self.st, { rec })
     if not ok then return nil, err, rec.ref end
     return rec.ref

@@ -424,7 +424,8 @@ local function decide(ctx, req, principal)
   local rec = { policy = name, version = p.version, tenant = tenant, input = input, input_json = req.body,
     outcome = outcome, result = ok and result or nil, result_json = rtext, error = not ok and result or nil,
     duration = took, side_effects = fx and #fx > 0 and fx or nil }
-  local ref, lerr, lref = ctx.decision_log:record(rec, p.decision_log == "durable")
+  local dlog = ctx.decision_log
+  local ref, lerr, lref = dlog:record(rec, (p.decision_log or dlog.mode) == "durable")
   if not ref then
     return fail(503, "store_unavailable", "the decision was made but its log row was not committed (durable "
       .. "decision log): " .. tostring(lerr), { decision_id = lref }, RETRY_AFTER)
