@@ -23,7 +23,7 @@ local log = require "steward.log"
 
 local type, ipairs, pairs, tostring = type, ipairs, pairs, tostring
 local concat = table.concat
-local now = time.now
+local now, monotonic = time.now, time.monotonic
 
 local M = {}
 
@@ -183,15 +183,17 @@ function L:record(rec, durable)
   -- After close() the store is closed too: a late record (a handler cancelled at shutdown
   -- runs again after the restart and is logged then) is not written.
   if self.closed then return rec.ref end
+  -- The backlog's age on the monotonic clock: a wall clock step must not open the window.
+  local m = monotonic()
   local oldest = self.inflight_since or self.buf_since
-  if durable or (oldest and t - oldest > self.window / 2) then
+  if durable or (oldest and m - oldest > self.window / 2) then
     local ok, err = write(self.st, { rec })
     if not ok then return nil, err, rec.ref end
     return rec.ref
   end
   local buf = self.buf
   buf[#buf + 1] = rec
-  if not self.buf_since then self.buf_since = t end
+  if not self.buf_since then self.buf_since = m end
   if not self.flusher then
     self.flusher = task.spawn({ name = "decision_log.flush" }, flusher, self)
   end
