@@ -35,14 +35,14 @@
  * semantics, refusing only growth); guard_close hands the allocator back before lua_close,
  * which destroys the arena only when it finds LuaJIT's own function. Under AddressSanitizer
  * the base is always realloc/free, so overflows of Lua-owned buffers stay visible. While a
- * run is current guard_alloc adds allocations and subtracts frees, and refuses an allocation that would take the net growth past the
- * budget (LuaJIT raises "not enough memory"); the hook then stops the run as above. After
- * the refusal a little slack is granted so the error and its unwinding can allocate.
- * Runs together are held to a total (guard.configure{memory_total}): a ceiling on the whole
- * heap while policy code allocates. Not a sum of the runs' counts: garbage one run made and
- * the collector freed outside any run would stay in that sum, and concurrent runs would trip
- * it with memory nobody holds. The heap's size is exact; near the ceiling the hook collects,
- * so what is left is live. An allocation past it fails the run making it (if that run has
+ * run is current guard_alloc adds allocations and subtracts frees, and refuses an allocation that
+ * would take the net growth past the budget (LuaJIT raises "not enough memory"); the hook then
+ * stops the run as above. After the refusal a little slack is granted so the error and its
+ * unwinding can allocate. Runs together are held to a total (guard.configure{memory_total}): a
+ * ceiling on the whole heap while policy code allocates. Not a sum of the runs' counts: garbage one
+ * run made and the collector freed outside any run would stay in that sum, and concurrent runs
+ * would trip it with memory nobody holds. The heap's size is exact; near the ceiling the hook
+ * collects, so what is left is live. An allocation past it fails the run making it (if that run has
  * grown by more than CEILING_SPARE: a bystander's small allocation goes through), and a run
  * does not start while the heap is over it. A run that ends after a spike (stopped for memory, or
  * past half its budget) triggers a full collection and hands free pages back to the system, so a
