@@ -23,19 +23,31 @@
  * instruction (guard.configure{stall}), so it cannot hold the loop for a whole CPU budget.
  * (The runtime's controls, guard.adopt/preempted/pause among them, are in guard_ctl.c.)
  *
- * Memory. guard_alloc is the state's allocator; while a run is current it adds allocations
- * and subtracts frees, and refuses an allocation that would take the net growth past the
- * budget (LuaJIT raises "not enough memory"); the hook then stops the run as above. After
- * the refusal a little slack is granted so the error and its unwinding can allocate.
- * Runs together are held to a total (guard.configure{memory_total}): a ceiling on the whole
- * heap while policy code allocates. Not a sum of the runs' counts: garbage one run made and
- * the collector freed outside any run would stay in that sum, and concurrent runs would trip
- * it with memory nobody holds. The heap's size is exact; near the ceiling the hook collects,
- * so what is left is live. An allocation past it fails the run making it (if that run has
+ * Memory. guard_alloc is the state's allocator, a wrapper around a base allocator: glibc's
+ * realloc/free by default, or with STEWARD_LUA_ALLOC=luajit LuaJIT's own (lj_alloc, a dlmalloc
+ * arena made for Lua's many small, short-lived objects: about a tenth less CPU per decide).
+ * That one is not the default because it keeps what it once held: its segments merge, a few
+ * live objects pin them, and it never gives back free pages inside them, so after a memory
+ * bomb the process stays at the bomb's peak (reused, not returned) where glibc's malloc_trim
+ * returns to the baseline. guard_newstate makes such a state with luaL_newstate, takes its
+ * allocator with lua_getallocf and puts guard_alloc in front (lua_setallocf only swaps the
+ * global state's two fields; guard_alloc passes LuaJIT's calls through with their own
+ * semantics, refusing only growth); guard_close hands the allocator back before lua_close,
+ * which destroys the arena only when it finds LuaJIT's own function. Under AddressSanitizer
+ * the base is always realloc/free, so overflows of Lua-owned buffers stay visible. While a
+ * run is current guard_alloc adds allocations and subtracts frees, and refuses an allocation that
+ * would take the net growth past the budget (LuaJIT raises "not enough memory"); the hook then
+ * stops the run as above. After the refusal a little slack is granted so the error and its
+ * unwinding can allocate. Runs together are held to a total (guard.configure{memory_total}): a
+ * ceiling on the whole heap while policy code allocates. Not a sum of the runs' counts: garbage one
+ * run made and the collector freed outside any run would stay in that sum, and concurrent runs
+ * would trip it with memory nobody holds. The heap's size is exact; near the ceiling the hook
+ * collects, so what is left is live. An allocation past it fails the run making it (if that run has
  * grown by more than CEILING_SPARE: a bystander's small allocation goes through), and a run
  * does not start while the heap is over it. A run that ends after a spike (stopped for memory, or
  * past half its budget) triggers a full collection and hands free pages back to the system, so a
- * burst of memory bombs does not leave the heap at its peak.
+ * burst of memory bombs does not leave the heap at its peak (with lj_alloc, only its large blocks
+ * and wholly free segments go back).
  *
  * The Lua side of run() is a few lines (pcall must be the Lua one: LuaJIT cannot yield
  * across lua_pcall from C, and a handler may do I/O inside the run). */
@@ -241,6 +253,61 @@ static void account(struct guard_run *r, int64_t delta)
         r->mem_peak = r->mem_net;
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define GUARD_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GUARD_ASAN 1
+#endif
+#endif
+
+/* The allocator guard_alloc stands in front of, and its ud (LuaJIT's arena, or none). */
+static lua_Alloc base_alloc;
+static void *base_ud;
+static const char *base_name = "system";
+
+static void *sys_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)ud;
+    (void)osize;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    return realloc(ptr, nsize);
+}
+
+lua_State *guard_newstate(void)
+{
+    const char *want = getenv("STEWARD_LUA_ALLOC");
+    if (want && *want && strcmp(want, "system") != 0 && strcmp(want, "luajit") != 0) {
+        fprintf(stderr, "steward: STEWARD_LUA_ALLOC = \"%s\": expected \"system\" or \"luajit\"\n",
+                want);
+        return NULL;
+    }
+    base_alloc = sys_alloc;
+    base_ud = NULL;
+    base_name = "system";
+#ifndef GUARD_ASAN
+    if (want && strcmp(want, "luajit") == 0) {
+        lua_State *L = luaL_newstate();
+        if (!L)
+            return NULL;
+        base_alloc = lua_getallocf(L, &base_ud);
+        base_name = "luajit";
+        lua_setallocf(L, guard_alloc, NULL);
+        return L;
+    }
+#endif
+    return lua_newstate(guard_alloc, NULL);
+}
+
+void guard_close(lua_State *L)
+{
+    lua_setallocf(L, base_alloc, base_ud);
+    lua_close(L);
+}
+
 void *guard_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     (void)ud;
@@ -248,7 +315,7 @@ void *guard_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     if (!ptr)
         osize = 0;
     if (nsize == 0) {
-        free(ptr);
+        base_alloc(base_ud, ptr, osize, 0);
         guard_total.heap -= (int64_t)osize;
         if (r)
             account(r, -(int64_t)osize);
@@ -270,7 +337,7 @@ void *guard_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
             return NULL;
         }
     }
-    void *p = realloc(ptr, nsize);
+    void *p = base_alloc(base_ud, ptr, osize, nsize);
     if (p) {
         guard_total.heap += (int64_t)nsize - (int64_t)osize;
         if (r)
@@ -456,5 +523,7 @@ int luaopen_steward_guard(lua_State *L)
     lua_setfield(L, -2, "DEFAULT_CPU");
     lua_pushnumber(L, (lua_Number)DEFAULT_MEMORY);
     lua_setfield(L, -2, "DEFAULT_MEMORY");
+    lua_pushstring(L, base_name);
+    lua_setfield(L, -2, "ALLOCATOR");
     return 1;
 }

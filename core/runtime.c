@@ -93,8 +93,8 @@ int rt_open(void)
     log_init();
     if (uv_loop_init(&loop) != 0)
         return -1;
-    /* Our allocator, so the guard can hold a policy run to its memory budget. */
-    L_main = lua_newstate(guard_alloc, NULL);
+    /* LuaJIT's allocator behind the guard's, so a policy run is held to its memory budget. */
+    L_main = guard_newstate();
     if (!L_main)
         return -1;
     luaL_openlibs(L_main);
@@ -149,7 +149,7 @@ void rt_close(void)
         return;
     task_cancel_all("shutdown");
     /* Finalizers of binding userdata close their libuv handles, so the loop goes last. */
-    lua_close(L_main);
+    guard_close(L_main);
     L_main = NULL;
     uv_run(&loop, UV_RUN_NOWAIT);
     uv_walk(&loop, close_walk, NULL);

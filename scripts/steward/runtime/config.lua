@@ -201,6 +201,14 @@ local SCHEMA = {
                      end
                      return v
                    end, "per-tenant settings over policy_config" },
+  decision_log = { "string", "async", function(v)
+                     if v == "async" or v == "durable" then return v end
+                     return nil, "expected \"async\" or \"durable\""
+                   end, "decision log mode: async (answers do not wait for their row) or durable (docs/policies.md)" },
+  decision_log_window = { "duration", 0.1, function(v)
+                     if v > 0 and v <= 10 then return v end
+                     return nil, "expected a duration from 1ms to 10s"
+                   end, "async decision log: the most a crash can lose (rows answered in the last window)" },
   decision_retention = { "duration", 30 * 86400, nil, "decision log rows older than this are purged" },
   policy_versions_keep = { "number", 20, positive_int(1000000), "stored versions kept per policy (plus the running one and any a logged decision names)" },
   cluster      = { "table", {}, durations_table({ "lease", "heartbeat", "poll" }),
@@ -263,6 +271,10 @@ local function check_value(where, key, spec, v)
   if want == "duration" then
     local sec, reason = duration(v)
     if not sec then return nil, format("%s: %s = %s: %s", where, key, show(v), reason) end
+    if type(check) == "function" then -- a range, on the seconds
+      sec, reason = check(sec)
+      if sec == nil then return nil, format("%s: %s = %s: %s", where, key, show(v), reason) end
+    end
     return sec
   end
   if vt ~= want then

@@ -200,7 +200,8 @@ function M.main(args)
   if not ctx.audit_key then die(1, err) end
   log.info("audit key", { path = audit_key.path(cfg.var_dir), id = ctx.audit_key.id:sub(1, 16) })
 
-  ctx.decision_log = decision_log.new({ store = st, mask = cfg.decision_mask })
+  ctx.decision_log = decision_log.new({ store = st, mask = cfg.decision_mask, mode = cfg.decision_log,
+    window = cfg.decision_log_window })
   -- Runaway policies: what they emit, and what they compute and allocate all together.
   require("steward.runtime.policy.emit").configure({ per_run = cfg.limits.emit_per_run,
     per_second = cfg.limits.emit_per_second, max_depth = cfg.limits.max_cause_depth })

@@ -65,7 +65,7 @@ function M.check(def, file, name)
   if type(def) ~= "table" then return fail(file, "return", "a policy file must return a table") end
   for k in pairs(def) do
     if not ({ name = 1, on = 1, key = 1, handle = 1, decide = 1, config = 1, when = 1, timeout = 1, schedule = 1,
-              capabilities = 1, tenant = 1 })[k] then
+              capabilities = 1, tenant = 1, decision_log = 1 })[k] then
       return fail(file, tostring(k), "unknown field")
     end
   end
@@ -129,6 +129,14 @@ function M.check(def, file, name)
     return fail(file, "handle", "a policy with `on` needs a handle function")
   end
   p.handle, p.decide, p.config_decl = def.handle, def.decide, def.config
+  -- decision_log = "durable": a decision's answer waits for the commit of its log row.
+  if def.decision_log ~= nil then
+    if def.decision_log ~= "async" and def.decision_log ~= "durable" then
+      return fail(file, "decision_log", "must be \"async\" or \"durable\"")
+    end
+    if not def.decide then return fail(file, "decision_log", "applies to decide: the policy has no decide function") end
+    p.decision_log = def.decision_log
+  end
   -- tenant: a tenant's policy sees that tenant's events only, never gets host capabilities.
   if def.tenant ~= nil then
     if type(def.tenant) ~= "string" or def.tenant == "" or #def.tenant > 200 then

@@ -78,8 +78,13 @@ M.json_content_type = json_content_type
 -- are bounded (limits.max_json_depth, limits.max_json_values) before the decode runs on the
 -- loop thread.
 function M.decode_json(ctx, text)
-  local lim = ctx.cfg and ctx.cfg.limits or {}
-  local v, err, info = json.decode(text, { max_depth = lim.max_json_depth, max_values = lim.max_json_values })
+  local opts = ctx.json_limits -- one table for every request
+  if not opts then
+    local lim = ctx.cfg and ctx.cfg.limits or {}
+    opts = { max_depth = lim.max_json_depth, max_values = lim.max_json_values }
+    ctx.json_limits = opts
+  end
+  local v, err, info = json.decode(text, opts)
   if v ~= nil then return v end
   if info and info.reason == "duplicate_key" then
     return nil, 400, "invalid_json", err, { key = info.key, offset = info.offset }
@@ -408,15 +413,35 @@ local function decide(ctx, req, principal)
   m_decide:observe(took, name)
   local outcome = ok and "ok" or (kind == "cpu" and "timeout" or "error")
   m_decisions:inc(1, name, outcome)
-  local ref = ctx.decision_log:record({ policy = name, version = p.version, tenant = tenant, input = input, outcome = outcome,
-    result = ok and result or nil, error = not ok and result or nil, duration = took,
-    side_effects = fx and #fx > 0 and fx or nil })
+  -- The result is encoded once, for the answer and the log row; the input's text is the
+  -- body itself (the log encodes a masked copy instead when a mask applies).
+  local rtext, rerr
+  if ok then
+    if result == nil then result = json.null end
+    rtext, rerr = json.encode(result)
+    if not rtext then ok, result, outcome = false, "decide returned a value JSON cannot hold: " .. tostring(rerr), "error" end
+  end
+  local rec = { policy = name, version = p.version, tenant = tenant, input = input, input_json = req.body,
+    outcome = outcome, result = ok and result or nil, result_json = rtext, error = not ok and result or nil,
+    duration = took, side_effects = fx and #fx > 0 and fx or nil }
+  local dlog = ctx.decision_log
+  local ref, lerr, lref = dlog:record(rec, (p.decision_log or dlog.mode) == "durable")
+  if not ref then
+    return fail(503, "store_unavailable", "the decision was made but its log row was not committed (durable "
+      .. "decision log): " .. tostring(lerr), { decision_id = lref }, RETRY_AFTER)
+  end
   if not ok then
     return fail(500, "policy_error", tostring(result):match("^[^\n]*"),
       { decision_id = ref, policy = { name = name, version = p.version } })
   end
-  if result == nil then result = json.null end
-  return reply(200, { result = result, policy = { name = name, version = p.version }, decision_id = ref })
+  -- {"result":..., "policy":{"name", "version"}, "decision_id"}: the policy part is the same
+  -- for every answer of this version.
+  local tail = p.decide_tail
+  if not tail then
+    tail = ',"policy":' .. json.encode({ name = name, version = p.version }) .. ',"decision_id":"'
+    p.decide_tail = tail
+  end
+  return 200, JSON, '{"result":' .. rtext .. tail .. ref .. '"}'
 end
 
 local function get_decisions(ctx, req, principal)
@@ -581,18 +606,31 @@ end
 -- so an unauthenticated client cannot make the daemon buffer bodies. A path no route
 -- matches needs a valid token too; only public routes read a body unauthenticated. The
 -- handler checks the token again (the cache in steward.runtime.auth makes that cheap).
+-- The permission a method and path need is remembered (a client repeats its requests), in
+-- a bounded table dropped when full or when a route is added.
+local PERM_CACHE_MAX = 1024
+
 function M.admit(router, ctx)
+  local cache, cached, nroutes = {}, 0, -1
   return function(req)
     local perms = ctx.route_permissions or {}
-    local h, _, pattern = router:match(req.method, req.path)
-    local perm = h and perms[req.method .. " " .. pattern]
+    local n = ctx.routes and #ctx.routes or 0
+    if n ~= nroutes or cached >= PERM_CACHE_MAX then cache, cached, nroutes = {}, 0, n end
+    local ckey = req.method .. " " .. req.path
+    local perm = cache[ckey]
+    if perm == nil then
+      local h, _, pattern = router:match(req.method, req.path)
+      perm = h and perms[req.method .. " " .. pattern]
+      if perm == nil then perm = true end -- no route: a valid token is enough to be answered 404
+      cache[ckey], cached = perm, cached + 1
+    end
     if perm == false then return nil end -- a public route
     local principal, reason = ctx.auth:authenticate(req.headers.authorization)
     if not principal then
       return 401, "unauthorized", reason == "missing" and "an Authorization: Bearer <token> header is required"
         or "the token is not valid", { ["www-authenticate"] = 'Bearer realm="steward"' }
     end
-    if perm and not auth.allows(principal, perm) then
+    if perm ~= true and not auth.allows(principal, perm) then
       return 403, "forbidden", format("role %s may not %s", principal.role, perm)
     end
     return nil
