@@ -8,6 +8,7 @@
 
 #include "core_modules.h"
 #include "store.h"
+#include "store_lua.h"
 #include "task.h"
 
 #define DB_MT   "steward.runtime.store.db"
@@ -46,6 +47,15 @@ static struct dbh *check_db(lua_State *L, const char *fname)
     if (!h || !h->s || h->closing)
         luaL_error(L, "%s: the store is closed", fname);
     return h;
+}
+
+store_t *store_lua_check(lua_State *L, int idx, const char *fname)
+{
+    struct dbh **ud = luaL_checkudata(L, idx, DB_MT);
+    struct dbh *h = *ud;
+    if (!h || !h->s || h->closing)
+        luaL_error(L, "%s: the store is closed", fname);
+    return h->s;
 }
 
 /* ---- Lua values -> store values ---- */
