@@ -3,6 +3,7 @@
  *   commit(db, batch)   -> accepted, duplicates | nil, err, code   (suspends the task)
  *   batch:response()    -> '{"accepted":..,"duplicates":..,"ids":[..]}'
  *   batch:fresh(decode) -> the new events as Lua tables (with seq), for dispatch
+ *   batch:types()       -> the new events' distinct types (whether dispatch wants them)
  * A batch owns its store request before, during and after the commit: the parameters are
  * the events' fields, read back by response() and fresh(). */
 #include <lauxlib.h>
@@ -284,6 +285,39 @@ static int l_ingest_fresh(lua_State *L)
     return 1;
 }
 
+/* The distinct types of the new events, in first-seen order (a batch has one or a few). */
+static int l_ingest_types(lua_State *L)
+{
+    struct lbatch *lb = check_batch(L, 1, "batch:types");
+    if (!lb->done)
+        return luaL_error(L, "batch:types: not committed");
+    lua_newtable(L);
+    int k = 0;
+    const store_value_t *last = NULL;
+    for (size_t i = 0; i < lb->b.n; i++) {
+        if (!lb->b.seq[i])
+            continue;
+        const store_value_t *t = &lb->b.cols[i * INGEST_NCOLS + INGEST_TYPE];
+        if (last && last->len == t->len && memcmp(last->v.s, t->v.s, t->len) == 0)
+            continue; /* the common case: the same type as the event before */
+        last = t;
+        lua_pushlstring(L, t->v.s, t->len);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3); /* seen: the table maps type -> true as well */
+        int seen = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (seen) {
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_pushvalue(L, -1);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -4);
+        lua_rawseti(L, -2, ++k);
+    }
+    return 1;
+}
+
 static int l_ingest_gc(lua_State *L)
 {
     struct lbatch **ud = luaL_checkudata(L, 1, BATCH_MT);
@@ -301,7 +335,7 @@ static int l_ingest_gc(lua_State *L)
 int luaopen_steward_ingest(lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        {"response", l_ingest_response}, {"fresh", l_ingest_fresh}, {NULL, NULL}};
+        {"response", l_ingest_response}, {"fresh", l_ingest_fresh}, {"types", l_ingest_types}, {NULL, NULL}};
     static const luaL_Reg funcs[] = {
         {"prepare", l_ingest_prepare}, {"commit", l_ingest_commit}, {NULL, NULL}};
     if (luaL_newmetatable(L, BATCH_MT)) {

@@ -164,6 +164,8 @@ if [ "$acked" -gt 0 ] && [ "$missing" = 0 ]; then
 else
     echo "not ok $n - kill -9 under load: $missing of $acked acknowledged events missing"; rc=1
 fi
-echo "1..$n"
 daemon_stop
+n=$((n + 1))
+if grep -q "Sanitizer\|runtime error" "$D/log"; then echo "not ok $n - no sanitizer reports"; rc=1; else echo "ok $n - no sanitizer reports"; fi
+echo "1..$n"
 exit $rc

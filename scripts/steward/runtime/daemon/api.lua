@@ -196,7 +196,12 @@ local function post_events_fast(ctx, req, principal, now)
   end
   m_accepted:inc(accepted)
   if duplicates > 0 then m_duplicate:inc(duplicates) end
-  if ctx.dispatch and accepted > 0 then ctx.dispatch:notify(batch:fresh(json.decode)) end
+  local d = ctx.dispatch
+  if d and accepted > 0 then
+    for _, t in ipairs(batch:types()) do
+      if d:wants(t) then d:notify(batch:fresh(json.decode)); break end
+    end
+  end
   return 202, JSON, batch:response()
 end
 
