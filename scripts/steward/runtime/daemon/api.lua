@@ -180,10 +180,14 @@ local crypto = require "steward.crypto"
 local store_util = require "steward.runtime.store.util"
 local uuidv7, parse_rfc3339 = crypto.uuidv7, store_util.parse_rfc3339
 
+-- One options table for every request: prepare reads it and never yields.
+local prep = { uuid = uuidv7, rfc3339 = parse_rfc3339 }
+
 local function post_events_fast(ctx, req, principal, now)
   local lim = ctx.cfg.limits
-  local batch = ingest.prepare(req.body, { max_depth = lim.max_json_depth, max_values = lim.max_json_values,
-    max_batch = lim.max_batch, tenant = principal.tenant, now = now, uuid = uuidv7, rfc3339 = parse_rfc3339 })
+  prep.max_depth, prep.max_values, prep.max_batch = lim.max_json_depth, lim.max_json_values, lim.max_batch
+  prep.tenant, prep.now = principal.tenant, now
+  local batch = ingest.prepare(req.body, prep)
   if not batch then return nil end
   m_ingest_path:inc(1, "c")
   local health = ctx.store_health -- it wraps st.db; the commit goes to the native handle
