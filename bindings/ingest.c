@@ -363,6 +363,20 @@ static int reference_only(const char *s, size_t n)
     return 0;
 }
 
+/* Writes "$k" (k >= 1) at p; returns the end. (sprintf cost a quarter of the whole parse.) */
+static char *placeholder(char *p, size_t k)
+{
+    char digits[20];
+    int n = 0;
+    do
+        digits[n++] = (char)('0' + k % 10);
+    while ((k /= 10) > 0);
+    *p++ = '$';
+    while (n > 0)
+        *p++ = digits[--n];
+    return p;
+}
+
 /* "(...),(...)": rows first..first+rows-1 of a chunk, numbered from $1. */
 static char *chunk_sql(store_arena_t *a, size_t rows, size_t *len)
 {
@@ -379,8 +393,11 @@ static char *chunk_sql(store_arena_t *a, size_t rows, size_t *len)
         if (r)
             *p++ = ',';
         *p++ = '(';
-        for (int c = 0; c < INGEST_NCOLS; c++, k++)
-            p += sprintf(p, c ? ",$%zu" : "$%zu", k);
+        for (int c = 0; c < INGEST_NCOLS; c++, k++) {
+            if (c)
+                *p++ = ',';
+            p = placeholder(p, k);
+        }
         *p++ = ')';
     }
     memcpy(p, SQL_TAIL, sizeof SQL_TAIL);
