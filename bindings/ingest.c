@@ -89,12 +89,12 @@ struct parse {
     const char *body;
     const char *why;
     int nomem;
-    size_t depth;     /* containers open */
-    size_t ev_depth;  /* depth of the current event's object (1: the root, 2: in an array) */
+    size_t depth;    /* containers open */
+    size_t ev_depth; /* depth of the current event's object (1: the root, 2: in an array) */
     int root_array;
     enum field field; /* the event member whose value comes next */
     size_t data_start;
-    unsigned seen;    /* bit per field set in the current event */
+    unsigned seen; /* bit per field set in the current event */
     store_value_t *cols;
     size_t n, cap; /* events, and cols' room in events */
 };
@@ -353,7 +353,8 @@ static int reference_only(const char *s, size_t n)
 {
     if (memchr(s, 0, n))
         return 1;
-    for (const char *q = s, *end = s + n; (q = memchr(q, '\\', (size_t)(end - q))) != NULL; q += 2) {
+    for (const char *q = s, *end = s + n; (q = memchr(q, '\\', (size_t)(end - q))) != NULL;
+         q += 2) {
         if (end - q >= 4 && q[1] == 'u' && (q[2] == 'd' || q[2] == 'D') && q[3] &&
             strchr("89abcdefABCDEF", q[3]))
             return 1;
@@ -449,8 +450,10 @@ enum ingest_status ingest_prepare(const char *body, size_t n, const struct inges
     store_value_t *cols = NULL;
     if (ok) {
         /* The unit's statements, now that the count is known (req has room for one). */
-        store_stmt_t *stmts = nchunks > 1 ? store_arena_alloc(&req->arena, nchunks * sizeof *stmts) : req->stmts;
-        store_result_t *results = nchunks > 1 ? store_arena_alloc(&req->arena, nchunks * sizeof *results) : req->results;
+        store_stmt_t *stmts =
+            nchunks > 1 ? store_arena_alloc(&req->arena, nchunks * sizeof *stmts) : req->stmts;
+        store_result_t *results =
+            nchunks > 1 ? store_arena_alloc(&req->arena, nchunks * sizeof *results) : req->results;
         cols = store_arena_alloc(&req->arena, count * INGEST_NCOLS * sizeof *cols);
         if (!stmts || !results || !cols) {
             ok = 0;

@@ -18,8 +18,17 @@
 #include "store.h"
 
 /* The columns of one event, as bound to the INSERT (see ingest.c's INSERT_ROW). */
-enum { INGEST_ID, INGEST_TYPE, INGEST_TENANT, INGEST_TIME, INGEST_SOURCE, INGEST_DATA,
-       INGEST_RECEIVED, INGEST_DEPTH, INGEST_NCOLS };
+enum {
+    INGEST_ID,
+    INGEST_TYPE,
+    INGEST_TENANT,
+    INGEST_TIME,
+    INGEST_SOURCE,
+    INGEST_DATA,
+    INGEST_RECEIVED,
+    INGEST_DEPTH,
+    INGEST_NCOLS
+};
 
 struct ingest_opts {
     size_t max_depth;   /* limits.max_json_depth */
@@ -36,10 +45,10 @@ struct ingest_opts {
 };
 
 typedef struct ingest_batch {
-    store_req_t *req;     /* the write unit: chunked multi-row INSERT ... RETURNING id, seq */
-    size_t n;             /* events */
-    store_value_t *cols;  /* n * INGEST_NCOLS, in req's arena (the statements' parameters) */
-    int64_t *seq;         /* n, after ingest_results: the new row's seq, 0 for a duplicate */
+    store_req_t *req;    /* the write unit: chunked multi-row INSERT ... RETURNING id, seq */
+    size_t n;            /* events */
+    store_value_t *cols; /* n * INGEST_NCOLS, in req's arena (the statements' parameters) */
+    int64_t *seq;        /* n, after ingest_results: the new row's seq, 0 for a duplicate */
     size_t accepted, duplicates;
 } ingest_batch_t;
 

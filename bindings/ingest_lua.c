@@ -128,6 +128,7 @@ static int l_ingest_prepare(lua_State *L)
     o.parse_time = parse_time;
     o.ud = &c;
     /* The userdata first, so that nothing raises between building the batch and owning it. */
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): the userdata is one pointer, to the batch */
     struct lbatch **ud = lua_newuserdata(L, sizeof *ud);
     *ud = NULL;
     luaL_getmetatable(L, BATCH_MT);
@@ -334,8 +335,10 @@ static int l_ingest_gc(lua_State *L)
 
 int luaopen_steward_ingest(lua_State *L)
 {
-    static const luaL_Reg methods[] = {
-        {"response", l_ingest_response}, {"fresh", l_ingest_fresh}, {"types", l_ingest_types}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"response", l_ingest_response},
+                                       {"fresh", l_ingest_fresh},
+                                       {"types", l_ingest_types},
+                                       {NULL, NULL}};
     static const luaL_Reg funcs[] = {
         {"prepare", l_ingest_prepare}, {"commit", l_ingest_commit}, {NULL, NULL}};
     if (luaL_newmetatable(L, BATCH_MT)) {

@@ -4,11 +4,11 @@
  * that is a dotted name, data that is a JSON object), and reading results that hold any
  * subset of its ids must count every event once, as new or duplicate. An assertion failure
  * aborts, which the fuzzer reports; ASan catches what the arena or yajl would overrun. */
-#include <yajl/yajl_tree.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <yajl/yajl_tree.h>
 
 #include "ingest.h"
 
