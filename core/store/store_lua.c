@@ -471,7 +471,7 @@ static int l_store_stats(lua_State *L)
     struct dbh *h = check_db(L, "db:stats");
     store_stats_t st;
     store_get_stats(h->s, &st);
-    lua_createtable(L, 0, 12);
+    lua_createtable(L, 0, 13);
 #define F(name)                                                                                    \
     lua_pushnumber(L, (lua_Number)st.name);                                                        \
     lua_setfield(L, -2, #name)
@@ -487,6 +487,7 @@ static int l_store_stats(lua_State *L)
     F(reads_in_flight);
     F(commit_seconds_total);
     F(read_seconds_total);
+    F(idle_releases);
 #undef F
     return 1;
 }
