@@ -8,7 +8,7 @@
 
 SANITIZE ?=
 CC       ?= cc
-PKGS     := luajit libuv libcurl libpq libssl libcrypto sqlite3 libedit
+PKGS     := luajit libuv libcurl libpq libssl libcrypto sqlite3 libedit yajl
 
 ifeq ($(SANITIZE),1)
 CC       := clang
@@ -134,6 +134,12 @@ $(FUZZ_DIR)/json_fuzz: tests/fuzz/json_fuzz.c bindings/json.c bindings/json_scan
 	clang $(FUZZ_CFLAGS) -Ibindings $(shell pkg-config --cflags luajit) -o $@ $(filter %.c,$^) \
 	    -l:liblua5.1-cjson.a $(shell pkg-config --libs luajit) -lm
 
+# POST /v1/events' C path (bindings/ingest.c over yajl): any body, then results.
+$(FUZZ_DIR)/ingest_fuzz: tests/fuzz/ingest_fuzz.c bindings/ingest.c bindings/ingest.h bindings/json_scan.c \
+                         bindings/json_scan.h core/store/store.c core/store/store.h
+	@mkdir -p $(FUZZ_DIR)
+	clang $(FUZZ_CFLAGS) -Ibindings -o $@ $(filter %.c,$^) $(shell pkg-config --libs yajl) -lm
+
 # The admin socket's frame decoder (core/repl/frame.c), fed in input-driven chunks.
 $(FUZZ_DIR)/frame_fuzz: tests/fuzz/frame_fuzz.c core/repl/frame.c core/repl/frame.h
 	@mkdir -p $(FUZZ_DIR)
@@ -141,11 +147,13 @@ $(FUZZ_DIR)/frame_fuzz: tests/fuzz/frame_fuzz.c core/repl/frame.c core/repl/fram
 
 # Each target gets FUZZ_SECONDS. LuaJIT's heap is not scanned by LeakSanitizer, so the
 # JSON target runs without leak detection (cjson's buffers live in Lua userdata).
-fuzz: $(FUZZ_DIR)/http_fuzz $(FUZZ_DIR)/json_fuzz $(FUZZ_DIR)/frame_fuzz
-	@mkdir -p $(FUZZ_DIR)/corpus-http $(FUZZ_DIR)/corpus-json $(FUZZ_DIR)/corpus-frame
+fuzz: $(FUZZ_DIR)/http_fuzz $(FUZZ_DIR)/json_fuzz $(FUZZ_DIR)/frame_fuzz $(FUZZ_DIR)/ingest_fuzz
+	@mkdir -p $(FUZZ_DIR)/corpus-http $(FUZZ_DIR)/corpus-json $(FUZZ_DIR)/corpus-frame $(FUZZ_DIR)/corpus-ingest
 	$(FUZZ_DIR)/http_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	    $(FUZZ_DIR)/corpus-http tests/fuzz/corpus/http
 	ASAN_OPTIONS=detect_leaks=0 $(FUZZ_DIR)/json_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=2048 \
 	    $(FUZZ_DIR)/corpus-json tests/fuzz/corpus/json
 	$(FUZZ_DIR)/frame_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	    $(FUZZ_DIR)/corpus-frame tests/fuzz/corpus/frame
+	$(FUZZ_DIR)/ingest_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    $(FUZZ_DIR)/corpus-ingest tests/fuzz/corpus/ingest

@@ -19,6 +19,7 @@ static const luaL_Reg bindings[] = {
     {"steward.proc", luaopen_steward_proc},        {"steward.signal", luaopen_steward_signal},
     {"steward.fswatch", luaopen_steward_fswatch},  {"steward.unix", luaopen_steward_unix},
     {"steward.pg.native", luaopen_steward_pg},    {"steward.identity", luaopen_steward_identity},
+    {"steward.runtime.ingest.native", luaopen_steward_ingest},
     {NULL, NULL}};
 
 void bindings_preload(lua_State *L)

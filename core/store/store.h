@@ -116,6 +116,7 @@ typedef struct store_stats {
     uint64_t reads_in_flight;
     double commit_seconds_total; /* writer time from BEGIN to the end of COMMIT (fsync) */
     double read_seconds_total;
+    uint64_t idle_releases; /* times an idle connection gave its caches back (SQLite) */
 } store_stats_t;
 
 typedef void (*store_open_fn)(store_t *s, const char *err, void *ud);

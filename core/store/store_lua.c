@@ -8,6 +8,7 @@
 
 #include "core_modules.h"
 #include "store.h"
+#include "store_lua.h"
 #include "task.h"
 
 #define DB_MT   "steward.runtime.store.db"
@@ -46,6 +47,15 @@ static struct dbh *check_db(lua_State *L, const char *fname)
     if (!h || !h->s || h->closing)
         luaL_error(L, "%s: the store is closed", fname);
     return h;
+}
+
+store_t *store_lua_check(lua_State *L, int idx, const char *fname)
+{
+    struct dbh **ud = luaL_checkudata(L, idx, DB_MT);
+    struct dbh *h = *ud;
+    if (!h || !h->s || h->closing)
+        luaL_error(L, "%s: the store is closed", fname);
+    return h->s;
 }
 
 /* ---- Lua values -> store values ---- */
@@ -461,7 +471,7 @@ static int l_store_stats(lua_State *L)
     struct dbh *h = check_db(L, "db:stats");
     store_stats_t st;
     store_get_stats(h->s, &st);
-    lua_createtable(L, 0, 12);
+    lua_createtable(L, 0, 13);
 #define F(name)                                                                                    \
     lua_pushnumber(L, (lua_Number)st.name);                                                        \
     lua_setfield(L, -2, #name)
@@ -477,6 +487,7 @@ static int l_store_stats(lua_State *L)
     F(reads_in_flight);
     F(commit_seconds_total);
     F(read_seconds_total);
+    F(idle_releases);
 #undef F
     return 1;
 }

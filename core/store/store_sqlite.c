@@ -7,9 +7,13 @@
  * are not libuv's thread pool on purpose: that pool is shared with steward.fs, and a few
  * fs.read of a FIFO or a hung NFS path would otherwise hold every thread and freeze every
  * store read (GET /v1/events, the REPL, /readyz's probe) while the daemon looked alive.
- * The loop thread runs no SQLite statement and never fsyncs. */
+ * The loop thread runs no SQLite statement and never fsyncs. A connection idle for a second
+ * gives its statement and page caches back (give_back). */
 #include <errno.h>
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +28,10 @@
 #define CACHE_SLOTS     512  /* prepared statements per connection (open addressing) */
 #define CACHE_MAX       256
 #define READERS_MAX     64 /* the readers=N option's bound */
+/* A connection idle this long gives its caches back (see give_back). Under load it never is;
+ * after an idle second, re-preparing the few statements of the next request costs far less
+ * than the memory kept for them (the migrations' DDL alone holds a fifth of it). */
+#define IDLE_RELEASE_NS (1000ULL * 1000 * 1000)
 
 /* ---- connections and their prepared-statement cache ---- */
 
@@ -64,6 +72,18 @@ static void cache_clear(struct conn *c)
         memset(e, 0, sizeof *e);
     }
     c->ncached = 0;
+}
+
+/* An idle connection's prepared statements and page cache back to malloc, and malloc's free
+ * pages back to the kernel (free alone keeps them, dirty, in the thread's arena): about half
+ * of an idle daemon's SQLite memory. Nothing is open on c: the next use prepares again. */
+static void give_back(struct conn *c)
+{
+    cache_clear(c);
+    sqlite3_db_release_memory(c->db);
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
 }
 
 static void conn_close(struct conn *c)
@@ -648,10 +668,21 @@ static void writer_main(void *arg)
         return;
     store_req_t **units = NULL;
     size_t cap = 0;
+    int used = 1; /* since the last give_back: the open, then the migrations */
     for (;;) {
         uv_mutex_lock(&q->mu);
-        while (!q->q_head && !q->stop)
-            uv_cond_wait(&q->cv, &q->mu);
+        while (!q->q_head && !q->stop) {
+            if (!used) {
+                uv_cond_wait(&q->cv, &q->mu);
+            } else if (uv_cond_timedwait(&q->cv, &q->mu, IDLE_RELEASE_NS) == UV_ETIMEDOUT &&
+                       !q->q_head && !q->stop) {
+                uv_mutex_unlock(&q->mu);
+                give_back(c);
+                uv_mutex_lock(&q->mu);
+                q->st.idle_releases++;
+                used = 0;
+            }
+        }
         if (!q->q_head) {
             uv_mutex_unlock(&q->mu);
             break;
@@ -708,6 +739,7 @@ static void writer_main(void *arg)
         done_append_locked(q, head, last);
         uv_mutex_unlock(&q->mu);
         uv_async_send(&q->async);
+        used = 1;
     }
     free(units);
     /* Readers finish their queue and close first, so the writer is the last connection: its
@@ -847,12 +879,24 @@ static void reader_main(void *arg)
 {
     struct sq *q = arg;
     struct conn *c = NULL;
+    int used = 0; /* since the last give_back */
     uv_mutex_lock(&q->mu);
     for (;;) {
         while (!q->r_head && !q->stop) {
             q->idle_readers++;
-            uv_cond_wait(&q->rcv, &q->mu);
+            int timed_out = 0;
+            if (!used)
+                uv_cond_wait(&q->rcv, &q->mu);
+            else
+                timed_out = uv_cond_timedwait(&q->rcv, &q->mu, IDLE_RELEASE_NS) == UV_ETIMEDOUT;
             q->idle_readers--;
+            if (timed_out && !q->r_head && !q->stop) { /* not idle while it gives back */
+                uv_mutex_unlock(&q->mu);
+                give_back(c);
+                uv_mutex_lock(&q->mu);
+                q->st.idle_releases++;
+                used = 0;
+            }
         }
         store_req_t *req = q->r_head;
         if (!req)
@@ -864,6 +908,7 @@ static void reader_main(void *arg)
         req->next = NULL;
         uv_mutex_unlock(&q->mu);
         read_one(q, &c, req);
+        used = c != NULL;
         uv_mutex_lock(&q->mu);
     }
     uv_mutex_unlock(&q->mu);

@@ -423,6 +423,17 @@ local function wanted(p, ev)
   return yes == true
 end
 
+-- wants(type) -> whether notify has anything to do with a committed event of this type: a
+-- tap listens, the cluster scanner is poked, or a policy's `on` matches. (The C ingest path
+-- builds event tables for notify only when it does.)
+function D:wants(t)
+  if self.cluster or taps.count("event") > 0 then return true end
+  for _, p in pairs(self.policies) do
+    if p.handle and p.matches(t) then return true end
+  end
+  return false
+end
+
 -- notify(list): events just committed, in seq order.
 function D:notify(list)
   for _, ev in ipairs(list) do taps.publish("event", ev) end

@@ -7,7 +7,6 @@ local task = require "steward.task"
 local log = require "steward.log"
 local fs = require "steward.fs"
 local ffi = require "ffi"
-local session = require "steward.runtime.repl.session"
 local audit = require "steward.runtime.store.audit"
 
 pcall(ffi.cdef, "unsigned int getuid(void);")
@@ -70,7 +69,9 @@ function M.start(ctx)
       else
         self.next_id = self.next_id + 1
         local id = string.format("%d.%d", peer.pid or 0, self.next_id)
-        local s = session.new(ctx, conn, { uid = peer.uid, pid = peer.pid, role = role, id = id })
+        -- The session module (with its helpers and pretty-printer, 70 KiB of Lua heap) is
+        -- loaded by the first attach: most daemons are never attached to.
+        local s = require("steward.runtime.repl.session").new(ctx, conn, { uid = peer.uid, pid = peer.pid, role = role, id = id })
         self.sessions[s] = true
         task.spawn({ name = "repl.session" }, function()
           s:run()
