@@ -60,6 +60,9 @@ function M.compile(cfg, opts)
         -- A failing receiver retries a little here, then through the policy run's retries.
         if o.retries == nil then o.retries = 2 end
         if o.timeout == nil then o.timeout = 10 end
+        -- A send claims its key for the lease; after a crash mid-send the notification goes
+        -- out again once the lease ends (flush.send): 1m outlasts a send's retries and timeouts.
+        if o.lease == nil then o.lease = "1m" end
         if integ.kind == "webhook" then
           o.receiver = o.receiver or name
           o.external_url = o.external_url or eng.external_url

@@ -10,9 +10,10 @@ local journal = require "steward.alerting.engine.journal"
 local nlog = require "steward.alerting.engine.nlog"
 local mute = require "steward.alerting.engine.mute"
 local util = require "steward.alerting.engine.util"
+local time = require "steward.time"
 
-local ipairs, pairs, next, tostring, format, floor, concat, sort =
-  ipairs, pairs, next, tostring, string.format, math.floor, table.concat, table.sort
+local ipairs, pairs, next, tostring, format, floor, concat, sort, max =
+  ipairs, pairs, next, tostring, string.format, math.floor, table.concat, table.sort, math.max
 
 local M = {}
 
@@ -103,6 +104,9 @@ local function deliver(eng, st, g, integ, idx, list, firing, now)
 end
 
 M.NOTIFY_EVENT = "alerting.notify"
+-- The longest a send waits for a dead run's claim (the engine's channels lease 1m by default;
+-- the shipped policy's handler timeout is 2m).
+local MAX_LEASE_WAIT = 90
 
 -- send(eng, ev) -> true | nil, err: the send an outbox event stands for, with its key (a
 -- re-run after a crash or an error sends nothing twice). A receiver removed from the
@@ -115,9 +119,23 @@ function M.send(eng, ev)
       { receiver = tostring(d.receiver), integration = tostring(d.integration) })
     return true
   end
-  local res, err = integ.channel:send(d.message, { key = d.key })
-  if not res then return nil, err end
-  return true
+  for _ = 1, 2 do
+    local res, err, info = integ.channel:send(d.message, { key = d.key })
+    if res then return true end
+    -- "Being sent by another sender": only this event's dispatch key sends this notification,
+    -- so the claim is a run that died mid-send (kill -9; its lease outlives it). Whether that
+    -- send reached the receiver is unknown: once the lease has run out, send again (at least
+    -- once; the channel's lease bounds the wait).
+    if not (type(info) == "table" and info.status == "sending" and type(info.lease_until) == "number") then
+      return nil, err
+    end
+    local wait = info.lease_until - time.now()
+    if wait > MAX_LEASE_WAIT then return nil, err end
+    eng:log("info", "alerting: a notification claimed by a run that died is sent again when its lease ends",
+      { key = d.key, wait = wait })
+    time.sleep(max(0, wait) + 0.05)
+  end
+  return nil, "notification " .. tostring(d.key) .. " still claimed after its lease"
 end
 
 -- next_after(g, now): the flush after this one, at an exact multiple of group_interval after
