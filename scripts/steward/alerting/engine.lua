@@ -143,7 +143,7 @@ function Engine:insert(tx, a, ev_id, now)
         created_at = now, epoch = util.hash(tostring(ev_id) .. "\0" .. id):sub(1, 8),
         next_flush = now + r.group_wait, gen = 0, flushed = false, members = { [a.fingerprint] = true } }
       state.groups[id] = g
-      journal.add(tx, journal.member_statement(id, a.fingerprint))
+      journal.add_member(tx, id, a.fingerprint)
       if immediate then
         self:flush(tx, g, r, now, a.fingerprint)
       else
@@ -153,7 +153,7 @@ function Engine:insert(tx, a, ev_id, now)
     else
       if not g.members[a.fingerprint] then
         g.members[a.fingerprint] = true
-        journal.add(tx, journal.member_statement(id, a.fingerprint))
+        journal.add_member(tx, id, a.fingerprint)
       end
       if immediate and not g.flushed then self:flush(tx, g, r, now, a.fingerprint) end
     end

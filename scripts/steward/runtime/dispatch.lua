@@ -50,6 +50,8 @@ store.register_migrations("dispatch", {
 
 local m_runs = metrics.counter("steward_handler_runs_total", "Handler runs by policy and outcome", { "policy", "outcome" })
 local m_latency = metrics.histogram("steward_handler_duration_seconds", "Handler run time", { "policy" })
+-- (a batch run, handle_batch, is one run of many events: this counts the events)
+local m_handled = metrics.counter("steward_handled_events_total", "Events whose handling completed, by policy", { "policy" })
 local m_dead = metrics.counter("steward_dead_letters_total", "Events parked as dead letters", { "policy" })
 local m_queue = metrics.gauge("steward_dispatch_queue_depth", "Events waiting for a handler", {})
 local m_active = metrics.gauge("steward_dispatch_active_keys", "Keys being handled now", {})
@@ -164,6 +166,7 @@ local function flush_done(d)
 end
 
 local function record_done(d, p, ev, attempts)
+  m_handled:inc(1, p.name)
   local buf = d.done_buf
   buf[#buf + 1] = { p.name, ev.seq, attempts }
   d.unflushed[p.name .. ":" .. ev.seq] = true
@@ -403,8 +406,31 @@ local function run_batch(d, p, cur, q)
     local ev = q.items[q.head]
     q.items[q.head] = nil
     q.head = q.head + 1
-    if ev.spilled then ev = unspill(d, ev) end
     taken[#taken + 1] = ev
+  end
+  -- Spilled events come back from the log in one range read, not one read each.
+  local lo, hi, want = nil, nil, {}
+  for _, ev in ipairs(taken) do
+    if ev.spilled then
+      want[ev.seq] = true
+      if not lo or ev.seq < lo then lo = ev.seq end
+      if not hi or ev.seq > hi then hi = ev.seq end
+    end
+  end
+  local back = {}
+  if lo then
+    local ok = pcall(function()
+      for ev in events.replay(d.st, { from_seq = lo, to_seq = hi, page = 2000 }) do
+        if want[ev.seq] then back[ev.seq] = ev end
+      end
+    end)
+    if not ok then back = {} end -- unspill below retries each one
+  end
+  for i, ev in ipairs(taken) do
+    if ev.spilled then
+      ev = back[ev.seq] or unspill(d, ev)
+      taken[i] = ev
+    end
     if not ev.missing then run[#run + 1] = ev end
   end
   local res = true

@@ -76,7 +76,7 @@ function M.begin(eng, st, now)
     if not s then return nil, err end
     eng.state = s
   end
-  local tx = { st = st, now = now, state = s, stmts = {}, outbox = {}, silence_rows = res[2].rows or {} }
+  local tx = { st = st, now = now, state = s, stmts = {}, adds = {}, outbox = {}, silence_rows = res[2].rows or {} }
   if res[3] then
     local firing = {}
     for i, r in ipairs(res[3].rows or {}) do firing[i] = astore.row_alert(r) end
@@ -85,8 +85,39 @@ function M.begin(eng, st, now)
   return tx
 end
 
+-- New members wait in tx.adds and go out as multi-row INSERTs (one statement for up to
+-- ADD_ROWS of them, not one each); any other statement first writes those waiting, so the
+-- journal keeps the order of the changes (an alert added, dropped, added again).
+local ADD_ROWS = 400
+
+local function write_adds(tx)
+  local adds = tx.adds
+  if #adds == 0 then return end
+  for first = 1, #adds, ADD_ROWS do
+    local last = math.min(first + ADD_ROWS - 1, #adds)
+    local values, stmt, n = {}, { false }, 1
+    for i = first, last do
+      values[#values + 1] = "($" .. n .. ",$" .. (n + 1) .. ")"
+      stmt[n + 1], stmt[n + 2] = adds[i][1], adds[i][2]
+      n = n + 2
+    end
+    stmt[1] = "INSERT INTO alert_group_members (group_id, fingerprint) VALUES " .. table.concat(values, ",") ..
+      " ON CONFLICT DO NOTHING"
+    tx.stmts[#tx.stmts + 1] = stmt
+  end
+  tx.adds = {}
+end
+
 function M.add(tx, stmt)
-  if stmt then tx.stmts[#tx.stmts + 1] = stmt end
+  if not stmt then return end
+  write_adds(tx)
+  tx.stmts[#tx.stmts + 1] = stmt
+end
+
+-- add_member(tx, group id, fingerprint): the journal entry of a new member.
+function M.add_member(tx, id, fp)
+  local adds = tx.adds
+  adds[#adds + 1] = { id, fp }
 end
 
 -- ---- the statements that mirror each change of memory ----
@@ -98,10 +129,6 @@ function M.group_statement(g)
     "epoch = excluded.epoch, next_flush = excluded.next_flush, gen = excluded.gen, flushed = excluded.flushed",
     g.id, g.group_key, g.route_id, g.receiver, json.encode(g.labels), g.created_at, g.epoch,
     g.next_flush, g.gen, g.flushed and 1 or 0 }
-end
-
-function M.member_statement(id, fp)
-  return { "INSERT INTO alert_group_members (group_id, fingerprint) VALUES ($1, $2) ON CONFLICT DO NOTHING", id, fp }
 end
 
 function M.drop_member_statement(id, fp)
@@ -118,6 +145,7 @@ end
 -- commit(tx) -> true | nil, err: the run's journal entries, outbox events and the new token,
 -- one unit; then the outbox events go to dispatch.
 function M.commit(tx)
+  write_adds(tx)
   local stmts = tx.stmts
   if #stmts == 0 and #tx.outbox == 0 then return true end
   local s, mine = tx.state, token()
