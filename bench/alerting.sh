@@ -103,16 +103,16 @@ metric() { curl -fs "$SURL/metrics" | awk -v m="$1" 'index($0, m) == 1 {s += $NF
 load() {
     local name=$1 url=$2 token=$3 pid=$4 w peak=0 r t0 next=10 el
     t0=$(date +%s.%N)
-    if [ "$name" = st ]; then
+    if [ "$name" = st ] || [ "$name" = paced ]; then
         st_backlog="$(metric steward_dispatch_queue_depth)@0s"
         st_handled0=$(metric 'steward_handled_events_total{policy="alerting.router"')
     fi
-    TOKEN=$token taskset -c "$WRK_CPU" wrk -t2 -c32 -d"${SECS}s" --timeout 10s -s bench/alerting_wrk.lua \
-        "$url/api/v2/alerts" > "$tmp/wrk.$name" 2>&1 &
+    TOKEN=$token CONNS=${LOAD_CONNS:-32} taskset -c "$WRK_CPU" wrk -t2 -c"${LOAD_CONNS:-32}" -d"${LOAD_SECS:-$SECS}s" \
+        --timeout 10s -s bench/alerting_wrk.lua "$url/api/v2/alerts" > "$tmp/wrk.$name" 2>&1 &
     w=$!
     while kill -0 "$w" 2>/dev/null; do
         r=$(kb "$pid" VmRSS); [ -n "$r" ] && [ "$r" -gt "$peak" ] && peak=$r
-        if [ "$name" = st ]; then
+        if [ "$name" = st ] || [ "$name" = paced ]; then
             el=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%d", b - a}')
             if [ "$el" -ge "$next" ]; then
                 st_backlog="$st_backlog $(metric steward_dispatch_queue_depth)@${el}s"
@@ -121,7 +121,7 @@ load() {
         fi
         sleep 0.25
     done
-    if [ "$name" = st ]; then
+    if [ "$name" = st ] || [ "$name" = paced ]; then
         st_load_secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
         st_backlog="$st_backlog $(metric steward_dispatch_queue_depth)@end"
         st_handled1=$(metric 'steward_handled_events_total{policy="alerting.router"')
@@ -188,6 +188,39 @@ if [ "$ENGINE" = 1 ]; then
     row "  steward RSS peak until drained (VmHWM)" "$(mib "$st_hwm_drain")" "MiB"
 fi
 row "  ratio RSS peak steward / Alertmanager" "$(awk -v a="$am_hwm" -v s="$st_hwm" 'BEGIN {printf "%.2f", s / a}')" "(target <= 0.33)"
+
+# ---- (a2): the engine under a paced load ----
+# At Alertmanager's maximum ingest rate of this run (PACE overrides it), every alert new (so
+# every one is an alert.firing event for the engine) for PACED_SECS (default SECS): the
+# dispatch backlog every 10 s must not grow.
+if [ "$ENGINE" = 1 ]; then
+    pace=${PACE:-$am_aps}
+    psecs=${PACED_SECS:-$SECS}
+    palerts=$(awk -v r="$pace" -v s="$psecs" 'BEGIN {n = int(r * s * 1.2 / 100 + 1) * 100; if (n > 2000000) n = 2000000; print n}')
+    rm -f "$tmp/sink/port"
+    /usr/bin/python3 bench/alerting_latency.py sink "$tmp/sink" &
+    kpid=$!
+    for _ in $(seq 200); do [ -f "$tmp/sink/port" ] && break; sleep 0.02; done
+    steward_config 30s "http://127.0.0.1:$(cat "$tmp/sink/port")/hook"
+    steward_start
+    t_load=$(date +%s.%N)
+    ALERTS=$palerts RATE=$pace LOAD_CONNS=16 LOAD_SECS=$psecs load paced "$SURL" "$STOKEN" "$spid"
+    t_end=$(date +%s.%N)
+    drained=""
+    for _ in $(seq $((${DRAIN_MAX:-120} * 4))); do
+        [ "$(metric steward_dispatch_queue_depth)" = 0 ] && { drained=1; break; }
+        sleep 0.25
+    done
+    t_drain=$(date +%s.%N)
+    p_hwm=$(kb "$spid" VmHWM)
+    steward_stop
+    kill "$kpid" 2>/dev/null; wait "$kpid" 2>/dev/null; kpid=""
+    row "alerting engine, paced load of new alerts" "$paced_aps" "alerts/s ingested by steward for ${psecs} s (pace $pace = Alertmanager's max above; $palerts distinct)"
+    row "  engine events handled during the load" "$(awk -v a="$st_handled0" -v b="$st_handled1" -v s="$st_load_secs" 'BEGIN {printf "%.0f", (b - a) / s}')" "events/s"
+    row "  dispatch backlog during the load" "$st_backlog" "events queued @ seconds into the load"
+    row "  backlog drained after the load" "$(awk -v a="$t_end" -v b="$t_drain" 'BEGIN {printf "%.1f", b - a}')$([ -z "$drained" ] && echo " NOT")" "s"
+    row "  steward RSS peak (VmHWM)" "$(mib "$p_hwm")" "MiB ($palerts alerts)"
+fi
 
 # ---- (c): POST -> first notification, group_wait 0 ----
 # latency NAME URL TOKEN: the probe's receiver must be up before the system's config is written.

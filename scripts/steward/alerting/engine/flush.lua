@@ -149,8 +149,8 @@ end
 
 -- The flush's reads: the group's alerts (its members in memory, plus `extra`, an alert
 -- joining in the same run) from the API's rows, and, when flap detection is on, the held
--- alerts. The silences and inhibition sources were read once for the run (journal.begin);
--- the notification log is in memory.
+-- alerts. The silences and inhibition sources are read once per run (journal.begin,
+-- journal.firing); the notification log is in memory.
 local function read_all(eng, tx, g, now, extra)
   local fps = {}
   for fp in pairs(g.members) do fps[fp] = true end
@@ -158,7 +158,9 @@ local function read_all(eng, tx, g, now, extra)
   local rows, err = astore.get(tx.st, fps)
   if not rows then return nil, err end
   if not tx.silences then tx.silences = mute.silences(tx.silence_rows) end
-  local data = { silences = tx.silences, firing = tx.firing,
+  local firing, ferr = journal.firing(eng, tx)
+  if ferr then return nil, ferr end
+  local data = { silences = tx.silences, firing = firing,
     entries = tx.state.nlog[journal.nlog_key(g.group_key, g.receiver)] or {} }
   if eng.flap then
     local held

@@ -57,16 +57,12 @@ function M.load(st)
 end
 
 -- begin(eng, st, now) -> tx | nil, err: the state (reloaded when the journal changed under
--- it) and the reads every flush of this run shares: the silences that may be active and,
--- with inhibition rules, the firing alerts.
+-- it) and a read every flush of this run shares: the silences that may be active.
 function M.begin(eng, st, now)
   local reads = {
     { "SELECT token FROM alert_engine_journal WHERE id = 1" },
     { "SELECT " .. astore.SIL_COLS .. " FROM alert_silences WHERE starts_at <= $1 AND ends_at >= $1", now },
   }
-  if #eng.inhibitor.rules > 0 then
-    reads[3] = { "SELECT " .. astore.ALERT_COLS .. " FROM alerts WHERE ends_at > $1", now }
-  end
   local res, err = st.db:batch(reads)
   if not res then return nil, err end
   local tok = res[1].rows and res[1].rows[1] and res[1].rows[1].token or ""
@@ -76,13 +72,19 @@ function M.begin(eng, st, now)
     if not s then return nil, err end
     eng.state = s
   end
-  local tx = { st = st, now = now, state = s, stmts = {}, adds = {}, outbox = {}, silence_rows = res[2].rows or {} }
-  if res[3] then
-    local firing = {}
-    for i, r in ipairs(res[3].rows or {}) do firing[i] = astore.row_alert(r) end
-    tx.firing = firing
+  return { st = st, now = now, state = s, stmts = {}, adds = {}, outbox = {}, silence_rows = res[2].rows or {} }
+end
+
+-- firing(eng, tx) -> the firing alerts (inhibition's sources), read once per run and only
+-- by a run that flushes (a storm's runs mostly add members), or nil without inhibition rules.
+function M.firing(eng, tx)
+  if #eng.inhibitor.rules == 0 then return nil end
+  if not tx.firing then
+    local rows, err = astore.firing(tx.st, tx.now)
+    if not rows then return nil, err end
+    tx.firing = rows
   end
-  return tx
+  return tx.firing
 end
 
 -- New members wait in tx.adds and go out as multi-row INSERTs (one statement for up to
