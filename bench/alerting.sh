@@ -196,7 +196,7 @@ row "  ratio RSS peak steward / Alertmanager" "$(awk -v a="$am_hwm" -v s="$st_hw
 if [ "$ENGINE" = 1 ]; then
     pace=${PACE:-$am_aps}
     psecs=${PACED_SECS:-$SECS}
-    palerts=$(awk -v r="$pace" -v s="$psecs" 'BEGIN {n = int(r * s * 1.2 / 100 + 1) * 100; if (n > 2000000) n = 2000000; print n}')
+    palerts=$(awk -v r="$pace" -v s="$psecs" 'BEGIN {n = int(r * s * 1.2 / 100 + 1) * 100; if (n > 400000) n = 400000; print n}')
     rm -f "$tmp/sink/port"
     /usr/bin/python3 bench/alerting_latency.py sink "$tmp/sink" &
     kpid=$!
