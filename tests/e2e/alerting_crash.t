@@ -12,7 +12,10 @@
 #   with the same content is a duplicate, since the test never reaches repeat_interval —
 #   and a content reaches the receiver twice only when its notify key was sent again after a
 #   crash cut its send (the notify history then counts a second attempt): at least once.
-# Runs on SQLite, and on PostgreSQL when STEWARD_TEST_STORE names one.
+# Runs on SQLite. On PostgreSQL (STEWARD_TEST_STORE) it fails intermittently, also with the
+# engine before gh-14 and also without kill -9: in cluster mode an event whose transaction
+# commits after a later-numbered one is offered late (a seq gap), so an alert can reach its
+# group after the flush that announced the group resolved; not in alerting_pg.t until fixed.
 set -u
 . "$(dirname "$0")/../support/daemon.sh"
 receiver_start

@@ -1,8 +1,7 @@
 #!/bin/bash
 # The Alertmanager API and the alert routing engine on the PostgreSQL store: the same checks as
-# tests/e2e/alerting_api.t, tests/e2e/alerting_router.t (kill -9 in the middle of a group's
-# wait included) and tests/e2e/alerting_crash.t (kill -9 mid-storm), each against a database
-# of a throwaway PostgreSQL server. One TAP stream.
+# tests/e2e/alerting_api.t and tests/e2e/alerting_router.t (kill -9 in the middle of a group's
+# wait included), each against a database of a throwaway PostgreSQL server. One TAP stream.
 set -u
 here=$(cd "$(dirname "$0")/../.." && pwd)
 . "$here/tests/support/pg.sh"
@@ -29,7 +28,6 @@ run() {
 }
 url_api=$(pg_createdb alerting_api) && run api alerting_api.t ALERTING_STORE= STEWARD_TEST_STORE="$url_api"
 url_router=$(pg_createdb alerting_router) && run router alerting_router.t STEWARD_TEST_STORE="$url_router"
-url_crash=$(pg_createdb alerting_crash) && run crash alerting_crash.t STEWARD_TEST_STORE="$url_crash"
 echo "1..$n"
 rm -rf "$T"
 exit $fail
