@@ -76,7 +76,9 @@ LUA
     cat > "$tmp/st/steward.lua" <<CFG
 return { listen = "127.0.0.1:$sport", store = "sqlite:${ST_DB_DIR:-$tmp/st}/steward.db", policies = "$tmp/st/policies",
          var_dir = "$tmp/st/var", admin_socket = "$tmp/st/var/steward.sock",
-         log_level = "warn", metrics_public = true, limits = { max_connections = 2000 } }
+         log_level = "warn", metrics_public = true, limits = { max_connections = 2000 },
+         -- the shipped alerting policies declare the alerting capability; the operator grants it
+         grants = { ["alerting.*"] = { alerting = true } } }
 CFG
 }
 steward_start() {
@@ -95,16 +97,35 @@ steward_start() {
 }
 steward_stop() { kill -TERM "$spid" 2>/dev/null; wait "$spid" 2>/dev/null; spid=""; }
 
-# load NAME URL TOKEN PID: wrk for SECS seconds; samples the process's VmRSS meanwhile.
+metric() { curl -fs "$SURL/metrics" | awk -v m="$1" 'index($0, m) == 1 {s += $NF} END {print s + 0}'; }
+# load NAME URL TOKEN PID: wrk for SECS seconds; samples the process's VmRSS meanwhile, and
+# for steward (NAME st) the dispatch backlog every 10 s and the events the engine handled.
 load() {
-    local name=$1 url=$2 token=$3 pid=$4 w peak=0 r
-    TOKEN=$token taskset -c "$WRK_CPU" wrk -t2 -c32 -d"${SECS}s" --timeout 10s -s bench/alerting_wrk.lua \
-        "$url/api/v2/alerts" > "$tmp/wrk.$name" 2>&1 &
+    local name=$1 url=$2 token=$3 pid=$4 w peak=0 r t0 next=10 el
+    t0=$(date +%s.%N)
+    if [ "$name" = st ] || [ "$name" = paced ]; then
+        st_backlog="$(metric steward_dispatch_queue_depth)@0s"
+        st_handled0=$(metric 'steward_handled_events_total{policy="alerting.router"')
+    fi
+    TOKEN=$token CONNS=${LOAD_CONNS:-32} taskset -c "$WRK_CPU" wrk -t2 -c"${LOAD_CONNS:-32}" -d"${LOAD_SECS:-$SECS}s" \
+        --timeout 10s -s bench/alerting_wrk.lua "$url/api/v2/alerts" > "$tmp/wrk.$name" 2>&1 &
     w=$!
     while kill -0 "$w" 2>/dev/null; do
         r=$(kb "$pid" VmRSS); [ -n "$r" ] && [ "$r" -gt "$peak" ] && peak=$r
+        if [ "$name" = st ] || [ "$name" = paced ]; then
+            el=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%d", b - a}')
+            if [ "$el" -ge "$next" ]; then
+                st_backlog="$st_backlog $(metric steward_dispatch_queue_depth)@${el}s"
+                next=$((next + 10))
+            fi
+        fi
         sleep 0.25
     done
+    if [ "$name" = st ] || [ "$name" = paced ]; then
+        st_load_secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
+        st_backlog="$st_backlog $(metric steward_dispatch_queue_depth)@end"
+        st_handled1=$(metric 'steward_handled_events_total{policy="alerting.router"')
+    fi
     wait "$w"
     eval "${name}_rss_end=$(kb "$pid" VmRSS) ${name}_hwm=$(kb "$pid" VmHWM) ${name}_peak=$peak"
     eval "${name}_aps=$(awk -v r="$(val ok_rps "$tmp/wrk.$name")" 'BEGIN {printf "%.0f", r * 100}')"
@@ -135,14 +156,15 @@ t_load=$(date +%s.%N)
 load st "$SURL" "$STOKEN" "$spid"
 # The engine handles the alert.firing events after the API accepted them: wait until the
 # dispatch queue is empty (at most DRAIN_MAX seconds) for its end-to-end rate.
-metric() { curl -fs "$SURL/metrics" | awk -v m="$1" 'index($0, m) == 1 {s += $NF} END {print s + 0}'; }
 drained=""
+t_end=$(date +%s.%N)
 for _ in $(seq $((${DRAIN_MAX:-120} * 4))); do
     [ "$(metric steward_dispatch_queue_depth)" = 0 ] && { drained=1; break; }
     sleep 0.25
 done
 t_drain=$(date +%s.%N)
-st_runs=$(metric 'steward_handler_runs_total{policy="alerting.router"')
+st_runs=$(metric 'steward_handled_events_total{policy="alerting.router"')
+st_batches=$(metric 'steward_handler_runs_total{policy="alerting.router"')
 st_hwm_drain=$(kb "$spid" VmHWM)
 st_count=$(curl -fs -H "authorization: Bearer $STOKEN" "$SURL/api/v2/alerts" | /usr/bin/python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
 steward_stop
@@ -159,10 +181,46 @@ row "  RSS idle" "$(mib "$am_idle") / $(mib "$st_idle")" "MiB: Alertmanager / st
 row "  RSS peak under load (VmHWM)" "$(mib "$am_hwm") / $(mib "$st_hwm")" "MiB: Alertmanager / steward"
 row "  RSS at end of load (VmRSS)" "$(mib "$am_rss_end") / $(mib "$st_rss_end")" "MiB: Alertmanager / steward"
 if [ "$ENGINE" = 1 ]; then
-    row "  steward engine: alert events handled" "$(awk -v n="$st_runs" -v a="$t_load" -v b="$t_drain" 'BEGIN {printf "%.0f", n / (b - a)}')" "events/s, load start to queue drained ($st_runs events$([ -z "$drained" ] && echo ", NOT drained after ${DRAIN_MAX:-120} s"))"
+    row "  steward engine: alert events handled" "$(awk -v n="$st_runs" -v a="$t_load" -v b="$t_drain" 'BEGIN {printf "%.0f", n / (b - a)}')" "events/s, load start to queue drained ($st_runs events in $st_batches runs$([ -z "$drained" ] && echo ", NOT drained after ${DRAIN_MAX:-120} s"))"
+    row "  steward engine: handled during the load" "$(awk -v a="$st_handled0" -v b="$st_handled1" -v s="$st_load_secs" 'BEGIN {printf "%.0f", (b - a) / s}')" "events/s (ingest: $st_aps alerts/s)"
+    row "  steward dispatch backlog during the load" "$st_backlog" "events queued @ seconds into the load"
+    row "  steward backlog drained after the load" "$(awk -v a="$t_end" -v b="$t_drain" 'BEGIN {printf "%.1f", b - a}')" "s"
     row "  steward RSS peak until drained (VmHWM)" "$(mib "$st_hwm_drain")" "MiB"
 fi
 row "  ratio RSS peak steward / Alertmanager" "$(awk -v a="$am_hwm" -v s="$st_hwm" 'BEGIN {printf "%.2f", s / a}')" "(target <= 0.33)"
+
+# ---- (a2): the engine under a paced load ----
+# At Alertmanager's maximum ingest rate of this run (PACE overrides it), every alert new (so
+# every one is an alert.firing event for the engine) for PACED_SECS (default SECS): the
+# dispatch backlog every 10 s must not grow.
+if [ "$ENGINE" = 1 ]; then
+    pace=${PACE:-$am_aps}
+    psecs=${PACED_SECS:-$SECS}
+    palerts=$(awk -v r="$pace" -v s="$psecs" 'BEGIN {n = int(r * s * 1.2 / 100 + 1) * 100; if (n > 400000) n = 400000; print n}')
+    rm -f "$tmp/sink/port"
+    /usr/bin/python3 bench/alerting_latency.py sink "$tmp/sink" &
+    kpid=$!
+    for _ in $(seq 200); do [ -f "$tmp/sink/port" ] && break; sleep 0.02; done
+    steward_config 30s "http://127.0.0.1:$(cat "$tmp/sink/port")/hook"
+    steward_start
+    t_load=$(date +%s.%N)
+    ALERTS=$palerts RATE=$pace LOAD_CONNS=16 LOAD_SECS=$psecs load paced "$SURL" "$STOKEN" "$spid"
+    t_end=$(date +%s.%N)
+    drained=""
+    for _ in $(seq $((${DRAIN_MAX:-120} * 4))); do
+        [ "$(metric steward_dispatch_queue_depth)" = 0 ] && { drained=1; break; }
+        sleep 0.25
+    done
+    t_drain=$(date +%s.%N)
+    p_hwm=$(kb "$spid" VmHWM)
+    steward_stop
+    kill "$kpid" 2>/dev/null; wait "$kpid" 2>/dev/null; kpid=""
+    row "alerting engine, paced load of new alerts" "$paced_aps" "alerts/s ingested by steward for ${psecs} s (pace $pace = Alertmanager's max above; $palerts distinct)"
+    row "  engine events handled during the load" "$(awk -v a="$st_handled0" -v b="$st_handled1" -v s="$st_load_secs" 'BEGIN {printf "%.0f", (b - a) / s}')" "events/s"
+    row "  dispatch backlog during the load" "$st_backlog" "events queued @ seconds into the load"
+    row "  backlog drained after the load" "$(awk -v a="$t_end" -v b="$t_drain" 'BEGIN {printf "%.1f", b - a}')$([ -z "$drained" ] && echo " NOT")" "s"
+    row "  steward RSS peak (VmHWM)" "$(mib "$p_hwm")" "MiB ($palerts alerts)"
+fi
 
 # ---- (c): POST -> first notification, group_wait 0 ----
 # latency NAME URL TOKEN: the probe's receiver must be up before the system's config is written.

@@ -2,6 +2,8 @@
 -- 100) to the URL, cycling through ALERTS distinct label sets (default 100,000), so after the
 -- first pass every alert is a re-send, as Prometheus re-sends. TOKEN, when set, is sent as a
 -- bearer token. Prints "rps=... p50_ms=... p99_ms=... errors=... non2xx=..." at the end.
+-- RATE (alerts/s) with CONNS (wrk's -c) paces the load: each connection waits between its
+-- requests so that together they post about RATE alerts/s (less if the server is slower).
 local N = tonumber(os.getenv("ALERTS") or "") or 100000
 local BATCH = tonumber(os.getenv("BATCH") or "") or 100
 local token = os.getenv("TOKEN")
@@ -31,6 +33,12 @@ function init()
   idx = (tid or 0) * math.floor(#bodies / 2)
   headers = { ["Content-Type"] = "application/json" }
   if token and token ~= "" then headers["Authorization"] = "Bearer " .. token end
+end
+
+local rate, conns = tonumber(os.getenv("RATE") or ""), tonumber(os.getenv("CONNS") or "")
+if rate and rate > 0 and conns then
+  local ms = conns * BATCH * 1000 / rate
+  function delay() return ms end
 end
 
 function request()

@@ -30,4 +30,9 @@ return {
   limits = { cpu = "10s", memory = 256 * 1024 * 1024 },
   -- (a dry run returns where the alert would go, and changes nothing)
   handle = function(ev, ctx) return eng:handle(ev, ctx) end,
+  -- The queued events of a key in one run: the engine's state is in memory and one store
+  -- unit journals the whole batch (docs/alerting.md, "How the engine keeps its state");
+  -- dispatch records the events handled after that commit.
+  handle_batch = function(list, ctx) return eng:handle_batch(list, ctx) end,
+  batch_max = 500,
 }

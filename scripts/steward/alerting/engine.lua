@@ -16,9 +16,8 @@ local flush = require "steward.alerting.engine.flush"
 local flap = require "steward.alerting.engine.flap"
 local correlate = require "steward.alerting.engine.correlate"
 local util = require "steward.alerting.engine.util"
+local journal = require "steward.alerting.engine.journal"
 local timers = require "steward.runtime.store.timers"
-local events = require "steward.runtime.events"
-local json = require "steward.json"
 require "steward.alerting.schema"
 require "steward.alerting.engine.schema"
 
@@ -61,6 +60,9 @@ function M.compile(cfg, opts)
         -- A failing receiver retries a little here, then through the policy run's retries.
         if o.retries == nil then o.retries = 2 end
         if o.timeout == nil then o.timeout = 10 end
+        -- A send claims its key for the lease; after a crash mid-send the notification goes
+        -- out again once the lease ends (flush.send): 1m outlasts a send's retries and timeouts.
+        if o.lease == nil then o.lease = "1m" end
         if integ.kind == "webhook" then
           o.receiver = o.receiver or name
           o.external_url = o.external_url or eng.external_url
@@ -111,35 +113,12 @@ function Engine:timer(g, gen, at, now)
     "k:" .. key, at, timers.check_event(ev, "alerting engine"), now }
 end
 
--- Flushes g now and commits, in one unit: `pre` (the group's creation or a new member), the
--- flush's log entries and removals, and the next timer. A crash before the commit re-runs the
--- flush (its notifications deduplicated by their keys); after it, nothing is left to do.
-function Engine:flush(st, g, r, now, pre, extra)
-  local res = must(flush.run(self, st, g, r, now, extra))
-  local stmts = pre or {}
-  for _, s in ipairs(res.stmts) do stmts[#stmts + 1] = s end
-  stmts[#stmts + 1] = self:timer(g, g.gen + 1, res.next_flush, now)
-  -- The outbox: the notifications to send, as events committed with the flush's log entries
-  -- (the log says "sent" for a notification that is on its way; it is sent at least once).
-  local first = #stmts + 1
-  if #res.outbox > 0 then
-    local texts = {}
-    for i, ev in ipairs(res.outbox) do texts[i] = json.encode(ev.data) end
-    for _, s in ipairs(events.insert_statements(res.outbox, texts, now)) do stmts[#stmts + 1] = s end
-  end
-  local ok, err = st.db:batch(stmts)
-  must(ok, err, "flush commit")
-  if #res.outbox > 0 then
-    local seqs = {}
-    for i = first, #ok do
-      for _, row in ipairs(ok[i].rows or {}) do seqs[row.id] = row.seq end
-    end
-    local fresh = {}
-    for _, ev in ipairs(res.outbox) do
-      if seqs[ev.id] then ev.seq = seqs[ev.id]; fresh[#fresh + 1] = ev end
-    end
-    require("steward.runtime.events").published(st, fresh)
-  end
+-- Flushes g now: its changes and notifications go into the run's journal unit (tx) with the
+-- next flush timer. A crash before the run's commit re-runs the flush (its notifications
+-- deduplicated by their keys); after it, nothing is left to do.
+function Engine:flush(tx, g, r, now, extra)
+  local res = must(flush.run(self, tx, g, r, now, extra))
+  journal.add(tx, self:timer(g, g.gen, res.next_flush, now))
   return res
 end
 
@@ -148,38 +127,41 @@ local function parse_time(v)
   if type(v) == "string" then return sutil.parse_rfc3339(v) end
 end
 
--- insert(st, alert, ev_id, now): the alert goes to each route it matches; a new group
+-- insert(tx, alert, ev_id, now): the alert goes to each route it matches; a new group
 -- waits group_wait, or flushes at once when the alert started more than group_wait ago
 -- (aggrGroup.insert) — with group_wait 0 that is always, inline, without a timer.
-function Engine:insert(st, a, ev_id, now)
+function Engine:insert(tx, a, ev_id, now)
+  local state = tx.state
   for _, r in ipairs(self.tree:match(a.labels)) do
     local gk = r:group_key(a.labels)
     local id = groups.id(r.id, gk)
-    local g = found(groups.get(st, id))
+    local g = state.groups[id]
     local immediate = r.group_wait == 0 or (a.starts_at ~= nil and a.starts_at + r.group_wait < now)
     if not g then
       -- the epoch comes from the event: a re-run of this handling makes the same group
       g = { id = id, group_key = gk, route_id = r.id, receiver = r.receiver, labels = r:group_labels(a.labels),
         created_at = now, epoch = util.hash(tostring(ev_id) .. "\0" .. id):sub(1, 8),
-        next_flush = now + r.group_wait, gen = 0, flushed = false }
-      local create = groups.create_statements(g, a.fingerprint)
+        next_flush = now + r.group_wait, gen = 0, flushed = false, members = { [a.fingerprint] = true } }
+      state.groups[id] = g
+      journal.add_member(tx, id, a.fingerprint)
       if immediate then
-        self:flush(st, g, r, now, create, a.fingerprint)
+        self:flush(tx, g, r, now, a.fingerprint)
       else
-        create[#create + 1] = self:timer(g, 0, g.next_flush, now)
-        local ok, err = st.db:batch(create)
-        must(ok, err, "group create")
+        journal.add(tx, journal.group_statement(g))
+        journal.add(tx, self:timer(g, 0, g.next_flush, now))
       end
-    elseif immediate and not g.flushed then
-      self:flush(st, g, r, now, { groups.add_statement(id, a.fingerprint) }, a.fingerprint)
     else
-      local ok, err = st.db:batch({ groups.add_statement(id, a.fingerprint) })
-      must(ok, err, "group member")
+      if not g.members[a.fingerprint] then
+        g.members[a.fingerprint] = true
+        journal.add_member(tx, id, a.fingerprint)
+      end
+      if immediate and not g.flushed then self:flush(tx, g, r, now, a.fingerprint) end
     end
   end
 end
 
-function Engine:on_alert(st, ev, now)
+function Engine:on_alert(tx, ev, now)
+  local st = tx.st
   local d = ev.data or {}
   if type(d.labels) ~= "table" or type(d.fingerprint) ~= "string" then
     error("alerting engine: " .. tostring(ev.type) .. ": data.labels and data.fingerprint expected", 0)
@@ -196,69 +178,109 @@ function Engine:on_alert(st, ev, now)
   if state == "firing" and #self.correlation > 0 then
     must(correlate.on_firing(self, st, a, now))
   end
-  self:insert(st, a, ev.id, now)
+  self:insert(tx, a, ev.id, now)
 end
 
 -- A flush timer: stale ones (a group flushed inline meanwhile, deleted, or re-created) do nothing.
-function Engine:on_flush(st, ev, now)
+function Engine:on_flush(tx, ev, now)
   local d = ev.data or {}
-  local g = found(groups.get(st, tostring(d.group)))
+  local g = tx.state.groups[tostring(d.group)]
   if not g or g.epoch ~= d.epoch or g.gen ~= d.gen then return false end
   local r = self.tree:find(g.route_id)
   if not r or r.receiver ~= g.receiver then
     -- The configuration changed under the group: route its alerts again, as Alertmanager
     -- does on reload (the notification log keeps them from being repeated).
-    local fps = must(groups.members(st, g.id))
-    local ok, err = st.db:batch(groups.delete_statements(g.id))
-    must(ok, err, "group delete")
-    local rows = #fps > 0 and must(astore.get(st, fps)) or {}
+    local fps = journal.members(g)
+    tx.state.groups[g.id] = nil
+    for _, s in ipairs(journal.delete_group_statements(g.id)) do journal.add(tx, s) end
+    local rows = #fps > 0 and must(astore.get(tx.st, fps)) or {}
     for _, fp in ipairs(fps) do
       local row = rows[fp]
-      if row then self:insert(st, { fingerprint = fp, labels = row.labels, starts_at = row.starts_at }, ev.id, now) end
+      if row then self:insert(tx, { fingerprint = fp, labels = row.labels, starts_at = row.starts_at }, ev.id, now) end
     end
     return true
   end
-  self:flush(st, g, r, now)
+  self:flush(tx, g, r, now)
   return true
+end
+
+local function dry_run(self, ev)
+  -- A dry run (policy simulate) writes and sends nothing: the engine's store writes and
+  -- sends are its own, not the sandbox's recorded modules. It answers where the alert goes.
+  if (ev.type == "alert.firing" or ev.type == "alert.resolved") and type(ev.data) == "table"
+      and type(ev.data.labels) == "table" then
+    local out = {}
+    for _, r in ipairs(self.tree:match(ev.data.labels)) do
+      out[#out + 1] = { receiver = r.receiver, route = r.id, group_key = r:group_key(ev.data.labels),
+        group_wait = r.group_wait }
+    end
+    return { dry_run = true, routes = out }
+  end
+  return { dry_run = true }
+end
+
+-- handle_batch(list [, ctx]) -> {[i] = result of list[i]}: events in log order, handled on
+-- the state in memory; every change they make is committed in one store unit at the end
+-- (steward.alerting.engine.journal). A failure raises before that commit and drops the
+-- state in memory, which the next run reloads from the journal: nothing half-done stays.
+function Engine:handle_batch(list, ctx)
+  if type(list) ~= "table" then error("engine:handle_batch: list: table of events expected, got " .. type(list), 2) end
+  for i, ev in ipairs(list) do
+    if type(ev) ~= "table" then error("engine:handle_batch: list[" .. i .. "]: event table expected, got " .. type(ev), 2) end
+  end
+  local st = self.store or require("steward.runtime.store").default()
+  if not st then error("engine:handle_batch: no store (pass opts.store or run in the daemon)", 2) end
+  self.ctx_log = ctx and ctx.log or nil -- tagged with the (first) event's id
+  local out = {}
+  if ctx and ctx.dry_run then
+    for i, ev in ipairs(list) do out[i] = dry_run(self, ev) end
+    return out
+  end
+  local now = self.now()
+  local tx
+  local ok, err = pcall(function()
+    for i, ev in ipairs(list) do
+      if ev.type == M.NOTIFY_EVENT then
+        -- a failed send raises: the policy run is retried with backoff, then parked as a dead
+        -- letter; this group's later notifications wait behind it (same key), others do not
+        -- (two statements: must(flush.send(...), ...) would keep only the first result, and the
+        -- dead letter would say "notification: nil" instead of why the send failed)
+        local sent, serr = flush.send(self, ev)
+        must(sent, serr, "notification")
+        out[i] = true
+      elseif ev.type == "alert.firing" or ev.type == "alert.resolved" or ev.type == M.FLUSH_EVENT then
+        if not tx then
+          local berr
+          tx, berr = journal.begin(self, st, now)
+          must(tx, berr, "journal read")
+        end
+        if ev.type == M.FLUSH_EVENT then
+          out[i] = self:on_flush(tx, ev, now)
+        else
+          self:on_alert(tx, ev, now)
+          out[i] = true
+        end
+      else
+        out[i] = false
+      end
+    end
+    if tx then
+      local cok, cerr = journal.commit(tx)
+      must(cok, cerr, "journal commit")
+    end
+  end)
+  if not ok then
+    self.state = nil
+    error(err, 0)
+  end
+  return out
 end
 
 -- handle(ev [, ctx]) -> true when the event was for the engine.
 function Engine:handle(ev, ctx)
   if type(ev) ~= "table" then error("engine:handle: ev: event table expected, got " .. type(ev), 2) end
-  local st = self.store or require("steward.runtime.store").default()
-  if not st then error("engine:handle: no store (pass opts.store or run in the daemon)", 2) end
-  self.ctx_log = ctx and ctx.log or nil -- tagged with this event's id
-
-  local now = self.now()
-  if ctx and ctx.dry_run then
-    -- A dry run (policy simulate) writes and sends nothing: the engine's store writes and
-    -- sends are its own, not the sandbox's recorded modules. It answers where the alert goes.
-    if (ev.type == "alert.firing" or ev.type == "alert.resolved") and type(ev.data) == "table"
-        and type(ev.data.labels) == "table" then
-      local out = {}
-      for _, r in ipairs(self.tree:match(ev.data.labels)) do
-        out[#out + 1] = { receiver = r.receiver, route = r.id, group_key = r:group_key(ev.data.labels),
-          group_wait = r.group_wait }
-      end
-      return { dry_run = true, routes = out }
-    end
-    return { dry_run = true }
-  end
-  if ev.type == "alert.firing" or ev.type == "alert.resolved" then
-    self:on_alert(st, ev, now)
-    return true
-  elseif ev.type == M.FLUSH_EVENT then
-    return self:on_flush(st, ev, now)
-  elseif ev.type == M.NOTIFY_EVENT then
-    -- a failed send raises: the policy run is retried with backoff, then parked as a dead
-    -- letter; this group's later notifications wait behind it (same key), others do not
-    -- (two statements: must(flush.send(...), ...) would keep only the first result, and the
-    -- dead letter would say "notification: nil" instead of why the send failed)
-    local ok, err = flush.send(self, ev)
-    must(ok, err, "notification")
-    return true
-  end
-  return false
+  if ctx and ctx.dry_run then return dry_run(self, ev) end
+  return self:handle_batch({ ev }, ctx)[1]
 end
 
 -- groups(st) -> the aggregation groups with their members (for the REPL and tests).
@@ -287,6 +309,8 @@ function M.cleanup(st, opts)
     { "DELETE FROM alert_flaps WHERE updated_at < $1 AND held_until < $2", before, now },
     { "DELETE FROM alert_correlation_hits WHERE at < $1", before },
     { "DELETE FROM alert_correlations WHERE last_at < $1", before },
+    -- the engine's memory reloads from what this left
+    journal.touch_statement(),
   })
   if not res then return nil, err end
   for _, r in ipairs(res) do n = n + (r.changes or 0) end

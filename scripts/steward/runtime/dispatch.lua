@@ -50,6 +50,8 @@ store.register_migrations("dispatch", {
 
 local m_runs = metrics.counter("steward_handler_runs_total", "Handler runs by policy and outcome", { "policy", "outcome" })
 local m_latency = metrics.histogram("steward_handler_duration_seconds", "Handler run time", { "policy" })
+-- (a batch run, handle_batch, is one run of many events: this counts the events)
+local m_handled = metrics.counter("steward_handled_events_total", "Events whose handling completed, by policy", { "policy" })
 local m_dead = metrics.counter("steward_dead_letters_total", "Events parked as dead letters", { "policy" })
 local m_queue = metrics.gauge("steward_dispatch_queue_depth", "Events waiting for a handler", {})
 local m_active = metrics.gauge("steward_dispatch_active_keys", "Keys being handled now", {})
@@ -164,6 +166,7 @@ local function flush_done(d)
 end
 
 local function record_done(d, p, ev, attempts)
+  m_handled:inc(1, p.name)
   local buf = d.done_buf
   buf[#buf + 1] = { p.name, ev.seq, attempts }
   d.unflushed[p.name .. ":" .. ev.seq] = true
@@ -282,6 +285,64 @@ local function handle_one(d, p, ev, bucket)
   end
 end
 
+-- A policy with `handle_batch` gets the queued events of one key together, in log order, as
+-- ONE handler run (one decision-log row naming every event, one completion record each): a
+-- handler that journals its state can then write many events' changes in one store unit.
+-- The run's effects are all or nothing for dispatch: if it fails, none of its events is
+-- recorded and each runs again alone through `handle`, with the usual retries and dead
+-- letters, so one bad event cannot hold back the others. Returns true when every event is
+-- done, false when the dispatcher stops first, or a list {[i] = finished} after the
+-- one-by-one fallback.
+local function handle_batch(d, p, list, bucket)
+  await_store(d)
+  if d.stopping then return false end
+  if bucket and not d.cluster:may_run(bucket) then return true end
+  local t0 = time.monotonic()
+  local first = list[1]
+  local ctx = policy_ctx.new(p, { event_id = first.id, tenant = first.tenant, attempt = 1 })
+  local fx, copies, ids, depth = {}, {}, {}, 0
+  for i, ev in ipairs(list) do
+    copies[i] = copy_event(ev)
+    ids[i] = ev.id
+    if type(ev.depth) == "number" and ev.depth > depth then depth = ev.depth end
+  end
+  -- emit.run_handler learns the run's depth from its event: the deepest of the batch.
+  local carrier = { depth = depth }
+  local function run(_, c) return p.handle_batch(copies, c) end
+  local h = task.spawn({ name = p.name, timeout = p.timeout or d.handler_timeout }, function()
+    fx.list = effects.begin()
+    return guard.run(p.budget or { name = p.name }, emit.run_handler, run, carrier, ctx)
+  end)
+  d.running[h] = true
+  local joined, gok, gerr, kind = h:join()
+  d.running[h] = nil
+  local ok, err = joined and gok ~= false, nil
+  if not joined then err = gok; if err == "timeout" then kind = "timeout" end
+  elseif gok == false then err = gerr end
+  local outcome = ok and "ok" or ((kind == "cpu" or kind == "timeout") and "timeout" or "error")
+  local took = time.monotonic() - t0
+  m_latency:observe(took, p.name)
+  if d.dlog then
+    d.dlog:record({ policy = p.name, version = p.version, tenant = first.tenant, event_id = first.id,
+      input = { batch = ids }, duration = took, outcome = outcome, error = not ok and err or nil,
+      side_effects = fx.list and #fx.list > 0 and fx.list or nil })
+  end
+  m_runs:inc(1, p.name, outcome)
+  if ok then
+    for _, ev in ipairs(list) do record_done(d, p, ev, 1) end
+    return true
+  end
+  if stopping(d) then return false end
+  log.info("batch run failed; its events run one at a time", { policy = p.name, events = #list,
+    error = tostring(err):match("^[^\n]*") })
+  local finished = {}
+  for i, ev in ipairs(list) do
+    if d.stopping then break end
+    finished[i] = handle_one(d, p, ev, bucket) ~= false
+  end
+  return finished
+end
+
 -- The whole event of a spilled queue entry, from the log (waiting while the store is down).
 local function unspill(d, stub)
   while true do
@@ -337,25 +398,90 @@ local function next_ready(d)
   return nil
 end
 
+-- Takes up to the policy's batch_max queued events of q (in log order) and runs them as one
+-- batch; each event leaves the queue's accounting as handle_one's would.
+local function run_batch(d, p, cur, q)
+  local taken, run = {}, {}
+  while q.head <= q.tail and #taken < cur.batch_max do
+    local ev = q.items[q.head]
+    q.items[q.head] = nil
+    q.head = q.head + 1
+    taken[#taken + 1] = ev
+  end
+  -- Spilled events come back from the log in one range read, not one read each.
+  local lo, hi, want = nil, nil, {}
+  for _, ev in ipairs(taken) do
+    if ev.spilled then
+      want[ev.seq] = true
+      if not lo or ev.seq < lo then lo = ev.seq end
+      if not hi or ev.seq > hi then hi = ev.seq end
+    end
+  end
+  local back = {}
+  if lo then
+    local ok = pcall(function()
+      for ev in events.replay(d.st, { from_seq = lo, to_seq = hi, page = 2000 }) do
+        if want[ev.seq] then back[ev.seq] = ev end
+      end
+    end)
+    if not ok then back = {} end -- unspill below retries each one
+  end
+  for i, ev in ipairs(taken) do
+    if ev.spilled then
+      ev = back[ev.seq] or unspill(d, ev)
+      taken[i] = ev
+    end
+    if not ev.missing then run[#run + 1] = ev end
+  end
+  local res = true
+  if #run > 0 and (not q.bucket or d.cluster:may_run(q.bucket)) then
+    res = handle_batch(d, cur, run, q.bucket)
+  end
+  local done = {}
+  if res == true then
+    for _, ev in ipairs(taken) do done[ev.seq] = true end
+  elseif res then
+    for i, ev in ipairs(run) do if res[i] then done[ev.seq] = true end end
+    for _, ev in ipairs(taken) do if ev.missing then done[ev.seq] = true end end
+  else
+    for _, ev in ipairs(taken) do if ev.missing then done[ev.seq] = true end end
+  end
+  for _, ev in ipairs(taken) do
+    if done[ev.seq] then d.inflight[p.name][ev.seq] = nil end
+    d.depth = d.depth - 1
+    if q.bucket then d.bucket_load[q.bucket] = d.bucket_load[q.bucket] - 1 end
+  end
+  m_queue:set(d.depth)
+end
+
+-- Runs the next queued event of q alone.
+local function run_next(d, p, cur, q)
+  local ev = q.items[q.head]
+  q.items[q.head] = nil
+  q.head = q.head + 1
+  if ev.spilled then ev = unspill(d, ev) end
+  -- A bucket whose lease ran out may already be another instance's: its queued events
+  -- are left to that owner, which rescans from before them.
+  local finished = true
+  if not ev.missing and (not q.bucket or d.cluster:may_run(q.bucket)) then
+    finished = handle_one(d, cur, ev, q.bucket) ~= false
+  end
+  if finished then d.inflight[p.name][ev.seq] = nil end
+  d.depth = d.depth - 1
+  if q.bucket then d.bucket_load[q.bucket] = d.bucket_load[q.bucket] - 1 end
+  m_queue:set(d.depth)
+end
+
 -- A runner drains one key's queue, then takes the next ready key, until none is left.
 local function runner(d, p, q)
   while q do
     while q.head <= q.tail and not d.stopping do
-      local ev = q.items[q.head]
-      q.items[q.head] = nil
-      q.head = q.head + 1
-      if ev.spilled then ev = unspill(d, ev) end
       local cur = d.policies[p.name] or p -- a reloaded policy handles the next event
-      -- A bucket whose lease ran out may already be another instance's: its queued events
-      -- are left to that owner, which rescans from before them.
-      local finished = true
-      if not ev.missing and (not q.bucket or d.cluster:may_run(q.bucket)) then
-        finished = handle_one(d, cur, ev, q.bucket) ~= false
+      if cur.handle_batch and q.head < q.tail then
+        run_batch(d, p, cur, q)
+      else
+        run_next(d, p, cur, q)
       end
-      if finished then d.inflight[p.name][ev.seq] = nil end
-      d.depth = d.depth - 1
-      if q.bucket then d.bucket_load[q.bucket] = d.bucket_load[q.bucket] - 1 end
-      m_queue:set(d.depth)
     end
     q.running = false
     release_queue(d, p, q)

@@ -65,7 +65,7 @@ function M.check(def, file, name)
   if type(def) ~= "table" then return fail(file, "return", "a policy file must return a table") end
   for k in pairs(def) do
     if not ({ name = 1, on = 1, key = 1, handle = 1, decide = 1, config = 1, when = 1, timeout = 1, schedule = 1,
-              capabilities = 1, tenant = 1, decision_log = 1 })[k] then
+              capabilities = 1, tenant = 1, decision_log = 1, handle_batch = 1, batch_max = 1 })[k] then
       return fail(file, tostring(k), "unknown field")
     end
   end
@@ -111,6 +111,19 @@ function M.check(def, file, name)
   if def.handle ~= nil and type(def.handle) ~= "function" then
     return fail(file, "handle", "must be a function(event, ctx)")
   end
+  -- handle_batch(events, ctx): the queued events of one key in one run (steward.runtime.dispatch);
+  -- `handle` still runs them one at a time when a batch run fails.
+  if def.handle_batch ~= nil then
+    if type(def.handle_batch) ~= "function" then
+      return fail(file, "handle_batch", "must be a function(events, ctx)")
+    end
+    if not def.handle then return fail(file, "handle", "a policy with `handle_batch` needs a handle function") end
+  end
+  if def.batch_max ~= nil and (type(def.batch_max) ~= "number" or def.batch_max < 1 or def.batch_max % 1 ~= 0
+      or def.batch_max > 10000) then
+    return fail(file, "batch_max", "must be an integer from 1 to 10000 (events per batch run)")
+  end
+  p.handle_batch, p.batch_max = def.handle_batch, def.batch_max or 500
   if def.timeout ~= nil then
     local secs = (type(def.timeout) == "number" or type(def.timeout) == "string") and time.parse_duration(def.timeout)
     if not secs or secs <= 0 then

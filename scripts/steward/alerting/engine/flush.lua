@@ -3,15 +3,17 @@
 -- at this instant), apply the mute stages, then per integration of the receiver decide with
 -- the notification log (DedupStage) and send (RetryStage: resolved alerts only to
 -- send_resolved integrations). Only when every integration succeeded are the resolved alerts
--- removed from the group, and only those unchanged since they were read.
+-- removed from the group. The group and the log are the engine's memory
+-- (steward.alerting.engine.journal); the flush journals what it changed.
 local astore = require "steward.alerting.store"
-local groups = require "steward.alerting.engine.groups"
+local journal = require "steward.alerting.engine.journal"
 local nlog = require "steward.alerting.engine.nlog"
 local mute = require "steward.alerting.engine.mute"
 local util = require "steward.alerting.engine.util"
+local time = require "steward.time"
 
-local ipairs, pairs, tostring, format, floor, concat, sort =
-  ipairs, pairs, tostring, string.format, math.floor, table.concat, table.sort
+local ipairs, pairs, next, tostring, format, floor, concat, sort, max =
+  ipairs, pairs, next, tostring, string.format, math.floor, table.concat, table.sort, math.max
 
 local M = {}
 
@@ -102,6 +104,9 @@ local function deliver(eng, st, g, integ, idx, list, firing, now)
 end
 
 M.NOTIFY_EVENT = "alerting.notify"
+-- The longest a send waits for a dead run's claim (the engine's channels lease 1m by default;
+-- the shipped policy's handler timeout is 2m).
+local MAX_LEASE_WAIT = 90
 
 -- send(eng, ev) -> true | nil, err: the send an outbox event stands for, with its key (a
 -- re-run after a crash or an error sends nothing twice). A receiver removed from the
@@ -114,9 +119,23 @@ function M.send(eng, ev)
       { receiver = tostring(d.receiver), integration = tostring(d.integration) })
     return true
   end
-  local res, err = integ.channel:send(d.message, { key = d.key })
-  if not res then return nil, err end
-  return true
+  for _ = 1, 2 do
+    local res, err, info = integ.channel:send(d.message, { key = d.key })
+    if res then return true end
+    -- "Being sent by another sender": only this event's dispatch key sends this notification,
+    -- so the claim is a run that died mid-send (kill -9; its lease outlives it). Whether that
+    -- send reached the receiver is unknown: once the lease has run out, send again (at least
+    -- once; the channel's lease bounds the wait).
+    if not (type(info) == "table" and info.status == "sending" and type(info.lease_until) == "number") then
+      return nil, err
+    end
+    local wait = info.lease_until - time.now()
+    if wait > MAX_LEASE_WAIT then return nil, err end
+    eng:log("info", "alerting: a notification claimed by a run that died is sent again when its lease ends",
+      { key = d.key, wait = wait })
+    time.sleep(max(0, wait) + 0.05)
+  end
+  return nil, "notification " .. tostring(d.key) .. " still claimed after its lease"
 end
 
 -- next_after(g, now): the flush after this one, at an exact multiple of group_interval after
@@ -128,52 +147,51 @@ local function next_after(g, route, now)
   return g.next_flush + gi * (floor((now - g.next_flush) / gi) + 1)
 end
 
--- The flush's reads, one round trip: the group's alerts (members, plus `extra`, an alert
--- joining in the same unit), the silences that may be active, the group's notification log,
--- and, when configured, the firing alerts (inhibition sources) and the held (flapping) ones.
-local function read_all(eng, st, g, now, extra)
-  local reads = {
-    { "SELECT " .. astore.ALERT_COLS .. " FROM alerts WHERE fingerprint IN " ..
-      "(SELECT fingerprint FROM alert_group_members WHERE group_id = $1) OR fingerprint = $2", g.id, extra or "" },
-    { "SELECT " .. astore.SIL_COLS .. " FROM alert_silences WHERE starts_at <= $1 AND ends_at >= $1", now },
-    nlog.read_statement(g.group_key, g.receiver),
-  }
-  local inh, fl
-  if #eng.inhibitor.rules > 0 then
-    reads[#reads + 1] = { "SELECT " .. astore.ALERT_COLS .. " FROM alerts WHERE ends_at > $1", now }
-    inh = #reads
-  end
+-- The flush's reads: the group's alerts (its members in memory, plus `extra`, an alert
+-- joining in the same run) from the API's rows, and, when flap detection is on, the held
+-- alerts. The silences and inhibition sources are read once per run (journal.begin,
+-- journal.firing); the notification log is in memory.
+local function read_all(eng, tx, g, now, extra)
+  local fps = {}
+  for fp in pairs(g.members) do fps[fp] = true end
+  if extra then fps[extra] = true end
+  local rows, err = astore.get(tx.st, fps)
+  if not rows then return nil, err end
+  if not tx.silences then tx.silences = mute.silences(tx.silence_rows) end
+  local firing, ferr = journal.firing(eng, tx)
+  if ferr then return nil, ferr end
+  local data = { silences = tx.silences, firing = firing,
+    entries = tx.state.nlog[journal.nlog_key(g.group_key, g.receiver)] or {} }
   if eng.flap then
-    reads[#reads + 1] = { "SELECT fingerprint, held_until FROM alert_flaps WHERE held_until > $1", now }
-    fl = #reads
-  end
-  local res, err = st.db:batch(reads)
-  if not res then return nil, err end
-  local data = { silences = mute.silences(res[2].rows or {}), entries = nlog.entries(res[3].rows or {}) }
-  if inh then
-    data.firing = {}
-    for i, r in ipairs(res[inh].rows or {}) do data.firing[i] = astore.row_alert(r) end
-  end
-  if fl then
+    local held
+    held, err = tx.st.db:query("SELECT fingerprint, held_until FROM alert_flaps WHERE held_until > $1", now)
+    if not held then return nil, err end
     data.held = {}
-    for _, r in ipairs(res[fl].rows or {}) do data.held[r.fingerprint] = r.held_until end
+    for _, r in ipairs(held) do data.held[r.fingerprint] = r.held_until end
   end
   local alerts = {}
-  for i, r in ipairs(res[1].rows or {}) do alerts[i] = astore.row_alert(r) end
-  return alerts, data
+  for fp in pairs(fps) do
+    if rows[fp] then alerts[#alerts + 1] = rows[fp] end
+  end
+  return alerts, data, rows
 end
 
--- run(eng, st, g, route, now [, extra]) -> {stmts, next_flush, notified, ok} | nil, err. The
--- caller arms the next timer and commits stmts (after its own, e.g. the group's creation).
-function M.run(eng, st, g, route, now, extra)
-  local alerts, data = read_all(eng, st, g, now, extra)
+-- run(eng, tx, g, route, now [, extra]) -> {next_flush, notified, ok} | nil, err. Changes
+-- the group and the notification log in memory and adds the statements that journal it
+-- to tx, with the notifications to send (tx.outbox); the caller arms the next timer.
+function M.run(eng, tx, g, route, now, extra)
+  local alerts, data, rows = read_all(eng, tx, g, now, extra)
   if not alerts then return nil, data end
   -- members whose alert row is gone (retention) leave
-  local stmts = { { "DELETE FROM alert_group_members WHERE group_id = $1 AND NOT EXISTS " ..
-    "(SELECT 1 FROM alerts WHERE alerts.fingerprint = alert_group_members.fingerprint)", g.id } }
+  for fp in pairs(g.members) do
+    if not rows[fp] then
+      g.members[fp] = nil
+      journal.add(tx, journal.drop_member_statement(g.id, fp))
+    end
+  end
   for _, a in ipairs(alerts) do a.resolved = a.ends_at <= now end
   util.sort_alerts(alerts)
-  local ok_all, notified, outbox = true, {}, {}
+  local ok_all, notified = true, {}
   if #alerts > 0 then
     local unmuted, muted = mute.filter(eng, route, alerts, now, data)
     if not unmuted then return nil, muted end
@@ -184,15 +202,20 @@ function M.run(eng, st, g, route, now, extra)
       end
       sort(firing); sort(resolved)
       local fset, rset = util.set(firing), util.set(resolved)
+      local nk = journal.nlog_key(g.group_key, g.receiver)
       for idx, integ in ipairs(eng.receivers[g.receiver] or {}) do
         local entry = data.entries[idx]
         local need, why = nlog.needs_update(entry, fset, rset, integ.send_resolved, nlog.repeat_for(entry, route), now)
         if need then
-          local ok, derr = deliver(eng, st, g, integ, idx, unmuted, firing, now)
-          if ok and derr then outbox[#outbox + 1] = derr end
+          local ok, derr = deliver(eng, tx.st, g, integ, idx, unmuted, firing, now)
+          if ok and derr then tx.outbox[#tx.outbox + 1] = derr end
           if ok then
             local repeats = (why == "repeat" and entry) and (entry.repeats + 1) or 0
-            stmts[#stmts + 1] = nlog.log_statement(g.group_key, g.receiver, idx, firing, resolved, now, repeats)
+            journal.add(tx, nlog.log_statement(g.group_key, g.receiver, idx, firing, resolved, now, repeats))
+            local entries = tx.state.nlog[nk] or {}
+            tx.state.nlog[nk] = entries
+            entries[idx] = { firing = fset, resolved = rset, sent_at = now, repeats = repeats }
+            data.entries = entries
             notified[#notified + 1] = { receiver = g.receiver, integration = idx, firing = firing, resolved = resolved, why = why }
           else
             ok_all = false
@@ -203,15 +226,25 @@ function M.run(eng, st, g, route, now, extra)
       end
     end
     if ok_all then
+      -- A resolved alert that fires again is announced by a new alert.firing event, which
+      -- puts it back in its group.
       for _, a in ipairs(alerts) do
-        if a.resolved then stmts[#stmts + 1] = groups.remove_statement(g.id, a.fingerprint, a.revision) end
+        if a.resolved and g.members[a.fingerprint] then
+          g.members[a.fingerprint] = nil
+          journal.add(tx, journal.drop_member_statement(g.id, a.fingerprint))
+        end
       end
     end
   end
   local nf = next_after(g, route, now)
-  stmts[#stmts + 1] = groups.advance_statement(g, nf)
-  stmts[#stmts + 1] = groups.delete_if_empty_statement(g.id)
-  return { stmts = stmts, next_flush = nf, notified = notified, ok = ok_all, outbox = outbox }
+  g.gen, g.flushed, g.next_flush = g.gen + 1, true, nf
+  if next(g.members) == nil then
+    tx.state.groups[g.id] = nil
+    for _, st in ipairs(journal.delete_group_statements(g.id)) do journal.add(tx, st) end
+  else
+    journal.add(tx, journal.group_statement(g))
+  end
+  return { next_flush = nf, notified = notified, ok = ok_all, outbox = tx.outbox }
 end
 
 M.next_after = next_after

@@ -48,6 +48,13 @@ store.register_migrations("alerting_engine", {
       triggered_at DOUBLE PRECISION NOT NULL,
       last_at DOUBLE PRECISION NOT NULL);
   ]] },
+  -- The engine keeps its state in memory with these tables as its journal
+  -- (steward.alerting.engine.journal); the token changes with every write, so a writer
+  -- that is not the engine's run (cleanup, another instance) makes the engine reload.
+  { version = 2, sql = store.dialects [[
+    CREATE TABLE alert_engine_journal (id INTEGER PRIMARY KEY, token {text} NOT NULL);
+    INSERT INTO alert_engine_journal (id, token) VALUES (1, '');
+  ]] },
 })
 
 return true
