@@ -13,7 +13,7 @@ export STEWARD_ALLOW_ROOT=${STEWARD_ALLOW_ROOT-true}
 cd "$(dirname "$0")/.."
 BIN=${STEWARD_BIN:-build/steward}
 SECS=${SECS:-${BENCH_SECONDS:-6}}
-SHARED=$(cd "${SHARED:-../shared/bench}" 2>/dev/null && pwd || cd /work/shared/bench && pwd)
+SHARED=$(cd "${SHARED:-../shared/bench}" && pwd)
 tmp=$(mktemp -d)
 pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }
