@@ -51,17 +51,6 @@ static int printable(const char *s, size_t n)
     return 1;
 }
 
-/* A number as the store's Lua binding binds it: integral and exact as a double -> INT. */
-static void number_value(store_value_t *v, double d)
-{
-    if (d == floor(d) && fabs(d) <= 9007199254740992.0) {
-        v->type = STORE_INT;
-        v->v.i = (int64_t)d;
-    } else {
-        v->type = STORE_REAL;
-        v->v.d = d;
-    }
-}
 
 /* JSON number text to a double; 0 unless finite (cjson would read 1e400 as inf, which
  * steward.json then refuses to encode). */
@@ -165,7 +154,7 @@ static int member_scalar(struct parse *p, int is_null, const char *str, size_t l
         }
         if (!(t >= TIME_MIN && t <= TIME_MAX))
             return decline(p, "time");
-        number_value(&c[INGEST_TIME], t);
+        store_value_number(&c[INGEST_TIME], t);
         return 1;
     }
     default: return decline(p, "data"); /* data must be an object */
@@ -292,10 +281,10 @@ static int end_event(struct parse *p)
         }
     }
     if (!(p->seen & SEEN(F_TIME)))
-        number_value(&c[INGEST_TIME], o->now);
+        store_value_number(&c[INGEST_TIME], o->now);
     if (!(p->seen & SEEN(F_DATA)) && !set_text(p, &c[INGEST_DATA], "{}", 2))
         return 0;
-    number_value(&c[INGEST_RECEIVED], o->now);
+    store_value_number(&c[INGEST_RECEIVED], o->now);
     c[INGEST_DEPTH].type = STORE_INT;
     c[INGEST_DEPTH].v.i = 0;
     return 1;

@@ -2,6 +2,7 @@
  * with the backend that owns the URL's scheme. */
 #include "store.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,4 +148,15 @@ store_t *store_open(uv_loop_t *loop, const char *url, store_open_fn cb, void *ud
     snprintf(err, errlen, "unsupported store URL '%s' (expected sqlite:PATH or postgres://...)",
              url);
     return NULL;
+}
+
+void store_value_number(store_value_t *v, double d)
+{
+    if (d == floor(d) && fabs(d) <= 9007199254740992.0) {
+        v->type = STORE_INT;
+        v->v.i = (int64_t)d;
+    } else {
+        v->type = STORE_REAL;
+        v->v.d = d;
+    }
 }

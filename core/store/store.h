@@ -34,6 +34,10 @@ typedef struct store_value {
     } v;
 } store_value_t;
 
+/* A number as a value: INT when integral and exact as a double, else REAL. Every number bound
+ * from Lua is typed so, and C-built rows (bindings/ingest.c) must compare equal to those. */
+void store_value_number(store_value_t *v, double d);
+
 typedef struct store_stmt {
     const char *sql; /* parameters are $1, $2, ... on every backend */
     size_t sql_len;

@@ -2,7 +2,6 @@
  * close) over core/store/store.h. Every call that talks to the database suspends the calling task;
  * the request carries copies of the SQL and parameters, so the backend never touches Lua. */
 #include <lauxlib.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,14 +71,7 @@ static const char *to_value(lua_State *L, int idx, store_req_t *req, store_value
         v->v.i = lua_toboolean(L, idx);
         return NULL;
     case LUA_TNUMBER: {
-        double d = lua_tonumber(L, idx);
-        if (d == floor(d) && fabs(d) <= 9007199254740992.0) {
-            v->type = STORE_INT;
-            v->v.i = (int64_t)d;
-        } else {
-            v->type = STORE_REAL;
-            v->v.d = d;
-        }
+        store_value_number(v, lua_tonumber(L, idx));
         return NULL;
     }
     case LUA_TSTRING: {

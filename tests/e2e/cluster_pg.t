@@ -176,15 +176,7 @@ sed 's/^/# /' "$T/load.err"
 acked=$(wc -l < "$T/acked")
 echo "# $acked events acknowledged"
 for _ in $(seq 600); do
-    h=$($PY -c '
-import sys
-done = set(); f = 0
-for l in open(sys.argv[1]):
-    p = l.split()
-    if p[0] == "E": done.add((p[2], int(p[3])))
-    elif p[0] == "F": f += 1
-a = set(tuple((x.split()[0], int(x.split()[1]))) for x in open(sys.argv[2]))
-print("yes" if a <= done and f >= int(sys.argv[3]) else "no")' "$RECORD_FILE" "$T/acked" "$NTIMERS")
+    h=$($PY "$here/tests/support/cluster_settled.py" "$RECORD_FILE" "$T/acked" "$NTIMERS")
     [ "$h" = yes ] && break
     sleep 0.1
 done
