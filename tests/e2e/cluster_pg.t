@@ -59,26 +59,11 @@ return { capabilities = { "fs.read", "fs.write" }, name = "cl.timers", on = { "c
   end }
 POL
 
-# start NAME: one instance with its own var dir; waits for "listening" and sets PORTS[NAME].
+# start NAME: one instance (tests/support/pg.sh's instance_start) whose policy records under
+# INSTANCE=NAME.
 start() {
-    local i=$1
-    mkdir -p "$T/$i"
-    cat > "$T/$i/steward.lua" <<CFG
-return { listen = "127.0.0.1:0", store = "$PG_URL", policies = "$T/policies",
-  var_dir = "$T/$i/var", admin_socket = "$T/$i/var/steward.sock", admin_token = "$TOKEN",
-  grants = { ["cl.*"] = { ["fs.read"] = { "$T" }, ["fs.write"] = { "$T" } } },
-  cluster = { lease = $LEASE } }
-CFG
-    INSTANCE=$i "$BIN" run -c "$T/$i/steward.lua" 2>>"$T/$i/log" &
-    PID[$i]=$!
-    for _ in $(seq 400); do
-        PORTS[$i]=$(sed -n 's/.*msg=listening address=127.0.0.1:\([0-9]*\).*/\1/p' "$T/$i/log" | tail -1)
-        [ -n "${PORTS[$i]}" ] && return 0
-        kill -0 "${PID[$i]}" 2>/dev/null || break
-        sleep 0.025
-    done
-    echo "# instance $i did not start:"; sed 's/^/# /' "$T/$i/log"
-    return 1
+    INSTANCE=$1 instance_start "$1" "grants = { [\"cl.*\"] = { [\"fs.read\"] = { \"$T\" }, [\"fs.write\"] = { \"$T\" } } },
+  cluster = { lease = $LEASE }"
 }
 cluster() { curl -fs -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:${PORTS[$1]}/v1/cluster"; }
 # leader_of NAME: the leader's instance name (a, b, c) as seen by NAME, or nothing.
