@@ -38,17 +38,23 @@ local function params(fname, ...)
   return out
 end
 
-local function decode_json(rows, cols)
+-- Replaces each string cell of the named columns with conv(cell), when that is not nil.
+local function convert_columns(rows, cols, conv)
   for r = 1, rows.n do
     local row = rows[r]
     for _, name in ipairs(cols) do
       local v = row[name]
       if type(v) == "string" then
-        local ok, d = pcall(json.decode, v)
-        if ok then row[name] = d end
+        local c = conv(v)
+        if c ~= nil then row[name] = c end
       end
     end
   end
+end
+
+local function json_value(s)
+  local ok, d = pcall(json.decode, s)
+  if ok then return d end
 end
 
 -- An ISO date or timestamp (DateStyle ISO, which every connection sets) as seconds since the
@@ -81,19 +87,6 @@ local function iso_seconds(s)
   return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec + frac - off
 end
 
-local function convert_times(rows, cols)
-  for r = 1, rows.n do
-    local row = rows[r]
-    for _, name in ipairs(cols) do
-      local v = row[name]
-      if type(v) == "string" then
-        local t = iso_seconds(v)
-        if t then row[name] = t end
-      end
-    end
-  end
-end
-
 -- db:query(sql, ...) -> rows | nil, err, sqlstate
 function DB:query(sql, ...)
   if type(sql) ~= "string" then
@@ -102,8 +95,8 @@ function DB:query(sql, ...)
   local p = params("db:query", ...)
   local rows, a, b = self:_query(sql, unpack(p, 1, p.n))
   if not rows then return nil, a, b end
-  if a then decode_json(rows, a) end
-  if b then convert_times(rows, b) end
+  if a then convert_columns(rows, a, json_value) end
+  if b then convert_columns(rows, b, iso_seconds) end
   return rows
 end
 
