@@ -1,0 +1,108 @@
+-- steward.deploy.rollout_platform: what a rollout asks of the place a service runs, in three
+-- verbs — ensure(revision, n) (n ready instances of a revision, in the traffic pool), weights
+-- {[revision] = percent}, retire(revision) (drain, out of the pool, stopped) — over the drivers
+-- the operator's `services` entry names: the supervisor and HAProxy for a service with `run` and
+-- `haproxy`, Kubernetes for one with `kubernetes`. The drivers resolve everything else (commands,
+-- sockets, URLs) from the same `services` entry; a policy never names them.
+local type, tostring, format, pcall, require = type, tostring, string.format, pcall, require
+
+local M = {}
+
+-- The drivers by name; nil entries are required on first use. A spec may hand its own doubles
+-- to steward.deploy.rollout's engine (opts.drivers) instead.
+local function driver(drivers, name)
+  local d = drivers and drivers[name]
+  if d then return d end
+  local ok, mod = pcall(require, "steward.deploy." .. name)
+  if not ok then return nil, format("the %s driver (steward.deploy.%s) is not available: %s", name, name, tostring(mod)) end
+  return mod
+end
+
+local function call(d, what, fname, ...)
+  local f = d[fname]
+  if type(f) ~= "function" then return nil, format("%s has no %s()", what, fname) end
+  local r, err = f(...)
+  if r == nil then return nil, format("%s.%s: %s", what, fname, tostring(err)) end
+  return r
+end
+
+local Local = {}
+Local.__index = Local
+
+function Local:ensure(rev, n)
+  local sup, hap = self.sup, self.hap
+  if n <= 0 then return self:retire(rev) end
+  local list = sup.instances and sup.instances(self.service, rev) or {}
+  local ok, err
+  if type(list) == "table" and #list > 0 and sup.scale then
+    ok, err = call(sup, "supervisor", "scale", self.service, rev, n)
+  else
+    ok, err = call(sup, "supervisor", "start", self.service, rev, n)
+  end
+  if not ok then return nil, err end
+  ok, err = call(sup, "supervisor", "wait_ready", self.service, rev, n, self.ready_timeout)
+  if not ok then return nil, err end
+  local eps
+  eps, err = call(sup, "supervisor", "endpoints", self.service, rev)
+  if not eps then return nil, err end
+  return call(hap, "haproxy", "sync", self.service, rev, eps)
+end
+
+function Local:weights(w)
+  return call(self.hap, "haproxy", "set_weights", self.service, w)
+end
+
+function Local:retire(rev)
+  local ok, err = call(self.hap, "haproxy", "drain", self.service, rev)
+  if not ok then return nil, err end
+  ok, err = call(self.hap, "haproxy", "remove", self.service, rev)
+  if not ok then return nil, err end
+  return call(self.sup, "supervisor", "stop", self.service, rev)
+end
+
+local Kube = {}
+Kube.__index = Kube
+
+function Kube:ensure(rev, n)
+  local k = self.k
+  local ok, err = call(k, "kubernetes", "scale", self.service, rev, n)
+  if not ok then return nil, err end
+  if n <= 0 then return true end
+  return call(k, "kubernetes", "wait_ready", self.service, rev, n, self.ready_timeout)
+end
+
+function Kube:weights(w) return call(self.k, "kubernetes", "set_weights", self.service, w) end
+
+function Kube:retire(rev) return call(self.k, "kubernetes", "stop", self.service, rev) end
+
+-- new(service, def, drivers, opts) -> platform | nil, err. def: the service's `services` entry.
+function M.new(service, def, drivers, opts)
+  if type(def) ~= "table" then
+    return nil, format("service %s is not declared in the config's services", tostring(service))
+  end
+  local ready_timeout = opts and opts.ready_timeout or 600
+  if def.kubernetes then
+    local k, err = driver(drivers, "kubernetes")
+    if not k then return nil, err end
+    return setmetatable({ service = service, k = k, ready_timeout = ready_timeout }, Kube)
+  end
+  if def.run and def.haproxy then
+    local sup, err = driver(drivers, "supervisor")
+    if not sup then return nil, err end
+    local hap
+    hap, err = driver(drivers, "haproxy")
+    if not hap then return nil, err end
+    return setmetatable({ service = service, sup = sup, hap = hap, ready_timeout = ready_timeout }, Local)
+  end
+  return nil, format("service %s: a rollout needs `run` and `haproxy`, or `kubernetes`, in its services entry", service)
+end
+
+-- replicas(def) -> the instance count the service runs at
+function M.replicas(def)
+  if type(def) ~= "table" then return 1 end
+  if def.run and type(def.run.instances) == "number" then return def.run.instances end
+  if def.kubernetes and type(def.kubernetes.replicas) == "number" then return def.kubernetes.replicas end
+  return 1
+end
+
+return M
