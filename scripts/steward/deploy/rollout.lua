@@ -488,6 +488,16 @@ function Engine:admit(ev)
         replicas = type(d.replicas) == "number" and d.replicas or platform.replicas(self:service_def()),
         attempt = 1, weight = 0, canary_replicas = 0, done = {}, ss = {}, wakes = {}, event_id = ev.id }
   if r.stable == r.revision then r.stable = nil end
+  -- The plan as data, for GET /v1/rollouts/{id} and the REPL (the policy holds the functions).
+  r.plan = {}
+  for i, s in ipairs(plan(self)) do
+    r.plan[i] = { kind = s.kind, weight = s.weight, duration = s.duration, replicas = s.replicas, post = s.post }
+  end
+  if self.strategy.flagger then
+    local f = self.strategy.flagger
+    r.plan[1] = { kind = "flagger", step_weight = f.step_weight, max_weight = f.max_weight, interval = f.interval,
+                  threshold = f.threshold }
+  end
   local tx = new_tx(self, r, true)
   -- Migrations named in the request: squawk's rules first (a violation stops the rollout before
   -- any side effect); one that the previous release cannot run against blocks rollbacks later.

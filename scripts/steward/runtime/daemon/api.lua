@@ -486,6 +486,8 @@ local function decide(ctx, req, principal)
   return 200, JSON, '{"result":' .. rtext .. tail .. ref .. '"}'
 end
 
+M.decide = decide -- the rollout API asks deploy.freeze through it (steward.deploy.rollouts_api)
+
 local function get_decisions(ctx, req, principal)
   local filter, errors = query_filter(req, { "policy", "outcome", "event_id", "id", "cursor", "tenant" },
     { "since", "until", "limit" }, { id = "ref" })
@@ -731,6 +733,7 @@ function M.install(router, ctx)
   require("steward.alerting.api").install(add, ctx) -- Alertmanager API v2 (docs/alerting.md)
   -- Incidents, signed links, notification history (docs/incidents.md)
   require("steward.alerting.incidents_api").install(add, ctx)
+  require("steward.deploy.rollouts_api").install(add, ctx) -- rollouts (docs/deploy/rollouts.md)
   -- The route table itself: each route's permission and tenant scope (docs/http-api.md).
   add("GET", "/v1/routes", "read", function(c)
     return reply(200, { routes = json.array(c.routes) })
