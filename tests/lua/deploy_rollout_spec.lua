@@ -18,18 +18,20 @@ local format = string.format
 -- ---- spec doubles of the other parts ----
 
 -- Analysis: each metric measured every interval; a failed measurement counts against
--- failure_limit (default 0); an `inconclusive` result is Inconclusive; count reached: Successful.
+-- failure_limit (default 0); neither condition true is Inconclusive; count reached: Successful.
 package.loaded["steward.deploy.analysis"] = {
   run = function(spec, now)
-    return { phase = "Running", n = 0, failed = 0, due = now + (spec.initial_delay or 0) }
+    return { phase = "Pending", n = 0, failed = 0, due = now + (spec.metrics[1].initial_delay or 0) }
   end,
-  step = function(state, now, measure, spec)
+  step = function(state, now, spec)
     if now < state.due then return state, state.due end
+    state.phase = "Running"
     for _, m in ipairs(spec.metrics) do
-      local v, err = measure(m)
+      local v, err = m.provider()
       if v == nil then state.phase = "Error"; state.error = err; return state end
-      if v == "inconclusive" then state.phase = "Inconclusive"; return state end
-      if not m.success_condition(v) then state.failed = state.failed + 1 end
+      local good, bad = m.success_condition(v), m.failure_condition(v)
+      if not good and not bad then state.phase = "Inconclusive"; return state end
+      if bad then state.failed = state.failed + 1 end
       if state.failed > (m.failure_limit or 0) then state.phase = "Failed"; return state end
     end
     state.n = state.n + 1
@@ -37,6 +39,7 @@ package.loaded["steward.deploy.analysis"] = {
     state.due = now + (spec.metrics[1].interval or 10)
     return state, state.due
   end,
+  terminate = function(state) state.terminate = true; return state end,
 }
 local approvals = {}
 package.loaded["steward.deploy.approvals"] = {
@@ -57,16 +60,17 @@ package.loaded["steward.deploy.migrations"] = {
 }
 -- Flagger: +step_weight per good check up to max_weight, then promote; `threshold` bad checks: rollback.
 package.loaded["steward.deploy.flagger"] = {
-  new = function(spec) return { weight = 0, failed = 0 } end,
-  next = function(state, ok, spec)
+  new = function(o) return { step_weight = o.step_weight, max_weight = o.max_weight, threshold = o.threshold,
+                             canary_weight = 0, failed = 0, phase = "Progressing" } end,
+  next = function(s, ok)
     if not ok then
-      state.failed = state.failed + 1
-      if state.failed >= spec.threshold then return { action = "rollback" }, state end
-      return { action = "wait" }, state
+      s.failed = s.failed + 1
+      if s.failed >= s.threshold then s.phase = "Failed"; return { action = "rollback", primary = 100, canary = 0 } end
+      return { action = "wait" }
     end
-    if state.weight >= spec.max_weight then return { action = "promote" }, state end
-    state.weight = math.min(state.weight + spec.step_weight, spec.max_weight)
-    return { action = "set_weight", weight = state.weight }, state
+    if s.canary_weight >= s.max_weight then return { action = "promote" } end
+    s.canary_weight = math.min(s.canary_weight + s.step_weight, s.max_weight)
+    return { action = "set_weight", primary = 100 - s.canary_weight, canary = s.canary_weight }
   end,
 }
 
@@ -81,8 +85,8 @@ local nstore = 0
 
 -- A metric whose value the test sets: metric.value[1]
 local function metric(value, opts)
-  local m = { name = "errors", value = value, provider = function() return value[1] end,
-              success_condition = function(v) return v < 0.05 end }
+  local m = { name = "errors", provider = function() return value[1] end,
+              success_condition = function(v) return v < 0.05 end, failure_condition = function(v) return v >= 0.2 end }
   for k, v in pairs(opts or {}) do m[k] = v end
   return m
 end
@@ -273,7 +277,7 @@ local function main()
   t.is(w.calls[#w.calls], "weights v1=100 v2=0", "... traffic back to stable")
 
   -- ---- inconclusive -> paused until a person decides ----
-  local inc = { "inconclusive" }
+  local inc = { 0.1 }
   w = world(full_canary(inc))
   w.start()
   w.advance(30)
@@ -445,9 +449,11 @@ local function main()
   w.start()
   w.advance(60)
   fv[1] = 0.5
-  w.advance(120)
+  w.advance(180) -- Flagger rolls back on the tick after the threshold-th failed check
   t.is(w.r().phase, "Aborted", "threshold failed checks roll back")
-  t.is(w.calls[#w.calls], "weights v1=100 v2=0", "... traffic back to stable")
+  local last_weights
+  for _, c in ipairs(w.calls) do if c:match("^weights") then last_weights = c end end
+  t.is(last_weights, "weights v1=100 v2=0", "... traffic back to stable")
 
   -- ---- the local platform over the supervisor and HAProxy ----
   local dcalls = {}
@@ -457,7 +463,7 @@ local function main()
   local hap = { sync = rec("sync"), set_weights = rec("set_weights"), drain = rec("drain"), remove = rec("remove") }
   w = world(full_canary(good), { drivers = { supervisor = sup, haproxy = hap }, platform = false })
   w.start()
-  t.like(dcalls[1], '^start %["api","v2",1%]', "local platform: supervisor.start(service, revision, n)")
+  t.like(dcalls[1], '^scale %["api","v2",1%]', "local platform: supervisor.scale(service, revision, n)")
   t.like(dcalls[2], "^wait_ready", "... waits for readiness")
   t.like(dcalls[3], '^sync %["api","v2",%[{', "... syncs the ready endpoints into HAProxy")
   t.like(dcalls[4], '^set_weights %["api",{', "... then sets the weights")

@@ -23,10 +23,10 @@ package.loaded["steward.deploy.metrics.haproxy"] = function() return function() 
 if not pcall(require, "steward.deploy.analysis") then
   package.loaded["steward.deploy.analysis"] = {
     run = function(_, now) return { phase = "Running", n = 0, failed = 0, due = now } end,
-    step = function(s, now, measure, spec)
+    step = function(s, now, spec)
       if now < s.due then return s, s.due end
       local m = spec.metrics[1]
-      local v = measure(m)
+      local v = m.provider()
       if not m.success_condition(v) then s.failed = s.failed + 1 end
       if s.failed > (m.failure_limit or 0) then s.phase = "Failed"; return s end
       s.n = s.n + 1
@@ -34,6 +34,7 @@ if not pcall(require, "steward.deploy.analysis") then
       s.due = now + require("steward.time").parse_duration(m.interval)
       return s, s.due
     end,
+    terminate = function(s) return s end,
   }
 end
 
@@ -59,7 +60,7 @@ describe("deploy.web (the tutorial's canary)", function()
 
   it("walks the canary and waits for a person at the end", function()
     local id = admit()
-    assert.same(calls, { "start v2", "wait_ready v2", "sync v2", "weights v1=80 v2=20" })
+    assert.same(calls, { "scale v2", "wait_ready v2", "sync v2", "weights v1=80 v2=20" })
     clock.advance("1m")
     clock.advance("30s")
     local r = rstore.get(store, id)
@@ -80,6 +81,6 @@ describe("deploy.web (the tutorial's canary)", function()
     assert.equal(r.phase, "Aborted")
     assert.equal(calls[#calls], "weights v1=100 v2=0")
     clock.advance("30s")
-    assert.equal(calls[#calls], "stop v2")
+    assert.same({ calls[#calls - 1], calls[#calls] }, { "remove v2", "stop v2" })
   end)
 end)

@@ -171,22 +171,34 @@ end
 
 local RUN_OVER = { Successful = true, Failed = true, Error = true, Inconclusive = true }
 
--- step_run(tx, slot, spec, run) -> run (stepped, measured when due; a wake-up armed while it runs)
-function Engine:step_run(tx, slot, spec, run)
+-- The spec as the analysis takes it, providers bound to this rollout's canary; one set of
+-- provider functions per run (key), since a provider keeps its previous sample.
+local function resolved(r, key, spec)
+  return ports.resolve(spec, format("%s/a%d/%s", r.id, r.attempt, key), r.service, r.revision)
+end
+
+-- step_run(tx, key, slot, spec, run) -> run (stepped, measured when due; a wake-up armed while it runs)
+function Engine:step_run(tx, key, slot, spec, run)
   local r = tx.r
-  local measure = ports.measurer(r.id .. "/" .. slot, r.service, r.revision)
-  local state, due = ports.analysis_step(spec, run, self.now(), measure)
+  local state, due = ports.analysis_step(resolved(r, key, spec), run, self.now())
   if not state then error("rollout " .. r.id .. ": analysis: " .. tostring(due), 0) end
   tx.dirty = true
   if not RUN_OVER[state.phase] then tx:arm(slot, (due or self.now() + 1) - self.now()) end
   return state
 end
 
-function Engine:start_run(tx, spec)
-  local run, err = ports.analysis_start(spec, self.now())
+function Engine:start_run(tx, key, spec)
+  local run, err = ports.analysis_start(resolved(tx.r, key, spec), self.now())
   if not run then error("rollout " .. tx.r.id .. ": analysis: " .. tostring(err), 0) end
-  tx:note("analysis_started", { phase = run.phase })
+  tx:note("analysis_started", { run = key })
   return run
+end
+
+function Engine:stop_background(tx)
+  local r = tx.r
+  if r.bg and not RUN_OVER[r.bg.phase] then
+    r.bg = ports.analysis_terminate(resolved(r, "bg", self.strategy.background), r.bg, self.now())
+  end
 end
 
 -- ---- steps ----
@@ -234,8 +246,8 @@ function Engine:run_step(tx, s)
     return "wait"
   elseif s.kind == "analysis" then
     if ss.resumed then return "next" end -- an inconclusive run a person promoted past
-    if not ss.run then ss.run = self:start_run(tx, s.analysis) end
-    if not RUN_OVER[ss.run.phase] then ss.run = self:step_run(tx, "main", s.analysis, ss.run) end
+    if not ss.run then ss.run = self:start_run(tx, tag, s.analysis) end
+    if not RUN_OVER[ss.run.phase] then ss.run = self:step_run(tx, tag, "main", s.analysis, ss.run) end
     local phase = ss.run.phase
     r.runs = r.runs or {}
     r.runs[tag] = { phase = phase, step = r.step, post = s.post or nil }
@@ -300,9 +312,9 @@ function Engine:flagger_tick(tx)
   local r = tx.r
   local f = self.strategy.flagger
   if not r.flagger then
-    local s, err = ports.flagger_start(f)
-    if not s then error("rollout " .. r.id .. ": " .. tostring(err), 0) end
-    r.flagger = s
+    local sched, err = ports.flagger_start(f)
+    if not sched then error("rollout " .. r.id .. ": " .. tostring(err), 0) end
+    r.flagger = sched
     tx:arm("main", 0)
     tx.dirty = true
     return
@@ -318,26 +330,25 @@ function Engine:flagger_tick(tx)
     c.count, c.interval, c.initial_delay = 1, nil, nil
     spec.metrics[i] = c
   end
-  -- One measurement of every metric: a run stepped once, at its due time (now).
-  local run = self:start_run(tx, spec)
-  local measure = ports.measurer(r.id .. "/check", r.service, r.revision)
-  local stepped, serr = ports.analysis_step(spec, run, self.now(), measure)
+  r.nchecks = (r.nchecks or 0) + 1
+  local key = "check" .. r.nchecks
+  local run = self:start_run(tx, key, spec)
+  local stepped, serr = ports.analysis_step(resolved(r, key, spec), run, self.now())
   if not stepped then error("rollout " .. r.id .. ": analysis: " .. tostring(serr), 0) end
   local ok = stepped.phase == "Successful"
-  local action, s2 = ports.flagger_next(f, r.flagger, ok)
-  if not action then error("rollout " .. r.id .. ": " .. tostring(s2), 0) end
-  r.flagger = s2
-  r.nchecks = (r.nchecks or 0) + 1
-  tx:note("check", { ok = ok, action = action.action, weight = action.weight })
+  local action, aerr = ports.flagger_next(r.flagger, ok)
+  if not action then error("rollout " .. r.id .. ": " .. tostring(aerr), 0) end
+  tx:note("check", { ok = ok, action = action.action, weight = action.canary, reason = action.reason })
+  tx.dirty = true
   if action.action == "set_weight" then
-    self:apply_weight(tx, "f" .. r.nchecks .. ":weight", action.weight)
-    tx:emit("rollout.step", { weight = action.weight })
-  elseif action.action == "promote" then
+    self:apply_weight(tx, "f" .. r.nchecks .. ":weight", action.canary)
+    tx:emit("rollout.step", { weight = action.canary })
+  elseif action.action == "promote" or action.action == "finalise" or action.action == "done" and r.flagger.phase == "Succeeded" then
     return self:finalize(tx)
-  elseif action.action == "rollback" then
-    return self:abort(tx, "failed checks reached the threshold of " .. tostring(f.threshold))
+  elseif action.action == "rollback" or action.action == "done" then
+    return self:abort(tx, action.reason or ("failed checks reached the threshold of " .. tostring(f.threshold)))
   end
-  tx:arm("main", f.interval)
+  tx:arm("main", action.next_in or f.interval)
 end
 
 -- ---- promotion, abort, cleanup ----
@@ -349,9 +360,7 @@ function Engine:finalize(tx)
     if not ok then return nil, err end
     return p:weights(weights(r, 100))
   end)
-  if r.bg and not RUN_OVER[r.bg.phase] then
-    r.bg = ports.analysis_terminate(self.strategy.background, r.bg, self.now())
-  end
+  self:stop_background(tx)
   r.wakes = {}
   r.weight, r.canary_replicas = 100, r.replicas
   if not r.switched then
@@ -382,9 +391,7 @@ function Engine:abort(tx, reason, actor, force)
   if r.stable then
     self:effect(tx, "abort:weight", function(p) return p:weights({ [r.stable] = 100, [r.revision] = 0 }) end)
   end
-  if r.bg and not RUN_OVER[r.bg.phase] then
-    r.bg = ports.analysis_terminate(self.strategy.background, r.bg, self.now())
-  end
+  self:stop_background(tx)
   r.wakes = {}
   r.weight = 0
   self:set_phase(tx, "Aborted", reason)
@@ -411,8 +418,8 @@ function Engine:background(tx)
   local spec = self.strategy.background
   if not spec or r.step < (self.strategy.background_start or 1) then return end
   if not r.bg then
-    r.bg = self:start_run(tx, spec)
-    r.bg = self:step_run(tx, "bg", spec, r.bg)
+    r.bg = self:start_run(tx, "bg", spec)
+    r.bg = self:step_run(tx, "bg", "bg", spec, r.bg)
   end
   local phase = r.bg.phase
   if phase == "Failed" or phase == "Error" then
@@ -563,7 +570,7 @@ function Engine:tick(ev)
     self:cleanup(tx)
   elseif slot == "bg" then
     if r.bg and not RUN_OVER[r.bg.phase] and not M.TERMINAL[r.phase] then
-      r.bg = self:step_run(tx, "bg", self.strategy.background, r.bg)
+      r.bg = self:step_run(tx, "bg", "bg", self.strategy.background, r.bg)
       self:background(tx)
     end
   elseif slot == "main" then
@@ -615,7 +622,8 @@ function Engine:command(ev)
       else
         tx:note("promote", { step = r.step }, actor)
         if r.bg and r.bg.phase == "Inconclusive" then
-          r.bg = ports.analysis_terminate(self.strategy.background, { phase = "Successful" }, self.now())
+          -- a person looked at the inconclusive background run and chose to go on
+          r.bg.phase, r.bg.message = "Successful", "promoted past Inconclusive"
         end
         r.ss = r.ss or {}
         r.ss.resumed = true

@@ -32,13 +32,8 @@ Local.__index = Local
 function Local:ensure(rev, n)
   local sup, hap = self.sup, self.hap
   if n <= 0 then return self:retire(rev) end
-  local list = sup.instances and sup.instances(self.service, rev) or {}
-  local ok, err
-  if type(list) == "table" and #list > 0 and sup.scale then
-    ok, err = call(sup, "supervisor", "scale", self.service, rev, n)
-  else
-    ok, err = call(sup, "supervisor", "start", self.service, rev, n)
-  end
+  -- scale starts up to n (those running count) and drains those above n
+  local ok, err = call(sup, "supervisor", sup.scale and "scale" or "start", self.service, rev, n)
   if not ok then return nil, err end
   ok, err = call(sup, "supervisor", "wait_ready", self.service, rev, n, self.ready_timeout)
   if not ok then return nil, err end
@@ -52,10 +47,10 @@ function Local:weights(w)
   return call(self.hap, "haproxy", "set_weights", self.service, w)
 end
 
+-- Out of the backend first (remove drains, waits for the connections, deletes the servers),
+-- then the processes stop (the supervisor drains them: stop signal, grace, SIGKILL).
 function Local:retire(rev)
-  local ok, err = call(self.hap, "haproxy", "drain", self.service, rev)
-  if not ok then return nil, err end
-  ok, err = call(self.hap, "haproxy", "remove", self.service, rev)
+  local ok, err = call(self.hap, "haproxy", "remove", self.service, rev)
   if not ok then return nil, err end
   return call(self.sup, "supervisor", "stop", self.service, rev)
 end

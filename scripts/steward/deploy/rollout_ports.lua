@@ -3,7 +3,8 @@
 -- (steward.deploy.approvals), migration checks (steward.deploy.migrations) and the metric
 -- providers (steward.deploy.metrics.<name>) — so the engine sees one small interface each.
 -- A part that is missing gives a clear error naming it, never a silent skip.
-local type, pairs, next, tostring, format, pcall, require = type, pairs, next, tostring, string.format, pcall, require
+local type, pairs, ipairs, next, tostring, format, pcall, require =
+  type, pairs, ipairs, next, tostring, string.format, pcall, require
 
 local M = {}
 
@@ -18,74 +19,85 @@ M.part = part
 -- counters), so the same function serves every measurement of a run in this process.
 local providers = setmetatable({}, { __mode = "v" })
 
--- measurer(run_key, service, revision) -> measure(metric) -> value | nil, err.
--- metric.provider is `{<name> = {args}}` (the revision and service are filled in) or a function.
-function M.measurer(run_key, service, revision)
-  return function(metric)
-    local p = metric.provider
-    if type(p) == "function" then return p(revision, service) end
-    if type(p) ~= "table" then return nil, "metric " .. tostring(metric.name) .. ": provider: table or function expected" end
-    local key = run_key .. "/" .. tostring(metric.name)
-    local fn = providers[key]
-    if not fn then
-      local name, args = next(p)
-      local mod, err = part("metrics." .. tostring(name))
-      if not mod then return nil, err end
-      local a = {}
-      for k, v in pairs(type(args) == "table" and args or {}) do a[k] = v end
-      a.service = a.service or service
-      a.revision = a.revision or revision
-      local make = type(mod) == "function" and mod or mod.provider or mod.new
-      if type(make) ~= "function" then return nil, "steward.deploy.metrics." .. tostring(name) .. " is not a provider" end
-      fn, err = make(a)
-      if not fn then return nil, err end
-      providers[key] = fn
-    end
-    return fn()
+-- A metric's provider, as a policy writes it: `{<name> = {args}}` names a provider module
+-- (steward.deploy.metrics.<name>) whose service and revision the rollout fills in (the policy
+-- cannot know the canary's revision), or a function fn() -> value | nil, err used as it is.
+local function provider_fn(run_key, m, service, revision)
+  local p = m.provider
+  if type(p) ~= "table" then return p end
+  local key = run_key .. "/" .. tostring(m.name)
+  local fn = providers[key]
+  if fn then return fn end
+  local name, args = next(p)
+  local a = {}
+  for k, v in pairs(type(args) == "table" and args or {}) do a[k] = v end
+  a.service = a.service or service
+  a.revision = a.revision or revision
+  fn = function()
+    local mod, err = part("metrics." .. tostring(name))
+    if not mod then return nil, err end
+    local make = type(mod) == "function" and mod or mod.provider or mod.new
+    if type(make) ~= "function" then return nil, "steward.deploy.metrics." .. tostring(name) .. " is not a provider" end
+    local f, ferr = make(a)
+    if not f then return nil, ferr end
+    providers[key] = f
+    return f()
   end
+  providers[key] = fn
+  return fn
 end
 
--- analysis_start(spec, now) -> state | nil, err
+-- resolve(spec, run_key, service, revision) -> the spec as steward.deploy.analysis takes it:
+-- every provider a function bound to the rollout's service and canary revision.
+function M.resolve(spec, run_key, service, revision)
+  local out = {}
+  for k, v in pairs(spec) do out[k] = v end
+  out.metrics = {}
+  for i, m in ipairs(spec.metrics or {}) do
+    local c = {}
+    for k, v in pairs(m) do c[k] = v end
+    c.provider = provider_fn(run_key, m, service, revision)
+    out.metrics[i] = c
+  end
+  out.start_at_step = nil
+  return out
+end
+
+-- analysis_start(spec, now) -> run | nil, err
 function M.analysis_start(spec, now)
   local a, err = part("analysis")
   if not a then return nil, err end
   return a.run(spec, now)
 end
 
--- analysis_step(spec, state, now, measure) -> state, next_due (nil when the run is over) | nil, err
-function M.analysis_step(spec, state, now, measure)
+-- analysis_step(spec, run, now) -> run, next_due (nil once the run is over) | nil, err
+function M.analysis_step(spec, run, now)
   local a, err = part("analysis")
   if not a then return nil, err end
-  return a.step(state, now, measure, spec)
+  return a.step(run, now, spec)
 end
 
--- analysis_terminate(spec, state, now) -> state: a run stopped from outside (a background run at
--- promotion) ends Successful unless it already decided otherwise, as Argo terminates it.
-function M.analysis_terminate(spec, state, now)
+-- analysis_terminate(spec, run, now) -> run: a run stopped from outside (a background run at
+-- promotion) ends as Argo ends a terminated run (Successful unless it already decided).
+function M.analysis_terminate(spec, run, now)
   local a = part("analysis")
-  if a and type(a.terminate) == "function" then return a.terminate(state, now, spec) end
-  if state.phase == "Running" or state.phase == "Pending" then state.phase = "Successful" end
-  return state
+  if not a then return run end
+  a.terminate(run, "the rollout ended")
+  return (a.step(run, now, spec)) or run
 end
 
--- flagger_start(spec) -> state; flagger_next(spec, state, checks_ok) -> action, state
--- action: {action = "set_weight", weight = n} | {action = "promote"} | {action = "rollback"} | {action = "wait"}
-function M.flagger_start(spec)
+-- flagger_start(settings) -> schedule | nil, err; flagger_next(schedule, checks_ok) -> action
+-- ({action = "set_weight", canary = n, next_in} | "promote" | "finalise" | "rollback" | "wait" | "done")
+function M.flagger_start(settings)
   local f, err = part("flagger")
   if not f then return nil, err end
-  if type(f.new) == "function" then return f.new(spec) end
-  return { spec = spec, weight = 0, failed_checks = 0 }
+  return f.new(settings)
 end
 
-function M.flagger_next(spec, state, ok)
+function M.flagger_next(schedule, ok)
   local f, err = part("flagger")
   if not f then return nil, err end
-  local action, s2 = f.next(state, ok, spec)
-  if type(action) == "string" then
-    local verb, n = action:match("^(%S+)%s*(%d*)$")
-    action = { action = verb, weight = tonumber(n) }
-  end
-  return action, s2 or state
+  return f.next(schedule, ok)
 end
 
 -- approval_request(opts) -> id | nil, err
