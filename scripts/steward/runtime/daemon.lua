@@ -230,9 +230,9 @@ function M.main(args)
     load_config = function() return config.load({ file = cfg_file, required = args.config ~= nil, read = fs.read }) end,
     on_config = function(c, keys)
       for _, k in ipairs(keys) do
+        if k == "services" then require("steward.deploy.rollout").services = c.services or {} end
         if k == "log_level" then log.set_level(c.log_level) end
         if k == "pg_connections" then guards.pg_connections = c.pg_connections end
-        if k == "services" then require("steward.deploy.rollout").services = c.services or {} end
       end
     end,
     on_swap = function(set)

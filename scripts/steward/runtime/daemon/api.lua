@@ -728,12 +728,12 @@ function M.install(router, ctx)
   add("POST", "/v1/policies/reload", "operate", post_reload, "policy.reload")
   add("POST", "/v1/policies/{name}/rollback", "operate", post_rollback, "policy.rollback")
   add("POST", "/v1/policies/{name}/simulate", "read", post_simulate, { scope = T })
+  require("steward.deploy.rollouts_api").install(add, ctx) -- rollouts (docs/deploy/rollouts.md)
   -- Cluster view (steward.runtime.cluster, docs/operations.md): instances, leader, heartbeats, load.
   add("GET", "/v1/cluster", "operate", function(c) return reply(require("steward.runtime.cluster").view(c)) end)
   require("steward.alerting.api").install(add, ctx) -- Alertmanager API v2 (docs/alerting.md)
   -- Incidents, signed links, notification history (docs/incidents.md)
   require("steward.alerting.incidents_api").install(add, ctx)
-  require("steward.deploy.rollouts_api").install(add, ctx) -- rollouts (docs/deploy/rollouts.md)
   -- The route table itself: each route's permission and tenant scope (docs/http-api.md).
   add("GET", "/v1/routes", "read", function(c)
     return reply(200, { routes = json.array(c.routes) })

@@ -297,15 +297,6 @@ local function guard_all(cap)
   end
 end
 
--- steward.deploy re-exports its parts (deploy.supervisor, deploy.haproxy, ...): a policy gets
--- each as its own require would give it — public or refused, with that part's checks in front.
-local function guard_deploy_parts(box, mod, o)
-  setmetatable(o, { __index = function(_, k)
-    if type(mod.PARTS) == "table" and mod.PARTS[k] and box.require then return box.require("steward.deploy." .. k) end
-    return nil
-  end })
-end
-
 M.BY_MODULE = {
   ["steward.fs"] = guard_fs,
   ["steward.http"] = guard_http,
@@ -319,7 +310,6 @@ M.BY_MODULE = {
   ["steward.alerting.escalation"] = guard_all("alerting"),
   ["steward.alerting.incidents"] = guard_all("alerting"),
   ["steward.alerting.slo_alerts"] = guard_all("alerting"),
-  ["steward.deploy"] = guard_deploy_parts,
 }
 
 -- overrides(box, name, mod, o) -> o with the capability checks in front (outermost)
@@ -330,5 +320,15 @@ function M.overrides(box, name, mod, o)
   g(box, mod, o)
   return o
 end
+
+-- steward.deploy re-exports its parts (deploy.supervisor, deploy.haproxy, ...): a policy gets
+-- each as its own require would give it — public or refused, with that part's checks in front.
+local function guard_deploy_parts(box, mod, o)
+  setmetatable(o, { __index = function(_, k)
+    if type(mod.PARTS) == "table" and mod.PARTS[k] and box.require then return box.require("steward.deploy." .. k) end
+    return nil
+  end })
+end
+M.BY_MODULE["steward.deploy"] = guard_deploy_parts
 
 return M

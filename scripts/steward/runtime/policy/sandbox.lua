@@ -39,13 +39,13 @@ M.PUBLIC = {
   ["steward.http"] = {}, ["steward.proc"] = {}, ["steward.fs"] = {}, ["steward.pg"] = {},
   ["steward.notify"] = { hide = { set_store = true, purge = true } },
   ["steward.slo"] = {},
+  ["steward.deploy"] = {}, -- rollout policies; its parts are public one by one (below)
   ["steward.alerting.engine"] = { hide = { cleanup = true } },
   ["steward.alerting.escalation"] = {}, ["steward.alerting.slo_alerts"] = {},
   ["steward.alerting.incidents"] = { hide = { ready = true, refresh_gauge = true } },
   ["steward.alerting.route"] = {}, ["steward.alerting.matchers"] = {}, ["steward.alerting.tz"] = {},
   ["steward.alerting.timeintervals"] = {}, ["steward.alerting.fingerprint"] = {},
   ["steward.alerting.oncall"] = {}, ["steward.alerting.silences"] = {}, ["steward.alerting.inhibit"] = {},
-  ["steward.deploy"] = {},
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.

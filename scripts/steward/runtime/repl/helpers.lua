@@ -166,17 +166,17 @@ function M.new(ctx, session)
     { "rollback(name [, version])", "restore a policy's previous version" },
     { "profile(seconds)", "sample the daemon with LuaJIT's profiler: top functions and policies" },
     { "audit{limit=, uid=}", "the audit log, newest first" },
+    { "rollouts{service=, phase=, limit=}", "rollouts, newest first (also rollouts.list{...})" },
+    { "rollouts.show(id)", "a rollout: plan, current step, analysis, history" },
+    { "promote(id [, {full = true}])", "resume a paused rollout (full: skip every remaining step)" },
+    { "abort(id [, {force = true}])", "abort a rollout: traffic back to stable (force: past a blocked rollback)" },
+    { "rollouts.retry(id)", "start an aborted rollout again from its first step" },
     { "incidents{state=, service=, since=, limit=}", "incidents, newest first (also incidents.list{...})" },
     { "incidents.show(id)", "an incident with its timeline" },
     { "incidents.ack(id) / .resolve(id)", "acknowledge or resolve an incident" },
     { "incidents.reassign(id, user)", "assign an incident to someone (who is notified)" },
     { "incidents.trigger{key=, service=, title=, escalation=}", "open an incident by hand (pages through its escalation)" },
     { "notifications{channel=, key=, status=, since=, limit=}", "notification history, newest first" },
-    { "rollouts{service=, phase=, limit=}", "rollouts, newest first (also rollouts.list{...})" },
-    { "rollouts.show(id)", "a rollout: plan, current step, analysis, history" },
-    { "promote(id [, {full = true}])", "resume a paused rollout (full: skip every remaining step)" },
-    { "abort(id [, {force = true}])", "abort a rollout: traffic back to stable (force: past a blocked rollback)" },
-    { "rollouts.retry(id)", "start an aborted rollout again from its first step" },
   }
   function h.help()
     local rows = {}
@@ -440,6 +440,56 @@ function M.new(ctx, session)
       function(closer) session:track(closer) end)
   end
 
+  -- ---- rollouts (steward.deploy.rollout, docs/deploy/rollouts.md) ----
+  -- Reads come from the rollouts' rows; promote/abort/retry are rollout.command events that the
+  -- service's rollout policy handles in order, as the HTTP API's are.
+  local rs_mod = function() return require "steward.deploy.rollout_store" end
+  local function ro_row(r)
+    return { id = r.id, service = r.service, revision = r.revision, stable = r.stable, phase = r.phase,
+      step = r.step .. "/" .. #(r.plan or {}), weight = r.weight, message = r.message,
+      age = M.human_duration(time.now() - (r.created_at or time.now())) }
+  end
+  local rollouts_h = {}
+  function rollouts_h.list(f)
+    if f ~= nil and type(f) ~= "table" then error("rollouts.list: filter: table expected", 2) end
+    local list, err = rs_mod().list(st(), f or {})
+    if not list then return nil, err end
+    local rows = {}
+    for i, r in ipairs(list) do rows[i] = ro_row(r) end
+    return M.rows(rows, { "id", "service", "revision", "stable", "phase", "step", "weight", "age", "message" })
+  end
+  function rollouts_h.show(id)
+    if type(id) ~= "string" then error("rollouts.show: id: string expected", 2) end
+    local r, err = rs_mod().get(st(), id)
+    if not r then return nil, err or ("no rollout " .. id) end
+    local hist = assert(rs_mod().history(st(), id))
+    local rows = {}
+    for n, e in ipairs(hist) do rows[n] = { at = iso(e.at), kind = e.kind, step = e.step, actor = e.actor, what = compact(e.data, 80) } end
+    local view = ro_row(r)
+    view.plan, view.runs, view.background, view.migrations = r.plan, r.runs, r.bg, r.migrations
+    view.rollback_blocked_by = r.incompatible
+    view.history = M.rows(rows, { "at", "kind", "step", "actor", "what" })
+    return view
+  end
+  local function ro_command(action, id, opts)
+    admin(action)
+    if type(id) ~= "string" then error(action .. ": id: string expected", 3) end
+    if opts ~= nil and type(opts) ~= "table" then error(action .. ": opts: table expected", 3) end
+    opts = opts or {}
+    local r, err = rs_mod().get(st(), id)
+    if not r then return nil, err or ("no rollout " .. id) end
+    local res
+    res, err = events.append(st(), { { type = "rollout.command", tenant = r.tenant, source = "repl",
+      data = { rollout = r.id, service = r.service, action = action, full = opts.full == true or nil,
+               force = opts.force == true or nil, by = actor() } } })
+    if not res then return nil, err end
+    return { rollout = r.id, action = action, event_id = res.ids[1], phase_before = r.phase, step_before = r.step }
+  end
+  function rollouts_h.retry(id) return ro_command("retry", id) end
+  h.rollouts = setmetatable(rollouts_h, { __call = function(_, f) return rollouts_h.list(f) end })
+  function h.promote(id, opts) return ro_command("promote", id, opts) end
+  function h.abort(id, opts) return ro_command("abort", id, opts) end
+
   -- ---- incidents (steward.alerting.incidents, docs/incidents.md) ----
   local inc_mod = function() return require "steward.alerting.incidents" end
   local function actor() return "repl:" .. tostring(session.uid) end
@@ -528,56 +578,6 @@ function M.new(ctx, session)
     end
     return M.rows(out, { "id", "created", "channel", "status", "attempts", "response", "key", "summary", "error" })
   end
-
-  -- ---- rollouts (steward.deploy.rollout, docs/deploy/rollouts.md) ----
-  -- Reads come from the rollouts' rows; promote/abort/retry are rollout.command events that the
-  -- service's rollout policy handles in order, as the HTTP API's are.
-  local rs_mod = function() return require "steward.deploy.rollout_store" end
-  local function ro_row(r)
-    return { id = r.id, service = r.service, revision = r.revision, stable = r.stable, phase = r.phase,
-      step = r.step .. "/" .. #(r.plan or {}), weight = r.weight, message = r.message,
-      age = M.human_duration(time.now() - (r.created_at or time.now())) }
-  end
-  local rollouts_h = {}
-  function rollouts_h.list(f)
-    if f ~= nil and type(f) ~= "table" then error("rollouts.list: filter: table expected", 2) end
-    local list, err = rs_mod().list(st(), f or {})
-    if not list then return nil, err end
-    local rows = {}
-    for i, r in ipairs(list) do rows[i] = ro_row(r) end
-    return M.rows(rows, { "id", "service", "revision", "stable", "phase", "step", "weight", "age", "message" })
-  end
-  function rollouts_h.show(id)
-    if type(id) ~= "string" then error("rollouts.show: id: string expected", 2) end
-    local r, err = rs_mod().get(st(), id)
-    if not r then return nil, err or ("no rollout " .. id) end
-    local hist = assert(rs_mod().history(st(), id))
-    local rows = {}
-    for n, e in ipairs(hist) do rows[n] = { at = iso(e.at), kind = e.kind, step = e.step, actor = e.actor, what = compact(e.data, 80) } end
-    local view = ro_row(r)
-    view.plan, view.runs, view.background, view.migrations = r.plan, r.runs, r.bg, r.migrations
-    view.rollback_blocked_by = r.incompatible
-    view.history = M.rows(rows, { "at", "kind", "step", "actor", "what" })
-    return view
-  end
-  local function ro_command(action, id, opts)
-    admin(action)
-    if type(id) ~= "string" then error(action .. ": id: string expected", 3) end
-    if opts ~= nil and type(opts) ~= "table" then error(action .. ": opts: table expected", 3) end
-    opts = opts or {}
-    local r, err = rs_mod().get(st(), id)
-    if not r then return nil, err or ("no rollout " .. id) end
-    local res
-    res, err = events.append(st(), { { type = "rollout.command", tenant = r.tenant, source = "repl",
-      data = { rollout = r.id, service = r.service, action = action, full = opts.full == true or nil,
-               force = opts.force == true or nil, by = actor() } } })
-    if not res then return nil, err end
-    return { rollout = r.id, action = action, event_id = res.ids[1], phase_before = r.phase, step_before = r.step }
-  end
-  function rollouts_h.retry(id) return ro_command("retry", id) end
-  h.rollouts = setmetatable(rollouts_h, { __call = function(_, f) return rollouts_h.list(f) end })
-  function h.promote(id, opts) return ro_command("promote", id, opts) end
-  function h.abort(id, opts) return ro_command("abort", id, opts) end
 
   return h
 end
