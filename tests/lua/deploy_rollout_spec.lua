@@ -389,6 +389,18 @@ local function main()
   t.is(w.r().phase, "Completed", "no stable revision: completed at once")
   t.is_deeply(w.calls, { "ensure v1 4", "weights v1=100" }, "... at full scale with all traffic")
 
+  -- A first revision whose platform fails once: the retried handler still rolls it out whole
+  -- (it used to walk the canary's steps with no stable revision).
+  w = world(full_canary(good))
+  w.fail_with = "supervisor: not ready yet"
+  w.id = rollout.rollout_id("api", "v1", "adm1")
+  t.raises(function() w.send("deploy.admitted", { service = "api", revision = "v1" }, "adm1") end, "not ready yet",
+    "first revision: the platform fails")
+  w.fail_with = nil
+  w.eng:handle(w.last)
+  t.is(w.r().phase, "Completed", "the retried handler completes the first revision")
+  t.is_deeply(w.calls, { "ensure v1 4", "ensure v1 4", "weights v1=100" }, "... whole, without canary steps")
+
   -- ---- blue-green ----
   local post = { 0.01 }
   local bg = deploy.blue_green{ pre_promotion_analysis = { metrics = { metric(good, { count = 1 }) } },

@@ -96,7 +96,8 @@ end
 
 function Engine:platform()
   if self.opts.platform then return self.opts.platform end
-  local p, err = platform.new(self.service, self:service_def(), self.opts.drivers, { ready_timeout = self.ready_timeout })
+  local p, err = platform.new(self.service, self:service_def(), self.opts.drivers, { ready_timeout = self.ready_timeout,
+    services = not self.opts.drivers and (self.opts.services or M.services) or nil })
   if not p then error(err, 0) end
   return p
 end
@@ -435,6 +436,8 @@ function Engine:advance(tx)
   local r = tx.r
   for _ = 1, 1000 do
     if r.phase ~= "Progressing" then return end
+    -- The first revision of a service has nothing to compare with: it is rolled out whole.
+    if not r.stable then return self:finalize(tx) end
     if self.strategy.flagger then return self:flagger_tick(tx) end
     self:background(tx)
     if r.phase ~= "Progressing" then return end
@@ -535,15 +538,12 @@ function Engine:admit(ev)
     tx:save()
     return r
   end
-  tx:save()
-  if not r.stable then
-    -- The first revision of a service has nothing to compare with: it is rolled out whole.
-    self:finalize(tx)
-  else
+  if r.stable then
     tx:note("step", { kind = (plan(self)[1] or {}).kind })
     tx:emit("rollout.step", { kind = (plan(self)[1] or {}).kind, steps = #plan(self) })
-    self:advance(tx)
   end
+  tx:save()
+  self:advance(tx)
   tx:save()
   return r
 end

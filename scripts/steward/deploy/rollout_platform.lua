@@ -87,6 +87,9 @@ function M.new(service, def, drivers, opts)
     local hap
     hap, err = driver(drivers, "haproxy")
     if not hap then return nil, err end
+    -- The HAProxy driver reads the socket and backend from the operator's services: it gets
+    -- the table the daemon gave the rollouts (the same config), in case nothing else did.
+    if opts and opts.services and type(hap.configure) == "function" then hap.configure(opts.services) end
     return setmetatable({ service = service, sup = sup, hap = hap, ready_timeout = ready_timeout }, Local)
   end
   return nil, format("service %s: a rollout needs `run` and `haproxy`, or `kubernetes`, in its services entry", service)
