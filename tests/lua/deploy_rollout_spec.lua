@@ -480,6 +480,25 @@ local function main()
   t.like(dcalls[3], '^sync %["api","v2",%[{', "... syncs the ready endpoints into HAProxy")
   t.like(dcalls[4], '^set_weights %["api",{', "... then sets the weights")
 
+  -- ---- the Kubernetes platform ----
+  local kcalls = {}
+  local function krec(name) return function(...) kcalls[#kcalls + 1] = name .. " " .. json.encode({ ... }); return true end end
+  local kube = { start = krec("start"), scale = krec("scale"), stop = krec("stop"), wait_ready = krec("wait_ready"),
+    set_weights = krec("set_weights"), switch = krec("switch") }
+  local platform = require "steward.deploy.rollout_platform"
+  local kp = assert(platform.new("api", { kubernetes = { deployment = "api", httproute = "api" } }, { kubernetes = kube }))
+  assert(kp:ensure("v2", 2)); assert(kp:weights({ v1 = 80, v2 = 20 })); assert(kp:retire("v1"))
+  t.like(kcalls[1], '^start %["api","v2",2%]', "kubernetes: ensure starts (or scales) the revision's Deployment")
+  t.like(kcalls[2], '^wait_ready %["api","v2",2', "... and waits for its replicas")
+  t.like(kcalls[3], '^set_weights %["api",{', "... weights through the HTTPRoute")
+  t.like(kcalls[4], '^stop %["api","v1"%]', "... retire stops the revision")
+  kcalls = {}
+  local kb = assert(platform.new("api", { kubernetes = { deployment = "api", service = "api" } }, { kubernetes = kube }))
+  assert(kb:weights({ v1 = 0, v2 = 100 }))
+  t.like(kcalls[1], '^switch %["api","v2"%]', "kubernetes without an HTTPRoute: a switch by the Service's selector")
+  local _, kerr = kb:weights({ v1 = 80, v2 = 20 })
+  t.like(kerr, "httproute: needed", "... and a split is refused, naming the field")
+
   -- ---- misuse is named ----
   t.raises(function() deploy.canary{ steps = { { set_wieght = 1 } } } end, "steps%[1%]: unknown step kind 'set_wieght'",
     "a misspelt step kind is named")

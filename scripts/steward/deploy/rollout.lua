@@ -96,8 +96,7 @@ end
 
 function Engine:platform()
   if self.opts.platform then return self.opts.platform end
-  local p, err = platform.new(self.service, self:service_def(), self.opts.drivers, { ready_timeout = self.ready_timeout,
-    services = not self.opts.drivers and (self.opts.services or M.services) or nil })
+  local p, err = platform.new(self.service, self:service_def(), self.opts.drivers, { ready_timeout = self.ready_timeout })
   if not p then error(err, 0) end
   return p
 end

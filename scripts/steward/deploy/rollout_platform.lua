@@ -4,7 +4,7 @@
 -- the operator's `services` entry names: the supervisor and HAProxy for a service with `run` and
 -- `haproxy`, Kubernetes for one with `kubernetes`. The drivers resolve everything else (commands,
 -- sockets, URLs) from the same `services` entry; a policy never names them.
-local type, tostring, format, pcall, require = type, tostring, string.format, pcall, require
+local type, pairs, tostring, format, pcall, require = type, pairs, tostring, string.format, pcall, require
 
 local M = {}
 
@@ -60,13 +60,22 @@ Kube.__index = Kube
 
 function Kube:ensure(rev, n)
   local k = self.k
-  local ok, err = call(k, "kubernetes", "scale", self.service, rev, n)
+  -- start creates the revision's Deployment (and Service), or scales an existing one to n
+  local ok, err = call(k, "kubernetes", n > 0 and "start" or "scale", self.service, rev, n)
   if not ok then return nil, err end
   if n <= 0 then return true end
   return call(k, "kubernetes", "wait_ready", self.service, rev, n, self.ready_timeout)
 end
 
-function Kube:weights(w) return call(self.k, "kubernetes", "set_weights", self.service, w) end
+-- Weights go to the HTTPRoute when the service has one; without one only a switch (one
+-- revision at 100) can be made, by the Service's selector (blue-green).
+function Kube:weights(w)
+  if self.def.httproute then return call(self.k, "kubernetes", "set_weights", self.service, w) end
+  for rev, pct in pairs(w) do
+    if pct == 100 then return call(self.k, "kubernetes", "switch", self.service, rev) end
+  end
+  return nil, format("services.%s.kubernetes.httproute: needed to split traffic between revisions (a canary)", self.service)
+end
 
 function Kube:retire(rev) return call(self.k, "kubernetes", "stop", self.service, rev) end
 
@@ -79,7 +88,7 @@ function M.new(service, def, drivers, opts)
   if def.kubernetes then
     local k, err = driver(drivers, "kubernetes")
     if not k then return nil, err end
-    return setmetatable({ service = service, k = k, ready_timeout = ready_timeout }, Kube)
+    return setmetatable({ service = service, k = k, def = def.kubernetes, ready_timeout = ready_timeout }, Kube)
   end
   if def.run and def.haproxy then
     local sup, err = driver(drivers, "supervisor")
@@ -87,9 +96,6 @@ function M.new(service, def, drivers, opts)
     local hap
     hap, err = driver(drivers, "haproxy")
     if not hap then return nil, err end
-    -- The HAProxy driver reads the socket and backend from the operator's services: it gets
-    -- the table the daemon gave the rollouts (the same config), in case nothing else did.
-    if opts and opts.services and type(hap.configure) == "function" then hap.configure(opts.services) end
     return setmetatable({ service = service, sup = sup, hap = hap, ready_timeout = ready_timeout }, Local)
   end
   return nil, format("service %s: a rollout needs `run` and `haproxy`, or `kubernetes`, in its services entry", service)
