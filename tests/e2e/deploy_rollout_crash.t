@@ -9,6 +9,7 @@
 set -u
 . "$(dirname "$0")/../support/daemon.sh"
 . "$here/tests/support/pg.sh"
+PG_DIR=
 command -v haproxy >/dev/null || { echo "1..0 # SKIP haproxy is not installed (Debian package haproxy)"; exit 0; }
 if [ ! -f "$here/scripts/steward/deploy/supervisor.lua" ] || [ ! -f "$here/scripts/steward/deploy/haproxy.lua" ]; then
     echo "1..0 # SKIP the supervisor and the HAProxy driver (issue 15 parts h1, h2) are not in this tree"
@@ -28,6 +29,7 @@ cleanup_all() {
     daemon_cleanup
 }
 trap cleanup_all EXIT
+pg_start || { echo "1..0 # SKIP PostgreSQL could not be started"; exit 0; }
 echo "1..28"
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; return 1; fi; }
@@ -64,7 +66,7 @@ defaults
     timeout connect 2s
     timeout client 30s
     timeout server 30s
-frontend web
+frontend public
     bind 127.0.0.1:$FRONT
     default_backend web
 backend web
@@ -145,8 +147,8 @@ EOF
     dup=$(field "$r2" 'sorted(k for k, v in __import__("collections").Counter(h["data"]["effect"] for h in d["history"] if h["kind"] == "effect_done").items() if v > 1)')
     [ "$dup" = "[]" ]
     ok $? "$name: every side effect is done once in the history (repeated: $dup)"
-    wait_for 20 sh -c "[ \"\$(curl -s -m 5 http://127.0.0.1:$FRONT/)\" = v2 ]"
-    ok $? "$name: HAProxy serves v2"
+    wait_for 20 sh -c "for i in 1 2 3 4 5 6 7 8 9 10; do [ \"\$(curl -s -m 5 http://127.0.0.1:$FRONT/)\" = v2 ] || exit 1; done"
+    ok $? "$name: HAProxy serves v2 only"
 
     # The next scenario starts from nothing: this one's instances stop, its state files go.
     daemon_stop
@@ -155,9 +157,4 @@ EOF
 }
 
 scenario sqlite "sqlite:$D/steward.db"
-pg_start >/dev/null 2>&1 || true
-if [ -n "${PG_URL:-}" ]; then
-    scenario postgres "$PG_URL"
-else
-    for _ in $(seq 14); do n=$((n + 1)); echo "ok $n # skip PostgreSQL is not installed"; done
-fi
+scenario postgres "$PG_URL"

@@ -444,6 +444,7 @@ function M.new(ctx, session)
   -- Reads come from the rollouts' rows; promote/abort/retry are rollout.command events that the
   -- service's rollout policy handles in order, as the HTTP API's are.
   local rs_mod = function() return require "steward.deploy.rollout_store" end
+  local function by() return "repl:" .. tostring(session.uid) end
   local function ro_row(r)
     return { id = r.id, service = r.service, revision = r.revision, stable = r.stable, phase = r.phase,
       step = r.step .. "/" .. #(r.plan or {}), weight = r.weight, message = r.message,
@@ -481,7 +482,7 @@ function M.new(ctx, session)
     local res
     res, err = events.append(st(), { { type = "rollout.command", tenant = r.tenant, source = "repl",
       data = { rollout = r.id, service = r.service, action = action, full = opts.full == true or nil,
-               force = opts.force == true or nil, by = actor() } } })
+               force = opts.force == true or nil, by = by() } } })
     if not res then return nil, err end
     return { rollout = r.id, action = action, event_id = res.ids[1], phase_before = r.phase, step_before = r.step }
   end
