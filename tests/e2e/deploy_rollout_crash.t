@@ -151,7 +151,7 @@ EOF
     ok $? "$name: HAProxy serves v2 only"
 
     # The next scenario starts from nothing: this one's instances stop, its state files go.
-    daemon_stop
+    daemon_stop_within 20 || echo "# $name: the daemon had not exited 20 s after SIGTERM (it was killed)"
     while read -r pid _; do kill -9 "$pid" 2>/dev/null; done < "$S/starts"
     rm -rf "$D/var"
 }

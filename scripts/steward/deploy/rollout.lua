@@ -370,6 +370,8 @@ function Engine:finalize(tx)
   end
   self:set_phase(tx, "Completed", nil)
   r.ss = {}
+  local nsteps = #plan(self)
+  if nsteps > 0 and r.step > nsteps then r.step = nsteps end -- "step 4 of 4", not past the plan
   if r.stable then
     r.cleanup = r.stable
     tx:arm("cleanup", self.strategy.scale_down_delay or 30)
