@@ -31,6 +31,7 @@ cleanup_all() {
 trap cleanup_all EXIT
 pg_start || { echo "1..0 # SKIP PostgreSQL could not be started"; exit 0; }
 echo "1..28"
+PORT_BASE=$(( 20000 + RANDOM % 20000 ))
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; return 1; fi; }
 # diag ROLLOUT: what the rollout and the daemon's log say, as TAP comments
@@ -80,7 +81,8 @@ CFG
     wait_for 10 test -S "$S/proxy.sock"
     ok $? "$name: HAProxy and the command-logging proxy run"
 
-    local base=$(( 20000 + RANDOM % 20000 ))
+    # each scenario its own ports (the previous one's may still be in TIME_WAIT)
+    local base=$(( PORT_BASE + ${#PEERS[@]} * 20 ))
     STEWARD_TEST_STORE=$store daemon_config "
   services = {
     web = { run = { cmd = { '/usr/bin/python3', '$here/tests/support/rollout_app.py', '--port', '{port}', '--starts', '$S/starts' },
