@@ -248,6 +248,46 @@ local function guard_slo(box, mod, o)
   end
 end
 
+-- Analysis metric providers (issue 15, h3) are built at a policy's top level, before its
+-- capabilities are known: the checks run when the metric is measured, and a denial is that
+-- measurement's error (the analysis counts it), not a raise.
+local function guard_deploy_prometheus(box, mod, o)
+  local provider = o.provider or mod.provider
+  o.provider = function(opts, ...)
+    local fn = provider(opts, ...)
+    local url = opts.url
+    return function()
+      local scope = scope_of(box, "http")
+      if not scope or not caps.url_in(scope, url) then return deny(box, "http", "Prometheus at " .. tostring(url)) end
+      return fn()
+    end
+  end
+  o.new = o.provider
+end
+
+local function guard_deploy_events(box, mod, o)
+  local provider = o.provider or mod.provider
+  o.provider = function(opts, ...)
+    provider(opts, ...) -- checks the fields now, when the policy builds the metric
+    local fn
+    return function()
+      if not fn then
+        local c = {}
+        for k, v in pairs(opts) do c[k] = v end
+        if box.tenant then
+          if c.tenant ~= nil and c.tenant ~= box.tenant then
+            return nil, format("metrics.events: tenant: a policy of tenant %s reads only its tenant's events", box.tenant)
+          end
+          c.tenant = box.tenant
+        end
+        fn = provider(c)
+      end
+      return fn()
+    end
+  end
+  o.new = o.provider
+end
+
 -- Modules that act on the alerting state (alerts, silences, incidents, notifications): the
 -- `alerting` capability. Their compile functions are pure and run at a policy file's top
 -- level (before its capabilities are known); what they return — engines, escalations — acts
@@ -310,6 +350,8 @@ M.BY_MODULE = {
   ["steward.alerting.escalation"] = guard_all("alerting"),
   ["steward.alerting.incidents"] = guard_all("alerting"),
   ["steward.alerting.slo_alerts"] = guard_all("alerting"),
+  ["steward.deploy.metrics.prometheus"] = guard_deploy_prometheus,
+  ["steward.deploy.metrics.events"] = guard_deploy_events,
 }
 
 -- overrides(box, name, mod, o) -> o with the capability checks in front (outermost)

@@ -45,6 +45,10 @@ M.PUBLIC = {
   ["steward.alerting.route"] = {}, ["steward.alerting.matchers"] = {}, ["steward.alerting.tz"] = {},
   ["steward.alerting.timeintervals"] = {}, ["steward.alerting.fingerprint"] = {},
   ["steward.alerting.oncall"] = {}, ["steward.alerting.silences"] = {}, ["steward.alerting.inhibit"] = {},
+  -- issue 15, h3: analysis, Flagger's schedule, metric providers
+  ["steward.deploy.analysis"] = {}, ["steward.deploy.flagger"] = {},
+  ["steward.deploy.metrics.prometheus"] = {}, ["steward.deploy.metrics.events"] = {},
+  ["steward.deploy.metrics.slo"] = {},
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
