@@ -525,3 +525,19 @@ describe("the durable run", function()
     assert.equal(run.phase, "Successful")
   end)
 end)
+
+describe("docs/deploy/analysis.md", function()
+  it("the example runs and returns what the page says", function()
+    local f = assert(io.open("docs/deploy/analysis.md"))
+    local text = f:read("*a")
+    f:close()
+    local code
+    for block in text:gmatch("```lua\n(.-)```") do
+      if block:find("What the rollout does", 1, true) then code = block end
+    end
+    assert(code, "the example block is on the page")
+    local phase, message, log = assert(loadstring(code, "=analysis.md"))()
+    assert.same({ phase, message, log }, { "Failed", 'metric "error-rate" assessed Failed due to failed (2) > failure_limit (1)',
+      { "Running Successful", "Running Failed", "Running Successful", "Failed Failed" } })
+  end)
+end)
