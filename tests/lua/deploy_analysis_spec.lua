@@ -2,6 +2,10 @@
 -- clock. Each case names the Go test it ports, from github:argoproj/argo-rollouts
 -- analysis/analysis_test.go (and utils/analysis/helpers_test.go for the phase order); their
 -- fixtures become runs built by hand, Argo's field names become ours (docs/deploy/analysis.md).
+-- Not ported, by design: Argo's in-flight measurements (TestGenerateMetricTasksIncomplete,
+-- ...HonorResumeAt, TestCalculateNextReconcileHonorResumeAt, TestReconcileAnalysisRunResumeInProgress:
+-- our providers answer within the step), argument and secret resolution (Lua closures do it),
+-- and Kubernetes object life (TTL, garbage collection, run-not-found).
 -- Run by `steward test`; under prove (tests/run runs it with `steward script`) it hands itself
 -- to the same runner.
 if not describe then return os.exit(require("steward.runtime.testing.runner").main { arg[0] }) end
@@ -368,10 +372,13 @@ describe("whole runs (reconcileAnalysisRun) on the fake clock", function()
       "dry_run%[1%]: the rule 'b' matches no metric name")
   end)
   it("TestReconcileAnalysisRunTerminateSiblingAfterFail: a failure ends the run at once, siblings stop", function()
-    for _, c in ipairs { { 10, "Failed" }, { 50, "Inconclusive" } } do
+    for _, c in ipairs { { 10, "Failed" }, { 50, "Inconclusive" }, { false, "Error" } } do
       local spec = { metrics = {
         { name = "run-forever", interval = "10s", provider = function() return 1 end },
-        { name = "failed-metric", provider = function() return c[1] end,
+        { name = "failed-metric", consecutive_error_limit = 0, provider = function()
+            if not c[1] then return nil, "no answer" end
+            return c[1]
+          end,
           success_condition = function(v) return v < 5 end, failure_condition = function(v) return v >= 5 and v < 20 end },
       } }
       local run = analysis.run(spec)
@@ -511,6 +518,12 @@ describe("the durable run", function()
     assert.same({ run.phase, n, due }, { "Running", 0, clock.now() + 120 })
     _, due = analysis.step(run, due, spec)
     assert.same({ run.phase, n, due }, { "Successful", 1, nil })
+  end)
+  it("step without the spec says what it needs", function()
+    local spec = { metrics = { { name = "m", provider = function() return 1 end } } }
+    local run = analysis.run(spec)
+    assert.error(function() analysis.step(run, clock.now(), function() return 1 end) end,
+      "analysis.step: spec: the analysis spec expected %(step%(run, now, spec %[, measure%]%)%), got function")
   end)
   it("a step with another spec is refused", function()
     local spec = { metrics = { { name = "m", provider = function() return 1 end } } }

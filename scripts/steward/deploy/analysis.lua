@@ -349,6 +349,9 @@ end
 -- given, replaces the metrics' providers.
 function M.step(run, now, spec, measure)
   if type(now) ~= "number" then error("analysis.step: now: number (Unix seconds) expected, got " .. type(now), 2) end
+  if type(spec) ~= "table" then
+    error("analysis.step: spec: the analysis spec expected (step(run, now, spec [, measure])), got " .. type(spec), 2)
+  end
   if measure ~= nil and type(measure) ~= "function" then error("analysis.step: measure: function expected", 2) end
   local c = define.compile(spec)
   check_run(run, c)
