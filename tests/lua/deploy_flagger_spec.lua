@@ -89,6 +89,21 @@ describe("phases (scheduler_deployment_test.go)", function()
     assert.equal(flagger.next(s, true).action, "finalise")
     assert.equal(s.phase, "Succeeded")
   end)
+  it("TestScheduler_DeploymentPromotion: from weights 60/40, progressing, promoting, finalising, succeeded", function()
+    local s = flagger.new(fixture())
+    s.primary_weight, s.canary_weight = 60, 40 -- the test sets the routes by hand
+    local got = {}
+    for i = 1, 4 do
+      local a = flagger.next(s, true)
+      got[i] = { a.action, s.phase, s.primary_weight, s.canary_weight }
+    end
+    assert.same(got, {
+      { "set_weight", "Progressing", 50, 50 },
+      { "promote", "Promoting", 50, 50 },
+      { "set_weight", "Finalising", 100, 0 },
+      { "finalise", "Succeeded", 100, 0 },
+    })
+  end)
   it("TestScheduler_DeploymentRollback: failed checks at the threshold roll back", function()
     local s = flagger.new(fixture())
     s.failed_checks = 10
