@@ -525,6 +525,13 @@ describe("the durable run", function()
     assert.error(function() analysis.step(run, clock.now(), function() return 1 end) end,
       "analysis.step: spec: the analysis spec expected %(step%(run, now, spec %[, measure%]%)%), got function")
   end)
+  it("run takes a time or a clock", function()
+    local spec = { metrics = { { name = "m" } } }
+    assert.equal(analysis.run(spec, clock).started_at, clock.now())
+    assert.equal(analysis.run(spec, require("steward.time")).started_at, clock.now())
+    assert.equal(analysis.run(spec, 5).started_at, 5)
+    assert.error(function() analysis.run(spec, "now") end, "now: number %(Unix seconds%) or a clock expected")
+  end)
   it("a step with another spec is refused", function()
     local spec = { metrics = { { name = "m", provider = function() return 1 end } } }
     local run = analysis.run(spec)

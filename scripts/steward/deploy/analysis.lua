@@ -289,12 +289,14 @@ local function copy_plain(list)
   return out
 end
 
--- run(spec [, now]) -> a new run (phase Pending): the plain part of the spec is copied in, so
+-- run(spec [, now | clock]) -> a new run (phase Pending): the plain part of the spec is copied in, so
 -- the run alone says what it measures and when; the functions stay in spec.
 function M.run(spec, now)
   local c = define.compile(spec)
   if now == nil then now = require("steward.time").now() end
-  if type(now) ~= "number" then error("analysis.run: now: number (Unix seconds) expected, got " .. type(now), 2) end
+  -- a clock (steward.time, or a spec's fake clock) answers its now()
+  if type(now) == "table" and type(now.now) == "function" then now = now.now() end
+  if type(now) ~= "number" then error("analysis.run: now: number (Unix seconds) or a clock expected, got " .. type(now), 2) end
   return { phase = "Pending", started_at = now, metrics = copy_plain(c.plain), results = {} }
 end
 
