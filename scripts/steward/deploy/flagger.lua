@@ -194,7 +194,8 @@ end
 --   {action = "rollback", primary = 100, canary = 0}     all traffic to the primary, canary down
 --   {action = "wait", reason = ...}                      nothing this tick
 --   {action = "done"}                                    the schedule has ended (Succeeded or Failed)
--- Every action but the last two carries next_in: the seconds until the next tick.
+-- set_weight, promote and wait carry next_in, the seconds until the next tick; after finalise,
+-- rollback and done the schedule has ended.
 function M.next(s, checks_ok)
   check(s)
   local phase = s.phase
