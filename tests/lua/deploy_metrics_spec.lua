@@ -235,4 +235,12 @@ return { tenant = "acme", decide = function() return { mine = mine(), theirs = {
     assert.equal(r.theirs[1], nil)
     assert.match(r.theirs[2], "a policy of tenant acme reads only its tenant's events")
   end)
+  it("a bad field in a policy's provider is reported at the policy's line", function()
+    local path = write_policy("bad.lua", [[
+local em = require "steward.deploy.metrics.events"
+local m = em.provider { type = "http.request", window = "soon" }
+return { decide = function() return m() end }
+]])
+    assert.error(function() policy.load(path) end, "bad%.lua:2: metrics%.events: window: positive duration")
+  end)
 end)

@@ -251,10 +251,16 @@ end
 -- Analysis metric providers (issue 15, h3) are built at a policy's top level, before its
 -- capabilities are known: the checks run when the metric is measured, and a denial is that
 -- measurement's error (the analysis counts it), not a raise.
+local function checked(provider, opts, ...)
+  local ok, fn = pcall(provider, opts, ...)
+  if not ok then error((tostring(fn):gsub("^[^:]*:%d+: ", "")), 3) end -- at the policy's line
+  return fn
+end
+
 local function guard_deploy_prometheus(box, mod, o)
   local provider = o.provider or mod.provider
   o.provider = function(opts, ...)
-    local fn = provider(opts, ...)
+    local fn = checked(provider, opts, ...)
     local url = opts.url
     return function()
       local scope = scope_of(box, "http")
@@ -268,7 +274,7 @@ end
 local function guard_deploy_events(box, mod, o)
   local provider = o.provider or mod.provider
   o.provider = function(opts, ...)
-    provider(opts, ...) -- checks the fields now, when the policy builds the metric
+    checked(provider, opts, ...) -- the fields are checked now, when the policy builds the metric
     local fn
     return function()
       if not fn then
