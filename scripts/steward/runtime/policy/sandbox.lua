@@ -45,6 +45,10 @@ M.PUBLIC = {
   ["steward.alerting.route"] = {}, ["steward.alerting.matchers"] = {}, ["steward.alerting.tz"] = {},
   ["steward.alerting.timeintervals"] = {}, ["steward.alerting.fingerprint"] = {},
   ["steward.alerting.oncall"] = {}, ["steward.alerting.silences"] = {}, ["steward.alerting.inhibit"] = {},
+  -- h5: approvals (a policy asks; people decide), change freezes, environments
+  ["steward.deploy.approvals"] = { hide = { ready = true, decide = true, expire = true, expire_due = true, sign = true,
+                                            link = true } },
+  ["steward.deploy.freeze"] = {}, ["steward.deploy.environments"] = {},
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
