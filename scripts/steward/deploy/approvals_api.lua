@@ -13,7 +13,7 @@ local util = require "steward.runtime.store.util"
 local audit_trail = require "steward.runtime.daemon.audit_trail"
 local approvals = require "steward.deploy.approvals"
 
-local type, ipairs, pairs, tostring, tonumber, format = type, ipairs, pairs, tostring, tonumber, string.format
+local type, ipairs, pairs, tostring, tonumber, unpack, format = type, ipairs, pairs, tostring, tonumber, unpack, string.format
 
 local M = {}
 
@@ -78,7 +78,8 @@ local function answer(a, err, cur)
   return api.unavailable(msg)
 end
 
--- The comment: a JSON body {"comment": "..."} from clients, or a form field from the confirm page.
+-- The comment: a JSON body {"comment": "..."} from clients, or a form field from the confirm
+-- page. -> comment | nil, {status, headers, body} (the answer refusing the body)
 local function comment_of(ctx, req)
   local body = req.body or ""
   if body == "" then return nil end
@@ -86,17 +87,17 @@ local function comment_of(ctx, req)
   if ctype:match("^application/x%-www%-form%-urlencoded") and not body:match("^%s*{") then
     local c = api.parse_query(body).comment
     if c == "" then c = nil end
-    if c and #c > 2000 then return nil, bad("comment", "at most 2000 bytes") end
+    if c and #c > 2000 then return nil, { bad("comment", "at most 2000 bytes") } end
     return c
   end
   local b, st, code, err, details = api.decode_json(ctx, body)
-  if b == nil and st then return nil, api.fail(st, code, err, details) end
-  if type(b) ~= "table" or json.is_array(b) then return nil, api.fail(400, "invalid_json", "expected an object") end
+  if b == nil and st then return nil, { api.fail(st, code, err, details) } end
+  if type(b) ~= "table" or json.is_array(b) then return nil, { api.fail(400, "invalid_json", "expected an object") } end
   for k in pairs(b) do
-    if k ~= "comment" then return nil, bad(tostring(k), "unknown field") end
+    if k ~= "comment" then return nil, { bad(tostring(k), "unknown field") } end
   end
   if b.comment ~= nil and (type(b.comment) ~= "string" or #b.comment > 2000) then
-    return nil, bad("comment", "string of at most 2000 bytes expected")
+    return nil, { bad("comment", "string of at most 2000 bytes expected") }
   end
   return b.comment
 end
@@ -189,7 +190,7 @@ local function post(ctx, req)
     local l, s, h, b = check_link(ctx, req)
     if not l then return s, h, b end
     local comment, cerr = comment_of(ctx, req)
-    if cerr then return cerr end
+    if cerr then return unpack(cerr, 1, 3) end
     local st, hd, body = answer(approvals.decide(ctx.store, l.id, action,
       { actor = "link", via = "link", comment = comment, audit_actor = "link" }))
     if not wants_html(req) then return st, hd, body end
@@ -213,7 +214,7 @@ local function post(ctx, req)
     return api.fail(404, "not_found", "no action " .. action .. " (approve, deny)")
   end
   local comment, cerr = comment_of(ctx, req)
-  if cerr then return cerr end
+  if cerr then return unpack(cerr, 1, 3) end
   local name = principal.id == "admin" and "admin" or principal.name
   return answer(approvals.decide(ctx.store, req.params.id, action, { actor = name or ("token:" .. tostring(principal.id)),
     name = principal.name, role = principal.role, via = "api", comment = comment,
