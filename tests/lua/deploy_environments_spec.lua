@@ -65,6 +65,13 @@ local function main()
   t.is(assert(schema.merge(c, { { name = "environment", values = { even = 4 } } })).even, 4, "check accepts a good value")
   local _, cerrs = schema.compile({ x = { type = "integer", check = "even" } })
   t.ok(cerrs and cerrs[1].field == "config.x.check", "check must be a function")
+
+  -- docs/deploy/environments.md's first block runs as written
+  local doc = assert(io.open("docs/deploy/environments.md")):read("*a")
+  local block = doc:match("```lua\n(.-)```")
+  local fn = assert(loadstring(block, "=environments.md#1"))
+  local okd, derr = pcall(fn)
+  t.ok(okd, "docs/deploy/environments.md: the example runs" .. (okd and "" or (": " .. tostring(derr))))
 end
 
 local ok, err = xpcall(main, debug.traceback)

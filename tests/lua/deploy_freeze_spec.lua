@@ -107,6 +107,14 @@ local function main()
     "a bad service pattern is named")
   t.raises(function() freeze.check(c, { environment = "production" }) end, "request.service", "check without a service raises")
   t.ok(freeze.validate({ FRIDAY, WEEKEND }), "validate accepts good windows")
+
+  -- docs/deploy/freeze.md: the windows of its configuration compile, and the example answer holds
+  local doc = assert(io.open("docs/deploy/freeze.md")):read("*a")
+  local block = doc:match("```lua\n%-%- steward%.lua\n(.-)```")
+  local cfg = assert(loadstring("return {" .. block .. "}", "=freeze.md"))()
+  local dw = assert(freeze.compile(cfg.policy_config["deploy.freeze"].windows))
+  ok, w = freeze.check(dw, { service = "api", environment = "production", time = at("2026-04-03T13:30:00Z") })
+  t.ok(not ok and w.name == "friday-pm" and w.ends_at == "2026-04-03T22:00:00Z", "docs/deploy/freeze.md: its windows compile and its example answer holds")
 end
 
 local ok, err = xpcall(main, debug.traceback)
