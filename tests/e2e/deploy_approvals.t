@@ -99,6 +99,13 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "$H$OP" "$B/v1/approval
 [ "$code" = 404 ]
 ok $? "an unknown approval: 404"
 
+# a dry run asks nobody
+curl -s -H "$H$TOKEN" -H 'Content-Type: application/json' -d '{"type":"test.ask","data":{"subject":"rollout:api:dry"}}' \
+  "$B/v1/policies/test.ask/simulate" > "$D/sim.json"
+jx '[e["subject"] for e in d["side_effects"] if e["kind"] == "approval"] == ["rollout:api:dry"]' < "$D/sim.json" > /dev/null &&
+  [ "$(get "/v1/approvals?subject=rollout:api:dry" | jx 'len(d["approvals"])')" = 0 ]
+ok $? "simulating a policy records its approval request and creates none"
+
 # ---- through the REPL ----
 post_event '{"type":"test.ask","data":{"subject":"rollout:api:r2"}}' > /dev/null
 A2=$(approval_id "rollout:api:r2")
