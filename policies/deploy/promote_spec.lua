@@ -3,6 +3,7 @@
 -- expired approval stops the promotion; an abort in staging cancels the soak; the last
 -- environment promotes nothing; overlays are validated against the settings schema.
 local approvals = require "steward.deploy.approvals"
+local events = require "steward.events"
 
 local ENVS = {
   order = { "staging", "production" },
@@ -62,6 +63,24 @@ describe("deploy.promote", function()
     assert.equal(captured.events[1].data.state, "denied")
     p:handle({ type = "approval.expired", data = { subject = "promote:api:r43:production", state = "expired" } })
     assert.equal(captured.events[2].data.revision, "r43")
+  end)
+
+  it("stops when nobody approves within the approval timeout (fake clock)", function()
+    p:handle(DONE)
+    clock.advance("1h")                          -- soaked: the approval is requested (timeout 4h)
+    local a = assert(approvals.list({ subject = "promote:api:r42:production" }))[1]
+    assert.equal(a.expires_at, clock.now() + 4 * 3600)
+    clock.advance("3h59m")
+    assert.equal(assert(approvals.get(a.id)).state, "pending")
+    clock.advance("1m")                          -- the timeout timer fires: approval.expired
+    assert.equal(assert(approvals.get(a.id)).state, "expired")
+    local evs = assert(events.query({ type = "approval.expired" })).events
+    assert.count(evs, 1)
+    assert.equal(evs[1].data.subject, "promote:api:r42:production")
+    p:handle(evs[1])
+    assert.equal(captured.events[1].type, "deploy.promote.stopped")
+    assert.equal(captured.events[1].data.state, "expired")
+    assert.count(captured.events, 1, "nothing requested in production")
   end)
 
   it("takes only approvals of promotions", function()

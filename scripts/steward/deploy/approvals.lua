@@ -400,6 +400,30 @@ function M.expire_due(st, now)
   return n
 end
 
+-- The timeout timer's event (approval.timeout) becomes approval.expired wherever the module is
+-- loaded: the daemon hands fired timers to the event subscribers, and so does `steward test`'s
+-- fake clock. The expiry runs in the task that fired the timer (so a spec sees it when
+-- clock.advance returns); where that task cannot wait, in a task of its own.
+events.subscribe(function(st, list)
+  for _, ev in ipairs(list) do
+    if ev.type == "approval.timeout" and type(ev.data) == "table" and type(ev.data.approval) == "string" then
+      local id = ev.data.approval
+      local function run()
+        local a, err, cur = M.expire(st, id)
+        if not a and not cur then log.warn("approvals: cannot expire", { approval = id, error = tostring(err) }) end
+      end
+      local ok, err = pcall(run)
+      if not ok then
+        if tostring(err):match("cannot suspend") or tostring(err):match("inside a task") then
+          require("steward.task").spawn(run)
+        else
+          log.warn("approvals: cannot expire", { approval = id, error = tostring(err) })
+        end
+      end
+    end
+  end
+end)
+
 -- Policies call these without the store (approvals.request{...}) and get the daemon's.
 do
   local runtime_store = require "steward.runtime.store"

@@ -3,12 +3,11 @@
 -- token's name is the approver), and the signed links of notifications. As with incident
 -- links, a GET on a link only answers a confirm page; its form POSTs back with the same
 -- signature and that POST decides — link previewers in mail and chat clients fetch with GET.
--- It also turns the approvals' timeout timers into approval.expired.
+-- At start it expires the approvals whose timeout fell while the daemon was down.
 local json = require "steward.json"
 local log = require "steward.log"
 local task = require "steward.task"
 local auth = require "steward.runtime.auth"
-local events = require "steward.runtime.events"
 local util = require "steward.runtime.store.util"
 local audit_trail = require "steward.runtime.daemon.audit_trail"
 local approvals = require "steward.deploy.approvals"
@@ -230,22 +229,10 @@ local function untenanted(fn)
   end
 end
 
--- Timeouts: the timer's approval.timeout event becomes approval.expired (unless a decision
--- came first). At start, approvals whose timeout fell while the daemon was down expire.
-local function watch_timeouts(ctx)
+-- Approvals whose timeout fell while the daemon was down expire at start (the module itself
+-- turns each timeout timer's event into approval.expired while the daemon runs).
+local function expire_overdue(ctx)
   local st = ctx.store
-  events.subscribe(function(s, list)
-    if s ~= st then return end
-    for _, ev in ipairs(list) do
-      if ev.type == "approval.timeout" and type(ev.data) == "table" and type(ev.data.approval) == "string" then
-        local id = ev.data.approval
-        task.spawn(function()
-          local a, err, cur = approvals.expire(st, id)
-          if not a and not cur then log.warn("approvals: cannot expire", { approval = id, error = tostring(err) }) end
-        end)
-      end
-    end
-  end)
   task.spawn(function()
     local n, err = approvals.expire_due(st)
     if not n then log.warn("approvals: cannot expire overdue approvals", { error = tostring(err) }) end
@@ -258,7 +245,7 @@ function M.install(add, ctx)
   if ctx.store then
     local ok, err = approvals.ready(ctx.store)
     if not ok then error(err, 0) end
-    watch_timeouts(ctx)
+    expire_overdue(ctx)
   end
   add("GET", "/v1/approvals", "read", untenanted(get_list))
   add("GET", "/v1/approvals/{id}", "read", untenanted(get_one))
