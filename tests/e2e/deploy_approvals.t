@@ -170,7 +170,7 @@ grep '"command":"approval.approve"' "$D/audit" | grep "\"target\":\"$A1\"" | gre
 ok $? "audit: the API approval, with the token"
 grep '"command":"approval.approve"' "$D/audit" | grep "\"target\":\"$A2\"" | grep '"outcome":"ok"' | grep '"source":"repl"' | grep -q 'via repl'
 ok $? "audit: the REPL approval, from the REPL"
-grep '"command":"approval.approve"' "$D/audit" | grep "\"target\":\"$A3\"" | grep '"outcome":"ok"' | grep -q '"actor":"link"'
+grep '"command":"approval.approve"' "$D/audit" | grep "\"target\":\"$A3\"" | grep '"outcome":"ok"' | grep '"actor":"link"' | grep -q 'via link sent to slack-deploys; comment: from my phone'
 ok $? "audit: the link approval, by the link, with its comment" 
 grep '"command":"approval.deny"' "$D/audit" | grep "\"target\":\"$A1\"" | grep -q '"outcome":"refused"'
 ok $? "audit: a refused second decision is recorded as refused"

@@ -369,8 +369,10 @@ function M.decide(st, id, decision, o)
   local entry = { source = o.via == "repl" and "repl" or "http", actor = o.audit_actor or o.actor, role = o.role,
     uid = o.uid, session = o.session, command = "approval." .. (state == "granted" and "approve" or "deny"), target = id,
     outcome = a and "ok" or "refused",
-    detail = format("via %s%s%s", tostring(o.via), o.comment and ("; comment: " .. o.comment) or "",
-      a and "" or ("; " .. tostring(err))) }
+    detail = format("via %s%s%s%s", tostring(o.via),
+      -- A link carries no name: say where it was sent.
+      (o.via == "link" and pre and #(pre.channels or {}) > 0) and (" sent to " .. concat(pre.channels, ", ")) or "",
+      o.comment and ("; comment: " .. o.comment) or "", a and "" or ("; " .. tostring(err))) }
   local aok, aerr = audit.append(st, entry)
   if not aok then log.error("audit: cannot record an approval decision", { approval = id, error = tostring(aerr) }) end
   if a then return a end
