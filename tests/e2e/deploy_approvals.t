@@ -5,7 +5,8 @@
 # eval) and a signed link (GET answers a confirm page and decides nothing; the form's POST
 # decides; the same link again is 409; a tampered link 403; a link of an expired approval
 # 410); a second decision is 409 naming the first; a timeout gives approval.expired; every
-# decision is in the audit log with who and how. Then the shipped deploy.freeze refuses a
+# decision is in the audit log with who and how; a pending approval and its timeout survive
+# kill -9. Then the shipped deploy.freeze refuses a
 # deploy requested in a freeze, naming the window, and admits it with a granted override.
 set -u
 . "$(dirname "$0")/../support/daemon.sh"
@@ -202,6 +203,22 @@ post_event "{\"id\":\"dr-2\",\"type\":\"deploy.requested\",\"data\":{\"service\"
 for _ in $(seq 200); do get "/v1/events?type=deploy.admitted" | jx 'len(d["events"]) > 0' > /dev/null 2>&1 && break; sleep 0.05; done
 get "/v1/events?type=deploy.admitted" | jx 'd["events"][0]["data"]["revision"] == "r43"' > /dev/null
 ok $? "... and deploy.requested with the override is admitted"
+
+# ---- kill -9: a pending approval and its timeout survive ----
+post_event '{"type":"test.ask","data":{"subject":"rollout:api:r5","timeout":"1h"}}' > /dev/null
+A5=$(approval_id "rollout:api:r5")
+post_event '{"type":"test.ask","data":{"subject":"rollout:api:r6","timeout":"3s"}}' > /dev/null
+A6=$(approval_id "rollout:api:r6")
+kill -9 "$DPID"; wait "$DPID" 2>/dev/null; DPID=
+daemon_start || { echo "not ok - the daemon restarts"; exit 1; }
+B="http://127.0.0.1:$PORT"
+[ "$(get "/v1/approvals/$A5" | jx 'd["state"]')" = pending ]
+ok $? "after kill -9 and a restart the approval is still pending"
+code=$(curl -s -o "$D/e.json" -w '%{http_code}' -X POST -H "$H$OP" "$B/v1/approvals/$A5/approve")
+[ "$code" = 200 ] && [ "$(jx 'd["state"]' < "$D/e.json")" = granted ]
+ok $? "... and is approved after the restart"
+wait_state "$A6" expired
+ok $? "a timeout armed before the kill still expires its approval after the restart"
 
 daemon_stop
 [ "$DSTATUS" = 0 ]
