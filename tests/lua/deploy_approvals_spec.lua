@@ -74,6 +74,12 @@ local function main()
   t.is(k2, k1, "a request with the same key answers the same approval")
   t.is(next(s2), nil, "... and notifies nobody again")
   t.is(#assert(approvals.list(st, { subject = "promote:api:r42:production" })), 1, "... one approval stored")
+  -- a first run that stopped before arming its timer: the next run arms it
+  assert(timers.cancel(st, "k:approval:" .. k1))
+  approvals.request(st, { subject = "promote:api:r42:production", key = "promote:api:r42:production", now = T0 + 10 })
+  local rearmed
+  for _, tm in ipairs(assert(timers.pending(st))) do if tm.id == "k:approval:" .. k1 then rearmed = tm end end
+  t.ok(rearmed and rearmed.due_at == T0 + 3600, "asking again arms a missing timeout timer, for the same expiry")
 
   -- who may decide
   local r, err = approvals.decide(st, id, "approve", { actor = "vic", name = "vic", role = "viewer", via = "api", now = T0 + 60 })
@@ -142,6 +148,7 @@ local function main()
   r, err, cur = approvals.decide(st, late, "approve", { actor = "ana", role = "admin", via = "api", now = T0 + 61 })
   t.ok(not r and cur and cur.state == "expired", "a decision past the timeout (timer not fired yet) finds it expired")
   t.is(types_for(late), "approval.requested,approval.expired", "... and approval.expired is written")
+  t.is(assert(approvals.get(st, late)).decided_via, "timer", "... as the timer's doing")
   local sweep = approvals.request(st, { subject = "s:sweep", timeout = "1m", now = T0 })
   t.is(assert(approvals.expire_due(st, T0 + 3600)), 1, "expire_due expires what is overdue (the daemon's start-up sweep)")
   t.is(assert(approvals.get(st, sweep)).state, "expired", "... that one")

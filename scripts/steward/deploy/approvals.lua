@@ -18,7 +18,7 @@ local links = require "steward.alerting.links"
 require "steward.deploy.approvals_schema"
 
 local type, pairs, ipairs, tostring, tonumber, error, select = type, pairs, ipairs, tostring, tonumber, error, select
-local format, floor, concat = string.format, math.floor, table.concat
+local format, floor, max, concat = string.format, math.floor, math.max, table.concat
 
 local M = {}
 
@@ -243,7 +243,15 @@ function M.request(st, spec)
   local cur
   cur, err = M.get(st, id)
   if cur == nil then return nil, err end
-  if cur then return id, {} end
+  if cur then
+    -- Asked before (a handler running again): arm the timeout again in case the first run
+    -- stopped before it did (the timer's key makes this a no-op otherwise).
+    if cur.state == "pending" then
+      timers.after(st, max(0, cur.expires_at - now), { type = "approval.timeout", source = SOURCE,
+        data = { approval = id, subject = cur.subject } }, { key = "approval:" .. id, now = now })
+    end
+    return id, {}
+  end
   local names = {}
   for i, c in ipairs(s.notify) do names[i] = c.name or c.kind end
   local a = { id = id, subject = s.subject, step = s.step, reason = s.reason, approvers = s.approvers,
@@ -316,7 +324,7 @@ local function transition(st, id, state, o)
     if cur.state ~= "pending" then return nil, decided_msg(cur), cur end
     if state ~= "expired" and cur.expires_at <= now then
       -- Past its timeout (the timer may not have fired yet): it expired, whoever comes now.
-      local ex, xerr, xcur = transition(st, id, "expired", { now = now })
+      local ex, xerr, xcur = transition(st, id, "expired", { now = now, actor = "timeout", via = "timer" })
       if not ex then return nil, xerr, xcur end
       return nil, decided_msg(ex), ex
     end
