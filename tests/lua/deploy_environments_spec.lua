@@ -63,6 +63,9 @@ local function main()
   t.ok(cfg == nil and merrs[1].field == "environment: config.even" and merrs[1].reason == "must be even",
     "check refuses an overlay value, with its reason and field")
   t.is(assert(schema.merge(c, { { name = "environment", values = { even = 4 } } })).even, 4, "check accepts a good value")
+  local c2 = assert(schema.compile({ x = { type = "integer", check = function() error("boom") end } }))
+  local _, rerrs = schema.merge(c2, { { name = "environment", values = { x = 1 } } })
+  t.like(rerrs and rerrs[1].reason, "^check failed: .*boom", "a check that raises refuses the value, saying so")
   local _, cerrs = schema.compile({ x = { type = "integer", check = "even" } })
   t.ok(cerrs and cerrs[1].field == "config.x.check", "check must be a function")
 

@@ -2,10 +2,10 @@
 -- each setting either as a plain default (its type is the default's type) or as a spec
 --   threshold = { type = "number", default = 0.05, min = 0, max = 1, description = "..." }
 -- with type (string, number, integer, boolean, duration, table, array), default, required,
--- min/max (numbers, or lengths of strings and arrays), one_of (allowed values),
--- check (a function(value) -> true | nil, reason, for what the other keys cannot say: a list
--- of freeze windows whose zones must exist) and description. Overlays merge base < environment < tenant; an overlay that breaks the schema
--- is refused with every failing field listed.
+-- min/max (numbers, or lengths of strings and arrays), one_of (allowed values), check (a
+-- function(value) -> true | nil, reason, for what the other keys cannot say: a list of freeze
+-- windows whose zones must exist) and description. Overlays merge base < environment <
+-- tenant; an overlay that breaks the schema is refused with every failing field listed.
 local time = require "steward.time"
 
 local type, pairs, ipairs, tostring, floor = type, pairs, ipairs, tostring, math.floor
@@ -107,7 +107,9 @@ function M.check_value(f, v)
     end
   end
   if f.check then
-    local ok, reason = f.check(v)
+    -- A check that raises refuses the value too (it is the policy's code, run by the loader).
+    local ran, ok, reason = pcall(f.check, v)
+    if not ran then return nil, "check failed: " .. tostring(ok) end
     if not ok then return nil, tostring(reason or "refused by the setting's check") end
   end
   return v
