@@ -12,6 +12,9 @@ return {
   -- (docs/policies.md#capabilities): the shipped alerting policies act on the alerting state.
   grants = {
     ["alerting.*"] = { alerting = true },
+    -- change freezes answer deploy requests; promotion requests the next environment's deploy
+    ["deploy.freeze"] = { ["events.emit"] = { "deploy.admitted", "deploy.refused" } },
+    ["deploy.promote"] = { ["events.emit"] = { "deploy.requested", "deploy.promote.*" } },
   },
   limits = {
     max_body_bytes = 8 * 1024 * 1024,

@@ -37,9 +37,12 @@ return {
   listen = "127.0.0.1:0", store = "${STEWARD_TEST_STORE:-sqlite:$D/steward.db}", policies = "$D/policies",
   var_dir = "$D/var", admin_socket = "$D/var/steward.sock",
   -- What the tests' policies declare: files in the test's directory, HTTP to local peers, the
-  -- alerting state for the shipped alerting policies (a test's own grants replace these).
+  -- alerting state for the shipped alerting policies, the events of the shipped deploy
+  -- policies, as steward.lua grants them (a test's own grants replace these).
   grants = { ["*"] = { ["fs.read"] = { "$D" }, ["fs.write"] = { "$D" }, http = { "127.0.0.1", "localhost" } },
-             ["alerting.*"] = { alerting = true } },
+             ["alerting.*"] = { alerting = true },
+             ["deploy.freeze"] = { ["events.emit"] = { "deploy.admitted", "deploy.refused" } },
+             ["deploy.promote"] = { ["events.emit"] = { "deploy.requested", "deploy.promote.*" } } },
   $1
 }
 CFG

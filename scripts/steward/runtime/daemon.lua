@@ -46,7 +46,9 @@ local function start_background(ctx)
     if ctx.stopping or not singleton() then return end
     if not ctx.store_health.up then return end -- the probe says when it is back; no log flood
     local fired = due.fire(ctx.store, time.now())
-    if #fired > 0 then ctx.dispatch:notify(fired) end
+    -- Through the subscribers (dispatch is one), so runtime modules hear of timer events too
+    -- (steward.deploy.approvals turns its timeouts into approval.expired).
+    if #fired > 0 then require("steward.runtime.events").published(ctx.store, fired) end
   end)
   ctx.bg[#ctx.bg + 1] = time.every("1s", function()
     if not ctx.stopping then ctx.dispatch:checkpoint() end

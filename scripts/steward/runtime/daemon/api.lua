@@ -731,6 +731,7 @@ function M.install(router, ctx)
   require("steward.alerting.api").install(add, ctx) -- Alertmanager API v2 (docs/alerting.md)
   -- Incidents, signed links, notification history (docs/incidents.md)
   require("steward.alerting.incidents_api").install(add, ctx)
+  require("steward.deploy.approvals_api").install(add, ctx) -- approvals and their signed links (docs/deploy/approvals.md)
   -- The route table itself: each route's permission and tenant scope (docs/http-api.md).
   add("GET", "/v1/routes", "read", function(c)
     return reply(200, { routes = json.array(c.routes) })

@@ -49,6 +49,10 @@ M.PUBLIC = {
   ["steward.deploy.analysis"] = {}, ["steward.deploy.flagger"] = {},
   ["steward.deploy.metrics.prometheus"] = {}, ["steward.deploy.metrics.events"] = {},
   ["steward.deploy.metrics.slo"] = {},
+  -- h5: approvals (a policy asks; people decide), change freezes, environments
+  ["steward.deploy.approvals"] = { hide = { ready = true, decide = true, expire = true, expire_due = true, sign = true,
+                                            link = true } },
+  ["steward.deploy.freeze"] = {}, ["steward.deploy.environments"] = {},
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.

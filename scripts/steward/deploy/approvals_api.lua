@@ -1,0 +1,256 @@
+-- steward.deploy.approvals_api: the approval routes of the daemon's HTTP API
+-- (docs/http-api.md, docs/deploy/approvals.md): list, show, approve/deny with a token (the
+-- token's name is the approver), and the signed links of notifications. As with incident
+-- links, a GET on a link only answers a confirm page; its form POSTs back with the same
+-- signature and that POST decides — link previewers in mail and chat clients fetch with GET.
+-- At start it expires the approvals whose timeout fell while the daemon was down.
+local json = require "steward.json"
+local log = require "steward.log"
+local task = require "steward.task"
+local auth = require "steward.runtime.auth"
+local util = require "steward.runtime.store.util"
+local audit_trail = require "steward.runtime.daemon.audit_trail"
+local approvals = require "steward.deploy.approvals"
+
+local type, ipairs, pairs, tostring, tonumber, unpack, format = type, ipairs, pairs, tostring, tonumber, unpack, string.format
+
+local M = {}
+
+local api -- steward.runtime.daemon.api; set by install
+
+local function bad(field, reason, code)
+  return api.fail(400, code or "invalid_request", field .. ": " .. reason, { errors = { { field = field, reason = reason } } })
+end
+
+local function view(a)
+  local out = {}
+  for k, v in pairs(a) do out[k] = v end
+  for _, k in ipairs({ "created_at", "expires_at", "decided_at" }) do
+    if out[k] then out[k] = util.format_rfc3339(out[k]) end
+  end
+  out.approvers = json.array(out.approvers or {})
+  out.channels = json.array(out.channels or {})
+  return out
+end
+
+local function get_list(ctx, req)
+  local q = api.parse_query(req.query)
+  local f = {}
+  for k, v in pairs(q) do
+    if k == "state" then
+      if not approvals.STATES[v] then return bad("state", "pending, granted, denied or expired expected", "invalid_query") end
+      f.state = v
+    elseif k == "subject" then
+      f.subject = v
+    elseif k == "limit" then
+      local n = tonumber(v)
+      if not n or n < 1 or n > 1000 or n ~= math.floor(n) then return bad("limit", "integer from 1 to 1000 expected", "invalid_query") end
+      f.limit = n
+    else
+      return bad(k, "unknown query parameter", "invalid_query")
+    end
+  end
+  local rows, err = approvals.list(ctx.store, f)
+  if not rows then return api.unavailable(tostring(err)) end
+  local out = {}
+  for i, a in ipairs(rows) do out[i] = view(a) end
+  return api.reply(200, { approvals = json.array(out) })
+end
+
+local function get_one(ctx, req)
+  local a, err = approvals.get(ctx.store, req.params.id)
+  if a == nil then return api.unavailable(tostring(err)) end
+  if not a then return api.fail(404, "not_found", "no approval " .. req.params.id) end
+  return api.reply(200, view(a))
+end
+
+-- The answer to a decision: 200 with the approval, 409 naming the first decision, 403, 404.
+local function answer(a, err, cur)
+  if a then return api.reply(200, view(a)) end
+  if cur then
+    return api.fail(409, "already_decided", tostring(err), { state = cur.state, decided_by = cur.decided_by or json.null,
+      via = cur.decided_via or json.null, decided_at = cur.decided_at and util.format_rfc3339(cur.decided_at) or json.null })
+  end
+  local msg = tostring(err)
+  if msg:match("^no approval") then return api.fail(404, "not_found", msg) end
+  if msg:match("may not decide") then return api.fail(403, "forbidden", msg) end
+  return api.unavailable(msg)
+end
+
+-- The comment: a JSON body {"comment": "..."} from clients, or a form field from the confirm
+-- page. -> comment | nil, {status, headers, body} (the answer refusing the body)
+local function comment_of(ctx, req)
+  local body = req.body or ""
+  if body == "" then return nil end
+  local ctype = req.headers["content-type"] or ""
+  if ctype:match("^application/x%-www%-form%-urlencoded") and not body:match("^%s*{") then
+    local c = api.parse_query(body).comment
+    if c == "" then c = nil end
+    if c and #c > 2000 then return nil, { bad("comment", "at most 2000 bytes") } end
+    return c
+  end
+  local b, st, code, err, details = api.decode_json(ctx, body)
+  if b == nil and st then return nil, { api.fail(st, code, err, details) } end
+  if type(b) ~= "table" or json.is_array(b) then return nil, { api.fail(400, "invalid_json", "expected an object") } end
+  for k in pairs(b) do
+    if k ~= "comment" then return nil, { bad(tostring(k), "unknown field") } end
+  end
+  if b.comment ~= nil and (type(b.comment) ~= "string" or #b.comment > 2000) then
+    return nil, { bad("comment", "string of at most 2000 bytes expected") }
+  end
+  return b.comment
+end
+
+-- ---- signed links ----
+
+local function html_escape(s)
+  return (tostring(s):gsub("&", "&amp;"):gsub("<", "&lt;"):gsub(">", "&gt;"):gsub('"', "&quot;"))
+end
+
+local HTML = { ["content-type"] = "text/html; charset=utf-8", ["cache-control"] = "no-store",
+               ["referrer-policy"] = "no-referrer", ["x-frame-options"] = "DENY" }
+
+local function page(status, title, body)
+  return status, HTML, format([[<!DOCTYPE html>
+<html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex"><title>%s</title></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 2em auto; padding: 0 1em">
+<h1>%s</h1>
+%s
+</body></html>
+]], html_escape(title), html_escape(title), body)
+end
+
+local VERB = { approve = "Approve", deny = "Deny" }
+
+local function signature(req)
+  local q = api.parse_query(req.query)
+  if (not q.sig) and req.body and req.body ~= "" and not req.body:match("^%s*{") then
+    local f = api.parse_query(req.body)
+    q.exp, q.sig = q.exp or f.exp, f.sig
+  end
+  return q.exp, q.sig
+end
+
+local function describe(a)
+  return format("<p><strong>%s</strong>%s</p>%s<p>State <strong>%s</strong>; expires %s.</p>",
+    html_escape(a.subject), a.step and (", step " .. html_escape(a.step)) or "",
+    a.reason and ("<p>" .. html_escape(a.reason) .. "</p>") or "", html_escape(a.state),
+    html_escape(util.format_rfc3339(a.expires_at)))
+end
+
+local function check_link(ctx, req)
+  local id, action = req.params.id, req.params.action
+  if not approvals.LINK_ACTIONS[action] then return nil, page(404, "Not found", "<p>Unknown action.</p>") end
+  local exp, sig = signature(req)
+  if not exp or not sig then
+    return nil, page(400, "Link incomplete", "<p>This link lacks its signature (<code>exp</code> and <code>sig</code>).</p>")
+  end
+  local ok, why = approvals.verify(id, action, exp, sig)
+  if not ok then
+    if why == "expired" then
+      return nil, page(410, "Link expired", "<p>This link has expired with its approval. Use the API or the REPL.</p>")
+    end
+    return nil, page(403, "Link not valid", "<p>The link's signature does not match (" .. html_escape(why) .. ").</p>")
+  end
+  local a, err = approvals.get(ctx.store, id)
+  if a == nil then return nil, api.unavailable(tostring(err)) end
+  if not a then return nil, page(404, "Not found", "<p>No such approval.</p>") end
+  return { id = id, action = action, exp = exp, sig = sig, a = a }
+end
+
+local function get_link(ctx, req)
+  local l, s, h, b = check_link(ctx, req)
+  if not l then return s, h, b end
+  if l.a.state ~= "pending" then
+    return page(200, "Nothing to do", describe(l.a) .. "<p>This approval was decided already.</p>")
+  end
+  local action = format("/v1/approvals/%s/%s?exp=%s", html_escape(l.id), l.action, html_escape(l.exp))
+  return page(200, VERB[l.action] .. "?", describe(l.a) .. format([[
+<form method="post" action="%s">
+<input type="hidden" name="sig" value="%s">
+<p><label>Comment <input type="text" name="comment" maxlength="2000"></label></p>
+<button type="submit" style="font-size: 1.2em; padding: 0.5em 1.5em">%s</button>
+</form>]], action, html_escape(l.sig), VERB[l.action]))
+end
+
+local function wants_html(req)
+  local accept = req.headers.accept or ""
+  local ctype = req.headers["content-type"] or ""
+  return ctype:match("^application/x%-www%-form%-urlencoded") or accept:match("text/html")
+end
+
+-- POST /v1/approvals/{id}/{approve|deny}: with a signature it decides as "link"; otherwise it
+-- needs a token that may operate (and that the approval's approvers name, by role or name).
+local function post(ctx, req)
+  local action = req.params.action
+  local _, sig = signature(req)
+  if sig then
+    local l, s, h, b = check_link(ctx, req)
+    if not l then return s, h, b end
+    local comment, cerr = comment_of(ctx, req)
+    if cerr then return unpack(cerr, 1, 3) end
+    local st, hd, body = answer(approvals.decide(ctx.store, l.id, action,
+      { actor = "link", via = "link", comment = comment, audit_actor = "link" }))
+    if not wants_html(req) then return st, hd, body end
+    local a = approvals.get(ctx.store, l.id) or l.a
+    if st == 200 then return page(200, action == "approve" and "Approved" or "Denied", describe(a)) end
+    local doc = json.decode(body) or {}
+    return page(st, "Nothing done", describe(a) .. "<p>" .. html_escape(doc.error and doc.error.message or "") .. "</p>")
+  end
+  local principal, reason = ctx.auth:authenticate(req.headers.authorization)
+  if not principal then
+    return api.fail(401, "unauthorized", reason == "missing" and "an Authorization: Bearer <token> header is required"
+      or "the token is not valid", nil, { ["www-authenticate"] = 'Bearer realm="steward"' })
+  end
+  if not auth.allows(principal, "operate") then
+    return api.fail(403, "forbidden", format("role %s may not operate", principal.role))
+  end
+  if principal.tenant then
+    return api.fail(403, "forbidden", "approvals are not tenant-scoped: use a token without a tenant")
+  end
+  if not approvals.LINK_ACTIONS[action] then
+    return api.fail(404, "not_found", "no action " .. action .. " (approve, deny)")
+  end
+  local comment, cerr = comment_of(ctx, req)
+  if cerr then return unpack(cerr, 1, 3) end
+  local name = principal.id == "admin" and "admin" or principal.name
+  return answer(approvals.decide(ctx.store, req.params.id, action, { actor = name or ("token:" .. tostring(principal.id)),
+    name = principal.name, role = principal.role, via = "api", comment = comment,
+    audit_actor = audit_trail.actor(principal) }))
+end
+
+local function untenanted(fn)
+  return function(ctx, req, principal)
+    if principal and principal.tenant then
+      return api.fail(403, "forbidden", "approvals are not tenant-scoped: use a token without a tenant")
+    end
+    return fn(ctx, req, principal)
+  end
+end
+
+-- Approvals whose timeout fell while the daemon was down expire at start (the module itself
+-- turns each timeout timer's event into approval.expired while the daemon runs).
+local function expire_overdue(ctx)
+  local st = ctx.store
+  task.spawn(function()
+    local n, err = approvals.expire_due(st)
+    if not n then log.warn("approvals: cannot expire overdue approvals", { error = tostring(err) }) end
+  end)
+end
+
+-- install(add, ctx): routes with permission nil check a signature or a token themselves.
+function M.install(add, ctx)
+  api = require "steward.runtime.daemon.api"
+  if ctx.store then
+    local ok, err = approvals.ready(ctx.store)
+    if not ok then error(err, 0) end
+    expire_overdue(ctx)
+  end
+  add("GET", "/v1/approvals", "read", untenanted(get_list))
+  add("GET", "/v1/approvals/{id}", "read", untenanted(get_one))
+  add("GET", "/v1/approvals/{id}/{action}", nil, get_link)
+  add("POST", "/v1/approvals/{id}/{action}", nil, post)
+end
+
+return M
