@@ -45,6 +45,9 @@ M.PUBLIC = {
   ["steward.alerting.route"] = {}, ["steward.alerting.matchers"] = {}, ["steward.alerting.tz"] = {},
   ["steward.alerting.timeintervals"] = {}, ["steward.alerting.fingerprint"] = {},
   ["steward.alerting.oncall"] = {}, ["steward.alerting.silences"] = {}, ["steward.alerting.inhibit"] = {},
+  ["steward.deploy.haproxy"] = { hide = { configure = true } },
+  ["steward.deploy.kubernetes"] = { hide = { configure = true } },
+  ["steward.deploy.metrics.haproxy"] = {},
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
