@@ -299,11 +299,10 @@ end
 
 -- steward.deploy drivers: the `deploy` capability scoped by service name (the first argument,
 -- or args.service of a metric provider). Pure helpers (no service) pass.
-local DEPLOY_PURE = { weights = true }
-local function guard_deploy(service_of)
+local function guard_deploy(service_of, pure)
   return function(box, mod, o)
     for fname, f in pairs(mod) do
-      if type(f) == "function" and not DEPLOY_PURE[fname] and fname:sub(1, 1) ~= "_" then
+      if type(f) == "function" and not (pure and pure[fname]) and fname:sub(1, 1) ~= "_" then
         local inner = o[fname] or f
         o[fname] = function(...)
           local service = service_of(...)
@@ -334,7 +333,7 @@ M.BY_MODULE = {
   ["steward.alerting.escalation"] = guard_all("alerting"),
   ["steward.alerting.incidents"] = guard_all("alerting"),
   ["steward.alerting.slo_alerts"] = guard_all("alerting"),
-  ["steward.deploy.haproxy"] = guard_deploy(first_arg),
+  ["steward.deploy.haproxy"] = guard_deploy(first_arg, { weights = true }),
   ["steward.deploy.kubernetes"] = guard_deploy(first_arg),
   ["steward.deploy.metrics.haproxy"] = guard_deploy(args_service),
 }
