@@ -172,7 +172,7 @@ end
 
 local function ctx(fname, service, revision)
   check_service(fname, service)
-  if revision ~= nil or fname ~= "stats" then check_revision(fname, revision) end
+  check_revision(fname, revision)
   return target(service)
 end
 
@@ -277,7 +277,8 @@ function M.set_weights(service, shares)
     end
     sum = sum + p
   end
-  if sum ~= 100 then error(format("haproxy.set_weights: shares: percents add up to %g, 100 expected", sum), 2) end
+  -- (percents such as 33.3 + 33.3 + 33.4 do not add up to exactly 100 in binary)
+  if sum < 100 - 1e-9 or sum > 100 + 1e-9 then error(format("haproxy.set_weights: shares: percents add up to %g, 100 expected", sum), 2) end
   local h, err = target(service)
   if not h then return nil, err end
   local all, serr = server_stats(h)
