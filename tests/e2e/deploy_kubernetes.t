@@ -11,15 +11,24 @@ BIN=${STEWARD_BIN:-$here/build/steward}
 export STEWARD_LUA_PATH=${STEWARD_LUA_PATH:-$here/scripts}
 T=$(mktemp -d /tmp/steward-kube.XXXXXX)
 KPID=
-cleanup() { [ -n "$KPID" ] && kill "$KPID" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"; }
+SPID=
+cleanup() { [ -n "$KPID" ] && kill "$KPID" 2>/dev/null; [ -n "$SPID" ] && kill "$SPID" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"; }
 trap cleanup EXIT
 PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 TOKEN=kube-test-token-$$
 printf '%s\n' "$TOKEN" > "$T/token"
 /usr/bin/python3 "$here/tests/support/kube_api.py" "$PORT" "$TOKEN" > "$T/kube.log" 2>&1 &
 KPID=$!
-for _ in $(seq 100); do
-    /usr/bin/python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 1)" 2>/dev/null && break
-    sleep 0.05
+# the same server over HTTPS with a certificate of our own CA (the ca_file option)
+SPORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$T/key.pem" -out "$T/cert.pem" 2> /dev/null
+/usr/bin/python3 "$here/tests/support/kube_api.py" "$SPORT" "$TOKEN" "$T/cert.pem" "$T/key.pem" > "$T/kubes.log" 2>&1 &
+SPID=$!
+for p in $PORT $SPORT; do
+    for _ in $(seq 100); do
+        /usr/bin/python3 -c "import socket; socket.create_connection(('127.0.0.1', $p), 1)" 2>/dev/null && break
+        sleep 0.05
+    done
 done
-"$BIN" script "$here/tests/support/kube_spec.lua" "http://127.0.0.1:$PORT" "$T/token"
+"$BIN" script "$here/tests/support/kube_spec.lua" "http://127.0.0.1:$PORT" "$T/token" "https://127.0.0.1:$SPORT" "$T/cert.pem"

@@ -25,11 +25,12 @@ Test hooks under /_test/ (not Kubernetes): POST /_test/conflict?kind=deployments
 makes the next GET of that object be followed by a concurrent change (so the client's write
 that follows is stale), POST /_test/compact forgets the event history (watches from an
 older resourceVersion get 410), GET /_test/requests lists the requests received.
-Usage: kube_api.py PORT TOKEN"""
+Usage: kube_api.py PORT TOKEN [CERT KEY] (with a certificate: HTTPS)"""
 import copy
 import http.server
 import json
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -340,10 +341,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         if history and history[-1][0] > since:
                             since = history[-1][0]
                         lock.wait(min(0.5, max(0.0, deadline - time.time())))
+            # the stream ends; the connection stays open for the client's next request, as the
+            # API server's does (closing it here raced with a client reusing it)
             self.wfile.write(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):
-            pass
-        self.close_connection = True
+            self.close_connection = True
 
     def test_hook(self, method):
         u = urllib.parse.urlparse(self.path)
@@ -385,4 +387,9 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 
 threading.Thread(target=controller, daemon=True).start()
-Server(("127.0.0.1", PORT), Handler).serve_forever()
+srv = Server(("127.0.0.1", PORT), Handler)
+if len(sys.argv) > 4:
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(sys.argv[3], sys.argv[4])
+    srv.socket = tls.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()

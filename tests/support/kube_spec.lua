@@ -1,5 +1,6 @@
 -- The checks of tests/e2e/deploy_kubernetes.t: steward.deploy.kubernetes against the local
 -- test API server (tests/support/kube_api.py). Usage: kube_spec.lua API_URL TOKEN_FILE
+-- TLS_API_URL CA_FILE (the same server over HTTPS, its certificate's CA)
 local t = require "steward.tap"
 local http = require "steward.http"
 local json = require "steward.json"
@@ -140,4 +141,18 @@ t.raises(function() kube.set_weights("api", { v1 = 50, v2 = 40 }) end, "percents
   "weights that do not add up to 100 raise")
 ok, err = kube.status("ghost")
 t.like(err, "unknown service 'ghost'", "an unknown service is named")
+
+-- TLS: verified against the configured CA; without it the certificate is refused
+local tls_api, ca = arg[3], arg[4]
+kube.configure {
+  api = { kubernetes = { api = tls_api, namespace = "prod", deployment = "api", token_file = token_file, ca_file = ca } },
+  noca = { kubernetes = { api = tls_api, namespace = "prod", deployment = "api", token_file = token_file } },
+}
+-- (a second, empty server: its answer is a Status, which needs the TLS session and the token)
+ok, err = kube.status("api", "v1")
+t.like(err, '404 NotFound: deployments.apps "api%-v1" not found',
+  "over HTTPS with ca_file the server's certificate is verified against it and the API answers")
+ok, err = kube.status("noca")
+t.ok(ok == nil and err:find("kubernetes: GET", 1, true) and (err:find("certificate", 1, true) or err:find("SSL", 1, true)),
+  "without ca_file the self-signed certificate is refused (TLS stays verified): " .. tostring(err))
 t.done()
