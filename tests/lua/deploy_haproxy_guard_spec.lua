@@ -82,4 +82,11 @@ t.ok(parsed and parsed.deploy[2] == "web-*", "deploy = {names or patterns} parse
 local _, berr = caps.parse({ deploy = { 3 } }, "capabilities")
 t.like(berr, "capabilities%.deploy%[1%]: a string expected", "a bad scope item is named")
 t.ok(caps.service_in({ "web-*" }, "web-eu") and not caps.service_in({ "web-*" }, "api"), "service_in matches patterns")
+local grants = { ["deploy.*"] = { deploy = { "web-*", "api" } } }
+local eff, rerr = caps.resolve({ name = "deploy.canary" }, { deploy = { "web-eu", "api" } }, grants)
+t.ok(eff and eff.deploy[1] == "web-eu", "a declared service inside a granted pattern resolves: " .. tostring(rerr))
+eff, rerr = caps.resolve({ name = "deploy.canary" }, { deploy = { "db" } }, grants)
+t.like(rerr, "'deploy' beyond its grant", "a declared service outside the grant is refused at load")
+eff = caps.resolve({ name = "deploy.canary" }, { deploy = true }, grants)
+t.ok(eff and eff.deploy[1] == "web-*", "a declaration without a scope gets the granted one")
 t.done()
