@@ -99,6 +99,16 @@ load 50 > "$T/load"
 check '[ "$(json "$T/load" "v[\"failed\"]")" = 0 ] && [ "$(json "$T/load" "v[\"by_status\"].get(\"503\",0)")" = 0 ]' \
   "after remove no request reaches the removed revision"
 
+# disable: maintenance, no traffic at all
+ctl set_weights v1=50 v2=50 > /dev/null
+ctl disable v2 > "$T/out"
+ctl stats > "$T/stats"
+check '[ "$(json "$T/out" "v.get(\"ok\")")" = True ] && [ "$(json "$T/stats" "v[\"ok\"][\"servers\"][\"v2-1\"][\"status\"]")" = MAINT ]' \
+  "disable puts a revision's servers in maintenance"
+load 20 > "$T/load"
+check '[ "$(json "$T/load" "v[\"by_name\"].get(\"v1-1\",0)")" = 20 ]' "a disabled revision gets no request ($(cat "$T/load"))"
+ctl enable v2 > /dev/null
+
 # bad calls
 ctl drain v9 > "$T/out"
 check 'grep -q "revision .v9. has no servers in backend api" "$T/out"' "drain of an unknown revision names it ($(cat "$T/out"))"
