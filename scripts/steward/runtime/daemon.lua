@@ -218,6 +218,9 @@ function M.main(args)
   -- every refused use in the audit log.
   local guards = require "steward.runtime.policy.guards"
   guards.pg_connections = cfg.pg_connections
+  -- The traffic drivers reach the sockets and URLs the operator wrote in `services`.
+  require("steward.deploy.haproxy").configure(cfg.services)
+  require("steward.deploy.kubernetes").configure(cfg.services)
   guards.on_denied = function(policy, cap, detail)
     require("steward.runtime.store.audit").append(st, { source = "policy", session = policy,
       command = "capability " .. cap, outcome = "denied", detail = detail })
@@ -232,6 +235,10 @@ function M.main(args)
       for _, k in ipairs(keys) do
         if k == "log_level" then log.set_level(c.log_level) end
         if k == "pg_connections" then guards.pg_connections = c.pg_connections end
+        if k == "services" then
+          require("steward.deploy.haproxy").configure(c.services)
+          require("steward.deploy.kubernetes").configure(c.services)
+        end
       end
     end,
     on_swap = function(set)

@@ -26,6 +26,7 @@ M.KNOWN = {
   ["events.emit"] = "event type patterns (\"deploy.*\")",
   notify = "channel kinds (email, slack, sms, teams, pagerduty, webhook, log)",
   alerting = "true: the alerting state (alerts, silences, incidents, notifications) through steward.alerting",
+  deploy = "service names or patterns (\"api\", \"web-*\"; the config's services) steward.deploy acts on",
 }
 
 -- What every policy may do without a grant (listed for `steward check` and GET /v1/policies).
@@ -260,6 +261,16 @@ function M.type_in(scope, t)
   return false
 end
 
+-- A service name against deploy scope items: exact, "*", or a prefix ending in "*".
+function M.service_in(scope, name)
+  if scope == true then return true end
+  for _, pat in ipairs(scope) do
+    if pat == "*" or pat == name then return true end
+    if pat:sub(-1) == "*" and name:sub(1, #pat - 1) == pat:sub(1, -2) then return true end
+  end
+  return false
+end
+
 function M.item_in(scope, x)
   if scope == true then return true end
   for _, item in ipairs(scope) do if item == x then return true end end
@@ -290,6 +301,8 @@ local function scope_within(cap, declared, granted)
       end
     elseif cap == "events.emit" then
       ok = M.type_in(granted, item) or (item:sub(-2) == ".*" and M.item_in(granted, item))
+    elseif cap == "deploy" then
+      ok = M.service_in(granted, item)
     else
       ok = M.item_in(granted, item)
     end

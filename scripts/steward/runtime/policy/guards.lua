@@ -343,6 +343,29 @@ local function guard_all(cap)
   end
 end
 
+-- steward.deploy drivers: the `deploy` capability scoped by service name (the first argument,
+-- or args.service of a metric provider). Pure helpers (no service) pass.
+local function guard_deploy(service_of, pure)
+  return function(box, mod, o)
+    for fname, f in pairs(mod) do
+      if type(f) == "function" and not (pure and pure[fname]) and fname:sub(1, 1) ~= "_" then
+        local inner = o[fname] or f
+        o[fname] = function(...)
+          local service = service_of(...)
+          local scope = scope_of(box, "deploy")
+          if not scope then return deny(box, "deploy", "service " .. tostring(service)) end
+          if type(service) == "string" and not caps.service_in(scope, service) then
+            return deny(box, "deploy", "service " .. service)
+          end
+          return inner(...)
+        end
+      end
+    end
+  end
+end
+local function first_arg(service) return service end
+local function args_service(args) return type(args) == "table" and args.service or nil end
+
 M.BY_MODULE = {
   ["steward.fs"] = guard_fs,
   ["steward.http"] = guard_http,
@@ -358,6 +381,9 @@ M.BY_MODULE = {
   ["steward.alerting.slo_alerts"] = guard_all("alerting"),
   ["steward.deploy.metrics.prometheus"] = guard_deploy_prometheus,
   ["steward.deploy.metrics.events"] = guard_deploy_events,
+  ["steward.deploy.haproxy"] = guard_deploy(first_arg, { weights = true }),
+  ["steward.deploy.kubernetes"] = guard_deploy(first_arg),
+  ["steward.deploy.metrics.haproxy"] = guard_deploy(args_service),
 }
 
 -- overrides(box, name, mod, o) -> o with the capability checks in front (outermost)

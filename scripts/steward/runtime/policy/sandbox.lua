@@ -53,6 +53,9 @@ M.PUBLIC = {
   ["steward.deploy.approvals"] = { hide = { ready = true, decide = true, expire = true, expire_due = true, sign = true,
                                             link = true } },
   ["steward.deploy.freeze"] = {}, ["steward.deploy.environments"] = {},
+  ["steward.deploy.haproxy"] = { hide = { configure = true } },
+  ["steward.deploy.kubernetes"] = { hide = { configure = true } },
+  ["steward.deploy.metrics.haproxy"] = {},
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
