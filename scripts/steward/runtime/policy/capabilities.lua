@@ -26,12 +26,13 @@ M.KNOWN = {
   ["events.emit"] = "event type patterns (\"deploy.*\")",
   notify = "channel kinds (email, slack, sms, teams, pagerduty, webhook, log)",
   alerting = "true: the alerting state (alerts, silences, incidents, notifications) through steward.alerting",
+  deploy = "service names or patterns (\"api\", \"web-*\") of the config's services, acted on through steward.deploy.*",
 }
 
 -- What every policy may do without a grant (listed for `steward check` and GET /v1/policies).
 M.DEFAULTS = { "computation", "log", "metrics", "kv", "time", "events.emit of its own namespace" }
 
-M.HOST = { proc = true, ["fs.read"] = true, ["fs.write"] = true, pg = true }
+M.HOST = { proc = true, ["fs.read"] = true, ["fs.write"] = true, pg = true, deploy = true }
 
 local function sorted_keys(t)
   local out = {}
@@ -260,6 +261,16 @@ function M.type_in(scope, t)
   return false
 end
 
+-- A service name inside a deploy scope: "*", the name itself, or a pattern ending in "*".
+function M.service_in(scope, name)
+  if scope == true then return true end
+  for _, pat in ipairs(scope) do
+    if pat == "*" or pat == name then return true end
+    if pat:sub(-1) == "*" and name:sub(1, #pat - 1) == pat:sub(1, -2) then return true end
+  end
+  return false
+end
+
 function M.item_in(scope, x)
   if scope == true then return true end
   for _, item in ipairs(scope) do if item == x then return true end end
@@ -288,6 +299,8 @@ local function scope_within(cap, declared, granted)
           ok = true
         end
       end
+    elseif cap == "deploy" then
+      ok = M.service_in(granted, item) or M.item_in(granted, item)
     elseif cap == "events.emit" then
       ok = M.type_in(granted, item) or (item:sub(-2) == ".*" and M.item_in(granted, item))
     else

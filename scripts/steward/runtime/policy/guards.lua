@@ -121,20 +121,48 @@ end
 -- A policy's process gets a clean environment (only the variables its grant names), so the
 -- daemon's own (tokens, DSNs) never reach it, and the program must be one the grant names.
 local function guard_proc(box, mod, o)
-  local run = o.run or mod.run
-  o.run = function(opts, ...)
-    local scope = scope_of(box, "proc")
-    if type(opts) ~= "table" or type(opts.cmd) ~= "table" then return run(opts, ...) end
-    if not scope then return deny(box, "proc", tostring(opts.cmd[1])) end
-    local item, why = caps.proc_in(scope, opts.cmd)
-    if not item then return deny(box, "proc", why or ("not a granted program or arguments: " .. tostring(opts.cmd[1]))) end
-    local copy = {}
-    for k, v in pairs(opts) do copy[k] = v end
-    local env = {}
-    for _, name in ipairs(item.env or {}) do env[name] = os.getenv(name) end
-    for k, v in pairs(opts.env or {}) do env[k] = v end
-    copy.env = env
-    return run(copy, ...)
+  local function wrap(fname)
+    local f = o[fname] or mod[fname]
+    return function(opts, ...)
+      local scope = scope_of(box, "proc")
+      if type(opts) ~= "table" or type(opts.cmd) ~= "table" then return f(opts, ...) end
+      if not scope then return deny(box, "proc", tostring(opts.cmd[1])) end
+      local item, why = caps.proc_in(scope, opts.cmd)
+      if not item then return deny(box, "proc", why or ("not a granted program or arguments: " .. tostring(opts.cmd[1]))) end
+      local copy = {}
+      for k, v in pairs(opts) do copy[k] = v end
+      local env = {}
+      for _, name in ipairs(item.env or {}) do env[name] = os.getenv(name) end
+      for k, v in pairs(opts.env or {}) do env[k] = v end
+      copy.env = env
+      return f(copy, ...)
+    end
+  end
+  o.run = wrap("run")
+  -- A spawned child outlives the run: its pid is remembered so the policy may signal it
+  -- (proc.kill), and no other process of the daemon's user.
+  local spawn = wrap("spawn")
+  box.spawned = box.spawned or {}
+  o.spawn = function(...)
+    local h, err, code = spawn(...)
+    if h then box.spawned[h.pid] = true end
+    return h, err, code
+  end
+  local kill, watch, info = o.kill or mod.kill, o.watch or mod.watch, o.info or mod.info
+  o.kill = function(pid, ...)
+    if not scope_of(box, "proc") then return deny(box, "proc", "kill " .. tostring(pid)) end
+    if type(pid) == "number" and not box.spawned[pid] then
+      return deny(box, "proc", "kill of a process the policy did not spawn: " .. tostring(pid))
+    end
+    return kill(pid, ...)
+  end
+  o.watch = function(pid, ...)
+    if not scope_of(box, "proc") then return deny(box, "proc", "watch " .. tostring(pid)) end
+    return watch(pid, ...)
+  end
+  o.info = function(pid, ...)
+    if not scope_of(box, "proc") then return deny(box, "proc", "info " .. tostring(pid)) end
+    return info(pid, ...)
   end
 end
 
@@ -297,6 +325,26 @@ local function guard_all(cap)
   end
 end
 
+-- The deploy drivers (steward.deploy.supervisor, haproxy, kubernetes): every public function
+-- takes the service name first, and the `deploy` capability's scope names the services a
+-- policy may act on. What a service runs, where it listens and which socket or API routes to
+-- it are the operator's (the config's services), never the policy's.
+function M.guard_deploy(box, mod, o)
+  for fname, f in pairs(mod) do
+    if type(f) == "function" and fname:sub(1, 1) ~= "_" then
+      local inner = o[fname] or f
+      o[fname] = function(service, ...)
+        local scope = scope_of(box, "deploy")
+        if not scope then return deny(box, "deploy", fname .. " (service " .. tostring(service) .. ")") end
+        if type(service) == "string" and not caps.service_in(scope, service) then
+          return deny(box, "deploy", "service " .. service)
+        end
+        return inner(service, ...)
+      end
+    end
+  end
+end
+
 M.BY_MODULE = {
   ["steward.fs"] = guard_fs,
   ["steward.http"] = guard_http,
@@ -310,6 +358,7 @@ M.BY_MODULE = {
   ["steward.alerting.escalation"] = guard_all("alerting"),
   ["steward.alerting.incidents"] = guard_all("alerting"),
   ["steward.alerting.slo_alerts"] = guard_all("alerting"),
+  ["steward.deploy.supervisor"] = M.guard_deploy,
 }
 
 -- overrides(box, name, mod, o) -> o with the capability checks in front (outermost)

@@ -45,6 +45,7 @@ M.PUBLIC = {
   ["steward.alerting.route"] = {}, ["steward.alerting.matchers"] = {}, ["steward.alerting.tz"] = {},
   ["steward.alerting.timeintervals"] = {}, ["steward.alerting.fingerprint"] = {},
   ["steward.alerting.oncall"] = {}, ["steward.alerting.silences"] = {}, ["steward.alerting.inhibit"] = {},
+  ["steward.deploy.supervisor"] = { hide = { configure = true, supervise = true, release = true, status = true, _terminate = true } },
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.

@@ -171,6 +171,7 @@ function M.new(ctx, session)
     { "incidents.reassign(id, user)", "assign an incident to someone (who is notified)" },
     { "incidents.trigger{key=, service=, title=, escalation=}", "open an incident by hand (pages through its escalation)" },
     { "notifications{channel=, key=, status=, since=, limit=}", "notification history, newest first" },
+    { "services([name])", "supervised service instances: revision, state, ready, pid, port, restarts" },
   }
   function h.help()
     local rows = {}
@@ -521,6 +522,23 @@ function M.new(ctx, session)
         response = r.response_status, created = iso(r.created), summary = r.summary, error = r.last_error }
     end
     return M.rows(out, { "id", "created", "channel", "status", "attempts", "response", "key", "summary", "error" })
+  end
+
+  -- Supervised services (steward.deploy.supervisor, docs/deploy/services.md).
+  function h.services(name)
+    if name ~= nil and type(name) ~= "string" then error("services: name: string expected", 2) end
+    local list = require("steward.deploy.supervisor").status()
+    local rows = {}
+    for _, svc in ipairs(list) do
+      if name == nil or svc.name == name then
+        for _, i in ipairs(svc.instances) do
+          rows[#rows + 1] = { service = svc.name, revision = i.revision, index = i.index, state = i.state,
+            ready = i.ready, pid = i.pid, port = i.port, restarts = i.restarts, started = iso(i.started_at),
+            reason = i.reason }
+        end
+      end
+    end
+    return M.rows(rows, { "service", "revision", "index", "state", "ready", "pid", "port", "restarts", "started", "reason" })
   end
 
   return h
