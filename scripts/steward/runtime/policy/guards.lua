@@ -359,6 +359,7 @@ M.BY_MODULE = {
   ["steward.alerting.incidents"] = guard_all("alerting"),
   ["steward.alerting.slo_alerts"] = guard_all("alerting"),
   ["steward.deploy.supervisor"] = M.guard_deploy,
+  ["steward.deploy.supervisor_alerts"] = guard_all("alerting"),
 }
 
 -- overrides(box, name, mod, o) -> o with the capability checks in front (outermost)
