@@ -73,7 +73,9 @@ end
 local function public(inst)
   return { id = inst.id, service = inst.service, revision = inst.revision, index = inst.index,
     host = inst.host, port = inst.port, pid = inst.pid, state = inst.state, ready = inst.ready,
-    restarts = inst.restarts, started_at = inst.started_at, last_exit = inst.last_exit,
+    restarts = inst.restarts, started_at = inst.started_at,
+    last_exit = inst.last_exit and { code = inst.last_exit.code, signal = inst.last_exit.signal,
+      liveness = inst.last_exit.liveness, at = inst.last_exit.at },
     adopted = inst.adopted or nil, reason = inst.reason }
 end
 
