@@ -39,7 +39,7 @@ return {
   -- What the tests' policies declare: files in the test's directory, HTTP to local peers, the
   -- alerting state for the shipped alerting policies (a test's own grants replace these).
   grants = { ["*"] = { ["fs.read"] = { "$D" }, ["fs.write"] = { "$D" }, http = { "127.0.0.1", "localhost" } },
-             ["alerting.*"] = { alerting = true } },
+             ["alerting.*"] = { alerting = true }, ["deploy.alerts"] = { alerting = true } },
   $1
 }
 CFG
