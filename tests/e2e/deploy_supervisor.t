@@ -19,7 +19,7 @@ cleanup_all() {
     daemon_cleanup
 }
 trap cleanup_all EXIT
-echo "1..24"
+echo "1..27"
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 # wait_for SECONDS CMD...: runs CMD every 50 ms until it succeeds; 1 on timeout.
@@ -53,15 +53,19 @@ daemon_config "
     stubborn = { run = { cmd = { '/usr/bin/python3', '$app', '--mode', 'ignore-term', '--port', '{port}', '--starts', '$D/stubborn.starts' },
                          ports = '$((base + 20))-$((base + 29))' },
                  probes = { readiness = { tcp = true, interval = '100ms' } }, stop = { grace = '300ms' } },
+    unhealthy = { run = { cmd = { '/usr/bin/python3', '$app', '--port', '{port}', '--starts', '$D/unhealthy.starts' },
+                          ports = '$((base + 40))-$((base + 49))' },
+                  probes = { liveness = { exec = { '/bin/sh', '-c', 'exit 1' }, interval = '100ms', failure_threshold = 2 } },
+                  restart = { delay = '50ms', burst = 2, interval = '60s' } },
   },
-  grants = { ['ops.svc'] = { deploy = { 'api', 'crashy', 'stubborn' } }, ['deploy.alerts'] = { alerting = true } },"
+  grants = { ['ops.svc'] = { deploy = { 'api', 'crashy', 'stubborn', 'unhealthy' } }, ['deploy.alerts'] = { alerting = true } },"
 mkdir -p "$D/policies/ops" "$D/policies/deploy"
 cp "$here/policies/deploy/alerts.lua" "$D/policies/deploy/alerts.lua"
 cat > "$D/policies/ops/svc.lua" <<'EOF'
 -- The verbs of steward.deploy.supervisor, called as a policy calls them.
 local supervisor = require "steward.deploy.supervisor"
 return {
-  capabilities = { deploy = { "api", "crashy", "stubborn" } },
+  capabilities = { deploy = { "api", "crashy", "stubborn", "unhealthy" } },
   decide = function(input)
     local r, err = supervisor[input.verb](input.service, input.revision, input.n, input.timeout)
     return { ok = r ~= nil, result = r, error = err }
@@ -151,4 +155,18 @@ decide '{"verb":"stop","service":"stubborn","revision":"v1"}' >/dev/null
 events_of service.instance.exited | jx 'any(e["data"]["service"] == "stubborn" and e["data"].get("signal") == 9 for e in d["events"])' >/dev/null &&
     grep -q "ignoring SIGTERM" "$D/var/services/stubborn/v1-1.log"
 ok $? "stop.grace = 300ms: the instance that ignored SIGTERM got SIGKILL"
+
+# 7. A failing liveness probe stops the instance; the restart policy counts it as a failure.
+decide '{"verb":"start","service":"unhealthy","revision":"v1","n":1}' >/dev/null
+wait_for 30 sh -c "[ \"\$(curl -s -m 5 -H 'Authorization: Bearer $TOKEN' http://127.0.0.1:$PORT/v1/services | /usr/bin/python3 $here/tests/support/jx.py '[i for s in d[\"services\"] if s[\"name\"] == \"unhealthy\" for i in s[\"instances\"]][0][\"state\"]')\" = failed ]"
+ok $? "an instance failing its liveness probe is stopped and restarted until the start limit: failed"
+events_of service.instance.exited | jx 'len([e for e in d["events"] if e["data"]["service"] == "unhealthy" and e["data"].get("liveness")]) == 2' >/dev/null &&
+    [ "$(wc -l < "$D/unhealthy.starts")" -eq 2 ]
+ok $? "two starts (burst = 2), each exit marked liveness"
+
+# 8. A reload applies a changed services table.
+sed -i "s|^  services = {|  services = { late = { run = { cmd = { '/usr/bin/python3', '$app', '--port', '{port}' }, ports = '$((base + 30))-$((base + 39))' } },|" "$D/steward.lua"
+kill -HUP "$DPID"
+wait_for 20 sh -c "curl -s -m 5 -H 'Authorization: Bearer $TOKEN' http://127.0.0.1:$PORT/v1/services | /usr/bin/python3 $here/tests/support/jx.py 'any(s[\"name\"] == \"late\" for s in d[\"services\"])' >/dev/null"
+ok $? "SIGHUP: a service added to steward.lua is supervised without a restart"
 daemon_stop
