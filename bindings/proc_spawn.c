@@ -227,6 +227,12 @@ static int l_proc_spawn(lua_State *L)
     char **argv = proc_argv(L, cmd, argc);
     char **envp = proc_envp(L, 1, has_env, has_add);
 
+    /* The handle first: nothing below raises while a descriptor is open. */
+    struct child_ud *ud = lua_newuserdata(L, sizeof *ud);
+    ud->c = NULL;
+    luaL_getmetatable(L, CHILD_MT);
+    lua_setmetatable(L, -2);
+
     int fds[2] = {-1, -1};
     for (int i = 0; i < 2; i++) {
         fds[i] = open_out(paths[i]);
@@ -238,16 +244,15 @@ static int l_proc_spawn(lua_State *L)
         }
     }
     struct child *c = calloc(1, sizeof *c);
-    struct child_ud *ud = c ? lua_newuserdata(L, sizeof *ud) : NULL;
     if (!c) {
         for (int i = 0; i < 2; i++)
             if (fds[i] >= 0)
                 close(fds[i]);
-        return luaL_error(L, "proc.spawn: out of memory");
+        lua_pushnil(L);
+        lua_pushstring(L, "ENOMEM: out of memory");
+        lua_pushstring(L, "ENOMEM");
+        return 3;
     }
-    ud->c = NULL; /* set once the record is on the list */
-    luaL_getmetatable(L, CHILD_MT);
-    lua_setmetatable(L, -2);
 
     uv_stdio_container_t stdio[3];
     stdio[0].flags = UV_IGNORE; /* /dev/null */

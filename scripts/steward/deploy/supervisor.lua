@@ -17,7 +17,7 @@ local backoff = require "steward.deploy.supervisor_backoff"
 local probes = require "steward.deploy.probes"
 local state = require "steward.deploy.supervisor_state"
 
-local type, pairs, ipairs, tostring, error, pcall = type, pairs, ipairs, tostring, error, pcall
+local type, pairs, ipairs, tostring, tonumber, error, pcall = type, pairs, ipairs, tostring, tonumber, error, pcall
 local format, sort = string.format, table.sort
 
 local M = {}
@@ -113,9 +113,23 @@ local function check_count(fname, n, default)
   return n
 end
 
-local function free_port(svc, service)
+-- Ports something on this machine listens on (TCP, IPv4 and IPv6), from /proc/net: a port of
+-- the range another program holds is skipped instead of crash-looping an instance on it.
+local function listening()
+  local fs = require "steward.fs"
+  local out = {}
+  for _, f in ipairs({ "/proc/net/tcp", "/proc/net/tcp6" }) do
+    local text = fs.read(f) or ""
+    for port, st in text:gmatch("\n%s*%d+: %x+:(%x+) %x+:%x+ (%x%x)") do
+      if st == "0A" then out[tonumber(port, 16)] = true end
+    end
+  end
+  return out
+end
+
+local function free_port(svc, service, busy)
   if not svc.run.ports then return nil end
-  local used = {}
+  local used = busy or {}
   for _, inst in pairs(S.units) do
     if inst.service == service and inst.port then used[inst.port] = true end
   end
@@ -127,7 +141,7 @@ end
 
 -- ---- one instance's life ----
 
-local start_process -- forward
+local start_process, terminate -- forward
 
 local function probe_loop(inst, kind, gen, pid)
   local svc = S.services[inst.service]
@@ -154,7 +168,7 @@ local function probe_loop(inst, kind, gen, pid)
       -- policy decides, as for any unclean exit.
       log.warn("service instance failed its liveness probe", { instance = inst.id, reason = why })
       inst.liveness_failed = true
-      task.spawn({ name = "supervisor.kill " .. inst.id }, function() M._terminate(inst, svc.stop) end)
+      task.spawn({ name = "supervisor.kill " .. inst.id }, terminate, inst, svc.stop)
       return
     end
     time.sleep(probe.interval)
@@ -233,7 +247,7 @@ local function monitor(inst, gen)
   on_exit(inst, status, gen)
 end
 
-function start_process(inst, gen)
+local function launch(inst, gen)
   local svc = S.services[inst.service]
   local run = svc.run
   local vars = { revision = inst.revision, port = inst.port, index = inst.index, service = inst.service }
@@ -267,6 +281,17 @@ function start_process(inst, gen)
   return true
 end
 
+-- Two callers may start the same instance at once (two policies' start()): the second finds it
+-- launching and leaves it to the first.
+function start_process(inst, gen)
+  if inst.launching then return true end
+  inst.launching = true
+  local ok, res, err = pcall(launch, inst, gen)
+  inst.launching = nil
+  if not ok then return nil, tostring(res) end
+  return res, err
+end
+
 local function new_instance(service, revision, index, port)
   local inst = { id = key(service, revision, index), service = service, revision = revision, index = index,
     host = "127.0.0.1", port = port, restarts = 0, ready = false, state = "starting", hist = backoff.new() }
@@ -276,7 +301,7 @@ end
 
 -- Sends the stop signal to the instance's process group, waits `grace`, then SIGKILL; returns
 -- once the process has exited (or could not be signalled).
-function M._terminate(inst, stop)
+function terminate(inst, stop)
   local pid = inst.pid
   if not pid then return true end
   local group = true
@@ -325,10 +350,11 @@ function M.start(service, revision, n)
   if not svc then return nil, err end
   if not revision then error("supervisor.start: revision: string expected, got nil", 2) end
   local gen = S.generation
+  local busy = svc.run.ports and listening() or nil -- read before any port is picked: no yield in between
   for index = 1, n do
     local inst = S.units[key(service, revision, index)]
     if not inst then
-      local port, perr = free_port(svc, service)
+      local port, perr = free_port(svc, service, busy)
       if svc.run.ports and not port then return nil, perr end
       inst = new_instance(service, revision, index, port)
     end
@@ -352,7 +378,7 @@ local function stop_instances(list, stop)
   for _, inst in ipairs(list) do
     inst.stopping = true
     if inst.pid then set_state(inst, "stopping") end
-    tasks[#tasks + 1] = task.spawn({ name = "supervisor.stop " .. inst.id }, M._terminate, inst, stop)
+    tasks[#tasks + 1] = task.spawn({ name = "supervisor.stop " .. inst.id }, terminate, inst, stop)
   end
   local all = true
   for i, tk in ipairs(tasks) do

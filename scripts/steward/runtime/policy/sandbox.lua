@@ -46,7 +46,7 @@ M.PUBLIC = {
   ["steward.alerting.timeintervals"] = {}, ["steward.alerting.fingerprint"] = {},
   ["steward.alerting.oncall"] = {}, ["steward.alerting.silences"] = {}, ["steward.alerting.inhibit"] = {},
   ["steward.deploy.supervisor_alerts"] = {},
-  ["steward.deploy.supervisor"] = { hide = { configure = true, supervise = true, release = true, status = true, _terminate = true } },
+  ["steward.deploy.supervisor"] = { hide = { configure = true, supervise = true, release = true, status = true } },
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
