@@ -16,6 +16,7 @@ local config = require "steward.deploy.supervisor_config"
 local backoff = require "steward.deploy.supervisor_backoff"
 local probes = require "steward.deploy.probes"
 local state = require "steward.deploy.supervisor_state"
+local forward = require "steward.deploy.supervisor_forward"
 
 local type, pairs, ipairs, tostring, tonumber, error, pcall = type, pairs, ipairs, tostring, tonumber, error, pcall
 local format, sort = string.format, table.sort
@@ -30,6 +31,8 @@ local S = {
   units = {},       -- "service/revision/index" -> instance
   emit = nil,       -- fn(event) -> ok | nil, err
   generation = 0,   -- bumped by release(): tasks of an older generation stop
+  forward = false,  -- several processes: a verb called where the supervisor is not runs on the leader
+  server = nil,     -- on the leader: the loop answering forwarded calls
 }
 
 local m_instances = metrics.gauge("steward_service_instances",
@@ -100,6 +103,7 @@ local function check_args(fname, service, revision)
   if not svc then return nil, format("supervisor.%s: no service '%s' in the config's services", fname, service) end
   if not svc.run then return nil, format("supervisor.%s: service '%s' has no run section (it does not run locally)", fname, service) end
   if not S.supervising then
+    if S.forward then return svc, nil, true end
     return nil, format("supervisor.%s: the supervisor is not running in this process (it runs on the leader)", fname)
   end
   return svc
@@ -345,10 +349,11 @@ end
 -- (n defaults to run.instances); those already running count; failed or exited ones start
 -- afresh.
 function M.start(service, revision, n)
-  local svc, err = check_args("start", service, revision)
+  local svc, err, fwd = check_args("start", service, revision)
   n = check_count("start", n, svc and svc.run.instances)
   if not svc then return nil, err end
   if not revision then error("supervisor.start: revision: string expected, got nil", 2) end
+  if fwd then return forward.call("start", service, revision, n) end
   local gen = S.generation
   local busy = svc.run.ports and listening() or nil -- read before any port is picked: no yield in between
   for index = 1, n do
@@ -398,9 +403,10 @@ end
 -- stop(service, revision [, {grace = duration, signal = name}]) -> true | nil, err. Drains
 -- every instance of the revision at once: the stop signal, grace, then SIGKILL.
 function M.stop(service, revision, opts)
-  local svc, err = check_args("stop", service, revision)
+  local svc, err, fwd = check_args("stop", service, revision)
   if opts ~= nil and type(opts) ~= "table" then error("supervisor.stop: opts: table expected", 2) end
   if not svc then return nil, err end
+  if fwd then return forward.call("stop", service, revision, opts, nil, svc.stop.grace + 60) end
   local stop = { signal = svc.stop.signal, grace = svc.stop.grace }
   if opts and opts.grace ~= nil then
     local g, gerr = time.parse_duration(opts.grace)
@@ -416,10 +422,11 @@ end
 
 -- scale(service, revision, n) -> { instances } | nil, err: starts up to n, drains those above n.
 function M.scale(service, revision, n)
-  local svc, err = check_args("scale", service, revision)
+  local svc, err, fwd = check_args("scale", service, revision)
   n = check_count("scale", n, nil)
   if not svc then return nil, err end
   if not n then error("supervisor.scale: n: an integer expected, got nil", 2) end
+  if fwd then return forward.call("scale", service, revision, n, nil, svc.stop.grace + 60) end
   local extra = {}
   for _, inst in ipairs(of(service, revision)) do
     if inst.index > n then extra[#extra + 1] = inst end
@@ -433,8 +440,9 @@ end
 
 -- instances(service [, revision]) -> { instance, ... } (sorted by revision, index)
 function M.instances(service, revision)
-  local _, err = check_args("instances", service, revision)
+  local _, err, fwd = check_args("instances", service, revision)
   if err and not S.services[service] then return nil, err end
+  if fwd then return forward.call("instances", service, revision) end
   local out = {}
   for _, inst in ipairs(of(service, revision)) do out[#out + 1] = public(inst) end
   return out
@@ -442,8 +450,9 @@ end
 
 -- endpoints(service, revision) -> { {host, port, id}, ... } of the ready instances
 function M.endpoints(service, revision)
-  local _, err = check_args("endpoints", service, revision)
+  local _, err, fwd = check_args("endpoints", service, revision)
   if err and not S.services[service] then return nil, err end
+  if fwd then return forward.call("endpoints", service, revision) end
   local out = {}
   for _, inst in ipairs(of(service, revision)) do
     if inst.ready and inst.pid then out[#out + 1] = { host = inst.host, port = inst.port, id = inst.id, index = inst.index } end
@@ -453,11 +462,12 @@ end
 
 -- wait_ready(service, revision, n, timeout) -> true | nil, err (with how many were ready)
 function M.wait_ready(service, revision, n, timeout)
-  local svc, err = check_args("wait_ready", service, revision)
+  local svc, err, fwd = check_args("wait_ready", service, revision)
   n = check_count("wait_ready", n, svc and svc.run.instances)
   if not svc then return nil, err end
   local secs = timeout == nil and 60 or time.parse_duration(timeout)
   if not secs then error("supervisor.wait_ready: timeout: a duration expected", 2) end
+  if fwd then return forward.call("wait_ready", service, revision, n, secs, secs + 30) end
   local deadline = time.monotonic() + secs
   while true do
     local ready, failed = 0, nil
@@ -499,15 +509,24 @@ function M.configure(opts)
   end
   S.services = merged
   if opts.var_dir then S.root = opts.var_dir .. "/services" end
+  if opts.forward ~= nil then S.forward = opts.forward end
   if opts.emit ~= nil then S.emit = opts.emit end
   return true
 end
 
 -- supervise(): this process runs the supervisor (start-up, or it became the leader). Reads the
 -- state files: live instances are adopted, the dead ones that should run are started again.
+local VERBS = { start = true, stop = true, scale = true, instances = true, endpoints = true, wait_ready = true, status = true }
+
 function M.supervise()
   if S.supervising then return true end
   S.supervising = true
+  if S.forward and not S.server then
+    S.server = forward.serve(function(verb, ...)
+      if not VERBS[verb] then return nil, "supervisor: unknown verb " .. tostring(verb) end
+      return M[verb](...)
+    end)
+  end
   S.generation = S.generation + 1
   local gen = S.generation
   for name in pairs(S.services) do
@@ -544,6 +563,7 @@ end
 -- release(): this process stops supervising (shutdown, or leadership lost). The instances
 -- keep running; whoever supervises next adopts them.
 function M.release()
+  if S.server then S.server:stop(); S.server = nil end
   S.supervising = false
   S.generation = S.generation + 1
   S.units = {}
@@ -553,6 +573,10 @@ end
 -- status() -> { {name, run = bool, haproxy = bool, kubernetes = bool, instances = {...}} }
 -- for GET /v1/services and the REPL's services().
 function M.status()
+  if not S.supervising and S.forward then
+    local list = forward.call("status", nil, nil, nil, nil, 10)
+    if list then return list, true end
+  end
   local names = {}
   for name in pairs(S.services) do names[#names + 1] = name end
   sort(names)

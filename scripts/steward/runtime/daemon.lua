@@ -302,7 +302,7 @@ function M.main(args)
   -- Supervised services (docs/deploy/services.md) run where the singleton duties do: this
   -- process, or the cluster's leader; a new leader adopts the instances by their pid files.
   local supervisor = require "steward.deploy.supervisor"
-  supervisor.configure({ services = cfg.services, var_dir = cfg.var_dir })
+  supervisor.configure({ services = cfg.services, var_dir = cfg.var_dir, forward = ctx.cluster ~= nil })
   local on_leader = ctx.on_leader
   ctx.on_leader = function(yes)
     if on_leader then on_leader(yes) end

@@ -246,9 +246,14 @@ local function guard_events(box, mod, o)
   end
 end
 
+-- Namespaces "steward:*" are the runtime's own (the supervisor's forwarded calls): a policy
+-- writing there could act outside its capabilities.
 local function guard_kv(box, mod, o)
   local ns = o.ns or mod.ns
   o.ns = function(name, ...)
+    if type(name) == "string" and name:sub(1, 8) == "steward:" then
+      error("kv.ns: namespace '" .. name .. "': names beginning with 'steward:' are reserved for the runtime", 2)
+    end
     if not box.tenant or type(name) ~= "string" or name == "" then return ns(name) end
     return ns("tenant:" .. box.tenant .. ":" .. name)
   end
