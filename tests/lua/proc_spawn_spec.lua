@@ -115,5 +115,25 @@ h:kill("KILL")
 local _, res = first:join()
 t.is(res.signal, 9, "the first waiter sees the SIGKILL")
 
+-- docs/lua-api/proc.md's spawn example runs as written
+do
+  local doc = assert(io.open("docs/lua-api/proc.md")):read("*a")
+  local block
+  for code in doc:gmatch("```lua\n(.-)```") do
+    if code:find("proc.spawn", 1, true) then block = code end
+  end
+  local out = {}
+  local env = setmetatable({ print = function(...)
+    local parts = {}
+    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+    out[#out + 1] = table.concat(parts, " ")
+  end },
+    { __index = _G })
+  local fn = block and loadstring(block, "=proc.md")
+  local ok, err = false, "no spawn example in docs/lua-api/proc.md"
+  if fn then setfenv(fn, env); ok, err = pcall(fn) end
+  t.ok(ok and out[1] == "true true" and out[2]:match("^15"), "docs/lua-api/proc.md's spawn example runs: " .. tostring(err or out[2]))
+end
+
 assert(fs.remove(base, { recursive = true }))
 t.done()
