@@ -168,4 +168,26 @@ local _, oerr = config.load({ file = dir .. "/steward.lua", getenv = function() 
 t.like(oerr, "production.lua: services = .*services.api.run.instances: an integer", "a bad overlay names the file and the field")
 os.execute("rm -rf " .. dir)
 
+-- docs/deploy/services.md: its steward.lua block validates, its overlay merges, its policy loads
+do
+  local doc = assert(io.open("docs/deploy/services.md")):read("*a")
+  local blocks = {}
+  for code in doc:gmatch("```lua\n(.-)```") do blocks[#blocks + 1] = code end
+  local main = assert(loadstring(blocks[1], "=services.md"))()
+  local checked, cerr2 = cfgmod.check(main.services)
+  t.ok(checked, "docs/deploy/services.md's steward.lua block validates" .. (cerr2 and (": " .. cerr2) or ""))
+  local overlay = assert(loadstring(blocks[2], "=services.md"))()
+  local merged = checked and cfgmod.check(cfgmod.merge(checked, overlay.services))
+  t.ok(merged and merged.api.run.instances == 6 and merged.api.stop.grace == 30 and merged.api.run.ports[1] == 9100,
+    "its production overlay changes instances and grace, keeps the rest")
+  local policy_src
+  for _, b in ipairs(blocks) do if b:find("capabilities = { deploy", 1, true) then policy_src = b end end
+  local pdir = os.tmpname(); os.remove(pdir); os.execute("mkdir -p " .. pdir)
+  local f = assert(io.open(pdir .. "/p.lua", "w")); f:write(policy_src or ""); f:close()
+  local pol, perr = require("steward.runtime.policies").load_file(pdir .. "/p.lua", "deploy.bringup",
+    { grants = { ["deploy.*"] = { deploy = { "api" } } } })
+  t.ok(pol, "its policy example loads with the deploy grant" .. (perr and (": " .. perr) or ""))
+  os.execute("rm -rf " .. pdir)
+end
+
 t.done()
