@@ -15,6 +15,7 @@
 
 #include "bindings.h"
 #include "duration.h"
+#include "proc_priv.h"
 #include "task.h"
 
 extern char **environ;
@@ -247,7 +248,7 @@ static const struct {
 } signals[] = {{"TERM", SIGTERM}, {"KILL", SIGKILL}, {"INT", SIGINT},   {"HUP", SIGHUP},
                {"QUIT", SIGQUIT}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {NULL, 0}};
 
-static int check_signal(lua_State *L, int idx, const char *what)
+int proc_check_signal(lua_State *L, int idx, const char *what)
 {
     if (lua_type(L, idx) == LUA_TNUMBER) {
         int s = (int)lua_tointeger(L, idx);
@@ -264,7 +265,7 @@ static int check_signal(lua_State *L, int idx, const char *what)
     return luaL_error(L, "%s: signal number or name (\"TERM\", \"KILL\", ...) expected", what);
 }
 
-static const char *opt_string_field(lua_State *L, int tbl, const char *field, const char *fname)
+const char *proc_opt_string_field(lua_State *L, int tbl, const char *field, const char *fname)
 {
     lua_getfield(L, tbl, field);
     if (lua_isnil(L, -1)) {
@@ -279,7 +280,7 @@ static const char *opt_string_field(lua_State *L, int tbl, const char *field, co
 }
 
 /* Checks t[field] is nil or a table of string keys to string values. */
-static int check_env_table(lua_State *L, int tbl, const char *field, const char *fname)
+int proc_check_env_table(lua_State *L, int tbl, const char *field, const char *fname)
 {
     lua_getfield(L, tbl, field);
     if (lua_isnil(L, -1)) {
@@ -319,7 +320,7 @@ static void add_env_table(lua_State *L, int opts, const char *field, int map)
     lua_pop(L, 1);
 }
 
-static void build_env(lua_State *L, int opts, int has_env, int has_add)
+void proc_build_env(lua_State *L, int opts, int has_env, int has_add)
 {
     lua_newtable(L); /* name -> "K=V" */
     int map = lua_gettop(L);
@@ -343,7 +344,7 @@ static void build_env(lua_State *L, int opts, int has_env, int has_add)
  * daemon (its store, sockets, a library's wakeup pipe opened without O_CLOEXEC) is marked
  * close-on-exec before the spawn, so a policy's process cannot inherit it. The pipes libuv
  * makes for the child's stdio are dup2'ed onto 0-2 in the child, which clears the flag there. */
-static void cloexec_all(void)
+void proc_cloexec_all(void)
 {
     DIR *d = opendir("/proc/self/fd");
     if (!d)
@@ -362,6 +363,64 @@ static void cloexec_all(void)
     closedir(d);
 }
 
+/* Checks opts.cmd is a non-empty array of strings; pushes it and returns its length. */
+int proc_check_cmd(lua_State *L, int opts, const char *fname)
+{
+    lua_getfield(L, opts, "cmd");
+    int cmd = lua_gettop(L);
+    if (!lua_istable(L, cmd))
+        return luaL_error(L, "%s: cmd: array of strings expected, got %s", fname,
+                          luaL_typename(L, cmd));
+    int argc = (int)lua_objlen(L, cmd);
+    if (argc < 1)
+        return luaL_error(L, "%s: cmd: must name a program (cmd[1])", fname);
+    for (int i = 1; i <= argc; i++) {
+        lua_rawgeti(L, cmd, i);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "%s: cmd[%d]: string expected, got %s", fname, i,
+                              luaL_typename(L, -1));
+        lua_pop(L, 1);
+    }
+    return argc;
+}
+
+/* A NULL-terminated argv in a userdata left on the stack; the strings are the cmd table's. */
+char **proc_argv(lua_State *L, int cmd, int argc)
+{
+    char **argv = lua_newuserdata(L, sizeof(char *) * (size_t)(argc + 1));
+    for (int i = 1; i <= argc; i++) {
+        lua_rawgeti(L, cmd, i);
+        argv[i - 1] = (char *)lua_tostring(L, -1);
+        lua_pop(L, 1); /* still referenced by cmd */
+    }
+    argv[argc] = NULL;
+    return argv;
+}
+
+/* The child's environment (NULL: the parent's), anchored on the stack like proc_argv's. */
+char **proc_envp(lua_State *L, int opts, int has_env, int has_add)
+{
+    if (!has_env && !has_add)
+        return NULL;
+    proc_build_env(L, opts, has_env, has_add);
+    int map = lua_gettop(L);
+    size_t n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, map)) {
+        n++;
+        lua_pop(L, 1);
+    }
+    char **envp = lua_newuserdata(L, sizeof(char *) * (n + 1));
+    size_t i = 0;
+    lua_pushnil(L);
+    while (lua_next(L, map)) {
+        envp[i++] = (char *)lua_tostring(L, -1);
+        lua_pop(L, 1);
+    }
+    envp[i] = NULL;
+    return envp;
+}
+
 static int l_proc_run(lua_State *L)
 {
     const char *fname = "proc.run";
@@ -369,24 +428,11 @@ static int l_proc_run(lua_State *L)
         return luaL_error(L, "proc.run: options table expected, got %s", luaL_typename(L, 1));
     lua_settop(L, 1);
 
-    lua_getfield(L, 1, "cmd");
+    int argc = proc_check_cmd(L, 1, fname);
     int cmd = lua_gettop(L);
-    if (!lua_istable(L, cmd))
-        return luaL_error(L, "proc.run: cmd: array of strings expected, got %s",
-                          luaL_typename(L, cmd));
-    int argc = (int)lua_objlen(L, cmd);
-    if (argc < 1)
-        return luaL_error(L, "proc.run: cmd: must name a program (cmd[1])");
-    for (int i = 1; i <= argc; i++) {
-        lua_rawgeti(L, cmd, i);
-        if (lua_type(L, -1) != LUA_TSTRING)
-            return luaL_error(L, "proc.run: cmd[%d]: string expected, got %s", i,
-                              luaL_typename(L, -1));
-        lua_pop(L, 1);
-    }
-    int has_env = check_env_table(L, 1, "env", fname);
-    int has_add = check_env_table(L, 1, "env_add", fname);
-    const char *cwd = opt_string_field(L, 1, "cwd", fname);
+    int has_env = proc_check_env_table(L, 1, "env", fname);
+    int has_add = proc_check_env_table(L, 1, "env_add", fname);
+    const char *cwd = proc_opt_string_field(L, 1, "cwd", fname);
     lua_getfield(L, 1, "stdin");
     if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
         return luaL_error(L, "proc.run: stdin: string expected, got %s", luaL_typename(L, -1));
@@ -401,7 +447,7 @@ static int l_proc_run(lua_State *L)
     int kill_signal = SIGTERM;
     lua_getfield(L, 1, "kill_signal");
     if (!lua_isnil(L, -1))
-        kill_signal = check_signal(L, -1, "proc.run: kill_signal");
+        kill_signal = proc_check_signal(L, -1, "proc.run: kill_signal");
     lua_pop(L, 1);
     size_t max_output = PROC_DEFAULT_MAX_OUTPUT;
     lua_getfield(L, 1, "max_output");
@@ -415,32 +461,8 @@ static int l_proc_run(lua_State *L)
     task_t *t = task_check(L, fname);
 
     /* argv and env point into Lua strings anchored on this stack; uv_spawn copies them. */
-    char **argv = lua_newuserdata(L, sizeof(char *) * (size_t)(argc + 1));
-    for (int i = 1; i <= argc; i++) {
-        lua_rawgeti(L, cmd, i);
-        argv[i - 1] = (char *)lua_tostring(L, -1);
-        lua_pop(L, 1); /* still referenced by cmd */
-    }
-    argv[argc] = NULL;
-    char **envp = NULL;
-    if (has_env || has_add) {
-        build_env(L, 1, has_env, has_add);
-        int map = lua_gettop(L);
-        size_t n = 0;
-        lua_pushnil(L);
-        while (lua_next(L, map)) {
-            n++;
-            lua_pop(L, 1);
-        }
-        envp = lua_newuserdata(L, sizeof(char *) * (n + 1));
-        size_t i = 0;
-        lua_pushnil(L);
-        while (lua_next(L, map)) {
-            envp[i++] = (char *)lua_tostring(L, -1);
-            lua_pop(L, 1);
-        }
-        envp[i] = NULL;
-    }
+    char **argv = proc_argv(L, cmd, argc);
+    char **envp = proc_envp(L, 1, has_env, has_add);
 
     struct proc_op *op = calloc(1, sizeof *op);
     if (!op)
@@ -494,7 +516,7 @@ static int l_proc_run(lua_State *L)
     po.stdio_count = 3;
     po.stdio = stdio;
     op->proc.data = op;
-    cloexec_all();
+    proc_cloexec_all();
     int r = uv_spawn(loop, &op->proc, &po);
     if (r < 0) {
         /* The handles were initialised, so they are closed (and op freed) by callbacks. */
@@ -537,5 +559,6 @@ int luaopen_steward_proc(lua_State *L)
     static const luaL_Reg funcs[] = {{"run", l_proc_run}, {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, funcs);
+    proc_spawn_register(L); /* spawn, kill, watch, info: bindings/proc_spawn.c */
     return 1;
 }

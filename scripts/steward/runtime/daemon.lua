@@ -239,6 +239,7 @@ function M.main(args)
           require("steward.deploy.haproxy").configure(c.services)
           require("steward.deploy.kubernetes").configure(c.services)
         end
+        if k == "services" then require("steward.deploy.supervisor").configure({ services = c.services }) end
       end
     end,
     on_swap = function(set)
@@ -307,6 +308,16 @@ function M.main(args)
   ctx.server = srv
   if ctx.cluster then ctx.cluster.address = host .. ":" .. srv:port() end
   start_background(ctx)
+  -- Supervised services (docs/deploy/services.md) run where the singleton duties do: this
+  -- process, or the cluster's leader; a new leader adopts the instances by their pid files.
+  local supervisor = require "steward.deploy.supervisor"
+  supervisor.configure({ services = cfg.services, var_dir = cfg.var_dir, forward = ctx.cluster ~= nil })
+  local on_leader = ctx.on_leader
+  ctx.on_leader = function(yes)
+    if on_leader then on_leader(yes) end
+    if yes then task.spawn({ name = "supervisor" }, supervisor.supervise) else supervisor.release() end
+  end
+  if not ctx.cluster or ctx.cluster:is_leader() then task.spawn({ name = "supervisor" }, supervisor.supervise) end
   -- Start-up's garbage (config, module loading, migrations: a quarter of the heap) goes now,
   -- not at a first cycle an idle daemon may not reach for hours; the store's idle trim hands
   -- the freed pages back to the kernel a second later.
@@ -334,6 +345,8 @@ function M.main(args)
   waiter:join()
 
   ctx.stopping = true
+  -- The instances keep running (the next start adopts them); only their watching stops.
+  require("steward.deploy.supervisor").release()
   -- Retry back-offs end now: what they would retry runs again after the restart.
   require("steward.runtime.shutdown").begin()
   ctx.repl:close()

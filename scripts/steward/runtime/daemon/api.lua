@@ -732,6 +732,19 @@ function M.install(router, ctx)
   -- Incidents, signed links, notification history (docs/incidents.md)
   require("steward.alerting.incidents_api").install(add, ctx)
   require("steward.deploy.approvals_api").install(add, ctx) -- approvals and their signed links (docs/deploy/approvals.md)
+  -- Supervised services (docs/deploy/services.md): each one's instances, states and restarts.
+  add("GET", "/v1/services", "read", function()
+    local list, supervising = require("steward.deploy.supervisor").status()
+    local fmt = require("steward.runtime.store.util").format_rfc3339
+    for _, svc in ipairs(list) do
+      for _, inst in ipairs(svc.instances) do
+        if inst.started_at then inst.started_at = fmt(inst.started_at) end
+        if inst.last_exit and inst.last_exit.at then inst.last_exit.at = fmt(inst.last_exit.at) end
+      end
+      svc.instances = json.array(svc.instances)
+    end
+    return reply(200, { services = json.array(list), supervising = supervising })
+  end)
   -- The route table itself: each route's permission and tenant scope (docs/http-api.md).
   add("GET", "/v1/routes", "read", function(c)
     return reply(200, { routes = json.array(c.routes) })

@@ -26,13 +26,13 @@ M.KNOWN = {
   ["events.emit"] = "event type patterns (\"deploy.*\")",
   notify = "channel kinds (email, slack, sms, teams, pagerduty, webhook, log)",
   alerting = "true: the alerting state (alerts, silences, incidents, notifications) through steward.alerting",
-  deploy = "service names or patterns (\"api\", \"web-*\"; the config's services) steward.deploy acts on",
+  deploy = "service names or patterns (\"api\", \"web-*\") of the config's services, acted on through steward.deploy.*",
 }
 
 -- What every policy may do without a grant (listed for `steward check` and GET /v1/policies).
 M.DEFAULTS = { "computation", "log", "metrics", "kv", "time", "events.emit of its own namespace" }
 
-M.HOST = { proc = true, ["fs.read"] = true, ["fs.write"] = true, pg = true }
+M.HOST = { proc = true, ["fs.read"] = true, ["fs.write"] = true, pg = true, deploy = true }
 
 local function sorted_keys(t)
   local out = {}
@@ -261,7 +261,7 @@ function M.type_in(scope, t)
   return false
 end
 
--- A service name against deploy scope items: exact, "*", or a prefix ending in "*".
+-- A service name inside a deploy scope: "*", the name itself, or a pattern ending in "*".
 function M.service_in(scope, name)
   if scope == true then return true end
   for _, pat in ipairs(scope) do
@@ -299,10 +299,10 @@ local function scope_within(cap, declared, granted)
           ok = true
         end
       end
+    elseif cap == "deploy" then
+      ok = M.service_in(granted, item) or M.item_in(granted, item)
     elseif cap == "events.emit" then
       ok = M.type_in(granted, item) or (item:sub(-2) == ".*" and M.item_in(granted, item))
-    elseif cap == "deploy" then
-      ok = M.service_in(granted, item)
     else
       ok = M.item_in(granted, item)
     end

@@ -121,20 +121,48 @@ end
 -- A policy's process gets a clean environment (only the variables its grant names), so the
 -- daemon's own (tokens, DSNs) never reach it, and the program must be one the grant names.
 local function guard_proc(box, mod, o)
-  local run = o.run or mod.run
-  o.run = function(opts, ...)
-    local scope = scope_of(box, "proc")
-    if type(opts) ~= "table" or type(opts.cmd) ~= "table" then return run(opts, ...) end
-    if not scope then return deny(box, "proc", tostring(opts.cmd[1])) end
-    local item, why = caps.proc_in(scope, opts.cmd)
-    if not item then return deny(box, "proc", why or ("not a granted program or arguments: " .. tostring(opts.cmd[1]))) end
-    local copy = {}
-    for k, v in pairs(opts) do copy[k] = v end
-    local env = {}
-    for _, name in ipairs(item.env or {}) do env[name] = os.getenv(name) end
-    for k, v in pairs(opts.env or {}) do env[k] = v end
-    copy.env = env
-    return run(copy, ...)
+  local function wrap(fname)
+    local f = o[fname] or mod[fname]
+    return function(opts, ...)
+      local scope = scope_of(box, "proc")
+      if type(opts) ~= "table" or type(opts.cmd) ~= "table" then return f(opts, ...) end
+      if not scope then return deny(box, "proc", tostring(opts.cmd[1])) end
+      local item, why = caps.proc_in(scope, opts.cmd)
+      if not item then return deny(box, "proc", why or ("not a granted program or arguments: " .. tostring(opts.cmd[1]))) end
+      local copy = {}
+      for k, v in pairs(opts) do copy[k] = v end
+      local env = {}
+      for _, name in ipairs(item.env or {}) do env[name] = os.getenv(name) end
+      for k, v in pairs(opts.env or {}) do env[k] = v end
+      copy.env = env
+      return f(copy, ...)
+    end
+  end
+  o.run = wrap("run")
+  -- A spawned child outlives the run: its pid is remembered so the policy may signal it
+  -- (proc.kill), and no other process of the daemon's user.
+  local spawn = wrap("spawn")
+  box.spawned = box.spawned or {}
+  o.spawn = function(...)
+    local h, err, code = spawn(...)
+    if h then box.spawned[h.pid] = true end
+    return h, err, code
+  end
+  local kill, watch, info = o.kill or mod.kill, o.watch or mod.watch, o.info or mod.info
+  o.kill = function(pid, ...)
+    if not scope_of(box, "proc") then return deny(box, "proc", "kill " .. tostring(pid)) end
+    if type(pid) == "number" and not box.spawned[pid] then
+      return deny(box, "proc", "kill of a process the policy did not spawn: " .. tostring(pid))
+    end
+    return kill(pid, ...)
+  end
+  o.watch = function(pid, ...)
+    if not scope_of(box, "proc") then return deny(box, "proc", "watch " .. tostring(pid)) end
+    return watch(pid, ...)
+  end
+  o.info = function(pid, ...)
+    if not scope_of(box, "proc") then return deny(box, "proc", "info " .. tostring(pid)) end
+    return info(pid, ...)
   end
 end
 
@@ -218,9 +246,14 @@ local function guard_events(box, mod, o)
   end
 end
 
+-- Namespaces "steward:*" are the runtime's own (the supervisor's forwarded calls): a policy
+-- writing there could act outside its capabilities.
 local function guard_kv(box, mod, o)
   local ns = o.ns or mod.ns
   o.ns = function(name, ...)
+    if type(name) == "string" and name:sub(1, 8) == "steward:" then
+      error("kv.ns: namespace '" .. name .. "': names beginning with 'steward:' are reserved for the runtime", 2)
+    end
     if not box.tenant or type(name) ~= "string" or name == "" then return ns(name) end
     return ns("tenant:" .. box.tenant .. ":" .. name)
   end
@@ -384,6 +417,8 @@ M.BY_MODULE = {
   ["steward.deploy.haproxy"] = guard_deploy(first_arg, { weights = true }),
   ["steward.deploy.kubernetes"] = guard_deploy(first_arg),
   ["steward.deploy.metrics.haproxy"] = guard_deploy(args_service),
+  ["steward.deploy.supervisor"] = guard_deploy(first_arg),
+  ["steward.deploy.supervisor_alerts"] = guard_all("alerting"),
 }
 
 -- overrides(box, name, mod, o) -> o with the capability checks in front (outermost)

@@ -56,6 +56,8 @@ M.PUBLIC = {
   ["steward.deploy.haproxy"] = { hide = { configure = true } },
   ["steward.deploy.kubernetes"] = { hide = { configure = true } },
   ["steward.deploy.metrics.haproxy"] = {},
+  ["steward.deploy.supervisor_alerts"] = {},
+  ["steward.deploy.supervisor"] = { hide = { configure = true, supervise = true, release = true, status = true } },
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.

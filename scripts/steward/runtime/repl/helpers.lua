@@ -174,6 +174,7 @@ function M.new(ctx, session)
     { "notifications{channel=, key=, status=, since=, limit=}", "notification history, newest first" },
     { "approvals{state=, subject=, limit=}", "deploy approvals, newest first (default: pending ones)" },
     { "approve(id [, comment]) / deny(id [, comment])", "decide a pending approval (audited as you)" },
+    { "services([name])", "supervised service instances: revision, state, ready, pid, port, restarts" },
   }
   function h.help()
     local rows = {}
@@ -554,6 +555,22 @@ function M.new(ctx, session)
   end
   function h.approve(id, comment) return decide("approve", id, comment) end
   function h.deny(id, comment) return decide("deny", id, comment) end
+  -- Supervised services (steward.deploy.supervisor, docs/deploy/services.md).
+  function h.services(name)
+    if name ~= nil and type(name) ~= "string" then error("services: name: string expected", 2) end
+    local list = require("steward.deploy.supervisor").status()
+    local rows = {}
+    for _, svc in ipairs(list) do
+      if name == nil or svc.name == name then
+        for _, i in ipairs(svc.instances) do
+          rows[#rows + 1] = { service = svc.name, revision = i.revision, index = i.index, state = i.state,
+            ready = i.ready, pid = i.pid, port = i.port, restarts = i.restarts, started = iso(i.started_at),
+            reason = i.reason }
+        end
+      end
+    end
+    return M.rows(rows, { "service", "revision", "index", "state", "ready", "pid", "port", "restarts", "started", "reason" })
+  end
 
   return h
 end
