@@ -204,9 +204,11 @@ local function check_stop(s, where)
 end
 
 -- The traffic drivers' tables (steward.deploy.haproxy, steward.deploy.kubernetes read them).
-local HAPROXY = { socket = "string!", backend = "string!", check = "boolean" }
+-- haproxy.check: the health-check keywords of `add server` ("check inter 1s fall 3").
+local HAPROXY = { socket = "string!", backend = "string!", check = "string" }
 local KUBERNETES = { api = "url!", namespace = "string", deployment = "string", service = "string",
-  httproute = "string", image = "string", token_file = "string", ca_file = "string", container = "string" }
+  httproute = "string", image = "string", token_file = "string", ca_file = "string", container = "string",
+  timeout = "string" }
 
 local function check_fields(t, spec, where)
   if type(t) ~= "table" then return fail(where, "a table expected") end
