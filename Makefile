@@ -35,7 +35,10 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-protot
 LDFLAGS += $(SANFLAGS) -rdynamic
 # lua-cjson is linked statically (Debian ships no LuaJIT-loadable .so path we can rely on);
 # http-parser has no pkg-config file.
-LDLIBS  += -l:liblua5.1-cjson.a -lhttp_parser $(PKG_LIBS) -lm
+# libpg_query (PostgreSQL's parser as a library, bindings/sqlparse.c): Debian's libpg-query-dev
+# has no .pc file, so it is named here. The static archive is linked in (like lua-cjson), so the
+# binary needs no libpg-query runtime package; it carries the protobuf-c runtime scan() uses.
+LDLIBS  += -l:liblua5.1-cjson.a -lhttp_parser -l:libpg_query.a $(PKG_LIBS) -lm
 
 CORE_SRC    := $(filter-out core/main.c,$(wildcard core/*.c core/*/*.c))
 BIND_SRC    := $(wildcard bindings/*.c)

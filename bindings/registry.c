@@ -20,6 +20,7 @@ static const luaL_Reg bindings[] = {
     {"steward.fswatch", luaopen_steward_fswatch},  {"steward.unix", luaopen_steward_unix},
     {"steward.pg.native", luaopen_steward_pg},    {"steward.identity", luaopen_steward_identity},
     {"steward.runtime.ingest.native", luaopen_steward_ingest},
+    {"steward.sqlparse", luaopen_steward_sqlparse},
     {NULL, NULL}};
 
 void bindings_preload(lua_State *L)
