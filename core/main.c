@@ -54,6 +54,8 @@ static const struct command {
      "the chain as JSON lines an auditor verifies with openssl (docs/audit.md)", "steward.runtime.cli_admin"},
     {"audit", "checkpoint | pubkey [-c FILE]", "sign the chain's head now | print the public key",
      "steward.runtime.cli_admin"},
+    {"migrations", "check [--json] [--exclude RULES] [--pg-version V] FILE...",
+     "lint SQL migrations with squawk's rules; exit 1 on a violation", "steward.runtime.cli_migrations"},
     {"config", "show [-c FILE] [--json]", "print the effective configuration, secrets shown as ***",
      "steward.runtime.cli"},
     {"version", "", "print the versions of steward and its libraries", NULL},
