@@ -223,7 +223,7 @@ rule("constraint-missing-not-valid", function(ctx)
     local c = added_constraint(cmd)
     if not c or c.skip_validation then return end
     if (c.contype == "CONSTR_UNIQUE" or c.contype == "CONSTR_PRIMARY") and c.indexname then return end
-    ctx.report("constraint-missing-not-valid", at(st, k, c.location),
+    ctx.report("constraint-missing-not-valid", at(st, k),
       "a new constraint is checked against every row while writes are blocked: add it NOT VALID, then VALIDATE CONSTRAINT")
   end)
 end)

@@ -76,8 +76,8 @@ local function table_actions(st)
     return out
   end
   if st.kind == "RenameStmt" and (st.n.renameType == "OBJECT_TABLE"
-      or ((st.n.renameType == "OBJECT_COLUMN" or st.n.renameType == "OBJECT_TABCONSTRAINT")
-        and st.n.relationType == "OBJECT_TABLE")) then
+      or ((st.n.renameType == "OBJECT_COLUMN")
+        and st.n.relationType == "OBJECT_TABLE") or st.n.renameType == "OBJECT_TABCONSTRAINT") then
     return { { cmd = {}, at = st.start } }
   end
   if st.kind == "AlterObjectSchemaStmt" and st.n.objectType == "OBJECT_TABLE" then
