@@ -216,15 +216,21 @@ function M.measure(dsn, sql, opts)
 
   if opts.copy == "template" then
     -- TEMPLATE copies rows too, and needs the target without other sessions: ours moves to
-    -- the maintenance database first.
+    -- the maintenance database first. When others are connected (55006), pg_dump it is.
     admin:close()
     admin, err = pg.connect(with_dbname(dsn, opts.maintenance_db or "postgres"))
     if not admin then return nil, err end
-    local ok
-    ok, err = admin:query(("CREATE DATABASE %s TEMPLATE %s"):format(quote_ident(scratch), quote_ident(target)))
-    if not ok then return fail("scratch database: " .. tostring(err)) end
-    created = true
-  else
+    local ok, code
+    ok, err, code = admin:query(("CREATE DATABASE %s TEMPLATE %s"):format(quote_ident(scratch), quote_ident(target)))
+    if ok then
+      created = true
+    elseif code == "55006" then
+      report.copied_by, report.copy_note = "pg_dump", "TEMPLATE refused: " .. tostring(err)
+    else
+      return fail("scratch database: " .. tostring(err))
+    end
+  end
+  if not created then
     local ok
     ok, err = admin:query("CREATE DATABASE " .. quote_ident(scratch) .. " TEMPLATE template0")
     if not ok then return fail("scratch database: " .. tostring(err)) end
