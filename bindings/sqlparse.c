@@ -2,7 +2,8 @@
  * PostgreSQL 15 compiled as a library), for the migration checks of steward.deploy.migrations.
  *
  *   parse(sql)  -> {version =, stmts = { {stmt = node, location =, len =}, ... }}
- *                  | nil, err, {position =, message =}
+ *                  | nil, err, {position =, message =} (no position when the tree is
+ *                    not JSON-able, e.g. a string literal that is not UTF-8)
  *   scan(sql)   -> { {start =, stop =, token =, keyword =}, ... } | nil, err, {position =}
  *
  * parse decodes pg_query_parse's JSON with steward.json, so node tables look exactly like
@@ -68,9 +69,15 @@ static int l_sqlparse_parse(lua_State *L)
      * is the answer for SQL nested beyond what a migration holds. */
     lua_call(L, 1, 2);
     if (lua_isnil(L, -2)) {
+        /* e.g. bytes that are not UTF-8 inside a string literal: PostgreSQL's parser keeps
+         * them, JSON cannot carry them. No position is known. */
+        const char *why = lua_pushfstring(L, "parse tree not decodable: %s", lua_tostring(L, -1));
         lua_pushnil(L);
-        lua_pushfstring(L, "parse tree not decodable: %s", lua_tostring(L, -2));
-        return 2;
+        lua_pushstring(L, why);
+        lua_createtable(L, 0, 1);
+        lua_pushstring(L, why);
+        lua_setfield(L, -2, "message");
+        return 3;
     }
     lua_pop(L, 1);
     /* pg_query's JSON omits zero fields: stmt_location of the first statement, stmt_len of
