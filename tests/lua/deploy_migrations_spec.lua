@@ -151,4 +151,39 @@ do
   t.raises(function() migrations.compatible(nil) end, "sql: string expected", "compatible: sql must be a string")
 end
 
+-- ---- from a policy: check and compatible are plain; measure needs the `pg` capability ----
+
+do
+  local policies = require "steward.runtime.policies"
+  local guards = require "steward.runtime.policy.guards"
+  local fs = require "steward.fs"
+  require("steward.log").set_level("error") -- the refusal is logged as a warning
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(fs.mkdir(dir, { parents = true }))
+  guards.pg_connections = { app = "postgres://nobody@127.0.0.1:1/app", other = "postgres://x@127.0.0.1:1/x" }
+  assert(fs.write(dir .. "/gate.lua", [[
+local migrations = require "steward.deploy.migrations"
+return { capabilities = { pg = { "app" } },
+  decide = function(i)
+    local v = migrations.check(i.sql)
+    local ok = migrations.compatible(i.sql)
+    local r, err = migrations.measure(i.target, i.sql, { connect_timeout = 1 })
+    return { rules = #v, compatible = ok, err = err }
+  end }
+]]))
+  local p, err = policies.load_file(dir .. "/gate.lua", "deploy.gate", { grants = { ["deploy.gate"] = { pg = { "app" } } } })
+  t.ok(p, "a policy requires steward.deploy.migrations " .. tostring(err))
+  if p then
+    local sql = "ALTER TABLE t DROP COLUMN c;"
+    local out = p.decide({ sql = sql, target = "other" }, { config = p.config })
+    t.is(out.rules, 4, "policy: check runs in the sandbox")
+    t.is(out.compatible, false, "policy: compatible too")
+    t.like(out.err, "capability 'pg' not granted to deploy.gate", "policy: measure on a connection not granted is refused")
+    out = p.decide({ sql = sql, target = "app" }, { config = p.config })
+    t.ok(out.err and not out.err:find("not granted"), "policy: the granted connection is used (and fails on its own): " .. tostring(out.err))
+  end
+  os.execute("rm -rf " .. dir)
+end
+
 t.done()
