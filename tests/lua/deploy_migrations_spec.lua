@@ -151,6 +151,21 @@ do
   t.raises(function() migrations.compatible(nil) end, "sql: string expected", "compatible: sql must be a string")
 end
 
+-- ---- docs/deploy/migrations.md's first Lua block runs as written ----
+
+do
+  local text = assert(require("steward.fs").read("docs/deploy/migrations.md"))
+  local code = text:match("```lua\n(.-)```")
+  local printed = {}
+  local fn = assert(loadstring(code, "=migrations.md"))
+  setfenv(fn, setmetatable({ print = function(...) printed[#printed + 1] = table.concat({ ... }, " ") end },
+    { __index = _G }))
+  local ok, err = pcall(fn)
+  t.ok(ok, "docs/deploy/migrations.md: the check/compatible example runs " .. tostring(err))
+  t.like(table.concat(printed, "\n"), "adding%-required%-field", "  and prints the violation it describes")
+  t.like(table.concat(printed, "\n"), "required accounts.plan 1", "  and the reason it is not compatible")
+end
+
 -- ---- from a policy: check and compatible are plain; measure needs the `pg` capability ----
 
 do
