@@ -2,8 +2,9 @@
 # Differential test of `steward migrations check` against squawk itself (squawk-cli, the pinned
 # version deps/install puts in deps/npm): every migration of the corpus tests/migrations/*.sql
 # goes through both, and the rule ids reported, with the line of each, must be the same
-# (as multisets), as must the exit status. A first line "-- flags: ..." gives both tools the
-# same flags (--pg-version, --exclude, --assume-in-transaction). Then: the corpus is at least
+# (as multisets), as must the exit status (per group of files run together). A first line
+# "-- flags: ..." gives both tools the same flags (--pg-version, --exclude,
+# --assume-in-transaction). Then: the corpus is at least
 # 30 files, some clean and some not, and together they make squawk report every rule steward
 # knows (so no rule goes unchecked).
 set -u
@@ -22,44 +23,51 @@ files=("$here"/tests/migrations/*.sql)
 echo "1..$((${#files[@]} + 3))"
 echo "# $("$SQUAWK" --version), $("$BIN" version | head -1)"
 
-# The rule@line list of a JSON report: squawk's (lines from 0) or steward's (lines from 1).
-summarise() {
-    "$PY" -c '
-import json, sys
-kind, path = sys.argv[1], sys.argv[2]
-data = json.load(open(path))
-if kind == "squawk":
-    items = ["%s@%d" % (v["rule_name"], v["line"] + 1) for v in data]
-else:
-    items = ["%s@%d" % (v["rule"], v["line"]) for r in data for v in r["violations"]]
-print(" ".join(sorted(items)))
-' "$@"
-}
-
-n=0 clean=0 dirty=0
-: > "$dir/all_squawk"
-for f in "${files[@]}"; do
-    n=$((n + 1))
-    name=${f#"$here"/}
-    # shellcheck disable=SC2207
-    flags=($(sed -n '1s/^-- flags: \([^(]*\).*/\1/p' "$f"))
-    (cd "$here" && "$SQUAWK" --reporter json "${flags[@]}" "$name") > "$dir/sq.json" 2>"$dir/sq.err"
-    sq_rc=$?
-    (cd "$here" && "$BIN" migrations check --json "${flags[@]}" "$name") > "$dir/st.json" 2>"$dir/st.err"
-    st_rc=$?
-    sq=$(summarise squawk "$dir/sq.json" 2>&1)
-    st=$(summarise steward "$dir/st.json" 2>&1)
-    echo "$sq" >> "$dir/all_squawk"
-    if [ "$sq" = "$st" ] && [ $((sq_rc != 0)) = "$st_rc" ]; then
-        echo "ok $n - $name: ${sq:-no violations}"
-    else
-        echo "not ok $n - $name"
-        echo "#   squawk  (exit $sq_rc): $sq"
-        echo "#   steward (exit $st_rc): $st"
-        sed 's/^/#   /' "$dir/st.err"
-    fi
-    if [ -z "$sq" ]; then clean=$((clean + 1)); else dirty=$((dirty + 1)); fi
-done
+# Files with the same flags go through each tool in one run (squawk starts in node: once per
+# file would be most of this test's time); the reports are then split by file. Each prints
+# "ok N - file: rule@line ..." and the rules squawk reported into $dir/all_squawk.
+"$PY" - "$here" "$SQUAWK" "$BIN" "$dir" "${files[@]}" <<'PY'
+import json, re, subprocess, sys
+here, squawk, steward, tmp, files = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+groups = {}
+for f in files:
+    first = open(f, encoding="utf-8").readline()
+    m = re.match(r"-- flags: ([^(]*)", first)
+    key = tuple(m.group(1).split()) if m else ()
+    groups.setdefault(key, []).append(f)
+found, status = {}, {}
+for flags, group in groups.items():
+    rel = [f[len(here) + 1:] for f in group]
+    sq = subprocess.run([squawk, "--reporter", "json", *flags, *rel], cwd=here, capture_output=True, text=True)
+    st = subprocess.run([steward, "migrations", "check", "--json", *flags, *rel], cwd=here, capture_output=True, text=True)
+    a, b = {f: [] for f in rel}, {f: [] for f in rel}
+    for v in json.loads(sq.stdout or "[]"):
+        a.setdefault(v["file"], []).append("%s@%d" % (v["rule_name"], v["line"] + 1))
+    for r in json.loads(st.stdout or "[]"):
+        b.setdefault(r["file"], []).extend("%s@%d" % (v["rule"], v["line"]) for v in r["violations"])
+    any_a = any(a.values())
+    status[tuple(rel)] = (sq.returncode != 0) == any_a and st.returncode == (1 if any_a else 0), st.stderr
+    for f in rel:
+        found[f] = (" ".join(sorted(a[f])), " ".join(sorted(b[f])), status[tuple(rel)])
+n = 0
+with open(tmp + "/all_squawk", "w") as out:
+    for f in files:
+        rel = f[len(here) + 1:]
+        a, b, (exit_ok, err) = found[rel]
+        n += 1
+        out.write(a + "\n")
+        if a == b and exit_ok:
+            print("ok %d - %s: %s" % (n, rel, a or "no violations"))
+        else:
+            print("not ok %d - %s" % (n, rel))
+            print("#   squawk:  %s" % a)
+            print("#   steward: %s" % b)
+            if not exit_ok:
+                print("#   exit statuses differ (or steward's is not 0/1): %s" % err.strip().replace("\n", "\n#   "))
+PY
+n=${#files[@]}
+clean=$(grep -c '^$' "$dir/all_squawk")
+dirty=$(grep -c -v '^$' "$dir/all_squawk")
 
 n=$((n + 1))
 if [ "${#files[@]}" -ge 30 ] && [ "$clean" -ge 5 ] && [ "$dirty" -ge 20 ]; then
