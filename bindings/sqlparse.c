@@ -34,8 +34,8 @@ static const char *check_sql(lua_State *L, size_t *len)
     const char *sql = luaL_checklstring(L, 1, len);
     const char *nul = memchr(sql, '\0', *len);
     if (nul)
-        luaL_argerror(L, 1, lua_pushfstring(L, "SQL holds a NUL byte at offset %d",
-                                            (int)(nul - sql)));
+        luaL_argerror(L, 1,
+                      lua_pushfstring(L, "SQL holds a NUL byte at offset %d", (int)(nul - sql)));
     return sql;
 }
 
