@@ -101,6 +101,11 @@ t.is(#r.statements, 2, "nothing runs after it")
 t.ok(has(r, 1, "accounts AccessExclusiveLock"), "what ran before it is measured")
 t.is(databases(), 0, "the scratch database is dropped after a failure too")
 
+r = assert(migrations.measure(url, "CREATE INDEX CONCURRENTLY nowhere_idx ON nowhere (a);"))
+t.like(r.error or "", "^statement 1 %(line 1%): SQLSTATE 42P01: relation \"nowhere\"",
+  "CONCURRENTLY on a missing table: the statement's own error")
+t.is(databases(), 0, "and the scratch database is dropped")
+
 local none, err = migrations.measure(url, "ALTER TABLE accounts ADD COLUMN;")
 t.is(none, nil, "an unparsable migration is refused")
 t.like(err, "syntax error.*line 1, column 32", "... naming where")

@@ -26,11 +26,6 @@ function M.strings(list)
   return out
 end
 
--- "a.b.c" of a RangeVar's parts; the last one alone is what squawk compares tables by.
-function M.relname(rv)
-  return rv and rv.relname
-end
-
 -- The names of a TypeName: { "pg_catalog", "int4" }; the last one, and whether it is an array.
 function M.type_of(tn)
   if type(tn) ~= "table" then return nil end
