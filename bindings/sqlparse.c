@@ -24,8 +24,47 @@
 
 #include "bindings.h"
 
-/* Upvalue: steward.json's decode. */
+/* Upvalues: steward.json's decode, and the metatable of result boxes. */
 #define UV_DECODE lua_upvalueindex(1)
+#define UV_BOX_MT lua_upvalueindex(2)
+
+/* libpg_query's results live in a userdata box from the moment they exist: building the Lua
+ * answer allocates, an allocation can raise (a policy's memory budget), and the box's __gc
+ * then frees what the raise skipped. Each function frees its result itself as soon as it is
+ * done with it; the collector only sees boxes emptied already, except after such a raise. */
+struct result_box {
+    int has_parse, has_scan;
+    PgQueryParseResult parse;
+    PgQueryScanResult scan;
+    PgQuery__ScanResult *tokens;
+};
+
+static void box_release(struct result_box *b)
+{
+    if (b->has_parse)
+        pg_query_free_parse_result(b->parse);
+    if (b->has_scan)
+        pg_query_free_scan_result(b->scan);
+    if (b->tokens)
+        pg_query__scan_result__free_unpacked(b->tokens, NULL);
+    b->has_parse = b->has_scan = 0;
+    b->tokens = NULL;
+}
+
+static int box_gc(lua_State *L)
+{
+    box_release(lua_touserdata(L, 1));
+    return 0;
+}
+
+static struct result_box *new_box(lua_State *L)
+{
+    struct result_box *b = lua_newuserdata(L, sizeof *b);
+    memset(b, 0, sizeof *b);
+    lua_pushvalue(L, UV_BOX_MT);
+    lua_setmetatable(L, -2);
+    return b;
+}
 
 /* The argument as a C string; PostgreSQL's parser reads up to the first NUL, so a NUL inside
  * would silently hide the rest of the migration from the checks. */
@@ -39,15 +78,17 @@ static const char *check_sql(lua_State *L, size_t *len)
     return sql;
 }
 
-static int push_pg_error(lua_State *L, const PgQueryError *e)
+/* nil, message, {position, message}; the box is released after the strings are copied. */
+static int push_pg_error(lua_State *L, struct result_box *b, const PgQueryError *e)
 {
     lua_pushnil(L);
     lua_pushstring(L, e->message ? e->message : "syntax error");
     lua_createtable(L, 0, 2);
     lua_pushinteger(L, e->cursorpos);
     lua_setfield(L, -2, "position");
-    lua_pushstring(L, e->message ? e->message : "syntax error");
+    lua_pushvalue(L, -2);
     lua_setfield(L, -2, "message");
+    box_release(b);
     return 3;
 }
 
@@ -56,15 +97,14 @@ static int l_sqlparse_parse(lua_State *L)
 {
     size_t len;
     const char *sql = check_sql(L, &len);
-    PgQueryParseResult r = pg_query_parse(sql);
-    if (r.error) {
-        int n = push_pg_error(L, r.error);
-        pg_query_free_parse_result(r);
-        return n;
-    }
+    struct result_box *b = new_box(L);
+    b->parse = pg_query_parse(sql);
+    b->has_parse = 1;
+    if (b->parse.error)
+        return push_pg_error(L, b, b->parse.error);
     lua_pushvalue(L, UV_DECODE);
-    lua_pushstring(L, r.parse_tree);
-    pg_query_free_parse_result(r);
+    lua_pushstring(L, b->parse.parse_tree);
+    box_release(b);
     /* A tree deeper than steward.json's depth limit is refused by decode (nil, err): that
      * is the answer for SQL nested beyond what a migration holds. */
     lua_call(L, 1, 2);
@@ -114,20 +154,20 @@ static int l_sqlparse_scan(lua_State *L)
 {
     size_t len;
     const char *sql = check_sql(L, &len);
-    PgQueryScanResult r = pg_query_scan(sql);
-    if (r.error) {
-        int n = push_pg_error(L, r.error);
-        pg_query_free_scan_result(r);
-        return n;
-    }
-    PgQuery__ScanResult *scan =
-        pg_query__scan_result__unpack(NULL, r.pbuf.len, (const uint8_t *)r.pbuf.data);
-    pg_query_free_scan_result(r);
-    if (!scan) {
+    struct result_box *b = new_box(L);
+    b->scan = pg_query_scan(sql);
+    b->has_scan = 1;
+    if (b->scan.error)
+        return push_pg_error(L, b, b->scan.error);
+    b->tokens =
+        pg_query__scan_result__unpack(NULL, b->scan.pbuf.len, (const uint8_t *)b->scan.pbuf.data);
+    if (!b->tokens) {
+        box_release(b);
         lua_pushnil(L);
         lua_pushliteral(L, "scan result not decodable");
         return 2;
     }
+    const PgQuery__ScanResult *scan = b->tokens;
     lua_createtable(L, (int)scan->n_tokens, 0);
     for (size_t i = 0; i < scan->n_tokens; i++) {
         const PgQuery__ScanToken *t = scan->tokens[i];
@@ -146,7 +186,7 @@ static int l_sqlparse_scan(lua_State *L)
         lua_setfield(L, -2, "keyword");
         lua_rawseti(L, -2, (int)i + 1);
     }
-    pg_query__scan_result__free_unpacked(scan, NULL);
+    box_release(b);
     return 1;
 }
 
@@ -159,14 +199,19 @@ int luaopen_steward_sqlparse(lua_State *L)
     lua_call(L, 1, 1);
     lua_getfield(L, -1, "decode");
     lua_remove(L, -2);
+    lua_createtable(L, 0, 1); /* the boxes' metatable */
+    lua_pushcfunction(L, box_gc);
+    lua_setfield(L, -2, "__gc");
     lua_newtable(L);
     for (const luaL_Reg *f = funcs; f->name; f++) {
-        lua_pushvalue(L, -2);
-        lua_pushcclosure(L, f->func, 1);
+        lua_pushvalue(L, -3);
+        lua_pushvalue(L, -3);
+        lua_pushcclosure(L, f->func, 2);
         lua_setfield(L, -2, f->name);
     }
     lua_pushliteral(L, PG_VERSION);
     lua_setfield(L, -2, "pg_version");
-    lua_remove(L, -2);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
     return 1;
 }
