@@ -81,7 +81,7 @@ rule("adding-field-with-default", function(ctx)
     for _, c in ipairs(column_constraints(cmd)) do
       if c.contype == "CONSTR_DEFAULT" and c.raw_expr then
         if not (ctx.pg_after(11) and non_volatile(c.raw_expr)) then
-          ctx.report("adding-field-with-default", at(st, k, c.location),
+          ctx.report("adding-field-with-default", at(st, k, src_util.expr_start(c.raw_expr) or c.location),
             "a column added with a volatile DEFAULT (or before PostgreSQL 11, any DEFAULT) rewrites the table under an ACCESS EXCLUSIVE lock")
         end
       elseif c.contype == "CONSTR_GENERATED" or c.contype == "CONSTR_IDENTITY" then

@@ -183,6 +183,37 @@ rule("ban-duplicate-column-assignments", function(ctx)
     end
     return out
   end
+  -- The names PostgreSQL gives a SELECT's columns: the alias, else a column's or function's
+  -- name, else "?column?" (a * names nothing).
+  local function figure(e)
+    local kind, n = node(e)
+    if kind == "ColumnRef" then
+      local last = n.fields and n.fields[#n.fields]
+      local lk, lv = node(last)
+      if lk == "String" then return lv.sval end
+      return nil
+    elseif kind == "FuncCall" then
+      local names = src_util.strings(n.funcname)
+      return names[#names]
+    elseif kind == "TypeCast" then
+      local inner = figure(n.arg)
+      if inner and inner ~= "?column?" then return inner end
+      local last = src_util.type_of(n.typeName)
+      return last or "?column?"
+    end
+    return "?column?"
+  end
+  local function output_names(list)
+    local out = {}
+    for _, t in ipairs(list or {}) do
+      local kind, rt = node(t)
+      if kind == "ResTarget" then
+        local name = rt.name or figure(rt.val)
+        if name then out[#out + 1] = { name = name, location = rt.location or 0 } end
+      end
+    end
+    return out
+  end
   for _, st in ipairs(ctx.stmts) do
     if st.kind == "CreateStmt" then
       local cols = {}
@@ -191,10 +222,18 @@ rule("ban-duplicate-column-assignments", function(ctx)
         if kind == "ColumnDef" then cols[#cols + 1] = { name = col.colname, location = col.location or st.start } end
       end
       check(cols, "defined")
-    elseif st.kind == "ViewStmt" and st.n.aliases then
-      local cols = {}
-      for _, name in ipairs(src_util.strings(st.n.aliases)) do cols[#cols + 1] = { name = name, location = st.start } end
-      check(cols, "defined")
+    elseif st.kind == "ViewStmt" or (st.kind == "CreateTableAsStmt" and st.n.into) then
+      local aliases = st.kind == "ViewStmt" and st.n.aliases or (st.n.into and st.n.into.colNames)
+      if aliases then
+        local cols = {}
+        for _, name in ipairs(src_util.strings(aliases)) do cols[#cols + 1] = { name = name, location = st.start } end
+        check(cols, "defined")
+      elseif st.kind == "ViewStmt" then
+        local _, q = node(st.n.query)
+        if q then check(output_names(q.targetList), "defined") end
+      end
+    elseif st.kind == "SelectStmt" and st.n.intoClause then
+      check(output_names(st.n.targetList), "defined")
     elseif st.kind == "InsertStmt" then
       check(targets(st.n.cols), "assigned")
     elseif st.kind == "UpdateStmt" then

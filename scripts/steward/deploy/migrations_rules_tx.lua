@@ -246,7 +246,7 @@ R[#R + 1] = {
     local stmt_set = not ctx.enabled["require-statement-timeout"]
     for _, st in ipairs(ctx.stmts) do
       if lock_set and stmt_set then break end
-      if st.kind == "VariableSetStmt" then
+      if st.kind == "VariableSetStmt" and st.n.kind ~= "VAR_RESET" and st.n.kind ~= "VAR_RESET_ALL" then
         if st.n.name == "lock_timeout" then lock_set = true
         elseif st.n.name == "statement_timeout" then stmt_set = true end
       elseif possibly_slow(st) then

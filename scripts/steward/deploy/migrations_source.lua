@@ -26,6 +26,19 @@ function M.strings(list)
   return out
 end
 
+-- Where an expression starts in the text: its own location is an operator's for a binary
+-- expression, the "::" for a cast; the leftmost of those and its operands' starts.
+function M.expr_start(e)
+  local _, n = M.node(e)
+  if type(n) ~= "table" then return nil end
+  local best = (n.location and n.location >= 0) and n.location or nil
+  for _, sub in ipairs({ n.lexpr, n.arg }) do
+    local s = M.expr_start(sub)
+    if s and (not best or s < best) then best = s end
+  end
+  return best
+end
+
 -- The names of a TypeName: { "pg_catalog", "int4" }; the last one, and whether it is an array.
 function M.type_of(tn)
   if type(tn) ~= "table" then return nil end
