@@ -113,8 +113,31 @@ none, err = migrations.measure(url:gsub("/steward$", "/no_such_db"), "SELECT 1")
 t.is(none, nil, "an unreachable target database is nil, err")
 t.like(err, "no_such_db", "... naming it")
 t.raises(function() migrations.measure(url, 42) end, "sql: string expected", "measure: sql must be a string")
+
+-- The same from the shell: steward migrations measure --db URL FILE.
+local proc = require "steward.proc"
+local bin, dir = arg[2], arg[3]
+local f = io.open(dir .. "/m.sql", "w")
+f:write(MIGRATION)
+f:close()
+local out = assert(proc.run{ cmd = { bin, "migrations", "measure", "--db", url, dir .. "/m.sql" } })
+t.is(out.code, 0, "steward migrations measure: exit 0 " .. out.stderr)
+t.like(out.stdout, "m%.sql:3: ALTER TABLE accounts ADD COLUMN region[^\n]*%.%.%.  AccessExclusiveLock on accounts, held [%d.]+ ms\n",
+  "  one line per lock: file, line, statement, mode, relation, time held")
+t.like(out.stdout, "m%.sql:6: CREATE INDEX CONCURRENTLY [^\n]* ShareUpdateExclusiveLock on accounts, held [%d.]+ ms %(sampled while it ran%)",
+  "  statements run alone say they were sampled")
+out = assert(proc.run{ cmd = { bin, "migrations", "measure", "--json", "--db", url, dir .. "/m.sql" } })
+local rep = require("steward.json").decode(out.stdout)
+t.is(rep and #rep.statements, 6, "  --json: the report")
+f = io.open(dir .. "/bad.sql", "w")
+f:write("ALTER TABLE nowhere ADD COLUMN x int;\n")
+f:close()
+out = assert(proc.run{ cmd = { bin, "migrations", "measure", "--db", url, dir .. "/bad.sql" } })
+t.is(out.code, 1, "  a failing statement: exit 1")
+t.like(out.stdout, "FAILED: SQLSTATE 42P01", "  and the statement's error")
+t.is(databases(), 0, "  the scratch databases are dropped")
 t.done()
 LUA
 
 cd "$here" || exit 1
-timeout 300 "$BIN" script "$dir/locks.lua" "$PG_URL"
+timeout 300 "$BIN" script "$dir/locks.lua" "$PG_URL" "$BIN" "$dir"
