@@ -195,6 +195,17 @@ local function guard_pg(box, mod, o)
   end
 end
 
+-- steward.deploy.migrations.measure connects to the database it measures: a granted `pg`
+-- connection (its name, or a URL the grant allows), as steward.pg.connect would.
+local function guard_migrations(box, mod, o)
+  local measure = o.measure or mod.measure
+  o.measure = function(target, ...)
+    local dsn, err = pg_target(box, target)
+    if not dsn then return nil, err end
+    return measure(dsn, ...)
+  end
+end
+
 -- Events: a policy emits the types its `events.emit` scope allows, else its own namespace
 -- (types `<name>` and `<name>.*`); a tenant's policy emits and reads its tenant's only.
 local function emit_allowed(box, t)
@@ -404,6 +415,7 @@ M.BY_MODULE = {
   ["steward.http"] = guard_http,
   ["steward.proc"] = guard_proc,
   ["steward.pg"] = guard_pg,
+  ["steward.deploy.migrations"] = guard_migrations,
   ["steward.events"] = guard_events,
   ["steward.kv"] = guard_kv,
   ["steward.notify"] = guard_notify,

@@ -58,6 +58,7 @@ M.PUBLIC = {
   ["steward.deploy.metrics.haproxy"] = {},
   ["steward.deploy.supervisor_alerts"] = {},
   ["steward.deploy.supervisor"] = { hide = { configure = true, supervise = true, release = true, status = true } },
+  ["steward.sqlparse"] = {}, ["steward.deploy.migrations"] = {}, -- measure: `pg` (guards.lua)
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
