@@ -33,15 +33,15 @@
 #include "bindings.h"
 #include "task.h"
 
-#define BOX_MT "steward.sqlparse.result"
-#define SLICE_BYTES ((size_t)128 << 10) /* of statement JSON per slice: ~10 ms to decode */
+#define BOX_MT       "steward.sqlparse.result"
+#define SLICE_BYTES  ((size_t)128 << 10) /* of statement JSON per slice: ~10 ms to decode */
 #define SLICE_TOKENS 20000
 /* steward.json's depth limit, less the two levels (the root object, the stmts array) above
  * each statement: a statement is refused exactly when the whole tree would have been. */
 #define STMT_MAX_DEPTH (128 - 2)
 
 /* Upvalues of the slice functions: steward.json's decode, its options for one statement. */
-#define UV_DECODE lua_upvalueindex(1)
+#define UV_DECODE      lua_upvalueindex(1)
 #define UV_DECODE_OPTS lua_upvalueindex(2)
 
 /* Where each statement's JSON object lies in the parse tree's text. */
@@ -207,7 +207,7 @@ static void run(struct result_box *b, const char *sql)
         b->has_scan = 1;
         if (!b->scan.error)
             b->tokens = pg_query__scan_result__unpack(NULL, b->scan.pbuf.len,
-                                                       (const uint8_t *)b->scan.pbuf.data);
+                                                      (const uint8_t *)b->scan.pbuf.data);
     } else {
         b->parse = pg_query_parse(sql);
         b->has_parse = 1;
@@ -453,26 +453,25 @@ static int l_sqlparse_slice(lua_State *L)
 
 /* The two public functions: start, then slices until done. The names of the locals are the
  * names an argument error reports ("bad argument #1 to 'parse'"). */
-static const char driver[] =
-    "local parse_start, scan_start, slice, version = ...\n"
-    "local function finish(box, out)\n"
-    "  local done, err, info\n"
-    "  repeat done, err, info = slice(box, out) until done ~= nil\n"
-    "  if not done then return nil, err, info end\n"
-    "  return out\n"
-    "end\n"
-    "return {\n"
-    "  parse = function(sql)\n"
-    "    local parse = parse_start\n"
-    "    local box = parse(sql)\n"
-    "    return finish(box, {version = version, stmts = {}})\n"
-    "  end,\n"
-    "  scan = function(sql)\n"
-    "    local scan = scan_start\n"
-    "    local box = scan(sql)\n"
-    "    return finish(box, {})\n"
-    "  end,\n"
-    "}\n";
+static const char driver[] = "local parse_start, scan_start, slice, version = ...\n"
+                             "local function finish(box, out)\n"
+                             "  local done, err, info\n"
+                             "  repeat done, err, info = slice(box, out) until done ~= nil\n"
+                             "  if not done then return nil, err, info end\n"
+                             "  return out\n"
+                             "end\n"
+                             "return {\n"
+                             "  parse = function(sql)\n"
+                             "    local parse = parse_start\n"
+                             "    local box = parse(sql)\n"
+                             "    return finish(box, {version = version, stmts = {}})\n"
+                             "  end,\n"
+                             "  scan = function(sql)\n"
+                             "    local scan = scan_start\n"
+                             "    local box = scan(sql)\n"
+                             "    return finish(box, {})\n"
+                             "  end,\n"
+                             "}\n";
 
 int luaopen_steward_sqlparse(lua_State *L)
 {
