@@ -62,7 +62,7 @@ struct result_box {
     struct span *spans;
     size_t nspans, next; /* statements or tokens already handed to Lua */
     size_t sql_len;
-    const char *split_err; /* static text; the parse tree's JSON could not be split */
+    const char *split_err; /* static text: the work failed (JSON not splittable, job failed) */
 };
 
 static void box_release(struct result_box *b)
@@ -235,7 +235,11 @@ static void job_after(uv_work_t *w, int status)
 {
     struct job *j = w->data;
     task_t *t = task_wake(&j->wait);
-    if (t && status == 0) {
+    if (t) {
+        /* Only a cancelled task's job is cancelled; should libuv fail one anyway, the task
+         * still gets an answer. */
+        if (status != 0)
+            j->res.split_err = uv_strerror(status);
         push_box(task_state(t), &j->res);
         free(j->sql);
         free(j);
@@ -363,10 +367,10 @@ static int more(lua_State *L, struct result_box *b)
 /* Decodes statements into out.stmts until SLICE_BYTES of their JSON are done. */
 static int slice_parse(lua_State *L, struct result_box *b)
 {
-    if (b->parse.error)
-        return push_pg_error(L, b, b->parse.error);
     if (b->split_err)
         return push_undecodable(L, b, b->split_err);
+    if (b->parse.error)
+        return push_pg_error(L, b, b->parse.error);
     lua_getfield(L, 2, "stmts");
     size_t done = 0;
     while (b->next < b->nspans && done < SLICE_BYTES) {
@@ -408,6 +412,8 @@ static int slice_parse(lua_State *L, struct result_box *b)
 /* Appends up to SLICE_TOKENS tokens to out. */
 static int slice_scan(lua_State *L, struct result_box *b)
 {
+    if (b->split_err)
+        return push_undecodable(L, b, b->split_err);
     if (b->scan.error)
         return push_pg_error(L, b, b->scan.error);
     if (!b->tokens) {

@@ -61,6 +61,18 @@ do
   t.is(toks[#toks].stop, #big - 1, "scan: the last token ends before the last newline")
 end
 
+do
+  -- Policy code runs under guard.run's budgets; its calls yield the same way.
+  local guard = require "steward.runtime.guard"
+  local ticks, stop = ticker()
+  local before = ticks()
+  local ok, n = guard.run({ memory = 2 ^ 30, cpu = "60s" }, function() return #sqlparse.parse(big).stmts end)
+  local during = ticks() - before
+  stop()
+  t.ok(ok and n == N, "parse: under a policy's budgets too: " .. tostring(n))
+  t.ok(during > 0, "parse: ... and the timer ticked meanwhile (" .. during .. " ticks)")
+end
+
 -- ---- the same answer on both paths ----
 
 do
