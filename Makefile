@@ -148,12 +148,13 @@ $(FUZZ_DIR)/frame_fuzz: tests/fuzz/frame_fuzz.c core/repl/frame.c core/repl/fram
 	@mkdir -p $(FUZZ_DIR)
 	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/frame_fuzz.c core/repl/frame.c
 
-# steward.sqlparse (bindings/sqlparse.c over libpg_query, decoded by bindings/json.c): any bytes.
+# steward.sqlparse (bindings/sqlparse.c over libpg_query, decoded by bindings/json.c): any bytes,
+# on the synchronous path (no task runs); the task API is linked for its task_current().
 $(FUZZ_DIR)/sqlparse_fuzz: tests/fuzz/sqlparse_fuzz.c bindings/sqlparse.c bindings/json.c bindings/json_scan.c \
-                           bindings/json_scan.h
+                           bindings/json_scan.h core/task.c core/task_lua.c core/log.c core/duration.c
 	@mkdir -p $(FUZZ_DIR)
 	clang $(FUZZ_CFLAGS) -Ibindings $(shell pkg-config --cflags luajit) -o $@ $(filter %.c,$^) \
-	    -l:libpg_query.a -l:liblua5.1-cjson.a $(shell pkg-config --libs luajit) -lm
+	    -l:libpg_query.a -l:liblua5.1-cjson.a $(shell pkg-config --libs luajit libuv yajl) -lm
 
 # Each target gets FUZZ_SECONDS. LuaJIT's heap is not scanned by LeakSanitizer, so the
 # JSON target runs without leak detection (cjson's buffers live in Lua userdata).
