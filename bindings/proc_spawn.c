@@ -213,19 +213,12 @@ static int open_out(const char *path)
 static int l_proc_spawn(lua_State *L)
 {
     const char *fname = "proc.spawn";
-    if (!lua_istable(L, 1))
-        return luaL_error(L, "proc.spawn: options table expected, got %s", luaL_typename(L, 1));
-    lua_settop(L, 1);
-    int argc = proc_check_cmd(L, 1, fname);
-    int cmd = lua_gettop(L);
-    int has_env = proc_check_env_table(L, 1, "env", fname);
-    int has_add = proc_check_env_table(L, 1, "env_add", fname);
-    const char *cwd = proc_opt_string_field(L, 1, "cwd", fname);
+    struct proc_opts o;
+    proc_opts_check(L, fname, &o);
     /* Both checked before either file is opened, so a misuse raises with nothing open. */
     const char *paths[2] = {proc_opt_string_field(L, 1, "stdout", fname),
                             proc_opt_string_field(L, 1, "stderr", fname)};
-    char **argv = proc_argv(L, cmd, argc);
-    char **envp = proc_envp(L, 1, has_env, has_add);
+    proc_opts_anchor(L, &o);
 
     /* The handle first: nothing below raises while a descriptor is open. */
     struct child_ud *ud = lua_newuserdata(L, sizeof *ud);
@@ -265,13 +258,8 @@ static int l_proc_spawn(lua_State *L)
         }
     }
     uv_process_options_t po = {0};
+    proc_spawn_options(&po, &o, stdio);
     po.exit_cb = on_child_exit;
-    po.file = argv[0];
-    po.args = argv;
-    po.env = envp;
-    po.cwd = cwd;
-    po.stdio_count = 3;
-    po.stdio = stdio;
     /* setsid: the child leads a session of its own, so neither the daemon's exit nor a signal
      * to the daemon's process group reaches it. */
     po.flags = UV_PROCESS_DETACHED;
@@ -291,14 +279,7 @@ static int l_proc_spawn(lua_State *L)
          * the handle's collection frees the record. */
         c->exited = 1;
         uv_close((uv_handle_t *)&c->proc, child_closed);
-        lua_pushnil(L);
-        if (cwd && r == UV_ENOENT)
-            lua_pushfstring(L, "%s: %s: %s (or cwd %s)", uv_err_name(r), uv_strerror(r), argv[0],
-                            cwd);
-        else
-            lua_pushfstring(L, "%s: %s: %s", uv_err_name(r), uv_strerror(r), argv[0]);
-        lua_pushstring(L, uv_err_name(r));
-        return 3;
+        return proc_push_spawn_error(L, r, &o);
     }
     c->pid = c->proc.pid;
     /* A running child does not keep the loop alive; a task waiting for it does. */

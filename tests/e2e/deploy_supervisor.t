@@ -22,17 +22,6 @@ cleanup_all() {
 }
 trap cleanup_all EXIT
 echo "1..27"
-n=0
-ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
-# wait_for SECONDS CMD...: runs CMD every 50 ms until it succeeds; 1 on timeout.
-wait_for() {
-    local deadline=$(( $(date +%s%N) + $1 * 1000000000 ))
-    shift
-    until "$@"; do
-        [ "$(date +%s%N)" -lt "$deadline" ] || return 1
-        sleep 0.05
-    done
-}
 api() { curl -s -m 30 -H "Authorization: Bearer $TOKEN" "$@"; }
 decide() { api -H 'Content-Type: application/json' -d "$1" "http://127.0.0.1:$PORT/v1/decide/ops.svc"; }
 services() { api "http://127.0.0.1:$PORT/v1/services"; }

@@ -16,8 +16,6 @@ cleanup_all() {
 }
 trap cleanup_all EXIT
 echo "1..6"
-n=0
-ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 api() { curl -s -m 60 -H "Authorization: Bearer $TOKEN" "$@"; }
 decide() { api -H 'Content-Type: application/json' -d "$1" "http://127.0.0.1:$PORT/v1/decide/ops.svc"; }
 

@@ -438,27 +438,27 @@ function M.scale(service, revision, n)
   return M.start(service, revision, n)
 end
 
--- instances(service [, revision]) -> { instance, ... } (sorted by revision, index)
-function M.instances(service, revision)
-  local _, err, fwd = check_args("instances", service, revision)
-  if err and not S.services[service] then return nil, err end
-  if fwd then return forward.call("instances", service, revision) end
-  local out = {}
-  for _, inst in ipairs(of(service, revision)) do out[#out + 1] = public(inst) end
-  return out
+-- A read of a service's instances: pick(inst) -> what the list shows of it (nil: left out).
+-- Only an unknown service is an error (a read never fails on a configured one); on a worker
+-- that does not supervise, the leader answers.
+local function reader(fname, pick)
+  return function(service, revision)
+    local _, err, fwd = check_args(fname, service, revision)
+    if err and not S.services[service] then return nil, err end
+    if fwd then return forward.call(fname, service, revision) end
+    local out = {}
+    for _, inst in ipairs(of(service, revision)) do out[#out + 1] = pick(inst) end
+    return out
+  end
 end
 
+-- instances(service [, revision]) -> { instance, ... } (sorted by revision, index)
+M.instances = reader("instances", public)
+
 -- endpoints(service, revision) -> { {host, port, id}, ... } of the ready instances
-function M.endpoints(service, revision)
-  local _, err, fwd = check_args("endpoints", service, revision)
-  if err and not S.services[service] then return nil, err end
-  if fwd then return forward.call("endpoints", service, revision) end
-  local out = {}
-  for _, inst in ipairs(of(service, revision)) do
-    if inst.ready and inst.pid then out[#out + 1] = { host = inst.host, port = inst.port, id = inst.id, index = inst.index } end
-  end
-  return out
-end
+M.endpoints = reader("endpoints", function(inst)
+  if inst.ready and inst.pid then return { host = inst.host, port = inst.port, id = inst.id, index = inst.index } end
+end)
 
 -- wait_ready(service, revision, n, timeout) -> true | nil, err (with how many were ready)
 function M.wait_ready(service, revision, n, timeout)

@@ -18,7 +18,9 @@ local SIGNALS = { TERM = true, INT = true, HUP = true, QUIT = true, USR1 = true,
 
 local function fail(where, msg, ...) return nil, where .. ": " .. format(msg, ...) end
 
-local function keys_only(t, allowed, where)
+-- t must be a table (else `expected`, by default "a table expected") of only the allowed fields.
+local function table_with(t, allowed, where, expected)
+  if type(t) ~= "table" then return fail(where, expected or "a table expected") end
   local names = {}
   for k in pairs(allowed) do names[#names + 1] = k end
   sort(names)
@@ -78,7 +80,7 @@ local function port_range(v, where)
 end
 
 local function check_run(run, where)
-  local ok, err = keys_only(run, { cmd = true, env = true, cwd = true, instances = true, ports = true, log_dir = true }, where)
+  local ok, err = table_with(run, { cmd = true, env = true, cwd = true, instances = true, ports = true, log_dir = true }, where)
   if not ok then return nil, err end
   local out = {}
   if type(run.cmd) ~= "table" or #run.cmd == 0 then return fail(where .. ".cmd", "an array of strings naming the program and its arguments expected") end
@@ -115,8 +117,7 @@ local function check_run(run, where)
 end
 
 local function check_probe(p, where, kind)
-  if type(p) ~= "table" then return fail(where, "a table expected") end
-  local ok, err = keys_only(p, { http = true, tcp = true, exec = true, interval = true, timeout = true,
+  local ok, err = table_with(p, { http = true, tcp = true, exec = true, interval = true, timeout = true,
     failure_threshold = true, success_threshold = true, initial_delay = true }, where)
   if not ok then return nil, err end
   local out, n = {}, 0
@@ -155,8 +156,8 @@ local function check_probe(p, where, kind)
 end
 
 local function check_probes(p, where)
-  if type(p) ~= "table" then return fail(where, "a table { readiness = {...}, liveness = {...} } expected") end
-  local ok, err = keys_only(p, { readiness = true, liveness = true }, where)
+  local ok, err = table_with(p, { readiness = true, liveness = true }, where,
+    "a table { readiness = {...}, liveness = {...} } expected")
   if not ok then return nil, err end
   local out = {}
   for _, kind in ipairs({ "readiness", "liveness" }) do
@@ -169,8 +170,7 @@ local function check_probes(p, where)
 end
 
 local function check_restart(r, where)
-  if type(r) ~= "table" then return fail(where, "a table expected") end
-  local ok, err = keys_only(r, { policy = true, delay = true, delay_max = true, burst = true, interval = true }, where)
+  local ok, err = table_with(r, { policy = true, delay = true, delay_max = true, burst = true, interval = true }, where)
   if not ok then return nil, err end
   local out = { policy = r.policy or "on-failure" }
   if out.policy ~= "on-failure" and out.policy ~= "always" and out.policy ~= "no" then
@@ -190,8 +190,7 @@ local function check_restart(r, where)
 end
 
 local function check_stop(s, where)
-  if type(s) ~= "table" then return fail(where, "a table expected") end
-  local ok, err = keys_only(s, { signal = true, grace = true }, where)
+  local ok, err = table_with(s, { signal = true, grace = true }, where)
   if not ok then return nil, err end
   local out = { signal = s.signal or "TERM" }
   if type(out.signal) ~= "string" or not SIGNALS[out.signal:gsub("^SIG", "")] then
@@ -211,8 +210,7 @@ local KUBERNETES = { api = "url!", namespace = "string", deployment = "string", 
   timeout = "string" }
 
 local function check_fields(t, spec, where)
-  if type(t) ~= "table" then return fail(where, "a table expected") end
-  local ok, err = keys_only(t, spec, where)
+  local ok, err = table_with(t, spec, where)
   if not ok then return nil, err end
   local out = {}
   for k, want in pairs(spec) do
@@ -241,8 +239,7 @@ function M.check(services)
     if type(name) ~= "string" or not name:match(M.NAME_PATTERN) then
       return nil, format("services[%s]: a service name (letters, digits, _ . -) expected", tostring(name))
     end
-    if type(s) ~= "table" then return fail(where, "a table expected") end
-    local ok, err = keys_only(s, { run = true, probes = true, restart = true, stop = true, haproxy = true, kubernetes = true }, where)
+    local ok, err = table_with(s, { run = true, probes = true, restart = true, stop = true, haproxy = true, kubernetes = true }, where)
     if not ok then return nil, err end
     local o = {}
     if s.run ~= nil then
