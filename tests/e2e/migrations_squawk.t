@@ -14,6 +14,12 @@ BIN=${STEWARD_BIN:-$here/build/steward}
 SQUAWK=${STEWARD_SQUAWK:-$here/deps/npm/node_modules/.bin/squawk}
 PY=/usr/bin/python3
 if ! "$SQUAWK" --version >/dev/null 2>&1; then
+    # In CI deps/install has run: a missing squawk there is a failure, not a quiet skip.
+    if [ -n "${CI:-}" ]; then
+        echo "1..1"
+        echo "not ok 1 - squawk not found at $SQUAWK: deps/install could not install squawk-cli from npm (see its output)"
+        exit 1
+    fi
     echo "1..0 # SKIP squawk not found at $SQUAWK (deps/install installs squawk-cli from npm there; it could not, or was not run)"
     exit 0
 fi
