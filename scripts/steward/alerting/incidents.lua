@@ -6,6 +6,7 @@
 -- to /metrics (steward_incident_ack_seconds, steward_incident_resolve_seconds).
 local json = require "steward.json"
 local util = require "steward.runtime.store.util"
+local domain = require "steward.runtime.store.domain"
 local events = require "steward.runtime.events"
 local time = require "steward.time"
 require "steward.alerting.incidents_schema"
@@ -28,42 +29,22 @@ local COLS = "id, key, service, title, summary, severity, state, escalation, ass
 
 -- ---- store ----
 
-local migrated = setmetatable({}, { __mode = "k" })
-
--- The store may have been opened before this module registered its tables.
-local function ready(st)
-  util.store_arg(st, "incidents")
-  if migrated[st] then return true end
-  local ok, err = st:migrate()
-  if not ok then return nil, "incidents: store migration failed: " .. tostring(err) end
-  migrated[st] = true
-  return true
-end
+local ready = domain.migrator("incidents")
 M.ready = ready
 
-local function row_incident(r)
-  local inc = {}
-  for k, v in pairs(r) do if v ~= json.null then inc[k] = v end end
-  inc.labels = json.decode(r.labels) or {}
-  return inc
-end
+local function row_incident(r) return domain.row(r, { "labels" }) end
 
 -- get(st, id) -> incident | false | nil, err
 function M.get(st, id)
   local ok, err = ready(st)
   if not ok then return nil, err end
   if type(id) ~= "string" then error("incidents.get: id: string expected, got " .. type(id), 2) end
-  local rows
-  rows, err = st.db:query("SELECT " .. COLS .. " FROM incidents WHERE id = $1", id)
-  if not rows then return nil, err end
-  return rows[1] and row_incident(rows[1]) or false
+  return domain.one(st, row_incident, "SELECT " .. COLS .. " FROM incidents WHERE id = $1", id)
 end
 
 local function open_by_key(st, key)
-  local rows, err = st.db:query("SELECT " .. COLS ..
+  return domain.one(st, row_incident, "SELECT " .. COLS ..
     " FROM incidents WHERE key = $1 AND state IN ('triggered', 'acknowledged')", key)
-  if not rows then return nil, err end
-  return rows[1] and row_incident(rows[1]) or false
 end
 
 -- timeline(st, id) -> entries in time order: {at, kind, actor, data}
@@ -97,23 +78,10 @@ end
 
 -- Runs stmts plus one event; -> results, fresh events | nil, err. The event's id is derived
 -- from the incident's new revision: a writer that lost the race inserts nothing.
-local function commit(st, stmts, ev, now)
-  local texts = { json.encode(ev.data) }
-  local first = #stmts + 1
-  for _, s in ipairs(events.insert_statements({ ev }, texts, now)) do stmts[#stmts + 1] = s end
-  local res, err = st.db:batch(stmts)
-  if not res then return nil, err end
-  local fresh = {}
-  for i = first, #res do
-    for _, row in ipairs(res[i].rows or {}) do
-      if row.id == ev.id then ev.seq = row.seq; fresh[1] = ev end
-    end
-  end
-  return res, fresh
-end
+local commit = domain.commit
 
 local function dispatch(st, fresh)
-  require("steward.runtime.events").published(st, fresh)
+  events.published(st, fresh)
 end
 
 local function new_event(type_, inc, now, extra)
@@ -402,17 +370,7 @@ end
 
 -- Every function above takes the store first; a policy, which is never handed the store, calls
 -- them without it (incidents.trigger{...}) and gets the daemon's.
-do
-  local runtime_store = require "steward.runtime.store"
-  for _, name in ipairs({ "get", "timeline", "trigger", "ack", "resolve", "silence", "reassign", "retrigger",
-                          "resolve_key", "note", "list" }) do
-    local f = M[name]
-    M[name] = function(first, ...)
-      if runtime_store.is_store(first) then return f(first, ...) end
-      if first == nil and select("#", ...) > 0 then return f(runtime_store.default(), ...) end
-      return f(runtime_store.default(), first, ...)
-    end
-  end
-end
+domain.default_store(M, { "get", "timeline", "trigger", "ack", "resolve", "silence", "reassign", "retrigger",
+                          "resolve_key", "note", "list" })
 
 return M
