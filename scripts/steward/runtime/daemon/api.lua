@@ -10,6 +10,7 @@ local guard = require "steward.runtime.guard"
 local effects = require "steward.runtime.effects"
 local store_health = require "steward.runtime.store_health"
 local audit_trail = require "steward.runtime.daemon.audit_trail"
+local format_rfc3339 = require("steward.runtime.store.util").format_rfc3339
 
 local type, pairs, ipairs, tostring, tonumber, xpcall = type, pairs, ipairs, tostring, tonumber, xpcall
 local format = string.format
@@ -33,6 +34,21 @@ local function fail(status, code, message, details, extra)
   return reply(status, { error = { code = code, message = message, details = details or json.null } }, extra)
 end
 M.fail = fail
+
+-- invalid(field, reason [, code]) -> a 400 naming the field, with details {errors = [{field, reason}]}
+function M.invalid(field, reason, code)
+  return fail(400, code or "invalid_request", field .. ": " .. reason, { errors = { { field = field, reason = reason } } })
+end
+
+-- stamped(row, keys) -> a copy of row with the times named by keys (Unix seconds) in RFC 3339
+function M.stamped(row, keys)
+  local out = {}
+  for k, v in pairs(row) do out[k] = v end
+  for _, k in ipairs(keys) do
+    if out[k] then out[k] = format_rfc3339(out[k]) end
+  end
+  return out
+end
 
 local m_requests = metrics.counter("steward_http_requests_total", "HTTP requests by route and status", { "route", "status" })
 local m_accepted = metrics.counter("steward_events_accepted_total", "Events committed to the log", {})
