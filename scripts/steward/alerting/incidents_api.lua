@@ -28,30 +28,12 @@ local function actor_of(_, principal)
 end
 
 local function get_list(ctx, req)
-  local q = api.parse_query(req.query)
-  local f = {}
-  for k, v in pairs(q) do
-    if k == "state" then
-      if not (incidents.STATES[v] or v == "open") then
-        return bad("state", "triggered, acknowledged, resolved, silenced or open expected", "invalid_query")
-      end
-      f.state = v
-    elseif k == "service" then
-      f.service = v
-    elseif k == "since" then
-      local t = tonumber(v) or util.parse_rfc3339(v)
-      if not t then return bad("since", "Unix seconds or an RFC 3339 time expected", "invalid_query") end
-      f.since = t
-    elseif k == "limit" then
-      local n = tonumber(v)
-      if not n or n < 1 or n > 1000 or n ~= math.floor(n) then return bad("limit", "integer from 1 to 1000 expected", "invalid_query") end
-      f.limit = n
-    elseif k == "cursor" then
-      f.cursor = v
-    else
-      return bad(k, "unknown query parameter", "invalid_query")
-    end
-  end
+  local P = api.params
+  local f, s, h, b = api.query(req, { service = P.text, since = P.since, limit = P.limit, cursor = P.text,
+    state = function(v)
+      return (incidents.STATES[v] or v == "open") and v, "triggered, acknowledged, resolved, silenced or open expected"
+    end })
+  if not f then return s, h, b end
   local res, err = incidents.list(ctx.store, f)
   if not res then
     if tostring(err):match("cursor") then return bad("cursor", "not a cursor this API returned", "invalid_query") end
@@ -157,28 +139,17 @@ end
 -- ---- notification history ----
 
 local function get_notifications(ctx, req)
-  local q = api.parse_query(req.query)
-  local f = { store = ctx.store }
-  for k, v in pairs(q) do
-    if k == "channel" or k == "key" or k == "kind" then
-      f[k] = v
-    elseif k == "status" then
-      if v ~= "sending" and v ~= "sent" and v ~= "failed" then return bad("status", "sending, sent or failed expected", "invalid_query") end
-      f.status = v
-    elseif k == "since" then
-      local t = tonumber(v) or util.parse_rfc3339(v)
-      if not t then return bad("since", "Unix seconds or an RFC 3339 time expected", "invalid_query") end
-      f.since = t
-    elseif k == "limit" or k == "before" then
+  local P = api.params
+  local f, s, h, b = api.query(req, { channel = P.text, key = P.text, kind = P.text, since = P.since, limit = P.limit,
+    status = function(v)
+      return (v == "sending" or v == "sent" or v == "failed") and v, "sending, sent or failed expected"
+    end,
+    before = function(v)
       local n = tonumber(v)
-      if not n or n ~= math.floor(n) or (k == "limit" and (n < 1 or n > 1000)) then
-        return bad(k, k == "limit" and "integer from 1 to 1000 expected" or "a notification id expected", "invalid_query")
-      end
-      f[k] = n
-    else
-      return bad(k, "unknown query parameter", "invalid_query")
-    end
-  end
+      return n and n == math.floor(n) and n or nil, "a notification id expected"
+    end })
+  if not f then return s, h, b end
+  f.store = ctx.store
   local rows, err = notify.history(f)
   if not rows then return api.unavailable(tostring(err)) end
   local out = {}

@@ -12,7 +12,7 @@ local audit_trail = require "steward.runtime.daemon.audit_trail"
 local links_http = require "steward.runtime.daemon.signed_links"
 local approvals = require "steward.deploy.approvals"
 
-local type, ipairs, pairs, tostring, tonumber, unpack, format = type, ipairs, pairs, tostring, tonumber, unpack, string.format
+local type, ipairs, pairs, tostring, unpack, format = type, ipairs, pairs, tostring, unpack, string.format
 
 local M = {}
 
@@ -28,22 +28,11 @@ local function view(a)
 end
 
 local function get_list(ctx, req)
-  local q = api.parse_query(req.query)
-  local f = {}
-  for k, v in pairs(q) do
-    if k == "state" then
-      if not approvals.STATES[v] then return bad("state", "pending, granted, denied or expired expected", "invalid_query") end
-      f.state = v
-    elseif k == "subject" then
-      f.subject = v
-    elseif k == "limit" then
-      local n = tonumber(v)
-      if not n or n < 1 or n > 1000 or n ~= math.floor(n) then return bad("limit", "integer from 1 to 1000 expected", "invalid_query") end
-      f.limit = n
-    else
-      return bad(k, "unknown query parameter", "invalid_query")
-    end
-  end
+  local P = api.params
+  local f, s, h, b = api.query(req, { subject = P.text, limit = P.limit, state = function(v)
+    return approvals.STATES[v] and v, "pending, granted, denied or expired expected"
+  end })
+  if not f then return s, h, b end
   local rows, err = approvals.list(ctx.store, f)
   if not rows then return api.unavailable(tostring(err)) end
   local out = {}
