@@ -326,33 +326,30 @@ end
 function M.list(st, f)
   local ok, err = ready(st)
   if not ok then return nil, err end
-  f = f or {}
-  if type(f) ~= "table" then error("incidents.list: filter: table expected", 2) end
-  local conds, params = {}, {}
-  local function add(cond, v) params[#params + 1] = v; conds[#conds + 1] = cond:gsub("%?", "$" .. #params) end
+  f = util.opt_table(f, "incidents.list: filter")
+  local w = domain.where()
   if f.state ~= nil then
     if f.state == "open" then
-      conds[#conds + 1] = "state IN ('triggered', 'acknowledged')"
+      w:add("state IN ('triggered', 'acknowledged')")
     elseif not M.STATES[f.state] then
       error("incidents.list: state: triggered, acknowledged, resolved, silenced or open expected", 2)
     else
-      add("state = ?", f.state)
+      w:add("state = ?", f.state)
     end
   end
   if f.service ~= nil then
     if type(f.service) ~= "string" then error("incidents.list: service: string expected", 2) end
-    add("service = ?", f.service)
+    w:add("service = ?", f.service)
   end
-  if f.since ~= nil then add("created_at >= ?", util.time_arg(f.since, "incidents.list: since")) end
+  if f.since ~= nil then w:add("created_at >= ?", util.time_arg(f.since, "incidents.list: since")) end
   if f.cursor ~= nil then
     if type(f.cursor) ~= "string" or not f.cursor:match("^[%x-]+$") then return nil, "incidents.list: cursor: not a cursor this function returned" end
-    add("id < ?", f.cursor)
+    w:add("id < ?", f.cursor)
   end
   local limit = util.limit_arg(f.limit, "incidents.list: limit", 100, 1000)
-  params[#params + 1] = limit + 1
   local rows
-  rows, err = st.db:query("SELECT " .. COLS .. " FROM incidents" .. (#conds > 0 and (" WHERE " .. concat(conds, " AND ")) or "") ..
-    " ORDER BY id DESC LIMIT $" .. #params, unpack(params))
+  rows, err = st.db:query("SELECT " .. COLS .. " FROM incidents" .. w:clause() ..
+    " ORDER BY id DESC LIMIT " .. w:param(limit + 1), unpack(w.params))
   if not rows then return nil, err end
   local out = {}
   for i = 1, math.min(#rows, limit) do out[i] = row_incident(rows[i]) end

@@ -53,25 +53,20 @@ end
 function M.list(st, f)
   local ok, err = ready(st)
   if not ok then return nil, err end
-  f = f or {}
-  if type(f) ~= "table" then error("approvals.list: filter: table expected", 2) end
-  local conds, params = {}, {}
+  f = util.opt_table(f, "approvals.list: filter")
+  local w = domain.where()
   if f.state ~= nil then
     if not M.STATES[f.state] then error("approvals.list: state: pending, granted, denied or expired expected", 2) end
-    params[#params + 1] = f.state
-    conds[#conds + 1] = "state = $" .. #params
+    w:add("state = ?", f.state)
   end
   if f.subject ~= nil then
     if type(f.subject) ~= "string" then error("approvals.list: subject: string expected", 2) end
-    params[#params + 1] = f.subject
-    conds[#conds + 1] = "subject = $" .. #params
+    w:add("subject = ?", f.subject)
   end
   local limit = util.limit_arg(f.limit, "approvals.list: limit", 100, 1000)
-  params[#params + 1] = limit
   local rows
-  rows, err = st.db:query("SELECT " .. COLS .. " FROM approvals" ..
-    (#conds > 0 and (" WHERE " .. concat(conds, " AND ")) or "") ..
-    " ORDER BY created_at DESC, id DESC LIMIT $" .. #params, unpack(params))
+  rows, err = st.db:query("SELECT " .. COLS .. " FROM approvals" .. w:clause() ..
+    " ORDER BY created_at DESC, id DESC LIMIT " .. w:param(limit), unpack(w.params))
   if not rows then return nil, err end
   for i, r in ipairs(rows) do rows[i] = row_approval(r) end
   return rows

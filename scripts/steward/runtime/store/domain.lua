@@ -1,12 +1,13 @@
 -- steward.runtime.store.domain: what a domain module that keeps its own tables (incidents,
 -- approvals) needs from the store, written once: its migration applied on first use, rows read
--- back without NULLs and with their JSON columns decoded, a batch committed together with the
+-- back without NULLs and with their JSON columns decoded, the WHERE clause of a list, a batch
+-- committed together with the
 -- one event it announces, and calls without the store that use the daemon's.
 local json = require "steward.json"
 local util = require "steward.runtime.store.util"
 local events = require "steward.runtime.events"
 
-local type, pairs, ipairs, tostring, select = type, pairs, ipairs, tostring, select
+local type, pairs, ipairs, tostring, select, concat = type, pairs, ipairs, tostring, select, table.concat
 
 local M = {}
 
@@ -38,6 +39,29 @@ function M.one(st, decode, sql, ...)
   local rows, err = st.db:query(sql, ...)
   if not rows then return nil, err end
   return rows[1] and decode(rows[1]) or false
+end
+
+-- where() -> the WHERE clause of a list under construction: w:add("col = ?", v) adds a
+-- condition with its value as the next $n ("state IN (...)" alone, without a ?, adds none);
+-- w:clause() -> " WHERE a AND b" or ""; w:param(v) -> "$n" of one more value (a LIMIT);
+-- w.params -> the values in order.
+local Where = {}
+Where.__index = Where
+
+function M.where() return setmetatable({ conds = {}, params = {} }, Where) end
+
+function Where:add(cond, v)
+  if cond:find("?", 1, true) then cond = cond:gsub("%?", self:param(v)) end
+  self.conds[#self.conds + 1] = cond
+end
+
+function Where:param(v)
+  self.params[#self.params + 1] = v
+  return "$" .. #self.params
+end
+
+function Where:clause()
+  return #self.conds > 0 and (" WHERE " .. concat(self.conds, " AND ")) or ""
 end
 
 -- commit(st, stmts, ev, now) -> results, fresh | nil, err: stmts and the event in one batch.
