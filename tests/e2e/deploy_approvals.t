@@ -99,6 +99,10 @@ ok $? "a second decision: 409 naming the first (who, how)"
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "$H$OP" "$B/v1/approvals/nope/approve")
 [ "$code" = 404 ]
 ok $? "an unknown approval: 404"
+for q in state=maybe limit=0 colour=red; do
+  [ "$(get "/v1/approvals?$q" | jx 'd["error"]["details"]["errors"][0]["field"]')" = "${q%%=*}" ]
+  ok $? "GET /v1/approvals?$q: refused naming ${q%%=*}"
+done
 
 # a dry run asks nobody
 curl -s -H "$H$TOKEN" -H 'Content-Type: application/json' -d '{"type":"test.ask","data":{"subject":"rollout:api:dry"}}' \

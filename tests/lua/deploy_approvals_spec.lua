@@ -4,23 +4,18 @@
 -- under concurrent decisions), the timeout on a fake clock (explicit `now`) giving
 -- approval.expired exactly once and refusing later decisions, the audit entries, and the links.
 local t = require "steward.tap"
-local store = require "steward.runtime.store"
 local events = require "steward.runtime.events"
 local timers = require "steward.runtime.store.timers"
 local audit = require "steward.runtime.store.audit"
 local task = require "steward.task"
-local proc = require "steward.proc"
 local notify = require "steward.notify"
 local links = require "steward.alerting.links"
 local approvals = require "steward.deploy.approvals"
 
-local dir = assert(proc.run{ cmd = { "mktemp", "-d" } }).stdout:gsub("%s+$", "")
-local st = assert(store.open(os.getenv("STEWARD_TEST_STORE") or ("sqlite:" .. dir .. "/t.db")))
+local spec = assert(loadfile("tests/support/domain_spec.lua"))()
+local dir, st, dispatched = spec.dir, spec.st, spec.dispatched
 links.configure({ var_dir = dir .. "/var", listen = "127.0.0.1:9999" })
 notify.set_store(st)
-
-local dispatched = {}
-events.subscribe(function(_, list) for _, ev in ipairs(list) do dispatched[#dispatched + 1] = ev end end)
 
 local function types_for(id)
   local out = {}
@@ -176,8 +171,4 @@ local function main()
   t.like(select(2, approvals.decide(st, "nope", "approve", { role = "admin", via = "api" })), "^no approval nope", "an unknown id")
 end
 
-local ok, err = xpcall(main, debug.traceback)
-if not ok then t.fail("spec raised", err) end
-st:close()
-proc.run{ cmd = { "rm", "-rf", dir } }
-t.done()
+spec.run(main)

@@ -11,14 +11,15 @@ local json = require "steward.json"
 local crypto = require "steward.crypto"
 local log = require "steward.log"
 local util = require "steward.runtime.store.util"
+local domain = require "steward.runtime.store.domain"
 local events = require "steward.runtime.events"
 local timers = require "steward.runtime.store.timers"
 local audit = require "steward.runtime.store.audit"
 local links = require "steward.alerting.links"
 require "steward.deploy.approvals_schema"
 
-local type, pairs, ipairs, tostring, tonumber, error, select = type, pairs, ipairs, tostring, tonumber, error, select
-local format, floor, max, concat = string.format, math.floor, math.max, table.concat
+local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
+local format, max, concat = string.format, math.max, table.concat
 
 local M = {}
 
@@ -35,60 +36,37 @@ local function now_of(v)
   return require("steward.time").now() -- late: `steward test` replaces steward.time
 end
 
-local migrated = setmetatable({}, { __mode = "k" })
-
-local function ready(st)
-  util.store_arg(st, "approvals")
-  if migrated[st] then return true end
-  local ok, err = st:migrate()
-  if not ok then return nil, "approvals: store migration failed: " .. tostring(err) end
-  migrated[st] = true
-  return true
-end
+local ready = domain.migrator("approvals")
 M.ready = ready
 
-local function row_approval(r)
-  local a = {}
-  for k, v in pairs(r) do if v ~= json.null then a[k] = v end end
-  a.approvers = json.decode(r.approvers) or {}
-  a.channels = json.decode(r.channels) or {}
-  return a
-end
+local function row_approval(r) return domain.row(r, { "approvers", "channels" }) end
 
 -- get(st, id) -> approval | false | nil, err
 function M.get(st, id)
   local ok, err = ready(st)
   if not ok then return nil, err end
   if type(id) ~= "string" then error("approvals.get: id: string expected, got " .. type(id), 2) end
-  local rows
-  rows, err = st.db:query("SELECT " .. COLS .. " FROM approvals WHERE id = $1", id)
-  if not rows then return nil, err end
-  return rows[1] and row_approval(rows[1]) or false
+  return domain.one(st, row_approval, "SELECT " .. COLS .. " FROM approvals WHERE id = $1", id)
 end
 
 -- list(st, {state, subject, limit}) -> approvals, newest first | nil, err
 function M.list(st, f)
   local ok, err = ready(st)
   if not ok then return nil, err end
-  f = f or {}
-  if type(f) ~= "table" then error("approvals.list: filter: table expected", 2) end
-  local conds, params = {}, {}
+  f = util.opt_table(f, "approvals.list: filter")
+  local w = domain.where()
   if f.state ~= nil then
     if not M.STATES[f.state] then error("approvals.list: state: pending, granted, denied or expired expected", 2) end
-    params[#params + 1] = f.state
-    conds[#conds + 1] = "state = $" .. #params
+    w:add("state = ?", f.state)
   end
   if f.subject ~= nil then
     if type(f.subject) ~= "string" then error("approvals.list: subject: string expected", 2) end
-    params[#params + 1] = f.subject
-    conds[#conds + 1] = "subject = $" .. #params
+    w:add("subject = ?", f.subject)
   end
   local limit = util.limit_arg(f.limit, "approvals.list: limit", 100, 1000)
-  params[#params + 1] = limit
   local rows
-  rows, err = st.db:query("SELECT " .. COLS .. " FROM approvals" ..
-    (#conds > 0 and (" WHERE " .. concat(conds, " AND ")) or "") ..
-    " ORDER BY created_at DESC, id DESC LIMIT $" .. #params, unpack(params))
+  rows, err = st.db:query("SELECT " .. COLS .. " FROM approvals" .. w:clause() ..
+    " ORDER BY created_at DESC, id DESC LIMIT " .. w:param(limit), unpack(w.params))
   if not rows then return nil, err end
   for i, r in ipairs(rows) do rows[i] = row_approval(r) end
   return rows
@@ -99,21 +77,11 @@ local function event_data(a)
            decided_by = a.decided_by, via = a.decided_via, comment = a.comment, expires_at = a.expires_at }
 end
 
--- Runs stmts plus one event in one batch; the event's id is deterministic, so a writer that
--- lost a race (or a re-run) inserts nothing. -> results | nil, err
+-- Runs stmts plus one event in one batch (domain.commit) and publishes the event when this
+-- batch inserted it. -> results | nil, err
 local function commit(st, stmts, ev, now)
-  local list = { ev }
-  local texts = { json.encode(ev.data) }
-  local first = #stmts + 1
-  for _, s in ipairs(events.insert_statements(list, texts, now)) do stmts[#stmts + 1] = s end
-  local res, err = st.db:batch(stmts)
-  if not res then return nil, err end
-  local fresh = {}
-  for i = first, #res do
-    for _, row in ipairs(res[i].rows or {}) do
-      if row.id == ev.id then ev.seq = row.seq; fresh[1] = ev end
-    end
-  end
+  local res, fresh = domain.commit(st, stmts, ev, now)
+  if not res then return nil, fresh end
   events.published(st, fresh)
   return res
 end
@@ -122,40 +90,20 @@ end
 
 M.LINK_ACTIONS = { approve = true, deny = true }
 
-local function payload(id, action, exp) return format("approval\n%s\n%s\n%d", id, action, exp) end
+-- The key is the daemon's link key (alerting.link_secret_file), shared with incident links;
+-- the signed payload names approvals, and a link is dead from the second its approval expires.
+local signer = links.signer{ name = "approvals", actions = M.LINK_ACTIONS, actions_text = "approve or deny",
+  path = "/v1/approvals", purpose = "approval" }
 
--- sign(id, action, exp) -> hex | nil, err. The key is the daemon's link key
--- (alerting.link_secret_file), shared with incident links; the payload names approvals.
-function M.sign(id, action, exp)
-  if type(id) ~= "string" or id == "" then error("approvals.sign: id: string expected", 2) end
-  if not M.LINK_ACTIONS[action] then error("approvals.sign: action: approve or deny expected", 2) end
-  if type(exp) ~= "number" then error("approvals.sign: exp: number expected", 2) end
-  local key, err = links.secret()
-  if not key then return nil, err end
-  return crypto.hex(crypto.hmac("sha256", key, payload(id, action, floor(exp))))
-end
+-- sign(id, action, exp) -> hex | nil, err
+M.sign = signer.sign
 
 -- link(approval, action) -> URL | nil, err: valid until the approval expires, usable once
 -- (a decided approval takes no second decision).
-function M.link(a, action)
-  local exp = floor(a.expires_at)
-  local sig, err = M.sign(a.id, action, exp)
-  if not sig then return nil, err end
-  return format("%s/v1/approvals/%s/%s?exp=%d&sig=%s", links.base(), a.id, action, exp, sig)
-end
+function M.link(a, action) return signer.url(a.id, action, a.expires_at) end
 
 -- verify(id, action, exp, sig [, now]) -> true | nil, reason ("expired", "bad signature", ...)
-function M.verify(id, action, exp, sig, now)
-  if type(id) ~= "string" or not M.LINK_ACTIONS[action] then return nil, "unknown action" end
-  exp = tonumber(exp)
-  if not exp or exp ~= floor(exp) then return nil, "exp: integer expected" end
-  if type(sig) ~= "string" or not sig:match("^%x+$") then return nil, "sig: hex signature expected" end
-  local want, err = M.sign(id, action, exp)
-  if not want then return nil, err end
-  if not crypto.equals(want, sig:lower()) then return nil, "bad signature" end
-  if exp <= now_of(now) then return nil, "expired" end
-  return true
-end
+function M.verify(id, action, exp, sig, now) return signer.verify(id, action, exp, sig, now_of(now)) end
 
 -- ---- request ----
 
@@ -435,16 +383,6 @@ events.subscribe(function(st, list)
 end)
 
 -- Policies call these without the store (approvals.request{...}) and get the daemon's.
-do
-  local runtime_store = require "steward.runtime.store"
-  for _, name in ipairs({ "get", "list", "request", "decide", "expire", "expire_due" }) do
-    local f = M[name]
-    M[name] = function(first, ...)
-      if runtime_store.is_store(first) then return f(first, ...) end
-      if first == nil and select("#", ...) > 0 then return f(runtime_store.default(), ...) end
-      return f(runtime_store.default(), first, ...)
-    end
-  end
-end
+domain.default_store(M, { "get", "list", "request", "decide", "expire", "expire_due" })
 
 return M

@@ -7,49 +7,32 @@
 local json = require "steward.json"
 local log = require "steward.log"
 local task = require "steward.task"
-local auth = require "steward.runtime.auth"
 local util = require "steward.runtime.store.util"
 local audit_trail = require "steward.runtime.daemon.audit_trail"
+local links_http = require "steward.runtime.daemon.signed_links"
 local approvals = require "steward.deploy.approvals"
 
-local type, ipairs, pairs, tostring, tonumber, unpack, format = type, ipairs, pairs, tostring, tonumber, unpack, string.format
+local type, ipairs, pairs, tostring, unpack, format = type, ipairs, pairs, tostring, unpack, string.format
 
 local M = {}
 
 local api -- steward.runtime.daemon.api; set by install
 
-local function bad(field, reason, code)
-  return api.fail(400, code or "invalid_request", field .. ": " .. reason, { errors = { { field = field, reason = reason } } })
-end
+local function bad(field, reason, code) return api.invalid(field, reason, code) end
 
 local function view(a)
-  local out = {}
-  for k, v in pairs(a) do out[k] = v end
-  for _, k in ipairs({ "created_at", "expires_at", "decided_at" }) do
-    if out[k] then out[k] = util.format_rfc3339(out[k]) end
-  end
+  local out = api.stamped(a, { "created_at", "expires_at", "decided_at" })
   out.approvers = json.array(out.approvers or {})
   out.channels = json.array(out.channels or {})
   return out
 end
 
 local function get_list(ctx, req)
-  local q = api.parse_query(req.query)
-  local f = {}
-  for k, v in pairs(q) do
-    if k == "state" then
-      if not approvals.STATES[v] then return bad("state", "pending, granted, denied or expired expected", "invalid_query") end
-      f.state = v
-    elseif k == "subject" then
-      f.subject = v
-    elseif k == "limit" then
-      local n = tonumber(v)
-      if not n or n < 1 or n > 1000 or n ~= math.floor(n) then return bad("limit", "integer from 1 to 1000 expected", "invalid_query") end
-      f.limit = n
-    else
-      return bad(k, "unknown query parameter", "invalid_query")
-    end
-  end
+  local P = api.params
+  local f, s, h, b = api.query(req, { subject = P.text, limit = P.limit, state = function(v)
+    return approvals.STATES[v] and v, "pending, granted, denied or expired expected"
+  end })
+  if not f then return s, h, b end
   local rows, err = approvals.list(ctx.store, f)
   if not rows then return api.unavailable(tostring(err)) end
   local out = {}
@@ -103,34 +86,7 @@ end
 
 -- ---- signed links ----
 
-local function html_escape(s)
-  return (tostring(s):gsub("&", "&amp;"):gsub("<", "&lt;"):gsub(">", "&gt;"):gsub('"', "&quot;"))
-end
-
-local HTML = { ["content-type"] = "text/html; charset=utf-8", ["cache-control"] = "no-store",
-               ["referrer-policy"] = "no-referrer", ["x-frame-options"] = "DENY" }
-
-local function page(status, title, body)
-  return status, HTML, format([[<!DOCTYPE html>
-<html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex"><title>%s</title></head>
-<body style="font-family: sans-serif; max-width: 40em; margin: 2em auto; padding: 0 1em">
-<h1>%s</h1>
-%s
-</body></html>
-]], html_escape(title), html_escape(title), body)
-end
-
-local VERB = { approve = "Approve", deny = "Deny" }
-
-local function signature(req)
-  local q = api.parse_query(req.query)
-  if (not q.sig) and req.body and req.body ~= "" and not req.body:match("^%s*{") then
-    local f = api.parse_query(req.body)
-    q.exp, q.sig = q.exp or f.exp, f.sig
-  end
-  return q.exp, q.sig
-end
+local html_escape = links_http.html_escape
 
 local function describe(a)
   return format("<p><strong>%s</strong>%s</p>%s<p>State <strong>%s</strong>; expires %s.</p>",
@@ -139,76 +95,30 @@ local function describe(a)
     html_escape(util.format_rfc3339(a.expires_at)))
 end
 
-local function check_link(ctx, req)
-  local id, action = req.params.id, req.params.action
-  if not approvals.LINK_ACTIONS[action] then return nil, page(404, "Not found", "<p>Unknown action.</p>") end
-  local exp, sig = signature(req)
-  if not exp or not sig then
-    return nil, page(400, "Link incomplete", "<p>This link lacks its signature (<code>exp</code> and <code>sig</code>).</p>")
-  end
-  local ok, why = approvals.verify(id, action, exp, sig)
-  if not ok then
-    if why == "expired" then
-      return nil, page(410, "Link expired", "<p>This link has expired with its approval. Use the API or the REPL.</p>")
-    end
-    return nil, page(403, "Link not valid", "<p>The link's signature does not match (" .. html_escape(why) .. ").</p>")
-  end
-  local a, err = approvals.get(ctx.store, id)
-  if a == nil then return nil, api.unavailable(tostring(err)) end
-  if not a then return nil, page(404, "Not found", "<p>No such approval.</p>") end
-  return { id = id, action = action, exp = exp, sig = sig, a = a }
+local LINKS = { noun = "approval", path = "/v1/approvals", actions = approvals.LINK_ACTIONS,
+  verbs = { approve = "Approve", deny = "Deny" }, question = "%s?", done = { approve = "Approved", deny = "Denied" },
+  verify = approvals.verify, get = approvals.get, describe = describe,
+  settled = function(a) return a.state ~= "pending" and "<p>This approval was decided already.</p>" or nil end,
+  fields = '<p><label>Comment <input type="text" name="comment" maxlength="2000"></label></p>\n',
+  expired = "<p>This link has expired with its approval. Use the API or the REPL.</p>" }
+
+function LINKS.act(ctx, req, l)
+  local comment, cerr = comment_of(ctx, req)
+  if cerr then return cerr[1], cerr[2], cerr[3], true end
+  return answer(approvals.decide(ctx.store, l.id, l.action,
+    { actor = "link", via = "link", comment = comment, audit_actor = "link" }))
 end
 
-local function get_link(ctx, req)
-  local l, s, h, b = check_link(ctx, req)
-  if not l then return s, h, b end
-  if l.a.state ~= "pending" then
-    return page(200, "Nothing to do", describe(l.a) .. "<p>This approval was decided already.</p>")
-  end
-  local action = format("/v1/approvals/%s/%s?exp=%s", html_escape(l.id), l.action, html_escape(l.exp))
-  return page(200, VERB[l.action] .. "?", describe(l.a) .. format([[
-<form method="post" action="%s">
-<input type="hidden" name="sig" value="%s">
-<p><label>Comment <input type="text" name="comment" maxlength="2000"></label></p>
-<button type="submit" style="font-size: 1.2em; padding: 0.5em 1.5em">%s</button>
-</form>]], action, html_escape(l.sig), VERB[l.action]))
-end
-
-local function wants_html(req)
-  local accept = req.headers.accept or ""
-  local ctype = req.headers["content-type"] or ""
-  return ctype:match("^application/x%-www%-form%-urlencoded") or accept:match("text/html")
-end
+local function get_link(ctx, req) return links_http.get(ctx, req, LINKS) end
 
 -- POST /v1/approvals/{id}/{approve|deny}: with a signature it decides as "link"; otherwise it
 -- needs a token that may operate (and that the approval's approvers name, by role or name).
 local function post(ctx, req)
   local action = req.params.action
-  local _, sig = signature(req)
-  if sig then
-    local l, s, h, b = check_link(ctx, req)
-    if not l then return s, h, b end
-    local comment, cerr = comment_of(ctx, req)
-    if cerr then return unpack(cerr, 1, 3) end
-    local st, hd, body = answer(approvals.decide(ctx.store, l.id, action,
-      { actor = "link", via = "link", comment = comment, audit_actor = "link" }))
-    if not wants_html(req) then return st, hd, body end
-    local a = approvals.get(ctx.store, l.id) or l.a
-    if st == 200 then return page(200, action == "approve" and "Approved" or "Denied", describe(a)) end
-    local doc = json.decode(body) or {}
-    return page(st, "Nothing done", describe(a) .. "<p>" .. html_escape(doc.error and doc.error.message or "") .. "</p>")
-  end
-  local principal, reason = ctx.auth:authenticate(req.headers.authorization)
-  if not principal then
-    return api.fail(401, "unauthorized", reason == "missing" and "an Authorization: Bearer <token> header is required"
-      or "the token is not valid", nil, { ["www-authenticate"] = 'Bearer realm="steward"' })
-  end
-  if not auth.allows(principal, "operate") then
-    return api.fail(403, "forbidden", format("role %s may not operate", principal.role))
-  end
-  if principal.tenant then
-    return api.fail(403, "forbidden", "approvals are not tenant-scoped: use a token without a tenant")
-  end
+  local ls, lh, lb = links_http.post(ctx, req, LINKS)
+  if ls then return ls, lh, lb end
+  local principal, s, h, b = links_http.operator(ctx, req, "approvals")
+  if not principal then return s, h, b end
   if not approvals.LINK_ACTIONS[action] then
     return api.fail(404, "not_found", "no action " .. action .. " (approve, deny)")
   end
@@ -218,15 +128,6 @@ local function post(ctx, req)
   return answer(approvals.decide(ctx.store, req.params.id, action, { actor = name or ("token:" .. tostring(principal.id)),
     name = principal.name, role = principal.role, via = "api", comment = comment,
     audit_actor = audit_trail.actor(principal) }))
-end
-
-local function untenanted(fn)
-  return function(ctx, req, principal)
-    if principal and principal.tenant then
-      return api.fail(403, "forbidden", "approvals are not tenant-scoped: use a token without a tenant")
-    end
-    return fn(ctx, req, principal)
-  end
 end
 
 -- Approvals whose timeout fell while the daemon was down expire at start (the module itself
@@ -239,7 +140,8 @@ local function expire_overdue(ctx)
   end)
 end
 
--- install(add, ctx): routes with permission nil check a signature or a token themselves.
+-- install(add, ctx): routes with permission nil check a signature or a token themselves; the
+-- others are global, so add's guard refuses tokens with a tenant.
 function M.install(add, ctx)
   api = require "steward.runtime.daemon.api"
   if ctx.store then
@@ -247,8 +149,8 @@ function M.install(add, ctx)
     if not ok then error(err, 0) end
     expire_overdue(ctx)
   end
-  add("GET", "/v1/approvals", "read", untenanted(get_list))
-  add("GET", "/v1/approvals/{id}", "read", untenanted(get_one))
+  add("GET", "/v1/approvals", "read", get_list)
+  add("GET", "/v1/approvals/{id}", "read", get_one)
   add("GET", "/v1/approvals/{id}/{action}", nil, get_link)
   add("POST", "/v1/approvals/{id}/{action}", nil, post)
 end
