@@ -35,7 +35,10 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-protot
 LDFLAGS += $(SANFLAGS) -rdynamic
 # lua-cjson is linked statically (Debian ships no LuaJIT-loadable .so path we can rely on);
 # http-parser has no pkg-config file.
-LDLIBS  += -l:liblua5.1-cjson.a -lhttp_parser $(PKG_LIBS) -lm
+# libpg_query (PostgreSQL's parser as a library, bindings/sqlparse.c): Debian's libpg-query-dev
+# has no .pc file, so it is named here. The static archive is linked in (like lua-cjson), so the
+# binary needs no libpg-query runtime package; it carries the protobuf-c runtime scan() uses.
+LDLIBS  += -l:liblua5.1-cjson.a -lhttp_parser -l:libpg_query.a $(PKG_LIBS) -lm
 
 CORE_SRC    := $(filter-out core/main.c,$(wildcard core/*.c core/*/*.c))
 BIND_SRC    := $(wildcard bindings/*.c)
@@ -145,10 +148,20 @@ $(FUZZ_DIR)/frame_fuzz: tests/fuzz/frame_fuzz.c core/repl/frame.c core/repl/fram
 	@mkdir -p $(FUZZ_DIR)
 	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/frame_fuzz.c core/repl/frame.c
 
+# steward.sqlparse (bindings/sqlparse.c over libpg_query, decoded by bindings/json.c): any bytes,
+# on the synchronous path (no task runs); the task API is linked for its task_current().
+$(FUZZ_DIR)/sqlparse_fuzz: tests/fuzz/sqlparse_fuzz.c bindings/sqlparse.c bindings/json.c bindings/json_scan.c \
+                           bindings/json_scan.h core/task.c core/task_lua.c core/log.c core/duration.c
+	@mkdir -p $(FUZZ_DIR)
+	clang $(FUZZ_CFLAGS) -Ibindings $(shell pkg-config --cflags luajit) -o $@ $(filter %.c,$^) \
+	    -l:libpg_query.a -l:liblua5.1-cjson.a $(shell pkg-config --libs luajit libuv yajl) -lm
+
 # Each target gets FUZZ_SECONDS. LuaJIT's heap is not scanned by LeakSanitizer, so the
 # JSON target runs without leak detection (cjson's buffers live in Lua userdata).
-fuzz: $(FUZZ_DIR)/http_fuzz $(FUZZ_DIR)/json_fuzz $(FUZZ_DIR)/frame_fuzz $(FUZZ_DIR)/ingest_fuzz
-	@mkdir -p $(FUZZ_DIR)/corpus-http $(FUZZ_DIR)/corpus-json $(FUZZ_DIR)/corpus-frame $(FUZZ_DIR)/corpus-ingest
+fuzz: $(FUZZ_DIR)/http_fuzz $(FUZZ_DIR)/json_fuzz $(FUZZ_DIR)/frame_fuzz $(FUZZ_DIR)/ingest_fuzz \
+      $(FUZZ_DIR)/sqlparse_fuzz
+	@mkdir -p $(FUZZ_DIR)/corpus-http $(FUZZ_DIR)/corpus-json $(FUZZ_DIR)/corpus-frame $(FUZZ_DIR)/corpus-ingest \
+	    $(FUZZ_DIR)/corpus-sqlparse
 	$(FUZZ_DIR)/http_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	    $(FUZZ_DIR)/corpus-http tests/fuzz/corpus/http
 	ASAN_OPTIONS=detect_leaks=0 $(FUZZ_DIR)/json_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=2048 \
@@ -157,3 +170,5 @@ fuzz: $(FUZZ_DIR)/http_fuzz $(FUZZ_DIR)/json_fuzz $(FUZZ_DIR)/frame_fuzz $(FUZZ_
 	    $(FUZZ_DIR)/corpus-frame tests/fuzz/corpus/frame
 	$(FUZZ_DIR)/ingest_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	    $(FUZZ_DIR)/corpus-ingest tests/fuzz/corpus/ingest
+	ASAN_OPTIONS=detect_leaks=0 $(FUZZ_DIR)/sqlparse_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=2048 \
+	    $(FUZZ_DIR)/corpus-sqlparse tests/fuzz/corpus/sqlparse

@@ -9,9 +9,14 @@ return {
   -- workers   = 2,   -- worker processes sharing listen and store; default: the number of cores
   -- admin_token = os.getenv("MY_SECRET"),  -- else generated into var/admin.token (0600)
   -- What policies may do beyond computation, kv, log, metrics and their own events
-  -- (docs/policies.md#capabilities): the shipped alerting policies act on the alerting state.
+  -- (docs/policies.md#capabilities): the shipped alerting policies act on the alerting state,
+  -- and deploy.alerts raises alerts in it (docs/deploy/services.md#alerts).
   grants = {
     ["alerting.*"] = { alerting = true },
+    -- change freezes answer deploy requests; promotion requests the next environment's deploy
+    ["deploy.freeze"] = { ["events.emit"] = { "deploy.admitted", "deploy.refused" } },
+    ["deploy.promote"] = { ["events.emit"] = { "deploy.requested", "deploy.promote.*" } },
+    ["deploy.alerts"] = { alerting = true },
   },
   limits = {
     max_body_bytes = 8 * 1024 * 1024,

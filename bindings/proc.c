@@ -2,9 +2,7 @@
  * and output without blocking the loop. One run is one op that owns the process handle,
  * its pipes and a timer; it is freed only when every handle's close callback has run and,
  * for a child killed because its task was cancelled, when the thread pool has reaped it. */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <lauxlib.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -15,9 +13,8 @@
 
 #include "bindings.h"
 #include "duration.h"
+#include "proc_priv.h"
 #include "task.h"
-
-extern char **environ;
 
 #define PROC_DEFAULT_MAX_OUTPUT ((size_t)1 << 20)
 #define PROC_CHUNK              65536
@@ -239,154 +236,12 @@ static void proc_cancel(task_wait_t *w)
     close_all(op);
 }
 
-/* ---- argument parsing (everything that can raise happens before any allocation) ---- */
-
-static const struct {
-    const char *name;
-    int sig;
-} signals[] = {{"TERM", SIGTERM}, {"KILL", SIGKILL}, {"INT", SIGINT},   {"HUP", SIGHUP},
-               {"QUIT", SIGQUIT}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {NULL, 0}};
-
-static int check_signal(lua_State *L, int idx, const char *what)
-{
-    if (lua_type(L, idx) == LUA_TNUMBER) {
-        int s = (int)lua_tointeger(L, idx);
-        if (s > 0 && s < 65)
-            return s;
-    } else if (lua_type(L, idx) == LUA_TSTRING) {
-        const char *s = lua_tostring(L, idx);
-        if (strncmp(s, "SIG", 3) == 0)
-            s += 3;
-        for (int i = 0; signals[i].name; i++)
-            if (strcmp(s, signals[i].name) == 0)
-                return signals[i].sig;
-    }
-    return luaL_error(L, "%s: signal number or name (\"TERM\", \"KILL\", ...) expected", what);
-}
-
-static const char *opt_string_field(lua_State *L, int tbl, const char *field, const char *fname)
-{
-    lua_getfield(L, tbl, field);
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        return NULL;
-    }
-    if (lua_type(L, -1) != LUA_TSTRING)
-        luaL_error(L, "%s: %s: string expected, got %s", fname, field, luaL_typename(L, -1));
-    const char *s = lua_tostring(L, -1);
-    lua_pop(L, 1); /* still referenced by the options table */
-    return s;
-}
-
-/* Checks t[field] is nil or a table of string keys to string values. */
-static int check_env_table(lua_State *L, int tbl, const char *field, const char *fname)
-{
-    lua_getfield(L, tbl, field);
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        return 0;
-    }
-    if (!lua_istable(L, -1))
-        luaL_error(L, "%s: %s: table expected, got %s", fname, field, luaL_typename(L, -1));
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-        if (lua_type(L, -2) != LUA_TSTRING || !*lua_tostring(L, -2) ||
-            strchr(lua_tostring(L, -2), '='))
-            luaL_error(L, "%s: %s: keys must be variable names (strings without '=')", fname,
-                       field);
-        if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
-            luaL_error(L, "%s: %s.%s: string expected, got %s", fname, field, lua_tostring(L, -2),
-                       luaL_typename(L, -1));
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-    return 1;
-}
-
-/* Pushes a table of "K=V" strings: base (env, or the parent's environment) overlaid with
- * env_add. The strings stay alive on the stack until uv_spawn has copied them. */
-/* Adds opts[field] (a table of name = value) to the map at index map as "K=V" strings. */
-static void add_env_table(lua_State *L, int opts, const char *field, int map)
-{
-    lua_getfield(L, opts, field);
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-        lua_pushvalue(L, -2);
-        lua_pushfstring(L, "%s=%s", lua_tostring(L, -3), lua_tostring(L, -2));
-        lua_rawset(L, map);
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-}
-
-static void build_env(lua_State *L, int opts, int has_env, int has_add)
-{
-    lua_newtable(L); /* name -> "K=V" */
-    int map = lua_gettop(L);
-    if (has_env) {
-        add_env_table(L, opts, "env", map);
-    } else {
-        for (char **e = environ; *e; e++) {
-            const char *eq = strchr(*e, '=');
-            if (!eq)
-                continue;
-            lua_pushlstring(L, *e, (size_t)(eq - *e));
-            lua_pushstring(L, *e);
-            lua_rawset(L, map);
-        }
-    }
-    if (has_add)
-        add_env_table(L, opts, "env_add", map);
-}
-
-/* A child gets stdin, stdout and stderr and nothing else: every other descriptor of the
- * daemon (its store, sockets, a library's wakeup pipe opened without O_CLOEXEC) is marked
- * close-on-exec before the spawn, so a policy's process cannot inherit it. The pipes libuv
- * makes for the child's stdio are dup2'ed onto 0-2 in the child, which clears the flag there. */
-static void cloexec_all(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return;
-    int self = dirfd(d);
-    const struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        char *end;
-        long fd = strtol(e->d_name, &end, 10);
-        if (*end != '\0' || fd <= 2 || fd == self)
-            continue;
-        int flags = fcntl((int)fd, F_GETFD);
-        if (flags >= 0 && !(flags & FD_CLOEXEC))
-            fcntl((int)fd, F_SETFD, flags | FD_CLOEXEC);
-    }
-    closedir(d);
-}
-
+/* Everything that can raise happens before any allocation. */
 static int l_proc_run(lua_State *L)
 {
     const char *fname = "proc.run";
-    if (!lua_istable(L, 1))
-        return luaL_error(L, "proc.run: options table expected, got %s", luaL_typename(L, 1));
-    lua_settop(L, 1);
-
-    lua_getfield(L, 1, "cmd");
-    int cmd = lua_gettop(L);
-    if (!lua_istable(L, cmd))
-        return luaL_error(L, "proc.run: cmd: array of strings expected, got %s",
-                          luaL_typename(L, cmd));
-    int argc = (int)lua_objlen(L, cmd);
-    if (argc < 1)
-        return luaL_error(L, "proc.run: cmd: must name a program (cmd[1])");
-    for (int i = 1; i <= argc; i++) {
-        lua_rawgeti(L, cmd, i);
-        if (lua_type(L, -1) != LUA_TSTRING)
-            return luaL_error(L, "proc.run: cmd[%d]: string expected, got %s", i,
-                              luaL_typename(L, -1));
-        lua_pop(L, 1);
-    }
-    int has_env = check_env_table(L, 1, "env", fname);
-    int has_add = check_env_table(L, 1, "env_add", fname);
-    const char *cwd = opt_string_field(L, 1, "cwd", fname);
+    struct proc_opts o;
+    proc_opts_check(L, fname, &o);
     lua_getfield(L, 1, "stdin");
     if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
         return luaL_error(L, "proc.run: stdin: string expected, got %s", luaL_typename(L, -1));
@@ -401,7 +256,7 @@ static int l_proc_run(lua_State *L)
     int kill_signal = SIGTERM;
     lua_getfield(L, 1, "kill_signal");
     if (!lua_isnil(L, -1))
-        kill_signal = check_signal(L, -1, "proc.run: kill_signal");
+        kill_signal = proc_check_signal(L, -1, "proc.run: kill_signal");
     lua_pop(L, 1);
     size_t max_output = PROC_DEFAULT_MAX_OUTPUT;
     lua_getfield(L, 1, "max_output");
@@ -414,33 +269,7 @@ static int l_proc_run(lua_State *L)
     lua_pop(L, 1);
     task_t *t = task_check(L, fname);
 
-    /* argv and env point into Lua strings anchored on this stack; uv_spawn copies them. */
-    char **argv = lua_newuserdata(L, sizeof(char *) * (size_t)(argc + 1));
-    for (int i = 1; i <= argc; i++) {
-        lua_rawgeti(L, cmd, i);
-        argv[i - 1] = (char *)lua_tostring(L, -1);
-        lua_pop(L, 1); /* still referenced by cmd */
-    }
-    argv[argc] = NULL;
-    char **envp = NULL;
-    if (has_env || has_add) {
-        build_env(L, 1, has_env, has_add);
-        int map = lua_gettop(L);
-        size_t n = 0;
-        lua_pushnil(L);
-        while (lua_next(L, map)) {
-            n++;
-            lua_pop(L, 1);
-        }
-        envp = lua_newuserdata(L, sizeof(char *) * (n + 1));
-        size_t i = 0;
-        lua_pushnil(L);
-        while (lua_next(L, map)) {
-            envp[i++] = (char *)lua_tostring(L, -1);
-            lua_pop(L, 1);
-        }
-        envp[i] = NULL;
-    }
+    proc_opts_anchor(L, &o);
 
     struct proc_op *op = calloc(1, sizeof *op);
     if (!op)
@@ -486,28 +315,16 @@ static int l_proc_run(lua_State *L)
         stdio[i + 1].data.stream = (uv_stream_t *)&op->out[i].pipe;
     }
     uv_process_options_t po = {0};
+    proc_spawn_options(&po, &o, stdio);
     po.exit_cb = on_exit_cb;
-    po.file = argv[0];
-    po.args = argv;
-    po.env = envp;
-    po.cwd = cwd;
-    po.stdio_count = 3;
-    po.stdio = stdio;
     op->proc.data = op;
-    cloexec_all();
+    proc_cloexec_all();
     int r = uv_spawn(loop, &op->proc, &po);
     if (r < 0) {
         /* The handles were initialised, so they are closed (and op freed) by callbacks. */
         op->exited = 1;
         close_all(op);
-        lua_pushnil(L);
-        if (cwd && r == UV_ENOENT)
-            lua_pushfstring(L, "%s: %s: %s (or cwd %s)", uv_err_name(r), uv_strerror(r), argv[0],
-                            cwd);
-        else
-            lua_pushfstring(L, "%s: %s: %s", uv_err_name(r), uv_strerror(r), argv[0]);
-        lua_pushstring(L, uv_err_name(r));
-        return 3;
+        return proc_push_spawn_error(L, r, &o);
     }
     op->pid = op->proc.pid;
     uv_read_start((uv_stream_t *)&op->out[0].pipe, on_alloc, on_read);
@@ -537,5 +354,6 @@ int luaopen_steward_proc(lua_State *L)
     static const luaL_Reg funcs[] = {{"run", l_proc_run}, {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, funcs);
+    proc_spawn_register(L); /* spawn, kill, watch, info: bindings/proc_spawn.c */
     return 1;
 }

@@ -6,6 +6,7 @@
 #include <libpq-fe.h>
 #include <luajit.h>
 #include <openssl/crypto.h>
+#include <pg_query.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <uv.h>
@@ -20,6 +21,7 @@ static const luaL_Reg bindings[] = {
     {"steward.fswatch", luaopen_steward_fswatch},  {"steward.unix", luaopen_steward_unix},
     {"steward.pg.native", luaopen_steward_pg},    {"steward.identity", luaopen_steward_identity},
     {"steward.runtime.ingest.native", luaopen_steward_ingest},
+    {"steward.sqlparse", luaopen_steward_sqlparse},
     {NULL, NULL}};
 
 void bindings_preload(lua_State *L)
@@ -44,4 +46,5 @@ void bindings_versions(void (*emit)(const char *lib, const char *version, void *
     emit("OpenSSL", OpenSSL_version(OPENSSL_VERSION), ud);
     emit("SQLite", sqlite3_libversion(), ud);
     emit("libpq", pq, ud);
+    emit("libpg_query", PG_VERSION, ud); /* the PostgreSQL parser steward.sqlparse embeds */
 }

@@ -2,6 +2,8 @@
  * (core/repl/frame.h). A server listens on a socket file created with its final mode; each
  * connection decodes frames as bytes arrive and buffers a bounded number for conn:read();
  * conn:write() queues a frame and makes the writing task wait while too much is unwritten.
+ * A connection opened with {raw = true} carries plain bytes instead (line protocols such as
+ * HAProxy's runtime API): read returns the bytes as they arrive, write sends them as given.
  * Handles are owned by their C structs, freed in libuv's close callback; the Lua userdata
  * only points at them and clears that pointer when the handle closes. */
 #include <errno.h>
@@ -63,6 +65,7 @@ struct conn {
     int eof;      /* the peer closed (or reset) the stream: no more frames */
     int broken;   /* a write failed */
     int closing;
+    int raw;                        /* plain bytes, no frames */
     char rerr[128];                 /* "malformed frame: ..." once the decoder failed */
     struct wwaiter *wfirst, *wlast; /* tasks waiting for the write queue to drain */
     /* unix.connect */
@@ -168,12 +171,16 @@ static int push_read_result(lua_State *L, struct conn *c)
         c->nframes--;
         c->nbytes -= r->f.len;
         char type = (char)r->f.type;
-        lua_pushlstring(L, &type, 1);
+        int n = 1;
+        if (!c->raw) {
+            lua_pushlstring(L, &type, 1);
+            n = 2;
+        }
         lua_pushlstring(L, r->f.payload, r->f.len);
         free(r->f.payload);
         free(r);
         maybe_start_reading(c);
-        return 2;
+        return n;
     }
     if (c->rerr[0]) {
         lua_pushnil(L);
@@ -266,11 +273,39 @@ static void conn_close(struct conn *c)
     wake_writers(c);
 }
 
+/* A raw conn keeps each chunk read as one entry of the frame list (type 0). */
+static void queue_raw(struct conn *c, const char *p, size_t n)
+{
+    struct rframe *r = malloc(sizeof *r);
+    char *copy = r ? malloc(n) : NULL;
+    if (!copy) {
+        free(r);
+        snprintf(c->rerr, sizeof c->rerr, "out of memory");
+        return;
+    }
+    memcpy(copy, p, n);
+    r->next = NULL;
+    r->f.type = 0;
+    r->f.len = (uint32_t)n;
+    r->f.payload = copy;
+    if (c->tail)
+        c->tail->next = r;
+    else
+        c->head = r;
+    c->tail = r;
+    c->nframes++;
+    c->nbytes += n;
+}
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     (void)buf;
     struct conn *c = st->data;
-    if (nread > 0) {
+    if (nread > 0 && c->raw) {
+        queue_raw(c, c->chunk, (size_t)nread);
+        if (c->rerr[0] || c->nframes > READ_MAX_FRAMES || c->nbytes > READ_MAX_BYTES)
+            stop_reading(c);
+    } else if (nread > 0) {
         const char *p = c->chunk;
         size_t n = (size_t)nread;
         while (n > 0) {
@@ -363,11 +398,16 @@ static int can_suspend(lua_State *L)
 static int l_unix_conn_write(lua_State *L)
 {
     struct conn *c = check_conn(L);
-    size_t tlen, len;
-    const char *type = luaL_checklstring(L, 2, &tlen);
-    if (tlen != 1 || !frame_type_valid((unsigned char)type[0]))
-        return luaL_argerror(L, 2, "frame type expected (one of H E J C I G O R X M L B)");
-    const char *payload = luaL_optlstring(L, 3, "", &len);
+    size_t tlen = 1, len;
+    const char *type = "", *payload;
+    if (c && c->raw) {
+        payload = luaL_checklstring(L, 2, &len);
+    } else {
+        type = luaL_checklstring(L, 2, &tlen);
+        if (tlen != 1 || !frame_type_valid((unsigned char)type[0]))
+            return luaL_argerror(L, 2, "frame type expected (one of H E J C I G O R X M L B)");
+        payload = luaL_optlstring(L, 3, "", &len);
+    }
     if (!c || c->closing || c->broken)
         return push_closed(L);
     if (len > FRAME_MAX_PAYLOAD) {
@@ -384,7 +424,8 @@ static int l_unix_conn_write(lua_State *L)
     memcpy(w->data, payload, len);
     uv_buf_t bufs[2] = {uv_buf_init((char *)w->hdr, FRAME_HEADER),
                         uv_buf_init(w->data, (unsigned)len)};
-    int rc = uv_write(&w->req, (uv_stream_t *)&c->pipe, bufs, len ? 2 : 1, on_written);
+    uv_buf_t *b = c->raw ? bufs + 1 : bufs;
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->pipe, b, c->raw ? 1 : (len ? 2 : 1), on_written);
     if (rc != 0) {
         free(w);
         c->broken = 1;
@@ -485,6 +526,16 @@ static void connect_cancel(task_wait_t *w)
     (void)w; /* a connect cannot be stopped: on_connect sees no task and closes the conn */
 }
 
+static int opt_raw(lua_State *L, int opts)
+{
+    if (!lua_istable(L, opts))
+        return 0;
+    lua_getfield(L, opts, "raw");
+    int raw = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return raw;
+}
+
 static size_t opt_max_frame(lua_State *L, int opts, const char *fname)
 {
     size_t max = DEFAULT_MAX_FRAME;
@@ -526,6 +577,7 @@ static int l_unix_connect(lua_State *L)
 {
     const char *path = check_path(L, "unix.connect");
     size_t max = opt_max_frame(L, 2, "unix.connect");
+    int raw = opt_raw(L, 2);
     task_t *t = task_check(L, "unix.connect");
     /* libuv would silently truncate a longer path and connect somewhere else. */
     if (strlen(path) > SUN_PATH_MAX)
@@ -538,6 +590,7 @@ static int l_unix_connect(lua_State *L)
         return luaL_error(L, "unix.connect: out of memory");
     }
     c->path = p;
+    c->raw = raw;
     c->creq.data = c;
     uv_pipe_connect(&c->creq, &c->pipe, path, on_connect);
     return task_suspend(L, t, &c->cwait, connect_cancel);
@@ -549,6 +602,7 @@ struct server {
     uv_pipe_t pipe;
     struct server_ud *owner;
     size_t max_frame;
+    int raw; /* accepted conns carry plain bytes */
     task_wait_t await;
     int awaiting; /* a task waits in server:accept() */
     int pending;  /* libuv holds an accepted connection for uv_accept */
@@ -578,6 +632,7 @@ static int accept_one(lua_State *L, struct server *s)
         lua_pushliteral(L, "server:accept: out of memory");
         return 2;
     }
+    c->raw = s->raw;
     int rc = uv_accept((uv_stream_t *)&s->pipe, (uv_stream_t *)&c->pipe);
     if (rc != 0) {
         conn_close(c);
@@ -820,6 +875,7 @@ static int l_unix_listen(lua_State *L)
         return luaL_error(L, "unix.listen: out of memory");
     memcpy(s->path, path, plen + 1);
     s->max_frame = max_frame;
+    s->raw = opt_raw(L, 2);
     uv_pipe_init(task_loop(), &s->pipe, 0);
     s->pipe.data = s;
     uv_unref((uv_handle_t *)&s->pipe); /* referenced only while a task waits in accept */

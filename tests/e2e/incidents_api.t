@@ -135,6 +135,10 @@ OP=$(curl -s -H "$H$TOKEN" -H 'Content-Type: application/json' -d '{"role":"oper
 code=$(curl -s -o "$D/e.json" -w '%{http_code}' -X POST -H "$H$OP" -H 'Content-Type: application/json' -d '{"assignee": 7}' "$B/v1/incidents/$ID/reassign")
 [ "$code" = 400 ] && [ "$(j "$D/e.json" 'd["error"]["details"]["errors"][0]["field"]')" = assignee ]
 ok $? "reassign with a bad body: 400 naming the field"
+# A JSON body is no signed form: "sig=" inside it must not turn a token's request into a link's.
+code=$(curl -s -o "$D/e.json" -w '%{http_code}' -X POST -H "$H$OP" -H 'Content-Type: application/json' -d '{"assignee": "bob", "note": "a=1&sig=00"}' "$B/v1/incidents/$ID/reassign")
+[ "$code" = 400 ] && [ "$(j "$D/e.json" 'd["error"]["details"]["errors"][0]["field"]')" = note ]
+ok $? "a JSON body holding sig=: the token's request, 400 naming the unknown field (not a link page)"
 code=$(curl -s -o "$D/e.json" -w '%{http_code}' -X POST -H "$H$OP" -H 'Content-Type: application/json' -d '{"assignee": "bob"}' "$B/v1/incidents/$ID/reassign")
 [ "$code" = 200 ] && [ "$(j "$D/e.json" 'd["assignee"]')" = bob ]
 ok $? "reassign to bob: 200"
@@ -182,6 +186,11 @@ ok $? "GET /v1/notifications?channel=sms: both SMS, newest first, sent"
 code=$(curl -s -o "$D/e.json" -w '%{http_code}' -H "$H$TOKEN" "$B/v1/notifications?colour=red")
 [ "$code" = 400 ] && [ "$(j "$D/e.json" 'd["error"]["details"]["errors"][0]["field"]')" = colour ]
 ok $? "an unknown notification filter: 400 naming it"
+for q in status=lost before=1.5 limit=0 since=yesterday; do
+  code=$(curl -s -o "$D/e.json" -w '%{http_code}' -H "$H$TOKEN" "$B/v1/notifications?$q")
+  [ "$code" = 400 ] && [ "$(j "$D/e.json" 'd["error"]["details"]["errors"][0]["field"]')" = "${q%%=*}" ]
+  ok $? "a bad notification filter $q: 400 naming ${q%%=*}"
+done
 
 # the REPL
 S="$D/var/steward.sock"

@@ -30,7 +30,7 @@ relay() {
 }
 
 cd "$here" || exit 1
-for spec in store_native store_pg_pipeline store_migrate store_kv store_timers store_jobs store_decisions store_audit events ingest daemon_due alerting_engine policy_versions; do
+for spec in store_native store_pg_pipeline store_migrate store_kv store_timers store_jobs store_decisions store_audit events ingest daemon_due alerting_engine policy_versions deploy_approvals; do
     url=$(pg_createdb "spec_$spec") || { n=$((n + 1)); echo "not ok $n - createdb for $spec"; fail=1; continue; }
     echo "# $spec against $url"
     STEWARD_TEST_STORE=$url STEWARD_TAP_OFFSET=$n timeout 300 "$BIN" script "tests/lua/${spec}_spec.lua" \

@@ -2,21 +2,15 @@
 -- machine, revision-conditional changes under concurrent actions, the timeline, the events
 -- each change appends (exactly once), MTTA/MTTR metrics, listing, and signed links.
 local t = require "steward.tap"
-local store = require "steward.runtime.store"
 local events = require "steward.runtime.events"
 local metrics = require "steward.metrics"
 local task = require "steward.task"
-local proc = require "steward.proc"
 local fs = require "steward.fs"
 local incidents = require "steward.alerting.incidents"
 local links = require "steward.alerting.links"
-local events_log = require "steward.runtime.events"
 
-local dir = assert(proc.run{ cmd = { "mktemp", "-d" } }).stdout:gsub("%s+$", "")
-local st = assert(store.open(os.getenv("STEWARD_TEST_STORE") or ("sqlite:" .. dir .. "/t.db")))
-
-local dispatched = {}
-events_log.subscribe(function(_, list) for _, ev in ipairs(list) do dispatched[#dispatched + 1] = ev end end)
+local spec = assert(loadfile("tests/support/domain_spec.lua"))()
+local dir, st, dispatched = spec.dir, spec.st, spec.dispatched
 
 local function types_of(id)
   local out = {}
@@ -170,8 +164,4 @@ local function main()
   t.ok(not links.verify(inc.id, "ack", exp, sig), "another key file: another key")
 end
 
-local ok, err = xpcall(main, debug.traceback)
-if not ok then t.fail("spec raised", err) end
-st:close()
-proc.run{ cmd = { "rm", "-rf", dir } }
-t.done()
+spec.run(main)

@@ -1,8 +1,9 @@
 -- steward.deploy.rollout on a real store with a fake clock: durable timers are fired with
 -- timers.fire_due at the clock's time and handed to the engine, as the daemon does. The place
--- the service runs is a recording double (its calls are the side effects counted); the other
--- deploy parts (analysis, approvals, migrations, Flagger's schedule) are spec doubles of the
--- interfaces in the design, installed in package.loaded. Checks: every step kind, abort,
+-- the service runs is a recording double (its calls are the side effects counted). The
+-- analysis and Flagger's schedule are the real steward.deploy.analysis and .flagger; approvals
+-- and migration checks are spec doubles of their interfaces (in package.loaded), so that a case
+-- chooses what they answer. Checks: every step kind, abort,
 -- promote (one step, full), pauses, analysis failure -> abort, inconclusive -> paused, approvals,
 -- blue-green auto-promotion and post-promotion rollback, migrations, Flagger's shorthand, and a
 -- restart after every transition (a fresh engine, the last event redelivered) repeating nothing.
@@ -15,35 +16,11 @@ local json = require "steward.json"
 
 local format = string.format
 
--- ---- spec doubles of the other parts ----
+-- ---- spec doubles of approvals and migration checks ----
 
--- Analysis: each metric measured every interval; a failed measurement counts against
--- failure_limit (default 0); neither condition true is Inconclusive; count reached: Successful.
-package.loaded["steward.deploy.analysis"] = {
-  run = function(spec, now)
-    return { phase = "Pending", n = 0, failed = 0, due = now + (spec.metrics[1].initial_delay or 0) }
-  end,
-  step = function(state, now, spec)
-    if now < state.due then return state, state.due end
-    state.phase = "Running"
-    for _, m in ipairs(spec.metrics) do
-      local v, err = m.provider()
-      if v == nil then state.phase = "Error"; state.error = err; return state end
-      local good, bad = m.success_condition(v), m.failure_condition(v)
-      if not good and not bad then state.phase = "Inconclusive"; return state end
-      if bad then state.failed = state.failed + 1 end
-      if state.failed > (m.failure_limit or 0) then state.phase = "Failed"; return state end
-    end
-    state.n = state.n + 1
-    if state.n >= (spec.metrics[1].count or 1) then state.phase = "Successful"; return state end
-    state.due = now + (spec.metrics[1].interval or 10)
-    return state, state.due
-  end,
-  terminate = function(state) state.terminate = true; return state end,
-}
 local approvals = {}
 package.loaded["steward.deploy.approvals"] = {
-  request = function(o)
+  request = function(_, o)
     approvals[#approvals + 1] = o
     return "ap-" .. #approvals
   end,
@@ -58,22 +35,6 @@ package.loaded["steward.deploy.migrations"] = {
     return true
   end,
 }
--- Flagger: +step_weight per good check up to max_weight, then promote; `threshold` bad checks: rollback.
-package.loaded["steward.deploy.flagger"] = {
-  new = function(o) return { step_weight = o.step_weight, max_weight = o.max_weight, threshold = o.threshold,
-                             canary_weight = 0, failed = 0, phase = "Progressing" } end,
-  next = function(s, ok)
-    if not ok then
-      s.failed = s.failed + 1
-      if s.failed >= s.threshold then s.phase = "Failed"; return { action = "rollback", primary = 100, canary = 0 } end
-      return { action = "wait" }
-    end
-    if s.canary_weight >= s.max_weight then return { action = "promote" } end
-    s.canary_weight = math.min(s.canary_weight + s.step_weight, s.max_weight)
-    return { action = "set_weight", primary = 100 - s.canary_weight, canary = s.canary_weight }
-  end,
-}
-
 local rollout = require "steward.deploy.rollout"
 local rstore = require "steward.deploy.rollout_store"
 local deploy = require "steward.deploy"
@@ -210,7 +171,7 @@ local function main()
   t.is(approvals[1].timeout, 3600, "... with the step's timeout")
   w.cmd("promote")
   t.is(w.r().step, 5, "promote does not pass an approval step")
-  w.send("approval.granted", { subject = w.id, id = "ap-1", by = "bo" })
+  w.send("approval.granted", { subject = w.id, approval = "ap-1", decided_by = "bo" })
   t.is(w.r().step, 7, "approval granted: set_weight 50 ran, then the indefinite pause")
   t.is(w.calls[4], "weights v1=50 v2=50", "50% to the canary (its scale stays as set)")
   t.is(w.r().phase, "Paused", "an indefinite pause")

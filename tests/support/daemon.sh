@@ -1,6 +1,7 @@
 # Shell helpers for end-to-end tests of `steward run`: a throwaway directory with its own
 # config, store and policies; start on port 0 and read the port from the start-up log.
-# Source it, then: daemon_setup; daemon_start; ... ; daemon_stop. Cleanup is trapped.
+# Source it, then: daemon_config; daemon_start; ... ; daemon_stop. Cleanup is trapped. It also
+# gives the tests' TAP line (ok) and bounded poll (wait_for).
 here=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${STEWARD_BIN:-$here/build/steward}
 D=$(mktemp -d)
@@ -15,6 +16,23 @@ daemon_cleanup() {
     rm -rf "$D"
 }
 trap daemon_cleanup EXIT
+
+# ok STATUS NAME: one TAP line, numbered by n; a failure also sets fail=1. A test that needs
+# another shape defines its own after sourcing this file.
+n=0
+fail=0
+ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fail=1; fi; }
+
+# wait_for SECONDS CMD...: runs CMD every 50 ms until it succeeds; 1 on timeout (a bounded
+# poll for a condition, not a sleep).
+wait_for() {
+    local deadline=$(( $(date +%s%N) + $1 * 1000000000 ))
+    shift
+    until "$@"; do
+        [ "$(date +%s%N)" -lt "$deadline" ] || return 1
+        sleep 0.05
+    done
+}
 
 # jx EXPR [ARG...]: query the JSON on stdin with a Python expression (tests/support/jx.py);
 # the tests' JSON query, with what a fresh Debian 12 machine has (python3).
@@ -37,9 +55,12 @@ return {
   listen = "127.0.0.1:0", store = "${STEWARD_TEST_STORE:-sqlite:$D/steward.db}", policies = "$D/policies",
   var_dir = "$D/var", admin_socket = "$D/var/steward.sock",
   -- What the tests' policies declare: files in the test's directory, HTTP to local peers, the
-  -- alerting state for the shipped alerting policies (a test's own grants replace these).
+  -- alerting state for the shipped alerting policies, the events of the shipped deploy
+  -- policies, as steward.lua grants them (a test's own grants replace these).
   grants = { ["*"] = { ["fs.read"] = { "$D" }, ["fs.write"] = { "$D" }, http = { "127.0.0.1", "localhost" } },
-             ["alerting.*"] = { alerting = true } },
+             ["alerting.*"] = { alerting = true }, ["deploy.alerts"] = { alerting = true },
+             ["deploy.freeze"] = { ["events.emit"] = { "deploy.admitted", "deploy.refused" } },
+             ["deploy.promote"] = { ["events.emit"] = { "deploy.requested", "deploy.promote.*" } } },
   $1
 }
 CFG

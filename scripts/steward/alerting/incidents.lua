@@ -6,6 +6,7 @@
 -- to /metrics (steward_incident_ack_seconds, steward_incident_resolve_seconds).
 local json = require "steward.json"
 local util = require "steward.runtime.store.util"
+local domain = require "steward.runtime.store.domain"
 local events = require "steward.runtime.events"
 local time = require "steward.time"
 require "steward.alerting.incidents_schema"
@@ -28,42 +29,22 @@ local COLS = "id, key, service, title, summary, severity, state, escalation, ass
 
 -- ---- store ----
 
-local migrated = setmetatable({}, { __mode = "k" })
-
--- The store may have been opened before this module registered its tables.
-local function ready(st)
-  util.store_arg(st, "incidents")
-  if migrated[st] then return true end
-  local ok, err = st:migrate()
-  if not ok then return nil, "incidents: store migration failed: " .. tostring(err) end
-  migrated[st] = true
-  return true
-end
+local ready = domain.migrator("incidents")
 M.ready = ready
 
-local function row_incident(r)
-  local inc = {}
-  for k, v in pairs(r) do if v ~= json.null then inc[k] = v end end
-  inc.labels = json.decode(r.labels) or {}
-  return inc
-end
+local function row_incident(r) return domain.row(r, { "labels" }) end
 
 -- get(st, id) -> incident | false | nil, err
 function M.get(st, id)
   local ok, err = ready(st)
   if not ok then return nil, err end
   if type(id) ~= "string" then error("incidents.get: id: string expected, got " .. type(id), 2) end
-  local rows
-  rows, err = st.db:query("SELECT " .. COLS .. " FROM incidents WHERE id = $1", id)
-  if not rows then return nil, err end
-  return rows[1] and row_incident(rows[1]) or false
+  return domain.one(st, row_incident, "SELECT " .. COLS .. " FROM incidents WHERE id = $1", id)
 end
 
 local function open_by_key(st, key)
-  local rows, err = st.db:query("SELECT " .. COLS ..
+  return domain.one(st, row_incident, "SELECT " .. COLS ..
     " FROM incidents WHERE key = $1 AND state IN ('triggered', 'acknowledged')", key)
-  if not rows then return nil, err end
-  return rows[1] and row_incident(rows[1]) or false
 end
 
 -- timeline(st, id) -> entries in time order: {at, kind, actor, data}
@@ -97,23 +78,10 @@ end
 
 -- Runs stmts plus one event; -> results, fresh events | nil, err. The event's id is derived
 -- from the incident's new revision: a writer that lost the race inserts nothing.
-local function commit(st, stmts, ev, now)
-  local texts = { json.encode(ev.data) }
-  local first = #stmts + 1
-  for _, s in ipairs(events.insert_statements({ ev }, texts, now)) do stmts[#stmts + 1] = s end
-  local res, err = st.db:batch(stmts)
-  if not res then return nil, err end
-  local fresh = {}
-  for i = first, #res do
-    for _, row in ipairs(res[i].rows or {}) do
-      if row.id == ev.id then ev.seq = row.seq; fresh[1] = ev end
-    end
-  end
-  return res, fresh
-end
+local commit = domain.commit
 
 local function dispatch(st, fresh)
-  require("steward.runtime.events").published(st, fresh)
+  events.published(st, fresh)
 end
 
 local function new_event(type_, inc, now, extra)
@@ -358,33 +326,30 @@ end
 function M.list(st, f)
   local ok, err = ready(st)
   if not ok then return nil, err end
-  f = f or {}
-  if type(f) ~= "table" then error("incidents.list: filter: table expected", 2) end
-  local conds, params = {}, {}
-  local function add(cond, v) params[#params + 1] = v; conds[#conds + 1] = cond:gsub("%?", "$" .. #params) end
+  f = util.opt_table(f, "incidents.list: filter")
+  local w = domain.where()
   if f.state ~= nil then
     if f.state == "open" then
-      conds[#conds + 1] = "state IN ('triggered', 'acknowledged')"
+      w:add("state IN ('triggered', 'acknowledged')")
     elseif not M.STATES[f.state] then
       error("incidents.list: state: triggered, acknowledged, resolved, silenced or open expected", 2)
     else
-      add("state = ?", f.state)
+      w:add("state = ?", f.state)
     end
   end
   if f.service ~= nil then
     if type(f.service) ~= "string" then error("incidents.list: service: string expected", 2) end
-    add("service = ?", f.service)
+    w:add("service = ?", f.service)
   end
-  if f.since ~= nil then add("created_at >= ?", util.time_arg(f.since, "incidents.list: since")) end
+  if f.since ~= nil then w:add("created_at >= ?", util.time_arg(f.since, "incidents.list: since")) end
   if f.cursor ~= nil then
     if type(f.cursor) ~= "string" or not f.cursor:match("^[%x-]+$") then return nil, "incidents.list: cursor: not a cursor this function returned" end
-    add("id < ?", f.cursor)
+    w:add("id < ?", f.cursor)
   end
   local limit = util.limit_arg(f.limit, "incidents.list: limit", 100, 1000)
-  params[#params + 1] = limit + 1
   local rows
-  rows, err = st.db:query("SELECT " .. COLS .. " FROM incidents" .. (#conds > 0 and (" WHERE " .. concat(conds, " AND ")) or "") ..
-    " ORDER BY id DESC LIMIT $" .. #params, unpack(params))
+  rows, err = st.db:query("SELECT " .. COLS .. " FROM incidents" .. w:clause() ..
+    " ORDER BY id DESC LIMIT " .. w:param(limit + 1), unpack(w.params))
   if not rows then return nil, err end
   local out = {}
   for i = 1, math.min(#rows, limit) do out[i] = row_incident(rows[i]) end
@@ -402,17 +367,7 @@ end
 
 -- Every function above takes the store first; a policy, which is never handed the store, calls
 -- them without it (incidents.trigger{...}) and gets the daemon's.
-do
-  local runtime_store = require "steward.runtime.store"
-  for _, name in ipairs({ "get", "timeline", "trigger", "ack", "resolve", "silence", "reassign", "retrigger",
-                          "resolve_key", "note", "list" }) do
-    local f = M[name]
-    M[name] = function(first, ...)
-      if runtime_store.is_store(first) then return f(first, ...) end
-      if first == nil and select("#", ...) > 0 then return f(runtime_store.default(), ...) end
-      return f(runtime_store.default(), first, ...)
-    end
-  end
-end
+domain.default_store(M, { "get", "timeline", "trigger", "ack", "resolve", "silence", "reassign", "retrigger",
+                          "resolve_key", "note", "list" })
 
 return M

@@ -4,12 +4,12 @@
 -- page; its form POSTs back with the same signature and that POST acts — link previewers in
 -- mail and chat clients fetch with GET, and must not acknowledge anything by doing so.
 local json = require "steward.json"
-local auth = require "steward.runtime.auth"
 local notify = require "steward.notify"
 local incidents = require "steward.alerting.incidents"
 local links = require "steward.alerting.links"
 local util = require "steward.runtime.store.util"
 local audit_trail = require "steward.runtime.daemon.audit_trail"
+local links_http = require "steward.runtime.daemon.signed_links"
 
 local type, ipairs, pairs, tostring, tonumber, format = type, ipairs, pairs, tostring, tonumber, string.format
 
@@ -17,18 +17,9 @@ local M = {}
 
 local api -- steward.runtime.daemon.api (reply, fail, parse_query); set by install
 
-local function bad(field, reason, code)
-  return api.fail(400, code or "invalid_request", field .. ": " .. reason, { errors = { { field = field, reason = reason } } })
-end
+local function bad(field, reason, code) return api.invalid(field, reason, code) end
 
-local function view(inc)
-  local out = {}
-  for k, v in pairs(inc) do out[k] = v end
-  for _, k in ipairs({ "created_at", "acked_at", "resolved_at", "updated_at", "alert_at" }) do
-    if out[k] then out[k] = util.format_rfc3339(out[k]) end
-  end
-  return out
-end
+local function view(inc) return api.stamped(inc, { "created_at", "acked_at", "resolved_at", "updated_at", "alert_at" }) end
 
 -- The actor of a token: its name, else its id.
 local function actor_of(_, principal)
@@ -37,30 +28,12 @@ local function actor_of(_, principal)
 end
 
 local function get_list(ctx, req)
-  local q = api.parse_query(req.query)
-  local f = {}
-  for k, v in pairs(q) do
-    if k == "state" then
-      if not (incidents.STATES[v] or v == "open") then
-        return bad("state", "triggered, acknowledged, resolved, silenced or open expected", "invalid_query")
-      end
-      f.state = v
-    elseif k == "service" then
-      f.service = v
-    elseif k == "since" then
-      local t = tonumber(v) or util.parse_rfc3339(v)
-      if not t then return bad("since", "Unix seconds or an RFC 3339 time expected", "invalid_query") end
-      f.since = t
-    elseif k == "limit" then
-      local n = tonumber(v)
-      if not n or n < 1 or n > 1000 or n ~= math.floor(n) then return bad("limit", "integer from 1 to 1000 expected", "invalid_query") end
-      f.limit = n
-    elseif k == "cursor" then
-      f.cursor = v
-    else
-      return bad(k, "unknown query parameter", "invalid_query")
-    end
-  end
+  local P = api.params
+  local f, s, h, b = api.query(req, { service = P.text, since = P.since, limit = P.limit, cursor = P.text,
+    state = function(v)
+      return (incidents.STATES[v] or v == "open") and v, "triggered, acknowledged, resolved, silenced or open expected"
+    end })
+  if not f then return s, h, b end
   local res, err = incidents.list(ctx.store, f)
   if not res then
     if tostring(err):match("cursor") then return bad("cursor", "not a cursor this API returned", "invalid_query") end
@@ -127,53 +100,7 @@ end
 
 -- ---- signed links ----
 
-local function html_escape(s)
-  return (tostring(s):gsub("&", "&amp;"):gsub("<", "&lt;"):gsub(">", "&gt;"):gsub('"', "&quot;"))
-end
-
-local HTML = { ["content-type"] = "text/html; charset=utf-8", ["cache-control"] = "no-store",
-               ["referrer-policy"] = "no-referrer", ["x-frame-options"] = "DENY" }
-
-local function page(status, title, body)
-  return status, HTML, format([[<!DOCTYPE html>
-<html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex"><title>%s</title></head>
-<body style="font-family: sans-serif; max-width: 40em; margin: 2em auto; padding: 0 1em">
-<h1>%s</h1>
-%s
-</body></html>
-]], html_escape(title), html_escape(title), body)
-end
-
-local VERB = { ack = "Acknowledge", resolve = "Resolve" }
-
--- The signature from the query string or a form body; -> exp, sig
-local function signature(req)
-  local q = api.parse_query(req.query)
-  if (not q.sig) and req.body and req.body ~= "" then
-    local f = api.parse_query(req.body)
-    q.exp, q.sig = q.exp or f.exp, f.sig
-  end
-  return q.exp, q.sig
-end
-
-local function check_link(ctx, req)
-  local id, action = req.params.id, req.params.action
-  if not links.ACTIONS[action] then return nil, page(404, "Not found", "<p>Unknown action.</p>") end
-  local exp, sig = signature(req)
-  if not exp or not sig then
-    return nil, page(400, "Link incomplete", "<p>This link lacks its signature (<code>exp</code> and <code>sig</code>).</p>")
-  end
-  local ok, why = links.verify(id, action, exp, sig)
-  if not ok then
-    if why == "expired" then return nil, page(410, "Link expired", "<p>This link has expired. Use the API or the REPL.</p>") end
-    return nil, page(403, "Link not valid", "<p>The link's signature does not match (" .. html_escape(why) .. ").</p>")
-  end
-  local inc, err = incidents.get(ctx.store, id)
-  if inc == nil then return nil, api.unavailable(tostring(err)) end
-  if not inc then return nil, page(404, "Not found", "<p>No such incident.</p>") end
-  return { id = id, action = action, exp = exp, sig = sig, inc = inc }
-end
+local html_escape = links_http.html_escape
 
 local function describe(inc)
   return format("<p><strong>%s</strong></p><p>Service %s, severity %s, state <strong>%s</strong>.</p>%s",
@@ -181,55 +108,28 @@ local function describe(inc)
     inc.summary ~= "" and ("<p>" .. html_escape(inc.summary) .. "</p>") or "")
 end
 
-local function get_link(ctx, req)
-  local l, s, h, b = check_link(ctx, req)
-  if not l then return s, h, b end
-  local inc = l.inc
-  local verb = VERB[l.action]
-  if (l.action == "ack" and inc.state ~= "triggered") or (l.action == "resolve" and inc.state == "resolved") then
-    return page(200, "Nothing to do", describe(inc) .. "<p>The incident is " .. html_escape(inc.state) .. " already.</p>")
+local LINKS = { noun = "incident", path = "/v1/incidents", actions = links.ACTIONS,
+  verbs = { ack = "Acknowledge", resolve = "Resolve" }, question = "%s incident?",
+  done = { ack = "Acknowledged", resolve = "Resolved" }, verify = links.verify, get = incidents.get,
+  describe = describe, expired = "<p>This link has expired. Use the API or the REPL.</p>" }
+
+function LINKS.settled(inc, action)
+  if (action == "ack" and inc.state ~= "triggered") or (action == "resolve" and inc.state == "resolved") then
+    return "<p>The incident is " .. html_escape(inc.state) .. " already.</p>"
   end
-  local action = format("/v1/incidents/%s/%s?exp=%s", html_escape(l.id), l.action, html_escape(l.exp))
-  return page(200, verb .. " incident?", describe(inc) .. format([[
-<form method="post" action="%s">
-<input type="hidden" name="sig" value="%s">
-<button type="submit" style="font-size: 1.2em; padding: 0.5em 1.5em">%s</button>
-</form>]], action, html_escape(l.sig), verb))
 end
 
-local function wants_html(req)
-  local accept = req.headers.accept or ""
-  local ctype = req.headers["content-type"] or ""
-  return ctype:match("^application/x%-www%-form%-urlencoded") or accept:match("text/html")
-end
+function LINKS.act(ctx, _, l) return act(ctx, l.id, l.action, "link", {}) end
+
+local function get_link(ctx, req) return links_http.get(ctx, req, LINKS) end
 
 -- POST /v1/incidents/{id}/{action}: with a signature (a form from the confirm page, or a
 -- client) it acts as "link"; otherwise it needs a token with the operate permission.
 local function post(ctx, req)
-  local _, sig = signature(req)
-  if sig then
-    local l, s, h, b = check_link(ctx, req)
-    if not l then return s, h, b end
-    local st, hd, body = act(ctx, l.id, l.action, "link", {})
-    if not wants_html(req) then return st, hd, body end
-    local inc = incidents.get(ctx.store, l.id) or l.inc
-    if st == 200 then
-      return page(200, l.action == "ack" and "Acknowledged" or "Resolved", describe(inc))
-    end
-    return page(st == 409 and 409 or st, "Nothing done", describe(inc) .. "<p>" ..
-      html_escape((json.decode(body) or {}).error and json.decode(body).error.message or "") .. "</p>")
-  end
-  local principal, reason = ctx.auth:authenticate(req.headers.authorization)
-  if not principal then
-    return api.fail(401, "unauthorized", reason == "missing" and "an Authorization: Bearer <token> header is required"
-      or "the token is not valid", nil, { ["www-authenticate"] = 'Bearer realm="steward"' })
-  end
-  if not auth.allows(principal, "operate") then
-    return api.fail(403, "forbidden", format("role %s may not operate", principal.role))
-  end
-  if principal.tenant then
-    return api.fail(403, "forbidden", "incidents are not tenant-scoped: use a token without a tenant")
-  end
+  local ls, lh, lb = links_http.post(ctx, req, LINKS)
+  if ls then return ls, lh, lb end
+  local principal, s, h, b = links_http.operator(ctx, req, "incidents")
+  if not principal then return s, h, b end
   if req.params.action ~= "ack" and req.params.action ~= "resolve" and req.params.action ~= "reassign" then
     return api.fail(404, "not_found", "no action " .. req.params.action .. " (ack, resolve, reassign)")
   end
@@ -239,28 +139,17 @@ end
 -- ---- notification history ----
 
 local function get_notifications(ctx, req)
-  local q = api.parse_query(req.query)
-  local f = { store = ctx.store }
-  for k, v in pairs(q) do
-    if k == "channel" or k == "key" or k == "kind" then
-      f[k] = v
-    elseif k == "status" then
-      if v ~= "sending" and v ~= "sent" and v ~= "failed" then return bad("status", "sending, sent or failed expected", "invalid_query") end
-      f.status = v
-    elseif k == "since" then
-      local t = tonumber(v) or util.parse_rfc3339(v)
-      if not t then return bad("since", "Unix seconds or an RFC 3339 time expected", "invalid_query") end
-      f.since = t
-    elseif k == "limit" or k == "before" then
+  local P = api.params
+  local f, s, h, b = api.query(req, { channel = P.text, key = P.text, kind = P.text, since = P.since, limit = P.limit,
+    status = function(v)
+      return (v == "sending" or v == "sent" or v == "failed") and v, "sending, sent or failed expected"
+    end,
+    before = function(v)
       local n = tonumber(v)
-      if not n or n ~= math.floor(n) or (k == "limit" and (n < 1 or n > 1000)) then
-        return bad(k, k == "limit" and "integer from 1 to 1000 expected" or "a notification id expected", "invalid_query")
-      end
-      f[k] = n
-    else
-      return bad(k, "unknown query parameter", "invalid_query")
-    end
-  end
+      return n and n == math.floor(n) and n or nil, "a notification id expected"
+    end })
+  if not f then return s, h, b end
+  f.store = ctx.store
   local rows, err = notify.history(f)
   if not rows then return api.unavailable(tostring(err)) end
   local out = {}
@@ -277,19 +166,10 @@ local function get_notifications(ctx, req)
 end
 M.get_notifications = get_notifications
 
--- Incidents and the notification history are shared by every tenant, as the alert state of
--- the Alertmanager API is: tokens with a tenant are refused.
-local function untenanted(fn)
-  return function(ctx, req, principal)
-    if principal and principal.tenant then
-      return api.fail(403, "forbidden", "incidents are not tenant-scoped: use a token without a tenant")
-    end
-    return fn(ctx, req, principal)
-  end
-end
-
 -- install(add, ctx): add is the daemon API's route helper (authentication, permission,
--- metrics); routes with permission nil check a signature or a token themselves.
+-- metrics); routes with permission nil check a signature or a token themselves. Incidents and
+-- the notification history are shared by every tenant, as the alert state of the Alertmanager
+-- API is: the routes are global, so add's guard refuses tokens with a tenant.
 function M.install(add, ctx)
   api = require "steward.runtime.daemon.api"
   links.configure({ var_dir = ctx.cfg and ctx.cfg.var_dir, listen = ctx.cfg and ctx.cfg.listen,
@@ -305,11 +185,11 @@ function M.install(add, ctx)
     if not ok then error(err, 0) end
     incidents.refresh_gauge(ctx.store)
   end
-  add("GET", "/v1/incidents", "read", untenanted(get_list))
-  add("GET", "/v1/incidents/{id}", "read", untenanted(get_one))
+  add("GET", "/v1/incidents", "read", get_list)
+  add("GET", "/v1/incidents/{id}", "read", get_one)
   add("GET", "/v1/incidents/{id}/{action}", nil, get_link)
   add("POST", "/v1/incidents/{id}/{action}", nil, post)
-  add("GET", "/v1/notifications", "read", untenanted(get_notifications))
+  add("GET", "/v1/notifications", "read", get_notifications)
 end
 
 return M

@@ -62,38 +62,60 @@ function M.base()
   return (u:gsub("/+$", ""))
 end
 
-local function payload(id, action, exp) return format("%s\n%s\n%d", id, action, exp) end
+-- signer{name, actions, actions_text, path, purpose, until_exp} -> {sign, verify, url}: one kind
+-- of signed link (incidents' ack/resolve here, approvals' approve/deny in
+-- steward.deploy.approvals), all on the one key. purpose heads the signed payload, so a
+-- signature of one kind is no signature of another; until_exp: the link still works at its
+-- exp second (incident links), else it has expired then (an approval expires at exp).
+function M.signer(spec)
+  local name, actions, purpose = spec.name, spec.actions, spec.purpose and (spec.purpose .. "\n") or ""
+  local s = {}
+  -- sign(id, action, exp) -> hex signature | nil, err
+  function s.sign(id, action, exp)
+    if type(id) ~= "string" or id == "" then error(name .. ".sign: id: string expected", 2) end
+    if not actions[action] then error(name .. ".sign: action: " .. spec.actions_text .. " expected", 2) end
+    if type(exp) ~= "number" then error(name .. ".sign: exp: number expected", 2) end
+    local key, err = M.secret()
+    if not key then return nil, err end
+    return crypto.hex(crypto.hmac("sha256", key, format("%s%s\n%s\n%d", purpose, id, action, floor(exp))))
+  end
+  -- url(id, action, exp) -> URL | nil, err
+  function s.url(id, action, exp)
+    exp = floor(exp)
+    local sig, err = s.sign(id, action, exp)
+    if not sig then return nil, err end
+    return format("%s%s/%s/%s?exp=%d&sig=%s", M.base(), spec.path, id, action, exp, sig)
+  end
+  -- verify(id, action, exp, sig, now) -> true | nil, reason ("expired", "bad signature", ...)
+  function s.verify(id, action, exp, sig, now)
+    if type(id) ~= "string" or not actions[action] then return nil, "unknown action" end
+    exp = tonumber(exp)
+    if not exp or exp ~= floor(exp) then return nil, "exp: integer expected" end
+    if type(sig) ~= "string" or not sig:match("^%x+$") then return nil, "sig: hex signature expected" end
+    local want, err = s.sign(id, action, exp)
+    if not want then return nil, err end
+    -- Constant time: how much of the signature matched must not show in the answer's timing.
+    if not crypto.equals(want, sig:lower()) then return nil, "bad signature" end
+    if exp < now or (exp == now and not spec.until_exp) then return nil, "expired" end
+    return true
+  end
+  return s
+end
+
+local incident = M.signer{ name = "links", actions = M.ACTIONS, actions_text = "ack or resolve",
+  path = "/v1/incidents", until_exp = true }
 
 -- sign(id, action, exp) -> hex signature | nil, err
-function M.sign(id, action, exp)
-  if type(id) ~= "string" or id == "" then error("links.sign: id: string expected", 2) end
-  if not M.ACTIONS[action] then error("links.sign: action: ack or resolve expected", 2) end
-  if type(exp) ~= "number" then error("links.sign: exp: number expected", 2) end
-  local key, err = M.secret()
-  if not key then return nil, err end
-  return crypto.hex(crypto.hmac("sha256", key, payload(id, action, floor(exp))))
-end
+M.sign = incident.sign
 
 -- url(id, action [, ttl]) -> URL | nil, err; ttl defaults to 7 days.
 function M.url(id, action, ttl, now)
-  local exp = floor((now or time.now()) + (ttl and time.parse_duration(ttl) or M.DEFAULT_TTL))
-  local sig, err = M.sign(id, action, exp)
-  if not sig then return nil, err end
-  return format("%s/v1/incidents/%s/%s?exp=%d&sig=%s", M.base(), id, action, exp, sig)
+  return incident.url(id, action, (now or time.now()) + (ttl and time.parse_duration(ttl) or M.DEFAULT_TTL))
 end
 
 -- verify(id, action, exp, sig [, now]) -> true | nil, reason ("expired", "bad signature", ...)
 function M.verify(id, action, exp, sig, now)
-  if type(id) ~= "string" or not M.ACTIONS[action] then return nil, "unknown action" end
-  exp = tonumber(exp)
-  if not exp or exp ~= floor(exp) then return nil, "exp: integer expected" end
-  if type(sig) ~= "string" or not sig:match("^%x+$") then return nil, "sig: hex signature expected" end
-  local want, err = M.sign(id, action, exp)
-  if not want then return nil, err end
-  -- Constant time: how much of the signature matched must not show in the answer's timing.
-  if not crypto.equals(want, sig:lower()) then return nil, "bad signature" end
-  if exp < (now or time.now()) then return nil, "expired" end
-  return true
+  return incident.verify(id, action, exp, sig, now or time.now())
 end
 
 return M

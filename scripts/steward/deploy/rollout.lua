@@ -270,9 +270,10 @@ function Engine:run_step(tx, s)
   elseif s.kind == "approval" then
     if ss.approved then return "next" end
     self:effect(tx, tag .. ":approval", function()
-      local id, err = ports.approval_request{ subject = r.id, step = r.step, timeout = s.approval.timeout,
-        approvers = s.approval.approvers, notify = s.approval.notify,
-        reason = s.approval.reason or format("rollout of %s %s, step %d", r.service, r.revision, r.step) }
+      local id, err = ports.approval_request(self:store(), { subject = r.id, step = r.step, timeout = s.approval.timeout,
+        approvers = s.approval.approvers, notify = s.approval.notify, requested_by = self.name,
+        key = format("%s:a%d:s%d", r.id, r.attempt, r.step),
+        reason = s.approval.reason or format("rollout of %s %s, step %d", r.service, r.revision, r.step) })
       if not id then return nil, err end
       ss.approval = id
       return true
@@ -671,7 +672,7 @@ function Engine:approval(ev)
     return "no approval pending at step " .. r.step
   end
   local tx = new_tx(self, r)
-  local actor = d.by or d.approver
+  local actor = d.decided_by or d.by
   if ev.type == "approval.granted" then
     ss.approved = true
     tx:note("approved", { approval = ss.approval }, actor)

@@ -100,11 +100,12 @@ function M.flagger_next(schedule, ok)
   return f.next(schedule, ok)
 end
 
--- approval_request(opts) -> id | nil, err
-function M.approval_request(opts)
+-- approval_request(st, opts) -> id | nil, err. The key makes a repeated request (a handler run
+-- again) find the first one instead of asking twice.
+function M.approval_request(st, opts)
   local a, err = part("approvals")
   if not a then return nil, err end
-  return a.request(opts)
+  return a.request(st, opts)
 end
 
 -- migrations_check(sql) -> violations | nil, err; migrations_compatible(sql) -> true | false, reasons

@@ -3,7 +3,7 @@
 -- stops start-up with one line naming the key, the value and what was expected.
 local time = require "steward.time"
 
-local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
+local type, pairs, ipairs, tostring, tonumber, next = type, pairs, ipairs, tostring, tonumber, next
 local format, concat, sort = string.format, table.concat, table.sort
 
 local M = {}
@@ -231,6 +231,8 @@ local SCHEMA = {
                      return d
                    end,
                    "alerting: {resolve_timeout, retention, external_url, link_secret_file} (docs/alerting.md)" },
+  services     = { "table", {}, function(v) return require("steward.deploy.supervisor_config").check(v) end,
+                   "services the deploy drivers run and route to: {run, probes, restart, stop, haproxy, kubernetes} by name (docs/deploy/services.md)" },
   limits       = { "table", nil, LIMITS, "limits (see docs/configuration.md)" },
 }
 M.SCHEMA, M.LIMITS = SCHEMA, LIMITS
@@ -316,6 +318,10 @@ local function merge(cfg, layer, where)
         cfg.limits[lk] = lv
       end
     else
+      -- An overlay's services change fields of the base's, not the whole table.
+      if k == "services" and type(v) == "table" and next(cfg.services or {}) then
+        v = require("steward.deploy.supervisor_config").merge(cfg.services, v)
+      end
       local cv, err = check_value(where, k, spec, v)
       if cv == nil then return nil, err end
       cfg[k] = cv
@@ -435,7 +441,8 @@ end
 
 -- Keys a running daemon applies on a reload (SIGHUP, steward reload, POST /v1/policies/reload);
 -- a change to any other key is logged as "restart required: KEY" and waits for a restart.
-M.RELOADABLE = { policy_config = true, tenant_config = true, log_level = true, grants = true, pg_connections = true }
+M.RELOADABLE = { policy_config = true, tenant_config = true, log_level = true, grants = true, pg_connections = true,
+  services = true }
 
 local function same(a, b)
   if type(a) ~= "table" or type(b) ~= "table" then return a == b end

@@ -46,7 +46,9 @@ local function start_background(ctx)
     if ctx.stopping or not singleton() then return end
     if not ctx.store_health.up then return end -- the probe says when it is back; no log flood
     local fired = due.fire(ctx.store, time.now())
-    if #fired > 0 then ctx.dispatch:notify(fired) end
+    -- Through the subscribers (dispatch is one), so runtime modules hear of timer events too
+    -- (steward.deploy.approvals turns its timeouts into approval.expired).
+    if #fired > 0 then require("steward.runtime.events").published(ctx.store, fired) end
   end)
   ctx.bg[#ctx.bg + 1] = time.every("1s", function()
     if not ctx.stopping then ctx.dispatch:checkpoint() end
@@ -218,6 +220,9 @@ function M.main(args)
   guards.pg_connections = cfg.pg_connections
   -- The services a rollout may act on (the config's `services`; docs/deployments.md).
   require("steward.deploy.rollout").services = cfg.services or {}
+  -- The traffic drivers reach the sockets and URLs the operator wrote in `services`.
+  require("steward.deploy.haproxy").configure(cfg.services)
+  require("steward.deploy.kubernetes").configure(cfg.services)
   guards.on_denied = function(policy, cap, detail)
     require("steward.runtime.store.audit").append(st, { source = "policy", session = policy,
       command = "capability " .. cap, outcome = "denied", detail = detail })
@@ -233,6 +238,11 @@ function M.main(args)
         if k == "services" then require("steward.deploy.rollout").services = c.services or {} end
         if k == "log_level" then log.set_level(c.log_level) end
         if k == "pg_connections" then guards.pg_connections = c.pg_connections end
+        if k == "services" then
+          require("steward.deploy.haproxy").configure(c.services)
+          require("steward.deploy.kubernetes").configure(c.services)
+        end
+        if k == "services" then require("steward.deploy.supervisor").configure({ services = c.services }) end
       end
     end,
     on_swap = function(set)
@@ -301,6 +311,16 @@ function M.main(args)
   ctx.server = srv
   if ctx.cluster then ctx.cluster.address = host .. ":" .. srv:port() end
   start_background(ctx)
+  -- Supervised services (docs/deploy/services.md) run where the singleton duties do: this
+  -- process, or the cluster's leader; a new leader adopts the instances by their pid files.
+  local supervisor = require "steward.deploy.supervisor"
+  supervisor.configure({ services = cfg.services, var_dir = cfg.var_dir, forward = ctx.cluster ~= nil })
+  local on_leader = ctx.on_leader
+  ctx.on_leader = function(yes)
+    if on_leader then on_leader(yes) end
+    if yes then task.spawn({ name = "supervisor" }, supervisor.supervise) else supervisor.release() end
+  end
+  if not ctx.cluster or ctx.cluster:is_leader() then task.spawn({ name = "supervisor" }, supervisor.supervise) end
   -- Start-up's garbage (config, module loading, migrations: a quarter of the heap) goes now,
   -- not at a first cycle an idle daemon may not reach for hours; the store's idle trim hands
   -- the freed pages back to the kernel a second later.
@@ -328,6 +348,8 @@ function M.main(args)
   waiter:join()
 
   ctx.stopping = true
+  -- The instances keep running (the next start adopts them); only their watching stops.
+  require("steward.deploy.supervisor").release()
   -- Retry back-offs end now: what they would retry runs again after the restart.
   require("steward.runtime.shutdown").begin()
   ctx.repl:close()

@@ -81,8 +81,22 @@ local function fakes(effects)
   for _, w in ipairs({ "write", "write_atomic", "mkdir", "remove", "rename" }) do
     fs[w] = function(path) record("fs", { op = w, path = path }); return true end
   end
+  -- An approval asked for in a dry run would page its approvers: recorded only.
+  local approvals = wrap(require "steward.deploy.approvals", {
+    request = function(spec)
+      local s = type(spec) == "table" and spec or {}
+      local chans = {}
+      for i, c in ipairs(type(s.notify) == "table" and (s.notify.send and { s.notify } or s.notify) or {}) do
+        chans[i] = type(c) == "table" and (c.name or c.kind) or tostring(c)
+      end
+      record("approval", { subject = s.subject, step = s.step, timeout = s.timeout, approvers = s.approvers,
+        notify = chans, key = s.key })
+      return "simulated-approval", {}
+    end,
+  })
   return { ["steward.http"] = http, ["steward.events"] = events, ["steward.time"] = tm,
-           ["steward.kv"] = kv, ["steward.proc"] = proc, ["steward.fs"] = fs }
+           ["steward.kv"] = kv, ["steward.proc"] = proc, ["steward.fs"] = fs,
+           ["steward.deploy.approvals"] = approvals }
 end
 
 -- dry(p, fn_name, arg, ctx_opts, opts): runs copy[fn_name](arg, ctx) on a recording copy of p.

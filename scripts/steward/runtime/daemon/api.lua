@@ -10,6 +10,7 @@ local guard = require "steward.runtime.guard"
 local effects = require "steward.runtime.effects"
 local store_health = require "steward.runtime.store_health"
 local audit_trail = require "steward.runtime.daemon.audit_trail"
+local store_util = require "steward.runtime.store.util"
 
 local type, pairs, ipairs, tostring, tonumber, xpcall = type, pairs, ipairs, tostring, tonumber, xpcall
 local format = string.format
@@ -33,6 +34,50 @@ local function fail(status, code, message, details, extra)
   return reply(status, { error = { code = code, message = message, details = details or json.null } }, extra)
 end
 M.fail = fail
+
+-- invalid(field, reason [, code]) -> a 400 naming the field, with details {errors = [{field, reason}]}
+function M.invalid(field, reason, code)
+  return fail(400, code or "invalid_request", field .. ": " .. reason, { errors = { { field = field, reason = reason } } })
+end
+
+-- query(req, parsers) -> filter | nil, status, headers, body: each parameter of the query
+-- string goes through its parser (value -> parsed | nil or false, reason); an unknown
+-- parameter or a refused value is a 400 naming it.
+function M.query(req, parsers)
+  local f = {}
+  for k, v in pairs(M.parse_query(req.query)) do
+    local parse = parsers[k]
+    if not parse then return nil, M.invalid(k, "unknown query parameter", "invalid_query") end
+    local parsed, reason = parse(v)
+    if not parsed then return nil, M.invalid(k, reason, "invalid_query") end
+    f[k] = parsed
+  end
+  return f
+end
+
+-- Parsers for query: a string as it is, a page size, a time.
+M.params = {
+  text = function(v) return v end,
+  limit = function(v)
+    local n = tonumber(v)
+    if n and n >= 1 and n <= 1000 and n == math.floor(n) then return n end
+    return nil, "integer from 1 to 1000 expected"
+  end,
+  since = function(v)
+    return tonumber(v) or store_util.parse_rfc3339(v) or nil,
+      "Unix seconds or an RFC 3339 time expected"
+  end,
+}
+
+-- stamped(row, keys) -> a copy of row with the times named by keys (Unix seconds) in RFC 3339
+function M.stamped(row, keys)
+  local out = {}
+  for k, v in pairs(row) do out[k] = v end
+  for _, k in ipairs(keys) do
+    if out[k] then out[k] = store_util.format_rfc3339(out[k]) end
+  end
+  return out
+end
 
 local m_requests = metrics.counter("steward_http_requests_total", "HTTP requests by route and status", { "route", "status" })
 local m_accepted = metrics.counter("steward_events_accepted_total", "Events committed to the log", {})
@@ -182,7 +227,6 @@ end
 -- event, too many) takes the reference path below, which names each bad item.
 local ingest = require "steward.runtime.ingest.native"
 local crypto = require "steward.crypto"
-local store_util = require "steward.runtime.store.util"
 local uuidv7, parse_rfc3339 = crypto.uuidv7, store_util.parse_rfc3339
 
 -- One options table for every request: prepare reads it and never yields.
@@ -734,6 +778,20 @@ function M.install(router, ctx)
   require("steward.alerting.api").install(add, ctx) -- Alertmanager API v2 (docs/alerting.md)
   -- Incidents, signed links, notification history (docs/incidents.md)
   require("steward.alerting.incidents_api").install(add, ctx)
+  require("steward.deploy.approvals_api").install(add, ctx) -- approvals and their signed links (docs/deploy/approvals.md)
+  -- Supervised services (docs/deploy/services.md): each one's instances, states and restarts.
+  add("GET", "/v1/services", "read", function()
+    local list, supervising = require("steward.deploy.supervisor").status()
+    local fmt = require("steward.runtime.store.util").format_rfc3339
+    for _, svc in ipairs(list) do
+      for _, inst in ipairs(svc.instances) do
+        if inst.started_at then inst.started_at = fmt(inst.started_at) end
+        if inst.last_exit and inst.last_exit.at then inst.last_exit.at = fmt(inst.last_exit.at) end
+      end
+      svc.instances = json.array(svc.instances)
+    end
+    return reply(200, { services = json.array(list), supervising = supervising })
+  end)
   -- The route table itself: each route's permission and tenant scope (docs/http-api.md).
   add("GET", "/v1/routes", "read", function(c)
     return reply(200, { routes = json.array(c.routes) })

@@ -121,20 +121,48 @@ end
 -- A policy's process gets a clean environment (only the variables its grant names), so the
 -- daemon's own (tokens, DSNs) never reach it, and the program must be one the grant names.
 local function guard_proc(box, mod, o)
-  local run = o.run or mod.run
-  o.run = function(opts, ...)
-    local scope = scope_of(box, "proc")
-    if type(opts) ~= "table" or type(opts.cmd) ~= "table" then return run(opts, ...) end
-    if not scope then return deny(box, "proc", tostring(opts.cmd[1])) end
-    local item, why = caps.proc_in(scope, opts.cmd)
-    if not item then return deny(box, "proc", why or ("not a granted program or arguments: " .. tostring(opts.cmd[1]))) end
-    local copy = {}
-    for k, v in pairs(opts) do copy[k] = v end
-    local env = {}
-    for _, name in ipairs(item.env or {}) do env[name] = os.getenv(name) end
-    for k, v in pairs(opts.env or {}) do env[k] = v end
-    copy.env = env
-    return run(copy, ...)
+  local function wrap(fname)
+    local f = o[fname] or mod[fname]
+    return function(opts, ...)
+      local scope = scope_of(box, "proc")
+      if type(opts) ~= "table" or type(opts.cmd) ~= "table" then return f(opts, ...) end
+      if not scope then return deny(box, "proc", tostring(opts.cmd[1])) end
+      local item, why = caps.proc_in(scope, opts.cmd)
+      if not item then return deny(box, "proc", why or ("not a granted program or arguments: " .. tostring(opts.cmd[1]))) end
+      local copy = {}
+      for k, v in pairs(opts) do copy[k] = v end
+      local env = {}
+      for _, name in ipairs(item.env or {}) do env[name] = os.getenv(name) end
+      for k, v in pairs(opts.env or {}) do env[k] = v end
+      copy.env = env
+      return f(copy, ...)
+    end
+  end
+  o.run = wrap("run")
+  -- A spawned child outlives the run: its pid is remembered so the policy may signal it
+  -- (proc.kill), and no other process of the daemon's user.
+  local spawn = wrap("spawn")
+  box.spawned = box.spawned or {}
+  o.spawn = function(...)
+    local h, err, code = spawn(...)
+    if h then box.spawned[h.pid] = true end
+    return h, err, code
+  end
+  local kill, watch, info = o.kill or mod.kill, o.watch or mod.watch, o.info or mod.info
+  o.kill = function(pid, ...)
+    if not scope_of(box, "proc") then return deny(box, "proc", "kill " .. tostring(pid)) end
+    if type(pid) == "number" and not box.spawned[pid] then
+      return deny(box, "proc", "kill of a process the policy did not spawn: " .. tostring(pid))
+    end
+    return kill(pid, ...)
+  end
+  o.watch = function(pid, ...)
+    if not scope_of(box, "proc") then return deny(box, "proc", "watch " .. tostring(pid)) end
+    return watch(pid, ...)
+  end
+  o.info = function(pid, ...)
+    if not scope_of(box, "proc") then return deny(box, "proc", "info " .. tostring(pid)) end
+    return info(pid, ...)
   end
 end
 
@@ -164,6 +192,17 @@ local function guard_pg(box, mod, o)
         return f(dsn, ...)
       end
     end
+  end
+end
+
+-- steward.deploy.migrations.measure connects to the database it measures: a granted `pg`
+-- connection (its name, or a URL the grant allows), as steward.pg.connect would.
+local function guard_migrations(box, mod, o)
+  local measure = o.measure or mod.measure
+  o.measure = function(target, ...)
+    local dsn, err = pg_target(box, target)
+    if not dsn then return nil, err end
+    return measure(dsn, ...)
   end
 end
 
@@ -218,9 +257,14 @@ local function guard_events(box, mod, o)
   end
 end
 
+-- Namespaces "steward:*" are the runtime's own (the supervisor's forwarded calls): a policy
+-- writing there could act outside its capabilities.
 local function guard_kv(box, mod, o)
   local ns = o.ns or mod.ns
   o.ns = function(name, ...)
+    if type(name) == "string" and name:sub(1, 8) == "steward:" then
+      error("kv.ns: namespace '" .. name .. "': names beginning with 'steward:' are reserved for the runtime", 2)
+    end
     if not box.tenant or type(name) ~= "string" or name == "" then return ns(name) end
     return ns("tenant:" .. box.tenant .. ":" .. name)
   end
@@ -246,6 +290,52 @@ local function guard_slo(box, mod, o)
     end
     return prom(opts, ...)
   end
+end
+
+-- Analysis metric providers (issue 15, h3) are built at a policy's top level, before its
+-- capabilities are known: the checks run when the metric is measured, and a denial is that
+-- measurement's error (the analysis counts it), not a raise.
+local function checked(provider, opts, ...)
+  local ok, fn = pcall(provider, opts, ...)
+  if not ok then error((tostring(fn):gsub("^[^:]*:%d+: ", "")), 3) end -- at the policy's line
+  return fn
+end
+
+local function guard_deploy_prometheus(box, mod, o)
+  local provider = o.provider or mod.provider
+  o.provider = function(opts, ...)
+    local fn = checked(provider, opts, ...)
+    local url = opts.url
+    return function()
+      local scope = scope_of(box, "http")
+      if not scope or not caps.url_in(scope, url) then return deny(box, "http", "Prometheus at " .. tostring(url)) end
+      return fn()
+    end
+  end
+  o.new = o.provider
+end
+
+local function guard_deploy_events(box, mod, o)
+  local provider = o.provider or mod.provider
+  o.provider = function(opts, ...)
+    checked(provider, opts, ...) -- the fields are checked now, when the policy builds the metric
+    local fn
+    return function()
+      if not fn then
+        local c = {}
+        for k, v in pairs(opts) do c[k] = v end
+        if box.tenant then
+          if c.tenant ~= nil and c.tenant ~= box.tenant then
+            return nil, format("metrics.events: tenant: a policy of tenant %s reads only its tenant's events", box.tenant)
+          end
+          c.tenant = box.tenant
+        end
+        fn = provider(c)
+      end
+      return fn()
+    end
+  end
+  o.new = o.provider
 end
 
 -- Modules that act on the alerting state (alerts, silences, incidents, notifications): the
@@ -297,11 +387,35 @@ local function guard_all(cap)
   end
 end
 
+-- steward.deploy drivers: the `deploy` capability scoped by service name (the first argument,
+-- or args.service of a metric provider). Pure helpers (no service) pass.
+local function guard_deploy(service_of, pure)
+  return function(box, mod, o)
+    for fname, f in pairs(mod) do
+      if type(f) == "function" and not (pure and pure[fname]) and fname:sub(1, 1) ~= "_" then
+        local inner = o[fname] or f
+        o[fname] = function(...)
+          local service = service_of(...)
+          local scope = scope_of(box, "deploy")
+          if not scope then return deny(box, "deploy", "service " .. tostring(service)) end
+          if type(service) == "string" and not caps.service_in(scope, service) then
+            return deny(box, "deploy", "service " .. service)
+          end
+          return inner(...)
+        end
+      end
+    end
+  end
+end
+local function first_arg(service) return service end
+local function args_service(args) return type(args) == "table" and args.service or nil end
+
 M.BY_MODULE = {
   ["steward.fs"] = guard_fs,
   ["steward.http"] = guard_http,
   ["steward.proc"] = guard_proc,
   ["steward.pg"] = guard_pg,
+  ["steward.deploy.migrations"] = guard_migrations,
   ["steward.events"] = guard_events,
   ["steward.kv"] = guard_kv,
   ["steward.notify"] = guard_notify,
@@ -310,6 +424,13 @@ M.BY_MODULE = {
   ["steward.alerting.escalation"] = guard_all("alerting"),
   ["steward.alerting.incidents"] = guard_all("alerting"),
   ["steward.alerting.slo_alerts"] = guard_all("alerting"),
+  ["steward.deploy.metrics.prometheus"] = guard_deploy_prometheus,
+  ["steward.deploy.metrics.events"] = guard_deploy_events,
+  ["steward.deploy.haproxy"] = guard_deploy(first_arg, { weights = true }),
+  ["steward.deploy.kubernetes"] = guard_deploy(first_arg),
+  ["steward.deploy.metrics.haproxy"] = guard_deploy(args_service),
+  ["steward.deploy.supervisor"] = guard_deploy(first_arg),
+  ["steward.deploy.supervisor_alerts"] = guard_all("alerting"),
 }
 
 -- overrides(box, name, mod, o) -> o with the capability checks in front (outermost)

@@ -46,6 +46,20 @@ M.PUBLIC = {
   ["steward.alerting.route"] = {}, ["steward.alerting.matchers"] = {}, ["steward.alerting.tz"] = {},
   ["steward.alerting.timeintervals"] = {}, ["steward.alerting.fingerprint"] = {},
   ["steward.alerting.oncall"] = {}, ["steward.alerting.silences"] = {}, ["steward.alerting.inhibit"] = {},
+  -- issue 15, h3: analysis, Flagger's schedule, metric providers
+  ["steward.deploy.analysis"] = {}, ["steward.deploy.flagger"] = {},
+  ["steward.deploy.metrics.prometheus"] = {}, ["steward.deploy.metrics.events"] = {},
+  ["steward.deploy.metrics.slo"] = {},
+  -- h5: approvals (a policy asks; people decide), change freezes, environments
+  ["steward.deploy.approvals"] = { hide = { ready = true, decide = true, expire = true, expire_due = true, sign = true,
+                                            link = true } },
+  ["steward.deploy.freeze"] = {}, ["steward.deploy.environments"] = {},
+  ["steward.deploy.haproxy"] = { hide = { configure = true } },
+  ["steward.deploy.kubernetes"] = { hide = { configure = true } },
+  ["steward.deploy.metrics.haproxy"] = {},
+  ["steward.deploy.supervisor_alerts"] = {},
+  ["steward.deploy.supervisor"] = { hide = { configure = true, supervise = true, release = true, status = true } },
+  ["steward.sqlparse"] = {}, ["steward.deploy.migrations"] = {}, -- measure: `pg` (guards.lua)
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.

@@ -2,9 +2,10 @@
 -- each setting either as a plain default (its type is the default's type) or as a spec
 --   threshold = { type = "number", default = 0.05, min = 0, max = 1, description = "..." }
 -- with type (string, number, integer, boolean, duration, table, array), default, required,
--- min/max (numbers, or lengths of strings and arrays), one_of (allowed values) and
--- description. Overlays merge base < environment < tenant; an overlay that breaks the schema
--- is refused with every failing field listed.
+-- min/max (numbers, or lengths of strings and arrays), one_of (allowed values), check (a
+-- function(value) -> true | nil, reason, for what the other keys cannot say: a list of freeze
+-- windows whose zones must exist) and description. Overlays merge base < environment <
+-- tenant; an overlay that breaks the schema is refused with every failing field listed.
 local time = require "steward.time"
 
 local type, pairs, ipairs, tostring, floor = type, pairs, ipairs, tostring, math.floor
@@ -15,7 +16,7 @@ local M = {}
 local TYPES = { string = true, number = true, integer = true, boolean = true, duration = true,
                 table = true, array = true }
 local SPEC_KEYS = { type = true, default = true, required = true, min = true, max = true,
-                    one_of = true, description = true }
+                    one_of = true, description = true, check = true }
 
 local function is_spec(v)
   return type(v) == "table" and type(v.type) == "string" and TYPES[v.type] ~= nil
@@ -41,6 +42,11 @@ function M.compile(decl)
       end
       fields[name] = { name = name, type = v.type, default = v.default, required = v.required == true,
                        min = v.min, max = v.max, one_of = v.one_of, description = v.description }
+      if v.check ~= nil and type(v.check) ~= "function" then
+        errors[#errors + 1] = { field = "config." .. name .. ".check", reason = "a function(value) -> true | nil, reason expected" }
+      else
+        fields[name].check = v.check
+      end
     else
       local t = infer(v)
       if not TYPES[t] then
@@ -55,7 +61,7 @@ function M.compile(decl)
   for name, f in pairs(fields) do
     if f.default ~= nil then
       local ok, reason = M.check_value(f, f.default)
-      if not ok then errors[#errors + 1] = { field = "config." .. name, reason = "default: " .. reason } end
+      if ok == nil then errors[#errors + 1] = { field = "config." .. name, reason = "default: " .. reason } end
     end
   end
   if #errors > 0 then
@@ -99,6 +105,12 @@ function M.check_value(f, v)
       for i, a in ipairs(f.one_of) do shown[i] = tostring(a) end
       return nil, "expected one of " .. concat(shown, ", ")
     end
+  end
+  if f.check then
+    -- A check that raises refuses the value too (it is the policy's code, run by the loader).
+    local ran, ok, reason = pcall(f.check, v)
+    if not ran then return nil, "check failed: " .. tostring(ok) end
+    if not ok then return nil, tostring(reason or "refused by the setting's check") end
   end
   return v
 end

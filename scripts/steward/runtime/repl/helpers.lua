@@ -1,7 +1,7 @@
 -- steward.runtime.repl.helpers: the incident helpers a REPL session finds as globals — status(),
 -- policies(), events.tail/find, policy.trace/simulate/decide, decisions{}, explain(), dead_letters(), requeue(),
--- kv(), timers(), reload(), rollback(), profile(), audit(), incidents(), notifications(), rollouts(), promote(),
--- abort(). Each is built over the daemon's own
+-- kv(), timers(), reload(), rollback(), profile(), audit(), incidents(), notifications(), approvals(), approve(), deny(),
+-- rollouts(), promote(), abort(). Each is built over the daemon's own
 -- objects (ctx), so what the REPL shows is what the daemon uses. Helpers that change things
 -- refuse in a read-only session. docs/repl.md has an example of each.
 local json = require "steward.json"
@@ -177,6 +177,9 @@ function M.new(ctx, session)
     { "incidents.reassign(id, user)", "assign an incident to someone (who is notified)" },
     { "incidents.trigger{key=, service=, title=, escalation=}", "open an incident by hand (pages through its escalation)" },
     { "notifications{channel=, key=, status=, since=, limit=}", "notification history, newest first" },
+    { "approvals{state=, subject=, limit=}", "deploy approvals, newest first (default: pending ones)" },
+    { "approve(id [, comment]) / deny(id [, comment])", "decide a pending approval (audited as you)" },
+    { "services([name])", "supervised service instances: revision, state, ready, pid, port, restarts" },
   }
   function h.help()
     local rows = {}
@@ -578,6 +581,51 @@ function M.new(ctx, session)
         response = r.response_status, created = iso(r.created), summary = r.summary, error = r.last_error }
     end
     return M.rows(out, { "id", "created", "channel", "status", "attempts", "response", "key", "summary", "error" })
+  end
+
+  -- ---- approvals (steward.deploy.approvals, docs/deploy/approvals.md) ----
+  local apr_mod = function() return require "steward.deploy.approvals" end
+  local function apr_row(a)
+    return { id = a.id, state = a.state, subject = a.subject, step = a.step, approvers = table.concat(a.approvers or {}, ","),
+      created = iso(a.created_at), expires = iso(a.expires_at), decided_by = a.decided_by, via = a.decided_via,
+      comment = a.comment }
+  end
+  function h.approvals(f)
+    if f ~= nil and type(f) ~= "table" then error("approvals: filter: table expected", 2) end
+    local q = {}
+    for k, v in pairs(f or { state = "pending" }) do q[k] = v end
+    local list, err = apr_mod().list(st(), q)
+    if not list then return nil, err end
+    local rows = {}
+    for i, a in ipairs(list) do rows[i] = apr_row(a) end
+    return M.rows(rows, { "id", "state", "subject", "step", "approvers", "expires", "decided_by", "via", "comment" })
+  end
+  local function decide(what, id, comment)
+    admin(what)
+    if type(id) ~= "string" then error(what .. ": id: string expected", 3) end
+    if comment ~= nil and type(comment) ~= "string" then error(what .. ": comment: string expected", 3) end
+    local a, err, cur = apr_mod().decide(st(), id, what, { actor = actor(), role = session.role or "admin", via = "repl",
+      comment = comment, uid = session.uid, session = session.id, audit_actor = actor() })
+    if a then return apr_row(a) end
+    return nil, cur and (tostring(err) .. " (state " .. cur.state .. ")") or err
+  end
+  function h.approve(id, comment) return decide("approve", id, comment) end
+  function h.deny(id, comment) return decide("deny", id, comment) end
+  -- Supervised services (steward.deploy.supervisor, docs/deploy/services.md).
+  function h.services(name)
+    if name ~= nil and type(name) ~= "string" then error("services: name: string expected", 2) end
+    local list = require("steward.deploy.supervisor").status()
+    local rows = {}
+    for _, svc in ipairs(list) do
+      if name == nil or svc.name == name then
+        for _, i in ipairs(svc.instances) do
+          rows[#rows + 1] = { service = svc.name, revision = i.revision, index = i.index, state = i.state,
+            ready = i.ready, pid = i.pid, port = i.port, restarts = i.restarts, started = iso(i.started_at),
+            reason = i.reason }
+        end
+      end
+    end
+    return M.rows(rows, { "service", "revision", "index", "state", "ready", "pid", "port", "restarts", "started", "reason" })
   end
 
   return h

@@ -149,6 +149,9 @@ local function fresh(w)
     end,
     on_arm = function(rec) cap.captured.timers[#cap.captured.timers + 1] = rec end,
     on_fire = function(list)
+      -- As the daemon does: runtime modules subscribed to the log hear of timer events
+      -- (steward.deploy.approvals expires an approval on its timeout's).
+      real_events.published(w.store, list)
       for _, ev in ipairs(list) do
         cap.captured.fired[#cap.captured.fired + 1] = ev
         -- The policies this test loaded, and those the file loaded at its top level

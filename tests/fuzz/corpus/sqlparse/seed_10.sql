@@ -1,0 +1,4 @@
+BEGIN;
+SET LOCAL lock_timeout = '1s';
+SET LOCAL statement_timeout = '5s';
+ALTER TABLE accounts ADD COLUMN note text;

@@ -1,0 +1,3 @@
+-- squawk-ignore-file ban-drop-table
+DROP TABLE IF EXISTS old_sessions;
+DROP TABLE old_tokens;

@@ -1,0 +1,2 @@
+UPDATE accounts SET plan = 'a', plan = 'b';
+INSERT INTO accounts (email, email) VALUES ('x', 'y');

@@ -1,0 +1,3 @@
+LOCK TABLE accounts IN SHARE MODE;
+SET lock_timeout = '1s';
+REFRESH MATERIALIZED VIEW CONCURRENTLY totals;
