@@ -473,7 +473,30 @@ local function main()
   t.is(p.key({ id = "x", data = { service = "web" } }), "web", "an event naming a service is keyed by it")
 end
 
+-- steward.deploy's re-exported parts keep their own capability checks in a policy's sandbox:
+-- deploy.haproxy is the guarded module, not a way around the deploy scope.
+local function sandboxed()
+  local sandbox = require "steward.runtime.policy.sandbox"
+  local guard = require "steward.runtime.guard"
+  require("steward.deploy.haproxy").configure { api = { haproxy = { socket = "/nonexistent/h4.sock", backend = "api" } } }
+  local env, box = sandbox.new_env({ name = "probe", log = function() end })
+  box.caps = { deploy = { "api" } }
+  local fn = assert(sandbox.compile(env, [[
+    local deploy = require "steward.deploy"
+    local a, aerr = deploy.haproxy.stats("db")
+    local b, berr = deploy.haproxy.stats("api")
+    return { aerr, berr, type(deploy.canary), type(deploy.rollout_policy) }
+  ]], "=probe"))
+  local ok, v = guard.run(box.budget, fn)
+  t.ok(ok, "a policy requires steward.deploy")
+  t.is(v and v[1], "capability 'deploy' not granted to probe (service db)",
+    "deploy.haproxy outside the policy's deploy scope is refused, as require 'steward.deploy.haproxy' is")
+  t.like(v and v[2], "h4.sock", "... inside it the call reaches the driver")
+  t.is(v and v[3] .. " " .. v[4], "function function", "deploy.canary and deploy.rollout_policy are there")
+end
+
 local ok, err = xpcall(main, debug.traceback)
+if ok then ok, err = xpcall(sandboxed, debug.traceback) end
 if not ok then t.fail("spec raised", err) end
 proc.run{ cmd = { "rm", "-rf", dir } }
 t.done()
