@@ -30,7 +30,7 @@ cleanup_all() {
 }
 trap cleanup_all EXIT
 pg_start || { echo "1..0 # SKIP PostgreSQL could not be started"; exit 0; }
-echo "1..28"
+echo "1..30"
 PORT_BASE=$(( 20000 + RANDOM % 20000 ))
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; return 1; fi; }
@@ -151,6 +151,12 @@ EOF
     ok $? "$name: every side effect is done once in the history (repeated: $dup)"
     wait_for 20 sh -c "for i in 1 2 3 4 5 6 7 8 9 10; do [ \"\$(curl -s -m 5 http://127.0.0.1:$FRONT/)\" = v2 ] || exit 1; done"
     ok $? "$name: HAProxy serves v2 only"
+    "$BIN" audit export -c "$D/steward.lua" -o "$S/audit.jsonl" >/dev/null 2>&1
+    /usr/bin/python3 -c '
+import json, sys
+cmds = [json.loads(l).get("command") for l in open(sys.argv[1]) if l.strip()]
+sys.exit(0 if cmds.count("rollout.completed") == 2 and cmds.count("rollout.promoted") == 2 else 1)' "$S/audit.jsonl"
+    ok $? "$name: the audit log has each rollout's promotion and completion once"
 
     # The next scenario starts from nothing: this one's instances stop, its state files go.
     daemon_stop_within 20 || echo "# $name: the daemon had not exited 20 s after SIGTERM (it was killed)"

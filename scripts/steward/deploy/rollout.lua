@@ -228,7 +228,7 @@ function Engine:run_step(tx, s)
       if not ss.until_ then
         ss.until_ = self.now() + s.duration
         tx:arm("main", s.duration)
-        self:set_phase(tx, "Paused", format("paused for %ds", s.duration))
+        self:set_phase(tx, "Paused", format("paused for %gs", s.duration))
         tx:note("paused", { duration = s.duration })
         tx:emit("rollout.paused", { reason = "pause", duration = s.duration })
         return "wait"
@@ -688,7 +688,7 @@ end
 
 function Engine:handle(ev, _)
   local st = self:store()
-  rstore.flush_audit(st, self.name)
+  rstore.flush_audit(st, self.name, self.service)
   local res
   if ev.type == "deploy.admitted" then
     res = self:admit(ev)
@@ -701,7 +701,7 @@ function Engine:handle(ev, _)
   else
     return nil -- the engine's own rollout.* events, and others it does not act on
   end
-  rstore.flush_audit(st, self.name)
+  rstore.flush_audit(st, self.name, self.service)
   if type(res) == "table" then return { rollout = res.id, phase = res.phase, step = res.step } end
   return res
 end

@@ -196,11 +196,13 @@ function M.commit(st, r, expected, unit, now)
   return true
 end
 
--- flush_audit(st, actor) -> entries written: the history rows the audit log has not seen yet
--- (written after their commit; a crash in between leaves them for the next change).
-function M.flush_audit(st, actor)
+-- flush_audit(st, actor, service) -> entries written: the history rows of the service's
+-- rollouts the audit log has not seen yet (written after their commit; a crash in between leaves
+-- them for the next change). One service's handlers run one at a time: no row goes twice.
+function M.flush_audit(st, actor, service)
+  -- ids are <service>~...: the range from "<service>~" to "<service>\127" (bytewise on both backends)
   local rows, err = st.db:query("SELECT id, rollout_id, at, kind, step, actor, data FROM rollout_history " ..
-    "WHERE audited = 0 ORDER BY at, id LIMIT 200")
+    "WHERE audited = 0 AND rollout_id >= $1 AND rollout_id < $2 ORDER BY at, id LIMIT 200", service .. "~", service .. "\127")
   if not rows then return nil, err end
   for _, row in ipairs(rows) do
     local id
