@@ -330,16 +330,26 @@ function terminate(inst, stop)
     if not state.alive(inst) then return nil end
     return proc.kill(pid, sig, group)
   end
+  -- The monitor clears inst.pid at the exit; after release() (a stop still running when the
+  -- daemon began to stop) no monitor does, so the process itself is asked.
+  local gen = S.generation
+  local function gone()
+    if inst.pid ~= pid then return true end
+    if S.generation == gen then return false end
+    if inst.handle then return inst.handle.exited end
+    if not inst.start_time then return proc.kill(pid, 0) == nil end
+    return not state.alive({ pid = pid, start_time = inst.start_time })
+  end
   signal(stop.signal)
   local deadline = time.monotonic() + stop.grace
-  while inst.pid == pid and time.monotonic() < deadline do time.sleep(0.02) end
-  if inst.pid == pid then
+  while not gone() and time.monotonic() < deadline do time.sleep(0.02) end
+  if not gone() then
     log.warn("service instance did not stop within its grace period: SIGKILL", { instance = inst.id, grace = stop.grace })
     signal("KILL")
     deadline = time.monotonic() + 10
-    while inst.pid == pid and time.monotonic() < deadline do time.sleep(0.02) end
+    while not gone() and time.monotonic() < deadline do time.sleep(0.02) end
   end
-  return inst.pid ~= pid
+  return gone()
 end
 
 local function sorted(list)
