@@ -21,7 +21,7 @@ cleanup_all() {
     daemon_cleanup
 }
 trap cleanup_all EXIT
-echo "1..24"
+echo "1..25"
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; return 1; fi; }
 wait_for() {
@@ -147,4 +147,5 @@ es = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 has = lambda c, src=None: any(e.get("command") == c and (src is None or e.get("source") == src) for e in es)
 sys.exit(0 if has("rollout.start") and has("rollout.abort") and has("rollout.aborted", "policy") else 1)' "$D/audit.jsonl"
 ok $? "the audit log has the POSTs (rollout.start, rollout.abort) and the policy's transition (rollout.aborted)"
-daemon_stop_within 20 || echo "# the daemon had not exited 20 s after SIGTERM (it was killed)"
+daemon_stop_within 20 && [ "$DSTATUS" -eq 0 ]
+ok $? "SIGTERM ends the daemon, status 0 ($DSTATUS)"

@@ -21,7 +21,7 @@ cleanup_all() {
     daemon_cleanup
 }
 trap cleanup_all EXIT
-echo "1..27"
+echo "1..28"
 api() { curl -s -m 30 -H "Authorization: Bearer $TOKEN" "$@"; }
 decide() { api -H 'Content-Type: application/json' -d "$1" "http://127.0.0.1:$PORT/v1/decide/ops.svc"; }
 services() { api "http://127.0.0.1:$PORT/v1/services"; }
@@ -169,4 +169,5 @@ sed -i "s|^  services = {|  services = { late = { run = { cmd = { '/usr/bin/pyth
 kill -HUP "$DPID"
 wait_for 20 sh -c "curl -s -m 5 -H 'Authorization: Bearer $TOKEN' http://127.0.0.1:$PORT/v1/services | /usr/bin/python3 $here/tests/support/jx.py 'any(s[\"name\"] == \"late\" for s in d[\"services\"])' >/dev/null"
 ok $? "SIGHUP: a service added to steward.lua is supervised without a restart"
-daemon_stop
+daemon_stop_within 20 && [ "$DSTATUS" -eq 0 ]
+ok $? "SIGTERM ends the daemon, status 0 ($DSTATUS)"

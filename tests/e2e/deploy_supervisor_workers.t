@@ -15,7 +15,7 @@ cleanup_all() {
     daemon_cleanup
 }
 trap cleanup_all EXIT
-echo "1..6"
+echo "1..7"
 api() { curl -s -m 60 -H "Authorization: Bearer $TOKEN" "$@"; }
 decide() { api -H 'Content-Type: application/json' -d "$1" "http://127.0.0.1:$PORT/v1/decide/ops.svc"; }
 
@@ -61,4 +61,5 @@ decide '{"verb":"stop","service":"api","revision":"v1"}' | jx 'd["result"]["ok"]
 ok $? "stop drains them"
 decide '{"verb":"kv"}' | jx 'd["result"]["ok"] == False' >/dev/null
 ok $? "a policy cannot open the runtime's kv namespace steward:*"
-daemon_stop
+daemon_stop_within 20 && [ "$DSTATUS" -eq 0 ]
+ok $? "SIGTERM ends the daemon and its workers, status 0 ($DSTATUS)"

@@ -26,7 +26,7 @@ cleanup_all() {
     daemon_cleanup
 }
 trap cleanup_all EXIT
-echo "1..16"
+echo "1..17"
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; return 1; fi; }
 wait_for() {
@@ -148,3 +148,6 @@ sh_block show > "$W/show.out"
 grep -q "aborted" "$W/show.out"
 ok $? "the page's show command prints the history with the abort" || sed 's/^/# /' "$W/show.out" | head -20
 record_pids
+# v2's instances are running: SIGTERM still ends steward (they outlive it, by design).
+daemon_stop_within 20 && [ "$DSTATUS" -eq 0 ]
+ok $? "SIGTERM ends steward, status 0 ($DSTATUS)"

@@ -41,6 +41,22 @@ local m_restarts = metrics.counter("steward_service_restarts_total",
   "Restarts of supervised instances (crashes, failed liveness probes)", { "service", "revision" })
 local seen_series = {}
 
+-- The tasks that watch instances for this process (monitors waiting for an exit, probes,
+-- a liveness kill, a restart's delay): release() cancels them. A task waiting for a child's
+-- exit or an adopted instance's pidfd holds the event loop open, and a probe sleeps out its
+-- interval: left running, they kept a stopped daemon from exiting.
+local watchers = {} -- entry -> true ({h = its task})
+
+local function watch(name, fn, ...)
+  local entry = {}
+  watchers[entry] = true
+  entry.h = task.spawn({ name = name }, function(...)
+    fn(...)
+    watchers[entry] = nil
+  end, ...)
+  return entry.h
+end
+
 local function key(service, revision, index) return service .. "/" .. revision .. "/" .. tostring(index) end
 
 local function refresh_metrics()
@@ -172,7 +188,7 @@ local function probe_loop(inst, kind, gen, pid)
       -- policy decides, as for any unclean exit.
       log.warn("service instance failed its liveness probe", { instance = inst.id, reason = why })
       inst.liveness_failed = true
-      task.spawn({ name = "supervisor.kill " .. inst.id }, terminate, inst, svc.stop)
+      watch("supervisor.kill " .. inst.id, terminate, inst, svc.stop)
       return
     end
     time.sleep(probe.interval)
@@ -190,7 +206,7 @@ local function start_probes(inst, gen)
   end
   for _, kind in ipairs({ "readiness", "liveness" }) do
     if svc.probes[kind] then
-      task.spawn({ name = "supervisor.probe " .. inst.id }, probe_loop, inst, kind, gen, pid)
+      watch("supervisor.probe " .. inst.id, probe_loop, inst, kind, gen, pid)
     end
   end
 end
@@ -280,7 +296,7 @@ local function launch(inst, gen)
   log.info("service instance started", { instance = inst.id, pid = inst.pid, port = inst.port })
   emit("service.instance.started", { service = inst.service, revision = inst.revision, index = inst.index,
     port = inst.port, pid = inst.pid })
-  task.spawn({ name = "supervisor.monitor " .. inst.id }, monitor, inst, gen)
+  watch("supervisor.monitor " .. inst.id, monitor, inst, gen)
   start_probes(inst, gen)
   return true
 end
@@ -314,16 +330,26 @@ function terminate(inst, stop)
     if not state.alive(inst) then return nil end
     return proc.kill(pid, sig, group)
   end
+  -- The monitor clears inst.pid at the exit; after release() (a stop still running when the
+  -- daemon began to stop) no monitor does, so the process itself is asked.
+  local gen = S.generation
+  local function gone()
+    if inst.pid ~= pid then return true end
+    if S.generation == gen then return false end
+    if inst.handle then return inst.handle.exited end
+    if not inst.start_time then return proc.kill(pid, 0) == nil end
+    return not state.alive({ pid = pid, start_time = inst.start_time })
+  end
   signal(stop.signal)
   local deadline = time.monotonic() + stop.grace
-  while inst.pid == pid and time.monotonic() < deadline do time.sleep(0.02) end
-  if inst.pid == pid then
+  while not gone() and time.monotonic() < deadline do time.sleep(0.02) end
+  if not gone() then
     log.warn("service instance did not stop within its grace period: SIGKILL", { instance = inst.id, grace = stop.grace })
     signal("KILL")
     deadline = time.monotonic() + 10
-    while inst.pid == pid and time.monotonic() < deadline do time.sleep(0.02) end
+    while not gone() and time.monotonic() < deadline do time.sleep(0.02) end
   end
-  return inst.pid ~= pid
+  return gone()
 end
 
 local function sorted(list)
@@ -544,7 +570,7 @@ function M.supervise()
         backoff.started(inst.hist, time.monotonic(), S.services[name].restart)
         set_state(inst, "running")
         log.info("service instance adopted", { instance = inst.id, pid = inst.pid, port = inst.port })
-        task.spawn({ name = "supervisor.monitor " .. inst.id }, monitor, inst, gen)
+        watch("supervisor.monitor " .. inst.id, monitor, inst, gen)
         start_probes(inst, gen)
       else
         log.warn("service instance found dead: replaced", { instance = inst.id, pid = rec.pid })
@@ -561,12 +587,19 @@ function M.supervise()
 end
 
 -- release(): this process stops supervising (shutdown, or leadership lost). The instances
--- keep running; whoever supervises next adopts them.
+-- keep running; whoever supervises next adopts them. Only their watching stops: the tasks
+-- of watch() are cancelled (a cancelled wait for a child leaves the child running).
 function M.release()
   if S.server then S.server:stop(); S.server = nil end
   S.supervising = false
   S.generation = S.generation + 1
   S.units = {}
+  local list = {}
+  for entry in pairs(watchers) do list[#list + 1] = entry end
+  watchers = {}
+  for _, entry in ipairs(list) do
+    if entry.h then entry.h:cancel("released") end
+  end
   refresh_metrics()
 end
 
