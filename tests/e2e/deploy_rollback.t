@@ -39,7 +39,7 @@ return deploy.rollout_policy{
 ok $? "steward runs with the canary policy" || exit 1
 
 r1=$(start_rollout v1)
-wait_for 30 at "$r1" "Completed 1"
+wait_for 60 at "$r1" "Completed 1"
 ok $? "the first revision v1 is rolled out whole" || diag "$r1"
 
 stage_load load "$RATE"

@@ -85,6 +85,7 @@ at() { [ "$(field "$1" '"%s %s" % (d["phase"], d["step"])' 2>/dev/null)" = "$2" 
 diag() {
     api "http://127.0.0.1:$PORT/v1/rollouts/$1" | head -c 4000 | sed 's/^/# /'; echo
     grep -E 'level=(warn|error)' "$D/log.new" 2>/dev/null | tail -5 | sed 's/^/# /'
+    kill -0 "$DPID" 2>/dev/null || { echo "# the daemon is gone:"; tail -5 "$D/log.new" | sed 's/^/# /'; }
 }
 # weights: "server weight" of every server of the backend, from HAProxy itself
 weights() {
