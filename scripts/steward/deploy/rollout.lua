@@ -362,6 +362,7 @@ function Engine:finalize(tx)
     return p:weights(weights(r, 100))
   end)
   self:stop_background(tx)
+  ports.release(format("%s/a%d", r.id, r.attempt)) -- the attempt's runs are over: their providers go
   r.wakes = {}
   r.weight, r.canary_replicas = 100, r.replicas
   if not r.switched then
@@ -395,6 +396,7 @@ function Engine:abort(tx, reason, actor, force)
     self:effect(tx, "abort:weight", function(p) return p:weights({ [r.stable] = 100, [r.revision] = 0 }) end)
   end
   self:stop_background(tx)
+  ports.release(format("%s/a%d", r.id, r.attempt))
   r.wakes = {}
   r.weight = 0
   self:set_phase(tx, "Aborted", reason)

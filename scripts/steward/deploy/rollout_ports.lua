@@ -16,8 +16,19 @@ end
 M.part = part
 
 -- Provider functions by (run key, metric name): a provider keeps its previous sample (deltas of
--- counters), so the same function serves every measurement of a run in this process.
-local providers = setmetatable({}, { __mode = "v" })
+-- counters), so the same function serves every measurement of a run in this process. Held
+-- strongly (a weak table lost them to any collection between two measurements, and a new
+-- instance answered for every request since the server was added) until release().
+local providers = {}
+
+-- release(prefix): forgets the providers of the runs whose key is prefix or starts with
+-- prefix .. "/" (a run's key, or "<rollout>/a<attempt>" for every run of an attempt).
+function M.release(prefix)
+  local n = #prefix
+  for k in pairs(providers) do
+    if k:sub(1, n + 1) == prefix .. "/" then providers[k] = nil end
+  end
+end
 
 -- A metric's provider, as a policy writes it: `{<name> = {args}}` names a provider module
 -- (steward.deploy.metrics.<name>) whose service and revision the rollout fills in (the policy
