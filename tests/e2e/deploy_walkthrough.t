@@ -108,7 +108,8 @@ LPID=$!
 sh_block first > "$W/first.out"
 record_pids
 wait_for 60 is_phase "v1 Completed 1"
-ok $? "the first revision is rolled out whole ($(phase_of))"
+ok $? "the first revision is rolled out whole ($(phase_of))" || {
+    sed 's/^/# first: /' "$W/first.out"; grep -v 'level=info' "$D/log.new" "$D/log" 2>/dev/null | tail -30 | sed 's/^/# log: /'; }
 wait_for 20 sh -c "[ \"\$(curl -s -m 5 http://127.0.0.1:$FRONT/)\" = v1 ]"
 ok $? "HAProxy answers v1"
 
