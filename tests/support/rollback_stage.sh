@@ -46,7 +46,9 @@ CFG
 # stage_daemon POLICY: steward with the service `web` (2 instances), deploy.alerts, and POLICY
 # (the text of policies/deploy/web.lua)
 stage_daemon() {
-    local base=$(( 20000 + RANDOM % 20000 ))
+    # Below the kernel's ephemeral range (32768-60999): a port a load's client connection holds
+    # cannot be bound by an instance, which then crash-loops.
+    local base=$(( 10000 + RANDOM % 20000 ))
     daemon_config "
   services = {
     web = { run = { cmd = { '/usr/bin/python3', '$here/tests/support/rollback_app.py', '--port', '{port}', '--starts', '$S/starts' },
