@@ -84,9 +84,13 @@ r=$(call "$OP" GET /v1/rollouts)
 ok $? "GET /v1/rollouts: none yet ($r)"
 
 r=$(call "$OP" POST /v1/rollouts '{"service":"web","revison":"v1"}')
-case "$r" in 400*'"field":"revison"'*'unknown field'*) ok 0 "a misspelt field is named (400)" ;; *) ok 1 "a misspelt field is named: $r" ;; esac
+# 400 naming field $2 with a reason containing $3 (the JSON's key order is not fixed)
+field_error() {
+    [ "${1%% *}" = 400 ] && echo "${1#* }" | jx "any(e['field'] == '$2' and '$3' in e['reason'] for e in d['error']['details']['errors'])" >/dev/null
+}
+field_error "$r" revison "unknown field"; ok $? "a misspelt field is named (400)" || echo "# $r"
 r=$(call "$OP" POST /v1/rollouts '{"service":"nope","revision":"v1"}')
-case "$r" in 400*'"field":"service"'*'not declared'*) ok 0 "a service not in the config's services is refused" ;; *) ok 1 "undeclared service: $r" ;; esac
+field_error "$r" service "not declared"; ok $? "a service not in the config's services is refused" || echo "# $r"
 r=$(call "$OP" POST /v1/rollouts '{"service":"web","revision":"v1 beta"}')
 case "$r" in 400*'"field":"revision"'*) ok 0 "a revision with a space is refused, naming the field" ;; *) ok 1 "bad revision: $r" ;; esac
 r=$(call "$OP" POST /v1/rollouts '{"service":"web","revision":"v1","migrations":[{"sql":3}]}')
