@@ -428,6 +428,20 @@ local function main()
   for _, c in ipairs(w.calls) do if c:match("^weights") then last_weights = c end end
   t.is(last_weights, "weights v1=100 v2=0", "... traffic back to stable")
 
+  -- Flagger's checks of one attempt share their providers: a counter provider (HAProxy's
+  -- error_rate) then answers for the interval since the previous check, not since it was made.
+  local made = 0
+  package.loaded["steward.deploy.metrics.spec_flagger_counter"] = {
+    provider = function() made = made + 1; return function() return 0.01 end end,
+  }
+  w = world(deploy.canary{ step_weight = 20, max_weight = 60, interval = "1m", threshold = 2,
+    analysis = { metrics = { metric(fv, { provider = { spec_flagger_counter = {} } }) } } })
+  fv[1] = 0.01
+  w.start()
+  w.advance(180)
+  t.is(w.r().phase, "Completed", "Flagger with a named provider: promoted")
+  t.is(made, 1, "... one provider instance served every check of the attempt")
+
   -- ---- the local platform over the supervisor and HAProxy ----
   local dcalls = {}
   local function rec(name) return function(...) dcalls[#dcalls + 1] = name .. " " .. json.encode({ ... }); return true end end

@@ -334,7 +334,9 @@ function Engine:flagger_tick(tx)
   r.nchecks = (r.nchecks or 0) + 1
   local key = "check" .. r.nchecks
   local run = self:start_run(tx, key, spec)
-  local stepped, serr = ports.analysis_step(resolved(r, key, spec), run, self.now())
+  -- The providers are the attempt's, not the check's: a counter provider (HAProxy's error_rate)
+  -- then measures the interval since the previous check.
+  local stepped, serr = ports.analysis_step(resolved(r, "checks", spec), run, self.now())
   if not stepped then error("rollout " .. r.id .. ": analysis: " .. tostring(serr), 0) end
   local ok = stepped.phase == "Successful"
   local action, aerr = ports.flagger_next(r.flagger, ok)
