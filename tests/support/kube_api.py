@@ -24,8 +24,9 @@ reference documents it (docs/deploy/kubernetes.md lists what is reproduced):
 Test hooks under /_test/ (not Kubernetes): POST /_test/conflict?kind=deployments&name=N
 makes the next GET of that object be followed by a concurrent change (so the client's write
 that follows is stale), POST /_test/compact forgets the event history (watches from an
-older resourceVersion get 410), GET /_test/requests lists the requests received.
-Usage: kube_api.py PORT TOKEN [CERT KEY] (with a certificate: HTTPS)"""
+older resourceVersion get 410), GET /_test/requests lists the requests received (each with
+the bearer token it carried, so a test giving each client its own token sees who sent it).
+Usage: kube_api.py PORT TOKEN[,TOKEN...] [CERT KEY] (with a certificate: HTTPS)"""
 import copy
 import http.server
 import json
@@ -37,7 +38,7 @@ import time
 import urllib.parse
 import uuid
 
-PORT, TOKEN = int(sys.argv[1]), sys.argv[2]
+PORT, TOKENS = int(sys.argv[1]), sys.argv[2].split(",")
 READY_STEP = 0.1
 
 lock = threading.Condition()
@@ -192,11 +193,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def handle_any(self, method):
         data = self.body()
-        requests.append({"method": method, "path": self.path,
+        auth = self.headers.get("Authorization") or ""
+        token = auth[len("Bearer "):] if auth.startswith("Bearer ") else None
+        requests.append({"method": method, "path": self.path, "token": token,
                          "content_type": self.headers.get("Content-Type"), "body": data.decode(errors="replace")})
         if self.path.startswith("/_test/"):
             return self.test_hook(method)
-        if self.headers.get("Authorization") != "Bearer " + TOKEN:
+        if token not in TOKENS:
             return self.send_json(*status(401, "Unauthorized", "Unauthorized"))
         r = self.route()
         if r is None:
