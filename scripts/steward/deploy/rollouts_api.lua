@@ -16,9 +16,7 @@ local M = {}
 
 local api -- steward.runtime.daemon.api; set by install
 
-local function bad(field, reason, code)
-  return api.fail(400, code or "invalid_request", field .. ": " .. reason, { errors = { { field = field, reason = reason } } })
-end
+local function bad(field, reason, code) return api.invalid(field, reason, code) end
 
 local HIDDEN = { done = true, pending = true, wakes = true, nwake = true, cmds = true, ss = true, rev = true }
 
