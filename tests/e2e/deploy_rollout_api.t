@@ -24,14 +24,6 @@ trap cleanup_all EXIT
 echo "1..25"
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; return 1; fi; }
-wait_for() {
-    local deadline=$(( $(date +%s%N) + $1 * 1000000000 ))
-    shift
-    until "$@"; do
-        [ "$(date +%s%N)" -lt "$deadline" ] || return 1
-        sleep 0.05
-    done
-}
 U="http://127.0.0.1"
 # call TOKEN METHOD PATH [BODY]: prints "STATUS BODY"
 call() {

@@ -41,14 +41,6 @@ diag() {
     api "http://127.0.0.1:$PORT/v1/rollouts/$1" | head -c 3000 | sed 's/^/# /'; echo
     grep -E 'level=(warn|error)' "$D/log.new" 2>/dev/null | tail -5 | sed 's/^/# /'
 }
-wait_for() {
-    local deadline=$(( $(date +%s%N) + $1 * 1000000000 ))
-    shift
-    until "$@"; do
-        [ "$(date +%s%N)" -lt "$deadline" ] || return 1
-        sleep 0.05
-    done
-}
 api() { curl -s -m 30 -H "Authorization: Bearer $TOKEN" "$@"; }
 # field ID EXPR: a Python expression over the rollout's JSON (d)
 field() { api "http://127.0.0.1:$PORT/v1/rollouts/$1" | jx "$2"; }
