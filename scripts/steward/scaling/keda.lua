@@ -202,7 +202,8 @@ function M.decide(spec, state, obs, now)
         d.phase = "cooldown"
         if d.desired == current then
           local left = (st.last_active or st.created) + (st.last_active and spec.cooldown or spec.initial_cooldown) - now
-          d.limited_by = d.limited_by or "cooldown"
+          -- What keeps the service from idle is the cooldown; HPA's own limit stays readable.
+          d.hpa_limited_by, d.limited_by = d.limited_by, "cooldown"
           d.reason = format("%s; inactive, %gs of cooldown left before %d", d.reason or "", left, idle or min)
         end
       end
