@@ -125,7 +125,7 @@ local function activity(spec, obs)
     if e.active then active = true; names[#names + 1] = tr.name end
     list[i] = e
   end
-  return list, active, any_error, concat(names, ", ")
+  return list, active, any_error, names
 end
 
 local function own(decision, current, desired, triggers, limited_by, reason)
@@ -140,7 +140,8 @@ end
 
 -- decide(spec, state, obs, now) -> decision, state. The decision has HPA's shape (see
 -- steward.scaling.hpa) plus `active` (a trigger is above its activation threshold), `last_active`,
--- `triggers` (each trigger's value, threshold, activity, error) and `phase`: "activate",
+-- `triggers` (each trigger's value, threshold, activity, error), `active_triggers` (their names),
+-- `trigger_error` (some trigger's source failed) and `phase`: "activate",
 -- "deactivate", "cooldown", "min_replicas" (the executor acted or held), "hpa" (HPA decided), or
 -- "idle" (nothing to do at zero). state = {created, last_active, hpa = HPA's state}; nil at first.
 -- As in KEDA, a trigger whose source fails is not active, and failing sources never scale a
@@ -155,7 +156,8 @@ function M.decide(spec, state, obs, now)
   end
   local st = { created = state and state.created or now, last_active = state and state.last_active,
                hpa = state and state.hpa }
-  local triggers, active, is_error, active_names = activity(spec, obs)
+  local triggers, active, is_error, active_list = activity(spec, obs)
+  local active_names = concat(active_list, ", ")
   local min = spec.min_replicas
   local idle = spec.idle_replicas
   local d
@@ -172,10 +174,13 @@ function M.decide(spec, state, obs, now)
       local to = min > 0 and min or 1
       d = own({ phase = "activate" }, current, to, triggers, nil,
               format("activated: %s above the activation threshold: %d -> %d", active_names, current, to))
+      st.last_active = now
     else
       d = hpa_decides()
+      -- KEDA's executor refreshes the last active time only when every trigger answered
+      -- (a partial error leaves it, and the "PartialTriggerError" condition, as they are).
+      if not is_error then st.last_active = now end
     end
-    st.last_active = now
   else
     local to_idle = (idle ~= nil and current > idle) or (current > 0 and min == 0)
     if is_error then
@@ -218,6 +223,8 @@ function M.decide(spec, state, obs, now)
   end
   d.active = active
   d.last_active = st.last_active
+  d.trigger_error = is_error
+  d.active_triggers = active_list
   return d, st
 end
 
