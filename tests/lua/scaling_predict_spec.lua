@@ -113,6 +113,40 @@ describe("proposal", function()
   end)
 end)
 
+describe("into the autoscaler's decision", function()
+  local keda = require "steward.scaling.keda"
+  local spec = { metric = "rps", target = 100, lead = "5m" }
+  local autoscaler = {
+    min_replicas = 0, max_replicas = 20, cooldown = "60s",
+    metrics = { { name = "rps", type = "external", activation = 1, target = { type = "average_value", value = 100 } },
+                predict.metric(spec) },
+  }
+  it("metric() is an external average_value metric with the target and the activation (default: the target)", function()
+    assert.same(predict.metric(spec), { name = "predicted:rps", type = "external", activation = 100,
+                                        target = { type = "average_value", value = 100 } })
+  end)
+  it("the forecast's replicas win over a reactive proposal that is lower", function()
+    local obs = { current = 2, metrics = { rps = { value = 150 },
+                                           ["predicted:rps"] = predict.observation({ forecast = 640 }) } }
+    local d = keda.decide(autoscaler, nil, obs, 0)
+    assert.same({ d.desired, d.proposals[1].replicas, d.proposals[2].replicas }, { 4, 2, 7 })
+    assert.equal(d.limited_by, "scale_up_policy")
+  end)
+  it("a forecast above its activation wakes a service at zero before the load arrives", function()
+    local obs = { current = 0, metrics = { rps = { value = 0 }, ["predicted:rps"] = predict.observation({ forecast = 180 }) } }
+    local d = keda.decide(autoscaler, nil, obs, 0)
+    assert.same({ d.phase, d.desired, d.active_triggers }, { "activate", 1, { "predicted:rps" } })
+  end)
+  it("no forecast yet is neutral: it neither fails the decision nor keeps the service from zero", function()
+    local p, err = predict.proposal(spec, {}, 0)
+    local o = predict.observation(p, err)
+    assert.same(o, { value = 0, unavailable = "too little history: no samples" })
+    local d = keda.decide(autoscaler, { created = 0, last_active = 0 },
+                          { current = 1, metrics = { rps = { value = 0 }, ["predicted:rps"] = o } }, 100)
+    assert.same({ d.phase, d.desired, d.trigger_error }, { "deactivate", 0, false })
+  end)
+end)
+
 describe("check", function()
   it("fills the defaults", function()
     local c = predict.check { metric = "rps", target = 50 }
@@ -125,6 +159,7 @@ describe("check", function()
     { { metric = "rps", target = 1, step = "7m" }, "scaling: predictive%.step: must divide the season" },
     { { metric = "rps", target = 1, alpha = 3 }, "scaling: predictive%.alpha: a number from 0 to 1" },
     { { metric = "rps", target = 1, horizon = "1h" }, "scaling: predictive%.horizon: unknown field" },
+    { { metric = "rps", target = 1, activation = "x" }, "scaling: predictive%.activation: number expected" },
   }
   for _, b in ipairs(bad) do
     it("refuses " .. b[2], function() assert.error(function() predict.check(b[1]) end, b[2]) end)

@@ -6,6 +6,7 @@
 -- scale executor (pkg/scaling/executor/scale_scaledobjects.go), its test names kept in
 -- tests/lua/scaling_keda_spec.lua. Pure: the caller passes observations and the clock.
 local time = require "steward.time"
+local json = require "steward.json"
 
 local type, ipairs, pairs, error, format, tostring, floor, max, concat, require =
   type, ipairs, pairs, error, string.format, tostring, math.floor, math.max, table.concat, require
@@ -103,7 +104,8 @@ end
 
 -- Each trigger's activity: {metric, value, activation, active, error}.
 local function activity(spec, obs)
-  local list, active, any_error, names = {}, false, false, {}
+  -- Arrays for JSON (the decision log, GET /v1/scaling): empty lists encode as [].
+  local list, active, any_error, names = json.array(), false, false, json.array()
   local metrics = type(obs.metrics) == "table" and obs.metrics or {}
   for i, tr in ipairs(spec.triggers) do
     local o = metrics[tr.name]
@@ -131,7 +133,7 @@ end
 local function own(decision, current, desired, triggers, limited_by, reason)
   decision.current, decision.desired = current, desired
   decision.recommended, decision.stabilized = decision.recommended or desired, decision.stabilized or desired
-  decision.proposals = decision.proposals or {}
+  decision.proposals = decision.proposals or json.array()
   decision.triggers = triggers
   decision.limited_by = limited_by
   decision.reason = reason
