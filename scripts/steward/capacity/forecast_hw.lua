@@ -2,7 +2,8 @@
 -- put on a regular grid, the classic initialisation from the first two seasons, the recursion
 -- (a missing grid point advances level and trend and updates nothing), and the fit of alpha,
 -- beta and gamma on the one-step-ahead squared error.
-local type, ipairs, error, format, floor, sqrt, huge, max = type, ipairs, error, string.format, math.floor, math.sqrt, math.huge, math.max
+local type, ipairs, error, format, floor, sqrt, abs, huge, max =
+  type, ipairs, error, string.format, math.floor, math.sqrt, math.abs, math.huge, math.max
 
 local M = {}
 
@@ -206,7 +207,7 @@ function M.fit(g, fixed, lead_steps)
         local p = L[i - lead_steps] + lead_steps * B[i - lead_steps] + (fitted[i] - (L[i - 1] + B[i - 1]))
         local e = g.y[i] - p
         se, k = se + e * e, k + 1
-        if g.y[i] ~= 0 then ape, napes = ape + math.abs(e / g.y[i]), napes + 1 end
+        if g.y[i] ~= 0 then ape, napes = ape + abs(e / g.y[i]), napes + 1 end
       end
     end
     model.lead_error = k > 0 and { mape = napes > 0 and 100 * ape / napes or nil, rmse = sqrt(se / k), n = k,
