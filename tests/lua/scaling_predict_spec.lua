@@ -24,7 +24,8 @@ local function shape(t)
   return 60
 end
 
-local function series(seed, to)
+-- keep: the share of samples kept; hole: {from, to} with no samples at all.
+local function series(seed, to, keep, hole)
   local s = seed
   local function uniform()
     s = (s * 1103515245 + 12345) % 2147483648
@@ -33,7 +34,8 @@ local function series(seed, to)
   local out = {}
   for t = T0, to, 60 do
     local noise = math.sqrt(-2 * math.log(uniform())) * math.cos(2 * math.pi * uniform()) * 5
-    out[#out + 1] = { t, shape(t) + noise }
+    local kept = uniform() < (keep or 1) and not (hole and t >= hole[1] and t < hole[2])
+    if kept then out[#out + 1] = { t, shape(t) + noise } end
   end
   return out
 end
@@ -47,9 +49,10 @@ local function upto(s, now)
   return out
 end
 
-describe("a daily ramp, seed 1", function()
+local function ramp_cases(title, seed, keep, hole)
+describe(title, function()
   local day4 = T0 + 3 * DAY
-  local all = series(1, day4 + RAMP + 3600)
+  local all = series(seed, day4 + RAMP + 3600, keep, hole)
   local spec = { metric = "rps", target = 100, lead = "5m", season = "1d", step = "1m" }
   local reactive = { min_replicas = 1, max_replicas = 20,
                      metrics = { { name = "rps", type = "external", target = { type = "average_value", value = 100 } } } }
@@ -112,6 +115,11 @@ describe("proposal", function()
     assert.same(p.params, { alpha = 0.2, beta = 0, gamma = 0.3 })
   end)
 end)
+end
+
+ramp_cases("a daily ramp, seed 1", 1)
+ramp_cases("a daily ramp with gaps (a quarter of the samples lost, the second morning's ramp missing), seed 2", 2, 0.75,
+           { T0 + DAY + RAMP - 3600, T0 + DAY + RAMP + 7200 })
 
 describe("into the autoscaler's decision", function()
   local keda = require "steward.scaling.keda"

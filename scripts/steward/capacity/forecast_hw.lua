@@ -56,10 +56,19 @@ local function initial(g)
     end
   end
   local season, total = {}, 0
+  for j = 1, m do season[j] = cnt[j] > 0 and acc[j] / cnt[j] or false end
+  -- A slot missing from both seasons takes the line between its observed neighbours (around
+  -- the clock): an index of 0 would forecast the daily mean there, far off at a ramp.
   for j = 1, m do
-    season[j] = cnt[j] > 0 and acc[j] / cnt[j] or 0
-    total = total + season[j]
+    if not season[j] then
+      local a, b = j, j
+      repeat a = (a - 2) % m + 1 until cnt[a] > 0
+      repeat b = b % m + 1 until cnt[b] > 0
+      local da, db = (j - a) % m, (b - j) % m
+      season[j] = (acc[a] / cnt[a] * db + acc[b] / cnt[b] * da) / (da + db)
+    end
   end
+  for j = 1, m do total = total + season[j] end
   for j = 1, m do season[j] = season[j] - total / m end
   return mean1 - b * (m + 1) / 2, b, season
 end
