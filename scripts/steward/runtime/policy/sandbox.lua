@@ -60,6 +60,9 @@ M.PUBLIC = {
   ["steward.deploy.supervisor_alerts"] = {},
   ["steward.deploy.supervisor"] = { hide = { configure = true, supervise = true, release = true, status = true } },
   ["steward.sqlparse"] = {}, ["steward.deploy.migrations"] = {}, -- measure: `pg` (guards.lua)
+  -- issue 16, h4: quotas; policies read them (a reservation is the supervisor's, with its instance)
+  ["steward.scaling.quota"] = { hide = { configure = true, reserve = true, release = true, release_ids = true,
+                                         reconcile = true, refresh = true } },
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
