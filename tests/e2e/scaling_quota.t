@@ -5,7 +5,8 @@
 # answer 409 naming the quota, and exactly 6 real processes run. A reservation left behind
 # by a crash (reserved, never started) is released when the daemon comes back after kill -9,
 # and the quota is whole again. SQLite here; tests/e2e/scaling_quota_pg.t runs it on
-# PostgreSQL (QUOTA_PG=1).
+# PostgreSQL (QUOTA_PG=1). The shipped policy scaling.quota_alerts turns the refusals into an
+# alert.
 set -u
 here=$(cd "$(dirname "$0")/../.." && pwd)
 export STEWARD_WORKERS=2
@@ -23,7 +24,7 @@ cleanup_all() {
     [ -n "${QUOTA_PG:-}" ] && pg_stop
 }
 trap cleanup_all EXIT
-echo "1..12"
+echo "1..13"
 api() { curl -s -m 60 -H "Authorization: Bearer $TOKEN" "$@"; }
 
 base=$(( 10000 + RANDOM % 20000 ))
@@ -35,6 +36,8 @@ svc() { # svc NAME FIRST_PORT
 daemon_config "
   services = { $(svc api $base) $(svc web $((base + 20))) },
   quotas = { services = { api = { instances = 4 } }, tenants = { acme = { instances = 6 } } },"
+mkdir -p "$D/policies/scaling"
+cp "$here/policies/scaling/quota_alerts.lua" "$D/policies/scaling/quota_alerts.lua"
 daemon_start || exit 1
 
 # burst FIRST LAST: one POST per i in FIRST..LAST at once (api for odd i, web for even),
@@ -84,6 +87,8 @@ ok $? "GET /v1/quotas: tenants.acme uses 6 instances ($(acme_used))"
 api "http://127.0.0.1:$PORT/v1/events?type=quota.exceeded&limit=1" |
     jx 'd["events"][0]["data"]["quota"] in ("tenants.acme.instances", "services.api.instances") and d["events"][0]["data"]["limit"] > 0' >/dev/null
 ok $? "a quota.exceeded event other policies see, with the quota and its limit"
+wait_for 20 sh -c "curl -s -m 5 -H 'Authorization: Bearer $TOKEN' http://127.0.0.1:$PORT/api/v2/alerts | /usr/bin/python3 $here/tests/support/jx.py 'any(a[\"labels\"][\"alertname\"] == \"QuotaExceeded\" and a[\"labels\"][\"tenant\"] == \"acme\" and a[\"status\"][\"state\"] == \"active\" for a in d)' >/dev/null"
+ok $? "the shipped scaling.quota_alerts turned it into a QuotaExceeded alert"
 api -H 'Content-Type: application/json' -d '{"revision":"r1","instances":"two"}' "http://127.0.0.1:$PORT/v1/services/api/scale" |
     jx 'd["error"]["message"] == "instances: an integer from 0 to 1000 expected"' >/dev/null
 ok $? "a bad request is a 400 naming the field"
