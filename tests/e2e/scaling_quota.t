@@ -24,7 +24,7 @@ cleanup_all() {
     [ -n "${QUOTA_PG:-}" ] && pg_stop
 }
 trap cleanup_all EXIT
-echo "1..13"
+echo "1..14"
 api() { curl -s -m 60 -H "Authorization: Bearer $TOKEN" "$@"; }
 
 base=$(( 10000 + RANDOM % 20000 ))
@@ -33,9 +33,12 @@ svc() { # svc NAME FIRST_PORT
                  '--starts', '$D/$1.starts' }, instances = 1, ports = '$2-$(($2 + 19))' },
            stop = { grace = '5s' } },"
 }
-daemon_config "
+config() { # config TENANT_LIMIT
+    daemon_config "
   services = { $(svc api $base) $(svc web $((base + 20))) },
-  quotas = { services = { api = { instances = 4 } }, tenants = { acme = { instances = 6 } } },"
+  quotas = { services = { api = { instances = 4 } }, tenants = { acme = { instances = $1 } } },"
+}
+config 6
 mkdir -p "$D/policies/scaling"
 cp "$here/policies/scaling/quota_alerts.lua" "$D/policies/scaling/quota_alerts.lua"
 daemon_start || exit 1
@@ -120,6 +123,15 @@ ok200=$(jx 'len([r for r in d if r[0] == 200])' < "$D/wave2.json")
 wait_for 20 sh -c "[ \$(cat $D/*.starts 2>/dev/null | wc -l) -ge 8 ]"
 [ "$ok200" = 2 ] && [ "$(alive)" -eq 6 ]
 ok $? "10 more in parallel: exactly the 2 of room left succeed ($ok200), 6 processes run ($(alive))"
+# A reload applies a new quota: the tenant's limit raised to 7 makes room for one more.
+config 7
+kill -HUP "$DPID"
+scaled() {
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+        -d '{"revision":"r99","instances":1}' "http://127.0.0.1:$PORT/v1/services/web/scale")" = 200 ]
+}
+wait_for 20 scaled && wait_for 20 sh -c "[ \$(cat $D/*.starts | wc -l) -ge 9 ]" && [ "$(alive)" -eq 7 ]
+ok $? "a reload (SIGHUP) raises the tenant's quota to 7: one more starts, 7 run ($(alive))"
 daemon_stop_within 20 && [ "$DSTATUS" -eq 0 ]
 ok $? "SIGTERM ends the daemon and its workers, status 0 ($DSTATUS)"
 exit $fail
