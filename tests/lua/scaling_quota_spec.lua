@@ -163,6 +163,14 @@ task.spawn(function()
   local text = require("steward.metrics").render()
   t.like(text, 'steward_quota_used{scope="tenants.acme",resource="instances"} 9', "metric steward_quota_used")
   t.like(text, 'steward_quota_limit{scope="services.api",resource="instances"} 7', "metric steward_quota_limit")
+  -- A store that does not answer: a bounded service's start is refused, an unbounded one's not.
+  local down = function() return nil, "connection refused" end
+  quota.configure({ store = setmetatable({ db = { query = down, exec = down } }, getmetatable(st)) })
+  local okc, rr, re = pcall(quota.reserve, "api", "late", 1)
+  t.ok(okc and rr == nil and tostring(re):match("^quota: store: "), "store down: a quota'd service's reservation fails: " .. tostring(re))
+  okc, rr = pcall(quota.reserve, "nobody", "v1", 1)
+  t.ok(okc and rr == true, "store down: a service without quota still starts")
+  quota.configure({ store = false })
   st:close()
   store.set_default(nil)
   proc.run { cmd = { "rm", "-rf", dir } }

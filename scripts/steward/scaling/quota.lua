@@ -229,7 +229,15 @@ function M.reserve(service, revision, n)
     end
     return true, fresh
   end)
-  if not ok then return nil, new end
+  if not ok then
+    -- No quota bounds this service: a store that does not answer must not stop its start.
+    -- The supervisor's next reconciliation gives the instance its entry.
+    if #scopes_of(service) == 0 then
+      log.warn("quota: reservation not recorded (no quota applies)", { service = service, revision = revision, error = new })
+      return true, {}
+    end
+    return nil, new
+  end
   if refusal then
     emit_exceeded(refusal, revision)
     local msg = format("quota exceeded: %s = %s%s: %s in use, %s requested", refusal.quota,
