@@ -6,7 +6,7 @@
 # by a crash (reserved, never started) is released when the daemon comes back after kill -9,
 # and the quota is whole again. SQLite here; tests/e2e/scaling_quota_pg.t runs it on
 # PostgreSQL (QUOTA_PG=1). The shipped policy scaling.quota_alerts turns the refusals into an
-# alert.
+# alert. A failed instance holds no quota; a reload applies a changed quota.
 set -u
 here=$(cd "$(dirname "$0")/../.." && pwd)
 export STEWARD_WORKERS=2
@@ -24,7 +24,7 @@ cleanup_all() {
     [ -n "${QUOTA_PG:-}" ] && pg_stop
 }
 trap cleanup_all EXIT
-echo "1..14"
+echo "1..16"
 api() { curl -s -m 60 -H "Authorization: Bearer $TOKEN" "$@"; }
 
 base=$(( 10000 + RANDOM % 20000 ))
@@ -35,8 +35,11 @@ svc() { # svc NAME FIRST_PORT
 }
 config() { # config TENANT_LIMIT
     daemon_config "
-  services = { $(svc api $base) $(svc web $((base + 20))) },
-  quotas = { services = { api = { instances = 4 } }, tenants = { acme = { instances = $1 } } },"
+  services = { $(svc api $base) $(svc web $((base + 20)))
+               crashy = { tenant = 'beta', run = { cmd = { '/usr/bin/python3', '$here/tests/support/svc_app.py', '--port', '{port}',
+                          '--mode', 'crash' }, ports = '$((base + 40))-$((base + 49))' },
+                          restart = { delay = '50ms', burst = 2, interval = '30s' } } },
+  quotas = { services = { api = { instances = 4 } }, tenants = { acme = { instances = $1 }, beta = { instances = 1 } } },"
 }
 config 6
 mkdir -p "$D/policies/scaling"
@@ -123,6 +126,20 @@ ok200=$(jx 'len([r for r in d if r[0] == 200])' < "$D/wave2.json")
 wait_for 20 sh -c "[ \$(cat $D/*.starts 2>/dev/null | wc -l) -ge 8 ]"
 [ "$ok200" = 2 ] && [ "$(alive)" -eq 6 ]
 ok $? "10 more in parallel: exactly the 2 of room left succeed ($ok200), 6 processes run ($(alive))"
+# A failed instance (its start limit hit) holds no quota: tenant beta's one place comes back.
+beta_used() { api "http://127.0.0.1:$PORT/v1/quotas" | jx '[q["used"]["instances"] for q in d["quotas"] if q["scope"] == "tenants.beta"][0]'; }
+api -H 'Content-Type: application/json' -d '{"revision":"c1","instances":1}' "http://127.0.0.1:$PORT/v1/services/crashy/scale" >/dev/null
+crashy_failed() {
+    api "http://127.0.0.1:$PORT/v1/services" |
+        jx '[i["state"] for s in d["services"] if s["name"] == "crashy" for i in s["instances"]] == ["failed"]' >/dev/null
+}
+wait_for 30 crashy_failed && [ "$(beta_used)" = 0 ]
+ok $? "an instance that failed (start limit) gives its quota back (tenants.beta used $(beta_used))"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    -d '{"revision":"c2","instances":1}' "http://127.0.0.1:$PORT/v1/services/crashy/scale")
+[ "$code" = 200 ]
+ok $? "so another revision of crashy may start ($code)"
+
 # A reload applies a new quota: the tenant's limit raised to 7 makes room for one more.
 config 7
 kill -HUP "$DPID"
