@@ -171,6 +171,21 @@ task.spawn(function()
   okc, rr = pcall(quota.reserve, "nobody", "v1", 1)
   t.ok(okc and rr == true, "store down: a service without quota still starts")
   quota.configure({ store = false })
+  -- A policy reads quotas (headroom, usage); reserving is the supervisor's, with its instance.
+  local sandbox = require "steward.runtime.policy.sandbox"
+  local guard = require "steward.runtime.guard"
+  local env, box = sandbox.new_env({ name = "probe", log = function() end })
+  box.caps = {}
+  local fn = assert(sandbox.compile(env, [[local q = require "steward.scaling.quota"
+    local refused = {}
+    for _, f in ipairs({ "reserve", "release", "release_ids", "reconcile", "configure" }) do
+      local ok, e = pcall(q[f], "api", "v1", 1)
+      refused[#refused + 1] = not ok and tostring(e):match("is not available to policies") and f or nil
+    end
+    return q.headroom("api"), #q.usage(), table.concat(refused, " ")]], "=probe"))
+  local okp, h, u, refused = guard.run(box.budget, fn)
+  t.ok(okp and h == 0 and u == 2, "a policy reads headroom (0: the tenant is full) and usage (" .. tostring(h) .. ", " .. tostring(u) .. ")")
+  t.is(refused, "reserve release release_ids reconcile configure", "but may not reserve, release, reconcile or configure")
   st:close()
   store.set_default(nil)
   proc.run { cmd = { "rm", "-rf", dir } }
