@@ -65,6 +65,7 @@ local function change_in_period(period, events, now)
   end
   return n
 end
+M.change_in_period = change_in_period
 
 -- calculateScaleUpLimitWithScalingRules: the most replicas the policies allow now.
 function M.scale_up_limit(current, up_events, down_events, rules, now)
