@@ -24,8 +24,11 @@ local checked = setmetatable({}, { __mode = "k" })
 local function fail(field, reason) error(format("scaling: %s: %s", field, reason), 0) end
 
 local function duration(v, field)
-  local d, err = time.parse_duration(v)
-  if not d then fail(field, type(v) == "string" and tostring(err) or "duration expected") end
+  local d = time.parse_duration(v)
+  if not d then
+    fail(field, type(v) == "string" and format("duration expected (like \"15s\" or \"5m\"), got %q", v)
+      or "duration expected, got " .. type(v))
+  end
   return d
 end
 
