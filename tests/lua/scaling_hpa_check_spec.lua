@@ -225,3 +225,21 @@ describe("hpa.decide", function()
     assert.equal(d.scaling_active, "ScalingDisabled")
   end)
 end)
+
+describe("docs/scaling/hpa.md", function()
+  it("the example runs and returns what the page says", function()
+    local f = assert(io.open("docs/scaling/hpa.md"))
+    local text = f:read("*a")
+    f:close()
+    local code
+    for block in text:gmatch("```lua\n(.-)```") do
+      if block:find("local function tick", 1, true) then code = block end
+    end
+    assert.truthy(code, "the example block is on the page")
+    local log = assert(loadstring(code, "=hpa.md"))()
+    assert.same(log, { "0s 2->6 scale_up_policy", "15s 6->9 -", "30s 9->9 stabilization_window",
+      "300s 9->9 stabilization_window", "315s 9->2 -" })
+    assert.truthy(text:find('"0s 2->6 scale_up_policy", "15s 6->9 -", "30s 9->9 stabilization_window",\n"300s 9->9 '
+      .. 'stabilization_window", "315s 9->2 -"', 1, true), "the page says what it returns")
+  end)
+end)
