@@ -226,6 +226,30 @@ describe("hpa.decide", function()
   end)
 end)
 
+describe("hpa.instance", function()
+  local function inst(state, ready)
+    return { id = "api/r1/1", service = "api", revision = "r1", index = 1, state = state, ready = ready,
+      started_at = 100, ready_at = 130 }
+  end
+  it("maps the supervisor's states to pod phases", function()
+    local CASES = {
+      { "starting", false, "pending", false }, { "running", false, "running", false }, { "running", true, "running", true },
+      { "restarting", false, "running", false }, { "stopping", true, "deleted", false },
+      { "exited", false, "failed", false }, { "failed", false, "failed", false },
+    }
+    for _, c in ipairs(CASES) do
+      local o = hpa.instance(inst(c[1], c[2]), { cpu = 0.5 })
+      assert.same(o, { id = "api/r1/1", phase = c[3], ready = c[4], started_at = 100, ready_at = 130, request = { cpu = 0.5 } },
+        c[1])
+    end
+  end)
+  it("raises naming the argument", function()
+    assert.equal(err_of(hpa.instance, "api/r1/1"), "scaling: instance: table expected, got string")
+    assert.equal(err_of(hpa.instance, inst("zombie")), "scaling: instance.state: unknown state zombie")
+    assert.equal(err_of(hpa.instance, inst("running"), 0.5), "scaling: request: table or nil expected")
+  end)
+end)
+
 describe("docs/scaling/hpa.md", function()
   it("the example runs and returns what the page says", function()
     local f = assert(io.open("docs/scaling/hpa.md"))

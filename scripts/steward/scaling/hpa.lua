@@ -89,6 +89,23 @@ local function describe(d, metric)
   return format("no change: %d replicas", d.current)
 end
 
+-- The supervisor's instance states as the pod phases the algorithm knows: a process waiting
+-- out its restart backoff is a running pod that is not ready (CrashLoopBackOff), one being
+-- drained has a deletion timestamp, a clean exit nobody restarts serves no more than a failure.
+local PHASE = { starting = "pending", running = "running", restarting = "running",
+  stopping = "deleted", exited = "failed", failed = "failed" }
+
+-- instance(supervisor_instance [, request]) -> the obs instance for it. request: what one
+-- instance asks of each resource ({ cpu = 0.5, memory = 536870912 }), for utilization targets.
+function M.instance(inst, request)
+  if type(inst) ~= "table" then error("scaling: instance: table expected, got " .. type(inst), 2) end
+  if request ~= nil and type(request) ~= "table" then error("scaling: request: table or nil expected", 2) end
+  local phase = PHASE[inst.state or "running"]
+  if not phase then error("scaling: instance.state: unknown state " .. tostring(inst.state), 2) end
+  return { id = inst.id, phase = phase, ready = phase == "running" and inst.ready == true,
+    started_at = inst.started_at, ready_at = inst.ready_at, request = request }
+end
+
 -- decide(spec, state, obs, now) -> decision, state. state is not modified; the returned one holds
 -- this call's recommendation and, when desired ~= current, the scale event.
 function M.decide(spec, state, obs, now)
