@@ -74,7 +74,8 @@ local function run(tc)
       obs = { values = values }
     end
   end
-  return replicas.proposal(SPEC, TOL, tc.current, tc.current, metric, obs, instances, NOW)
+  local tol = tc.tol and { down = tc.tol[1], up = tc.tol[2] } or TOL -- Tolerances{scaleDown, scaleUp}
+  return replicas.proposal(SPEC, tol, tc.current, tc.current, metric, obs, instances, NOW)
 end
 
 local function check(tc)
@@ -233,6 +234,42 @@ describe("replica_calculator_test.go", function()
     -- target = 1/(2 * 0.9) + .004 -> 55 %: inside the tolerance, no change
     check { current = 10, expect = 10, resource = res(requests, levels, 55, 50, CONTAINERS * 150) }
   end)
+end)
+
+-- The configurable tolerances (Kubernetes 1.33, KEP-4951), from the table-driven version of the
+-- same file: TestReplicaCalcResourceTolerance and the "outside configurable 1% tolerance" cases of
+-- TestReplicaCalc{Pod,Object,ObjectPerPod,External,ExternalPerPod}Metric. Their int64/int32
+-- overflow cases (MaxInt64 levels saturating to MaxInt32 replicas) are not ported: Lua numbers
+-- are doubles, there is no integer overflow to saturate.
+describe("replica_calculator_test.go: configurable tolerances", function()
+  local MIXED = { 0.9, 1.0, 1.1 }
+  local CASES = {
+    { "TestReplicaCalcResourceTolerance: within default tolerance", current = 3, expect = 3,
+      resource = res(MIXED, { 1010, 1030, 1020 }, 100, 102, CONTAINERS * 1020) },
+    { "TestReplicaCalcResourceTolerance: outside 0% tolerance", current = 3, expect = 4, tol = { 0, 0 },
+      resource = res(MIXED, { 909, 1010, 1111 }, 100, 101, CONTAINERS * 1010) },
+    { "TestReplicaCalcResourceTolerance: within 200% scale-up tolerance", current = 3, expect = 3, tol = { 0.1, 2 },
+      resource = res(MIXED, { 1890, 1910, 1900 }, 100, 190, CONTAINERS * 1900) },
+    { "TestReplicaCalcResourceTolerance: outside 8% scale-up tolerance (superfluous scale-down tolerance)",
+      current = 3, expect = 4, tol = { 2, 0.08 }, resource = res(MIXED, { 1100, 1080, 1090 }, 100, 109, CONTAINERS * 1090) },
+    { "TestReplicaCalcResourceTolerance: within 36% scale-down tolerance", current = 3, expect = 3, tol = { 0.36, 0.1 },
+      resource = res(MIXED, { 660, 640, 650 }, 100, 65, CONTAINERS * 650) },
+    { "TestReplicaCalcResourceTolerance: outside 34% scale-down tolerance", current = 3, expect = 2, tol = { 0.34, 0.1 },
+      resource = res(MIXED, { 660, 640, 650 }, 100, 65, CONTAINERS * 650) },
+    { "TestReplicaCalcPodMetric: outside configurable 1% tolerance", current = 3, expect = 4, tol = { 0.1, 0.01 },
+      metric = { kind = "pods", levels = { 20000, 21000, 21000 }, target = 20000, usage = 20666 } },
+    { "TestReplicaCalcObjectMetric: outside configurable 1% tolerance", current = 3, expect = 4, tol = { 0.1, 0.01 },
+      metric = { kind = "object", levels = { 20666 }, target = 20000, usage = 20666 } },
+    { "TestReplicaCalcObjectPerPodMetric: outside configurable 1% tolerance", current = 4, expect = 5, tol = { 0.1, 0.01 },
+      metric = { kind = "object_per_pod", levels = { 20208 }, target = 5000, usage = 5052 } },
+    { "TestReplicaCalcExternalMetric: outside configurable 1% tolerance", current = 3, expect = 4, tol = { 0.1, 0.01 },
+      metric = { kind = "external", levels = { 8900 }, target = 8800, usage = 8900 } },
+    { "TestReplicaCalcExternalPerPodMetric: outside configurable 1% tolerance", current = 3, expect = 4, tol = { 0.1, 0.01 },
+      metric = { kind = "external_per_pod", levels = { 8600 }, target = 2800, usage = 2867 } },
+  }
+  for _, tc in ipairs(CASES) do
+    it(tc[1], function() check(tc) end)
+  end
 end)
 
 -- TestGroupPods: which instances count, wait, miss a sample, or are gone. Kubernetes' "Succeeded"
