@@ -196,6 +196,23 @@ describe("hpa.decide", function()
     assert.equal(d.proposals[1].error, "no sample")
   end)
 
+  it("a sample that is not a finite number fails its metric, naming the instance", function()
+    local o = obs(2, 10)
+    o.metrics.rps.per_instance["api/r1/2"] = 0 / 0
+    local d = hpa.decide(spec(), nil, o, 0)
+    assert.equal(d.desired, 2)
+    assert.equal(d.proposals[1].error, "sample of instance api/r1/2 is not a finite number")
+    o.metrics.rps = { average = math.huge }
+    assert.equal(hpa.decide(spec(), nil, o, 0).proposals[1].error, "average is not a finite number")
+  end)
+
+  it("an AverageValue target with no replica in the status scales from the value alone, with finite fields", function()
+    local s = spec { min_replicas = 0, metrics = { { name = "queue", type = "external", target = { type = "average_value", value = 10 } } } }
+    local d = hpa.decide(s, nil, { current = 0, status_replicas = 0, metrics = { queue = { value = 35 } } }, 0)
+    assert.equal(d.desired, 4)
+    assert.same(json.decode(json.encode(d.proposals[1])), { metric = "queue", replicas = 4, target = 10 })
+  end)
+
   it("an average stands for every running instance", function()
     local o = obs(3, 0)
     o.metrics.rps = { average = 40 }

@@ -15,6 +15,9 @@ M.DEFAULT_WINDOW = 60
 local function milli(v) return floor(v * 1000 + 0.5) end
 M.milli = milli
 
+-- A sample the arithmetic can use: NaN and infinities would turn into replica counts.
+local function finite(v) return type(v) == "number" and v == v and v > -huge and v < huge end
+
 -- Go's integer division truncates toward zero.
 local function idiv(a, b)
   local q = a / b
@@ -112,10 +115,11 @@ local function samples_of(m, instances)
         meta[id] = { at = v.at, window = v.window }
         v = v.value
       end
-      if type(v) ~= "number" or v ~= v then return nil, format("sample of instance %s is not a number", tostring(id)) end
+      if not finite(v) then return nil, format("sample of instance %s is not a finite number", tostring(id)) end
       out[id] = milli(v)
     end
-  elseif type(m.average) == "number" then
+  elseif m.average ~= nil then
+    if not finite(m.average) then return nil, "average is not a finite number" end
     local v = milli(m.average)
     for _, inst in ipairs(instances) do
       local phase = inst.phase or "running"
@@ -228,14 +232,13 @@ local function single_value(obs_metric, summed)
   if summed and type(obs_metric.values) == "table" then
     local total = 0
     for _, v in ipairs(obs_metric.values) do
-      if type(v) ~= "number" then return nil, "values must be numbers" end
+      if not finite(v) then return nil, "values must be finite numbers" end
       total = total + milli(v)
     end
     return total
   end
-  if type(obs_metric.value) ~= "number" or obs_metric.value ~= obs_metric.value then
-    return nil, summed and "value or values expected" or "value expected"
-  end
+  if obs_metric.value == nil then return nil, summed and "value or values expected" or "value expected" end
+  if not finite(obs_metric.value) then return nil, "value is not a finite number" end
   return milli(obs_metric.value)
 end
 
@@ -258,8 +261,10 @@ local function object_replicas(tol, current, status_replicas, metric, obs_metric
   local replicas = status_replicas
   local ratio = usage / (target * replicas)
   if not within(tol, ratio) then replicas = ceil(usage / target) end
-  out.ratio, out.replicas = ratio, replicas
-  out.value = status_replicas > 0 and ceil(usage / status_replicas) / 1000 or huge
+  out.replicas = replicas
+  -- With no replica in the status the ratio and the per-replica value are infinite (or NaN):
+  -- the count above is right, but a decision carries only finite numbers (it is logged as JSON).
+  if status_replicas > 0 then out.ratio, out.value = ratio, ceil(usage / status_replicas) / 1000 end
   return out
 end
 
