@@ -78,6 +78,13 @@ describe("hpa.check", function()
       'scaling: metrics[1].target: table expected ({ type = "average_value", value = N })' },
     { "min 0 with instance metrics only", spec { min_replicas = 0 },
       "scaling: min_replicas: 0 needs at least one object or external metric" },
+    { "a misspelt behavior field", spec { behavior = { scale_down = { stabilisation_window = "10m" } } },
+      "scaling: behavior.scale_down.stabilisation_window: unknown field" },
+    { "a misspelt direction", spec { behavior = { scaledown = {} } }, "scaling: behavior.scaledown: unknown field" },
+    { "a misspelt policy field", spec { behavior = { scale_up = { policies = { { type = "Pods", value = 4, periodSeconds = 15 } } } } },
+      "scaling: behavior.scale_up.policies[1].periodSeconds: unknown field" },
+    { "a misspelt target field", spec { metrics = { { name = "q", type = "external", target = { type = "value", averageValue = 3 } } } },
+      "scaling: metrics[1].target.averageValue: unknown field" },
     { "a cpu initialization period that is not a duration", spec { cpu_initialization_period = "long" },
       'scaling: cpu_initialization_period: duration expected (like "15s" or "5m"), got "long"' },
   }
