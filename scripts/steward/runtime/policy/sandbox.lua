@@ -60,6 +60,8 @@ M.PUBLIC = {
   ["steward.deploy.supervisor_alerts"] = {},
   ["steward.deploy.supervisor"] = { hide = { configure = true, supervise = true, release = true, status = true } },
   ["steward.sqlparse"] = {}, ["steward.deploy.migrations"] = {}, -- measure: `pg` (guards.lua)
+  -- issue 16, h1: Kubernetes HPA v2 (pure)
+  ["steward.scaling.hpa"] = {},
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
