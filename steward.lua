@@ -17,6 +17,7 @@ return {
     ["deploy.freeze"] = { ["events.emit"] = { "deploy.admitted", "deploy.refused" } },
     ["deploy.promote"] = { ["events.emit"] = { "deploy.requested", "deploy.promote.*" } },
     ["deploy.alerts"] = { alerting = true },
+    ["scaling.capacity"] = { alerting = true }, -- capacity forecasts as alerts (docs/scaling/capacity.md)
   },
   limits = {
     max_body_bytes = 8 * 1024 * 1024,
