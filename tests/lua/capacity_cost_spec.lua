@@ -146,6 +146,42 @@ local function main()
     "running instances count until now: r1/1 from the period's start, r1/2's restart from its start")
   t.raises(function() capacity.cost({ by = "colour" }) end, "by: service, tenant or revision", "a bad by raises naming it")
   t.raises(function() capacity.cost({ frm = 1 }) end, "frm: unknown field", "an unknown option raises naming it")
+  -- defer: the cheapest slot as a durable timer keyed by the job's name, audited
+  local timers = require "steward.runtime.store.timers"
+  local audit = require "steward.runtime.store.audit"
+  local job = { name = "reindex", duration = "2h", deadline = now + 86400, now = now, actor = "ana",
+    event = { type = "batch.reindex", data = { table = "orders" } } }
+  local d = assert(capacity.defer(job))
+  t.is(d.start, mon + 21 * 3600, "defer: the job starts at the cheapest slot (the night)")
+  t.is(d.timer, "k:capacity.defer:reindex", "... as the durable timer of its name")
+  local again = assert(capacity.defer(job))
+  t.ok(again.existing and again.start == d.start, "deferring the same name again schedules nothing new")
+  local waiting = assert(capacity.deferred())
+  t.is(#waiting == 1 and waiting[1].name .. "@" .. waiting[1].start, "reindex@" .. d.start, "deferred() lists it")
+  t.is(#assert(timers.fire_due(st, d.start - 1)), 0, "nothing fires before its slot")
+  local fired = assert(timers.fire_due(st, d.start + 0.3))
+  t.is(#fired == 1 and fired[1].type, "batch.reindex", "at its slot its event fires")
+  t.is(fired[1].data.table, "orders", "... with its data")
+  t.is(fired[1].time, d.start, "... timed at the slot")
+  t.is(#assert(timers.fire_due(st, d.start + 5)), 0, "... once")
+  t.is(#assert(capacity.deferred()), 0, "and no longer waits")
+  local late, lerr = capacity.defer({ name = "late", duration = "2h", deadline = now + 600, now = now,
+    event = { type = "batch.late" } })
+  t.ok(late == nil and lerr:match("^capacity%.defer: late: cannot meet the deadline"), "a job that cannot meet its deadline: nil and why")
+  local seen = {}
+  for _, e in ipairs(assert(audit.list(st, { limit = 50 })).entries) do
+    local who = type(e.actor) == "string" and e.actor or "-"
+    if e.command == "capacity.defer" then seen[#seen + 1] = e.target .. "/" .. e.outcome .. "/" .. who end
+  end
+  table.sort(seen)
+  t.is(table.concat(seen, " "), "late/refused/- reindex/ok/ana", "both are in the audit log (the slot, or why not)")
+  t.raises(function() capacity.defer({ name = "x", duration = "soon", deadline = now + 10, now = now, event = { type = "a.b" } }) end,
+    "capacity%.defer: duration:", "a bad duration raises naming it")
+  t.raises(function() capacity.defer({ name = "x", duration = "1h", deadline = now + 10, now = now, event = { type = "A B" } }) end,
+    "event%.type", "a bad event type raises naming it")
+  t.raises(function() capacity.defer({ name = "x", duration = "1h", deadline = {}, now = now, event = { type = "a.b" } }) end,
+    "capacity%.defer: deadline:", "a bad deadline raises naming it")
+
   capacity.configure({})
   local nm, nerr = capacity.cost({})
   t.ok(nm == nil and nerr:match("no cost model"), "without the costs key: nil and why")
