@@ -214,16 +214,23 @@ end
 
 -- ---- the daemon ----
 
--- start(ctx): at the daemon's start: configuration, the history's writer (every 10 s) and its
--- retention (hourly, on the leader).
+-- start(ctx): at the daemon's start: configuration, the history's writer (every 10 s, and
+-- once more as the daemon stops, open minutes included, so a clean stop loses no sample) and
+-- its retention (hourly, on the leader).
 function M.start(ctx)
   M.configure(ctx.cfg)
   local time = require "steward.time"
   local log = require "steward.log"
-  ctx.bg[#ctx.bg + 1] = time.every("10s", function()
-    if ctx.stopping or (ctx.store_health and not ctx.store_health.up) then return end
-    local n, err = history.flush(ctx.store, time.now())
+  local shutdown = require "steward.runtime.shutdown"
+  local function flush(now)
+    local n, err = history.flush(ctx.store, now)
     if not n then log.warn("capacity: history not written (kept for the next try)", { error = tostring(err) }) end
+  end
+  require("steward.task").spawn({ name = "capacity.history" }, function()
+    while shutdown.sleep(10) do
+      if not (ctx.store_health and not ctx.store_health.up) then flush(time.now()) end
+    end
+    flush(math.huge)
   end)
   ctx.bg[#ctx.bg + 1] = time.every("1h", function()
     if ctx.stopping or (ctx.cluster and not ctx.cluster:is_leader()) then return end
