@@ -112,7 +112,7 @@ end
 local BY = { service = true, tenant = true, revision = true }
 
 -- cost{from, to, by = "service"|"tenant"|"revision", now} -> {currency, from, to, by, rows =
--- {{key, service, tenant, revision, instance_hours, amount, by_price}}, total} | nil, err
+-- {{key, service, tenant, revision, instance_seconds, instance_hours, amount, by_price}}, total} | nil, err
 function M.cost(o)
   if o ~= nil and type(o) ~= "table" then error("capacity.cost: options: table expected", 2) end
   o = o or {}
@@ -166,7 +166,7 @@ function M.cost(o)
     for s in pairs(r.services) do svcs[#svcs + 1] = s end
     table.sort(svcs)
     out[i] = { key = k, service = r.service, tenant = r.tenant, revision = r.revision, services = svcs,
-      instance_hours = floor(r.seconds / 3.6 + 0.5) / 1000, amount = prices.amount(r.micros), by_price = bp }
+      instance_seconds = floor(r.seconds * 1000 + 0.5) / 1000, instance_hours = floor(r.seconds / 3.6 + 0.5) / 1000, amount = prices.amount(r.micros), by_price = bp }
   end
   return { currency = model.currency, from = from, to = to, by = by, rows = out, total = prices.amount(total) }
 end

@@ -24,7 +24,9 @@ function M.one(st, name, svc, now, forecast)
   end
   r.current, r.current_at = last[2], last[1]
   r.utilisation = last[2] / svc.limit
-  local h, why = (forecast or forecaster()).horizon(series, svc.limit, { now = now, step = svc.step, season = 86400 })
+  -- A forecast that raises (a bug, odd data) costs this service its horizon, not the report.
+  local ok, h, why = pcall((forecast or forecaster()).horizon, series, svc.limit, { now = now, step = svc.step, season = 86400 })
+  if not ok then h, why = nil, "forecast failed: " .. tostring(h) end
   if h then
     local days = h.days or (h.at - now) / 86400
     r.horizon = { at = h.at, days = days, low = h.low, high = h.high }
