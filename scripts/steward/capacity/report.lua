@@ -46,8 +46,10 @@ function M.one(st, name, svc, now, forecast)
     r.status, r.alert = "ok", false
     r.reason = format("%s reaches its limit %g in %.1f days, beyond the lead time of %g days", svc.metric, svc.limit,
       r.horizon.days, svc.lead_time / 86400)
+  elseif r.reason:match("^no upward trend") or r.reason:match("^not within") then
+    r.status, r.alert = "ok", false -- the forecast says the limit is not in sight
   else
-    r.status, r.alert = "ok", false
+    r.status, r.alert = "unknown", false -- no forecast: too little history, or it failed
   end
   return r
 end
