@@ -12,7 +12,7 @@ local report = require "steward.capacity.report"
 local accounting = require "steward.capacity.accounting"
 local defer = require "steward.capacity.defer"
 
-local type, pairs, ipairs, tostring, error, format = type, pairs, ipairs, tostring, error, string.format
+local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
 local floor = math.floor
 
 local M = {}
