@@ -64,6 +64,9 @@ M.PUBLIC = {
   ["steward.capacity"] = { hide = { configure = true, start = true, flush = true } },
   -- issue 16, h1: Kubernetes HPA v2 (pure)
   ["steward.scaling.hpa"] = {},
+  -- issue 16, h2: KEDA's activation, scheduled and predictive scaling, forecasting (pure)
+  ["steward.scaling.keda"] = {}, ["steward.scaling.schedule"] = {}, ["steward.scaling.predict"] = {},
+  ["steward.capacity.forecast"] = {},
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
