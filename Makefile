@@ -8,7 +8,7 @@
 
 SANITIZE ?=
 CC       ?= cc
-PKGS     := luajit libuv libcurl libpq libssl libcrypto sqlite3 libedit yajl
+PKGS     := luajit libuv libcurl libpq libssl libcrypto sqlite3 libedit yajl libzstd
 
 ifeq ($(SANITIZE),1)
 CC       := clang
