@@ -1,0 +1,126 @@
+-- steward.archive.read: reading archive segments back: events.replay's archived part (the same
+-- filters as the store's WHERE clause, in seq order), verify (digests, counts, ranges) and cat.
+local util = require "steward.runtime.store.util"
+local manifest = require "steward.archive.manifest"
+local segment = require "steward.archive.segment"
+
+local type, tostring, ipairs, error, sub, byte = type, tostring, ipairs, error, string.sub, string.byte
+
+local M = {}
+
+-- matcher(f) -> predicate over a record, with the meaning of steward.runtime.events' filters
+-- (which have validated f already).
+function M.matcher(f)
+  local ty, prefix = f.type, nil
+  if ty == "*" then ty = nil elseif ty and byte(ty, -1) == 42 then prefix, ty = sub(ty, 1, -2), nil end
+  local since = f.since ~= nil and util.time_arg(f.since, "events.replay: since") or nil
+  local upto = f["until"] ~= nil and util.time_arg(f["until"], "events.replay: until") or nil
+  local after, before, from, to, tenant = f.after_seq, f.before_seq, f.from_seq, f.to_seq, f.tenant
+  return function(e)
+    local s = e.seq
+    if (after and s <= after) or (before and s >= before) or (from and s < from) or (to and s > to) then return false end
+    if ty and e.type ~= ty then return false end
+    if prefix and sub(e.type, 1, #prefix) ~= prefix then return false end
+    if tenant and e.tenant ~= tenant then return false end
+    if since and e.time < since then return false end
+    if upto and e.time >= upto then return false end
+    return true
+  end
+end
+
+-- The part of a seq filter's range the archive may hold: [lo, hi].
+local function seq_range(f)
+  local lo, hi = 1, math.huge
+  if f.after_seq then lo = math.max(lo, f.after_seq + 1) end
+  if f.from_seq then lo = math.max(lo, f.from_seq) end
+  if f.before_seq then hi = math.min(hi, f.before_seq - 1) end
+  if f.to_seq then hi = math.min(hi, f.to_seq) end
+  return lo, hi
+end
+
+-- high(dir) -> the highest archived seq (0 when none) | nil, err
+function M.high(dir)
+  local ms, err = manifest.list(dir, "events")
+  if not ms then return nil, err end
+  return #ms > 0 and ms[#ms].last or 0, ms
+end
+
+-- replay(dir, f) -> iterator over the archived events matching f, high. Raises on a bad file.
+function M.replay(dir, f)
+  local high, ms = M.high(dir)
+  if not high then error(ms, 0) end
+  local lo, hi = seq_range(f)
+  local match = M.matcher(f)
+  local i, iter = 0, nil
+  local function next_segment()
+    while true do
+      i = i + 1
+      local m = ms[i]
+      if not m then return false end
+      if m.last >= lo and m.first <= hi then
+        iter = segment.records(manifest.segment_path(dir, m))
+        return true
+      end
+    end
+  end
+  return function()
+    while true do
+      if not iter and not next_segment() then return nil end
+      local e = iter()
+      if not e then
+        iter = nil
+      elseif e.seq > hi then
+        iter = nil -- the rest of this segment is past the range
+      elseif match(e) then
+        return e
+      end
+    end
+  end, high
+end
+
+-- verify(dir [, file]) -> {ok, files = {{file, ok, error, count}}} | nil, err. Reads every
+-- segment to its end: the SHA-256 of its compressed bytes against the manifest's, zstd's own
+-- checksums, the record count, the key range and order.
+function M.verify(dir, only)
+  local ms, leftovers = manifest.list(dir)
+  if not ms then return nil, leftovers end
+  local out = { ok = true, files = {}, leftovers = leftovers }
+  for _, m in ipairs(ms) do
+    if not only or only == m.file then
+      local path = manifest.segment_path(dir, m)
+      local key = m.kind == "events" and "seq" or "id"
+      local ok, err = pcall(function()
+        local it, stats = segment.records(path)
+        local prev
+        for rec in it do
+          local k = rec[key]
+          if type(k) ~= "number" or k < m.first or k > m.last or (prev and k <= prev) then
+            error(path .. ": record " .. stats.count .. ": " .. key .. " " .. tostring(k) ..
+              " out of order or outside " .. m.first .. ".." .. m.last, 0)
+          end
+          prev = k
+        end
+        if stats.sha256 ~= m.sha256 then
+          error(path .. ": sha256 " .. tostring(stats.sha256) .. " differs from the manifest's " .. m.sha256, 0)
+        end
+        if stats.count ~= m.count then
+          error(path .. ": " .. stats.count .. " records, the manifest says " .. m.count, 0)
+        end
+      end)
+      out.files[#out.files + 1] = { file = m.file, kind = m.kind, ok = ok, error = not ok and tostring(err) or nil,
+        count = m.count }
+      if not ok then out.ok = false end
+    end
+  end
+  return out
+end
+
+-- cat(dir, file) -> iterator over the records of one segment (by file name). Raises on a bad file.
+function M.cat(dir, file)
+  if type(file) ~= "string" or file:find("/", 1, true) or not file:find("%.jsonl%.zst$") then
+    error("archive.cat: file: the name of a segment (as archive.list gives it) expected", 2)
+  end
+  return (segment.records(dir .. "/" .. file))
+end
+
+return M
