@@ -431,6 +431,7 @@ M.BY_MODULE = {
   ["steward.deploy.metrics.haproxy"] = guard_deploy(args_service),
   ["steward.deploy.supervisor"] = guard_deploy(first_arg),
   ["steward.deploy.supervisor_alerts"] = guard_all("alerting"),
+  ["steward.archive"] = guard_all("archive"), -- issue 16, h6
 }
 
 -- overrides(box, name, mod, o) -> o with the capability checks in front (outermost)
