@@ -1,0 +1,86 @@
+-- steward.archive: the archived part of events.replay answers every filter exactly as the store
+-- does (the same events, the same order), manifests are checked (a bad one is named), and
+-- archive.run's options are checked.
+local t = require "steward.tap"
+local fs = require "steward.fs"
+local json = require "steward.json"
+local store = require "steward.runtime.store"
+local log = require "steward.runtime.events"
+local archive = require "steward.archive"
+local events = require "steward.events"
+
+local base = (os.getenv("TMPDIR") or "/tmp") .. "/steward-archive-spec-" .. os.time() .. "-" .. math.random(1e6)
+assert(fs.mkdir(base))
+local st = assert(store.open("sqlite:" .. base .. "/s.db"))
+store.set_default(st)
+
+-- 90 events of a few types and tenants, with times out of order (a client's own times)
+local list = {}
+local types = { "usage.recorded", "usage.billed", "alert.firing", "usage" }
+for i = 1, 90 do
+  list[i] = { type = types[i % 4 + 1], tenant = (i % 3 == 0) and "beta" or (i % 3 == 1 and "acme" or nil),
+    time = 1767225600 + ((i * 37) % 90) * 60, data = { i = i } }
+end
+local now = require("steward.time").now()
+assert(log.append(st, list, { now = now - 3600 }))
+
+local FILTERS = {
+  {}, { type = "usage.*" }, { type = "usage" }, { type = "*" }, { type = "alert.firing", tenant = "beta" },
+  { tenant = "acme" }, { after_seq = 10, before_seq = 50 }, { from_seq = 30, to_seq = 31 },
+  { since = 1767225600 + 1800, ["until"] = "2026-01-01T01:00:00Z" }, { from_seq = 85 }, { to_seq = 0 },
+}
+local function seqs(f)
+  local out = {}
+  for e in events.replay(f) do out[#out + 1] = e.seq end
+  return out
+end
+local before = {}
+for i, f in ipairs(FILTERS) do before[i] = seqs(f) end
+t.is(#before[9] > 0 and #before[9] < 90 and #before[5] > 0 and #before[2] > #before[3], true, "the filters select different, non-empty sets")
+
+archive.configure({ dir = base .. "/archive" })
+local rep = assert(archive.run({ older_than = "10m", segment = 25 }))
+t.is(rep.events, 90, "every event is older than 10 minutes: all archived")
+t.is(#rep.files, 4, "in segments of 25")
+t.is(log.count(st), 0, "the store holds none of them")
+for i, f in ipairs(FILTERS) do
+  t.is_deeply(seqs(f), before[i], "replay " .. json.encode(f) .. " gives the same events from the archive")
+end
+local e = events.replay({ from_seq = 42, to_seq = 42 })()
+t.is(e.data.i, 42, "an archived event comes back whole (data)")
+t.is(log.last_seq(st), 90, "the log's last seq counts the archive (a new policy starts after it)")
+assert(log.append(st, { { type = "usage.recorded" } }))
+t.is(seqs({ from_seq = 90 })[2], 91, "new events continue the sequence after the archive")
+
+-- manifests: checked; a bad one names its file
+local ms = assert(archive.list())
+t.is(#ms, 4, "list gives the four manifests")
+t.is(ms[1].first, 1, "oldest first")
+local mpath = base .. "/archive/" .. ms[2].file:gsub("%.jsonl%.zst$", ".json")
+local saved = assert(fs.read(mpath))
+assert(fs.write(mpath, (saved:gsub('"count":%d+', '"count":-1'))))
+local _, err = archive.list()
+t.like(err, "events%-000000000000026%-000000000000050%.json: count: number >= 0 expected", "a bad manifest is named with its field")
+assert(fs.write(mpath, "{"))
+_, err = archive.list()
+t.like(err, "%.json: not JSON", "a manifest that is not JSON")
+t.raises(function() events.replay({}) end, "not JSON", "replay refuses to guess past a bad manifest")
+assert(fs.write(mpath, saved))
+assert(fs.write(base .. "/archive/events-000000000000091-000000000000099.jsonl.zst", "x"))
+local _, leftovers = archive.list()
+t.is_deeply(leftovers, { "events-000000000000091-000000000000099.jsonl.zst" }, "a segment without a manifest is a leftover")
+t.is(archive.verify().ok, true, "verify ignores leftovers and passes")
+t.raises(function() archive.cat("../s.db") end, "file: the name of a segment", "cat takes a segment's name only")
+
+-- options
+t.raises(function() archive.run() end, "archive.run: options: table expected", "run: options")
+t.raises(function() archive.run({}) end, "older_than: duration expected", "run: an age is required")
+t.raises(function() archive.run({ older_than = "soon" }) end, "archive.run: older_than:", "run: a bad duration")
+t.raises(function() archive.run({ older_than = "1d", before = 5 }) end, "give one of them", "run: older_than or before")
+t.raises(function() archive.run({ older_than = "1d", events = "yes" }) end, "events: boolean expected", "run: events")
+t.raises(function() archive.run({ older_than = "1d", segment = 0 }) end, "segment: integer >= 1", "run: segment")
+
+log.set_archive(nil)
+st:close()
+assert(fs.remove(base, { recursive = true }))
+t.done()
