@@ -180,5 +180,5 @@ fuzz: $(FUZZ_DIR)/http_fuzz $(FUZZ_DIR)/json_fuzz $(FUZZ_DIR)/frame_fuzz $(FUZZ_
 	    $(FUZZ_DIR)/corpus-ingest tests/fuzz/corpus/ingest
 	ASAN_OPTIONS=detect_leaks=0 $(FUZZ_DIR)/sqlparse_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=2048 \
 	    $(FUZZ_DIR)/corpus-sqlparse tests/fuzz/corpus/sqlparse
-	ASAN_OPTIONS=detect_leaks=0 $(FUZZ_DIR)/compress_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	$(FUZZ_DIR)/compress_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	    $(FUZZ_DIR)/corpus-compress tests/fuzz/corpus/compress

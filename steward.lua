@@ -17,6 +17,7 @@ return {
     ["deploy.freeze"] = { ["events.emit"] = { "deploy.admitted", "deploy.refused" } },
     ["deploy.promote"] = { ["events.emit"] = { "deploy.requested", "deploy.promote.*" } },
     ["deploy.alerts"] = { alerting = true },
+    ["scaling.archive"] = { archive = true }, -- old events and decisions into var/archive (docs/archive.md)
   },
   limits = {
     max_body_bytes = 8 * 1024 * 1024,

@@ -60,7 +60,8 @@ return {
   grants = { ["*"] = { ["fs.read"] = { "$D" }, ["fs.write"] = { "$D" }, http = { "127.0.0.1", "localhost" } },
              ["alerting.*"] = { alerting = true }, ["deploy.alerts"] = { alerting = true },
              ["deploy.freeze"] = { ["events.emit"] = { "deploy.admitted", "deploy.refused" } },
-             ["deploy.promote"] = { ["events.emit"] = { "deploy.requested", "deploy.promote.*" } } },
+             ["deploy.promote"] = { ["events.emit"] = { "deploy.requested", "deploy.promote.*" } },
+             ["scaling.archive"] = { archive = true } },
   $1
 }
 CFG
