@@ -1,6 +1,8 @@
 -- steward.archive.read: reading archive segments back: events.replay's archived part (the same
 -- filters as the store's WHERE clause, in seq order), verify (digests, counts, ranges) and cat.
 local util = require "steward.runtime.store.util"
+local fs = require "steward.fs"
+local time = require "steward.time"
 local manifest = require "steward.archive.manifest"
 local segment = require "steward.archive.segment"
 
@@ -38,9 +40,33 @@ local function seq_range(f)
   return lo, hi
 end
 
+-- The events manifests of dir, read again only when the directory changed (a segment or a
+-- manifest added, renamed or removed changes its mtime): replay runs on hot paths (dispatch's
+-- spill reads, SLO windows), which must not read every manifest each time. The list is trusted
+-- only when the directory had been quiet for a second when it was read: two changes within one
+-- tick of the file system's clock leave the same mtime, and a stale list would hide a segment
+-- whose rows are already gone from the store.
+local cache = {}
+function M.invalidate() cache = {} end
+local function events_manifests(dir)
+  local st = fs.stat(dir)
+  if not st then
+    cache = {}
+    return {}
+  end
+  if cache.dir == dir and cache.mtime == st.mtime and cache.ino == st.ino and st.mtime < cache.filled - 1 then
+    return cache.list
+  end
+  local filled = time.now()
+  local ms, err = manifest.list(dir, "events")
+  if not ms then return nil, err end
+  cache = { dir = dir, mtime = st.mtime, ino = st.ino, list = ms, filled = filled }
+  return ms
+end
+
 -- high(dir) -> the highest archived seq (0 when none) | nil, err
 function M.high(dir)
-  local ms, err = manifest.list(dir, "events")
+  local ms, err = events_manifests(dir)
   if not ms then return nil, err end
   return #ms > 0 and ms[#ms].last or 0, ms
 end
@@ -50,6 +76,8 @@ function M.replay(dir, f)
   local high, ms = M.high(dir)
   if not high then error(ms, 0) end
   local lo, hi = seq_range(f)
+  local since = f.since ~= nil and util.time_arg(f.since, "events.replay: since") or -math.huge
+  local upto = f["until"] ~= nil and util.time_arg(f["until"], "events.replay: until") or math.huge
   local match = M.matcher(f)
   local i, iter = 0, nil
   local function next_segment()
@@ -57,7 +85,10 @@ function M.replay(dir, f)
       i = i + 1
       local m = ms[i]
       if not m then return false end
-      if m.last >= lo and m.first <= hi then
+      -- a segment outside the seq range, or whose events' times all lie outside since/until,
+      -- is not opened
+      if m.last >= lo and m.first <= hi and not (m.to_time and m.to_time < since)
+        and not (m.from_time and m.from_time >= upto) then
         iter = segment.records(manifest.segment_path(dir, m))
         return true
       end

@@ -163,6 +163,7 @@ local function write_segment(st, dir, kind, k, lo, hi, max, now)
   if not ok then return nil, rerr end
   crash_point("after_segment")
   ok, rerr = manifest.write(dir, m)
+  require("steward.archive.read").invalidate() -- this process's readers see the new segment now
   if not ok then return nil, rerr end
   crash_point("after_manifest")
   local n, derr = finish(st, k, m)
