@@ -182,13 +182,11 @@ static int sync_dir(struct zjob *j)
     if (!dir)
         return fail(j, "out of memory", NULL);
     char *slash = strrchr(dir, '/');
-    if (!slash)
-        strcpy(dir, ".");
-    else if (slash == dir)
+    if (slash == dir)
         slash[1] = 0;
-    else
+    else if (slash)
         *slash = 0;
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     free(dir);
     if (dfd < 0)
         return fail_errno(j, "open directory");
@@ -288,22 +286,14 @@ static void job_run(struct zjob *j)
 {
     j->rc = 0;
     switch (j->kind) {
-    case W_OPEN:
-        do_w_open(j);
-        break;
+    case W_OPEN: do_w_open(j); break;
     case W_WRITE:
         if (compress_feed(j, j->data, j->len, 0) == 0)
             j->s->raw += j->len;
         break;
-    case W_CLOSE:
-        do_w_close(j);
-        break;
-    case R_OPEN:
-        do_r_open(j);
-        break;
-    case R_READ:
-        do_r_read(j);
-        break;
+    case W_CLOSE: do_w_close(j); break;
+    case R_OPEN: do_r_open(j); break;
+    case R_READ: do_r_read(j); break;
     }
     if (j->rc < 0)
         j->s->failed = 1;
@@ -319,7 +309,7 @@ static void job_free(struct zjob *j)
 
 static void push_state(lua_State *L, struct zstate *s)
 {
-    struct zstate **box = lua_newuserdata(L, sizeof *box);
+    struct zstate **box = lua_newuserdata(L, sizeof(struct zstate *));
     *box = s;
     luaL_getmetatable(L, s->is_writer ? WRITER_MT : READER_MT);
     lua_setmetatable(L, -2);
@@ -340,12 +330,8 @@ static int push_results(lua_State *L, struct zjob *j)
     }
     switch (j->kind) {
     case W_OPEN:
-    case R_OPEN:
-        push_state(L, s);
-        return 1;
-    case W_WRITE:
-        lua_pushboolean(L, 1);
-        return 1;
+    case R_OPEN: push_state(L, s); return 1;
+    case W_WRITE: lua_pushboolean(L, 1); return 1;
     case W_CLOSE:
         lua_createtable(L, 0, 3);
         lua_pushnumber(L, (lua_Number)s->bytes);
@@ -436,8 +422,10 @@ static int submit(lua_State *L, struct zjob *j, const char *fname)
 static struct zjob *job_new(lua_State *L, struct zstate *s, enum kind kind, const char *fname)
 {
     struct zjob *j = calloc(1, sizeof *j);
-    if (!j)
+    if (!j) {
         luaL_error(L, "%s: out of memory", fname);
+        return NULL; /* not reached: luaL_error raises */
+    }
     j->kind = kind;
     j->s = s;
     return j;
@@ -486,6 +474,7 @@ static struct zstate *state_new(lua_State *L, const char *path, int is_writer, c
     if (!s || !s->path || (is_writer && !s->part)) {
         state_free(s);
         luaL_error(L, "%s: out of memory", fname);
+        return NULL; /* not reached: luaL_error raises */
     }
     return s;
 }
@@ -513,7 +502,8 @@ static int l_compress_reader(lua_State *L)
     const char *path = check_path(L, "compress.reader");
     lua_Number chunk = opt_field(L, "compress.reader", "chunk", (lua_Number)DEFAULT_CHUNK);
     if (chunk != (lua_Number)(size_t)chunk || chunk < 1 || chunk > (lua_Number)MAX_CHUNK)
-        return luaL_error(L, "compress.reader: chunk: integer from 1 to %d expected", (int)MAX_CHUNK);
+        return luaL_error(L, "compress.reader: chunk: integer from 1 to %d expected",
+                          (int)MAX_CHUNK);
     struct zstate *s = state_new(L, path, 0, "compress.reader");
     s->chunk = (size_t)chunk;
     struct zjob *j = calloc(1, sizeof *j);
@@ -531,8 +521,10 @@ static struct zstate *check_state(lua_State *L, const char *mt, const char *fnam
 {
     struct zstate **box = luaL_checkudata(L, 1, mt);
     struct zstate *s = *box;
-    if (!s || s->closed)
+    if (!s || s->closed) {
         luaL_error(L, "%s: already closed", fname);
+        return NULL; /* not reached: luaL_error raises */
+    }
     if (s->busy)
         luaL_error(L, "%s: another operation on this file is in progress", fname);
     return s;
@@ -595,7 +587,8 @@ static int l_compress_sha256(lua_State *L)
     struct zstate **box = luaL_checkudata(L, 1, READER_MT);
     struct zstate *s = *box;
     if (!s || !s->eof)
-        return lua_pushnil(L), lua_pushstring(L, "reader:sha256: the file is not read to its end"), 2;
+        return lua_pushnil(L), lua_pushstring(L, "reader:sha256: the file is not read to its end"),
+               2;
     lua_pushstring(L, s->digest);
     return 1;
 }

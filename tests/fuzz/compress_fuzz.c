@@ -16,22 +16,21 @@
 int luaopen_steward_compress(lua_State *L);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char check[] =
-    "local c, path, digest = ...\n"
-    "local r, err = c.reader(path, { chunk = 512 })\n"
-    "assert(r, err)\n"
-    "while true do\n"
-    "  local s, rerr = r:read()\n"
-    "  if rerr then\n"
-    "    assert(rerr:sub(1, #path + 2) == path .. ': ', rerr)\n"
-    "    r:close()\n"
-    "    return\n"
-    "  end\n"
-    "  if not s then break end\n"
-    "  assert(#s > 0 and #s <= 512, 'a chunk within its bound')\n"
-    "end\n"
-    "assert(r:sha256() == digest, 'the digest of the bytes read')\n"
-    "r:close()\n";
+static const char check[] = "local c, path, digest = ...\n"
+                            "local r, err = c.reader(path, { chunk = 512 })\n"
+                            "assert(r, err)\n"
+                            "while true do\n"
+                            "  local s, rerr = r:read()\n"
+                            "  if rerr then\n"
+                            "    assert(rerr:sub(1, #path + 2) == path .. ': ', rerr)\n"
+                            "    r:close()\n"
+                            "    return\n"
+                            "  end\n"
+                            "  if not s then break end\n"
+                            "  assert(#s > 0 and #s <= 512, 'a chunk within its bound')\n"
+                            "end\n"
+                            "assert(r:sha256() == digest, 'the digest of the bytes read')\n"
+                            "r:close()\n";
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
