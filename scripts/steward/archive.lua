@@ -12,7 +12,8 @@ local type, error, tostring = type, error, tostring
 
 local M = {}
 
-local dir -- set by configure (the daemon: <var_dir>/archive)
+local dir      -- set by configure (the daemon: <var_dir>/archive)
+local policies -- fn -> the daemon's loaded policies (what events they still need)
 
 local function the_dir(fname)
   if not dir then error("archive." .. fname .. ": no archive directory: inside the daemon there is one " ..
@@ -20,13 +21,18 @@ local function the_dir(fname)
   return dir
 end
 
--- configure{dir} : where the archive lives; also makes events.replay and the log's last seq
--- see it (steward.runtime.events' archive source). Not for policies.
+-- configure{dir, policies} : where the archive lives; also makes events.replay and the log's
+-- last seq see it (steward.runtime.events' archive source). policies: a function returning the
+-- daemon's loaded policy set, so a run keeps exactly the events they still have to handle.
+-- Not for policies.
 function M.configure(opts)
   if type(opts) ~= "table" or type(opts.dir) ~= "string" or opts.dir == "" then
     error("archive.configure: dir: non-empty string expected", 2)
   end
-  dir = opts.dir
+  if opts.policies ~= nil and type(opts.policies) ~= "function" then
+    error("archive.configure: policies: function expected", 2)
+  end
+  dir, policies = opts.dir, opts.policies
   require("steward.runtime.events").set_archive({
     replay = function(f) return reader.replay(dir, f) end,
     high = function() return reader.high(dir) end,
@@ -67,7 +73,7 @@ function M.run(opts)
   local st = store.default()
   if not st then error("archive.run: no store: inside the daemon there is one", 2) end
   return runner.run(st, the_dir("run"), { cutoff = cutoff, events = ev, decisions = dc, segment = seg,
-    actor = type(opts.actor) == "string" and opts.actor or nil })
+    actor = type(opts.actor) == "string" and opts.actor or nil, policies = policies })
 end
 
 -- list() -> manifests (oldest first, events then decisions), leftovers | nil, err

@@ -67,8 +67,52 @@ local function min_of(st, sql, ...)
   return v
 end
 
--- bound(st, kind, cutoff) -> hi (archive keys <= hi) | nil, err, and why hi stops there
-local function bound(st, k, cutoff)
+-- needed(st, policies, hi) -> the seq below the first event up to hi that a loaded policy has
+-- still to handle (hi when none), and why | nil, err. A policy's cursor says every event at or
+-- below it is handled; above it, an event the policy's `on` matches (and its tenant, for a
+-- tenant's policy) without a completion record is still to be handled -- queued, running or to
+-- be recovered. (A `when` filter is not consulted: such an event is kept, which is safe.) A
+-- policy that nothing matched since it was loaded keeps an old cursor; it holds nothing back.
+-- Without the loaded set (outside the daemon) every cursor holds: the lowest bounds the run.
+local function needed(st, policies, hi)
+  local set = policies and policies()
+  local cursors, err = st.db:query("SELECT policy, seq FROM dispatch_cursor WHERE seq < $1 ORDER BY seq", hi)
+  if not cursors then
+    if missing_table(err) then return hi end
+    return nil, err
+  end
+  if not set then
+    if cursors[1] then return cursors[1].seq, "policy " .. cursors[1].policy .. " has not handled the events after its cursor" end
+    return hi
+  end
+  local bound, why = hi, nil
+  for _, c in ipairs(cursors) do
+    local p = set[c.policy]
+    if p and p.handle and c.seq < bound then -- a policy no longer loaded needs nothing
+      local after = c.seq
+      while after < bound do
+        local rows, qerr = st.db:query("SELECT e.seq, e.type, e.tenant FROM events e WHERE e.seq > $1 AND e.seq <= $2 " ..
+          "AND NOT EXISTS (SELECT 1 FROM handled h WHERE h.policy = $3 AND h.seq = e.seq) ORDER BY e.seq LIMIT $4",
+          after, bound, c.policy, PAGE)
+        if not rows then return nil, qerr end
+        local found
+        for _, r in ipairs(rows) do
+          if p.matches(r.type) and (not p.tenant or r.tenant == p.tenant) then found = r.seq; break end
+        end
+        if found then
+          bound, why = found - 1, "policy " .. c.policy .. " has not handled event " .. found .. " yet"
+          break
+        end
+        if #rows < PAGE then break end
+        after = rows[#rows].seq
+      end
+    end
+  end
+  return bound, why
+end
+
+-- bound(st, kind, cutoff, policies) -> hi (archive keys <= hi) | nil, err, and why hi stops there
+local function bound(st, k, cutoff, policies)
   local hi, why
   local first_new, err = min_of(st, "SELECT MIN(" .. k.key .. ") AS s FROM " .. k.tbl .. " WHERE " .. k.age .. " >= $1", cutoff)
   if err then return nil, err end
@@ -78,8 +122,10 @@ local function bound(st, k, cutoff)
     hi, why = top or 0, "age"
   end
   if k.tbl ~= "events" then return hi, why end
+  local h, w = needed(st, policies, hi)
+  if not h then return nil, w end
+  if h < hi then hi, why = h, w end
   local limits = {
-    { "SELECT MIN(seq) AS s FROM dispatch_cursor", 0, "a policy has not handled the events after it" },
     { "SELECT MIN(seq) AS s FROM dead_letters WHERE requeued IS NULL", -1, "an open dead letter" },
     { "SELECT MIN(seq) AS s FROM dispatch_redo", -1, "an event a cluster instance must handle again" },
   }
@@ -174,7 +220,8 @@ end
 local running = false
 
 -- run(st, dir, opts) -> report | nil, err. opts: cutoff (time), events, decisions (booleans),
--- segment (rows per file), actor (for the audit log).
+-- segment (rows per file), actor (for the audit log), policies (fn -> the loaded policy set,
+-- name -> {handle, matches, tenant}, or nil).
 function M.run(st, dir, opts)
   if running then return nil, "archive.run: a run is already in progress" end
   running = true
@@ -188,7 +235,7 @@ function M.run(st, dir, opts)
     for _, kind in ipairs { "events", "decisions" } do
       if opts[kind] then
         local k = KINDS[kind]
-        local hi, why = bound(st, k, opts.cutoff)
+        local hi, why = bound(st, k, opts.cutoff, opts.policies)
         if not hi then return nil, why end
         report.held[kind] = why
         while true do
