@@ -80,6 +80,32 @@ t.raises(function() archive.run({ older_than = "1d", before = 5 }) end, "give on
 t.raises(function() archive.run({ older_than = "1d", events = "yes" }) end, "events: boolean expected", "run: events")
 t.raises(function() archive.run({ older_than = "1d", segment = 0 }) end, "segment: integer >= 1", "run: segment")
 
+-- the `archive` capability: declared and granted, or refused
+local policies = require "steward.runtime.policies"
+require("steward.log").set_level("error")
+local function load(src, grants, i)
+  local path = base .. "/p" .. i .. ".lua"
+  assert(fs.write(path, src))
+  return policies.load_file(path, "ops.p" .. i, { grants = grants })
+end
+local src = [[local archive = require "steward.archive"
+return { capabilities = { "archive" }, decide = function() return { n = #assert(archive.list()), dir = archive.dir(),
+  configure = { pcall(archive.configure, { dir = "/tmp" }) } } end }]]
+local _, perr = load(src, {}, 1)
+t.like(perr, "capabilities not granted to ops.p1: 'archive'", "a policy declaring archive without a grant does not load")
+local pol = assert(load(src, { ["ops.*"] = { archive = true } }, 2))
+local res = pol.decide({}, { config = pol.config })
+t.is(res.n, 4, "with the grant it reads the archive")
+t.ok(res.configure[1] == false and tostring(res.configure[2]):find("archive.configure is not available to policies", 1, true),
+  "configure is hidden from policies")
+local undeclared = assert(load([[local archive = require "steward.archive"
+return { decide = function() return { pcall(archive.list) } end }]], {}, 3))
+res = undeclared.decide({}, { config = undeclared.config })
+t.ok(res[1] == false and tostring(res[2]):find("not granted", 1, true), "a policy that did not declare it is refused at the call")
+local nocompress = assert(load([[return { decide = function() return { pcall(require, "steward.compress") } end }]], {}, 4))
+res = nocompress.decide({}, { config = nocompress.config })
+t.ok(res[1] == false and tostring(res[2]):find("not available to policies", 1, true), "steward.compress is not for policies")
+
 log.set_archive(nil)
 st:close()
 assert(fs.remove(base, { recursive = true }))
