@@ -64,7 +64,9 @@ t.like(err, "events%-000000000000026%-000000000000050%.json: count: number >= 0 
 assert(fs.write_atomic(mpath, "{")) -- replaced (a rename): replay's cached list notices
 _, err = archive.list()
 t.like(err, "%.json: not JSON", "a manifest that is not JSON")
-t.raises(function() events.replay({}) end, "not JSON", "replay refuses to guess past a bad manifest")
+t.raises(function() for _ in events.replay({}) do end end, "events%-000000000000026%-000000000000050%.json: not JSON",
+  "replay through a bad manifest's segment raises, naming it")
+t.is(#seqs({ from_seq = 51 }), 41, "a range the bad manifest's segment does not cover still reads (the dispatcher's reads)")
 assert(fs.write(mpath, saved))
 assert(fs.write(base .. "/archive/events-000000000000091-000000000000099.jsonl.zst", "x"))
 local _, leftovers = archive.list()

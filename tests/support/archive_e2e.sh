@@ -15,7 +15,7 @@ return { on = { "never.*" }, handle = function() end }
 LUA
 daemon_config 'limits = { retry_attempts = 1, retry_base = "10ms" },'
 daemon_start || { echo "1..1"; echo "not ok 1 - the daemon starts"; exit 1; }
-echo "1..14"
+echo "1..15"
 
 post() { curl -s -o "$D/post" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
     --data-binary @"$1" "http://127.0.0.1:$PORT/v1/events"; }
@@ -48,6 +48,8 @@ ok $? "archive.run moved 300 events (3 files) and 40 decisions (1 file)" || show
 echo "return require('steward.archive').run{ before = require('steward.time').now() + 1, decisions = false }" | ev
 jx 'd[0]["events"] == 0 and "dead letter" in d[0]["held"]["events"]' < "$D/out" >/dev/null
 ok $? "a later run keeps the dead-lettered event and everything after it in the store" || show
+echo 'return require("steward.runtime.store").default().db:query("SELECT seq FROM dispatch_cursor WHERE policy = $1", "idle")[1].seq' | ev
+[ "$(cat "$D/out")" = "[300]" ]; ok $? "the idle policy's cursor moved up past what is archived (its recovery skips the archive)" || show
 
 echo 'local ev = require "steward.runtime.events"
 local st = require("steward.runtime.store").default()

@@ -58,6 +58,24 @@ function M.read(path)
   return check(m, path)
 end
 
+-- ranges(dir, kind) -> {{first, last, path}} from the manifests' names alone, sorted | nil, err.
+-- What a reader needs to find the segments of a seq range without parsing every manifest (a
+-- damaged manifest then only affects the reads that need its segment).
+function M.ranges(dir, kind)
+  local entries, err = fs.list(dir)
+  if not entries then
+    if not fs.exists(dir) then return {} end
+    return nil, dir .. ": " .. tostring(err)
+  end
+  local out = {}
+  for _, e in ipairs(entries) do
+    local k, first, last = e.name:match("^(%l+)%-(%d+)%-(%d+)%.json$")
+    if k == kind then out[#out + 1] = { first = tonumber(first), last = tonumber(last), path = dir .. "/" .. e.name } end
+  end
+  sort(out, function(a, b) return a.first < b.first end)
+  return out
+end
+
 -- list(dir [, kind]) -> manifests sorted by kind then first | nil, err. A missing directory is
 -- an empty archive. leftovers: files of unfinished runs (segments without a manifest, .part).
 function M.list(dir, kind)

@@ -58,7 +58,7 @@ local function events_manifests(dir)
     return cache.list
   end
   local filled = time.now()
-  local ms, err = manifest.list(dir, "events")
+  local ms, err = manifest.ranges(dir, "events")
   if not ms then return nil, err end
   cache = { dir = dir, mtime = st.mtime, ino = st.ino, list = ms, filled = filled }
   return ms
@@ -87,10 +87,13 @@ function M.replay(dir, f)
       if not m then return false end
       -- a segment outside the seq range, or whose events' times all lie outside since/until,
       -- is not opened
-      if m.last >= lo and m.first <= hi and not (m.to_time and m.to_time < since)
-        and not (m.from_time and m.from_time >= upto) then
-        iter = segment.records(manifest.segment_path(dir, m))
-        return true
+      if m.last >= lo and m.first <= hi then
+        local full, err = manifest.read(m.path)
+        if not full then error(err, 0) end
+        if not (full.to_time and full.to_time < since) and not (full.from_time and full.from_time >= upto) then
+          iter = segment.records(manifest.segment_path(dir, full))
+          return true
+        end
       end
     end
   end

@@ -86,8 +86,10 @@ local function needed(st, policies, hi)
     return hi
   end
   local bound, why = hi, nil
+  local lagging = {}
   for _, c in ipairs(cursors) do
     local p = set[c.policy]
+    if p then lagging[#lagging + 1] = c.policy end
     if p and p.handle and c.seq < bound then -- a policy no longer loaded needs nothing
       local after = c.seq
       while after < bound do
@@ -108,7 +110,7 @@ local function needed(st, policies, hi)
       end
     end
   end
-  return bound, why
+  return bound, why, lagging
 end
 
 -- bound(st, kind, cutoff, policies) -> hi (archive keys <= hi) | nil, err, and why hi stops there
@@ -122,7 +124,7 @@ local function bound(st, k, cutoff, policies)
     hi, why = top or 0, "age"
   end
   if k.tbl ~= "events" then return hi, why end
-  local h, w = needed(st, policies, hi)
+  local h, w, lagging = needed(st, policies, hi)
   if not h then return nil, w end
   if h < hi then hi, why = h, w end
   local limits = {
@@ -134,7 +136,19 @@ local function bound(st, k, cutoff, policies)
     if lerr then return nil, lerr end
     if v and v + l[2] < hi then hi, why = v + l[2], l[3] end
   end
-  return hi, why
+  return hi, why, lagging
+end
+
+-- A loaded policy whose cursor lags below hi has nothing to handle up to hi (needed checked):
+-- its cursor moves up to hi, as the dispatcher's checkpoint would have done had anything matched,
+-- so its recovery after a restart does not scan the archive for nothing.
+local function advance(st, lagging, hi)
+  if not lagging or #lagging == 0 then return true end
+  local stmts = {}
+  for i, name in ipairs(lagging) do
+    stmts[i] = { "UPDATE dispatch_cursor SET seq = $2 WHERE policy = $1 AND seq < $2", name, hi }
+  end
+  return st.db:batch(stmts)
 end
 
 local function record_of(k, r)
@@ -235,9 +249,11 @@ function M.run(st, dir, opts)
     for _, kind in ipairs { "events", "decisions" } do
       if opts[kind] then
         local k = KINDS[kind]
-        local hi, why = bound(st, k, opts.cutoff, opts.policies)
+        local hi, why, lagging = bound(st, k, opts.cutoff, opts.policies)
         if not hi then return nil, why end
         report.held[kind] = why
+        local aok, aerr = advance(st, lagging, hi)
+        if not aok then return nil, aerr end
         while true do
           local lo, lerr = min_of(st, "SELECT MIN(" .. k.key .. ") AS s FROM " .. k.tbl)
           if lerr then return nil, lerr end
