@@ -48,8 +48,9 @@ ok $? "archive.run moved 300 events (3 files) and 40 decisions (1 file)" || show
 echo "return require('steward.archive').run{ before = require('steward.time').now() + 1, decisions = false }" | ev
 jx 'd[0]["events"] == 0 and "dead letter" in d[0]["held"]["events"]' < "$D/out" >/dev/null
 ok $? "a later run keeps the dead-lettered event and everything after it in the store" || show
-echo 'return require("steward.runtime.store").default().db:query("SELECT seq FROM dispatch_cursor WHERE policy = $1", "idle")[1].seq' | ev
-[ "$(cat "$D/out")" = "[300]" ]; ok $? "the idle policy's cursor moved up past what is archived (its recovery skips the archive)" || show
+echo 'return require("steward.runtime.store").default().db:query("SELECT seq FROM dispatch_cursor WHERE policy = $1", "idle")[1].seq + 0' | ev
+jx 'd[0] >= 300' < "$D/out" >/dev/null; r=$? # (a cluster's leader may have moved it further itself)
+ok $r "the idle policy's cursor moved up past what is archived (its recovery skips the archive)"; [ $r -eq 0 ] || show
 
 echo 'local ev = require "steward.runtime.events"
 local st = require("steward.runtime.store").default()
