@@ -8,7 +8,7 @@ local manifest = require "steward.archive.manifest"
 local runner = require "steward.archive.run"
 local reader = require "steward.archive.read"
 
-local type, error, tostring = type, error, tostring
+local type, error, tostring, pairs = type, error, tostring, pairs
 
 local M = {}
 
@@ -83,6 +83,23 @@ function M.list() return manifest.list(the_dir("list")) end
 function M.verify(file)
   if file ~= nil and type(file) ~= "string" then error("archive.verify: file: string expected", 2) end
   return reader.verify(the_dir("verify"), file)
+end
+
+local DECISION_FILTERS = { policy = "string", event_id = "string", outcome = "string", ref = "string",
+  tenant = "string", since = true, ["until"] = true, from_id = "number", to_id = "number" }
+
+-- decisions{policy, event_id, outcome, ref, tenant, since, until, from_id, to_id} -> iterator
+-- over archived decision-log rows (as steward.runtime.store.decisions returns them), oldest
+-- first; raises on a bad file
+function M.decisions(f)
+  f = f or {}
+  if type(f) ~= "table" then error("archive.decisions: filter: table expected, got " .. type(f), 2) end
+  for k, v in pairs(f) do
+    local want = DECISION_FILTERS[k]
+    if not want then error("archive.decisions: " .. tostring(k) .. ": unknown filter", 2) end
+    if want ~= true and type(v) ~= want then error("archive.decisions: " .. k .. ": " .. want .. " expected", 2) end
+  end
+  return reader.decisions(the_dir("decisions"), f)
 end
 
 -- cat(file) -> iterator over the records of one segment; raises on a bad file

@@ -52,11 +52,24 @@ t.is(log.last_seq(st), 90, "the log's last seq counts the archive (a new policy 
 assert(log.append(st, { { type = "usage.recorded" } }))
 t.is(seqs({ from_seq = 90 })[2], 91, "new events continue the sequence after the archive")
 
+-- decisions: archived with the events, read back by archive.decisions with the log's filters
+local decisions = require "steward.runtime.store.decisions"
+for i = 1, 30 do
+  assert(decisions.record(st, { policy = i % 2 == 0 and "scaling.api" or "alerting.router", outcome = "ok",
+    input = { i = i }, result = { replicas = i }, time = now - 7200 + i }))
+end
+local drep = assert(archive.run({ older_than = "10m", events = false }))
+t.is(drep.decisions, 30, "decision-log rows archived")
+local got = {}
+for d in archive.decisions({ policy = "scaling.api", since = now - 7200 + 10 }) do got[#got + 1] = d.result.replicas end
+t.is_deeply(got, { 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30 }, "archive.decisions filters by policy and time, oldest first")
+t.raises(function() archive.decisions({ polcy = "x" }) end, "archive.decisions: polcy: unknown filter", "a misspelt filter")
+
 -- manifests: checked; a bad one names its file
 local ms = assert(archive.list())
-t.is(#ms, 4, "list gives the four manifests")
-t.is(ms[1].first, 1, "oldest first")
-local mpath = base .. "/archive/" .. ms[2].file:gsub("%.jsonl%.zst$", ".json")
+t.is(#ms, 5, "list gives the five manifests (one of decisions)")
+t.is(ms[1].kind .. ms[2].kind .. ms[2].first .. ms[3].first, "decisionsevents126", "decisions, then events, oldest first")
+local mpath = base .. "/archive/" .. ms[3].file:gsub("%.jsonl%.zst$", ".json")
 local saved = assert(fs.read(mpath))
 assert(fs.write(mpath, (saved:gsub('"count":%d+', '"count":-1'))))
 local _, err = archive.list()
@@ -97,7 +110,7 @@ local _, perr = load(src, {}, 1)
 t.like(perr, "capabilities not granted to ops.p1: 'archive'", "a policy declaring archive without a grant does not load")
 local pol = assert(load(src, { ["ops.*"] = { archive = true } }, 2))
 local res = pol.decide({}, { config = pol.config })
-t.is(res.n, 4, "with the grant it reads the archive")
+t.is(res.n, 5, "with the grant it reads the archive")
 t.ok(res.configure[1] == false and tostring(res.configure[2]):find("archive.configure is not available to policies", 1, true),
   "configure is hidden from policies")
 local undeclared = assert(load([[local archive = require "steward.archive"

@@ -112,6 +112,43 @@ function M.replay(dir, f)
   end, high
 end
 
+-- decisions(dir, f) -> iterator over archived decision-log rows matching f = {policy, event_id,
+-- outcome, ref, tenant, since, until (on the decision's time), from_id, to_id}, oldest first.
+-- Raises on a bad file.
+function M.decisions(dir, f)
+  local ranges, err = manifest.ranges(dir, "decisions")
+  if not ranges then error(err, 0) end
+  local since = f.since ~= nil and util.time_arg(f.since, "archive.decisions: since") or -math.huge
+  local upto = f["until"] ~= nil and util.time_arg(f["until"], "archive.decisions: until") or math.huge
+  local lo, hi = f.from_id or 1, f.to_id or math.huge
+  local i, iter = 0, nil
+  return function()
+    while true do
+      if not iter then
+        i = i + 1
+        local m = ranges[i]
+        if not m then return nil end
+        if m.last >= lo and m.first <= hi then
+          local full, merr = manifest.read(m.path)
+          if not full then error(merr, 0) end
+          if not (full.to_time < since or full.from_time >= upto) then
+            iter = segment.records(manifest.segment_path(dir, full))
+          end
+        end
+      else
+        local d = iter()
+        if not d then
+          iter = nil
+        elseif d.id >= lo and d.id <= hi and d.time >= since and d.time < upto and (f.policy == nil or d.policy == f.policy)
+          and (f.event_id == nil or d.event_id == f.event_id) and (f.outcome == nil or d.outcome == f.outcome)
+          and (f.ref == nil or d.ref == f.ref) and (f.tenant == nil or d.tenant == f.tenant) then
+          return d
+        end
+      end
+    end
+  end
+end
+
 -- verify(dir [, file]) -> {ok, files = {{file, ok, error, count}}} | nil, err. Reads every
 -- segment to its end: the SHA-256 of its compressed bytes against the manifest's, zstd's own
 -- checksums, the record count, the key range and order.
