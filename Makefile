@@ -8,7 +8,7 @@
 
 SANITIZE ?=
 CC       ?= cc
-PKGS     := luajit libuv libcurl libpq libssl libcrypto sqlite3 libedit yajl
+PKGS     := luajit libuv libcurl libpq libssl libcrypto sqlite3 libedit yajl libzstd
 
 ifeq ($(SANITIZE),1)
 CC       := clang
@@ -156,12 +156,20 @@ $(FUZZ_DIR)/sqlparse_fuzz: tests/fuzz/sqlparse_fuzz.c bindings/sqlparse.c bindin
 	clang $(FUZZ_CFLAGS) -Ibindings $(shell pkg-config --cflags luajit) -o $@ $(filter %.c,$^) \
 	    -l:libpg_query.a -l:liblua5.1-cjson.a $(shell pkg-config --libs luajit libuv yajl) -lm
 
+# steward.compress's reader (bindings/compress.c over libzstd): any bytes as an archive file, on
+# the synchronous path; the task API is linked for its task_current().
+$(FUZZ_DIR)/compress_fuzz: tests/fuzz/compress_fuzz.c bindings/compress.c core/task.c core/task_lua.c core/log.c \
+                           core/duration.c
+	@mkdir -p $(FUZZ_DIR)
+	clang $(FUZZ_CFLAGS) -Ibindings $(shell pkg-config --cflags luajit) -o $@ $(filter %.c,$^) \
+	    $(shell pkg-config --libs luajit libuv libzstd libcrypto) -lm
+
 # Each target gets FUZZ_SECONDS. LuaJIT's heap is not scanned by LeakSanitizer, so the
 # JSON target runs without leak detection (cjson's buffers live in Lua userdata).
 fuzz: $(FUZZ_DIR)/http_fuzz $(FUZZ_DIR)/json_fuzz $(FUZZ_DIR)/frame_fuzz $(FUZZ_DIR)/ingest_fuzz \
-      $(FUZZ_DIR)/sqlparse_fuzz
+      $(FUZZ_DIR)/sqlparse_fuzz $(FUZZ_DIR)/compress_fuzz
 	@mkdir -p $(FUZZ_DIR)/corpus-http $(FUZZ_DIR)/corpus-json $(FUZZ_DIR)/corpus-frame $(FUZZ_DIR)/corpus-ingest \
-	    $(FUZZ_DIR)/corpus-sqlparse
+	    $(FUZZ_DIR)/corpus-sqlparse $(FUZZ_DIR)/corpus-compress
 	$(FUZZ_DIR)/http_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	    $(FUZZ_DIR)/corpus-http tests/fuzz/corpus/http
 	ASAN_OPTIONS=detect_leaks=0 $(FUZZ_DIR)/json_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=2048 \
@@ -172,3 +180,5 @@ fuzz: $(FUZZ_DIR)/http_fuzz $(FUZZ_DIR)/json_fuzz $(FUZZ_DIR)/frame_fuzz $(FUZZ_
 	    $(FUZZ_DIR)/corpus-ingest tests/fuzz/corpus/ingest
 	ASAN_OPTIONS=detect_leaks=0 $(FUZZ_DIR)/sqlparse_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=2048 \
 	    $(FUZZ_DIR)/corpus-sqlparse tests/fuzz/corpus/sqlparse
+	$(FUZZ_DIR)/compress_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    $(FUZZ_DIR)/corpus-compress tests/fuzz/corpus/compress

@@ -19,6 +19,7 @@ return {
     ["deploy.alerts"] = { alerting = true },
     ["scaling.quota_alerts"] = { alerting = true }, -- a refused scale-up is an alert (docs/scaling/quotas.md)
     ["scaling.capacity"] = { alerting = true }, -- capacity forecasts as alerts (docs/scaling/capacity.md)
+    ["scaling.archive"] = { archive = true }, -- old events and decisions into var/archive (docs/archive.md)
   },
   limits = {
     max_body_bytes = 8 * 1024 * 1024,

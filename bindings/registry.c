@@ -10,6 +10,7 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <uv.h>
+#include <zstd.h>
 
 #include "bindings.h"
 
@@ -22,6 +23,7 @@ static const luaL_Reg bindings[] = {
     {"steward.pg.native", luaopen_steward_pg},    {"steward.identity", luaopen_steward_identity},
     {"steward.runtime.ingest.native", luaopen_steward_ingest},
     {"steward.sqlparse", luaopen_steward_sqlparse},
+    {"steward.compress", luaopen_steward_compress},
     {NULL, NULL}};
 
 void bindings_preload(lua_State *L)
@@ -46,5 +48,6 @@ void bindings_versions(void (*emit)(const char *lib, const char *version, void *
     emit("OpenSSL", OpenSSL_version(OPENSSL_VERSION), ud);
     emit("SQLite", sqlite3_libversion(), ud);
     emit("libpq", pq, ud);
-    emit("libpg_query", PG_VERSION, ud); /* the PostgreSQL parser steward.sqlparse embeds */
+    emit("libpg_query", PG_VERSION, ud);
+    emit("zstd", ZSTD_versionString(), ud); /* steward.compress: the archive files */ /* the PostgreSQL parser steward.sqlparse embeds */
 }

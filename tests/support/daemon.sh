@@ -62,7 +62,8 @@ return {
              ["scaling.quota_alerts"] = { alerting = true },
              ["deploy.freeze"] = { ["events.emit"] = { "deploy.admitted", "deploy.refused" } },
              ["deploy.promote"] = { ["events.emit"] = { "deploy.requested", "deploy.promote.*" } },
-             ["scaling.capacity"] = { alerting = true } },
+             ["scaling.capacity"] = { alerting = true },
+             ["scaling.archive"] = { archive = true } },
   $1
 }
 CFG

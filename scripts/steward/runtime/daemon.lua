@@ -190,6 +190,8 @@ function M.main(args)
   if not st then die(1, "store: " .. tostring(err)) end
   store.set_default(st)
   ctx.store = st
+  require("steward.archive").configure({ dir = cfg.var_dir .. "/archive", -- h6: events.replay reads it (docs/archive.md)
+    policies = function() return ctx.dispatch and ctx.dispatch.policies end })
   ctx.store_ok = function() return ctx.store ~= nil and not ctx.store_closed end
   -- Watches every store call from here on (start-up included): /readyz and 503s read it.
   ctx.store_health = require("steward.runtime.store_health").attach(st)

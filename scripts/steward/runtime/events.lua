@@ -306,15 +306,33 @@ function M.query(st, f)
   return { events = out, next_cursor = next_cursor }
 end
 
--- An iterator over every matching event in seq order, reading `page` rows at a time. A store
--- error raises (a for loop cannot see a nil, err).
+-- Archived segments (steward.archive sets this): replay(f) -> iterator, high; high() -> the
+-- highest archived seq. Events up to high are read from the archive only, so rows a crashed
+-- archive run left behind in the store are never returned twice.
+local archive
+function M.set_archive(src) archive = src end
+
+-- An iterator over every matching event in seq order, reading `page` rows at a time, the
+-- archived part of the range first. A store error or a bad archive file raises (a for loop
+-- cannot see a nil, err).
 function M.replay(st, f)
   util.store_arg(st, "events.replay")
   f = util.opt_table(f, "events.replay: filter")
   local page = util.limit_arg(f.page, "events.replay: page", 500, 10000)
   local conds, params = where(f, "events.replay")
   local buf, pos, after, done = {}, 1, nil, false
+  local archived
+  if archive then
+    local high
+    archived, high = archive.replay(f)
+    if high > 0 then after = high end
+  end
   return function()
+    if archived then
+      local e = archived()
+      if e then return e end
+      archived = nil
+    end
     if pos > #buf then
       if done then return nil end
       local rows, err = select_page(st, conds, params, after, page)
@@ -343,7 +361,14 @@ function M.last_seq(st)
   util.store_arg(st, "events.last_seq")
   local rows, err = st.db:query("SELECT MAX(seq) AS s FROM events")
   if not rows then return nil, err end
-  return rows[1] and rows[1].s or 0
+  local s = rows[1] and rows[1].s
+  if type(s) ~= "number" then s = 0 end
+  if archive then -- a store emptied by archival still ends where the archive ends
+    local high, aerr = archive.high()
+    if not high then return nil, aerr end
+    if high > s then s = high end
+  end
+  return s
 end
 
 function M.count(st)

@@ -26,6 +26,7 @@ M.KNOWN = {
   ["events.emit"] = "event type patterns (\"deploy.*\")",
   notify = "channel kinds (email, slack, sms, teams, pagerduty, webhook, log)",
   alerting = "true: the alerting state (alerts, silences, incidents, notifications) through steward.alerting",
+  archive = "true: move old events and decisions into archive files and read them back (steward.archive)",
   deploy = "service names or patterns (\"api\", \"web-*\") of the config's services, acted on through steward.deploy.*",
 }
 

@@ -456,6 +456,7 @@ M.BY_MODULE = {
   ["steward.deploy.supervisor"] = guard_deploy(first_arg),
   ["steward.deploy.supervisor_alerts"] = guard_all("alerting"),
   ["steward.capacity"] = guard_capacity, -- h5: a deferred job's event, as events.emit
+  ["steward.archive"] = guard_all("archive"), -- issue 16, h6
 }
 
 -- overrides(box, name, mod, o) -> o with the capability checks in front (outermost)

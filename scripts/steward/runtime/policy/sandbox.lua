@@ -57,6 +57,8 @@ M.PUBLIC = {
   ["steward.deploy.haproxy"] = { hide = { configure = true } },
   ["steward.deploy.kubernetes"] = { hide = { configure = true } },
   ["steward.deploy.metrics.haproxy"] = {},
+  -- issue 16, h6: archival (the `archive` capability)
+  ["steward.archive"] = { hide = { configure = true } },
   ["steward.deploy.supervisor_alerts"] = {},
   ["steward.deploy.supervisor"] = { hide = { configure = true, supervise = true, release = true, status = true } },
   ["steward.sqlparse"] = {}, ["steward.deploy.migrations"] = {}, -- measure: `pg` (guards.lua)
