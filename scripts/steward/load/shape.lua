@@ -98,7 +98,7 @@ end
 
 -- Splits "A-B" into two strings (rates never start with '-', so the first '-' separates).
 local function pair(s)
-  local a, b = s:match("^([^%-]*)%-(.*)$")
+  local a, b = s:match("^%s*([^%-]-)%s*%-%s*(.-)%s*$")
   return a, b
 end
 
@@ -117,10 +117,10 @@ local function parse_phase(text, what)
   if body then
     local n = tonumber(count)
     if not n then return nil, format("%s: repeat count after '*': integer expected, got '%s'", what, count) end
-    p["repeat"], args = n, body
+    p["repeat"], args = n, body:match("^(.-)%s*$")
   end
   local parts = {}
-  for part in (args .. "/"):gmatch("([^/]*)/") do parts[#parts + 1] = part end
+  for part in (args .. "/"):gmatch("([^/]*)/") do parts[#parts + 1] = part:match("^%s*(.-)%s*$") end
   local function want(n, form)
     if #parts ~= n then
       return format("%s: expected %s:%s, got '%s:%s'", what, kind, form, kind, args)
