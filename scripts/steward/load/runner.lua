@@ -1,8 +1,12 @@
--- steward.load.runner: the open-loop engine of `steward load`. Each request is sent at its
--- scheduled time as a task of its own, whether or not earlier ones were answered: a slow
--- target cannot slow the generator down and so hide its own slowness (the coordinated
--- omission wrk2 and vegeta avoid). Requests beyond the --connections limit wait in libcurl's
--- queue and that wait is in their latency, which counts from the scheduled time.
+-- steward.load.runner: the open-loop engine of `steward load`. Requests fall due at their
+-- scheduled times whether or not earlier ones were answered: a slow target cannot slow the
+-- schedule down and so hide its own slowness (the coordinated omission wrk2 and vegeta
+-- avoid). At most --connections requests are in flight (one task each, one keep-alive
+-- connection each); a request that falls due while all are busy waits in a FIFO here, and
+-- that wait is part of its latency, which counts from the scheduled time. (Queueing in
+-- libcurl instead costs it a scan of every waiting transfer per event: a few thousand waiting
+-- requests stall the loop.) A request that waited longer than --timeout for a connection is
+-- not sent: it is an error of kind "queue_timeout".
 local http = require "steward.http"
 local task = require "steward.task"
 local time = require "steward.time"
@@ -12,15 +16,18 @@ local pairs, ipairs = pairs, ipairs
 
 local M = {}
 
--- run{ schedule =, report =, target =, method =, headers =, body =, timeout =, connections = }
--- -> result (report:result), interrupted. Ctrl-C (INT) or TERM stops sending, cancels the
--- requests still waiting and returns what was measured so far.
+-- run{ schedule =, report =, target =, url =, method =, headers =, body =, timeout =,
+-- connections = } -> result (report:result), interrupted. Ctrl-C (INT) or TERM stops sending,
+-- cancels the requests in flight and returns what was measured so far.
 function M.run(o)
   local sched, rep, target = o.schedule, o.report, o.target
   local mono = time.monotonic
   local start = mono()
-  local live, seq, interrupted = {}, 0, false
-  local conns = o.connections
+  local conns, timeout = o.connections, o.timeout
+  local live, nlive, interrupted, sender = {}, 0, false, nil
+  -- The FIFO of due requests waiting for a connection: head..tail, each slot cleared on pop.
+  local q, head, tail = {}, 1, 0
+
   -- One headers table per phase (tagged with it), shared by that phase's requests.
   local by_phase = {}
   local function headers_for(phase)
@@ -34,60 +41,88 @@ function M.run(o)
     return h
   end
 
-  local function one(id, t, phase, rec)
-    rep:sent(mono() - start, t, phase)
+  local function send(item)
+    local t, phase, rec = item[1], item[2], item[3]
+    local now = mono() - start
+    rep:scheduled(t, phase, item[4])
+    rep:sent(now, t, phase)
+    if now - t > timeout then
+      rep:done(now, t, phase, nil, "queue_timeout")
+      return
+    end
     local res, _, kind = http.request{
       url = rec and (target.connect .. rec.path) or o.url,
       method = rec and rec.method or o.method,
-      headers = headers_for(phase), body = o.body, timeout = o.timeout, follow_redirects = false,
+      headers = headers_for(phase), body = o.body, timeout = timeout, follow_redirects = false,
       max_host_connections = conns, max_total_connections = conns,
     }
-    local now = mono() - start
+    now = mono() - start
     if res then rep:done(now, t, phase, res.status) else rep:done(now, t, phase, nil, kind) end
+  end
+
+  -- A connection's task: sends its request, then whatever is waiting, then ends.
+  local function worker(id, item)
+    while item do
+      send(item)
+      item = nil
+      if head <= tail then
+        item = q[head]
+        q[head] = nil
+        head = head + 1
+      end
+    end
     live[id] = nil
+    nlive = nlive - 1
   end
 
   local function loop()
+    local id = 0
     local t, phase, delayed, rec = sched:next()
     while t do
       local now = mono() - start
       if t > now then
         time.sleep(t - now)
       else
-        rep:scheduled(t, phase, delayed)
-        seq = seq + 1
-        local h = task.spawn(one, seq, t, phase, rec)
-        if h:status() == "running" then live[seq] = h end
+        local item = { t, phase, rec, delayed }
+        if nlive < conns then
+          id = id + 1
+          nlive = nlive + 1
+          local h = task.spawn(worker, id, item)
+          if h:status() == "running" then live[id] = h end
+        else
+          tail = tail + 1
+          q[tail] = item
+        end
         t, phase, delayed, rec = sched:next()
       end
     end
   end
 
-  local sender = task.spawn(loop)
-  -- Cancels what is still waiting for an answer, then stops sending (also during the final
-  -- wait for the last answers). The sender goes last: cancelling it resumes run() at once.
+  sender = task.spawn(loop)
+  -- Stops sending and cancels the requests in flight (also during the final wait for the
+  -- last answers). The sender goes last: cancelling it resumes run() at once.
   local function stop()
     if interrupted then return end
     interrupted = true
-    for id, h in pairs(live) do
+    for wid, h in pairs(live) do
       if h:cancel("interrupted") then rep:cancelled() end
-      live[id] = nil
+      live[wid] = nil
     end
     if sender:status() == "running" then sender:cancel("interrupted") end
   end
   local watches = { signal.on("INT", stop), signal.on("TERM", stop) }
   sender:join()
-  -- The request the sender held when it was stopped was pulled from the schedule but not
-  -- sent: it is counted with the rest of the schedule as not sent.
-  local not_sent = 0
-  if interrupted then
-    if sched.k > seq then not_sent = sched.k - seq end
-    while sched:next() do not_sent = not_sent + 1 end
-  end
   local waiting = {}
   for _, h in pairs(live) do waiting[#waiting + 1] = h end
   for _, h in ipairs(waiting) do h:join() end
   for _, w in ipairs(watches) do w:cancel() end
+  -- What an interrupt left: requests due but waiting for a connection, the one the sender
+  -- held, and the rest of the schedule are not sent.
+  local not_sent = 0
+  if interrupted then
+    not_sent = sched.k - rep.scheduled_n
+    while sched:next() do not_sent = not_sent + 1 end
+  end
   return rep:result{ elapsed = mono() - start, interrupted = interrupted, not_sent = not_sent }, interrupted
 end
 
