@@ -85,6 +85,8 @@ t.is_deeply(csv, { { 0, 10 }, { 60, 20 }, { 120, 5 } }, "CSV rate series with a 
 t.is_deeply(assert(records.rates('[[0, 1], [10, 2]]')), { { 0, 1 }, { 10, 2 } }, "JSON [[t, v]] (capacity history)")
 t.is_deeply(assert(records.rates('[{"t": "2024-01-01T00:01:00Z", "rate": 2}, {"t": "2024-01-01T00:00:00Z", "v": 1}]')),
   { { 1704067200, 1 }, { 1704067260, 2 } }, "JSON objects with RFC 3339 times, sorted")
+t.is_deeply(assert(records.rates('[[[0, 1], [10, 2]]]')), { { 0, 1 }, { 10, 2 } },
+  "the one result of steward eval --json (an array around the series)")
 t.is_deeply(assert(records.rates('{"t": 0, "rate": 1}\n{"t": 5, "rate": 3}\n')), { { 0, 1 }, { 5, 3 } }, "JSON lines")
 _, jerr = records.rates("0,10\n60,lots\n", "r.csv")
 t.like(jerr, "r.csv: line 2: rate: a number >= 0 expected", "a bad CSV line is named")

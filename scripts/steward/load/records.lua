@@ -98,6 +98,8 @@ function M.rates(text, name)
   if first == "[" then
     local ok, v = pcall(json.decode, text)
     if not ok or type(v) ~= "table" then return nil, name .. ": invalid JSON: " .. tostring(v) end
+    -- `steward eval --json` wraps its one result in an array: [[[t, v], ...]].
+    if #v == 1 and type(v[1]) == "table" and type(v[1][1]) == "table" then v = v[1] end
     for i, item in ipairs(v) do
       local p, err = point(item, format("%s: item %d", name, i))
       if not p then return nil, err end
