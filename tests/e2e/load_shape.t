@@ -51,7 +51,7 @@ ADDS_UP='r["totals"]["sent"] == sum(s["sent"] for s in r["seconds"]) == sum(p["s
  and r["totals"]["planned"] == r["totals"]["scheduled"] + r["totals"]["not_sent"]'
 ADDS_UP=${ADDS_UP//$'\n'/}
 
-echo "1..31"
+echo "1..32"
 
 # 1. A composed shape: ramp 0-40/2s = 40, hold 30/2s = 60, spike 10-60/2s/1s = 10 + 60,
 # pause, sine 0-20/2s twice = 40.
@@ -73,9 +73,16 @@ check "latency percentiles are ordered and measured from the scheduled time" \
 start_server
 load --target "http://localhost:$port/rate?x=1" --rate 40 --duration 1s --method POST --header "X-Test: yes"
 [ "$rc" = 0 ] && ok "--rate 40 --duration 1s against localhost" || { notok "--rate: exit $rc"; sed 's/^/# /' "$dir/err"; }
-check "40 POSTs with the query string, to the checked address with Host: localhost:PORT" \
+check "40 POSTs with the query string, Host: localhost:PORT" \
     "c['request'] == {'POST /rate?x=1': 40} and c['host'] == {'localhost:$port': 40}"
 check "the report adds up for --rate" "$ADDS_UP"
+
+# 2b. --connections bounds the requests in flight: 30 requests of 100 ms each over one
+# second, 3 connections; the others wait (in steward load) and are all answered.
+start_server
+load --target "http://127.0.0.1:$port/slow?delay_ms=100" --rate 30 --duration 1s --connections 3
+check "--connections 3: the server never had more than 3 requests at once, and answered all 30" \
+    'c["max_in_flight"] <= 3 and c["total"] == 30 and r["totals"]["completed"] == 30 and r["connections"] == 3'
 
 # 3. --max-rate caps: 500/s asked, 100/s allowed, for one second.
 start_server

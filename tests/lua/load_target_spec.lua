@@ -32,8 +32,28 @@ t.ok(c == nil and err:find("192.0.2.10 resolves to 192.0.2.10, not a loopback ad
 c = assert(target.check("http://192.0.2.10:8080/", true))
 t.ok(c.remote and c.connect == "http://192.0.2.10:8080", "--allow-remote lets it through")
 c = assert(target.check("http://localhost:8080/p"))
-t.ok(target.is_loopback(c.addresses[1]) and c.connect:find(c.addresses[1], 1, true) and c.host_header == "localhost:8080",
-  "localhost is resolved, checked, and the requests go to the checked address with Host: localhost:8080")
+t.ok(target.is_loopback(c.addresses[1]) and c.connect == "http://localhost:8080" and c.host_header == nil,
+  "localhost is resolved and checked; it stays a name (loopback by definition, libcurl picks ::1 or 127.0.0.1)")
+t.ok(target.always_loopback("api.localhost") and not target.always_loopback("localhost.example.com"),
+  "*.localhost is loopback by definition, localhost.example.com is not")
+-- Another name that resolves to loopback only (an /etc/hosts entry): pinned to the checked
+-- address, IPv4 first, with the name as Host; a name with one remote address is refused.
+local real_resolve = target.resolve
+target.resolve = function(host)
+  if host == "app.test" then return { "::1", "127.0.0.2" } end
+  if host == "mixed.test" then return { "127.0.0.1", "10.1.2.3" } end
+  return real_resolve(host)
+end
+c = assert(target.check("http://app.test:8080/x"))
+t.is_deeply({ c.connect, c.host_header }, { "http://127.0.0.2:8080", "app.test:8080" },
+  "a loopback-only name is pinned to its checked IPv4 address, Host: app.test:8080")
+c = assert(target.check("http://[::1]:8080/x"))
+t.is_deeply({ c.connect, c.host_header }, { "http://[::1]:8080", nil }, "an IPv6 literal stays as it is")
+c, err = target.check("http://mixed.test/")
+t.ok(c == nil and err:find("mixed.test resolves to 10.1.2.3, not a loopback address", 1, true),
+  "one remote address among loopback ones is enough to refuse")
+target.resolve = real_resolve
+
 c, err = target.check("http://no-such-host.invalid/")
 t.like(err, "--target: cannot resolve 'no%-such%-host.invalid'", "an unresolvable name is an error")
 

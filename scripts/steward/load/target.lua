@@ -1,9 +1,9 @@
 -- steward.load.target: where `steward load` may send. By default only loopback: the host is
 -- resolved (IP literals as they are, names through the system's resolver, `getent ahosts`,
 -- which reads /etc/hosts and DNS as every program does, in a child process so the loop never
--- waits) and every address it has must be in 127.0.0.0/8 or ::1. For http the requests then go
--- to the address that was checked, with the name kept in the Host header, so a name that
--- resolves elsewhere a second later cannot redirect the load.
+-- waits) and every address it has must be in 127.0.0.0/8 or ::1. For http the requests to any
+-- other name then go to the address that was checked, with the name kept in the Host header,
+-- so a name that resolves elsewhere a second later cannot redirect the load.
 local proc = require "steward.proc"
 
 local type, tonumber, tostring, ipairs, format, concat = type, tonumber, tostring, ipairs, string.format, table.concat
@@ -101,6 +101,12 @@ function M.resolve(host)
   return out
 end
 
+-- localhost and *.localhost are loopback by definition (RFC 6761: resolvers must answer so);
+-- they are not pinned, so libcurl can fall back between ::1 and 127.0.0.1 as the server binds.
+function M.always_loopback(host)
+  return host == "localhost" or host:match("%.localhost$") ~= nil
+end
+
 -- check(url, allow_remote) -> target | nil, err: the parsed URL, with `connect` (the URL the
 -- requests go to) and `host_header` (the Host the server sees) set.
 function M.check(url, allow_remote)
@@ -120,8 +126,10 @@ function M.check(url, allow_remote)
   end
   t.remote = #remote > 0
   t.origin = t.scheme .. "://" .. t.authority
-  if t.scheme == "http" and not t.remote and addrs[1] ~= t.host then
+  if t.scheme == "http" and not t.remote and M.is_loopback(t.host) == nil and not M.always_loopback(t.host) then
+    -- IPv4 first: a test server bound to 127.0.0.1 is more common than one bound to ::1.
     local a = addrs[1]
+    for _, x in ipairs(addrs) do if not x:find(":", 1, true) then a = x; break end end
     t.connect = "http://" .. (a:find(":", 1, true) and "[" .. a .. "]" or a) .. ":" .. t.port
     t.host_header = t.authority
   else
