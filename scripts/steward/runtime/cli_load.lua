@@ -102,8 +102,11 @@ function M.options(argv)
   return o
 end
 
+-- Recordings may be large (a day of access log); the whole file is parsed up front.
+local MAX_FILE = 256 * 1024 * 1024
+
 local function read(path, flag)
-  local text, err = fs.read(path)
+  local text, err = fs.read(path, { max = MAX_FILE })
   if not text then return nil, format("%s: %s", flag, tostring(err)) end
   return text
 end
