@@ -113,12 +113,17 @@ end
 
 -- A --shape value: the grammar, or a file holding a JSON list of phases or a rate series.
 local function load_shape(o)
-  if not fs.exists(o.shape) then return shape_mod.parse_text(o.shape) end
+  local speed_err = "--speed applies to --replay and rate-series files, not to a shape (change its durations)"
+  if not fs.exists(o.shape) then
+    if o.speed ~= 1 then return nil, speed_err end
+    return shape_mod.parse_text(o.shape)
+  end
   local text, err = read(o.shape, "--shape")
   if not text then return nil, err end
   if text:match("^%s*%[%s*{") then
     local ok, list = pcall(json.decode, text)
     if ok and type(list) == "table" and type(list[1]) == "table" and list[1].kind ~= nil then
+      if o.speed ~= 1 then return nil, speed_err end
       return shape_mod.parse_list(list)
     end
   end
