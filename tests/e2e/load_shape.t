@@ -51,7 +51,7 @@ ADDS_UP='r["totals"]["sent"] == sum(s["sent"] for s in r["seconds"]) == sum(p["s
  and r["totals"]["planned"] == r["totals"]["scheduled"] + r["totals"]["not_sent"]'
 ADDS_UP=${ADDS_UP//$'\n'/}
 
-echo "1..33"
+echo "1..34"
 
 # 1. A composed shape: ramp 0-40/2s = 40, hold 30/2s = 60, spike 10-60/2s/1s = 10 + 60,
 # pause, sine 0-20/2s twice = 40.
@@ -83,6 +83,13 @@ start_server
 load --target "http://127.0.0.1:$port/slow?delay_ms=100" --rate 30 --duration 1s --connections 3
 check "--connections 3: the server never had more than 3 requests at once, and answered all 30" \
     'c["max_in_flight"] <= 3 and c["total"] == 30 and r["totals"]["completed"] == 30 and r["connections"] == 3'
+
+# 2c. A trailing pause is part of the run: it lasts the shape's whole length (a lower bound,
+# not a timing: the run sleeps at least that long).
+start_server
+load --target "http://127.0.0.1:$port/tail" --shape "hold:4/1s,pause:1500ms"
+check "a shape ending in a pause lasts its whole length (2.5 s), 4 requests" \
+    'r["duration"] == 2.5 and r["elapsed"] >= 2.5 and c["total"] == 4'
 
 # 3. --max-rate caps: 500/s asked, 100/s allowed, for one second.
 start_server

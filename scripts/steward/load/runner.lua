@@ -17,7 +17,7 @@ local pairs, ipairs = pairs, ipairs
 local M = {}
 
 -- run{ schedule =, report =, target =, url =, method =, headers =, body =, timeout =,
--- connections = } -> result (report:result), interrupted. Ctrl-C (INT) or TERM stops sending,
+-- connections =, length = seconds the run lasts at least } -> result (report:result), interrupted. Ctrl-C (INT) or TERM stops sending,
 -- cancels the requests in flight and returns what was measured so far.
 function M.run(o)
   local sched, rep, target = o.schedule, o.report, o.target
@@ -96,6 +96,9 @@ function M.run(o)
         t, phase, delayed, rec = sched:next()
       end
     end
+    -- A shape that ends quietly (a pause) still lasts its whole length.
+    local now = mono() - start
+    if o.length and o.length > now then time.sleep(o.length - now) end
   end
 
   sender = task.spawn(loop)

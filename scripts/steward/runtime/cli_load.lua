@@ -196,7 +196,7 @@ function M.main(argv)
   local rep = report.new(info)
   local result, interrupted = runner.run{ schedule = sched, report = rep, target = target,
     url = target.connect .. target.path, method = o.method or (body and "POST" or "GET"), headers = headers,
-    body = body, timeout = o.timeout, connections = o.connections }
+    body = body, timeout = o.timeout, connections = o.connections, length = info.duration }
   if o.json then
     io.stdout:write(json.encode(result), "\n")
   else
