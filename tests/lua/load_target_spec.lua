@@ -88,4 +88,17 @@ t.is(res.send_lag_ms.max, 100, "send lag is actual - scheduled")
 t.like(report.text(res), "interrupted after 2%.7s: 4 scheduled, 4 sent, 2 answered, 1 errors, 1 cancelled, 1 not sent",
   "the text report's summary")
 
+-- A long run's text table is grouped to about 60 rows; the JSON keeps every second.
+local long = report.new({ target = "x", mode = "rate", max_rate = 10, duration = 150,
+  phases = { { text = "hold:1/150s", start = 0, duration = 150 } } })
+for i = 0, 149 do
+  long:scheduled(i + 0.5, 1); long:sent(i + 0.5, i + 0.5, 1); long:done(i + 0.6, i + 0.5, 1, 200)
+end
+local lres = long:result({ elapsed = 150 })
+local text = report.text(lres)
+local rows = 0
+for line in text:gmatch("[^\n]+") do if line:match("^%d+%s+%d+%s+%d+%s+%d+%s+%d+$") then rows = rows + 1 end end
+t.ok(#lres.seconds == 150 and rows == 50 and text:find("3s from", 1, true),
+  ("150 seconds: JSON keeps 150 rows, the text groups them by 3s into %d rows"):format(rows))
+
 t.done()
