@@ -51,7 +51,7 @@ ADDS_UP='r["totals"]["sent"] == sum(s["sent"] for s in r["seconds"]) == sum(p["s
  and r["totals"]["planned"] == r["totals"]["scheduled"] + r["totals"]["not_sent"]'
 ADDS_UP=${ADDS_UP//$'\n'/}
 
-echo "1..34"
+echo "1..35"
 
 # 1. A composed shape: ramp 0-40/2s = 40, hold 30/2s = 60, spike 10-60/2s/1s = 10 + 60,
 # pause, sine 0-20/2s twice = 40.
@@ -154,6 +154,9 @@ grep -q "more than --max-duration 3600s" "$dir/err" && ok "a run longer than --m
 load --target "http://127.0.0.1:$port/" --rate 10
 grep -q -- "--rate needs --duration" "$dir/err" && ok "--rate without --duration is refused" ||
     { notok "rate without duration"; sed 's/^/# /' "$dir/err"; }
+load --target "http://127.0.0.1:$port/" --rate 100 --duration 1s --header "X(1): a"
+grep -q -- "--header: 'X(1)' is not a header name" "$dir/err" && ok "a bad header name is refused before anything is sent" ||
+    { notok "bad header name"; sed 's/^/# /' "$dir/err"; }
 load --target "http://127.0.0.1:$port/" --shape "hold:5/1s" --speed 10
 grep -q -- "--speed applies to --replay and rate-series files, not to a shape" "$dir/err" &&
     ok "--speed with a shape is refused, not ignored" || { notok "speed with a shape"; sed 's/^/# /' "$dir/err"; }

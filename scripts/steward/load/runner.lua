@@ -11,8 +11,9 @@ local http = require "steward.http"
 local task = require "steward.task"
 local time = require "steward.time"
 local signal = require "steward.signal"
+local log = require "steward.log"
 
-local pairs, ipairs = pairs, ipairs
+local pairs, ipairs, pcall, tostring = pairs, ipairs, pcall, tostring
 
 local M = {}
 
@@ -63,7 +64,13 @@ function M.run(o)
   -- A connection's task: sends its request, then whatever is waiting, then ends.
   local function worker(id, item)
     while item do
-      send(item)
+      -- A request that raises (it cannot, once the options were checked) must not take its
+      -- connection slot with it: it is counted as an error and the worker goes on.
+      local ok, err = pcall(send, item)
+      if not ok then
+        log.error("steward load: request failed", { error = tostring(err) })
+        rep:done(mono() - start, item[1], item[2], nil, "error")
+      end
       item = nil
       if head <= tail then
         item = q[head]

@@ -74,6 +74,10 @@ function M.options(argv)
       if v then
         local name, val = v:match("^%s*([^:%s]+)%s*:%s*(.-)%s*$")
         if not name then return nil, format("%s: 'Name: value' expected, got '%s'", a, v) end
+        if not name:match("^[%w!#$%%&'*+%-.^_`|~]+$") then
+          return nil, format("%s: '%s' is not a header name", a, name)
+        end
+        if val:find("[%c]") then return nil, format("%s: the value of '%s' has control characters", a, name) end
         o.headers[name] = val
       end
     elseif a == "--body" then o.body_file, err = value(a)
