@@ -112,7 +112,8 @@ function M.run(o)
   -- Stops sending and cancels the requests in flight (also during the final wait for the
   -- last answers). The sender goes last: cancelling it resumes run() at once.
   local function stop()
-    if interrupted then return end
+    -- A second Ctrl-C is the user insisting: leave now, without a report.
+    if interrupted then io.stderr:write("steward load: interrupted twice, exiting\n"); os.exit(130) end
     interrupted = true
     for wid, h in pairs(live) do
       if h:cancel("interrupted") then rep:cancelled() end
