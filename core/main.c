@@ -69,6 +69,10 @@ static const struct command {
      "steward.archive.cli"},
     {"config", "show [-c FILE] [--json]", "print the effective configuration, secrets shown as ***",
      "steward.runtime.cli"},
+    {"load",
+     "--target URL (--rate N --duration D | --shape SPEC | --replay FILE) [--max-rate N] [--json] ...",
+     "open-loop load at a bounded rate against a loopback target; latency report (docs/scaling/load.md)",
+     "steward.runtime.cli"},
     {"version", "", "print the versions of steward and its libraries", NULL},
     {"help", "[COMMAND]", "this text, or one command's usage", NULL},
 };

@@ -60,6 +60,7 @@ end
 
 -- main({command, args...}) -> exit code, for the commands main.c sends here.
 local COMMANDS = { config = M.config }
+COMMANDS.load = function(args) return require("steward.runtime.cli_load").main(args) end
 function M.main(args)
   local fn = COMMANDS[args[1]]
   if not fn then io.stderr:write("steward: unknown command '", tostring(args[1]), "'\n"); return 2 end
