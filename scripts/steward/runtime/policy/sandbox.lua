@@ -60,6 +60,8 @@ M.PUBLIC = {
   ["steward.deploy.supervisor_alerts"] = {},
   ["steward.deploy.supervisor"] = { hide = { configure = true, supervise = true, release = true, status = true } },
   ["steward.sqlparse"] = {}, ["steward.deploy.migrations"] = {}, -- measure: `pg` (guards.lua)
+  -- issue 16, h3: the autoscaler policy and its metric sources (the loop and views are runtime-side)
+  ["steward.scaling"] = { hide = { optional = true } }, ["steward.scaling.sources"] = {},
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
