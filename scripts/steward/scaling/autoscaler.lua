@@ -82,6 +82,12 @@ function M.decide(s, state, obs, now, limits, decider)
     decision.proposals[#decision.proposals + 1] = { metric = "predictive", replicas = p.replicas, value = p.forecast,
       at = p.at, error = p.error }
   end
+  -- Below a minimum of at least 1 the service is brought up whatever the metrics say (HPA holds
+  -- a target at 0, and KEDA holds it while a source fails; a minimum is the operator's floor).
+  if d.min_replicas >= 1 and decision.desired < d.min_replicas then
+    decision.desired, decision.limited_by = d.min_replicas, "min_replicas"
+    decision.reason = format("below the minimum: %d -> %d", obs.current, d.min_replicas)
+  end
   if decision.limited_by == "max_replicas" then decision.limited_by = why_max end
   if decision.limited_by == "min_replicas" then decision.limited_by = why_min end
   decision.bounds = { min = d.min_replicas, max = d.max_replicas }

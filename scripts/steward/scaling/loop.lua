@@ -76,7 +76,7 @@ local function revision_of(s, instances)
 end
 
 local function load_state(a)
-  if a.loaded then return end
+  if a.loaded then return true end
   local rec, err = ns():get(a.service)
   if err then return nil, err end
   a.state = rec and rec.state or nil
@@ -243,8 +243,7 @@ local function tick(p, a)
     return
   end
   a.failing = nil
-  decision.revision = rev
-  decision.service = s.service
+  decision.revision, decision.service, decision.at = rev, s.service, now
   local outcome = autoscaler.outcome(decision)
   m_current:set(decision.current, s.service)
   m_desired:set(decision.desired, s.service)
@@ -268,7 +267,7 @@ local function tick(p, a)
       from = decision.current, to = decision.desired, reason = decision.reason, decision_id = ref, error = decision.error })
     if res then
       emit("scaling.scaled", { service = s.service, revision = rev, from = decision.current, to = decision.desired,
-        reason = decision.reason, limited_by = decision.limited_by, decision_id = ref })
+        reason = decision.reason, limited_by = decision.limited_by, decision_id = ref, at = now })
     end
     a.limited = nil
     save_state(a, p, now, true)
