@@ -12,41 +12,15 @@ set -u
 . "$(dirname "$0")/../support/daemon.sh"
 command -v haproxy >/dev/null || { echo "1..0 # SKIP haproxy is not installed"; exit 0; }
 command -v wrk >/dev/null || { echo "1..0 # SKIP wrk is not installed"; exit 0; }
-T=$D/hap
-mkdir -p "$T"
-. "$here/tests/support/haproxy_front.sh"
-WPID=
-cleanup_all() {
-    [ -n "$WPID" ] && kill "$WPID" 2>/dev/null
-    [ -n "$DPID" ] && kill -9 "$DPID" 2>/dev/null
-    [ -f "$D/starts" ] && while read -r pid _; do kill -9 "$pid" 2>/dev/null; done < "$D/starts"
-    haproxy_stop
-    daemon_cleanup
-}
-trap cleanup_all EXIT
+. "$here/tests/support/scaling_setup.sh"
+trap scaling_cleanup EXIT
 echo "1..8"
-api() { curl -s -m 10 -H "Authorization: Bearer $TOKEN" "$@"; }
 TARGET=20
-
-haproxy_start || { echo "not ok 1 - haproxy starts"; exit 1; }
-base=$(( 10000 + RANDOM % 20000 ))
-daemon_config "
-  services = { api = {
-    run = { cmd = { '/usr/bin/python3', '$here/tests/support/svc_app.py', '--port', '{port}', '--starts', '$D/starts' },
-            env = { VERSION = '{revision}' }, instances = 1, ports = '$base-$((base + 20))' },
-    probes = { readiness = { http = '/healthz', interval = '100ms', timeout = '1s' } },
-    haproxy = { socket = '$HAP_SOCK', backend = 'api', check = 'check inter 200ms' },
-  } },
-  grants = { ['scaling.*'] = { deploy = { 'api' } } },"
-mkdir -p "$D/policies/scaling"
-cat > "$D/policies/scaling/api.lua" <<POLICY
-local scaling = require "steward.scaling"
+scaling_setup "local scaling = require \"steward.scaling\"
 return scaling.autoscaler{
-  service = "api", revision = "v1", min_replicas = 1, max_replicas = 4, interval = "250ms",
-  metrics = { { name = "rps", source = scaling.source.haproxy{ metric = "rps" }, target = $TARGET } },
-}
-POLICY
-daemon_start
+  service = \"api\", revision = \"v1\", min_replicas = 1, max_replicas = 4, interval = \"250ms\",
+  metrics = { { name = \"rps\", source = scaling.source.haproxy{ metric = \"rps\" }, target = $TARGET } },
+}"
 ok $? "steward runs with an autoscaler policy" || exit 1
 
 # min_replicas brings v1 up; the loop points HAProxy at it once it is ready
@@ -79,7 +53,7 @@ new_served() {
 }
 wait_for 20 new_served
 ok $? "the new instances serve requests through HAProxy"
-wait "$LOADPID"
+wait "$LOADPID"; LOADPID=
 sed -n 's/^Requests\/sec: *\(.*\)/# wrk: \1 requests\/s/p' "$D/wrk.out"
 kill "$WPID" 2>/dev/null; WPID=
 
