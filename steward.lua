@@ -17,6 +17,7 @@ return {
     ["deploy.freeze"] = { ["events.emit"] = { "deploy.admitted", "deploy.refused" } },
     ["deploy.promote"] = { ["events.emit"] = { "deploy.requested", "deploy.promote.*" } },
     ["deploy.alerts"] = { alerting = true },
+    ["scaling.quota_alerts"] = { alerting = true }, -- a refused scale-up is an alert (docs/scaling/quotas.md)
   },
   limits = {
     max_body_bytes = 8 * 1024 * 1024,

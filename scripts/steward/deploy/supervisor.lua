@@ -17,6 +17,7 @@ local backoff = require "steward.deploy.supervisor_backoff"
 local probes = require "steward.deploy.probes"
 local state = require "steward.deploy.supervisor_state"
 local forward = require "steward.deploy.supervisor_forward"
+local quota = require "steward.scaling.quota"
 
 local type, pairs, ipairs, tostring, tonumber, error, pcall = type, pairs, ipairs, tostring, tonumber, error, pcall
 local format, sort = string.format, table.sort
@@ -33,6 +34,7 @@ local S = {
   generation = 0,   -- bumped by release(): tasks of an older generation stop
   forward = false,  -- several processes: a verb called where the supervisor is not runs on the leader
   server = nil,     -- on the leader: the loop answering forwarded calls
+  reserving = {},   -- instance id -> true: quota reserved by a start that has not created it yet
 }
 
 local m_instances = metrics.gauge("steward_service_instances",
@@ -106,6 +108,12 @@ end
 local function set_state(inst, st, reason)
   inst.state, inst.reason = st, reason
   refresh_metrics()
+end
+
+-- Quota (steward.scaling.quota): a failed, exited or stopped instance holds none.
+local function unhold(ids)
+  local ok, err = quota.release_ids(ids)
+  if not ok then log.warn("supervisor: quota not released", { instances = table.concat(ids, " "), error = err }) end
 end
 
 -- ---- checks shared by the verbs ----
@@ -239,18 +247,21 @@ local function on_exit(inst, status, gen)
     if not ok then
       set_state(inst, "failed", err)
       save(inst)
+      unhold({ inst.id })
       emit("service.failed", { service = inst.service, revision = inst.revision, index = inst.index,
         restarts = inst.restarts, last_exit = inst.last_exit, reason = err })
     end
   elseif d.action == "failed" then
     set_state(inst, "failed", d.reason)
     save(inst)
+    unhold({ inst.id })
     log.error("service instance failed: start limit hit", { instance = inst.id, restarts = inst.restarts, reason = d.reason })
     emit("service.failed", { service = inst.service, revision = inst.revision, index = inst.index,
       restarts = inst.restarts, last_exit = inst.last_exit, reason = d.reason })
   else
     set_state(inst, "exited", d.reason)
     save(inst)
+    unhold({ inst.id })
   end
 end
 
@@ -380,13 +391,28 @@ function M.start(service, revision, n)
   if not svc then return nil, err end
   if not revision then error("supervisor.start: revision: string expected, got nil", 2) end
   if fwd then return forward.call("start", service, revision, n) end
+  -- Quota first: beyond it nothing starts, and the error names the quota.
+  local held, fresh = quota.reserve(service, revision, n)
+  if not held then return nil, fresh end
+  for _, id in ipairs(fresh) do S.reserving[id] = true end
   local gen = S.generation
+  local function failed(msg)
+    -- What this call reserved and did not leave running holds no quota.
+    local ids = {}
+    for _, id in ipairs(fresh) do
+      S.reserving[id] = nil
+      local inst = S.units[id]
+      if not (inst and (inst.pid or inst.state == "restarting")) then ids[#ids + 1] = id end
+    end
+    unhold(ids)
+    return nil, msg
+  end
   local busy = svc.run.ports and listening() or nil -- read before any port is picked: no yield in between
   for index = 1, n do
     local inst = S.units[key(service, revision, index)]
     if not inst then
       local port, perr = free_port(svc, service, busy)
-      if svc.run.ports and not port then return nil, perr end
+      if svc.run.ports and not port then return failed(perr) end
       inst = new_instance(service, revision, index, port)
     end
     if not inst.pid and inst.state ~= "restarting" then
@@ -395,10 +421,11 @@ function M.start(service, revision, n)
       if not ok then
         set_state(inst, "failed", serr)
         save(inst)
-        return nil, format("supervisor.start: %s: %s", inst.id, tostring(serr))
+        return failed(format("supervisor.start: %s: %s", inst.id, tostring(serr)))
       end
     end
   end
+  for _, id in ipairs(fresh) do S.reserving[id] = nil end
   local out = {}
   for _, inst in ipairs(of(service, revision)) do out[#out + 1] = public(inst) end
   return out
@@ -411,18 +438,20 @@ local function stop_instances(list, stop)
     if inst.pid then set_state(inst, "stopping") end
     tasks[#tasks + 1] = task.spawn({ name = "supervisor.stop " .. inst.id }, terminate, inst, stop)
   end
-  local all = true
+  local all, gone = true, {}
   for i, tk in ipairs(tasks) do
     local ok, stopped = tk:join()
     local inst = list[i]
     if ok and stopped then
       S.units[inst.id] = nil
       state.forget(S.root, inst)
+      gone[#gone + 1] = inst.id
     else
       all = false
     end
   end
   refresh_metrics()
+  unhold(gone)
   return all
 end
 
@@ -583,6 +612,16 @@ function M.supervise()
     end
   end
   refresh_metrics()
+  -- Quota holders = the instances that run (or are being started): a daemon killed between a
+  -- reservation and its start, or while an instance failed, leaves nothing held.
+  local live_ids = {}
+  for id in pairs(S.units) do live_ids[#live_ids + 1] = id end
+  local released, qerr = quota.reconcile(function(id)
+    local inst = S.units[id]
+    if inst and (inst.pid or inst.state == "restarting" or inst.state == "stopping" or inst.launching) then return inst end
+    if S.reserving[id] then return true end
+  end, live_ids)
+  if not released then log.warn("supervisor: quota not reconciled", { error = qerr }) end
   return true
 end
 

@@ -239,9 +239,20 @@ function M.check(services)
     if type(name) ~= "string" or not name:match(M.NAME_PATTERN) then
       return nil, format("services[%s]: a service name (letters, digits, _ . -) expected", tostring(name))
     end
-    local ok, err = table_with(s, { run = true, probes = true, restart = true, stop = true, haproxy = true, kubernetes = true }, where)
+    local ok, err = table_with(s, { run = true, probes = true, restart = true, stop = true, haproxy = true, kubernetes = true,
+      tenant = true, resources = true }, where)
     if not ok then return nil, err end
     local o = {}
+    -- Quotas (steward.scaling.quota_config): whose the service is, what one instance requests.
+    local qc = require "steward.scaling.quota_config"
+    if s.tenant ~= nil then
+      o.tenant, err = qc.tenant(s.tenant, where .. ".tenant")
+      if not o.tenant then return nil, err end
+    end
+    if s.resources ~= nil then
+      o.resources, err = qc.resources(s.resources, where .. ".resources")
+      if not o.resources then return nil, err end
+    end
     if s.run ~= nil then
       if type(s.run) ~= "table" then return fail(where .. ".run", "a table expected") end
       o.run, err = check_run(s.run, where .. ".run")

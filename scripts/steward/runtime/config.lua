@@ -233,6 +233,8 @@ local SCHEMA = {
                    "alerting: {resolve_timeout, retention, external_url, link_secret_file} (docs/alerting.md)" },
   services     = { "table", {}, function(v) return require("steward.deploy.supervisor_config").check(v) end,
                    "services the deploy drivers run and route to: {run, probes, restart, stop, haproxy, kubernetes} by name (docs/deploy/services.md)" },
+  quotas       = { "table", {}, function(v) return require("steward.scaling.quota_config").check(v) end,
+                   "instances, cpu and memory by service and by tenant: {services = {...}, tenants = {...}} (docs/scaling/quotas.md)" },
   limits       = { "table", nil, LIMITS, "limits (see docs/configuration.md)" },
 }
 M.SCHEMA, M.LIMITS = SCHEMA, LIMITS
@@ -436,13 +438,16 @@ function M.load(opts)
       if not ok then return nil, err end
     end
   end
+  -- Quotas on cpu or memory need the services' resources: checked once every layer is in.
+  ok, err = require("steward.scaling.quota_config").against(cfg.quotas, cfg.services)
+  if not ok then return nil, format("%s: %s", file, err) end
   return cfg
 end
 
 -- Keys a running daemon applies on a reload (SIGHUP, steward reload, POST /v1/policies/reload);
 -- a change to any other key is logged as "restart required: KEY" and waits for a restart.
 M.RELOADABLE = { policy_config = true, tenant_config = true, log_level = true, grants = true, pg_connections = true,
-  services = true }
+  services = true, quotas = true }
 
 local function same(a, b)
   if type(a) ~= "table" or type(b) ~= "table" then return a == b end

@@ -243,6 +243,9 @@ function M.main(args)
           require("steward.deploy.kubernetes").configure(c.services)
         end
         if k == "services" then require("steward.deploy.supervisor").configure({ services = c.services }) end
+        if k == "services" or k == "quotas" then
+          require("steward.scaling.quota").configure({ quotas = c.quotas, services = c.services })
+        end
       end
     end,
     on_swap = function(set)
@@ -315,6 +318,7 @@ function M.main(args)
   -- process, or the cluster's leader; a new leader adopts the instances by their pid files.
   local supervisor = require "steward.deploy.supervisor"
   supervisor.configure({ services = cfg.services, var_dir = cfg.var_dir, forward = ctx.cluster ~= nil })
+  require("steward.scaling.quota").configure({ quotas = cfg.quotas, services = cfg.services }) -- docs/scaling/quotas.md
   local on_leader = ctx.on_leader
   ctx.on_leader = function(yes)
     if on_leader then on_leader(yes) end

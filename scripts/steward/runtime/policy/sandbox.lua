@@ -64,6 +64,9 @@ M.PUBLIC = {
   ["steward.scaling.hpa"] = {},
   -- issue 16, h3: the autoscaler policy and its metric sources (the loop and views are runtime-side)
   ["steward.scaling"] = { hide = { optional = true } }, ["steward.scaling.sources"] = {},
+  -- issue 16, h4: quotas; policies read them (a reservation is the supervisor's, with its instance)
+  ["steward.scaling.quota"] = { hide = { configure = true, reserve = true, release = true, release_ids = true,
+                                         reconcile = true, refresh = true } },
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
