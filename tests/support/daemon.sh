@@ -61,7 +61,8 @@ return {
              ["alerting.*"] = { alerting = true }, ["deploy.alerts"] = { alerting = true },
              ["scaling.quota_alerts"] = { alerting = true },
              ["deploy.freeze"] = { ["events.emit"] = { "deploy.admitted", "deploy.refused" } },
-             ["deploy.promote"] = { ["events.emit"] = { "deploy.requested", "deploy.promote.*" } } },
+             ["deploy.promote"] = { ["events.emit"] = { "deploy.requested", "deploy.promote.*" } },
+             ["scaling.capacity"] = { alerting = true } },
   $1
 }
 CFG

@@ -235,6 +235,17 @@ local SCHEMA = {
                    "services the deploy drivers run and route to: {run, probes, restart, stop, haproxy, kubernetes} by name (docs/deploy/services.md)" },
   quotas       = { "table", {}, function(v) return require("steward.scaling.quota_config").check(v) end,
                    "instances, cpu and memory by service and by tenant: {services = {...}, tenants = {...}} (docs/scaling/quotas.md)" },
+  -- h5: capacity reports and cost models (docs/scaling/capacity.md, docs/scaling/cost.md)
+  capacity     = { "table", {}, function(v)
+                     local ok, err = pcall(require("steward.capacity.config").check, v)
+                     if not ok then return nil, (tostring(err):gsub("^capacity%.", "")) end
+                     return v
+                   end, "capacity reports: {retention, services = {name = {metric, limit, lead_time, window, step}}} (docs/scaling/capacity.md)" },
+  costs        = { "table", nil, function(v)
+                     local ok, err = pcall(require("steward.capacity.prices").check, v)
+                     if not ok then return nil, (tostring(err):gsub("^costs%.", "")) end
+                     return v
+                   end, "cost model: {currency, timezone, prices = {{name, cron, duration, instance_hour}}, services} (docs/scaling/cost.md)" },
   limits       = { "table", nil, LIMITS, "limits (see docs/configuration.md)" },
 }
 M.SCHEMA, M.LIMITS = SCHEMA, LIMITS

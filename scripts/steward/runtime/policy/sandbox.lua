@@ -60,6 +60,8 @@ M.PUBLIC = {
   ["steward.deploy.supervisor_alerts"] = {},
   ["steward.deploy.supervisor"] = { hide = { configure = true, supervise = true, release = true, status = true } },
   ["steward.sqlparse"] = {}, ["steward.deploy.migrations"] = {}, -- measure: `pg` (guards.lua)
+  -- issue 16, h5: capacity history and reports, cost, deferred jobs (the daemon's duties hidden)
+  ["steward.capacity"] = { hide = { configure = true, start = true, flush = true } },
   -- issue 16, h1: Kubernetes HPA v2 (pure)
   ["steward.scaling.hpa"] = {},
   -- issue 16, h3: the autoscaler policy and its metric sources (the loop and views are runtime-side)

@@ -181,6 +181,10 @@ function M.new(ctx, session)
     { "approve(id [, comment]) / deny(id [, comment])", "decide a pending approval (audited as you)" },
     { "services([name])", "supervised service instances: revision, state, ready, pid, port, restarts" },
     { "scaling([service])", "autoscalers: revision, current and desired replicas, last decision (its id for explain)" },
+    { "capacity([service])", "capacity reports: current load, limit, days to saturation (interval), lead time, model, error" },
+    { "cost{from=, to=, by=}", "what the supervised instances cost by service, tenant or revision (costs key)" },
+    { "defer{name=, duration=, deadline=, event=}", "run a job's event at its cheapest slot before the deadline (durable, audited)" },
+    { "deferred()", "deferred jobs still waiting, with their start" },
   }
   function h.help()
     local rows = {}
@@ -644,6 +648,55 @@ function M.new(ctx, session)
         reason = last.reason, decision_id = last.decision_id }
     end
     return M.rows(rows, { "service", "revision", "current", "desired", "status", "last", "reason", "decision_id" })
+  end
+
+  -- ---- capacity and cost (steward.capacity, docs/scaling/capacity.md, docs/scaling/cost.md; h5) ----
+  local cap_mod = function() return require "steward.capacity" end
+  local function days(v) return v and format("%.1f", v) or nil end
+  function h.capacity(service)
+    if service ~= nil and type(service) ~= "string" then error("capacity: service: string expected", 2) end
+    local list, err = cap_mod().report(service)
+    if not list then return nil, err end
+    if service then list = { list } end
+    local rows = {}
+    for i, r in ipairs(list) do
+      rows[i] = { service = r.service, metric = r.metric, current = r.current and format("%.4g", r.current) or nil,
+        limit = format("%.4g", r.limit), days = r.horizon and days(r.horizon.days) or nil,
+        interval = r.horizon and format("%s-%s", days(r.horizon.low) or "?", days(r.horizon.high) or "?") or nil,
+        lead = days(r.lead_time_days), model = r.model,
+        mape = r.error and r.error.mape and format("%.1f%%", r.error.mape) or nil, status = r.status, reason = r.reason }
+    end
+    return M.rows(rows, { "service", "metric", "current", "limit", "days", "interval", "lead", "model", "mape", "status" })
+  end
+  function h.cost(o)
+    if o ~= nil and type(o) ~= "table" then error("cost: options: table expected ({from=, to=, by=})", 2) end
+    local c, err = cap_mod().cost(o)
+    if not c then return nil, err end
+    local rows = {}
+    for i, r in ipairs(c.rows) do
+      rows[i] = { key = r.key, tenant = r.tenant, instance_hours = r.instance_hours, amount = r.amount .. " " .. c.currency,
+        by_price = r.by_price }
+    end
+    rows[#rows + 1] = { key = "total", amount = c.total .. " " .. c.currency }
+    return M.rows(rows, { "key", "tenant", "instance_hours", "amount", "by_price" })
+  end
+  function h.defer(o)
+    admin("defer")
+    if type(o) ~= "table" then error("defer: options: table expected ({name=, duration=, deadline=, event=})", 2) end
+    local c = {}
+    for k, v in pairs(o) do c[k] = v end
+    c.actor, c.source = actor(), "repl"
+    local r, err = cap_mod().defer(c)
+    if not r then return nil, err end
+    return { name = r.name, start = iso(r.start), ends = r.ends and iso(r.ends) or nil, price = r.price,
+      amount = r.amount, now_amount = r.now_amount, currency = r.currency, existing = r.existing }
+  end
+  function h.deferred()
+    local list, err = cap_mod().deferred()
+    if not list then return nil, err end
+    local rows = {}
+    for i, j in ipairs(list) do rows[i] = { name = j.name, start = iso(j.start), event = j.event and j.event.type } end
+    return M.rows(rows, { "name", "start", "event" })
   end
 
   return h
