@@ -36,7 +36,7 @@ wrk -t2 -c8 -d6s "http://127.0.0.1:$HAP_PORT/" > "$D/wrk.out" 2>&1 &
 LOADPID=$!
 # the scale-up under load (the first scaling.scaled event started min_replicas from 0)
 UP='[e for e in d["events"] if e["data"]["from"] >= 1][0]'
-scaled() { api "http://127.0.0.1:$PORT/v1/events?type=scaling.scaled" | jx "$UP" >/dev/null; }
+scaled() { api "http://127.0.0.1:$PORT/v1/events?type=scaling.scaled" | jx "$UP" >/dev/null 2>&1; }
 wait_for 20 scaled
 ok $? "the load step makes the autoscaler scale up (a scaling.scaled event)"
 api "http://127.0.0.1:$PORT/v1/events?type=scaling.scaled" > "$D/scaled.json"
