@@ -81,6 +81,7 @@ local function load_state(a)
   if err then return nil, err end
   a.state = rec and rec.state or nil
   a.last = rec and rec.last or nil
+  a.last_scaled = rec and rec.last_scaled or nil
   a.loaded = true
   return true
 end
@@ -90,7 +91,7 @@ local function save_state(a, p, now, force)
   a.saved_at = now
   local ok, err = pcall(function()
     return assert(ns():put(a.service, { policy = p.name, version = p.version, revision = a.revision,
-      state = a.state, last = a.last, status = a.status, updated = now }))
+      state = a.state, last = a.last, last_scaled = a.last_scaled, status = a.status, updated = now }))
   end)
   if not ok then log.warn("scaling: state not saved", { service = a.service, error = tostring(err) }) end
 end
@@ -262,6 +263,7 @@ local function tick(p, a)
     local ref = record(p, a, outcome, input, decision)
     decision.decision_id = ref
     a.last = decision
+    if res then a.last_scaled = decision end
     m_decisions:inc(1, s.service, outcome)
     log.info("scaling: " .. (res and "scaled" or "scale failed"), { service = s.service, revision = rev,
       from = decision.current, to = decision.desired, reason = decision.reason, decision_id = ref, error = decision.error })

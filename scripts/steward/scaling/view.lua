@@ -31,7 +31,8 @@ local function one(st, name, p, live)
     revision = l.revision or (rec and rec.revision),
     status = l.status or (rec and rec.status),
     current = l.decision and l.decision.current, desired = l.decision and l.decision.desired,
-    last_tick = l.decision, last_decision = rec and rec.last, state = rec and rec.state }
+    last_tick = l.decision, last_decision = rec and rec.last, last_scaled = rec and rec.last_scaled,
+    state = rec and rec.state }
 end
 
 -- all(policies, store [, service]) -> { view... } sorted by service
