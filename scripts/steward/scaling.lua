@@ -14,7 +14,7 @@ local M = {}
 
 local KNOWN = { service = true, revision = true, min_replicas = true, max_replicas = true, metrics = true,
   behavior = true, cooldown = true, idle_replicas = true, schedule = true, predictive = true, interval = true,
-  name = true, config = true, tolerance = true, ready_timeout = true }
+  name = true, config = true, tolerance = true }
 local METRIC_KNOWN = { name = true, source = true, type = true, target = true, activation = true }
 local METRIC_TYPES = { pods = true, resource = true, object = true, external = true }
 local TARGET_TYPES = { utilization = true, average_value = true, value = true }
@@ -86,7 +86,6 @@ function M.check(opts)
   s.tolerance = opts.tolerance
   s.interval = duration(opts.interval, "interval", "250ms")
   if s.interval < 0.05 then fail("interval", "at least 50ms") end
-  s.ready_timeout = duration(opts.ready_timeout, "ready_timeout", "60s")
   if opts.cooldown ~= nil then
     s.cooldown = duration(opts.cooldown, "cooldown")
     s.cooldown_text = opts.cooldown
