@@ -119,9 +119,9 @@ function M.check(opts)
       fail(f .. ".type", format("a %s source gives one value: \"object\" or \"external\" expected", src.kind))
     end
     local target = m.target
-    if type(target) == "number" then
-      target = { type = (mtype == "pods" or mtype == "resource") and "average_value" or "value", value = target }
-    end
+    -- A bare number is an average per instance, for every type (KEDA's default metricType):
+    -- a total of 30 against 10 asks for 3 instances, not 3 times the current count.
+    if type(target) == "number" then target = { type = "average_value", value = target } end
     if type(target) ~= "table" or not TARGET_TYPES[target.type] then
       fail(f .. ".target", "{type = \"utilization\"|\"average_value\"|\"value\", value = N} or a number expected")
     end

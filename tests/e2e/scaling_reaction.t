@@ -83,5 +83,4 @@ else:
         print("# %s served its first request %.3f s after the crossing (%.3f s after the decision)" % (name, t - c, t - decided))
 PY
 [ -f "$D/starts" ] && while read -r pid _; do kill "$pid" 2>/dev/null; done < "$D/starts"
-[ -n "${HOLD:-}" ] && sleep "$HOLD"
 exit 0

@@ -77,8 +77,9 @@ end
 
 local function load_state(a)
   if a.loaded then return true end
-  local rec, err = ns():get(a.service)
-  if err then return nil, err end
+  -- get answers value, version; nil when absent; nil, err when the store fails
+  local rec, second = ns():get(a.service)
+  if rec == nil and second ~= nil then return nil, second end
   a.state = rec and rec.state or nil
   a.last = rec and rec.last or nil
   a.last_scaled = rec and rec.last_scaled or nil
