@@ -14,7 +14,7 @@ cleanup_all() {
     daemon_cleanup
 }
 trap cleanup_all EXIT
-echo "1..13"
+echo "1..18"
 api() { curl -s -m 10 -H "Authorization: Bearer $TOKEN" "$@"; }
 base=$(( 10000 + RANDOM % 20000 ))
 daemon_config "
@@ -108,6 +108,28 @@ policy 2 > "$D/policies/scaling/api.lua"
 to2() { api "http://127.0.0.1:$PORT/v1/events?type=scaling.scaled" | jx "[e for e in d['events'] if e['data']['from'] == 3 and e['data']['to'] == 2]" | grep -q from; }
 wait_for 15 to2
 ok $? "a reload to max_replicas = 2 applies at the next tick: 3 -> 2" || tail -15 "$D/log.new" | sed 's/^/# /'
+
+# a rollout of the service in progress: the stable revision is the rollout's business, it holds
+rollout() {
+    "$BIN" eval --socket "$D/var/steward.sock" "local rs = require 'steward.deploy.rollout_store'
+      local st = require('steward.runtime.store').default()
+      local r = rs.get(st, 'api~v2~test') or { id = 'api~v2~test', service = 'api', revision = 'v2', step = 1 }
+      local rev = r.rev
+      r.phase = '$1'
+      return rs.commit(st, r, rev, { insert = rev == nil }, os.time())"
+}
+rollout Progressing > "$D/rollout.out" 2>&1
+wait_for 10 status_like api "held: rollout in progress (api~v2~test of revision v2)"
+ok $? "while a rollout of the service is in progress the autoscaler holds and says so" || sed 's/^/# /' "$D/rollout.out"
+api "http://127.0.0.1:$PORT/v1/events?type=scaling.limited" | jx "[e for e in d['events'] if e['data']['limited_by'] == 'rollout']" | grep -q decision_id
+ok $? "the hold is a logged decision and a scaling.limited event (limited_by rollout)"
+rollout Aborted > /dev/null 2>&1
+wait_for 10 status_is api ok
+ok $? "once the rollout ends it scales v1 again"
+api "http://127.0.0.1:$PORT/v1/decide/scaling.api" -d '{}' | jx "d['result']['service'] == 'api' and d['result']['revision'] == 'v1'" > /dev/null
+ok $? "the policy's decide answers its autoscaler's view"
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/v1/scaling?servce=api")" = 400 ]
+ok $? "GET /v1/scaling refuses an unknown parameter"
 
 # removed: the loop stops, the instances stay
 rm "$D/policies/scaling/api.lua"
