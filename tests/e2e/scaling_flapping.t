@@ -9,7 +9,7 @@ command -v haproxy >/dev/null || { echo "1..0 # SKIP haproxy is not installed"; 
 command -v wrk >/dev/null || { echo "1..0 # SKIP wrk is not installed"; exit 0; }
 . "$here/tests/support/scaling_setup.sh"
 trap scaling_cleanup EXIT
-echo "1..5"
+echo "1..6"
 scaling_setup 'local scaling = require "steward.scaling"
 return scaling.autoscaler{
   service = "api", revision = "v1", min_replicas = 1, max_replicas = 3, interval = "250ms",
@@ -35,8 +35,33 @@ ok $? "the load scales it up (changes up, counting the start: $ups)"
 [ "$downs" -eq 0 ]
 ok $? "no scale-down while the load oscillates faster than the 5 s window ($downs)"
 
-# the load is gone: after the window, one step down
+# the heavy load is gone: after the window, a step down. A light steady load (about 5 requests
+# a second, far below the target) runs through it: HAProxy drains the servers of the instances
+# that stop before they stop, so none of its requests fails.
+/usr/bin/python3 - "$HAP_PORT" "$D/light" <<'PY' &
+import sys, time, urllib.request
+port, out = sys.argv[1], open(sys.argv[2], "a", buffering=1)
+while True:
+    try:
+        code = urllib.request.urlopen("http://127.0.0.1:%s/" % port, timeout=5).status
+    except urllib.error.HTTPError as e:
+        code = e.code
+    except Exception:
+        code = 0
+    out.write("%d\n" % code)
+    time.sleep(0.2)
+PY
+LOADPID=$!
 down() { scaled_events | awk '$2 < $1 { f = 1 } END { exit !f }'; }
 wait_for 30 down
-ok $? "without load it scales down once the window has passed"
+ok $? "without the heavy load it scales down once the window has passed"
+# a few more requests after the stop of the drained instances
+stopped() { [ "$(api "http://127.0.0.1:$PORT/v1/services" | jx "len([i for s in d['services'] for i in s['instances']])")" = 1 ]; }
+wait_for 20 stopped
+mark=$(wc -l < "$D/light"); more() { [ "$(wc -l < "$D/light")" -ge $((mark + 5)) ]; }
+wait_for 10 more
+kill "$LOADPID"; LOADPID=
+failed=$(grep -c -v '^200$' "$D/light" || true)
+[ "$failed" = 0 ] && [ "$(wc -l < "$D/light")" -gt 10 ]
+ok $? "no request of the steady load failed through the scale-down ($failed failed of $(wc -l < "$D/light"))"
 scaled_events | sed 's/^/# scaled: /' | tail -n +"$(( $(wc -l < "$D/during") + 1 ))"

@@ -133,6 +133,27 @@ local function sync_traffic(a, s, rev)
   log.info("scaling: haproxy serves the ready instances", { service = s.service, revision = rev, servers = #eps })
 end
 
+-- Before a scale-down: HAProxy keeps only the ready instances that stay (index <= n); sync
+-- drains and deletes the other servers, waiting for their sessions (bounded by the driver).
+local function drain_extra(a, s, rev, n)
+  local svc = context.cfg and context.cfg.services and context.cfg.services[s.service]
+  if not (svc and svc.haproxy) then return end
+  local supervisor = require "steward.deploy.supervisor"
+  local eps = supervisor.endpoints(s.service, rev)
+  if not eps then return end
+  local keep, keys = {}, {}
+  for _, e in ipairs(eps) do
+    if (e.index or 0) <= n then keep[#keep + 1] = e; keys[#keys + 1] = e.host .. ":" .. e.port end
+  end
+  if #keep == 0 then return end -- never leave the backend empty before the stop
+  local ok, err = require("steward.deploy.haproxy").sync(s.service, rev, keep)
+  if not ok then
+    log.warn("scaling: haproxy drain before scale-down failed", { service = s.service, error = tostring(err) })
+    return
+  end
+  a.synced = rev .. " " .. concat(keys, ",")
+end
+
 -- A failed instance (the supervisor's start limit) is not capacity: it is started afresh in its
 -- slot, with a new start history.
 local function replace_failed(s, rev, instances, p, a)
@@ -253,6 +274,9 @@ local function tick(p, a)
     metrics = samples, bounds = decision.bounds, window = decision.window, at = now }
   if outcome == "scaled_up" or outcome == "scaled_down" then
     local t0 = time.monotonic()
+    -- Traffic leaves first: HAProxy drains the servers of the instances about to stop, so no
+    -- request is sent to a process on its way out.
+    if outcome == "scaled_down" then drain_extra(a, s, rev, decision.desired) end
     local res, serr = supervisor.scale(s.service, rev, decision.desired)
     decision.apply_seconds = time.monotonic() - t0
     if not res then
