@@ -8,7 +8,6 @@ local time = require "steward.time"
 
 local type, pairs, ipairs, tostring, error, format, pcall, require = type, pairs, ipairs, tostring, error,
   string.format, pcall, require
-local floor, huge = math.floor, math.huge
 
 local M = {}
 
@@ -196,14 +195,5 @@ M.source = setmetatable({}, { __index = function(_, k)
   if not f then error(format("scaling.source.%s: unknown source (haproxy, prometheus, events, proc)", tostring(k)), 2) end
   return f
 end })
-
--- desired replicas clamped to [lo, hi] (nil bounds are open).
-function M.clamp(n, lo, hi)
-  if lo and n < lo then n = lo end
-  if hi and n > hi then n = hi end
-  return floor(n)
-end
-
-M.UNLIMITED = huge
 
 return M

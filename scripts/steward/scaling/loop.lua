@@ -21,7 +21,6 @@ local autoscaler = require "steward.scaling.autoscaler"
 local type, pairs, ipairs, tostring, pcall, format, require = type, pairs, ipairs, tostring, pcall, string.format,
   require
 local concat, sort = table.concat, table.sort
-local huge = math.huge
 
 local M = {}
 
@@ -333,34 +332,44 @@ local function run_tick(p, a)
   a.busy = false
 end
 
+-- The autoscaler policies of the loaded set, by name (the first by name keeps a service that two
+-- of them name).
+local function autoscalers()
+  local names = {}
+  for name, p in pairs(context.policies or {}) do
+    if type(p.autoscaler) == "table" and type(p.autoscaler.service) == "string" then names[#names + 1] = name end
+  end
+  sort(names)
+  return names
+end
+
 -- The manager: which autoscalers exist now, which are due.
 local function manage()
+  local conflicts = {}
   while true do
     local now = time.monotonic()
     local seen = {}
-    for name, p in pairs(context.policies or {}) do
+    local policies = context.policies or {}
+    for _, name in ipairs(autoscalers()) do
+      local p = policies[name]
       local s = p.autoscaler
-      if type(s) == "table" and s.service then
+      if seen[s.service] then
+        if conflicts[name] ~= seen[s.service] then
+          conflicts[name] = seen[s.service]
+          log.error("scaling: two autoscalers for one service; the second by name is ignored",
+            { service = s.service, kept = seen[s.service], ignored = name })
+        end
+      else
+        seen[s.service] = name
         local a = M.live[s.service]
-        if a and a.policy ~= name and seen[s.service] then
-          -- two autoscalers for one service: the first by name keeps it
-          if a.conflict ~= name then
-            a.conflict = name
-            log.error("scaling: two autoscalers for one service; the second is ignored",
-              { service = s.service, kept = a.policy, ignored = name })
-          end
-        else
-          if not a then
-            a = { service = s.service, memo = {}, seen_ready = {}, next_at = now }
-            M.live[s.service] = a
-          end
-          a.policy = name
-          seen[s.service] = true
-          if not a.busy and now >= a.next_at then
-            a.busy, a.next_at = true, now + s.interval
-            a.spec = s
-            task.spawn({ name = "scaling " .. s.service }, run_tick, p, a)
-          end
+        if not a then
+          a = { service = s.service, memo = {}, seen_ready = {}, next_at = now }
+          M.live[s.service] = a
+        end
+        a.policy = name
+        if not a.busy and now >= a.next_at then
+          a.busy, a.next_at = true, now + s.interval
+          task.spawn({ name = "scaling " .. s.service }, run_tick, p, a)
         end
       end
     end
@@ -409,7 +418,5 @@ function M.status()
   end
   return out
 end
-
-M.UNLIMITED = huge
 
 return M
