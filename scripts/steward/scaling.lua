@@ -146,13 +146,15 @@ function M.check(opts)
   end
   if opts.predictive ~= nil then
     if type(opts.predictive) ~= "table" then fail("predictive", "table {metric, target, lead, season, step} expected") end
-    if not optional "steward.scaling.predict" then
-      fail("predictive", "steward.scaling.predict is not available in this build")
-    end
+    local predict = optional "steward.scaling.predict"
+    if not predict then fail("predictive", "steward.scaling.predict is not available in this build") end
     if type(opts.predictive.metric) ~= "string" or not seen[opts.predictive.metric] then
       fail("predictive.metric", "the name of one of the metrics expected")
     end
-    s.predictive = opts.predictive
+    -- the normalised table: predict keeps its fitted parameters per spec table
+    local ok, checked = pcall(predict.check, opts.predictive)
+    if not ok then error("scaling.autoscaler: " .. tostring(checked):gsub("^[^:]*:%d+: ", ""):gsub("^scaling:%s*", ""), 2) end
+    s.predictive = checked
   end
   -- The decision modules check their part (behavior's policies, windows, activation).
   local keda, hpa = optional "steward.scaling.keda", optional "steward.scaling.hpa"

@@ -80,7 +80,7 @@ function M.decide(s, state, obs, now, limits, decider)
   if p then
     decision.proposals = decision.proposals or {}
     decision.proposals[#decision.proposals + 1] = { metric = "predictive", replicas = p.replicas, value = p.forecast,
-      at = p.at, error = p.error }
+      forecast = p.forecast, low = p.low, high = p.high, at = p.at, error = p.error }
   end
   -- Below a minimum of at least 1 the service is brought up whatever the metrics say (HPA holds
   -- a target at 0, and KEDA holds it while a source fails; a minimum is the operator's floor).
@@ -95,8 +95,20 @@ function M.decide(s, state, obs, now, limits, decider)
   return decision, new_state
 end
 
--- The value a metric's sample stands for in /metrics and the capacity history: one value, or the
--- mean over instances.
+-- The service's total of a sample: one value, or the sum over instances (what the capacity
+-- history records and predictive scaling forecasts).
+function M.total(sample)
+  if type(sample) ~= "table" or sample.error then return nil end
+  if sample.value ~= nil then return sample.value end
+  if sample.per_instance == nil then return nil end
+  local sum, n = 0, 0
+  for _, v in pairs(sample.per_instance) do sum, n = sum + v, n + 1 end
+  if n == 0 then return nil end
+  return sum
+end
+
+-- The value a metric's sample stands for in /metrics (what the target compares with): one
+-- value, or the mean over instances.
 function M.value(sample)
   if type(sample) ~= "table" or sample.error then return nil end
   if sample.value ~= nil then return sample.value end

@@ -173,6 +173,25 @@ local function replace_failed(s, rev, instances, p, a)
   record(p, a, ok and "replaced" or "error", { failed = ids }, { replaced = ids, error = err })
 end
 
+-- The predictive proposal, worked out again at most every PREDICT_EVERY seconds: the history has
+-- one row a minute and the forecast of now + lead moves as slowly. Three seasons of history.
+M.PREDICT_EVERY = 10
+local function predicted(a, s, capacity, now)
+  local c = a.predict
+  if c and c.spec == s.predictive and now - c.at < M.PREDICT_EVERY then return c.proposal end
+  local predict = scaling.optional "steward.scaling.predict"
+  if not predict then return nil end
+  local p = s.predictive
+  local series = capacity.history(s.service .. ":" .. p.metric, now - 3 * p.season, now)
+  local proposal, why
+  if series then
+    local ok, prop, reason = pcall(predict.proposal, p, series, now)
+    if ok then proposal, why = prop, reason else why = tostring(prop) end
+  end
+  a.predict = { spec = p, at = now, proposal = proposal, why = why }
+  return proposal
+end
+
 -- One tick of one autoscaler.
 local function tick(p, a)
   local s = p.autoscaler
@@ -229,10 +248,9 @@ local function tick(p, a)
     if not okm then sample = { error = tostring(sample) } end
     samples[m.name] = sample
     local v = autoscaler.value(sample)
-    if v then
-      m_value:set(v, s.service, m.name)
-      if capacity and capacity.record then pcall(capacity.record, s.service .. ":" .. m.name, v, now) end
-    end
+    if v then m_value:set(v, s.service, m.name) end
+    local total = autoscaler.total(sample)
+    if total and capacity and capacity.record then pcall(capacity.record, s.service .. ":" .. m.name, total, now) end
   end
   local obs = autoscaler.obs(instances, rev, samples, a.seen_ready, now)
   -- the bounds of this moment
@@ -246,14 +264,7 @@ local function tick(p, a)
     local okq, h, qname = pcall(quota.headroom, s.service)
     if okq and type(h) == "number" then limits.headroom, limits.quota = h, qname end
   end
-  if s.predictive and capacity and capacity.history then
-    local predict = scaling.optional "steward.scaling.predict"
-    local series = predict and capacity.history(s.service .. ":" .. s.predictive.metric, now - 8 * 86400, now)
-    if series then
-      local okp, prop = pcall(predict.proposal, s.predictive, series, now)
-      if okp and type(prop) == "table" then limits.predicted = prop end
-    end
-  end
+  if s.predictive and capacity and capacity.history then limits.predicted = predicted(a, s, capacity, now) end
   local decision, new_state = autoscaler.decide(s, a.state, obs, now, limits)
   if not decision then
     a.status = tostring(new_state)
