@@ -178,10 +178,19 @@ end
 function M.autoscaler(opts)
   local s = M.check(opts)
   local service = s.service
+  local capabilities = { deploy = { service } }
+  -- a Prometheus source reads its URL: `http` for it, granted like any policy's
+  for _, m in ipairs(s.metrics) do
+    local url = m.source.needs and m.source.needs.http
+    if url then
+      capabilities.http = capabilities.http or {}
+      capabilities.http[#capabilities.http + 1] = url
+    end
+  end
   return {
     name = opts.name,
     config = opts.config,
-    capabilities = { deploy = { service } },
+    capabilities = capabilities,
     autoscaler = s,
     decide = function()
       local view = require "steward.scaling.view"
