@@ -58,7 +58,9 @@ local function revision_of(s, instances)
   if s.revision ~= "stable" then return s.revision end
   local rs = require "steward.deploy.rollout_store"
   local active = rs.active(store(), s.service)
-  if active then return nil, format("rollout in progress (%s of revision %s)", tostring(active.id), tostring(active.revision)) end
+  if active then
+    return nil, format("rollout in progress (%s of revision %s)", tostring(active.id), tostring(active.revision)), "rollout"
+  end
   local running, names = {}, {}
   for _, inst in ipairs(instances) do
     if inst.state ~= "stopped" and inst.state ~= "exited" and not running[inst.revision] then
@@ -69,9 +71,9 @@ local function revision_of(s, instances)
   local done = rs.last_completed(store(), s.service)
   if done and (running[done.revision] or #names == 0) then return done.revision end
   if #names == 1 then return names[1] end
-  if #names == 0 then return nil, "no revision to scale: nothing runs and no rollout completed (name a revision)" end
+  if #names == 0 then return nil, "no revision to scale: nothing runs and no rollout completed (name a revision)", "revision" end
   sort(names)
-  return nil, "several revisions run (" .. concat(names, ", ") .. ") and none is the last completed rollout's"
+  return nil, "several revisions run (" .. concat(names, ", ") .. ") and none is the last completed rollout's", "revision"
 end
 
 local function load_state(a)
@@ -222,7 +224,7 @@ local function tick(p, a)
   local instances
   instances, err = supervisor.instances(s.service)
   if not instances then a.status = tostring(err); return end
-  local rev, why = revision_of(s, instances)
+  local rev, why, kind = revision_of(s, instances)
   if not rev then
     a.status = "held: " .. why
     m_decisions:inc(1, s.service, "held")
@@ -230,7 +232,7 @@ local function tick(p, a)
       a.held = why
       local ref = record(p, a, "held", { service = s.service }, { held = why })
       a.last = { held = why, decision_id = ref, at = now }
-      emit("scaling.limited", { service = s.service, limited_by = "rollout", reason = why, decision_id = ref })
+      emit("scaling.limited", { service = s.service, limited_by = kind, reason = why, decision_id = ref })
       save_state(a, p, now, true)
     end
     return
@@ -292,8 +294,17 @@ local function tick(p, a)
     if not res then
       decision.error = tostring(serr)
       outcome = "error"
+      -- the same failure tick after tick (a quota taken by another service meanwhile, a port
+      -- range exhausted) is logged once
+      local sig = format("%d %s", decision.desired, decision.error)
+      if a.scale_error == sig then
+        m_decisions:inc(1, s.service, outcome)
+        a.status = "scale failed: " .. decision.error
+        return
+      end
+      a.scale_error = sig
     else
-      a.state = new_state
+      a.state, a.scale_error = new_state, nil
     end
     local ref = record(p, a, outcome, input, decision)
     decision.decision_id = ref
