@@ -128,4 +128,29 @@ d = tick(7.5, 10)
 t.is(d.desired, 5, "7.5 s: the high recommendation of 2.75 s is still inside the window")
 d = tick(7.875, 10)
 t.is(d.desired, 1, "once the window has passed the low recommendations scale it down: " .. tostring(d.desired))
+
+-- in a policy's sandbox the sources are guarded: sampling a service needs `deploy` for it, a
+-- Prometheus URL `http` for it, whoever calls sample (the loop checks too)
+local policies = require "steward.runtime.policies"
+local src = [[
+local scaling = require "steward.scaling"
+local p = scaling.autoscaler{ service = "api", max_replicas = 3,
+  metrics = { { name = "rps", source = scaling.source.haproxy{ metric = "rps" }, target = 10 } } }
+p.decide = function(input)
+  local other = scaling.source.haproxy{ metric = "queue" }
+  local prom = scaling.source.prometheus{ url = "http://10.0.0.9:9090", query = "up" }
+  return { other = other.sample({ service = "billing", revision = "v1", instances = {} }, {}),
+           prom = prom.sample({ service = "api", revision = "v1", instances = {} }, {}) }
+end
+return p
+]]
+local pol, perr = policies.load_file("/nonexistent/scaling/guarded.lua", "scaling.guarded",
+  { source = src, grants = { ["scaling.*"] = { deploy = { "api" } } } })
+t.ok(pol and pol.autoscaler, "an autoscaler policy loads with its deploy grant: " .. tostring(perr))
+local got = pol.decide({})
+t.like(got.other.error, "capability 'deploy' not granted to scaling.guarded %(service billing%)",
+  "a source sampled for a service outside the policy's deploy grant is refused")
+t.like(got.prom.error, "capability 'http' not granted to scaling.guarded", "a Prometheus source without `http` is refused")
+t.raises(function() scaling.autoscaler(spec{ metrics = { { name = "x", source = scaling.source.nope, target = 1 } } }) end,
+  "scaling.source.nope: unknown source", "an unknown source kind names itself")
 t.done()
