@@ -26,6 +26,12 @@ local LIMITED_BY = {
   TooManyReplicas = "max_replicas", TooFewReplicas = "min_replicas",
 }
 
+-- The ScalingActive=False reason Kubernetes gives for the first metric that failed.
+local FAILED = {
+  resource = "FailedGetResourceMetric", pods = "FailedGetPodsMetric",
+  object = "FailedGetObjectMetric", external = "FailedGetExternalMetric",
+}
+
 local function tolerances(spec, behavior)
   local t = spec.tolerance
   local up = behavior and behavior.scale_up.tolerance or t
@@ -51,7 +57,7 @@ local function compute(spec, obs, now)
   local status_replicas = obs.status_replicas or current
   local tol = tolerances(spec, spec.behavior)
   local proposals, best, best_metric = {}, 0, nil
-  local invalid, first_err = 0, nil
+  local invalid, first_err, first_type = 0, nil, nil
   for i, m in ipairs(spec.metrics) do
     local p, err, partial = replicas_mod.proposal(spec, tol, current, status_replicas, m,
       (obs.metrics or {})[m.name], instances, now)
@@ -61,14 +67,15 @@ local function compute(spec, obs, now)
       entry.error = err
       entry.replicas = nil
       invalid = invalid + 1
-      first_err = first_err or format("%s: %s", m.name, err)
+      if not first_err then first_err, first_type = format("%s: %s", m.name, err), m.type end
     elseif best == 0 or p.replicas > best then
       best, best_metric = p.replicas, m.name
     end
     proposals[i] = entry
   end
   if invalid >= #spec.metrics or (invalid > 0 and best < current) then
-    return nil, proposals, format("invalid metrics (%d invalid out of %d), first error is: %s", invalid, #spec.metrics, first_err)
+    return nil, proposals, format("invalid metrics (%d invalid out of %d), first error is: %s", invalid, #spec.metrics, first_err),
+      FAILED[first_type]
   end
   return best, proposals, nil, best_metric
 end
@@ -80,6 +87,23 @@ local function describe(d, metric)
     return format("all metrics below target: %d -> %d", d.current, d.desired)
   end
   return format("no change: %d replicas", d.current)
+end
+
+-- The supervisor's instance states as the pod phases the algorithm knows: a process waiting
+-- out its restart backoff is a running pod that is not ready (CrashLoopBackOff), one being
+-- drained has a deletion timestamp, a clean exit nobody restarts serves no more than a failure.
+local PHASE = { starting = "pending", running = "running", restarting = "running",
+  stopping = "deleted", exited = "failed", failed = "failed" }
+
+-- instance(supervisor_instance [, request]) -> the obs instance for it. request: what one
+-- instance asks of each resource ({ cpu = 0.5, memory = 536870912 }), for utilization targets.
+function M.instance(inst, request)
+  if type(inst) ~= "table" then error("scaling: instance: table expected, got " .. type(inst), 2) end
+  if request ~= nil and type(request) ~= "table" then error("scaling: request: table or nil expected", 2) end
+  local phase = PHASE[inst.state or "running"]
+  if not phase then error("scaling: instance.state: unknown state " .. tostring(inst.state), 2) end
+  return { id = inst.id, phase = phase, ready = phase == "running" and inst.ready == true,
+    started_at = inst.started_at, ready_at = inst.ready_at, request = request }
 end
 
 -- decide(spec, state, obs, now) -> decision, state. state is not modified; the returned one holds
@@ -97,23 +121,24 @@ function M.decide(spec, state, obs, now)
 
   if current == 0 and min_r ~= 0 then
     -- A target scaled to zero by hand is left alone (KEDA, not the HPA, wakes it).
-    d.desired, d.condition = 0, "ScalingDisabled"
+    d.desired, d.scaling_active = 0, "ScalingDisabled"
     d.reason = "scaling is disabled since the replica count of the target is zero"
     return d, state
   elseif current > max_r then
-    d.desired, d.limited_by, d.condition = max_r, "max_replicas", "TooManyReplicas"
+    d.desired, d.limited_by = max_r, "max_replicas"
     d.reason = format("current number of replicas above max_replicas: %d -> %d", current, max_r)
   elseif current < min_r then
-    d.desired, d.limited_by, d.condition = min_r, "min_replicas", "TooFewReplicas"
+    d.desired, d.limited_by = min_r, "min_replicas"
     d.reason = format("current number of replicas below min_replicas: %d -> %d", current, min_r)
   else
     local best, proposals, err, metric = compute(spec, obs, now)
     d.proposals = proposals
     if not best then
-      d.desired, d.error, d.condition = current, err, "FailedGetMetrics"
+      d.desired, d.error, d.scaling_active = current, err, metric
       d.reason = "not scaling: " .. err
       return d, state
     end
+    d.scaling_active = "ValidMetricFound"
     d.recommended = best
     local desired, reason, msg
     if spec.behavior == nil then

@@ -65,6 +65,7 @@ local function change_in_period(period, events, now)
   end
   return n
 end
+M.change_in_period = change_in_period
 
 -- calculateScaleUpLimitWithScalingRules: the most replicas the policies allow now.
 function M.scale_up_limit(current, up_events, down_events, rules, now)
@@ -130,7 +131,12 @@ function M.convert_with_behavior_rate(state, behavior, current, desired, min_rep
 end
 
 -- calculateScaleUpLimit: without behavior, at most double (or 4) per step, against runaway metrics.
-function M.legacy_scale_up_limit(current) return floor(max(2 * current, 4)) end
+-- Module fields, like the Go package variables: Kubernetes' own tests raise the factor to 8.
+M.SCALE_UP_LIMIT_FACTOR = 2
+M.SCALE_UP_LIMIT_MINIMUM = 4
+function M.legacy_scale_up_limit(current)
+  return trunc(max(M.SCALE_UP_LIMIT_FACTOR * current, M.SCALE_UP_LIMIT_MINIMUM))
+end
 
 -- convertDesiredReplicasWithRules (no behavior).
 function M.convert_with_rules(current, desired, min_replicas, max_replicas)

@@ -8,9 +8,15 @@ local floor, ceil, huge = math.floor, math.ceil, math.huge
 
 local M = {}
 
+-- How long a sample averages over (metrics-server's window) when the source does not say.
+M.DEFAULT_WINDOW = 60
+
 -- A quantity as Kubernetes' MilliValue: rounded to the nearest milli so that 0.3 is 300, not 300.00000000000006.
 local function milli(v) return floor(v * 1000 + 0.5) end
 M.milli = milli
+
+-- A sample the arithmetic can use: NaN and infinities would turn into replica counts.
+local function finite(v) return type(v) == "number" and v == v and v > -huge and v < huge end
 
 -- Go's integer division truncates toward zero.
 local function idiv(a, b)
@@ -28,11 +34,12 @@ end
 
 -- groupPods: which instances count, which wait (pending, or CPU not yet meaningful), which have no
 -- sample, and which are gone (failed, deleted).
-local function group(spec, instances, samples, resource, sample_at, window, now)
+-- meta: per instance { at, window } of its sample, when the source gave them one by one.
+local function group(spec, instances, samples, meta, resource, sample_at, window, now)
   local ready, unready, missing, ignored = 0, {}, {}, {}
   for _, inst in ipairs(instances) do
     local id, phase = inst.id, inst.phase or "running"
-    if phase == "deleted" or phase == "failed" or inst.deleting then
+    if phase == "deleted" or phase == "failed" then
       ignored[id] = true
     elseif phase == "pending" then
       unready[id] = true
@@ -50,7 +57,9 @@ local function group(spec, instances, samples, resource, sample_at, window, now)
           local transition = inst.ready_at or start
           if start + spec.cpu_initialization_period > now then
             -- Still initialising: ignore the sample if unready or taken less than one window after the transition.
-            is_unready = inst.ready ~= true or sample_at < transition + window
+            local m = meta[id]
+            local at, w = m and m.at or sample_at, m and m.window or window
+            is_unready = inst.ready ~= true or at < transition + w
           else
             -- Ignore the sample if the instance is unready and has never been ready.
             is_unready = inst.ready ~= true and start + spec.initial_readiness_delay > transition
@@ -62,6 +71,8 @@ local function group(spec, instances, samples, resource, sample_at, window, now)
   end
   return ready, unready, missing, ignored
 end
+
+M.group = group
 
 -- GetResourceUtilizationRatio: whole percent of the summed requests, as Kubernetes rounds it.
 local function utilization_ratio(metrics, requests, target)
@@ -97,23 +108,27 @@ end
 
 -- The samples of a per-instance metric as milli-values, or the average spread over every instance that reports.
 local function samples_of(m, instances)
-  local out = {}
+  local out, meta = {}, {}
   if type(m.per_instance) == "table" then
     for id, v in pairs(m.per_instance) do
-      if type(v) == "table" then v = v.value end
-      if type(v) ~= "number" or v ~= v then return nil, format("sample of instance %s is not a number", tostring(id)) end
+      if type(v) == "table" then
+        meta[id] = { at = v.at, window = v.window }
+        v = v.value
+      end
+      if not finite(v) then return nil, format("sample of instance %s is not a finite number", tostring(id)) end
       out[id] = milli(v)
     end
-  elseif type(m.average) == "number" then
+  elseif m.average ~= nil then
+    if not finite(m.average) then return nil, "average is not a finite number" end
     local v = milli(m.average)
     for _, inst in ipairs(instances) do
       local phase = inst.phase or "running"
-      if phase == "running" and not inst.deleting then out[inst.id] = v end
+      if phase == "running" then out[inst.id] = v end
     end
   else
     return nil, "per_instance or average expected"
   end
-  return out
+  return out, meta
 end
 
 -- The shared core of GetResourceReplicas and calcPlainMetricReplicas. utilization: the target is a
@@ -121,10 +136,10 @@ end
 local function per_instance_replicas(spec, tol, current, metric, obs_metric, instances, now)
   local resource = metric.type == "resource" and metric.resource or ""
   if #instances == 0 then return nil, "no instances while calculating replica count" end
-  local metrics, err = samples_of(obs_metric, instances)
-  if not metrics then return nil, err end
-  local window = obs_metric.window or 60
-  local ready, unready, missing, ignored = group(spec, instances, metrics, resource, obs_metric.at or now, window, now)
+  local metrics, meta = samples_of(obs_metric, instances)
+  if not metrics then return nil, meta end
+  local window = obs_metric.window or M.DEFAULT_WINDOW
+  local ready, unready, missing, ignored = group(spec, instances, metrics, meta, resource, obs_metric.at or now, window, now)
   for id in pairs(ignored) do metrics[id] = nil end
   for id in pairs(unready) do metrics[id] = nil end
   local out = { ready = ready, unready = count(unready), missing = count(missing), ignored = count(ignored) }
@@ -132,7 +147,7 @@ local function per_instance_replicas(spec, tol, current, metric, obs_metric, ins
 
   local utilization = metric.target.type == "utilization"
   local target = utilization and metric.target.value or milli(metric.target.value)
-  local requests
+  local requests, err
   local ratio, usage, raw
   if utilization then
     requests, err = requests_of(instances, resource)
@@ -217,14 +232,13 @@ local function single_value(obs_metric, summed)
   if summed and type(obs_metric.values) == "table" then
     local total = 0
     for _, v in ipairs(obs_metric.values) do
-      if type(v) ~= "number" then return nil, "values must be numbers" end
+      if not finite(v) then return nil, "values must be finite numbers" end
       total = total + milli(v)
     end
     return total
   end
-  if type(obs_metric.value) ~= "number" or obs_metric.value ~= obs_metric.value then
-    return nil, summed and "value or values expected" or "value expected"
-  end
+  if obs_metric.value == nil then return nil, summed and "value or values expected" or "value expected" end
+  if not finite(obs_metric.value) then return nil, "value is not a finite number" end
   return milli(obs_metric.value)
 end
 
@@ -247,8 +261,10 @@ local function object_replicas(tol, current, status_replicas, metric, obs_metric
   local replicas = status_replicas
   local ratio = usage / (target * replicas)
   if not within(tol, ratio) then replicas = ceil(usage / target) end
-  out.ratio, out.replicas = ratio, replicas
-  out.value = status_replicas > 0 and ceil(usage / status_replicas) / 1000 or huge
+  out.replicas = replicas
+  -- With no replica in the status the ratio and the per-replica value are infinite (or NaN):
+  -- the count above is right, but a decision carries only finite numbers (it is logged as JSON).
+  if status_replicas > 0 then out.ratio, out.value = ratio, ceil(usage / status_replicas) / 1000 end
   return out
 end
 

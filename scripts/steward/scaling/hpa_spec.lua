@@ -24,8 +24,11 @@ local checked = setmetatable({}, { __mode = "k" })
 local function fail(field, reason) error(format("scaling: %s: %s", field, reason), 0) end
 
 local function duration(v, field)
-  local d, err = time.parse_duration(v)
-  if not d then fail(field, type(v) == "string" and tostring(err) or "duration expected") end
+  local d = time.parse_duration(v)
+  if not d then
+    fail(field, type(v) == "string" and format("duration expected (like \"15s\" or \"5m\"), got %q", v)
+      or "duration expected, got " .. type(v))
+  end
   return d
 end
 
@@ -53,6 +56,20 @@ local function one_of(v, field, set, list)
   return v
 end
 
+-- Tables that belong to this spec alone are closed: a misspelt key (stabilisation_window) is an
+-- error, not a default silently kept. The spec and each metric stay open for their callers'
+-- fields (the autoscaler's source, KEDA's activation).
+local function known(t, field, keys)
+  for k in pairs(t) do
+    if not keys[k] then fail(field .. "." .. tostring(k), "unknown field") end
+  end
+end
+
+local RULE_KEYS = { select_policy = true, stabilization_window = true, policies = true, tolerance = true }
+local POLICY_KEYS = { type = true, value = true, period = true }
+local TARGET_KEYS = { type = true, value = true }
+local BEHAVIOR_KEYS = { scale_up = true, scale_down = true }
+
 local METRIC_TYPES = { pods = true, resource = true, object = true, external = true }
 local TARGET_TYPES = { utilization = true, average_value = true, value = true }
 -- Which target types each metric type takes (autoscaling/v2 validateMetricTarget per source).
@@ -73,6 +90,7 @@ local function check_metric(m, field)
   one_of(mtype, field .. ".type", METRIC_TYPES, "pods, resource, object, external")
   local t = m.target
   if type(t) ~= "table" then fail(field .. ".target", "table expected ({ type = \"average_value\", value = N })") end
+  known(t, field .. ".target", TARGET_KEYS)
   one_of(t.type, field .. ".target.type", TARGET_TYPES, "utilization, average_value, value")
   if not ALLOWED_TARGETS[mtype][t.type] then
     fail(field .. ".target.type", format("%s is not a target of a %s metric", t.type, mtype))
@@ -100,6 +118,7 @@ local function copy_policies(list, field)
   for i, p in ipairs(list) do
     local f = format("%s[%d]", field, i)
     if type(p) ~= "table" then fail(f, "policy table expected ({ type = \"Pods\", value = 4, period = \"15s\" })") end
+    known(p, f, POLICY_KEYS)
     one_of(p.type, f .. ".type", POLICY_TYPES, "Pods, Percent")
     local period = duration(p.period, f .. ".period")
     if period <= 0 or period > M.MAX_PERIOD or period ~= floor(period) then
@@ -114,6 +133,7 @@ end
 local function rules(given, field, defaults)
   if given ~= nil and type(given) ~= "table" then fail(field, "table expected") end
   given = given or {}
+  known(given, field, RULE_KEYS)
   local out = { select_policy = defaults.select_policy, stabilization_window = defaults.stabilization_window,
     policies = defaults.policies }
   if given.select_policy ~= nil then
@@ -174,6 +194,7 @@ function M.check(spec)
   -- No behavior: the controller's original algorithm (scale-up limit, downscale stabilization).
   if spec.behavior ~= nil then
     if type(spec.behavior) ~= "table" then fail("behavior", "table expected") end
+    known(spec.behavior, "behavior", BEHAVIOR_KEYS)
     out.behavior = {
       scale_up = rules(spec.behavior.scale_up, "behavior.scale_up", {
         select_policy = "Max", stabilization_window = 0,
