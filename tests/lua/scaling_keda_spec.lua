@@ -1,7 +1,8 @@
 -- steward.scaling.keda: KEDA's scale executor as table-driven specs on the fake clock. The cases
 -- named Test* port github:kedacore/keda pkg/scaling/executor/scale_scaledobjects_test.go (their
--- mocks of the Scale client become obs.current and the decision's desired) and
--- triggers_activity_test.go (which triggers are active). Not ported, by design: the paused,
+-- mocks of the Scale client become obs.current and the decision's desired),
+-- triggers_activity_test.go (which triggers are active) and pkg/scaling/scale_handler_test.go's
+-- activity cases (isActive, isError and the active triggers of getScaledObjectState). Not ported, by design: the paused,
 -- paused-scale-in/out and force-activation annotations (steward has no annotations: a policy is
 -- disabled or edited instead), fallback replicas, and Kubernetes' conditions and events (the
 -- decision's phase and reason carry them). The rest pins our reading of the executor: the
@@ -80,6 +81,29 @@ describe("triggers' activity (triggers_activity_test.go)", function()
   it("All triggers active", function()
     assert.same({ active { ["trigger-a"] = 3, ["trigger-b"] = 2, ["trigger-c"] = 1 } },
                 { { ["trigger-a"] = true, ["trigger-b"] = true, ["trigger-c"] = true }, true })
+  end)
+end)
+
+describe("the scale handler's state (scale_handler_test.go)", function()
+  local spec = { min_replicas = 0, metrics = {
+    { name = "metric-name", type = "external", target = { type = "value", value = 10 } },
+    { name = "other-metric", type = "external", target = { type = "value", value = 10 } } } }
+  it("TestCheckScaledObjectScalersWithError", function()
+    local one = { min_replicas = 0, metrics = { spec.metrics[1] } }
+    local d = keda.decide(one, nil, { current = 0, metrics = { ["metric-name"] = { error = "some error" } } }, 0)
+    assert.same({ d.active, d.trigger_error, d.active_triggers }, { false, true, {} })
+  end)
+  it("TestCheckScaledObjectFindFirstActiveNotIgnoreOthers", function()
+    local d = keda.decide(spec, nil, { current = 0, metrics = { ["metric-name"] = { value = 10 },
+                                                                ["other-metric"] = { error = "some error" } } }, 0)
+    assert.same({ d.active, d.trigger_error, d.active_triggers }, { true, true, { "metric-name" } })
+  end)
+  it("active with a failing trigger: HPA decides, the last active time stays (PartialTriggerError)", function()
+    local d, st = keda.decide(spec, { created = 0, last_active = 50 },
+                              { current = 2, metrics = { ["metric-name"] = { value = 30 }, ["other-metric"] = { error = "x" } } }, 100)
+    assert.same({ d.phase, d.last_active, st.last_active }, { "hpa", 50, 50 })
+    d, st = keda.decide(spec, st, { current = 2, metrics = { ["metric-name"] = { value = 30 }, ["other-metric"] = { value = 0 } } }, 110)
+    assert.same({ d.phase, st.last_active }, { "hpa", 110 })
   end)
 end)
 
@@ -214,5 +238,31 @@ describe("check", function()
   it("HPA's own checks still apply to the derived spec", function()
     assert.error(function() keda.check(so { behavior = { scale_up = { select_policy = "Sometimes" } } }) end,
                  "scaling: behavior%.scale_up%.select_policy")
+  end)
+end)
+
+describe("docs/scaling/keda.md", function()
+  it("its examples run as written and print what their --> comments say", function()
+    local f = assert(io.open("docs/scaling/keda.md"))
+    local text = f:read("*a")
+    f:close()
+    local ran = 0
+    for code in text:gmatch("```lua\n(.-)```") do
+      if code:match("^local ") then -- the other blocks are fragments of a config
+        ran = ran + 1
+        local want, got = {}, {}
+        for line in code:gmatch("%-%-> ([^\n]*)") do want[#want + 1] = line end
+        local fn = assert(loadstring(code, "=docs/scaling/keda.md"))
+        setfenv(fn, setmetatable({ print = function(...)
+          local parts = {}
+          for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+          got[#got + 1] = table.concat(parts, " ")
+        end }, { __index = _G }))
+        fn()
+        assert.equal(#got, #want)
+        for i = 1, #got do assert.equal(got[i], want[i]:sub(1, #got[i])) end
+      end
+    end
+    assert.truthy(ran > 0)
   end)
 end)

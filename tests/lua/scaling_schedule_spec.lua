@@ -154,3 +154,56 @@ describe("check", function()
     assert.equal(schedule.check(c), c)
   end)
 end)
+
+describe("in a policy's sandbox", function()
+  it("a policy may require the pure scaling and forecasting modules and use them", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(require("steward.fs").mkdir(dir, { parents = true }))
+    local f = assert(io.open(dir .. "/scale.lua", "w"))
+    f:write([[
+local schedule = require "steward.scaling.schedule"
+local keda = require "steward.scaling.keda"
+local predict = require "steward.scaling.predict"
+local forecast = require "steward.capacity.forecast"
+return { decide = function(input)
+  local b = schedule.bounds({ { name = "office", cron = "0 8 * * 1-5", duration = "10h", min_replicas = 4,
+                                timezone = "Europe/Paris" } }, input.now)
+  local d = keda.decide({ metrics = { { name = "q", type = "external", target = { type = "value", value = 10 } } } },
+                        nil, { current = 0, metrics = { q = { value = 3 } } }, input.now)
+  return { min = b.min, desired = d.desired, slope = forecast.linear({ { 0, 1 }, { 1, 2 }, { 2, 3 } }).slope,
+           lead = predict.check({ metric = "rps", target = 1 }).lead }
+end }
+]])
+    f:close()
+    local p = policy.load(dir .. "/scale.lua")
+    os.execute("rm -rf " .. dir)
+    assert.same(p:decide { now = at(2026, 12, 7, 9, 0) }, { min = 4, desired = 1, slope = 1, lead = 300 })
+  end)
+end)
+
+describe("docs/scaling/schedule.md", function()
+  it("its examples run as written and print what their --> comments say", function()
+    local f = assert(io.open("docs/scaling/schedule.md"))
+    local text = f:read("*a")
+    f:close()
+    local ran = 0
+    for code in text:gmatch("```lua\n(.-)```") do
+      if code:match("^local ") then -- the other blocks are fragments of a config
+        ran = ran + 1
+        local want, got = {}, {}
+        for line in code:gmatch("%-%-> ([^\n]*)") do want[#want + 1] = line end
+        local fn = assert(loadstring(code, "=docs/scaling/schedule.md"))
+        setfenv(fn, setmetatable({ print = function(...)
+          local parts = {}
+          for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+          got[#got + 1] = table.concat(parts, " ")
+        end }, { __index = _G }))
+        fn()
+        assert.equal(#got, #want)
+        for i = 1, #got do assert.equal(got[i], want[i]:sub(1, #got[i])) end
+      end
+    end
+    assert.truthy(ran > 0)
+  end)
+end)

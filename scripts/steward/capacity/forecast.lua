@@ -7,8 +7,8 @@
 local hw = require "steward.capacity.forecast_hw"
 local stats = require "steward.capacity.forecast_stats"
 
-local type, ipairs, error, format, floor, sqrt, abs, huge, max, min =
-  type, ipairs, error, string.format, math.floor, math.sqrt, math.abs, math.huge, math.max, math.min
+local type, error, tostring, select, setmetatable, require = type, error, tostring, select, setmetatable, require
+local format, floor, sqrt, abs, max = string.format, math.floor, math.sqrt, math.abs, math.max
 
 local M = {}
 

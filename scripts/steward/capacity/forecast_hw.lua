@@ -2,7 +2,8 @@
 -- put on a regular grid, the classic initialisation from the first two seasons, the recursion
 -- (a missing grid point advances level and trend and updates nothing), and the fit of alpha,
 -- beta and gamma on the one-step-ahead squared error.
-local type, ipairs, error, format, floor, sqrt, huge, max = type, ipairs, error, string.format, math.floor, math.sqrt, math.huge, math.max
+local type, ipairs, error, format, floor, sqrt, abs, huge, max =
+  type, ipairs, error, string.format, math.floor, math.sqrt, math.abs, math.huge, math.max
 
 local M = {}
 
@@ -55,10 +56,19 @@ local function initial(g)
     end
   end
   local season, total = {}, 0
+  for j = 1, m do season[j] = cnt[j] > 0 and acc[j] / cnt[j] or false end
+  -- A slot missing from both seasons takes the line between its observed neighbours (around
+  -- the clock): an index of 0 would forecast the daily mean there, far off at a ramp.
   for j = 1, m do
-    season[j] = cnt[j] > 0 and acc[j] / cnt[j] or 0
-    total = total + season[j]
+    if not season[j] then
+      local a, b = j, j
+      repeat a = (a - 2) % m + 1 until cnt[a] > 0
+      repeat b = b % m + 1 until cnt[b] > 0
+      local da, db = (j - a) % m, (b - j) % m
+      season[j] = (acc[a] / cnt[a] * db + acc[b] / cnt[b] * da) / (da + db)
+    end
   end
+  for j = 1, m do total = total + season[j] end
   for j = 1, m do season[j] = season[j] - total / m end
   return mean1 - b * (m + 1) / 2, b, season
 end
@@ -206,7 +216,7 @@ function M.fit(g, fixed, lead_steps)
         local p = L[i - lead_steps] + lead_steps * B[i - lead_steps] + (fitted[i] - (L[i - 1] + B[i - 1]))
         local e = g.y[i] - p
         se, k = se + e * e, k + 1
-        if g.y[i] ~= 0 then ape, napes = ape + math.abs(e / g.y[i]), napes + 1 end
+        if g.y[i] ~= 0 then ape, napes = ape + abs(e / g.y[i]), napes + 1 end
       end
     end
     model.lead_error = k > 0 and { mape = napes > 0 and 100 * ape / napes or nil, rmse = sqrt(se / k), n = k,

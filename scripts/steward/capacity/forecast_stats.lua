@@ -1,7 +1,8 @@
 -- steward.capacity.forecast_stats: the small statistics steward.capacity.forecast needs: series
 -- checks, normal and Student's t quantiles, error measures, and the first time a function
 -- reaches a limit.
-local type, error, format, tostring, sqrt, log, abs, floor = type, error, string.format, tostring, math.sqrt, math.log, math.abs, math.floor
+local type, error, format, tostring = type, error, string.format, tostring
+local sqrt, log, abs, floor, tan, pi, huge = math.sqrt, math.log, math.abs, math.floor, math.tan, math.pi, math.huge
 
 local M = {}
 
@@ -9,7 +10,7 @@ local M = {}
 -- naming the entry when one is not a pair of numbers or times go backwards.
 function M.series(s, who)
   if type(s) ~= "table" then error(who .. ": series: a list of {t, v} expected, got " .. type(s), 3) end
-  local out, prev = {}, -math.huge
+  local out, prev = {}, -huge
   for i = 1, #s do
     local e = s[i]
     local t, v
@@ -62,7 +63,7 @@ function M.z_quantile(level) return norm_inv(0.5 + level / 2) end
 -- around the normal one (within 1 % from 3 degrees of freedom; 1 and 2 are exact).
 function M.t_quantile(level, dof)
   local p = 0.5 + level / 2
-  if dof <= 1 then return math.tan(math.pi * (p - 0.5)) end
+  if dof <= 1 then return tan(pi * (p - 0.5)) end
   if dof == 2 then
     local a = 4 * p * (1 - p)
     return (2 * p - 1) * sqrt(2 / a)

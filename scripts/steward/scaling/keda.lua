@@ -6,6 +6,7 @@
 -- scale executor (pkg/scaling/executor/scale_scaledobjects.go), its test names kept in
 -- tests/lua/scaling_keda_spec.lua. Pure: the caller passes observations and the clock.
 local time = require "steward.time"
+local json = require "steward.json"
 
 local type, ipairs, pairs, error, format, tostring, floor, max, concat, require =
   type, ipairs, pairs, error, string.format, tostring, math.floor, math.max, table.concat, require
@@ -103,7 +104,8 @@ end
 
 -- Each trigger's activity: {metric, value, activation, active, error}.
 local function activity(spec, obs)
-  local list, active, any_error, names = {}, false, false, {}
+  -- Arrays for JSON (the decision log, GET /v1/scaling): empty lists encode as [].
+  local list, active, any_error, names = json.array(), false, false, json.array()
   local metrics = type(obs.metrics) == "table" and obs.metrics or {}
   for i, tr in ipairs(spec.triggers) do
     local o = metrics[tr.name]
@@ -125,13 +127,13 @@ local function activity(spec, obs)
     if e.active then active = true; names[#names + 1] = tr.name end
     list[i] = e
   end
-  return list, active, any_error, concat(names, ", ")
+  return list, active, any_error, names
 end
 
 local function own(decision, current, desired, triggers, limited_by, reason)
   decision.current, decision.desired = current, desired
   decision.recommended, decision.stabilized = decision.recommended or desired, decision.stabilized or desired
-  decision.proposals = decision.proposals or {}
+  decision.proposals = decision.proposals or json.array()
   decision.triggers = triggers
   decision.limited_by = limited_by
   decision.reason = reason
@@ -140,7 +142,8 @@ end
 
 -- decide(spec, state, obs, now) -> decision, state. The decision has HPA's shape (see
 -- steward.scaling.hpa) plus `active` (a trigger is above its activation threshold), `last_active`,
--- `triggers` (each trigger's value, threshold, activity, error) and `phase`: "activate",
+-- `triggers` (each trigger's value, threshold, activity, error), `active_triggers` (their names),
+-- `trigger_error` (some trigger's source failed) and `phase`: "activate",
 -- "deactivate", "cooldown", "min_replicas" (the executor acted or held), "hpa" (HPA decided), or
 -- "idle" (nothing to do at zero). state = {created, last_active, hpa = HPA's state}; nil at first.
 -- As in KEDA, a trigger whose source fails is not active, and failing sources never scale a
@@ -155,7 +158,8 @@ function M.decide(spec, state, obs, now)
   end
   local st = { created = state and state.created or now, last_active = state and state.last_active,
                hpa = state and state.hpa }
-  local triggers, active, is_error, active_names = activity(spec, obs)
+  local triggers, active, is_error, active_list = activity(spec, obs)
+  local active_names = concat(active_list, ", ")
   local min = spec.min_replicas
   local idle = spec.idle_replicas
   local d
@@ -172,10 +176,13 @@ function M.decide(spec, state, obs, now)
       local to = min > 0 and min or 1
       d = own({ phase = "activate" }, current, to, triggers, nil,
               format("activated: %s above the activation threshold: %d -> %d", active_names, current, to))
+      st.last_active = now
     else
       d = hpa_decides()
+      -- KEDA's executor refreshes the last active time only when every trigger answered
+      -- (a partial error leaves it, and the "PartialTriggerError" condition, as they are).
+      if not is_error then st.last_active = now end
     end
-    st.last_active = now
   else
     local to_idle = (idle ~= nil and current > idle) or (current > 0 and min == 0)
     if is_error then
@@ -218,6 +225,8 @@ function M.decide(spec, state, obs, now)
   end
   d.active = active
   d.last_active = st.last_active
+  d.trigger_error = is_error
+  d.active_triggers = active_list
   return d, st
 end
 

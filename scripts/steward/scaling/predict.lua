@@ -30,7 +30,8 @@ local CHECKED = setmetatable({}, { __mode = "k" })
 
 -- check(spec) -> the spec normalised (durations in seconds), or raises an error naming the field.
 -- spec = {metric = name, target = value one instance handles, lead = "5m", season = "1d",
--- step = "1m", refit = "1h", alpha, beta, gamma (fixed smoothing; fitted when absent)}.
+-- step = "1m", refit = "1h", alpha, beta, gamma (fixed smoothing; fitted when absent),
+-- activation (the forecast that wakes a service at zero, default target: one instance's worth)}.
 function M.check(spec)
   if type(spec) ~= "table" then error("scaling: predictive: table expected, got " .. type(spec), 2) end
   if CHECKED[spec] then return spec end
@@ -50,6 +51,10 @@ function M.check(spec)
     fail("step", format("must divide the season (%gs) into 2 or more steps, got %gs", out.season, out.step))
   end
   out.alpha, out.beta, out.gamma = unit(spec.alpha, "alpha"), unit(spec.beta, "beta"), unit(spec.gamma, "gamma")
+  if spec.activation ~= nil and (type(spec.activation) ~= "number" or spec.activation ~= spec.activation) then
+    fail("activation", "number expected, got " .. tostring(spec.activation))
+  end
+  out.activation = spec.activation == nil and out.target or spec.activation
   for k in pairs(spec) do
     if out[k] == nil and k ~= "alpha" and k ~= "beta" and k ~= "gamma" then fail(k, "unknown field") end
   end
@@ -106,6 +111,25 @@ function M.proposal(spec, series, now)
     error = { mape = e.mape, rmse = e.rmse, n = e.n, lead = spec.lead },
     params = { alpha = model.alpha, beta = model.beta, gamma = model.gamma },
   }
+end
+
+-- metric(spec) -> the HPA/KEDA metric that carries the proposal into the autoscaler's decision:
+-- an external metric "predicted:<metric>" with an average_value target of `target`, so HPA
+-- proposes ceil(forecast / target) beside the reactive metrics (the largest wins) and its
+-- tolerance, stabilization and rate policies apply to it as to any other.
+function M.metric(spec)
+  spec = M.check(spec)
+  return { name = "predicted:" .. spec.metric, type = "external", activation = spec.activation,
+           target = { type = "average_value", value = spec.target } }
+end
+
+-- observation(proposal [, err]) -> the obs.metrics entry for metric(spec): {value = forecast}.
+-- Without a proposal (too little history) it is a neutral {value = 0, unavailable = err}, not
+-- an error: HPA holds a scale-down back when a metric fails, and KEDA never goes to zero while a
+-- trigger fails, so two days without history must not pin a service up.
+function M.observation(p, err)
+  if type(p) ~= "table" then return { value = 0, unavailable = tostring(err or "no forecast") } end
+  return { value = p.forecast > 0 and p.forecast or 0 }
 end
 
 return M

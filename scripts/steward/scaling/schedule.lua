@@ -5,6 +5,7 @@
 local cron = require "steward.runtime.store.cron"
 local tz = require "steward.alerting.tz"
 local time = require "steward.time"
+local json = require "steward.json"
 
 local type, ipairs, pairs, error, format, tostring, floor, setmetatable, concat =
   type, ipairs, pairs, error, string.format, tostring, math.floor, setmetatable, table.concat
@@ -91,7 +92,7 @@ end
 function M.active(windows, now, default_zone)
   windows = M.check(windows, default_zone)
   if type(now) ~= "number" then error("scaling: schedule.active: now: seconds expected, got " .. type(now), 2) end
-  local open = {}
+  local open = json.array()
   for _, w in ipairs(windows) do
     local s = last_start(w, now)
     if s and now < s + w.duration then
