@@ -12,7 +12,7 @@ local report = require "steward.capacity.report"
 local accounting = require "steward.capacity.accounting"
 local defer = require "steward.capacity.defer"
 
-local type, pairs, ipairs, tostring, error, format = type, pairs, ipairs, tostring, error, string.format
+local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
 local floor = math.floor
 
 local M = {}
@@ -112,7 +112,7 @@ end
 local BY = { service = true, tenant = true, revision = true }
 
 -- cost{from, to, by = "service"|"tenant"|"revision", now} -> {currency, from, to, by, rows =
--- {{key, service, tenant, revision, instance_hours, amount, by_price}}, total} | nil, err
+-- {{key, service, tenant, revision, instance_seconds, instance_hours, amount, by_price}}, total} | nil, err
 function M.cost(o)
   if o ~= nil and type(o) ~= "table" then error("capacity.cost: options: table expected", 2) end
   o = o or {}
@@ -166,7 +166,7 @@ function M.cost(o)
     for s in pairs(r.services) do svcs[#svcs + 1] = s end
     table.sort(svcs)
     out[i] = { key = k, service = r.service, tenant = r.tenant, revision = r.revision, services = svcs,
-      instance_hours = floor(r.seconds / 3.6 + 0.5) / 1000, amount = prices.amount(r.micros), by_price = bp }
+      instance_seconds = floor(r.seconds * 1000 + 0.5) / 1000, instance_hours = floor(r.seconds / 3.6 + 0.5) / 1000, amount = prices.amount(r.micros), by_price = bp }
   end
   return { currency = model.currency, from = from, to = to, by = by, rows = out, total = prices.amount(total) }
 end
@@ -214,16 +214,23 @@ end
 
 -- ---- the daemon ----
 
--- start(ctx): at the daemon's start: configuration, the history's writer (every 10 s) and its
--- retention (hourly, on the leader).
+-- start(ctx): at the daemon's start: configuration, the history's writer (every 10 s, and
+-- once more as the daemon stops, open minutes included, so a clean stop loses no sample) and
+-- its retention (hourly, on the leader).
 function M.start(ctx)
   M.configure(ctx.cfg)
   local time = require "steward.time"
   local log = require "steward.log"
-  ctx.bg[#ctx.bg + 1] = time.every("10s", function()
-    if ctx.stopping or (ctx.store_health and not ctx.store_health.up) then return end
-    local n, err = history.flush(ctx.store, time.now())
+  local shutdown = require "steward.runtime.shutdown"
+  local function flush(now)
+    local n, err = history.flush(ctx.store, now)
     if not n then log.warn("capacity: history not written (kept for the next try)", { error = tostring(err) }) end
+  end
+  require("steward.task").spawn({ name = "capacity.history" }, function()
+    while shutdown.sleep(10) do
+      if not (ctx.store_health and not ctx.store_health.up) then flush(time.now()) end
+    end
+    flush(math.huge)
   end)
   ctx.bg[#ctx.bg + 1] = time.every("1h", function()
     if ctx.stopping or (ctx.cluster and not ctx.cluster:is_leader()) then return end

@@ -80,8 +80,10 @@ run_backend() {
 
     echo '{"type": "capacity.check"}' > "$D/check.json"
     post /v1/events "$D/check.json" >/dev/null
-    alert_fired() { api "/v1/events?type=alert.firing" | jx 'any(e["data"]["labels"]["alertname"] == "CapacityHorizon" and e["data"]["labels"]["service"] == "api" for e in d["events"])' >/dev/null; }
+    # (the polls grep: a Python start-up every 50 ms would load the 2 shared cores)
+    alert_fired() { api "/v1/events?type=alert.firing" | grep -q '"alertname":"CapacityHorizon"'; }
     wait_for 20 alert_fired
+    api "/v1/events?type=alert.firing" | jx 'any(e["data"]["labels"]["alertname"] == "CapacityHorizon" and e["data"]["labels"]["service"] == "api" for e in d["events"])' >/dev/null
     ok $? "$b: scaling.capacity fires CapacityHorizon for api through the alerting pipeline"
 
     out=$("$BIN" eval --socket "$D/var/steward.sock" 'return tostring(capacity())' 2>&1)
@@ -111,7 +113,7 @@ JSON
     api /v1/cost/deferred | jx 'len(d["jobs"]) == 1 and d["jobs"][0]["name"] == "nightly-report"' >/dev/null
     ok $? "$b: the job waits in /v1/cost/deferred"
 
-    fired() { api "/v1/events?type=batch.report" | jx 'len(d["events"]) >= 1' >/dev/null; }
+    fired() { api "/v1/events?type=batch.report" | grep -q '"type":"batch.report"'; }
     wait_for 120 fired
     ok $? "$b: the job's event fires"
     out=$(api "/v1/events?type=batch.report")

@@ -120,6 +120,8 @@ local function main()
     ev("service.instance.started", "api", "r2", 1, T + 3600),
     ev("service.instance.exited", "api", "r2", 1, T + 2 * 3600),
     ev("service.instance.started", "lone", "r1", 1, T), -- no exit, not running now: counts until its next start (none)
+    { type = "service.instance.started", time = T, source = "someone.else", data = { service = "api", revision = "r9", index = 1 } },
+    { type = "service.instance.exited", time = T + 600, source = "someone.else", data = { service = "api", revision = "r9", index = 1 } },
   }, { now = T }))
   local c = assert(capacity.cost({ from = T, to = T + 2 * 3600, by = "service", now = T + 2 * 3600 }))
   t.is(c.currency, "EUR", "cost: the model's currency")
@@ -128,9 +130,10 @@ local function main()
   -- r1/2: 0.5 h; r2/1: 1 h (its exit at the period's end). Peak: 1.5 h x 0.12 = 0.18.
   t.is(c.rows[1].amount, "0.180000", "api: 1.5 instance hours at peak")
   t.is(c.rows[1].instance_hours, 1.5, "... instance hours")
+  t.is(c.rows[1].instance_seconds, 5400, "... instance-seconds")
   t.is(c.total, "0.180000", "the total")
   local by_rev = assert(capacity.cost({ from = T, to = T + 2 * 3600, by = "revision", now = T + 2 * 3600 }))
-  t.is(#by_rev.rows, 2, "by revision: two rows")
+  t.is(#by_rev.rows, 2, "by revision: two rows (another source's service.instance.started is not accounting)")
   t.is(by_rev.rows[1].key .. "=" .. by_rev.rows[1].amount, "api/r1=0.060000", "... api/r1")
   t.is(by_rev.rows[2].key .. "=" .. by_rev.rows[2].amount, "api/r2=0.120000", "... api/r2")
   local by_tenant = assert(capacity.cost({ from = T, to = T + 2 * 3600, by = "tenant", now = T + 2 * 3600 }))

@@ -9,6 +9,8 @@ local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
 
 local M = {}
 
+local SOURCE = "steward.deploy.supervisor"
+
 -- intervals(st, from, to, opts) -> {{service, revision, index, from, to}, ...} | nil, err.
 -- opts.running(service, revision, index) -> whether the supervisor runs it now;
 -- opts.now: the current time (an open interval of a running instance ends there).
@@ -28,8 +30,9 @@ function M.intervals(st, from, to, opts)
     -- Every event, also after `to`: an exit after the period closes an interval inside it.
     for ev in events.replay(st, { type = "service.instance.*" }) do
       local d = ev.data
-      if type(d) == "table" and type(d.service) == "string" and (ev.type == "service.instance.started"
-          or ev.type == "service.instance.exited") then
+      -- The supervisor's own events only: another source's service.instance.* is not accounting.
+      if ev.source == SOURCE and type(d) == "table" and type(d.service) == "string" and
+          (ev.type == "service.instance.started" or ev.type == "service.instance.exited") then
         local k = d.service .. "\0" .. tostring(d.revision) .. "\0" .. tostring(d.index)
         if ev.type == "service.instance.started" then
           close(k, ev.time)

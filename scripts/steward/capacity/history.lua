@@ -161,7 +161,8 @@ function M.import(st, series, points)
 end
 
 -- history(st, series, from, to [, step]) -> {{t, v, min =, max =, n =}, ...} sorted by t | nil, err.
--- v is the mean of the samples in [t, t + step) (step: seconds, at least 60, default 60).
+-- v is the mean of the samples in [t, t + step) (step: seconds, at least 60, default 60); t is a
+-- multiple of step (the first bucket may start before from: it holds only samples from on).
 function M.history(st, series, from, to, step)
   local ok, err = ready(st)
   if not ok then return nil, err end
@@ -185,7 +186,7 @@ function M.history(st, series, from, to, step)
   local buckets, keys = {}, {}
   local function add(t, n, total, lo, hi)
     if t < from or t >= to then return end
-    local k = from + floor((t - from) / step) * step
+    local k = floor(t / step) * step -- whole steps of the clock (minutes, hours), not of from
     local b = buckets[k]
     if not b then
       buckets[k] = { n = n, total = total, lo = lo, hi = hi }

@@ -24,7 +24,9 @@ function M.one(st, name, svc, now, forecast)
   end
   r.current, r.current_at = last[2], last[1]
   r.utilisation = last[2] / svc.limit
-  local h, why = (forecast or forecaster()).horizon(series, svc.limit, { now = now, step = svc.step, season = 86400 })
+  -- A forecast that raises (a bug, odd data) costs this service its horizon, not the report.
+  local ok, h, why = pcall((forecast or forecaster()).horizon, series, svc.limit, { now = now, step = svc.step, season = 86400 })
+  if not ok then h, why = nil, "forecast failed: " .. tostring(h) end
   if h then
     local days = h.days or (h.at - now) / 86400
     r.horizon = { at = h.at, days = days, low = h.low, high = h.high }
@@ -44,8 +46,10 @@ function M.one(st, name, svc, now, forecast)
     r.status, r.alert = "ok", false
     r.reason = format("%s reaches its limit %g in %.1f days, beyond the lead time of %g days", svc.metric, svc.limit,
       r.horizon.days, svc.lead_time / 86400)
+  elseif r.reason:match("^no upward trend") or r.reason:match("^not within") then
+    r.status, r.alert = "ok", false -- the forecast says the limit is not in sight
   else
-    r.status, r.alert = "ok", false
+    r.status, r.alert = "unknown", false -- no forecast: too little history, or it failed
   end
   return r
 end

@@ -407,6 +407,30 @@ local function guard_deploy(service_of, pure)
     end
   end
 end
+-- steward.capacity.defer fires its event later, as events.emit would now: the same rule on its
+-- type (the events.emit capability) and its tenant (a tenant's policy defers its tenant's only).
+local function guard_capacity(box, mod, o)
+  local defer = o.defer or mod.defer
+  o.defer = function(opts, ...)
+    if type(opts) ~= "table" or type(opts.event) ~= "table" then return defer(opts, ...) end
+    local ev = opts.event
+    if type(ev.type) == "string" and not emit_allowed(box, ev.type) then
+      return deny(box, "events.emit", "type " .. ev.type)
+    end
+    if box.tenant then
+      if ev.tenant ~= nil and ev.tenant ~= box.tenant then
+        return nil, format("capacity.defer: event.tenant: a policy of tenant %s defers only its tenant's events", box.tenant)
+      end
+      local c, e = {}, {}
+      for k, v in pairs(opts) do c[k] = v end
+      for k, v in pairs(ev) do e[k] = v end
+      e.tenant, c.event = box.tenant, e
+      opts = c
+    end
+    return defer(opts, ...)
+  end
+end
+
 local function first_arg(service) return service end
 local function args_service(args) return type(args) == "table" and args.service or nil end
 
@@ -431,6 +455,7 @@ M.BY_MODULE = {
   ["steward.deploy.metrics.haproxy"] = guard_deploy(args_service),
   ["steward.deploy.supervisor"] = guard_deploy(first_arg),
   ["steward.deploy.supervisor_alerts"] = guard_all("alerting"),
+  ["steward.capacity"] = guard_capacity, -- h5: a deferred job's event, as events.emit
 }
 
 -- overrides(box, name, mod, o) -> o with the capability checks in front (outermost)
