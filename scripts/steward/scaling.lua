@@ -52,6 +52,10 @@ local function decision_spec(s)
   for i, m in ipairs(s.metrics) do
     metrics[i] = { name = m.name, type = m.type, target = m.target, activation = m.activation }
   end
+  -- predictive scaling is one more metric, "predicted:<metric>" (steward.scaling.predict): HPA
+  -- proposes for the forecast beside the reactive metrics, the largest wins, and its tolerance,
+  -- stabilization and rate policies apply to it as to any other
+  if s.predictive then metrics[#metrics + 1] = require("steward.scaling.predict").metric(s.predictive) end
   return { min_replicas = s.min_replicas, max_replicas = s.max_replicas, tolerance = s.tolerance,
     metrics = metrics, behavior = s.behavior, cooldown = s.cooldown_text, idle_replicas = s.idle_replicas }
 end

@@ -1,8 +1,8 @@
 -- steward.scaling.autoscaler{} and one tick's decision (steward.scaling.autoscaler) on a fake
 -- clock, with the real decision modules (keda around hpa): the spec's errors name the field;
 -- unready and failed instances are not ready capacity; min_replicas brings a service up from 0;
--- the schedule's window, the quota's headroom and the predictive proposal narrow the bounds and
--- are named as the limit; the scale-down stabilization window holds the count (no flapping)
+-- the schedule's window and the quota's headroom narrow the bounds and are named as the limit;
+-- the forecast is one more proposal (predicted:<metric>); the scale-down stabilization window holds the count (no flapping)
 -- until it has passed, then lets it go.
 local t = require "steward.tap"
 local scaling = require "steward.scaling"
@@ -92,12 +92,23 @@ local calm = metrics({ ["api/v1/1"] = 10, ["api/v1/2"] = 10 })
 d = A.decide(s, nil, A.obs(two, "v1", calm, {}, 0), 0, { window = { min = 5, max = 10, window = "business" } })
 t.is(d.desired, 5, "the schedule's window min raises it")
 t.is(d.limited_by, "schedule business", "named as the limit")
-d = A.decide(s, nil, A.obs(two, "v1", calm, {}, 0), 0, { predicted = { replicas = 6, forecast = 580, at = 300 } })
-t.is(d.desired, 6, "a predictive proposal above the metrics' starts instances ahead of the ramp")
-t.is(d.limited_by, "predictive", "the predictive proposal is named")
-t.is(d.proposals[#d.proposals].metric, "predictive", "and listed with the proposals")
-d = A.decide(s, nil, A.obs(two, "v1", calm, {}, 0), 0, { headroom = 0, quota = "services.api.instances",
-  predicted = { replicas = 6 } })
+local sp = scaling.check(spec{ predictive = { metric = "rps", target = 100, lead = "5m" } })
+local function proposal_of(dd, name)
+  for _, x in ipairs(dd.proposals or {}) do if x.metric == name then return x end end
+end
+d = A.decide(sp, nil, A.obs(two, "v1", calm, {}, 0), 0, { predicted = { replicas = 6, forecast = 580, low = 540, high = 620, at = 300 } })
+t.is(d.desired, 6, "a forecast of 580 (target 100) proposes 6 beside the calm metric's 1: instances start ahead of the ramp")
+local pp = proposal_of(d, "predicted:rps")
+t.ok(pp and pp.replicas == 6 and pp.forecast == 580 and pp.low == 540 and pp.at == 300,
+  "the predictive proposal is one of the proposals, with its forecast, interval and time")
+d = A.decide(sp, nil, A.obs(two, "v1", hot, {}, 0), 0, { predicted = { forecast = 150 } })
+t.is(d.desired, 6, "the largest proposal wins: the reactive metric's above a low forecast")
+d = A.decide(sp, nil, A.obs(two, "v1", calm, {}, 0), 0, { predicted_error = "too little history" })
+pp = proposal_of(d, "predicted:rps")
+t.ok(d.desired <= 2 and pp and pp.unavailable == "too little history",
+  "without a forecast the predictive metric is neutral and says why: " .. tostring(pp and pp.unavailable))
+d = A.decide(sp, nil, A.obs(two, "v1", calm, {}, 0), 0, { headroom = 0, quota = "services.api.instances",
+  predicted = { forecast = 580 } })
 t.is(d.desired, 2, "a quota without headroom holds even a predictive scale-up")
 
 -- stabilization on the fake clock: high, then low; no scale-down within 5 s of the high one

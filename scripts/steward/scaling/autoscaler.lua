@@ -1,13 +1,13 @@
 -- steward.scaling.autoscaler: one tick's decision, without I/O. It turns the supervisor's
 -- instances into HPA's observation, narrows the spec's replica bounds by the schedule's window,
--- the quota's headroom and the predictive proposal, asks the decision module (keda, which wraps
+-- the quota's headroom, adds the forecast as the predictive metric's observation, asks the decision module (keda, which wraps
 -- hpa) and says which of those bounds held the answer back, so the decision log can tell
 -- "limited by quota tenants.acme.instances" from "limited by max_replicas". Times are seconds of
 -- the clock the caller passes (specs run it on a fake clock).
 local scaling = require "steward.scaling"
 
 local type, pairs, ipairs, tostring, pcall, format = type, pairs, ipairs, tostring, pcall, string.format
-local huge, min, max = math.huge, math.min, math.max
+local huge, max = math.huge, math.max
 
 local M = {}
 
@@ -45,7 +45,7 @@ end
 -- decide(s, state, obs, now, limits [, decider]) -> decision, state | nil, err.
 -- s: the compiled spec (steward.scaling.check); limits = {window = {min, max, window} (the
 -- schedule's bounds), headroom = instances the quota still allows to start (math.huge without
--- one), quota = its name, predicted = {replicas, ...} (the predictive proposal)}.
+-- one), quota = its name, predicted = predict.proposal's answer (or nil with predicted_error)}.
 function M.decide(s, state, obs, now, limits, decider)
   limits = limits or {}
   if not decider then
@@ -61,9 +61,16 @@ function M.decide(s, state, obs, now, limits, decider)
     if w.max and w.max < d.max_replicas then d.max_replicas, why_max = w.max, "schedule " .. tostring(w.window) end
     if d.min_replicas > d.max_replicas then d.min_replicas = d.max_replicas end
   end
+  -- the forecast is the observation of the "predicted:<metric>" metric (neutral without one)
   local p = limits.predicted
-  if p and type(p.replicas) == "number" and p.replicas > d.min_replicas then
-    d.min_replicas, why_min = min(p.replicas, d.max_replicas), "predictive"
+  local pname
+  if s.predictive then
+    local predict = require "steward.scaling.predict"
+    pname = "predicted:" .. s.predictive.metric
+    local metrics = {}
+    for k, v in pairs(obs.metrics or {}) do metrics[k] = v end
+    metrics[pname] = predict.observation(p, limits.predicted_error)
+    obs = { current = obs.current, instances = obs.instances, metrics = metrics }
   end
   -- The quota bounds growth, never what already runs: at most the current count plus headroom.
   local headroom = limits.headroom or huge
@@ -77,10 +84,15 @@ function M.decide(s, state, obs, now, limits, decider)
   local ok, decision, new_state = pcall(decider.decide, d, state, obs, now)
   if not ok then return nil, "decision: " .. tostring(decision) end
   if type(decision) ~= "table" then return nil, "decision: the decision module answered " .. type(decision) end
-  if p then
-    decision.proposals = decision.proposals or {}
-    decision.proposals[#decision.proposals + 1] = { metric = "predictive", replicas = p.replicas, value = p.forecast,
-      forecast = p.forecast, low = p.low, high = p.high, at = p.at, error = p.error }
+  -- the forecast's details on its proposal: what it predicted for when, its interval and error
+  for _, prop in ipairs(decision.proposals or {}) do
+    if prop.metric == pname then
+      if p then
+        prop.forecast, prop.low, prop.high, prop.at, prop.forecast_error = p.forecast, p.low, p.high, p.at, p.error
+      else
+        prop.unavailable = tostring(limits.predicted_error or "no forecast")
+      end
+    end
   end
   -- Below a minimum of at least 1 the service is brought up whatever the metrics say (HPA holds
   -- a target at 0, and KEDA holds it while a source fails; a minimum is the operator's floor).

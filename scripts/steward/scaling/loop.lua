@@ -180,7 +180,7 @@ end
 M.PREDICT_EVERY = 10
 local function predicted(a, s, capacity, now)
   local c = a.predict
-  if c and c.spec == s.predictive and now - c.at < M.PREDICT_EVERY then return c.proposal end
+  if c and c.spec == s.predictive and now - c.at < M.PREDICT_EVERY then return c.proposal, c.why end
   local predict = scaling.optional "steward.scaling.predict"
   if not predict then return nil end
   local p = s.predictive
@@ -191,7 +191,7 @@ local function predicted(a, s, capacity, now)
     if ok then proposal, why = prop, reason else why = tostring(prop) end
   end
   a.predict = { spec = p, at = now, proposal = proposal, why = why }
-  return proposal
+  return proposal, why
 end
 
 -- One tick of one autoscaler.
@@ -266,7 +266,9 @@ local function tick(p, a)
     local okq, h, qname = pcall(quota.headroom, s.service)
     if okq and type(h) == "number" then limits.headroom, limits.quota = h, qname end
   end
-  if s.predictive and capacity and capacity.history then limits.predicted = predicted(a, s, capacity, now) end
+  if s.predictive and capacity and capacity.history then
+    limits.predicted, limits.predicted_error = predicted(a, s, capacity, now)
+  end
   local decision, new_state = autoscaler.decide(s, a.state, obs, now, limits)
   if not decision then
     a.status = tostring(new_state)
