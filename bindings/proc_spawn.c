@@ -399,7 +399,9 @@ static ssize_t read_small(const char *path, char *buf, size_t cap)
     return (ssize_t)len;
 }
 
-/* proc.info(pid) -> {start_time, state, ppid, cmdline = {...}} | nil (no such process) */
+/* proc.info(pid) -> {start_time, state, ppid, utime, stime, rss, cmdline = {...}} | nil (no such
+ * process). utime and stime are seconds of CPU (the autoscaler's CPU rate is their delta), rss
+ * bytes (statm's resident pages times the page size). */
 static int l_proc_info(lua_State *L)
 {
     pid_t pid = check_pid(L, 1, "proc.info");
@@ -421,7 +423,7 @@ static int l_proc_info(lua_State *L)
     p++;
     char state = '?';
     long long ppid = 0;
-    unsigned long long start = 0;
+    unsigned long long start = 0, utime = 0, stime = 0;
     int field = 2;
     char *save = NULL;
     for (char *tok = strtok_r(p, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
@@ -430,6 +432,10 @@ static int l_proc_info(lua_State *L)
             state = tok[0];
         else if (field == 4)
             ppid = strtoll(tok, NULL, 10);
+        else if (field == 14)
+            utime = strtoull(tok, NULL, 10);
+        else if (field == 15)
+            stime = strtoull(tok, NULL, 10);
         else if (field == 22) {
             start = strtoull(tok, NULL, 10);
             break;
@@ -439,9 +445,30 @@ static int l_proc_info(lua_State *L)
         lua_pushnil(L);
         return 1;
     }
-    lua_createtable(L, 0, 4);
+    /* utime and stime count clock ticks (sysconf's _SC_CLK_TCK, 100 on Linux). */
+    long tck = sysconf(_SC_CLK_TCK);
+    if (tck <= 0)
+        tck = 100;
+    lua_createtable(L, 0, 7);
     lua_pushnumber(L, (lua_Number)start);
     lua_setfield(L, -2, "start_time");
+    lua_pushnumber(L, (lua_Number)utime / (lua_Number)tck);
+    lua_setfield(L, -2, "utime");
+    lua_pushnumber(L, (lua_Number)stime / (lua_Number)tck);
+    lua_setfield(L, -2, "stime");
+    /* statm: size resident shared ... in pages. A process that exits in between has none:
+     * rss is then absent rather than a made-up 0. */
+    snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
+    n = read_small(path, buf, sizeof buf - 1);
+    if (n > 0) {
+        buf[n] = '\0';
+        unsigned long long size = 0, resident = 0;
+        long page = sysconf(_SC_PAGESIZE);
+        if (sscanf(buf, "%llu %llu", &size, &resident) == 2 && page > 0) {
+            lua_pushnumber(L, (lua_Number)resident * (lua_Number)page);
+            lua_setfield(L, -2, "rss");
+        }
+    }
     lua_pushlstring(L, &state, 1);
     lua_setfield(L, -2, "state");
     lua_pushnumber(L, (lua_Number)ppid);

@@ -327,6 +327,8 @@ function M.main(args)
     if yes then task.spawn({ name = "supervisor" }, supervisor.supervise) else supervisor.release() end
   end
   if not ctx.cluster or ctx.cluster:is_leader() then task.spawn({ name = "supervisor" }, supervisor.supervise) end
+  -- Autoscalers tick where the supervisor runs (docs/scaling/autoscaler.md).
+  require("steward.scaling.loop").install(ctx)
   require("steward.capacity").start(ctx) -- capacity history writer and retention, cost model (docs/scaling/capacity.md)
   -- Start-up's garbage (config, module loading, migrations: a quarter of the heap) goes now,
   -- not at a first cycle an idle daemon may not reach for hours; the store's idle trim hands

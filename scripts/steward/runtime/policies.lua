@@ -65,7 +65,7 @@ function M.check(def, file, name)
   if type(def) ~= "table" then return fail(file, "return", "a policy file must return a table") end
   for k in pairs(def) do
     if not ({ name = 1, on = 1, key = 1, handle = 1, decide = 1, config = 1, when = 1, timeout = 1, schedule = 1,
-              capabilities = 1, tenant = 1, decision_log = 1, handle_batch = 1, batch_max = 1 })[k] then
+              capabilities = 1, tenant = 1, decision_log = 1, handle_batch = 1, batch_max = 1, autoscaler = 1 })[k] then
       return fail(file, tostring(k), "unknown field")
     end
   end
@@ -142,6 +142,14 @@ function M.check(def, file, name)
     return fail(file, "handle", "a policy with `on` needs a handle function")
   end
   p.handle, p.decide, p.config_decl = def.handle, def.decide, def.config
+  -- autoscaler: the spec scaling.autoscaler{} checked; the runtime's control loop ticks it
+  -- (steward.scaling.loop). Checked again here: the field is not for hand-written tables.
+  if def.autoscaler ~= nil then
+    if type(def.autoscaler) ~= "table" or type(def.autoscaler.service) ~= "string" or type(def.autoscaler.metrics) ~= "table" then
+      return fail(file, "autoscaler", "set by steward.scaling's autoscaler{...}, not by hand")
+    end
+    p.autoscaler = def.autoscaler
+  end
   -- decision_log = "durable": a decision's answer waits for the commit of its log row.
   if def.decision_log ~= nil then
     if def.decision_log ~= "async" and def.decision_log ~= "durable" then

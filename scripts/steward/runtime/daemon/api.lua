@@ -779,6 +779,7 @@ function M.install(router, ctx)
   -- Incidents, signed links, notification history (docs/incidents.md)
   require("steward.alerting.incidents_api").install(add, ctx)
   require("steward.deploy.approvals_api").install(add, ctx) -- approvals and their signed links (docs/deploy/approvals.md)
+  require("steward.scaling.api").install(add, ctx) -- autoscalers (docs/scaling/autoscaler.md)
   require("steward.capacity.api").install(add, ctx) -- capacity reports, history, cost, deferred jobs (docs/scaling/capacity.md)
   -- Supervised services (docs/deploy/services.md): each one's instances, states and restarts.
   add("GET", "/v1/services", "read", function()

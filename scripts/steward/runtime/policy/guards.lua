@@ -478,4 +478,47 @@ local function guard_deploy_parts(box, mod, o)
 end
 M.BY_MODULE["steward.deploy"] = guard_deploy_parts
 
+-- issue 16, h3: an autoscaler's metric sources read a service's HAProxy stats, its instances'
+-- /proc or a Prometheus URL when sampled: the policy that built one needs `deploy` for the
+-- service sampled (and `http` for a Prometheus URL), whoever calls sample — the loop, which
+-- checks too, or the policy itself. steward.scaling re-exports them (scaling.source.<kind>).
+local function guard_scaling_sources(box, mod, o)
+  for kind in pairs(mod.KINDS or {}) do
+    local build = mod[kind]
+    o[kind] = function(opts)
+      local ok, src = pcall(build, opts)
+      if not ok then error((tostring(src):gsub("^[^:]*:%d+: ", "")), 2) end
+      local sample, url = src.sample, src.needs and src.needs.http
+      local copy = {}
+      for k, v in pairs(src) do copy[k] = v end
+      copy.sample = function(ctx, memo)
+        local service = type(ctx) == "table" and ctx.service or nil
+        local scope = scope_of(box, "deploy")
+        if not scope or type(service) ~= "string" or not caps.service_in(scope, service) then
+          local _, msg = deny(box, "deploy", "service " .. tostring(service))
+          return { error = msg }
+        end
+        if url then
+          local h = scope_of(box, "http")
+          if not h or not caps.url_in(h, url) then
+            local _, msg = deny(box, "http", "Prometheus at " .. url)
+            return { error = msg }
+          end
+        end
+        return sample(ctx, memo)
+      end
+      return copy
+    end
+  end
+end
+M.BY_MODULE["steward.scaling.sources"] = guard_scaling_sources
+M.BY_MODULE["steward.scaling"] = function(box, _, o)
+  o.source = setmetatable({}, { __index = function(_, k)
+    local sources = box.require and box.require("steward.scaling.sources")
+    local f = sources and sources[k]
+    if type(f) ~= "function" then error(format("scaling.source.%s: unknown source (haproxy, prometheus, events, proc)", tostring(k)), 2) end
+    return f
+  end })
+end
+
 return M

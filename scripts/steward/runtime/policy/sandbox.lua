@@ -66,12 +66,14 @@ M.PUBLIC = {
   ["steward.capacity"] = { hide = { configure = true, start = true, flush = true } },
   -- issue 16, h1: Kubernetes HPA v2 (pure)
   ["steward.scaling.hpa"] = {},
-  -- issue 16, h2: KEDA's activation, scheduled and predictive scaling, forecasting (pure)
-  ["steward.scaling.keda"] = {}, ["steward.scaling.schedule"] = {}, ["steward.scaling.predict"] = {},
-  ["steward.capacity.forecast"] = {},
+  -- issue 16, h3: the autoscaler policy and its metric sources (the loop and views are runtime-side)
+  ["steward.scaling"] = { hide = { optional = true } }, ["steward.scaling.sources"] = {},
   -- issue 16, h4: quotas; policies read them (a reservation is the supervisor's, with its instance)
   ["steward.scaling.quota"] = { hide = { configure = true, reserve = true, release = true, release_ids = true,
                                          reconcile = true, refresh = true } },
+  -- issue 16, h2: KEDA's activation, scheduled and predictive scaling, forecasting (pure)
+  ["steward.scaling.keda"] = {}, ["steward.scaling.schedule"] = {}, ["steward.scaling.predict"] = {},
+  ["steward.capacity.forecast"] = {},
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.

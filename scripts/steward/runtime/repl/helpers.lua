@@ -180,6 +180,7 @@ function M.new(ctx, session)
     { "approvals{state=, subject=, limit=}", "deploy approvals, newest first (default: pending ones)" },
     { "approve(id [, comment]) / deny(id [, comment])", "decide a pending approval (audited as you)" },
     { "services([name])", "supervised service instances: revision, state, ready, pid, port, restarts" },
+    { "scaling([service])", "autoscalers: revision, current and desired replicas, last decision (its id for explain)" },
     { "capacity([service])", "capacity reports: current load, limit, days to saturation (interval), lead time, model, error" },
     { "cost{from=, to=, by=}", "what the supervised instances cost by service, tenant or revision (costs key)" },
     { "defer{name=, duration=, deadline=, event=}", "run a job's event at its cheapest slot before the deadline (durable, audited)" },
@@ -630,6 +631,23 @@ function M.new(ctx, session)
       end
     end
     return M.rows(rows, { "service", "revision", "index", "state", "ready", "pid", "port", "restarts", "started", "reason" })
+  end
+
+  -- Autoscalers (steward.scaling, docs/scaling/autoscaler.md): one row each; with a service,
+  -- its whole view (spec, last decision, state).
+  function h.scaling(service)
+    if service ~= nil and type(service) ~= "string" then error("scaling: service: string expected", 2) end
+    local list = require("steward.scaling.view").all(ctx.policies, st(), service)
+    if service then return list[1] or nil, list[1] == nil and ("no autoscaler for service " .. service) or nil end
+    local rows = {}
+    for _, a in ipairs(list) do
+      local last = a.last_decision or {}
+      rows[#rows + 1] = { service = a.service, revision = a.revision, current = a.current, desired = a.desired,
+        status = a.status, last = last.held or (last.current and format("%s -> %s %s", tostring(last.current),
+          tostring(last.desired), last.limited_by and ("(" .. last.limited_by .. ")") or "")),
+        reason = last.reason, decision_id = last.decision_id }
+    end
+    return M.rows(rows, { "service", "revision", "current", "desired", "status", "last", "reason", "decision_id" })
   end
 
   -- ---- capacity and cost (steward.capacity, docs/scaling/capacity.md, docs/scaling/cost.md; h5) ----
