@@ -27,12 +27,13 @@ M.KNOWN = {
   notify = "channel kinds (email, slack, sms, teams, pagerduty, webhook, log)",
   alerting = "true: the alerting state (alerts, silences, incidents, notifications) through steward.alerting",
   deploy = "service names or patterns (\"api\", \"web-*\") of the config's services, acted on through steward.deploy.*",
+  success = "true: tickets, health scores and onboarding milestones through steward.success (docs/customer-success.md)",
 }
 
 -- What every policy may do without a grant (listed for `steward check` and GET /v1/policies).
 M.DEFAULTS = { "computation", "log", "metrics", "kv", "time", "events.emit of its own namespace" }
 
-M.HOST = { proc = true, ["fs.read"] = true, ["fs.write"] = true, pg = true, deploy = true }
+M.HOST = { proc = true, ["fs.read"] = true, ["fs.write"] = true, pg = true, deploy = true, success = true }
 
 local function sorted_keys(t)
   local out = {}

@@ -431,6 +431,9 @@ M.BY_MODULE = {
   ["steward.deploy.metrics.haproxy"] = guard_deploy(args_service),
   ["steward.deploy.supervisor"] = guard_deploy(first_arg),
   ["steward.deploy.supervisor_alerts"] = guard_all("alerting"),
+  -- customer success (h11): every ticket, score and milestone is every tenant's
+  ["steward.success.tickets"] = guard_all("success"), ["steward.success.health"] = guard_all("success"),
+  ["steward.success.onboarding"] = guard_all("success"),
 }
 
 -- overrides(box, name, mod, o) -> o with the capability checks in front (outermost)

@@ -68,6 +68,9 @@ M.PUBLIC = {
   -- issue 16, h4: quotas; policies read them (a reservation is the supervisor's, with its instance)
   ["steward.scaling.quota"] = { hide = { configure = true, reserve = true, release = true, release_ids = true,
                                          reconcile = true, refresh = true } },
+  -- issue 17, h11: customer success (guarded by the `success` capability)
+  ["steward.success.tickets"] = { hide = { ready = true, csat_verify = true } },
+  ["steward.success.health"] = {}, ["steward.success.onboarding"] = {},
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
