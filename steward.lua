@@ -18,6 +18,7 @@ return {
     ["deploy.promote"] = { ["events.emit"] = { "deploy.requested", "deploy.promote.*" } },
     ["deploy.alerts"] = { alerting = true },
     ["scaling.quota_alerts"] = { alerting = true }, -- a refused scale-up is an alert (docs/scaling/quotas.md)
+    ["success.*"] = { success = true, alerting = true, notify = { "email", "log" } }, -- docs/customer-success.md
   },
   limits = {
     max_body_bytes = 8 * 1024 * 1024,
