@@ -14,6 +14,18 @@ local M = {}
 
 local ready = domain.migrator("success")
 
+-- Milestones reached, per store (weak) and tenant: a milestone is never lost once reached, so
+-- the policy that sees every event asks the store only about the ones this process has not
+-- seen reached yet — an event costs no write once its tenant's milestones are known.
+local known = setmetatable({}, { __mode = "k" })
+local function known_of(st, tenant)
+  local by = known[st]
+  if not by then by = {}; known[st] = by end
+  local k = by[tenant]
+  if not k then k = {}; by[tenant] = k end
+  return k
+end
+
 local function name_arg(v, what)
   if type(v) ~= "string" or not v:match("^[%w._-]+$") or #v > 100 then
     error(what .. ": a name of letters, digits, '.', '_' or '-' expected", 3)
@@ -28,8 +40,8 @@ function M.reached(st, tenant)
   local rows
   rows, err = st.db:query("SELECT milestone, reached FROM success_milestones WHERE tenant = $1", tenant)
   if not rows then return nil, err end
-  local out = {}
-  for _, r in ipairs(rows) do out[r.milestone] = r.reached end
+  local out, k = {}, known_of(st, tenant)
+  for _, r in ipairs(rows) do out[r.milestone] = r.reached; k[r.milestone] = true end
   return out
 end
 
@@ -38,6 +50,8 @@ function M.reach(st, tenant, milestone, opts)
   name_arg(tenant, "onboarding.reach: tenant")
   name_arg(milestone, "onboarding.reach: milestone")
   opts = opts or {}
+  local k = known_of(st, tenant)
+  if k[milestone] then return false end
   local ok, err = ready(st)
   if not ok then return nil, err end
   local now = util.now(opts.now)
@@ -48,6 +62,7 @@ function M.reach(st, tenant, milestone, opts)
     util.nullable(opts.event) } }, ev, now)
   if not res then return nil, fresh end
   events.published(st, fresh)
+  k[milestone] = true
   return #(res[1].rows or {}) > 0
 end
 
