@@ -51,6 +51,9 @@ ok $? "a tenant's token cannot file for another tenant (403)"
 c=$(code -H "$H$ACME" -d '{"subject":"x","requester":"not-an-address"}' "$B/v1/tickets")
 [ "$c" = 400 ] && jx 'd["error"]["message"]' < "$D/out" | grep -q '^requester: an email address expected'
 ok $? "a bad field is a 400 naming it"
+c=$(code -H "$H$ACME" -d '{"subject":"x","requester":"ann@acme.example","colour":"red"}' "$B/v1/tickets")
+[ "$c" = 400 ] && [ "$(jx 'd["error"]["details"]["errors"][0]["field"]' < "$D/out")" = colour ]
+ok $? "an unknown field is a 400 naming it"
 c=$(code -H "$H$BETA" "$B/v1/tickets/$ID")
 [ "$c" = 404 ] && ! grep -q "cannot log in" "$D/out"
 ok $? "another tenant's token gets 404 and no data for the ticket"

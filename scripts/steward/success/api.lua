@@ -29,14 +29,20 @@ local function view(t)
   return o
 end
 
+-- The fields whose refusals are the client's (400 naming the field); any other message is
+-- the store's (503), so a driver's "SQLITE_BUSY: ..." is never taken for a bad field.
+local CLIENT_FIELDS = { tenant = true, subject = true, body = true, requester = true, severity = true, plan = true,
+  source = true, message_id = true, score = true, comment = true, ticket = true }
+
 -- A store failure or a refusal, as the API answers it.
 local function failed(err)
   local e = tostring(err)
   if e:match("^not found") then return api.fail(404, "not_found", e) end
-  if e:match("^invalid") then return api.fail(409, "conflict", e) end
-  if e:match("^conflict") or e:match("^already answered") then return api.fail(409, "conflict", e) end
-  local field, reason = e:match("^([%w_.-]+): (.*)$")
-  if field and not e:match("^store") then return api.invalid(field, reason) end
+  if e:match("^invalid") or e:match("^conflict") or e:match("^already answered") then return api.fail(409, "conflict", e) end
+  local field, reason = e:match("^([%w_]+): (.*)$")
+  if field and CLIENT_FIELDS[field] then return api.invalid(field, reason) end
+  local unknown, what = e:match("^(.-): (unknown field.*)$")
+  if unknown then return api.invalid(unknown, what) end
   return api.unavailable(e)
 end
 
