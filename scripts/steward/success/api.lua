@@ -13,7 +13,8 @@ local usage = require "steward.success.usage"
 local util = require "steward.runtime.store.util"
 local links_http = require "steward.runtime.daemon.signed_links"
 
-local type, pairs, ipairs, tostring, tonumber, format = type, pairs, ipairs, tostring, tonumber, string.format
+local type, pairs, ipairs, tostring, tonumber, pcall, require = type, pairs, ipairs, tostring, tonumber, pcall, require
+local format = string.format
 
 local M = {}
 
@@ -233,7 +234,14 @@ local function get_onboarding(ctx, req, principal)
   if not tenant or not tenant:match("^[%w._-]+$") then return api.fail(404, "not_found", "no tenant " .. req.params.tenant) end
   local p = ctx.policies and ctx.policies["success.onboarding"]
   if not p then return api.fail(503, "unavailable", "the policy success.onboarding is not loaded: it declares the milestones") end
-  local pr, err = onboarding.progress(ctx.store, tenant, p.config.milestones)
+  -- the tenant's start: its record's creation (steward.tenants, when present), else its first milestone
+  local started
+  local okt, tenants = pcall(require, "steward.tenants")
+  if okt and type(tenants) == "table" and type(tenants.get) == "function" then
+    local okg, rec = pcall(tenants.get, tenant)
+    if okg and type(rec) == "table" and type(rec.created) == "number" then started = rec.created end
+  end
+  local pr, err = onboarding.progress(ctx.store, tenant, p.config.milestones, { started = started })
   if not pr then return failed(err) end
   pr.started = pr.started and util.format_rfc3339(pr.started) or json.null
   for _, m in ipairs(pr.milestones) do m.reached = m.reached and util.format_rfc3339(m.reached) or json.null end

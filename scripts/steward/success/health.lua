@@ -199,9 +199,9 @@ function M.tenants(st, opts)
     if type(id) == "string" and id ~= "" and not set[id] then set[id] = true; list[#list + 1] = id end
   end
   local okt, ten = pcall(require, "steward.tenants")
-  if okt and type(ten) == "table" and ten.list then
-    local recs = ten.list({})
-    for _, r in ipairs(type(recs) == "table" and recs or {}) do
+  if okt and type(ten) == "table" and type(ten.list) == "function" then
+    local okl, recs = pcall(ten.list, {})
+    for _, r in ipairs(okl and type(recs) == "table" and recs or {}) do
       if r.state ~= "removed" and r.state ~= "failed" then add(r.id) end
     end
   end

@@ -11,7 +11,8 @@ local events = require "steward.runtime.events"
 local links = require "steward.alerting.links"
 require "steward.success.schema"
 
-local type, pairs, ipairs, tostring, tonumber, error, unpack = type, pairs, ipairs, tostring, tonumber, error, unpack
+local type, pairs, ipairs, tostring, tonumber, error, unpack, pcall, require =
+  type, pairs, ipairs, tostring, tonumber, error, unpack, pcall, require
 local format, floor = string.format, math.floor
 
 local M = {}
@@ -136,8 +137,9 @@ function M.open(st, fields, now)
   if f.plan == nil then
     -- the tenant record (steward.tenants, when present) knows its plan
     local okt, tenants = pcall(require, "steward.tenants")
-    local rec = okt and type(tenants) == "table" and tenants.get and tenants.get(f.tenant)
-    if type(rec) == "table" and type(rec.plan) == "string" then f.plan = rec.plan end
+    local okg, rec = false, nil
+    if okt and type(tenants) == "table" and type(tenants.get) == "function" then okg, rec = pcall(tenants.get, f.tenant) end
+    if okg and type(rec) == "table" and type(rec.plan) == "string" then f.plan = rec.plan end
   end
   if f.message_id then
     local seen = domain.one(st, row, "SELECT " .. COLS .. " FROM success_tickets WHERE message_id = $1", f.message_id)

@@ -54,7 +54,9 @@ local m_users = metrics.gauge("steward_success_active_users",
 local m_requests = metrics.counter("steward_success_requests_total",
   "authenticated requests per tenant (capped labels, the rest as \"other\")", { "tenant" })
 
-local seen = { day = -1, set = {}, users = {} }
+-- What this process stored today: seen.by[tenant][token id] = {route = true}; nested tables,
+-- so a request seen before allocates nothing.
+local seen = { day = -1, by = {}, labels = {} }
 
 local function write(st, day, tenant, kind, name, now)
   local ok, err = ready(st)
@@ -72,22 +74,26 @@ function M.observe(st, principal, route, now)
   now = now or time.now()
   local day = floor(now / DAY)
   if day ~= seen.day then
-    seen.day, seen.set, seen.users = day, {}, {}
-    for _, s in pairs(m_users.series) do s.value = 0 end
+    seen.day, seen.by = day, {}
+    for label in pairs(seen.labels) do m_users:set(0, label) end
   end
   local label = M.label(tenant)
   m_requests:inc(1, label)
-  local key = tenant .. "\0" .. tostring(principal.id) .. "\0" .. route
-  if seen.set[key] then return end
-  seen.set[key] = true
-  local ukey = tenant .. "\0" .. tostring(principal.id)
-  local new_user = not seen.users[ukey]
+  local by_token = seen.by[tenant]
+  if not by_token then by_token = {}; seen.by[tenant] = by_token end
+  local id = principal.id or "?"
+  local routes = by_token[id]
+  if routes and routes[route] then return end
+  local new_user = routes == nil
   if new_user then
-    seen.users[ukey] = true
+    routes = {}
+    by_token[id] = routes
+    seen.labels[label] = true
     m_users:inc(1, label)
   end
+  routes[route] = true
   task.spawn({ name = "success.usage" }, function()
-    if new_user then write(st, day, tenant, "user", tostring(principal.id), now) end
+    if new_user then write(st, day, tenant, "user", tostring(id), now) end
     write(st, day, tenant, "route", route, now)
   end)
 end
