@@ -182,6 +182,27 @@ function M.limits(id)
   return tconfig.limits(c.plan, c.limits)
 end
 
+-- overlay(tenant_config) -> steward.lua's tenant_config with each live tenant's own config
+-- merged over it (the record's config wins for the policies it names): what a policy reload
+-- checks against the policies' schemas and merges (steward.runtime.policy_reload).
+function M.overlay(static)
+  local out = {}
+  for t, by_policy in pairs(static or {}) do
+    out[t] = {}
+    for p, v in pairs(by_policy) do out[t][p] = v end
+  end
+  local ok, configs = pcall(record.configs, chosen or runtime_store.default())
+  if not ok then
+    log.warn("tenants: configs not merged into tenant_config", { err = tostring(configs) })
+    return out
+  end
+  for t, by_policy in pairs(configs) do
+    out[t] = out[t] or {}
+    for p, v in pairs(by_policy) do out[t][p] = v end
+  end
+  return out
+end
+
 -- saga(id) -> the provisioning saga with each step's status, runs, result or error
 function M.saga(id)
   id_arg("saga", id)

@@ -10,6 +10,7 @@ local domain = require "steward.runtime.store.domain"
 local events = require "steward.runtime.events"
 local tconfig = require "steward.tenants.config"
 require "steward.runtime.store.tenants"
+require "steward.runtime.auth" -- its api_tokens table: the saga's first step writes there
 
 local type, pairs, ipairs, tostring, next, format = type, pairs, ipairs, tostring, next, string.format
 
@@ -176,7 +177,7 @@ local cache = { map = nil, at = -math.huge, refreshing = false }
 local function note(r)
   local map = cache.map or {}
   cache.map = map
-  if r then map[r.id] = { state = r.state, plan = r.plan, limits = r.limits } end
+  if r then map[r.id] = { state = r.state, plan = r.plan, limits = r.limits, config = r.config } end
 end
 M.note = note
 
@@ -185,11 +186,11 @@ function M.refresh(st)
   local ok, err = ready(st)
   if not ok then return nil, err end
   local rows
-  rows, err = st.db:query("SELECT id, state, plan, limits FROM tenants")
+  rows, err = st.db:query("SELECT id, state, plan, limits, config FROM tenants")
   if not rows then return nil, err end
   local map = {}
   for _, r in ipairs(rows) do
-    map[r.id] = { state = r.state, plan = r.plan, limits = json.decode(r.limits) or {} }
+    map[r.id] = { state = r.state, plan = r.plan, limits = json.decode(r.limits) or {}, config = json.decode(r.config) or {} }
   end
   cache.map, cache.at = map, time.monotonic()
   return true
@@ -213,6 +214,18 @@ function M.cached(st, id)
     end)
   end
   return cache.map[id]
+end
+
+-- configs(st) -> {[tenant] = config} of the tenants whose settings are in force (provisioning
+-- to offboarding), from the cache.
+local LIVE = { provisioning = true, active = true, suspended = true, offboarding = true }
+function M.configs(st)
+  if not cache.map and st then M.refresh(st) end
+  local out = {}
+  for id, c in pairs(cache.map or {}) do
+    if LIVE[c.state] and c.config and next(c.config) ~= nil then out[id] = c.config end
+  end
+  return out
 end
 
 function M.forget() cache.map, cache.at = nil, -math.huge end

@@ -83,7 +83,7 @@ function M.get(st, id)
   if not rows then return nil, err end
   for i, r in ipairs(rows) do
     rows[i] = domain.row(r, {})
-    rows[i].result = r.result ~= json.null and json.decode(r.result) or nil
+    rows[i].result = type(r.result) == "string" and json.decode(r.result) or nil
   end
   s.steps = rows
   return s
