@@ -29,8 +29,10 @@ mkdir -p "$D/policies/success"
 for f in "$here"/policies/success/*.lua; do
     case "$f" in *_spec.lua) ;; *) cp "$f" "$D/policies/success/" ;; esac
 done
-daemon_config "policy_config = { [\"success.tickets\"] = {
-    rules = { { match = { severity = \"urgent\" }, queue = \"urgent\", sla = \"1s\" } },
+daemon_config "tenants = { plans = { basic = {}, enterprise = {} } },
+  policy_config = { [\"success.tickets\"] = {
+    rules = { { match = { severity = \"urgent\" }, queue = \"urgent\", sla = \"1s\" },
+              { match = { plan = \"enterprise\" }, queue = \"enterprise\" } },
     csat = { channel = \"email\", url = \"smtp://127.0.0.1:$SP\", from = \"support@example.org\" } } },"
 daemon_start || { echo "1..0 # SKIP the daemon did not start"; exit 1; }
 B="http://127.0.0.1:$PORT"
@@ -62,6 +64,18 @@ ok $? "another tenant's list is empty"
 routed() { [ "$(curl -s -H "$H$ACME" "$B/v1/tickets/$ID" | jx 'd["ticket"].get("queue")')" = urgent ]; }
 wait_for 10 routed
 ok $? "the routing policy put the urgent ticket in the urgent queue"
+
+# ---- the plan from the tenant's record (steward.tenants) ----
+if [ -f "$here/scripts/steward/tenants.lua" ]; then
+    c=$(code -H "$H$TOKEN" -d '{"id":"ent","name":"Ent","plan":"enterprise","contact":{"email":"ops@ent.example"}}' "$B/v1/tenants")
+    c2=$(code -H "$H$TOKEN" -d '{"tenant":"ent","subject":"slow","requester":"eve@ent.example"}' "$B/v1/tickets")
+    EID=$(jx 'd["ticket"]["id"]' < "$D/out")
+    [ "$c" = 201 ] && [ "$c2" = 201 ] && [ "$(jx 'd["ticket"]["plan"]' < "$D/out")" = enterprise ]
+    ok $? "a ticket of a tenant with a record takes its plan (enterprise)"
+    ent_routed() { [ "$(api "$B/v1/tickets/$EID" | jx 'd["ticket"].get("queue")')" = enterprise ]; }
+    wait_for 10 ent_routed
+    ok $? "and the plan rule routes it to the enterprise queue"
+fi
 
 # ---- SLA breach -> alert ----
 breached() { api "$B/api/v2/alerts" | jx '[a for a in d if a["labels"]["alertname"] == "TicketSLABreached" and a["labels"]["ticket"] == arg[0]]' "$ID" >/dev/null; }
