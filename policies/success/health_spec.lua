@@ -46,7 +46,7 @@ describe("success.health", function()
     assert.truthy(s.usage.slope > 0.1, "growing usage has a positive slope")
     assert.equal(s.tickets.open, 1)
     assert.equal(s.payment, "failed")
-    assert.same(s.adoption, { reached = 1, total = 4, share = 0.25 })
+    assert.same(s.adoption, { reached = 1, total = 4, share = 0.25, routes = 0 })
     assert.equal(s.incidents.count, 0)
   end)
 

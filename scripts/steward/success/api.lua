@@ -13,7 +13,7 @@ local usage = require "steward.success.usage"
 local util = require "steward.runtime.store.util"
 local links_http = require "steward.runtime.daemon.signed_links"
 
-local type, pairs, ipairs, tostring, tonumber, pcall, require = type, pairs, ipairs, tostring, tonumber, pcall, require
+local type, pairs, ipairs, tostring, tonumber, pcall, require, error = type, pairs, ipairs, tostring, tonumber, pcall, require, error
 local format = string.format
 
 local M = {}

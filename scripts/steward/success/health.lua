@@ -10,6 +10,7 @@ local domain = require "steward.runtime.store.domain"
 local events = require "steward.runtime.events"
 local tickets = require "steward.success.tickets"
 local onboarding = require "steward.success.onboarding"
+local usage = require "steward.success.usage"
 require "steward.success.schema"
 
 local type, pairs, ipairs, tostring, tonumber, error, pcall, require, unpack =
@@ -42,7 +43,7 @@ end
 
 -- signals(st, tenant, {now=, days = 14}) -> {usage = {days = {...}, total, slope}, incidents =
 -- {count, open, mttr}, tickets = {open}, payment = "ok"|"failed"|"unknown", adoption =
--- {reached, total, share}} | nil, err
+-- {reached, total, share (onboarding milestones), routes (distinct API routes its tokens used)}} | nil, err
 function M.signals(st, tenant, opts)
   if type(tenant) ~= "string" or tenant == "" then error("health.signals: tenant: string expected", 2) end
   opts = opts or {}
@@ -88,13 +89,17 @@ function M.signals(st, tenant, opts)
   if not reached then return nil, err end
   local nreached = 0
   for _ in pairs(reached) do nreached = nreached + 1 end
+  local routes
+  routes, err = usage.features(st, tenant, now - days * DAY)
+  if not routes then return nil, err end
   local declared = opts.milestones or nreached
   return {
     usage = { days = per_day, total = total, slope = M.slope(per_day) },
     incidents = { count = inc, open = open_inc, mttr = repaired > 0 and repair / repaired or json.null },
     tickets = { open = open_tickets },
     payment = payment,
-    adoption = { reached = nreached, total = declared, share = declared > 0 and min(1, nreached / declared) or 0 },
+    adoption = { reached = nreached, total = declared, share = declared > 0 and min(1, nreached / declared) or 0,
+                 routes = routes },
   }
 end
 

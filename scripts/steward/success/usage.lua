@@ -98,6 +98,17 @@ function M.observe(st, principal, route, now)
   end)
 end
 
+-- features(st, tenant, since) -> how many distinct API routes the tenant's tokens used since then | nil, err
+function M.features(st, tenant, since)
+  local ok, err = ready(st)
+  if not ok then return nil, err end
+  local rows
+  rows, err = st.db:query("SELECT COUNT(DISTINCT name) AS n FROM success_usage WHERE tenant = $1 AND kind = 'route' AND day >= $2",
+    tenant, floor(since / DAY))
+  if not rows then return nil, err end
+  return tonumber(rows[1] and rows[1].n) or 0
+end
+
 -- install(ctx): the daemon API calls ctx.on_request(principal, route) for each authenticated request.
 function M.install(ctx)
   if not ctx.store then return end
