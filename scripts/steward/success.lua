@@ -8,4 +8,5 @@ return {
   health = require "steward.success.health",
   onboarding = require "steward.success.onboarding",
   inbound = require "steward.success.inbound",
+  usage = require "steward.success.usage",
 }
