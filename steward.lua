@@ -20,6 +20,7 @@ return {
     ["scaling.quota_alerts"] = { alerting = true }, -- a refused scale-up is an alert (docs/scaling/quotas.md)
     ["scaling.capacity"] = { alerting = true }, -- capacity forecasts as alerts (docs/scaling/capacity.md)
     ["scaling.archive"] = { archive = true }, -- old events and decisions into var/archive (docs/archive.md)
+    ["success.*"] = { success = true, alerting = true, notify = { "email", "log" } }, -- docs/customer-success.md
   },
   limits = {
     max_body_bytes = 8 * 1024 * 1024,

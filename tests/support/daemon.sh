@@ -60,6 +60,7 @@ return {
   grants = { ["*"] = { ["fs.read"] = { "$D" }, ["fs.write"] = { "$D" }, http = { "127.0.0.1", "localhost" } },
              ["alerting.*"] = { alerting = true }, ["deploy.alerts"] = { alerting = true },
              ["scaling.quota_alerts"] = { alerting = true },
+             ["success.*"] = { success = true, alerting = true, notify = { "email", "log" } },
              ["deploy.freeze"] = { ["events.emit"] = { "deploy.admitted", "deploy.refused" } },
              ["deploy.promote"] = { ["events.emit"] = { "deploy.requested", "deploy.promote.*" } },
              ["scaling.capacity"] = { alerting = true },

@@ -246,6 +246,8 @@ local SCHEMA = {
                      if not ok then return nil, (tostring(err):gsub("^costs%.", "")) end
                      return v
                    end, "cost model: {currency, timezone, prices = {{name, cron, duration, instance_hour}}, services} (docs/scaling/cost.md)" },
+  tenants      = { "table", {}, function(v) return require("steward.tenants.config").check(v) end,
+                   "tenants: {plans = {<plan> = {rate, quotas, budgets}}, default_plan, postgres, welcome} (docs/tenants.md)" },
   limits       = { "table", nil, LIMITS, "limits (see docs/configuration.md)" },
 }
 M.SCHEMA, M.LIMITS = SCHEMA, LIMITS
@@ -458,7 +460,7 @@ end
 -- Keys a running daemon applies on a reload (SIGHUP, steward reload, POST /v1/policies/reload);
 -- a change to any other key is logged as "restart required: KEY" and waits for a restart.
 M.RELOADABLE = { policy_config = true, tenant_config = true, log_level = true, grants = true, pg_connections = true,
-  services = true, quotas = true }
+  services = true, quotas = true, tenants = true }
 
 local function same(a, b)
   if type(a) ~= "table" or type(b) ~= "table" then return a == b end

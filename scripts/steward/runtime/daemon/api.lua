@@ -164,7 +164,7 @@ end
 -- by principal.tenant); every other route is global and refuses tenant tokens, so a route
 -- added later is closed to tenants until it says how it confines them. A route that changes
 -- something names its audit action: every authenticated attempt is recorded.
-local function guarded(ctx, route, permission, fn, scope, action)
+local function guarded(ctx, route, permission, fn, scope, action, raw_body)
   local health = ctx.store_health
   return function(req)
     local status, headers, body
@@ -185,7 +185,8 @@ local function guarded(ctx, route, permission, fn, scope, action)
             route, principal.tenant))
       end
     end
-    if not status and req.body ~= "" and not json_content_type(req.headers["content-type"]) then
+    -- raw_body: the route reads a body of its own type (a mail) and checks it itself
+    if not status and not raw_body and req.body ~= "" and not json_content_type(req.headers["content-type"]) then
       status, headers, body = fail(415, "unsupported_media_type",
         "the body must be JSON (Content-Type application/json, or none)",
         { content_type = req.headers["content-type"] })
@@ -207,6 +208,7 @@ local function guarded(ctx, route, permission, fn, scope, action)
       end
     end
     m_requests:inc(1, route, status)
+    if principal and status < 400 and ctx.on_request then ctx.on_request(principal, route) end -- usage (steward.success.usage)
     if action and principal then audit_trail.http(ctx, action, req, principal, status, body) end
     return status, headers, body
   end
@@ -755,7 +757,7 @@ function M.install(router, ctx)
                                     action = opts.action or json.null }
     router:add(method, pattern, guarded(ctx, pattern, permission, function(req, principal)
       return fn(ctx, req, principal)
-    end, opts.scope, opts.action))
+    end, opts.scope, opts.action, opts.raw_body))
   end
   local T = "tenant"
   add("POST", "/v1/events", "ingest", post_events, { scope = T })
@@ -795,6 +797,8 @@ function M.install(router, ctx)
     return reply(200, { services = json.array(list), supervising = supervising })
   end)
   require("steward.scaling.quota_api").install(add, ctx) -- scale by hand, quotas (docs/scaling/quotas.md)
+  require("steward.success.api").install(add, ctx) -- tickets, CSAT, health, onboarding, usage (docs/customer-success.md)
+  require("steward.tenants.api").install(add, ctx) -- tenants and their provisioning (docs/tenants.md)
   -- The route table itself: each route's permission and tenant scope (docs/http-api.md).
   add("GET", "/v1/routes", "read", function(c)
     return reply(200, { routes = json.array(c.routes) })

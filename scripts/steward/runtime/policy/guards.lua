@@ -457,6 +457,9 @@ M.BY_MODULE = {
   ["steward.deploy.supervisor_alerts"] = guard_all("alerting"),
   ["steward.capacity"] = guard_capacity, -- h5: a deferred job's event, as events.emit
   ["steward.archive"] = guard_all("archive"), -- issue 16, h6
+  -- customer success (h11): every ticket, score and milestone is every tenant's
+  ["steward.success.tickets"] = guard_all("success"), ["steward.success.health"] = guard_all("success"),
+  ["steward.success.onboarding"] = guard_all("success"),
 }
 
 -- overrides(box, name, mod, o) -> o with the capability checks in front (outermost)

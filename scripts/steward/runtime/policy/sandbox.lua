@@ -74,6 +74,9 @@ M.PUBLIC = {
   -- issue 16, h2: KEDA's activation, scheduled and predictive scaling, forecasting (pure)
   ["steward.scaling.keda"] = {}, ["steward.scaling.schedule"] = {}, ["steward.scaling.predict"] = {},
   ["steward.capacity.forecast"] = {},
+  -- issue 17, h11: customer success (guarded by the `success` capability)
+  ["steward.success.tickets"] = { hide = { ready = true, csat_verify = true } },
+  ["steward.success.health"] = {}, ["steward.success.onboarding"] = {},
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.

@@ -148,6 +148,7 @@ function M.new(ctx, session)
   local function admin(what) session:require_admin(what) end
   local function out(s) session:out(s) end
 
+  local th = require("steward.tenants.repl").HELP -- docs/tenants.md
   local help_text = {
     { "status()", "uptime, versions, loop lag, memory, queue depths, store health" },
     { "policies()", "each policy: version, loaded at, last error, runs, errors, p99" },
@@ -170,6 +171,8 @@ function M.new(ctx, session)
     { "rollouts.show(id)", "a rollout: plan, current step, analysis, history" },
     { "promote(id [, {full = true}])", "resume a paused rollout (full: skip every remaining step)" },
     { "abort(id [, {force = true}])", "abort a rollout: traffic back to stable (force: past a blocked rollback)" },
+    { "health([tenant])", "customer health: each tenant's latest score, or one tenant's history" },
+    { "tickets{tenant=, state=, queue=}", "support tickets, newest first" },
     { "rollouts.retry(id)", "start an aborted rollout again from its first step" },
     { "incidents{state=, service=, since=, limit=}", "incidents, newest first (also incidents.list{...})" },
     { "incidents.show(id)", "an incident with its timeline" },
@@ -177,6 +180,7 @@ function M.new(ctx, session)
     { "incidents.reassign(id, user)", "assign an incident to someone (who is notified)" },
     { "incidents.trigger{key=, service=, title=, escalation=}", "open an incident by hand (pages through its escalation)" },
     { "notifications{channel=, key=, status=, since=, limit=}", "notification history, newest first" },
+    th[1], th[2], th[3], th[4],
     { "approvals{state=, subject=, limit=}", "deploy approvals, newest first (default: pending ones)" },
     { "approve(id [, comment]) / deny(id [, comment])", "decide a pending approval (audited as you)" },
     { "services([name])", "supervised service instances: revision, state, ready, pid, port, restarts" },
@@ -699,6 +703,38 @@ function M.new(ctx, session)
     return M.rows(rows, { "name", "start", "event" })
   end
 
+
+  -- ---- customer success (steward.success, docs/customer-success.md; h11) ----
+  -- health() each tenant's latest score; health("acme") its history, newest first
+  function h.health(tenant)
+    if tenant ~= nil and type(tenant) ~= "string" then error("health: tenant: string expected", 2) end
+    local hm = require "steward.success.health"
+    local list, err
+    if tenant then list, err = hm.history(st(), tenant, 20) else list, err = hm.latest(st()) end
+    if not list then return nil, err end
+    local rows = {}
+    for i, r in ipairs(list) do
+      local parts = {}
+      for name, p in pairs(r.parts) do parts[#parts + 1] = format("%s=%s", name, tostring(p.points)) end
+      table.sort(parts)
+      rows[i] = { tenant = r.tenant, at = iso(r.at), score = r.score, parts = concat(parts, " ") }
+    end
+    return M.rows(rows, { "tenant", "at", "score", "parts" })
+  end
+  -- tickets{tenant=, state=, queue=, limit=}: tickets, newest first
+  function h.tickets(f)
+    if f ~= nil and type(f) ~= "table" then error("tickets: filter: table expected", 2) end
+    local list, err = require("steward.success.tickets").list(st(), f or {})
+    if not list then return nil, err end
+    local rows = {}
+    for i, t in ipairs(list) do
+      rows[i] = { id = t.id, tenant = t.tenant, state = t.state, queue = t.queue, severity = t.severity,
+        subject = t.subject, breached = t.breached or nil, age = M.human_duration(time.now() - t.created) }
+    end
+    return M.rows(rows, { "id", "tenant", "state", "queue", "severity", "subject", "breached", "age" })
+  end
+
+  require("steward.tenants.repl").install(h, { rows = M.rows, admin = admin }) -- docs/tenants.md
   return h
 end
 
