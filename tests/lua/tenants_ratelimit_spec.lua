@@ -71,4 +71,11 @@ t.is(l.count, 2, "two buckets")
 t.ok(l:take("noisy", 1, 1000, 10, 20), "the debt is paid in time")
 t.ok(l.buckets.quiet == nil and l.count == 1, "a bucket idle longer than the sweep age is dropped")
 
+-- charge: the rest of an admitted request, taken whatever the bucket holds.
+b = rl.new(10, 10, 0)
+t.ok(rl.take(b, 1, 0), "a request admitted at one token")
+rl.charge(b, 49, 0)
+t.is(b.tokens, -40, "and charged its 50 events once its size is known")
+t.is(rl.retry_after(b, 0), 5, "Retry-After 5 s: 41 tokens at 10/s")
+
 t.done()

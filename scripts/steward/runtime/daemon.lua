@@ -246,6 +246,7 @@ function M.main(args)
         if k == "services" or k == "quotas" then
           require("steward.scaling.quota").configure({ quotas = c.quotas, services = c.services })
         end
+        if k == "tenants" then require("steward.tenants.limits").configure({ tenants = c.tenants, workers = c.workers }) end
       end
     end,
     on_swap = function(set)
@@ -319,6 +320,7 @@ function M.main(args)
   local supervisor = require "steward.deploy.supervisor"
   supervisor.configure({ services = cfg.services, var_dir = cfg.var_dir, forward = ctx.cluster ~= nil })
   require("steward.scaling.quota").configure({ quotas = cfg.quotas, services = cfg.services }) -- docs/scaling/quotas.md
+  require("steward.tenants.limits").configure({ tenants = cfg.tenants, workers = cfg.workers }) -- docs/tenants.md
   local on_leader = ctx.on_leader
   ctx.on_leader = function(yes)
     if on_leader then on_leader(yes) end

@@ -60,6 +60,13 @@ function M.take(b, cost, now)
   return true
 end
 
+-- charge(b, cost, now): takes cost tokens whatever the bucket holds (the rest of a request
+-- admitted with take(b, 1, now) once its size is known).
+function M.charge(b, cost, now)
+  refill(b, now)
+  b.tokens = b.tokens - cost
+end
+
 -- set(b, rate, burst, now): new parameters for a live bucket (a plan change, a config
 -- reload); what it holds is kept, capped at the new burst.
 function M.set(b, rate, burst, now)
@@ -81,6 +88,7 @@ end
 -- A set of buckets by key (the tenant): limiter() -> L with
 --   L:take(key, cost, now, rate, burst) -> true, or false, retry_after
 --   L:admits(key, now, rate, burst) -> boolean
+--   L:charge(key, cost, now, rate, burst)
 -- A bucket untouched for `idle` seconds (default 300) is full again by then anyway, so it is
 -- dropped on a sweep: the table does not grow with every tenant ever seen.
 local L = {}
@@ -111,6 +119,10 @@ end
 
 function L:take(key, cost, now, rate, burst)
   return M.take(bucket(self, key, now, rate, burst), cost, now)
+end
+
+function L:charge(key, cost, now, rate, burst)
+  M.charge(bucket(self, key, now, rate, burst), cost, now)
 end
 
 function L:admits(key, now, rate, burst)
