@@ -199,7 +199,7 @@ local function park(d, p, ev, err, attempts)
   })
   if not ok then log.error("cannot park a dead letter", { policy = p.name, seq = ev.seq, error = serr }) end
   m_dead:inc(1, p.name)
-  log.warn("dead letter", { policy = p.name, event = ev.id, seq = ev.seq, attempts = attempts, error = tostring(err) })
+  log.warn("dead letter", { policy = p.name, tenant = ev.tenant, event = ev.id, seq = ev.seq, attempts = attempts, error = tostring(err) })
 end
 
 local function deep_copy(v)
@@ -284,7 +284,7 @@ local function handle_one(d, p, ev, bucket)
       return
     else
       local wait = backoff(d, attempt)
-      log.info("handler failed, will retry", { policy = p.name, event = ev.id, attempt = attempt,
+      log.info("handler failed, will retry", { policy = p.name, tenant = ev.tenant, event = ev.id, attempt = attempt,
         retry_in = format("%.3fs", wait), error = tostring(err):match("^[^\n]*") })
       -- ends early when the daemon stops: the event is not recorded and runs after the restart
       shutdown.sleep(wait)

@@ -396,10 +396,15 @@ end
 
 -- ---- dead letters ----
 
+-- (the `tenant` parameter was once ignored: an admin asking for one tenant's dead letters got
+-- every tenant's, and a tenant's token naming another tenant got its own instead of a 403)
 local function get_dead_letters(ctx, req, principal)
-  local q = M.parse_query(req.query)
+  local q, errors = query_filter(req, { "policy", "cursor", "tenant" }, { "limit" })
+  if not q then return fail(400, "invalid_query", "bad query parameters", { errors = errors }) end
+  local cs, ch, cb = confine(q, principal, "dead letters")
+  if cs then return cs, ch, cb end
   local res, err = ctx.dispatch:dead_letters({ policy = q.policy, limit = q.limit, cursor = q.cursor,
-                                              tenant = principal.tenant })
+                                              tenant = q.tenant })
   if not res then return unavailable(tostring(err)) end
   return reply(200, { dead_letters = json.array(res.dead_letters), next_cursor = res.next_cursor or json.null })
 end
