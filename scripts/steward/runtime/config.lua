@@ -235,8 +235,8 @@ local SCHEMA = {
                    "services the deploy drivers run and route to: {run, probes, restart, stop, haproxy, kubernetes} by name (docs/deploy/services.md)" },
   quotas       = { "table", {}, function(v) return require("steward.scaling.quota_config").check(v) end,
                    "instances, cpu and memory by service and by tenant: {services = {...}, tenants = {...}} (docs/scaling/quotas.md)" },
-  tenants      = { "table", {}, function(v) return require("steward.tenants.limits").check(v) end,
-                   "tenant plans: {plans = {<plan> = {rate, quotas, budgets}}, default_plan, postgres, welcome} (docs/tenants.md)" },
+  tenants      = { "table", {}, function(v) return require("steward.tenants.config").check(v) end,
+                   "tenants: {plans = {<plan> = {rate, quotas, budgets}}, default_plan, postgres, welcome} (docs/tenants.md)" },
   limits       = { "table", nil, LIMITS, "limits (see docs/configuration.md)" },
 }
 M.SCHEMA, M.LIMITS = SCHEMA, LIMITS

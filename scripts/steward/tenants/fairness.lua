@@ -17,7 +17,7 @@ function M.new(weight)
   end
   return setmetatable({
     weight = weight or function() return 1 end,
-    queues = {},                          -- tenant -> { items, head, tail, deficit, topped }
+    queues = {},                          -- tenant -> { items, head, tail, deficit, topped, weight }
     active = { head = 1, tail = 0 },      -- tenants with items, in round order (explicit indices)
     n = 0,
   }, F)
@@ -45,15 +45,19 @@ local function active_pop(s)
 end
 
 -- push(tenant, item): queues item behind the tenant's earlier ones.
+-- The weight is asked here, before anything changes, and never in pop: a weight function
+-- that waits (a cache's first load) cannot leave a round half-done for another task to see.
 function F:push(tenant, item)
   if item == nil then error("fairness.push: item must not be nil", 2) end
   tenant = tenant == nil and "" or tostring(tenant)
+  local w = weight_of(self, tenant)
   local q = self.queues[tenant]
   if not q then
     q = { items = {}, head = 1, tail = 0, deficit = 0, topped = false }
     self.queues[tenant] = q
     active_push(self, tenant)
   end
+  q.weight = w
   q.tail = q.tail + 1
   q.items[q.tail] = item
   self.n = self.n + 1
@@ -66,7 +70,7 @@ function F:pop()
     local tenant = a[a.head]
     local q = self.queues[tenant]
     if not q.topped then
-      q.deficit = q.deficit + weight_of(self, tenant)
+      q.deficit = q.deficit + q.weight
       q.topped = true
     end
     if q.deficit >= 1 then
