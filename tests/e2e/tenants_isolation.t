@@ -1,6 +1,7 @@
 #!/bin/bash
-# Isolation you can prove (issue 17 §2): two tenants seeded with distinctive data (events,
-# kv written by their own policies, decisions, dead letters, tokens, policies, an incident),
+# Isolation you can prove (issue 17 §2): two tenants seeded with distinctive data (their
+# records, events, kv written by their own policies, decisions, dead letters, tokens,
+# policies, an incident),
 # then every route of GET /v1/routes (so a route added later is covered) is called with every
 # role's token of the other tenant, with the first tenant's object ids in the path:
 #  - a global route answers 403 to every tenant token;
@@ -78,9 +79,12 @@ def mktoken(role, tenant, name):
     return json.loads(body)
 
 
-# Seed both tenants, each with its marker in everything it owns.
+# Seed both tenants, each with its marker in everything it owns (its record too).
 markers = {"acme": ma, "globex": mg}
 for t, m in markers.items():
+    st, body = call("POST", "/v1/tenants", admin, {"id": t, "name": "Tenant " + m, "plan": "basic",
+                                                   "contact": {"email": f"ops@{m}.test"}})
+    assert st == 201, (st, body)
     own = mktoken("ingest", t, "seed-" + m)["token"]
     st, body = call("POST", "/v1/events", own, [
         {"type": "iso.note", "data": {"marker": m}}, {"type": "iso.kv", "data": {"marker": m}},
@@ -129,7 +133,7 @@ ok(g_dead and a_dead and all(d["policy"] == "tenants.globex.iso" for d in g_dead
    "GET /v1/dead-letters?tenant= (no tenant on the token) lists that tenant's dead letters only",
    json.dumps(g_dead) + " / " + json.dumps(a_dead))
 ids = {"dead_letter": str(g_dead[0]["id"]), "token": g_token, "event": g_event["id"], "decision": g_decision,
-       "incident": str(g_inc[0]["id"])}
+       "incident": str(g_inc[0]["id"]), "tenant": "globex"}
 
 roles = ["admin", "operator", "viewer", "ingest"]
 acme = {r: mktoken(r, "acme", f"{r}-iso")["token"] for r in roles}
@@ -190,6 +194,8 @@ st, text = call("GET", "/v1/dead-letters?colour=red", admin)
 ok(st == 400 and "colour" in text, "an unknown dead-letters parameter is a 400 naming it", f"{st} {text[:300]}")
 st, text = call("GET", "/v1/policies/tenants.acme.iso", acme["viewer"])
 ok(st == 200 and ("secret-" + ma) in text, "acme's own policy shows acme's tenant_config")
+st, text = call("GET", "/v1/tenants/acme", acme["viewer"])
+ok(st == 200 and ma in text, "an acme token reads acme's own record", f"{st} {text[:300]}")
 st, text = call("GET", "/metrics", acme["viewer"])
 ok(st == 403, "/metrics is global: a tenant token is refused (403)", f"{st} {text[:200]}")
 st, text = call("GET", "/metrics", admin)
