@@ -148,7 +148,7 @@ def paths(pattern):
     if "{id}" in pattern:
         out = [pattern.replace("{id}", v) for v in ids.values()]
     else:
-        out = [pattern]
+        out = [pattern, pattern + "?tenant=globex"]  # asking for globex's rows by query
     out = [p.replace("{name}", "tenants.globex.iso").replace("{policy}", "tenants.globex.iso")
             .replace("{action}", "ack") for p in out]
     return out
@@ -169,10 +169,12 @@ for rt in routes:
             where = f"{method} {path} as acme {role} ({rt['scope']}): {st}"
             if mg in text or ("secret-" + mg) in text:
                 leaks.append(where + " " + text[:300])
-            names_globex = path != rt["pattern"] or "{" in rt["pattern"]
+            if "?tenant=globex" in path and rt["scope"] == "tenant" and 200 <= st < 300 and method == "GET" \
+                    and rt["pattern"] in ("/v1/events", "/v1/decisions", "/v1/dead-letters"):
+                wrong.append(where + " (asking for globex's rows must be a 403) " + text[:200])
             if rt["scope"] == "global" and st != 403:
                 wrong.append(where + " (a global route must refuse a tenant token: 403)")
-            elif rt["scope"] == "tenant" and names_globex and "{" in rt["pattern"] and 200 <= st < 300:
+            elif rt["scope"] == "tenant" and "{" in rt["pattern"] and 200 <= st < 300:
                 wrong.append(where + " (a path naming globex's object must be 403/404) " + text[:200])
             elif rt["scope"] == "public" and "{" in rt["pattern"] and st not in (400, 401, 403, 404, 410):
                 wrong.append(where + " (a signed link without a signature must be refused) " + text[:200])
