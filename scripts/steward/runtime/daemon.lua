@@ -210,11 +210,16 @@ function M.main(args)
   require("steward.runtime.policy.emit").configure({ per_run = cfg.limits.emit_per_run,
     per_second = cfg.limits.emit_per_second, max_depth = cfg.limits.max_cause_depth })
   require("steward.runtime.guard").configure({ memory_total = cfg.limits.policy_memory_total, stall = cfg.limits.policy_stall })
+  -- Tenants' limits (docs/tenants.md "Isolation and limits"): ingest rates, their policies'
+  -- budgets, their shares of the dispatcher's runners.
+  local tenant_limits = require "steward.tenants.limits"
+  tenant_limits.configure({ tenants = cfg.tenants, workers = cfg.workers })
   ctx.dispatch = dispatch.new({
     store = st, decision_log = ctx.decision_log, concurrency = cfg.limits.dispatch_concurrency,
     handler_timeout = cfg.limits.handler_timeout, retry_attempts = cfg.limits.retry_attempts,
     retry_base = cfg.limits.retry_base, retry_max = cfg.limits.retry_max,
     store_health = ctx.store_health,
+    tenant_weight = tenant_limits.queue_share, tenant_budget = tenant_limits.budget,
   })
   -- Capabilities (docs/policies.md): grants by policy name, named PostgreSQL connections, and
   -- every refused use in the audit log.
@@ -249,6 +254,7 @@ function M.main(args)
         if k == "services" or k == "quotas" then
           require("steward.scaling.quota").configure({ quotas = c.quotas, services = c.services })
         end
+        if k == "tenants" then require("steward.tenants.limits").configure({ tenants = c.tenants, workers = c.workers }) end
       end
     end,
     on_swap = function(set)

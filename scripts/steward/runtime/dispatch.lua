@@ -21,6 +21,7 @@ local taps = require "steward.runtime.taps"
 local effects = require "steward.runtime.effects"
 local emit = require "steward.runtime.policy.emit"
 local shutdown = require "steward.runtime.shutdown"
+local fairness = require "steward.tenants.fairness"
 
 local type, pairs, ipairs, tostring, pcall = type, pairs, ipairs, tostring, pcall
 local random, min, floor = math.random, math.min, math.floor
@@ -64,7 +65,12 @@ D.__index = D
 -- their turn comes.
 M.SPILL = 2000
 
--- new{store, concurrency, handler_timeout, retry_attempts, retry_base, retry_max, spill}
+local function own_budget(p) return p.budget or { name = p.name } end
+
+-- new{store, concurrency, handler_timeout, retry_attempts, retry_base, retry_max, spill,
+--     tenant_weight, tenant_budget}: tenant_weight(tenant) -> the tenant's share of the runners
+-- when keys wait for one (default 1 each); tenant_budget(p) -> the budget table guard.run
+-- gets for policy p (default p.budget) — steward.tenants.limits in the daemon.
 function M.new(opts)
   local d = setmetatable({
     st = opts.store,
@@ -76,9 +82,11 @@ function M.new(opts)
     retry_max = opts.retry_max or 60,
     policies = {},     -- name -> policy
     queues = {},       -- policy name -> key -> { items, head, tail, running, key }
-    -- Keys waiting for a free runner, a FIFO with explicit indices (a Lua table emptied from
-    -- the front has holes, and # of such a table is undefined: it once lost queued keys).
-    ready = { items = {}, head = 1, tail = 0 },
+    -- Keys waiting for a free runner: a FIFO per tenant, served by deficit round robin
+    -- (steward.tenants.fairness), so one tenant's thousands of keys cannot make another
+    -- tenant's key wait behind all of them. Within a key, order is the key queue's own.
+    ready = fairness.new(opts.tenant_weight),
+    budget_of = opts.tenant_budget or own_budget,
     active = 0,        -- runners
     depth = 0,         -- events queued or running
     inflight = {},     -- policy -> { [seq] = true } (queued or running)
@@ -191,7 +199,7 @@ local function park(d, p, ev, err, attempts)
   })
   if not ok then log.error("cannot park a dead letter", { policy = p.name, seq = ev.seq, error = serr }) end
   m_dead:inc(1, p.name)
-  log.warn("dead letter", { policy = p.name, event = ev.id, seq = ev.seq, attempts = attempts, error = tostring(err) })
+  log.warn("dead letter", { policy = p.name, tenant = ev.tenant, event = ev.id, seq = ev.seq, attempts = attempts, error = tostring(err) })
 end
 
 local function deep_copy(v)
@@ -210,11 +218,11 @@ end
 
 -- The task body: guard.run returns true, results... or false, err, kind; a budget overrun
 -- is reported as the handler's failure.
-local function guard_run(p, ev, ctx, fx)
+local function guard_run(budget, p, ev, ctx, fx)
   -- The handler's HTTP calls, mails, timers and events go to its decision (steward.runtime.effects).
   fx.list = effects.begin()
   -- emit.run_handler: what the handler emits is bounded and one deeper than ev.
-  return guard.run(p.budget or { name = p.name }, emit.run_handler, p.handle, ev, ctx)
+  return guard.run(budget, emit.run_handler, p.handle, ev, ctx)
 end
 
 -- Runs one event through one policy, with retries; returns when it is done or dead, or false
@@ -238,7 +246,7 @@ local function handle_one(d, p, ev, bucket)
     -- Each run gets its own copy of the event: a policy cannot change what the next sees.
     -- Policy code runs under its CPU and memory budgets (steward.runtime.guard); handler_timeout
     -- bounds the whole run, waits included.
-    local h = task.spawn({ name = p.name, timeout = p.timeout or d.handler_timeout }, guard_run, p, copy_event(ev), ctx, fx)
+    local h = task.spawn({ name = p.name, timeout = p.timeout or d.handler_timeout }, guard_run, d.budget_of(p), p, copy_event(ev), ctx, fx)
     d.running[h] = true -- drain cancels what is still running at the shutdown deadline
     local joined, gok, gerr, kind = h:join()
     d.running[h] = nil
@@ -276,7 +284,7 @@ local function handle_one(d, p, ev, bucket)
       return
     else
       local wait = backoff(d, attempt)
-      log.info("handler failed, will retry", { policy = p.name, event = ev.id, attempt = attempt,
+      log.info("handler failed, will retry", { policy = p.name, tenant = ev.tenant, event = ev.id, attempt = attempt,
         retry_in = format("%.3fs", wait), error = tostring(err):match("^[^\n]*") })
       -- ends early when the daemon stops: the event is not recorded and runs after the restart
       shutdown.sleep(wait)
@@ -311,7 +319,7 @@ local function handle_batch(d, p, list, bucket)
   local function run(_, c) return p.handle_batch(copies, c) end
   local h = task.spawn({ name = p.name, timeout = p.timeout or d.handler_timeout }, function()
     fx.list = effects.begin()
-    return guard.run(p.budget or { name = p.name }, emit.run_handler, run, carrier, ctx)
+    return guard.run(d.budget_of(p), emit.run_handler, run, carrier, ctx)
   end)
   d.running[h] = true
   local joined, gok, gerr, kind = h:join()
@@ -374,28 +382,25 @@ local function release_queue(d, p, q)
   if qs and qs[q.key] == q then qs[q.key] = nil end
 end
 
+-- A key waits for a runner in its tenant's line (once: q.waiting).
 local function ready_push(d, p, q)
-  local r = d.ready
-  r.tail = r.tail + 1
-  r.items[r.tail] = { p = p, q = q }
+  if q.waiting then return end
+  q.waiting = true
+  d.ready:push(q.tenant, { p = p, q = q })
 end
 
 -- The next key that waits for a runner (marked running), or nil. An entry whose queue was
 -- drained meanwhile, or that another runner took, is skipped.
 local function next_ready(d)
-  local r = d.ready
-  while r.head <= r.tail do
-    local e = r.items[r.head]
-    r.items[r.head] = nil
-    r.head = r.head + 1
+  while true do
+    local e = d.ready:pop()
+    if not e then return nil end
+    e.q.waiting = false
     if e.q.head <= e.q.tail and not e.q.running then
       e.q.running = true
-      if r.head > r.tail then r.head, r.tail = 1, 0 end
       return e.p, e.q
     end
   end
-  r.head, r.tail = 1, 0
-  return nil
 end
 
 -- Takes up to the policy's batch_max queued events of q (in log order) and runs them as one
@@ -472,9 +477,13 @@ local function run_next(d, p, cur, q)
   m_queue:set(d.depth)
 end
 
--- A runner drains one key's queue, then takes the next ready key, until none is left.
+-- A runner drains one key's queue, then takes the next ready key, until none is left. While
+-- other keys wait for a runner, it hands its key back to the line after each run (its
+-- tenant's turn in the round robin is then over), so a tenant whose keys hold every runner
+-- cannot keep them: the key's next event still runs after this one, by whichever runner.
 local function runner(d, p, q)
   while q do
+    local handed_back = false
     while q.head <= q.tail and not d.stopping do
       local cur = d.policies[p.name] or p -- a reloaded policy handles the next event
       if cur.handle_batch and q.head < q.tail then
@@ -482,9 +491,10 @@ local function runner(d, p, q)
       else
         run_next(d, p, cur, q)
       end
+      if q.head <= q.tail and d.ready:len() > 0 then handed_back = true; break end
     end
     q.running = false
-    release_queue(d, p, q)
+    if handed_back and not d.stopping then ready_push(d, p, q) else release_queue(d, p, q) end
     if d.stopping then break end
     -- next ready key, if any
     p, q = next_ready(d)
@@ -513,7 +523,9 @@ function D:enqueue(p, ev, bucket, key)
   key = key or key_of(p, ev)
   local q = qs[key]
   if not q then
-    q = { items = {}, head = 1, tail = 0, running = false, bucket = bucket, key = key }
+    -- (tenant: whose line the key waits in for a runner; a tenant's policy is its tenant's)
+    q = { items = {}, head = 1, tail = 0, running = false, bucket = bucket, key = key,
+          tenant = p.tenant or ev.tenant or "" }
     qs[key] = q
   end
   if bucket then self.bucket_load[bucket] = (self.bucket_load[bucket] or 0) + 1 end
@@ -535,13 +547,13 @@ end
 
 -- A policy's `when(event)` filter, under its budgets; an error or a budget overrun counts
 -- as "no" (logged), so a broken filter cannot stop dispatch.
-local function wanted(p, ev)
+local function wanted(d, p, ev)
   -- A tenant's policy sees its tenant's events only.
   if p.tenant and ev.tenant ~= p.tenant then return false end
   -- A policy's schedule slots are its own (steward.runtime.policies: the `schedule` field).
   if ev.type == "policy.schedule" and not (type(ev.data) == "table" and ev.data.policy == p.name) then return false end
   if not p.when then return true end
-  local ok, yes, err = guard.run(p.budget or { name = p.name }, p.when, copy_event(ev))
+  local ok, yes, err = guard.run(d.budget_of(p), p.when, copy_event(ev))
   if not ok or (yes == false and err) then
     log.warn("policy when() failed; the event is skipped for it", { policy = p.name, event = ev.id, error = tostring(err or yes) })
     return false
@@ -568,7 +580,7 @@ function D:notify(list)
   for _, ev in ipairs(list) do
     if ev.seq then
       for _, p in pairs(self.policies) do
-        if p.handle and p.matches(ev.type) and wanted(p, ev) then self:enqueue(p, ev) end
+        if p.handle and p.matches(ev.type) and wanted(self, p, ev) then self:enqueue(p, ev) end
       end
     end
   end
@@ -585,7 +597,7 @@ function D:offer(ev, takes, done)
     if p.handle and p.matches(ev.type) and not (done and done[id]) and not self.unflushed[id] then
       local key = key_of(p, ev)
       local b = bucket_of(name, key)
-      if takes(b) and wanted(p, ev) then self:enqueue(p, ev, b, key) end
+      if takes(b) and wanted(self, p, ev) then self:enqueue(p, ev, b, key) end
     end
   end
 end
@@ -634,7 +646,7 @@ function D:recover()
     if not rows then return nil, herr end
     for _, r in ipairs(rows) do done[r.seq] = true end
     for ev in events.replay(self.st, { from_seq = from + 1, to_seq = last }) do
-      if p.handle and p.matches(ev.type) and not done[ev.seq] and wanted(p, ev) then
+      if p.handle and p.matches(ev.type) and not done[ev.seq] and wanted(self, p, ev) then
         self:enqueue(p, ev)
         total = total + 1
       end
@@ -669,7 +681,7 @@ function D:checkpoint()
 end
 
 function D:stats()
-  return { queued = self.depth, active = self.active, ready = self.ready.tail - self.ready.head + 1 }
+  return { queued = self.depth, active = self.active, ready = self.ready:len() }
 end
 
 -- dead_letters{policy, limit, cursor} -> {dead_letters, next_cursor}

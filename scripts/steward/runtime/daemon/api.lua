@@ -257,13 +257,35 @@ local function post_events_fast(ctx, req, principal, now)
       if d:wants(t) then d:notify(batch:fresh(json.decode)); break end
     end
   end
-  return 202, JSON, batch:response()
+  return 202, JSON, batch:response(), accepted + duplicates -- (its size, for the tenant's rate limit)
+end
+
+-- A tenant's token is held to its tenant's ingest rate (steward.tenants.limits; docs/tenants.md
+-- "Isolation and limits"): refused before its body is parsed, so a flood costs little.
+local tenant_limits = require "steward.tenants.limits"
+local m_limited = metrics.counter("steward_tenant_ingest_limited_total",
+  "POST /v1/events requests refused (429) by a tenant's ingest rate limit", { "tenant" })
+
+local function rate_limited(tenant, retry, lim)
+  m_limited:inc(1, tenant)
+  return fail(429, "rate_limited",
+    format("tenant %s is over its ingest rate limit of %g events/s (burst %g); retry after %d s",
+      tenant, lim.ingest, lim.burst, retry),
+    { tenant = tenant, limit = lim, retry_after = retry }, { ["retry-after"] = tostring(retry) })
 end
 
 local function post_events(ctx, req, principal)
+  local tenant = principal.tenant
+  if tenant then
+    local admitted, retry, lim = tenant_limits.admit(tenant)
+    if not admitted then return rate_limited(tenant, retry, lim) end
+  end
   local now = time.now()
-  local status, headers, text = post_events_fast(ctx, req, principal, now)
-  if status then return status, headers, text end
+  local status, headers, text, size = post_events_fast(ctx, req, principal, now)
+  if status then
+    if tenant and size then tenant_limits.charge(tenant, size - 1) end
+    return status, headers, text
+  end
   m_ingest_path:inc(1, "reference")
   local body, st, code, err, details = M.decode_json(ctx, req.body)
   if body == nil then
@@ -280,6 +302,7 @@ local function post_events(ctx, req, principal)
     return fail(413, "batch_too_large", format("%d events in one request; the limit is %d", #list, ctx.cfg.limits.max_batch),
       { count = #list, limit = ctx.cfg.limits.max_batch })
   end
+  if tenant then tenant_limits.charge(tenant, #list - 1) end
   local errors = {}
   local valid, texts = {}, {}
   for i, raw in ipairs(list) do
@@ -375,10 +398,15 @@ end
 
 -- ---- dead letters ----
 
+-- (the `tenant` parameter was once ignored: an admin asking for one tenant's dead letters got
+-- every tenant's, and a tenant's token naming another tenant got its own instead of a 403)
 local function get_dead_letters(ctx, req, principal)
-  local q = M.parse_query(req.query)
+  local q, errors = query_filter(req, { "policy", "cursor", "tenant" }, { "limit" })
+  if not q then return fail(400, "invalid_query", "bad query parameters", { errors = errors }) end
+  local cs, ch, cb = confine(q, principal, "dead letters")
+  if cs then return cs, ch, cb end
   local res, err = ctx.dispatch:dead_letters({ policy = q.policy, limit = q.limit, cursor = q.cursor,
-                                              tenant = principal.tenant })
+                                              tenant = q.tenant })
   if not res then return unavailable(tostring(err)) end
   return reply(200, { dead_letters = json.array(res.dead_letters), next_cursor = res.next_cursor or json.null })
 end
