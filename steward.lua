@@ -18,6 +18,7 @@ return {
     ["deploy.promote"] = { ["events.emit"] = { "deploy.requested", "deploy.promote.*" } },
     ["deploy.alerts"] = { alerting = true },
     ["scaling.quota_alerts"] = { alerting = true }, -- a refused scale-up is an alert (docs/scaling/quotas.md)
+    ["tenants.alerts"] = { alerting = true }, -- a failed tenant provisioning is an alert (docs/tenants.md)
   },
   limits = {
     max_body_bytes = 8 * 1024 * 1024,

@@ -60,6 +60,7 @@ return {
   grants = { ["*"] = { ["fs.read"] = { "$D" }, ["fs.write"] = { "$D" }, http = { "127.0.0.1", "localhost" } },
              ["alerting.*"] = { alerting = true }, ["deploy.alerts"] = { alerting = true },
              ["scaling.quota_alerts"] = { alerting = true },
+             ["tenants.alerts"] = { alerting = true },
              ["deploy.freeze"] = { ["events.emit"] = { "deploy.admitted", "deploy.refused" } },
              ["deploy.promote"] = { ["events.emit"] = { "deploy.requested", "deploy.promote.*" } } },
   $1
