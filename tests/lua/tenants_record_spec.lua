@@ -95,6 +95,11 @@ local function main()
   t.is(assert(tenants.offboard("acme")).state, "offboarding", "offboard: → offboarding")
   t.like(types_of("acme"), "tenant.suspended,tenant.resumed,tenant.offboarding$", "... each change is an event")
   t.is(#assert(tenants.list({ state = "offboarding" })), 1, "list by state")
+  local gone = assert(tenants.removed("acme", { erased = 3 }))
+  t.is(gone.state, "removed", "removed: offboarding → removed (the offboarding module's call)")
+  local last = assert(events.query(st, { tenant = "acme", type = "tenant.removed", limit = 1 })).events[1]
+  t.is(last and last.data.erased, 3, "... the event tenant.removed carries the caller's data")
+  t.like(select(2, tenants.removed("acme")), "^invalid state: removed", "... once")
   t.raises(function() tenants.list({ state = "gone" }) end, "state", "an unknown state in a filter raises")
 
   -- tenant_config overlay: a tenant's own config merges over steward.lua's
