@@ -77,6 +77,14 @@ local function main()
   local kvrow = assert(require("steward.runtime.store.kv").ns(st, "tenants"):get("acme/limits"))
   t.is(kvrow.quotas.instances, 4, "the provisioned limits are recorded")
 
+  -- another process's change reaches the cache at the next (incremental) refresh
+  assert(st.db:batch({ { "UPDATE tenants SET state = 'suspended', updated = $1 WHERE id = 'acme'", time.now() } }))
+  t.is(tenants.state("acme"), "active", "a change by another process is not seen before the cache is read again")
+  assert(record.refresh(st, true))
+  t.is(tenants.state("acme"), "suspended", "... and is after the next refresh of the changed rows")
+  assert(st.db:batch({ { "UPDATE tenants SET state = 'active' WHERE id = 'acme'" } }))
+  assert(record.refresh(st))
+
   -- update: optimistic by version
   local v = r.version
   local u = assert(tenants.update("acme", { name = "Acme Corp", version = v, limits = { rate = { ingest = 5 } } }))

@@ -111,6 +111,13 @@ function M.start(ctx)
     record.refresh(ctx.store)
     if leader() then M.resume(ctx.store, lone) end
   end)
+  -- tenants.state() answers from a cache: read again every second (only the tenants changed
+  -- since), so a change made by another worker or instance is seen within a second.
+  ctx.bg[#ctx.bg + 1] = time.every(record.CACHE_TTL, function()
+    if ctx.stopping or (ctx.store_health and not ctx.store_health.up) then return end
+    local ok, err = record.refresh(ctx.store, true)
+    if not ok then log.warn("tenants: cache refresh failed", { err = tostring(err) }) end
+  end)
   ctx.bg[#ctx.bg + 1] = time.every(M.SCAN, function()
     if ctx.stopping or not leader() then return end
     if ctx.store_health and not ctx.store_health.up then return end
