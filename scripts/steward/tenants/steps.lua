@@ -192,6 +192,7 @@ function M.apply_config(tenant, merged, names)
     local p = set[policy]
     if p then
       p.tenant_configs = p.tenant_configs or {}
+      if p.decide_ctx then p.decide_ctx[tenant] = nil end -- /v1/decide keeps a ctx per tenant with its config
       if merged and merged[policy] then
         p.tenant_configs[tenant] = merged[policy]
       elseif static and static[policy] then
