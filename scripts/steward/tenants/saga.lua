@@ -204,8 +204,15 @@ function run_saga(st, id, opts)
         ok, err = set_step(st, id, step.name, i, "started", { run = true }, time.now())
         if not ok then return nil, err end
         crash_point(step.name, "before")
+        -- A step may take longer than the lease (a notification's retries): the lease is
+        -- renewed while it runs, so no other instance takes the saga from a live runner.
+        local beat = time.every(M.LEASE / 3, function()
+          st.db:batch({ { "UPDATE tenant_sagas SET lease_until = $2 WHERE id = $1 AND owner = $3",
+            id, time.now() + M.LEASE, M.OWNER } })
+        end)
         local result
         result, err = call(step.name, step.run, ctx)
+        beat:cancel()
         if result ~= nil and M.inject.fail == step.name then result, err = nil, step.name .. ": injected failure" end
         if result == nil then
           set_step(st, id, step.name, i, "failed", { error = err }, time.now())
