@@ -166,6 +166,18 @@ function M.offboard(id)
   return r
 end
 
+-- removed(id, data) -> record | nil, err: offboarding → removed, the event tenant.removed with
+-- data (the erasure's proof, say). Called by steward.tenants.offboard when its work is done.
+function M.removed(id, data)
+  if data ~= nil and type(data) ~= "table" then error("tenants.removed: data: table expected", 2) end
+  id_arg("removed", id)
+  return record.change(st(), id, function(r)
+    if r.state ~= "offboarding" then return nil, "invalid state: " .. r.state .. " (removed needs offboarding)" end
+    r.state = "removed"
+    return data or true
+  end, "removed")
+end
+
 -- state(id) -> state | nil (no such tenant): from the cache, read again within a second of a
 -- change made by another process, at once in the process that made it.
 function M.state(id)

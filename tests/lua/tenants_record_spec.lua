@@ -77,6 +77,14 @@ local function main()
   local kvrow = assert(require("steward.runtime.store.kv").ns(st, "tenants"):get("acme/limits"))
   t.is(kvrow.quotas.instances, 4, "the provisioned limits are recorded")
 
+  -- another process's change reaches the cache at the next (incremental) refresh
+  assert(st.db:batch({ { "UPDATE tenants SET state = 'suspended', updated = $1 WHERE id = 'acme'", time.now() } }))
+  t.is(tenants.state("acme"), "active", "a change by another process is not seen before the cache is read again")
+  assert(record.refresh(st, true))
+  t.is(tenants.state("acme"), "suspended", "... and is after the next refresh of the changed rows")
+  assert(st.db:batch({ { "UPDATE tenants SET state = 'active' WHERE id = 'acme'" } }))
+  assert(record.refresh(st))
+
   -- update: optimistic by version
   local v = r.version
   local u = assert(tenants.update("acme", { name = "Acme Corp", version = v, limits = { rate = { ingest = 5 } } }))
@@ -95,6 +103,11 @@ local function main()
   t.is(assert(tenants.offboard("acme")).state, "offboarding", "offboard: → offboarding")
   t.like(types_of("acme"), "tenant.suspended,tenant.resumed,tenant.offboarding$", "... each change is an event")
   t.is(#assert(tenants.list({ state = "offboarding" })), 1, "list by state")
+  local gone = assert(tenants.removed("acme", { erased = 3 }))
+  t.is(gone.state, "removed", "removed: offboarding → removed (the offboarding module's call)")
+  local last = assert(events.query(st, { tenant = "acme", type = "tenant.removed", limit = 1 })).events[1]
+  t.is(last and last.data.erased, 3, "... the event tenant.removed carries the caller's data")
+  t.like(select(2, tenants.removed("acme")), "^invalid state: removed", "... once")
   t.raises(function() tenants.list({ state = "gone" }) end, "state", "an unknown state in a filter raises")
 
   -- tenant_config overlay: a tenant's own config merges over steward.lua's

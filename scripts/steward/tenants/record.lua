@@ -181,18 +181,29 @@ local function note(r)
 end
 M.note = note
 
--- refresh(st) -> true | nil, err: every tenant's state, plan and override read again.
-function M.refresh(st)
+-- refresh(st [, changed_only]) -> true | nil, err: every tenant's state, plan, override and
+-- config read again; changed_only: those updated since the last read (minus a margin for the
+-- clocks of other instances), merged into the cache.
+local MARGIN = 5
+function M.refresh(st, changed_only)
   local ok, err = ready(st)
   if not ok then return nil, err end
+  local incremental = changed_only and cache.map ~= nil
   local rows
-  rows, err = st.db:query("SELECT id, state, plan, limits, config FROM tenants")
+  if incremental then
+    rows, err = st.db:query("SELECT id, state, plan, limits, config, updated FROM tenants WHERE updated >= $1",
+      (cache.newest or 0) - MARGIN)
+  else
+    rows, err = st.db:query("SELECT id, state, plan, limits, config, updated FROM tenants")
+  end
   if not rows then return nil, err end
-  local map = {}
+  local map = incremental and cache.map or {}
+  local newest = incremental and cache.newest or 0
   for _, r in ipairs(rows) do
     map[r.id] = { state = r.state, plan = r.plan, limits = json.decode(r.limits) or {}, config = json.decode(r.config) or {} }
+    if r.updated > newest then newest = r.updated end
   end
-  cache.map, cache.at = map, time.monotonic()
+  cache.map, cache.at, cache.newest = map, time.monotonic(), newest
   return true
 end
 
@@ -208,7 +219,7 @@ function M.cached(st, id)
   if st and not cache.refreshing and time.monotonic() - cache.at > M.CACHE_TTL then
     cache.refreshing = true
     task.spawn({ name = "tenants.cache" }, function()
-      local ok, err = pcall(M.refresh, st)
+      local ok, err = pcall(M.refresh, st, true)
       cache.refreshing = false
       if not ok then log.warn("tenants: cache refresh failed", { err = tostring(err) }) end
     end)
@@ -233,7 +244,8 @@ function M.forget() cache.map, cache.at = nil, -math.huge end
 -- ---- writes ----
 
 local function event(kind, r, extra, now)
-  local data = { tenant = r.id, state = r.state, plan = r.plan, version = r.version }
+  local data = { tenant = r.id, state = r.state, plan = r.plan, version = r.version,
+    failed_step = r.failed_step or nil, reason = r.reason or nil }
   for k, v in pairs(extra or {}) do data[k] = v end
   return { id = format("tenant.%s:%s:%d", kind, r.id, r.version), type = "tenant." .. kind, tenant = r.id,
            time = now, source = M.SOURCE, data = data }

@@ -192,6 +192,7 @@ function M.apply_config(tenant, merged, names)
     local p = set[policy]
     if p then
       p.tenant_configs = p.tenant_configs or {}
+      if p.decide_ctx then p.decide_ctx[tenant] = nil end -- /v1/decide keeps a ctx per tenant with its config
       if merged and merged[policy] then
         p.tenant_configs[tenant] = merged[policy]
       elseif static and static[policy] then
@@ -264,6 +265,8 @@ local function run_welcome(ctx)
   local notify = require "steward.notify"
   local opts = {}
   if type(ch) == "table" then for k, v in pairs(ch) do if k ~= "kind" then opts[k] = v end end; ch = ch.kind end
+  -- No address to write to is not a reason to fail a tenant: the step says so instead.
+  if ch == "email" and not msg.to and not opts.to then return { skipped = "the tenant has no contact.email" } end
   opts.name = opts.name or ("tenant-welcome")
   if ch == "email" and b.email_from then opts.from = b.email_from end
   if ch == "email" and opts.to == nil then opts.to = {} end
