@@ -1,0 +1,126 @@
+-- steward.tenants.suspension: what suspending a tenant does. A durable row per suspended
+-- tenant (table tenant_suspensions) is the one truth that the hot paths read through an
+-- in-memory set: the API refuses the tenant's tokens (403 tenant_suspended), ingest refuses
+-- its events, dispatch holds its events (unhandled, so durable) until resumption.
+-- steward.tenants' suspend/resume call apply(); the other workers and instances see the
+-- change within M.REFRESH seconds, the process that made it at once.
+local store = require "steward.runtime.store"
+local task = require "steward.task"
+local time = require "steward.time"
+local log = require "steward.log"
+
+local type, ipairs, pairs, pcall, tostring, error = type, ipairs, pairs, pcall, tostring, error
+
+local M = {}
+
+store.register_migrations("tenant_suspension", {
+  { version = 1, sql = [[CREATE TABLE tenant_suspensions (
+      tenant TEXT PRIMARY KEY, reason TEXT NOT NULL, since DOUBLE PRECISION NOT NULL)]] },
+})
+
+-- How stale the set may be in a process that did not make the change (seconds).
+M.REFRESH = 1
+
+local suspended = {}    -- tenant -> { reason, since }
+local count = 0
+local loaded_at = nil   -- time.now() of the last load; nil: never loaded
+local loaded_from = nil -- the store it was loaded from
+local refreshing = false
+
+local function st_of(st)
+  st = st or store.default()
+  if not st then return nil, "no store: the daemon's store is not open" end
+  return st
+end
+
+-- load([st]) -> true | nil, err: the set read again from the store (yields: call in a task).
+function M.load(st)
+  local s, err = st_of(st)
+  if not s then return nil, err end
+  local ok, merr = s:migrate()
+  if not ok then return nil, "tenant_suspension: store migration failed: " .. tostring(merr) end
+  local rows
+  rows, err = s:sql("SELECT tenant, reason, since FROM tenant_suspensions")
+  if not rows then return nil, err end
+  local set, n = {}, 0
+  for _, r in ipairs(rows) do
+    set[r.tenant] = { reason = r.reason, since = r.since }
+    n = n + 1
+  end
+  suspended, count, loaded_at, loaded_from = set, n, time.now(), s
+  return true
+end
+
+-- A stale set is refreshed in a task of its own, so the caller (auth, ingest, dispatch) never
+-- waits for the store; the first use in a task loads it before answering.
+local function fresh()
+  if loaded_at and loaded_from == store.default() then
+    if refreshing or time.now() - loaded_at < M.REFRESH then return end
+    refreshing = true
+    task.spawn({ name = "tenants.suspension.refresh" }, function()
+      local ok, err = pcall(M.load)
+      refreshing = false
+      if not ok then log.warn("cannot refresh the suspended tenants", { error = tostring(err) }) end
+    end)
+    return
+  end
+  if not store.default() then return end
+  if task.current() then
+    local ok, err = pcall(M.load)
+    if not ok then log.warn("cannot load the suspended tenants", { error = tostring(err) }) end
+  end
+end
+
+-- any() -> whether some tenant is suspended (the hot paths' one-comparison exit).
+function M.any()
+  fresh()
+  return count > 0
+end
+
+-- get(tenant) -> { reason, since } while the tenant is suspended, else nil.
+function M.get(tenant)
+  fresh()
+  if count == 0 or tenant == nil then return nil end
+  return suspended[tenant]
+end
+
+-- list() -> { tenant = { reason, since } } of the tenants suspended now (a copy).
+function M.list()
+  fresh()
+  local out = {}
+  for k, v in pairs(suspended) do out[k] = { reason = v.reason, since = v.since } end
+  return out
+end
+
+-- message(tenant, s) -> the text every refusal carries.
+function M.message(tenant, s)
+  return "tenant " .. tenant .. " is suspended: " .. ((s and s.reason ~= "" and s.reason) or "no reason given")
+end
+
+-- apply(id, on [, reason [, st]]) -> true | nil, err: suspends (on = true) or resumes the
+-- tenant. Suspending an already suspended tenant updates its reason; resuming one that is not
+-- suspended is a no-op. Call in a task.
+function M.apply(id, on, reason, st)
+  if type(id) ~= "string" or id == "" then error("suspension.apply: id: non-empty string expected", 2) end
+  if type(on) ~= "boolean" then error("suspension.apply: on: boolean expected", 2) end
+  if reason ~= nil and type(reason) ~= "string" then error("suspension.apply: reason: string expected", 2) end
+  local s, err = st_of(st)
+  if not s then return nil, err end
+  local ok, merr = s:migrate()
+  if not ok then return nil, "tenant_suspension: store migration failed: " .. tostring(merr) end
+  local now = time.now()
+  if on then
+    ok, err = s:sql([[INSERT INTO tenant_suspensions (tenant, reason, since) VALUES ($1, $2, $3)
+      ON CONFLICT (tenant) DO UPDATE SET reason = excluded.reason]], id, reason or "", now)
+  else
+    ok, err = s:sql("DELETE FROM tenant_suspensions WHERE tenant = $1", id)
+  end
+  if not ok then return nil, err end
+  -- This process sees its own change at once.
+  ok, err = M.load(s)
+  if not ok then return nil, err end
+  log.info(on and "tenant suspended" or "tenant resumed", { tenant = id, reason = reason })
+  return true
+end
+
+return M
