@@ -329,7 +329,7 @@ function M.main(args)
   -- a crash cut short carries on here, where the singleton duties run.
   local offboard = require "steward.tenants.offboard"
   offboard.configure({ key = ctx.audit_key, dir = cfg.var_dir .. "/exports" })
-  if not ctx.cluster or ctx.cluster:is_leader() then task.spawn({ name = "offboard.resume" }, offboard.resume) end
+  if not ctx.cluster or ctx.cluster:is_leader() then task.spawn({ name = "offboard.resume" }, function() offboard.resume() end) end
   -- Start-up's garbage (config, module loading, migrations: a quarter of the heap) goes now,
   -- not at a first cycle an idle daemon may not reach for hours; the store's idle trim hands
   -- the freed pages back to the kernel a second later.
