@@ -235,6 +235,8 @@ local SCHEMA = {
                    "services the deploy drivers run and route to: {run, probes, restart, stop, haproxy, kubernetes} by name (docs/deploy/services.md)" },
   quotas       = { "table", {}, function(v) return require("steward.scaling.quota_config").check(v) end,
                    "instances, cpu and memory by service and by tenant: {services = {...}, tenants = {...}} (docs/scaling/quotas.md)" },
+  tenants      = { "table", {}, function(v) return require("steward.tenants.config").check(v) end,
+                   "tenants: {plans = {<plan> = {rate, quotas, budgets}}, default_plan, postgres, welcome} (docs/tenants.md)" },
   limits       = { "table", nil, LIMITS, "limits (see docs/configuration.md)" },
 }
 M.SCHEMA, M.LIMITS = SCHEMA, LIMITS
@@ -447,7 +449,7 @@ end
 -- Keys a running daemon applies on a reload (SIGHUP, steward reload, POST /v1/policies/reload);
 -- a change to any other key is logged as "restart required: KEY" and waits for a restart.
 M.RELOADABLE = { policy_config = true, tenant_config = true, log_level = true, grants = true, pg_connections = true,
-  services = true, quotas = true }
+  services = true, quotas = true, tenants = true }
 
 local function same(a, b)
   if type(a) ~= "table" or type(b) ~= "table" then return a == b end

@@ -243,6 +243,7 @@ function M.main(args)
           require("steward.deploy.kubernetes").configure(c.services)
         end
         if k == "services" then require("steward.deploy.supervisor").configure({ services = c.services }) end
+        if k == "tenants" then require("steward.tenants.config").configure(c.tenants) end
         if k == "services" or k == "quotas" then
           require("steward.scaling.quota").configure({ quotas = c.quotas, services = c.services })
         end
@@ -319,6 +320,7 @@ function M.main(args)
   local supervisor = require "steward.deploy.supervisor"
   supervisor.configure({ services = cfg.services, var_dir = cfg.var_dir, forward = ctx.cluster ~= nil })
   require("steward.scaling.quota").configure({ quotas = cfg.quotas, services = cfg.services }) -- docs/scaling/quotas.md
+  require("steward.tenants.provision").start(ctx) -- tenants' sagas resumed on the leader (docs/tenants.md)
   local on_leader = ctx.on_leader
   ctx.on_leader = function(yes)
     if on_leader then on_leader(yes) end

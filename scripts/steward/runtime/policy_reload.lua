@@ -212,6 +212,8 @@ function R:reload(reason, opts)
     end
     config_changed, restart = applied, second
   end
+  -- Tenants' own settings (their records, docs/tenants.md) merge over tenant_config.
+  if self.cfg then self.overlays.tenants = require("steward.tenants").overlay(self.cfg.tenant_config) end
   local loaded, errors = policies.load_dir(self.dir, { grants = self.grants })
   if not loaded then
     m_reloads:inc(1, "error")

@@ -111,6 +111,16 @@ local function tenant_of(service, holder)
   return holder and holder.tenant
 end
 
+-- tenant_plan_quotas(tenant) -> limits | nil: a tenant the config's quotas.tenants does not
+-- name is bounded by its plan's quotas (steward.tenants.limits, docs/tenants.md), normalised.
+function M.tenant_plan_quotas(tenant)
+  local ok, lim = pcall(function() return require("steward.tenants").limits(tenant) end)
+  if not ok or type(lim) ~= "table" or type(lim.quotas) ~= "table" or next(lim.quotas) == nil then return nil end
+  local q = {}
+  for k, v in pairs(lim.quotas) do q[k] = k == "memory" and qc.memory(v) or v end
+  return q
+end
+
 -- The quotas that bound a service: its own (exact name or pattern) and its tenant's.
 local function scopes_of(service)
   local out = {}
@@ -121,8 +131,9 @@ local function scopes_of(service)
       holds = function(id, h) return h.service == service end }
   end
   local tenant = tenant_of(service)
-  if tenant and S.quotas.tenants[tenant] then
-    out[#out + 1] = { label = "tenants." .. tenant, metric = "tenants." .. tenant, limits = S.quotas.tenants[tenant],
+  local tlim = tenant and (S.quotas.tenants[tenant] or M.tenant_plan_quotas(tenant))
+  if tlim then
+    out[#out + 1] = { label = "tenants." .. tenant, metric = "tenants." .. tenant, limits = tlim,
       note = "", holds = function(id, h) return tenant_of(h.service, h) == tenant end }
   end
   return out

@@ -823,6 +823,7 @@ function M.install(router, ctx)
     return reply(200, { services = json.array(list), supervising = supervising })
   end)
   require("steward.scaling.quota_api").install(add, ctx) -- scale by hand, quotas (docs/scaling/quotas.md)
+  require("steward.tenants.api").install(add, ctx) -- tenants and their provisioning (docs/tenants.md)
   -- The route table itself: each route's permission and tenant scope (docs/http-api.md).
   add("GET", "/v1/routes", "read", function(c)
     return reply(200, { routes = json.array(c.routes) })

@@ -148,6 +148,7 @@ function M.new(ctx, session)
   local function admin(what) session:require_admin(what) end
   local function out(s) session:out(s) end
 
+  local th = require("steward.tenants.repl").HELP -- docs/tenants.md
   local help_text = {
     { "status()", "uptime, versions, loop lag, memory, queue depths, store health" },
     { "policies()", "each policy: version, loaded at, last error, runs, errors, p99" },
@@ -177,6 +178,7 @@ function M.new(ctx, session)
     { "incidents.reassign(id, user)", "assign an incident to someone (who is notified)" },
     { "incidents.trigger{key=, service=, title=, escalation=}", "open an incident by hand (pages through its escalation)" },
     { "notifications{channel=, key=, status=, since=, limit=}", "notification history, newest first" },
+    th[1], th[2], th[3], th[4],
     { "approvals{state=, subject=, limit=}", "deploy approvals, newest first (default: pending ones)" },
     { "approve(id [, comment]) / deny(id [, comment])", "decide a pending approval (audited as you)" },
     { "services([name])", "supervised service instances: revision, state, ready, pid, port, restarts" },
@@ -628,6 +630,7 @@ function M.new(ctx, session)
     return M.rows(rows, { "service", "revision", "index", "state", "ready", "pid", "port", "restarts", "started", "reason" })
   end
 
+  require("steward.tenants.repl").install(h, { rows = M.rows, admin = admin }) -- docs/tenants.md
   return h
 end
 
