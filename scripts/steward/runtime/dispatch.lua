@@ -408,7 +408,9 @@ local function held_head(d, q)
   if not suspension.any() then return false end
   local ev = q.items[q.head]
   if ev.spilled then ev = unspill(d, ev); q.items[q.head] = ev end
-  return ev.tenant ~= nil and suspension.get(ev.tenant) ~= nil
+  -- The tenant's lifecycle events (tenant.suspended, tenant.removed...) are about it, not its
+  -- own: the platform's policies get them while it is suspended.
+  return ev.tenant ~= nil and suspension.get(ev.tenant) ~= nil and ev.type:sub(1, 7) ~= "tenant."
 end
 
 -- Takes up to the policy's batch_max queued events of q (in log order) and runs them as one
@@ -494,9 +496,11 @@ local function watch_held(d)
   task.spawn({ name = "dispatch.held" }, function()
     while next(d.held) and not d.stopping do
       shutdown.sleep(0.2)
-      for q, p in pairs(d.held) do
-        local ev = q.items[q.head]
-        if q.head > q.tail or not (ev.tenant and suspension.get(ev.tenant)) then
+      local list = {} -- held_head may yield (a spilled event is read back): iterate a copy
+      for q, p in pairs(d.held) do list[#list + 1] = { q = q, p = p } end
+      for _, h in ipairs(list) do
+        local q, p = h.q, h.p
+        if q.head > q.tail or not held_head(d, q) then
           d.held[q] = nil
           if not q.running and q.head <= q.tail then
             if d.active < d.cap then

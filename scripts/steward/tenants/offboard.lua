@@ -272,6 +272,15 @@ local function proof_phase(st, id)
       before = audit.digest(before), after = audit.digest(after), outcome = "ok", detail = json.encode(proof) })
     if not id_ then return nil, "audit: " .. tostring(aerr) end
   end
+  -- The record (steward.tenants) stays, as removed: the id is not given out again.
+  local rok, record = pcall(require, "steward.tenants.record")
+  if rok and type(record) == "table" and record.change then
+    local rec = record.get(st, id)
+    if rec and rec.state ~= "removed" then
+      local changed, cerr = record.change(st, id, function(r) r.state = "removed"; return true end, "removed")
+      if not changed then return nil, "the record: " .. tostring(cerr) end
+    end
+  end
   local ok
   ok, err = st:sql("UPDATE tenant_offboards SET phase = 'done', proof = $2, finished = $3 WHERE tenant = $1",
     id, json.encode(proof), time.now())

@@ -109,6 +109,11 @@ function M.apply(id, on, reason, st)
   local ok, merr = s:migrate()
   if not ok then return nil, "tenant_suspension: store migration failed: " .. tostring(merr) end
   local now = time.now()
+  if on and reason == nil then -- steward.tenants.suspend keeps the reason on the record
+    local ok, tenants = pcall(require, "steward.tenants")
+    local rec = ok and type(tenants) == "table" and tenants.get and tenants.get(id)
+    reason = type(rec) == "table" and type(rec.reason) == "string" and rec.reason or nil
+  end
   if on then
     ok, err = s:sql([[INSERT INTO tenant_suspensions (tenant, reason, since) VALUES ($1, $2, $3)
       ON CONFLICT (tenant) DO UPDATE SET reason = excluded.reason]], id, reason or "", now)
