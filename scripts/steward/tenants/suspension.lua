@@ -128,4 +128,40 @@ function M.apply(id, on, reason, st)
   return true
 end
 
+-- Requests from policies: an event tenant.suspend_requested {reason} or tenant.resume_requested
+-- emitted by a policy (cause depth >= 1: only a policy the operator granted events.emit of that
+-- type can; a client posting one through the API is not obeyed) suspends or resumes the
+-- event's tenant (a tenant's policy can only name its own) through steward.tenants when it has
+-- the record, else directly.
+M.REQUESTS = { ["tenant.suspend_requested"] = true, ["tenant.resume_requested"] = true }
+
+local function obey(ev)
+  local id = ev.tenant or (type(ev.data) == "table" and ev.data.tenant) or nil
+  if type(id) ~= "string" or id == "" then
+    log.warn("a tenant request without a tenant is ignored", { event = ev.id, type = ev.type })
+    return
+  end
+  local on = ev.type == "tenant.suspend_requested"
+  local reason = type(ev.data) == "table" and type(ev.data.reason) == "string" and ev.data.reason or nil
+  local ok, tenants = pcall(require, "steward.tenants")
+  local res, err
+  if ok and type(tenants) == "table" and tenants.get and tenants.get(id) then
+    if on then res, err = tenants.suspend(id, reason) else res, err = tenants.resume(id) end
+  else
+    res, err = M.apply(id, on, reason)
+  end
+  if not res then log.warn("a tenant request was not carried out", { event = ev.id, tenant = id, error = tostring(err) }) end
+end
+
+-- watch(events_module) -> unsubscribe: the daemon hands its committed events here.
+function M.watch(runtime_events)
+  return runtime_events.subscribe(function(_, list)
+    for _, ev in ipairs(list) do
+      if M.REQUESTS[ev.type] and (ev.depth or 0) >= 1 then
+        task.spawn({ name = "tenants.suspension.request" }, obey, ev)
+      end
+    end
+  end)
+end
+
 return M
