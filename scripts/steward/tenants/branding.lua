@@ -53,9 +53,15 @@ end
 function M.set_template(tenant, name, tpl)
   if type(tenant) ~= "string" or tenant == "" then error("branding.set_template: tenant: string expected", 2) end
   if type(name) ~= "string" or name == "" or #name > 100 then error("branding.set_template: name: string of 1 to 100 bytes expected", 2) end
-  if tpl == nil then return ns(tenant):delete("template:" .. name) end
+  if tpl == nil then
+    local ok, err = ns(tenant):delete("template:" .. name)
+    if ok == nil and err then return nil, err end
+    return true
+  end
   check_template(tpl, "branding.set_template")
-  return ns(tenant):put("template:" .. name, tpl)
+  local ok, err = ns(tenant):put("template:" .. name, tpl)
+  if not ok then return nil, err end
+  return true
 end
 
 -- template(tenant, name) -> {title, text} | nil
