@@ -5,7 +5,8 @@
 -- carry the daemon's external URL), and for email the sender (brand name <email_from>) and an
 -- HTML part in the tenant's colour. The branding is the tenant record's (steward.tenants);
 -- templates live in the tenant's kv namespace, so offboarding exports and erases them.
-local kv = require "steward.kv"
+local store = require "steward.runtime.store"
+local kv = require "steward.runtime.store.kv"
 
 local type, pairs, ipairs, tostring, pcall, error = type, pairs, ipairs, tostring, pcall, error
 local format, concat = string.format, table.concat
@@ -15,7 +16,11 @@ local M = {}
 local TEMPLATE_FIELDS = { title = 2000, text = 20000 }
 M.DEFAULT = "default" -- the template used for a message that names none
 
-local function ns(tenant) return kv.ns("tenant:" .. tenant .. ":branding") end
+-- The tenant's namespace in the daemon's store (nil without one: then there are no templates).
+local function ns(tenant)
+  local st = store.default()
+  return st and kv.ns(st, "tenant:" .. tenant .. ":branding") or nil
+end
 
 local function tenant_of(msg)
   if type(msg.tenant) == "string" then return msg.tenant end
@@ -53,20 +58,23 @@ end
 function M.set_template(tenant, name, tpl)
   if type(tenant) ~= "string" or tenant == "" then error("branding.set_template: tenant: string expected", 2) end
   if type(name) ~= "string" or name == "" or #name > 100 then error("branding.set_template: name: string of 1 to 100 bytes expected", 2) end
+  local n = ns(tenant)
+  if not n then return nil, "no store: the daemon's store is not open" end
   if tpl == nil then
-    local ok, err = ns(tenant):delete("template:" .. name)
+    local ok, err = n:delete("template:" .. name)
     if ok == nil and err then return nil, err end
     return true
   end
   check_template(tpl, "branding.set_template")
-  local ok, err = ns(tenant):put("template:" .. name, tpl)
+  local ok, err = n:put("template:" .. name, tpl)
   if not ok then return nil, err end
   return true
 end
 
 -- template(tenant, name) -> {title, text} | nil
 function M.template(tenant, name)
-  local v = ns(tenant):get("template:" .. name)
+  local n = ns(tenant)
+  local v = n and n:get("template:" .. name)
   return type(v) == "table" and v or nil
 end
 

@@ -300,6 +300,7 @@ function M.run(id, st)
   if type(id) ~= "string" or not id:match(M.ID) then error("offboard.run: id: a tenant id expected", 2) end
   st = st or store.default()
   if not st then return nil, "no store: the daemon's store is not open" end
+  if not conf.key or not conf.key.secret then return nil, "offboard: no signing key (the daemon configures it)" end
   if running[id] then return nil, "tenant " .. id .. " is being offboarded already" end
   running[id] = true
   local ok, res, err = pcall(function()
