@@ -7,7 +7,7 @@ local json = require "steward.json"
 local crypto = require "steward.crypto"
 local audit_key = require "steward.runtime.store.audit_key"
 
-local type, ipairs, tostring, error, concat = type, ipairs, tostring, error, table.concat
+local type, ipairs, tostring, error, concat, format = type, ipairs, tostring, error, table.concat, string.format
 
 local M = {}
 
@@ -15,6 +15,12 @@ M.FORMAT = "steward-tenant-export/1"
 
 local function sha256_hex(s) return crypto.hex(crypto.sha256(s)) end
 M.sha256_hex = sha256_hex
+
+-- The signature line, byte for byte: verify rebuilds it and compares, so no byte of it can
+-- change unnoticed (not a JSON spacing, not an unused bit of the base64).
+local function trailer(key_id, sum, sig)
+  return format('{"signature":{"alg":"ed25519","key_id":"%s","sha256":"%s","sig":"%s"}}', key_id, sum, sig)
+end
 
 -- build(tenant, tables, key, created) -> text, digests, counts. tables: a list of
 -- { name, rows } (rows in a stable order); digests[name] is the SHA-256 of that table's lines
@@ -36,9 +42,7 @@ function M.build(tenant, tables, key, created)
   end
   local body = concat(out, "\n") .. "\n"
   local sum = sha256_hex(body)
-  local sig = json.encode({ signature = { alg = "ed25519", key_id = key.id, sha256 = sum,
-                                          sig = audit_key.sign(key, sum) } })
-  return body .. sig .. "\n", digests, counts, sum
+  return body .. trailer(key.id, sum, audit_key.sign(key, sum)) .. "\n", digests, counts, sum
 end
 
 -- verify(text, keys) -> report | nil, reason. keys: the trusted public keys (audit_key.load);
@@ -47,10 +51,14 @@ function M.verify(text, keys)
   if type(text) ~= "string" then error("offboard_archive.verify: text: string expected", 2) end
   local body, last = text:match("^(.*\n)([^\n]+)\n$")
   if not body then return nil, "not an export: no signature line" end
-  local trailer = json.decode(last)
-  local s = type(trailer) == "table" and trailer.signature
-  if type(s) ~= "table" or type(s.sig) ~= "string" or type(s.sha256) ~= "string" then
+  local doc = json.decode(last)
+  local s = type(doc) == "table" and doc.signature
+  if type(s) ~= "table" or type(s.sig) ~= "string" or type(s.sha256) ~= "string" or type(s.key_id) ~= "string" then
     return nil, "not an export: the last line is not a signature"
+  end
+  local raw = crypto.unbase64(s.sig)
+  if last ~= trailer(s.key_id, s.sha256, s.sig) or not raw or crypto.base64(raw) ~= s.sig then
+    return nil, "the signature line is altered"
   end
   local sum = sha256_hex(body)
   if sum ~= s.sha256 then return nil, "the content does not match its signed SHA-256 (altered or truncated)" end
