@@ -43,7 +43,10 @@ local function main()
     end
   end
   t.is(table.concat(passed, " "), "", "no flipped bit of any byte verifies")
-  local cut = text:gsub('{"table":"events","row":{"id":"a2"}}\n', "")
+  local kept = {}
+  for line in text:gmatch("[^\n]*\n") do if not line:find('"a2"', 1, true) then kept[#kept + 1] = line end end
+  local cut = table.concat(kept)
+  t.ok(#cut < #text, "(the line of a2 is cut)")
   t.like(select(2, archive.verify(cut, { k1 })), "does not match", "a removed line fails")
   t.like(select(2, archive.verify(text, { k2 })), "does not verify", "another key fails")
   t.raises(function() archive.build("acme", {}, { id = "x" }) end, "key", "build without a private key raises")
