@@ -33,19 +33,62 @@ local function st_of(st)
   return st
 end
 
+local migrated = setmetatable({}, { __mode = "k" })
+local function ready(s)
+  if migrated[s] then return true end
+  local ok, err = s:migrate()
+  if not ok then return nil, "tenant_suspension: store migration failed: " .. tostring(err) end
+  migrated[s] = true
+  return true
+end
+
+-- Where steward.tenants keeps records, a record's state decides too: suspended, offboarding
+-- and removed tenants are refused even if the row here is missing (a crash between the
+-- record's change and apply()), and a row left here for a tenant whose record is active again
+-- is stale (the same crash on resumption) — unless an offboarding put it there.
+local HELD = { suspended = true, offboarding = true, removed = true }
+
+local function records(s)
+  local ok, has = pcall(function()
+    return #(s:sql(s:backend() == "postgres"
+      and "SELECT 1 AS x FROM information_schema.tables WHERE table_name = 'tenants' AND table_schema = current_schema()"
+      or "SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = 'tenants'") or {}) > 0
+  end)
+  if not ok or not has then return {} end
+  local rows = s:sql([[SELECT id, state, reason, updated FROM tenants
+    WHERE state IN ('suspended', 'offboarding', 'removed') OR id IN (SELECT tenant FROM tenant_suspensions)]])
+  if not rows then return {} end
+  local out = {}
+  for _, r in ipairs(rows) do out[r.id] = r end
+  return out
+end
+
 -- load([st]) -> true | nil, err: the set read again from the store (yields: call in a task).
 function M.load(st)
   local s, err = st_of(st)
   if not s then return nil, err end
-  local ok, merr = s:migrate()
-  if not ok then return nil, "tenant_suspension: store migration failed: " .. tostring(merr) end
+  local ok
+  ok, err = ready(s)
+  if not ok then return nil, err end
   local rows
   rows, err = s:sql("SELECT tenant, reason, since FROM tenant_suspensions")
   if not rows then return nil, err end
+  local recs = records(s)
   local set, n = {}, 0
   for _, r in ipairs(rows) do
-    set[r.tenant] = { reason = r.reason, since = r.since }
-    n = n + 1
+    local rec = recs[r.tenant]
+    if not (rec and rec.state == "active" and r.reason ~= "offboarding") then
+      set[r.tenant] = { reason = r.reason, since = r.since }
+      n = n + 1
+    end
+  end
+  for id, rec in pairs(recs) do
+    if HELD[rec.state] and not set[id] then
+      local reason = rec.reason
+      if type(reason) ~= "string" or reason == "" then reason = rec.state end
+      set[id] = { reason = reason, since = rec.updated }
+      n = n + 1
+    end
   end
   suspended, count, loaded_at, loaded_from = set, n, time.now(), s
   return true
@@ -106,8 +149,9 @@ function M.apply(id, on, reason, st)
   if reason ~= nil and type(reason) ~= "string" then error("suspension.apply: reason: string expected", 2) end
   local s, err = st_of(st)
   if not s then return nil, err end
-  local ok, merr = s:migrate()
-  if not ok then return nil, "tenant_suspension: store migration failed: " .. tostring(merr) end
+  local ok
+  ok, err = ready(s)
+  if not ok then return nil, err end
   local now = time.now()
   if on and reason == nil then -- steward.tenants.suspend keeps the reason on the record
     local ok, tenants = pcall(require, "steward.tenants")
