@@ -59,9 +59,10 @@ static size_t on_read(char *buf, size_t size, size_t n, void *ud)
 }
 
 static const char *const known_opts[] = {
-    "url",     "from",    "to",       "cc",       "bcc",      "subject", "body", "html",
-    "message", "headers", "username", "password", "starttls", "timeout", "connect_timeout",
-    "cafile",  "capath",  "insecure", NULL};
+    "url",      "from",     "to",       "cc",      "bcc",
+    "subject",  "body",     "html",     "message", "headers",
+    "username", "password", "starttls", "timeout", "connect_timeout",
+    "cafile",   "capath",   "insecure", NULL};
 
 static void check_opts(lua_State *L, const char *fname)
 {
@@ -358,7 +359,8 @@ int l_http_send_mail(lua_State *L)
              * mail reader prefers); the boundary is random, so no part can contain it. */
             char boundary[48];
             add_boundary(boundary, sizeof boundary);
-            luaL_addstring(&b, "\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"");
+            luaL_addstring(
+                &b, "\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"");
             luaL_addstring(&b, boundary);
             luaL_addstring(&b, "\"\r\n");
             luaL_pushresult(&b);

@@ -23,6 +23,14 @@ local function main()
   t.ok(html:find("#ff6600", 1, true) and html:find("f&lt;o&gt;", 1, true), "html: the colour and the footer")
   t.ok(html:find("x?a=1&amp;b=2", 1, true), "html: the link, escaped")
   for line in html:gmatch("[^\n]+") do if #line > 998 then t.fail("an HTML line over 998 bytes") end end
+  -- apply with a record: steward.tenants' get answers it (the spec stands in for the record)
+  package.loaded["steward.tenants"] = { get = function(id)
+    if id == "acme" then return { id = "acme", name = "Acme", branding = { footer = "-- Acme", link_base = "https://s.acme.test" } } end
+  end }
+  local b = branding.apply({ title = "t", text = "see http://127.0.0.1:8080/v1/approvals/9?sig=z", labels = { tenant = "acme" } })
+  t.is(b.text, "see https://s.acme.test/v1/approvals/9?sig=z\n\n-- Acme", "apply: links on the link base, the footer after")
+  t.is(branding.apply({ text = "hi\n\n-- Acme", tenant = "acme" }).text, "hi\n\n-- Acme", "a footer already there is not added twice")
+  package.loaded["steward.tenants"] = nil
   t.is(branding.from({ name = "Acme Corp", email_from = "a@acme.test" }, "s@x"), '"Acme Corp" <a@acme.test>', "from: name and address")
   t.is(branding.from({ name = "Acme" }, "s@x"), "s@x", "from: without email_from, the channel's")
   t.raises(function() branding.set_template("acme", "x", { subject = "s" }) end, "template.subject", "an unknown template field raises naming it")

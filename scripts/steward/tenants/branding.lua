@@ -146,7 +146,10 @@ function M.apply(msg)
     if tpl.title then out.title = fill(tpl.title, vars) end
     if tpl.text then out.text = fill(tpl.text, vars) end
   end
-  if b.footer then out.text = (out.text and (out.text .. "\n\n") or "") .. b.footer end
+  -- (a sender that wrote the footer itself, as the welcome does, does not get it twice)
+  if b.footer and not (type(out.text) == "string" and out.text:sub(-#b.footer) == b.footer) then
+    out.text = (out.text and (out.text .. "\n\n") or "") .. b.footer
+  end
   return out, b
 end
 
