@@ -90,6 +90,17 @@ local function main()
   t.is(#entries, 1, "one proof entry in the audit log")
   t.ok(assert(offboard.run("acme")).phase == "done" and
     #assert(st:sql("SELECT id FROM audit WHERE command = 'tenant.offboard'")) == 1, "a finished offboarding run again adds nothing")
+
+  -- a record steward.tenants moved to offboarding, then a crash before run() wrote anything
+  require "steward.runtime.store.tenants"
+  assert(st:migrate())
+  assert(st:sql([[INSERT INTO tenants (id, name, plan, state, contact, branding, config, limits, created, updated, version)
+    VALUES ('initech', 'Initech', 'basic', 'offboarding', '{}', '{}', '{}', '{}', 1, 1, 1)]]))
+  assert(events.append(st, { { id = "i1", type = "work.x", tenant = "initech" } }))
+  t.is(offboard.resume(), 1, "resume() finds the offboarding record without a run")
+  t.is((offboard.status("initech") or {}).phase, "done", "... and offboards it")
+  local left = assert(st:sql("SELECT type FROM events WHERE tenant = 'initech'"))
+  t.ok(#left == 1 and left[1].type == "tenant.removed", "... its events erased; the record's tenant.removed announces the end")
 end
 
 spec.run(main)

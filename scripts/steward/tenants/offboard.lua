@@ -342,6 +342,15 @@ function M.resume(st)
   local ok = st:migrate()
   if not ok then return 0 end
   local rows = st:sql("SELECT tenant FROM tenant_offboards WHERE phase <> 'done' ORDER BY started") or {}
+  -- A record steward.tenants moved to offboarding before a crash stopped the run's first write.
+  if has_table(st, "tenants") then
+    local seen = {}
+    for _, r in ipairs(rows) do seen[r.tenant] = true end
+    for _, r in ipairs(st:sql([[SELECT id FROM tenants WHERE state = 'offboarding'
+        AND id NOT IN (SELECT tenant FROM tenant_offboards) ORDER BY updated]]) or {}) do
+      if not seen[r.id] then rows[#rows + 1] = { tenant = r.id } end
+    end
+  end
   for _, r in ipairs(rows) do
     log.info("resuming a tenant offboarding", { tenant = r.tenant })
     local res, err = M.run(r.tenant, st)
