@@ -112,6 +112,9 @@ local function main()
   ok = pcall(saga.run, st, "c2")
   saga.inject.crash = nil
   t.ok(not ok, "a crash before step c runs stops the run")
+  t.is(#assert(saga.pending(st)), 1, "its own runner, restarted under the same name, sees it at once")
+  saga.OWNER = "saga-third"
+  t.is(#assert(saga.pending(st)), 0, "another runner does not, while the lease holds")
   t.is(#assert(saga.pending(st, { takeover = true })), 1, "takeover sees the saga at once")
   t.is(saga.run(st, "c2", { takeover = true }), "done", "and finishes it")
   t.is(count(calls, "run c"), 1, "c ran once")

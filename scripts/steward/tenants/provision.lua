@@ -70,6 +70,9 @@ end
 function M.resume(st, takeover)
   local ids, err = saga.pending(st, { takeover = takeover })
   if not ids then return nil, err end
+  local todo = {}
+  for _, id in ipairs(ids) do if not saga.running_here(id) then todo[#todo + 1] = id end end
+  ids = todo
   for _, id in ipairs(ids) do
     task.spawn({ name = "saga " .. id }, function()
       local res, e = saga.run(st, id, { takeover = takeover })
@@ -83,7 +86,19 @@ end
 M.SCAN = "2s"
 
 -- start(ctx): called by the daemon once its store, auth and policy registry exist.
+-- The runner's name: the same for this instance after a restart (host, state directory,
+-- worker), so a daemon killed mid-saga takes its sagas back at once when it starts again;
+-- another instance waits for the lease.
+local function instance_owner(ctx)
+  local host = "localhost"
+  local f = io.open("/proc/sys/kernel/hostname", "r")
+  if f then host = (f:read("*l") or host); f:close() end
+  local who = host .. "\0" .. tostring(ctx.cfg.var_dir) .. "\0" .. tostring(ctx.worker or "")
+  return "saga-" .. crypto.hex(crypto.sha256(who)):sub(1, 16)
+end
+
 function M.start(ctx)
+  saga.OWNER = instance_owner(ctx)
   tconfig.configure(ctx.cfg.tenants)
   steps.env.cfg, steps.env.auth, steps.env.registry = ctx.cfg, ctx.auth, ctx.registry
   runner.store = ctx.store

@@ -233,7 +233,8 @@ function M.forget() cache.map, cache.at = nil, -math.huge end
 -- ---- writes ----
 
 local function event(kind, r, extra, now)
-  local data = { tenant = r.id, state = r.state, plan = r.plan, version = r.version }
+  local data = { tenant = r.id, state = r.state, plan = r.plan, version = r.version,
+    failed_step = r.failed_step or nil, reason = r.reason or nil }
   for k, v in pairs(extra or {}) do data[k] = v end
   return { id = format("tenant.%s:%s:%d", kind, r.id, r.version), type = "tenant." .. kind, tenant = r.id,
            time = now, source = M.SOURCE, data = data }

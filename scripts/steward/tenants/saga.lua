@@ -150,9 +150,25 @@ local function compensate(st, d, s, ctx)
   return set_saga(st, s.id, "failed", nil, nil, time.now())
 end
 
+-- The sagas running in this process: the lease cannot tell two tasks of one runner apart.
+local running = {}
+
+local run_saga
+
+function M.running_here(id) return running[id] == true end
+
 -- run(st, id [, {takeover}]) -> "done" | "failed" | false (another runner has it) | nil, err.
 -- Runs the saga to its end from wherever its rows say it is.
 function M.run(st, id, opts)
+  if running[id] then return false end
+  running[id] = true
+  local res = { pcall(run_saga, st, id, opts) }
+  running[id] = nil
+  if not res[1] then error(res[2], 0) end
+  return res[2], res[3]
+end
+
+function run_saga(st, id, opts)
   opts = opts or {}
   local ok, err = ready(st)
   if not ok then return nil, err end
@@ -225,15 +241,17 @@ function M.run(st, id, opts)
   return s.state
 end
 
--- resume_all(st [, {takeover}]) -> the ids of the sagas to run: running or compensating ones
--- whose runner is gone (lease expired; takeover: every one, at a lone process's start-up).
+-- pending(st [, {takeover}]) -> the ids of the sagas to run: running or compensating ones that
+-- are this runner's (left by a crash of this instance, or running here now: run skips those),
+-- or whose runner is gone (lease expired; takeover: every one, at a lone process's start-up).
 function M.pending(st, opts)
   opts = opts or {}
   local ok, err = ready(st)
   if not ok then return nil, err end
   local rows
   rows, err = st.db:query("SELECT id FROM tenant_sagas WHERE state IN ('running', 'compensating') AND " ..
-    "(owner IS NULL OR lease_until < $1 OR $2 = 1) ORDER BY created", time.now(), opts.takeover and 1 or 0)
+    "(owner IS NULL OR owner = $3 OR lease_until < $1 OR $2 = 1) ORDER BY created", time.now(), opts.takeover and 1 or 0,
+    M.OWNER)
   if not rows then return nil, err end
   local ids = {}
   for i, r in ipairs(rows) do ids[i] = r.id end
