@@ -42,7 +42,7 @@ ok $([ "$(jx 'd["error"]["code"]' < "$D/got")" = tenant_suspended ]; echo $?) "b
 sh_block resume > /dev/null; s=$(api "$ACME_TOKEN" GET /v1/events)
 ok $([ "$s" = 200 ]; echo $?) "block resume: the tenant's token works again ($s)"
 
-awk '/^```lua$/ { f = 1; next } f && /^```/ { exit } f { print }' "$here/docs/tenants.md" > "$W/dunning.lua"
+block dunning > "$W/dunning.lua"
 "$BIN" eval --local "local f = assert(io.open('$W/dunning.lua')) local p = assert(loadstring(f:read('*a')))() return p.name" > "$D/out" 2>&1
 ok $(grep -q billing.dunning "$D/out"; echo $?) "the page's dunning policy compiles ($(head -c 200 "$D/out"))"
 
