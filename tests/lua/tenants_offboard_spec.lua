@@ -91,6 +91,26 @@ local function main()
   t.ok(assert(offboard.run("acme")).phase == "done" and
     #assert(st:sql("SELECT id FROM audit WHERE command = 'tenant.offboard'")) == 1, "a finished offboarding run again adds nothing")
 
+  -- incidents: the tenant's by their exact label ("x_y" as a LIKE pattern also matches "xzy")
+  require "steward.alerting.incidents_schema"
+  assert(st:migrate())
+  local function incident(iid, tenant)
+    assert(st:sql([[INSERT INTO incidents (id, key, service, title, summary, severity, state, labels, epoch,
+        created_at, alert_at, updated_at, revision) VALUES ($1, $1, 'db', 't', 's', 'critical', 'resolved', $2, 1, 1, 1, 1, 1)]],
+      iid, '{"tenant":"' .. tenant .. '"}'))
+    assert(st:sql("INSERT INTO incident_timeline (id, incident_id, at, kind, data) VALUES ($1, $2, 1, 'opened', '{}')", iid .. "-t", iid))
+  end
+  incident("inc-xy", "x_y")
+  incident("inc-xzy", "xzy")
+  s = assert(offboard.run("x_y"))
+  body = assert(fs.read(s.archive))
+  t.ok(body:find("inc-xy", 1, true) and not body:find("inc-xzy", 1, true), "x_y's archive: its incident and timeline, not xzy's")
+  t.is(s.proof.tables.incidents.before, 1, "proof: one incident before")
+  t.is(s.proof.tables.incidents.after, 0, "proof: none after")
+  t.is(#assert(st:sql("SELECT id FROM incidents WHERE id = 'inc-xzy'")), 1, "xzy's incident is kept")
+  t.is(#assert(st:sql("SELECT id FROM incident_timeline WHERE incident_id = 'inc-xzy'")), 1, "... with its timeline")
+  t.is(#assert(st:sql("SELECT id FROM incident_timeline WHERE incident_id = 'inc-xy'")), 0, "x_y's timeline is erased")
+
   -- a record steward.tenants moved to offboarding, then a crash before run() wrote anything
   require "steward.runtime.store.tenants"
   assert(st:migrate())

@@ -105,11 +105,11 @@ local function sources(st, id)
   end
   if has_table(st, "incidents") then -- an incident is the tenant's when its labels say so
     local like = '%"tenant":"' .. id .. '"%'
+    -- LIKE is a first cut ('_' matches any byte): the rows are kept by their exact labels
+    -- (incident_ids), and deleted by id.
+    add("incidents", "SELECT * FROM incidents WHERE labels LIKE $1 ORDER BY id", nil, like)
     add("incident_timeline", [[SELECT * FROM incident_timeline WHERE incident_id IN
-        (SELECT id FROM incidents WHERE labels LIKE $1) ORDER BY incident_id, at, id]],
-      "DELETE FROM incident_timeline WHERE incident_id IN (SELECT id FROM incidents WHERE labels LIKE $1)", like)
-    add("incidents", "SELECT * FROM incidents WHERE labels LIKE $1 ORDER BY id",
-      "DELETE FROM incidents WHERE labels LIKE $1", like)
+        (SELECT id FROM incidents WHERE labels LIKE $1) ORDER BY incident_id, at, id]], nil, like)
   end
   -- Every other table with a tenant column (billing's invoices, tables added later).
   local known = { events = true, decisions = true, api_tokens = true }
@@ -131,30 +131,53 @@ local function plain(row)
   return out
 end
 
--- The exported row of an incident: only those whose labels name the tenant exactly (LIKE is a
--- first cut; a label value that merely contains the text does not count).
+-- An incident is the tenant's when its labels name the tenant exactly.
 local function incident_is(row, id)
   local labels = json.decode(row.labels or "")
   return type(labels) == "table" and labels.tenant == id
 end
 
+-- incident_ids(st, id) -> set of the ids of the tenant's incidents, and their number
+local function incident_ids(st, id)
+  local set, n = {}, 0
+  local rows = st:sql("SELECT id, labels FROM incidents WHERE labels LIKE $1", '%"tenant":"' .. id .. '"%') or {}
+  for _, r in ipairs(rows) do
+    if incident_is(r, id) then set[r.id] = true; n = n + 1 end
+  end
+  return set, n
+end
+
+-- Keeps the rows that are the tenant's: incidents and their timelines by the exact label.
+local function theirs(s, rows, id, ids)
+  if s.name ~= "incidents" and s.name ~= "incident_timeline" then return rows end
+  local kept = {}
+  for _, r in ipairs(rows) do
+    if (s.name == "incidents" and incident_is(r, id)) or (s.name == "incident_timeline" and ids[r.incident_id]) then
+      kept[#kept + 1] = r
+    end
+  end
+  return kept
+end
+
 local function collect(st, list, id)
-  local tables = {}
+  local tables, ids = {}, has_table(st, "incidents") and incident_ids(st, id) or {}
   for _, s in ipairs(list) do
     local rows, err = st:sql(s.select, unpack(s.args))
     if not rows then return nil, s.name .. ": " .. tostring(err) end
     local kept = {}
-    for _, r in ipairs(rows) do
-      if s.name ~= "incidents" or incident_is(r, id) then kept[#kept + 1] = plain(r) end
-    end
+    for i, r in ipairs(theirs(s, rows, id, ids)) do kept[i] = plain(r) end
     tables[#tables + 1] = { name = s.name, rows = kept }
   end
   return tables
 end
 
-local function count(st, s)
-  local sql = "SELECT COUNT(*) AS n FROM (" .. s.select .. ") q"
-  local rows, err = st:sql(sql, unpack(s.args))
+local function count(st, s, id, ids)
+  if s.name == "incidents" or s.name == "incident_timeline" then
+    local rows, err = st:sql(s.select, unpack(s.args))
+    if not rows then return nil, err end
+    return #theirs(s, rows, id, ids)
+  end
+  local rows, err = st:sql("SELECT COUNT(*) AS n FROM (" .. s.select .. ") q", unpack(s.args))
   if not rows then return nil, err end
   return tonumber(rows[1].n)
 end
@@ -219,22 +242,16 @@ local function erase_phase(st, id)
   if not list then return nil, notes end
   local stmts = {}
   for _, s in ipairs(list) do
-    local stmt = { s.delete }
-    for i, a in ipairs(s.args) do stmt[i + 1] = a end
-    -- Incidents: LIKE is only a first cut; rows it matches that are not exactly the tenant's
-    -- stay (they were not exported either).
-    if s.name ~= "incidents" and s.name ~= "incident_timeline" then stmts[#stmts + 1] = stmt end
+    if s.delete then
+      local stmt = { s.delete }
+      for i, a in ipairs(s.args) do stmt[i + 1] = a end
+      stmts[#stmts + 1] = stmt
+    end
   end
-  for _, t in ipairs({ "incident_timeline", "incidents" }) do
-    local tab = proof.tables[t]
-    if tab and tab.before > 0 then
-      local ids = {}
-      local rows = st:sql("SELECT id, labels FROM incidents WHERE labels LIKE $1", '%"tenant":"' .. id .. '"%') or {}
-      for _, row in ipairs(rows) do if incident_is(row, id) then ids[#ids + 1] = row.id end end
-      for _, iid in ipairs(ids) do
-        stmts[#stmts + 1] = t == "incidents" and { "DELETE FROM incidents WHERE id = $1", iid }
-          or { "DELETE FROM incident_timeline WHERE incident_id = $1", iid }
-      end
+  if proof.tables.incidents and proof.tables.incidents.before > 0 then
+    for iid in pairs((incident_ids(st, id))) do
+      stmts[#stmts + 1] = { "DELETE FROM incident_timeline WHERE incident_id = $1", iid }
+      stmts[#stmts + 1] = { "DELETE FROM incidents WHERE id = $1", iid }
     end
   end
   stmts[#stmts + 1] = { "UPDATE tenant_offboards SET phase = 'erased' WHERE tenant = $1", id }
@@ -251,14 +268,11 @@ local function proof_phase(st, id)
   local list
   list, err = sources(st, id)
   if not list then return nil, err end
+  local ids = has_table(st, "incidents") and incident_ids(st, id) or {}
   for _, s in ipairs(list) do
     local n
-    n, err = count(st, s)
+    n, err = count(st, s, id, ids)
     if not n then return nil, err end
-    if s.name == "incidents" or s.name == "incident_timeline" then
-      -- only exact matches were the tenant's; what LIKE still finds is someone else's
-      n = 0
-    end
     proof.tables[s.name] = proof.tables[s.name] or { before = 0, digest = archive.sha256_hex("") }
     proof.tables[s.name].after = n
   end
