@@ -59,9 +59,10 @@ static size_t on_read(char *buf, size_t size, size_t n, void *ud)
 }
 
 static const char *const known_opts[] = {
-    "url",     "from",    "to",       "cc",       "bcc",      "subject", "body",
-    "message", "headers", "username", "password", "starttls", "timeout", "connect_timeout",
-    "cafile",  "capath",  "insecure", NULL};
+    "url",      "from",     "to",       "cc",      "bcc",
+    "subject",  "body",     "html",     "message", "headers",
+    "username", "password", "starttls", "timeout", "connect_timeout",
+    "cafile",   "capath",   "insecure", NULL};
 
 static void check_opts(lua_State *L, const char *fname)
 {
@@ -180,6 +181,20 @@ static void add_date(luaL_Buffer *b)
     luaL_addstring(b, d);
 }
 
+/* A MIME boundary: "steward-" and 32 random hex digits. */
+static void add_boundary(char *out, size_t size)
+{
+    unsigned char rnd[16];
+    if (uv_random(NULL, NULL, rnd, sizeof rnd, 0, NULL) != 0) {
+        uint64_t t = uv_hrtime();
+        memset(rnd, 0, sizeof rnd);
+        memcpy(rnd, &t, sizeof t);
+    }
+    size_t o = (size_t)snprintf(out, size, "steward-");
+    for (size_t i = 0; i < sizeof rnd && o + 3 <= size; i++, o += 2)
+        snprintf(out + o, 3, "%02x", rnd[i]);
+}
+
 static void add_message_id(luaL_Buffer *b, const char *from_addr)
 {
     unsigned char rnd[16];
@@ -238,6 +253,7 @@ int l_http_send_mail(lua_State *L)
     const char *from = http_opt_string(L, 1, "from", fname);
     const char *subject = http_opt_string(L, 1, "subject", fname);
     const char *body = http_opt_string(L, 1, "body", fname);
+    const char *html = http_opt_string(L, 1, "html", fname);
     const char *message = http_opt_string(L, 1, "message", fname);
     const char *user = http_opt_string(L, 1, "username", fname);
     const char *pass = http_opt_string(L, 1, "password", fname);
@@ -253,6 +269,8 @@ int l_http_send_mail(lua_State *L)
     no_crlf(L, from, "from", fname);
     if (!body == !message)
         return luaL_error(L, "%s: exactly one of body or message is needed", fname);
+    if (html && !body)
+        return luaL_error(L, "%s: html: goes with body (the plain-text part)", fname);
     long use_ssl = CURLUSESSL_TRY;
     if (starttls && strcmp(starttls, "required") == 0)
         use_ssl = CURLUSESSL_ALL;
@@ -328,13 +346,38 @@ int l_http_send_mail(lua_State *L)
         }
         luaL_addstring(&b, "\r\nSubject: ");
         add_subject(&b, subject);
-        luaL_addstring(&b, "\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8"
-                           "\r\nContent-Transfer-Encoding: 8bit\r\n");
-        luaL_pushresult(&b);
-        lua_pushvalue(L, extra);
-        lua_pushliteral(L, "\r\n");
-        lua_pushstring(L, body);
-        lua_concat(L, 4);
+        if (!html) {
+            luaL_addstring(&b, "\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8"
+                               "\r\nContent-Transfer-Encoding: 8bit\r\n");
+            luaL_pushresult(&b);
+            lua_pushvalue(L, extra);
+            lua_pushliteral(L, "\r\n");
+            lua_pushstring(L, body);
+            lua_concat(L, 4);
+        } else {
+            /* multipart/alternative: the text part first, the HTML part last (the one a
+             * mail reader prefers); the boundary is random, so no part can contain it. */
+            char boundary[48];
+            add_boundary(boundary, sizeof boundary);
+            luaL_addstring(
+                &b, "\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"");
+            luaL_addstring(&b, boundary);
+            luaL_addstring(&b, "\"\r\n");
+            luaL_pushresult(&b);
+            lua_pushvalue(L, extra);
+            lua_pushfstring(L,
+                            "\r\n--%s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                            "Content-Transfer-Encoding: 8bit\r\n\r\n",
+                            boundary);
+            lua_pushstring(L, body);
+            lua_pushfstring(L,
+                            "\r\n--%s\r\nContent-Type: text/html; charset=utf-8\r\n"
+                            "Content-Transfer-Encoding: 8bit\r\n\r\n",
+                            boundary);
+            lua_pushstring(L, html);
+            lua_pushfstring(L, "\r\n--%s--\r\n", boundary);
+            lua_concat(L, 7);
+        }
     } else {
         lua_pushstring(L, message);
     }

@@ -215,9 +215,19 @@ function Channel:send(msg, opts)
 
   -- Templates and request building run before the history row exists: a template that
   -- raises is a bug of the caller's and must not leave a "sending" row behind.
+  -- A message about a tenant wears its white label (steward.tenants.branding).
+  local brand
+  if msg.tenant ~= nil or (type(msg.labels) == "table" and msg.labels.tenant ~= nil) then
+    msg, brand = require("steward.tenants.branding").apply(msg)
+  end
   local payload = self.template(msg, ctx)
   if type(payload) ~= "table" then
     error(self.where .. ": template must return a table, got " .. type(payload), 2)
+  end
+  if brand and self.kind == "email" then
+    local branding = require "steward.tenants.branding"
+    payload.from = payload.from or branding.from(brand, self.cfg.from)
+    payload.html = payload.html or branding.html(msg, brand)
   end
   local op = self.km.request(self.cfg, payload, ctx, msg)
   if op.http then

@@ -105,7 +105,8 @@ code=$(req "Authorization: Bearer $ATOK" GET /v1/tenants/acme)
 [ "$code" = 200 ]
 ok $? "after a restart the tenant's token still works ($code)"
 out=$("$BIN" eval --socket "$D/var/steward.sock" 'return tenants()' 2>&1)
-echo "$out" | grep -q acme && echo "$out" | grep -q offboarding
+# (steward.tenants.offboard may have finished globex's offboarding by now: removed)
+echo "$out" | grep -q acme && echo "$out" | grep -Eq 'offboarding|removed'
 ok $? "REPL tenants() lists them"
 out=$("$BIN" eval --socket "$D/var/steward.sock" 'return tenant("acme").saga.state' 2>&1)
 [ "$out" = '"done"' ] || [ "$out" = done ]

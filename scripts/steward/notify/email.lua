@@ -44,7 +44,7 @@ function K.request(cfg, mail, ctx, msg)
     error("notify email: no recipient: set 'to' on the channel or in the message", 3)
   end
   return { mail = { url = cfg.url, from = mail.from or cfg.from, to = to, cc = mail.cc or cfg.cc,
-                    bcc = mail.bcc or cfg.bcc, subject = mail.subject, body = mail.body,
+                    bcc = mail.bcc or cfg.bcc, subject = mail.subject, body = mail.body, html = mail.html,
                     headers = next(headers) and headers or nil, username = cfg.username,
                     password = cfg.password, starttls = cfg.starttls } }
 end

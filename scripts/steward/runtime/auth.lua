@@ -119,6 +119,16 @@ function A:verify(secret)
   return nil
 end
 
+-- suspended(principal) -> the refusal's message when the principal is a token of a suspended
+-- tenant (steward.tenants.suspension), else nil. Cheap: an in-memory set, refreshed aside.
+function M.suspended(principal)
+  local tenant = principal.tenant
+  if not tenant then return nil end
+  local suspension = require "steward.tenants.suspension"
+  local s = suspension.get(tenant)
+  return s and suspension.message(tenant, s) or nil
+end
+
 function M.allows(principal, permission)
   local g = GRANTS[principal.role]
   return g and g[permission] or false

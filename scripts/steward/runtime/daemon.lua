@@ -338,6 +338,13 @@ function M.main(args)
   -- Autoscalers tick where the supervisor runs (docs/scaling/autoscaler.md).
   require("steward.scaling.loop").install(ctx)
   require("steward.capacity").start(ctx) -- capacity history writer and retention, cost model (docs/scaling/capacity.md)
+  -- Tenant offboardings (docs/tenants.md "Offboarding"): archives signed with the audit key; one
+  -- a crash cut short carries on here, where the singleton duties run.
+  local offboard = require "steward.tenants.offboard"
+  offboard.configure({ key = ctx.audit_key, dir = cfg.var_dir .. "/exports" })
+  -- Suspension asked for by a policy (billing's dunning): tenant.suspend_requested / resume_requested.
+  ctx.unsubscribe_suspension = require("steward.tenants.suspension").watch(require("steward.runtime.events"))
+  if not ctx.cluster or ctx.cluster:is_leader() then task.spawn({ name = "offboard.resume" }, function() offboard.resume() end) end
   -- Start-up's garbage (config, module loading, migrations: a quarter of the heap) goes now,
   -- not at a first cycle an idle daemon may not reach for hours; the store's idle trim hands
   -- the freed pages back to the kernel a second later.

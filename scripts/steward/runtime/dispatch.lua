@@ -101,6 +101,7 @@ function M.new(opts)
     health = opts.store_health, -- steward.runtime.store_health: while the store is down, handlers wait
     bucket_load = {},  -- bucket -> events queued or running (cluster mode)
     spill = opts.spill or M.SPILL, -- queued events held whole; past it only their seq and id
+    held = {},         -- key queue -> policy: stopped at an event of a suspended tenant
   }, D)
   return d
 end
@@ -403,11 +404,26 @@ local function next_ready(d)
   end
 end
 
+-- A suspended tenant's events are held (steward.tenants.suspension): the key's queue stops at
+-- the first of them, unhandled and so unrecorded (the cursor stays below it; a restart queues
+-- it again), and a watcher restarts the queue once the tenant is resumed, in log order.
+local suspension = require "steward.tenants.suspension"
+
+local function held_head(d, q)
+  if not suspension.any() then return false end
+  local ev = q.items[q.head]
+  if ev.spilled then ev = unspill(d, ev); q.items[q.head] = ev end
+  -- The tenant's lifecycle events (tenant.suspended, tenant.removed...) are about it, not its
+  -- own: the platform's policies get them while it is suspended.
+  return ev.tenant ~= nil and suspension.get(ev.tenant) ~= nil and ev.type:sub(1, 7) ~= "tenant."
+end
+
 -- Takes up to the policy's batch_max queued events of q (in log order) and runs them as one
 -- batch; each event leaves the queue's accounting as handle_one's would.
 local function run_batch(d, p, cur, q)
   local taken, run = {}, {}
   while q.head <= q.tail and #taken < cur.batch_max do
+    if #taken > 0 and held_head(d, q) then break end
     local ev = q.items[q.head]
     q.items[q.head] = nil
     q.head = q.head + 1
@@ -477,14 +493,50 @@ local function run_next(d, p, cur, q)
   m_queue:set(d.depth)
 end
 
+local runner
+
+local function watch_held(d)
+  if d.held_watch then return end
+  d.held_watch = true
+  task.spawn({ name = "dispatch.held" }, function()
+    while next(d.held) and not d.stopping do
+      shutdown.sleep(0.2)
+      local list = {} -- held_head may yield (a spilled event is read back): iterate a copy
+      for q, p in pairs(d.held) do list[#list + 1] = { q = q, p = p } end
+      for _, h in ipairs(list) do
+        local q, p = h.q, h.p
+        if q.head > q.tail or not held_head(d, q) then
+          d.held[q] = nil
+          if not q.running and q.head <= q.tail then
+            if d.active < d.cap then
+              q.running = true
+              d.active = d.active + 1
+              m_active:set(d.active)
+              task.spawn({ name = "dispatch" }, runner, d, p, q)
+            else
+              ready_push(d, p, q)
+            end
+          end
+        end
+      end
+    end
+    d.held_watch = false
+  end)
+end
+
 -- A runner drains one key's queue, then takes the next ready key, until none is left. While
 -- other keys wait for a runner, it hands its key back to the line after each run (its
 -- tenant's turn in the round robin is then over), so a tenant whose keys hold every runner
 -- cannot keep them: the key's next event still runs after this one, by whichever runner.
-local function runner(d, p, q)
+function runner(d, p, q)
   while q do
     local handed_back = false
     while q.head <= q.tail and not d.stopping do
+      if held_head(d, q) then
+        d.held[q] = p
+        watch_held(d)
+        break
+      end
       local cur = d.policies[p.name] or p -- a reloaded policy handles the next event
       if cur.handle_batch and q.head < q.tail then
         run_batch(d, p, cur, q)
