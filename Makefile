@@ -54,6 +54,10 @@ UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TESTS_LUA   := $(sort $(wildcard tests/lua/*_spec.lua))
 TESTS_SH    := $(sort $(wildcard tests/e2e/*.t))
 PROVE       ?= prove
+# One test file per core at a time: most of a test's time is a daemon or a peer starting and
+# answering, so the suite takes half as long on two cores (every test picks its own ports and
+# directories). PROVE_FLAGS= runs it serially.
+PROVE_FLAGS ?= -j$(shell nproc 2>/dev/null || echo 1)
 
 .PHONY: all run test unit bench format lint clean fuzz
 all: $(BIN)
