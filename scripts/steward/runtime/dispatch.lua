@@ -495,6 +495,18 @@ end
 
 local runner
 
+-- Gives key queue q a runner when one is free, else a place in its tenant's line.
+local function start_queue(d, p, q)
+  if d.active < d.cap then
+    q.running = true
+    d.active = d.active + 1
+    m_active:set(d.active)
+    task.spawn({ name = "dispatch" }, runner, d, p, q)
+  else
+    ready_push(d, p, q)
+  end
+end
+
 local function watch_held(d)
   if d.held_watch then return end
   d.held_watch = true
@@ -507,16 +519,7 @@ local function watch_held(d)
         local q, p = h.q, h.p
         if q.head > q.tail or not held_head(d, q) then
           d.held[q] = nil
-          if not q.running and q.head <= q.tail then
-            if d.active < d.cap then
-              q.running = true
-              d.active = d.active + 1
-              m_active:set(d.active)
-              task.spawn({ name = "dispatch" }, runner, d, p, q)
-            else
-              ready_push(d, p, q)
-            end
-          end
+          if not q.running and q.head <= q.tail then start_queue(d, p, q) end
         end
       end
     end
@@ -586,15 +589,7 @@ function D:enqueue(p, ev, bucket, key)
   q.items[q.tail] = ev
   self.depth = self.depth + 1
   m_queue:set(self.depth)
-  if q.running then return end
-  if self.active < self.cap then
-    q.running = true
-    self.active = self.active + 1
-    m_active:set(self.active)
-    task.spawn({ name = "dispatch" }, runner, self, p, q)
-  else
-    ready_push(self, p, q)
-  end
+  if not q.running then start_queue(self, p, q) end
 end
 
 -- A policy's `when(event)` filter, under its budgets; an error or a budget overrun counts
