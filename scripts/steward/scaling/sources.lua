@@ -94,20 +94,27 @@ function M.haproxy(o)
     end }
 end
 
+-- A deploy metric provider (steward.deploy.metrics.<module>) as a source of one value: its
+-- errors are renamed to this module's and a failed sample is the source's error.
+local function one_value(module, o, src)
+  local ok, fn = pcall(require("steward.deploy.metrics." .. module).provider, o)
+  if not ok then error("scaling.source." .. tostring(fn):gsub("^[^:]*:%d+: ", ""):gsub("^metrics%.", ""), 3) end
+  src.sample = function()
+    local v, err = fn()
+    if v == nil then return { error = tostring(err) } end
+    return { value = v }
+  end
+  return src
+end
+
 -- ---- Prometheus: one value ----
 
 -- prometheus{url, query [, timeout]}: the instant query's one number (steward.deploy.metrics.
 -- prometheus); the policy needs the `http` capability for the URL.
 function M.prometheus(o)
   fields("prometheus", o, { url = true, query = true, timeout = true, headers = true })
-  local ok, fn = pcall(require("steward.deploy.metrics.prometheus").provider, o)
-  if not ok then error("scaling.source." .. tostring(fn):gsub("^[^:]*:%d+: ", ""):gsub("^metrics%.", ""), 2) end
-  return { kind = "prometheus", per_instance = false, default_type = "external", needs = { http = o.url },
-    sample = function()
-      local v, err = fn()
-      if v == nil then return { error = tostring(err) } end
-      return { value = v }
-    end }
+  return one_value("prometheus", o, { kind = "prometheus", per_instance = false, default_type = "external",
+    needs = { http = o.url } })
 end
 
 -- ---- steward's own events: one value ----
@@ -119,14 +126,7 @@ function M.events(o)
   if o.select ~= nil and o.select ~= "count" and o.select ~= "rate" then
     fail("events", "select", "\"count\" or \"rate\" expected")
   end
-  local ok, fn = pcall(require("steward.deploy.metrics.events").provider, o)
-  if not ok then error("scaling.source." .. tostring(fn):gsub("^[^:]*:%d+: ", ""):gsub("^metrics%.", ""), 2) end
-  return { kind = "events", per_instance = false, default_type = "object",
-    sample = function()
-      local v, err = fn()
-      if v == nil then return { error = tostring(err) } end
-      return { value = v }
-    end }
+  return one_value("events", o, { kind = "events", per_instance = false, default_type = "object" })
 end
 
 -- ---- /proc of the supervised instances: per instance ----
