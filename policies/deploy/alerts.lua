@@ -18,13 +18,7 @@ local function rollout_labels(d, cfg)
   return { alertname = "RolloutAborted", service = d.service, severity = cfg.rollout_severity }
 end
 
-local function need(ev, field)
-  local d = ev.data
-  if type(d) ~= "table" or d[field] == nil then
-    error(("%s event %s has no data.%s"):format(ev.type, tostring(ev.id), field), 0)
-  end
-  return d
-end
+local need = alerts.need
 
 return {
   capabilities = { "alerting" },

@@ -8,13 +8,7 @@ local time = require "steward.time"
 
 local type, tostring = type, tostring
 
-local function need(ev, field)
-  local d = ev.data
-  if type(d) ~= "table" or d[field] == nil then
-    error(("%s event %s has no data.%s"):format(ev.type, tostring(ev.id), field), 0)
-  end
-  return d
-end
+local need = alerts.need
 
 return {
   capabilities = { "alerting" },

@@ -36,6 +36,16 @@ local function send(labels, annotations, firing, ends_for)
 end
 
 -- fire{labels = {alertname=, ...}, annotations = {...}, ends_for = seconds} -> {fingerprint, events} | nil, err
+-- need(ev, field) -> ev.data, or raises naming the event and the missing data field (a
+-- handler's error: the event is retried, then parked as a dead letter).
+function M.need(ev, field)
+  local d = ev.data
+  if type(d) ~= "table" or d[field] == nil then
+    error(("%s event %s has no data.%s"):format(ev.type, tostring(ev.id), field), 0)
+  end
+  return d
+end
+
 function M.fire(a)
   if type(a) ~= "table" then error("supervisor_alerts.fire: alert table expected", 2) end
   local labels = strings(a.labels, "supervisor_alerts.fire: labels")
