@@ -42,6 +42,7 @@ end
 -- use of the service: "*" does not take it
 local function bookkeeping(ty)
   return ty:sub(1, 7) == "tenant." or ty:sub(1, 8) == "success." or ty:sub(1, 7) == "ticket."
+    or ty == "notification.sent"
 end
 
 local function takes(m, ty)

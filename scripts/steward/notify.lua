@@ -76,6 +76,21 @@ local function history_for(st)
   return memory
 end
 
+-- A notification delivered about a tenant is an event of that tenant, `notification.sent`
+-- (its onboarding's "first notification", docs/customer-success.md); the id is the history
+-- row's, so it is recorded once. Without a store (a script) there is no event log.
+local function sent_event(ch, tenant, row_id, key)
+  if type(tenant) ~= "string" or tenant == "" or #tenant > 200 then return end
+  local st = ch.store or default_store or store.default()
+  if not st then return end
+  local ok, res, err = pcall(require("steward.runtime.events").append, st, { {
+    id = "notification.sent:" .. tostring(row_id), type = "notification.sent", tenant = tenant,
+    source = "steward.notify", data = { channel = ch.name, kind = ch.kind, key = key } } })
+  if not ok or not res then
+    log.warn("notify: notification.sent not recorded", { channel = ch.name, error = tostring(ok and err or res) })
+  end
+end
+
 ---------------------------------------------------------------------------------- channel
 local Channel = {}
 Channel.__index = Channel
@@ -217,6 +232,7 @@ function Channel:send(msg, opts)
   -- raises is a bug of the caller's and must not leave a "sending" row behind.
   -- A message about a tenant wears its white label (steward.tenants.branding).
   local brand
+  local tenant = msg.tenant or (type(msg.labels) == "table" and msg.labels.tenant) or nil
   if msg.tenant ~= nil or (type(msg.labels) == "table" and msg.labels.tenant ~= nil) then
     msg, brand = require("steward.tenants.branding").apply(msg)
   end
@@ -310,6 +326,7 @@ function Channel:send(msg, opts)
       log.warn("notify: sent but not recorded", { channel = self.name, key = key, error = herr })
       res.history_error = herr
     end
+    sent_event(self, tenant, row.id, key)
     return res
   end
   local err = "notify " .. self.name .. ": " .. tostring(info.err) ..

@@ -60,6 +60,30 @@ ok $? "an admin sees each tenant's latest score"
 grep -q "acme" "$D/repl" && grep -q "25" "$D/repl"
 ok $? "REPL health() lists the latest scores"
 
+# A tenant's first policy: its new version is the event tenant.policy.deployed, the milestone
+# first_policy (beta has sent nothing; steward's own tenant.* events are not a first event).
+mkdir -p "$D/policies/tenants/beta"
+printf 'return { on = { "app.*" }, handle = function() end }\n' > "$D/policies/tenants/beta/hello.lua"
+kill -HUP "$DPID"
+policy_reached() {
+    curl -s -H "$H$BETA" "$B/v1/success/onboarding/beta" |
+        jx '[m["name"] for m in d["milestones"] if m["reached"]] == ["first_policy"]' >/dev/null
+}
+wait_for 10 policy_reached
+ok $? "a tenant's new policy reaches its first_policy milestone"
+api "$B/v1/events?type=tenant.policy.deployed" | jx 'len(d["events"]) == 1 and d["events"][0]["tenant"] == "beta" and d["events"][0]["data"]["policy"] == "tenants.beta.hello"' >/dev/null
+ok $? "one tenant.policy.deployed event, beta's, naming the policy"
+
+# A notification about beta, sent from the REPL: notification.sent, the milestone first_notification.
+"$BIN" eval --socket "$D/var/steward.sock" \
+    'return require("steward.notify").channel("log", { name = "t" }):send({ title = "hi", labels = { tenant = "beta" } }).status' > "$D/repl"
+notified() {
+    curl -s -H "$H$BETA" "$B/v1/success/onboarding/beta" |
+        jx '[m["name"] for m in d["milestones"] if m["reached"]] == ["first_policy", "first_notification"]' >/dev/null
+}
+grep -q sent "$D/repl" && wait_for 10 notified
+ok $? "a notification sent about a tenant reaches its first_notification milestone"
+
 daemon_stop
 [ "$DSTATUS" = 0 ]
 ok $? "the daemon stops cleanly"

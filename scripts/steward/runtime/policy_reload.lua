@@ -168,6 +168,21 @@ local function remember_versions(self, list, reason)
   end
   local ok, err = self.st:batch(stmts)
   if not ok then log.warn("cannot record the policy versions", { count = #list, error = err }) return end
+  -- A tenant's new policy version is an event of that tenant, `tenant.policy.deployed` (its
+  -- onboarding's "first policy" milestone, docs/customer-success.md). Its id is the version's,
+  -- so a restart, or another worker loading the same version, adds nothing.
+  local deployed = {}
+  for _, p in ipairs(list) do
+    if p.tenant then
+      deployed[#deployed + 1] = { id = ("tenant.policy.deployed:%s:%s"):format(p.name, p.version):sub(1, 200),
+        type = "tenant.policy.deployed", tenant = p.tenant, source = "steward",
+        data = { policy = p.name, version = p.version, file = p.file, reason = reason } }
+    end
+  end
+  if #deployed > 0 then
+    local res, derr = require("steward.runtime.events").append(self.st, deployed)
+    if not res then log.warn("cannot record tenant.policy.deployed", { count = #deployed, error = tostring(derr) }) end
+  end
   -- Retention in a unit of its own: a failing prune must not cost the record (or the NOTIFY).
   local prunes = {}
   for i, p in ipairs(list) do prunes[i] = prune_stmt(self, p) end
