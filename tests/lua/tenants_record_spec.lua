@@ -27,7 +27,10 @@ end
 
 local function types_of(id)
   local out = {}
-  for _, ev in ipairs(assert(events.query(st, { tenant = id, limit = 100 })).events) do out[#out + 1] = ev.type end
+  -- (the tenant's other events, such as the welcome mail's notification.sent, are not these)
+  for _, ev in ipairs(assert(events.query(st, { tenant = id, type = "tenant.*", limit = 100 })).events) do
+    out[#out + 1] = ev.type
+  end
   return table.concat(out, ",")
 end
 
