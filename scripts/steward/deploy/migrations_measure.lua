@@ -148,7 +148,7 @@ local function run_alone(conns, st, text, rec, opts)
   local h = task.spawn(function() return a:query(text) end)
   local seen = {}
   local deadline = started + (opts.sample_timeout or 10)
-  while h:status() == "running" do
+  local function sample()
     local rows = sampler:query(LOCKS_SQL, conns.a_pid)
     local now = time.monotonic()
     for _, r in ipairs(rows or {}) do
@@ -163,11 +163,18 @@ local function run_alone(conns, st, text, rec, opts)
         s.last = now
       end
     end
+    return now
+  end
+  while h:status() == "running" do
+    local now = sample()
     local waiting = sampler:query(
       "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", conns.a_pid)
     local wtype = waiting and waiting[1] and waiting[1].wait_event_type
     -- Waiting on the holder (its snapshot or its share lock), or sampled long enough: let it go.
+    -- The statement may have begun waiting after the sample above: sample it once more while it
+    -- is surely held, or a loaded machine lets it finish before the next sample sees a lock.
     if not released and (wtype == "Lock" or now > deadline) then
+      if wtype == "Lock" then sample() end
       holder:query("COMMIT")
       released = true
     end
