@@ -1,7 +1,6 @@
 -- Spec for policies/success/health.lua on the fake clock: the signals each part of the formula
 -- reads, the weighted score, the history kept per run, and success.health_dropped when a score
 -- falls more than `drop` points. Run with `steward test policies/success`.
-local json = require "steward.json"
 local health = require "steward.success.health"
 local tickets = require "steward.success.tickets"
 local onboarding = require "steward.success.onboarding"
@@ -9,13 +8,7 @@ local events = require "steward.runtime.events"
 
 local DAY = 86400
 
-local function fired(type_)
-  local out = {}
-  for _, ev in ipairs(store.db:query("SELECT data FROM events WHERE type = $1 ORDER BY seq", type_) or {}) do
-    out[#out + 1] = json.decode(ev.data)
-  end
-  return out
-end
+local fired = emitted -- steward test: the data of the events of a type
 
 -- n events of the tenant on each of the last #per_day days (oldest first), today last
 local function usage(tenant, per_day)

@@ -1,16 +1,9 @@
 -- Spec for policies/success/onboarding.lua on the fake clock: milestones from the first event
 -- of their kind (once each), time-to-value, and one nudge per milestone still missing when its
 -- timer falls due. Run with `steward test policies/success`.
-local json = require "steward.json"
 local onboarding = require "steward.success.onboarding"
 
-local function fired(type_)
-  local out = {}
-  for _, ev in ipairs(store.db:query("SELECT data FROM events WHERE type = $1 ORDER BY seq", type_) or {}) do
-    out[#out + 1] = json.decode(ev.data)
-  end
-  return out
-end
+local fired = emitted -- steward test: the data of the events of a type
 
 describe("success.onboarding", function()
   local p

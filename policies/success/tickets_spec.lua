@@ -2,16 +2,9 @@
 -- severity (first rule wins), the SLA timer and its TicketSLABreached alert (none for a ticket
 -- solved in time; resolved on close), and the CSAT survey with its signed link on close.
 -- Run with `steward test policies/success`.
-local json = require "steward.json"
 local tickets = require "steward.success.tickets"
 
-local function fired(type_)
-  local out = {}
-  for _, ev in ipairs(store.db:query("SELECT data FROM events WHERE type = $1 ORDER BY seq", type_) or {}) do
-    out[#out + 1] = json.decode(ev.data)
-  end
-  return out
-end
+local fired = emitted -- steward test: the data of the events of a type
 
 local function open(p, fields)
   fields.subject = fields.subject or "cannot log in"

@@ -1,13 +1,7 @@
 -- Spec for policies/tenants/alerts.lua: tenant.failed becomes the alert TenantProvisioningFailed
 -- naming the step and the reason; tenant.provisioned or tenant.offboarding of that tenant
 -- resolves it, another tenant's does not. Run with `steward test policies/tenants`.
-local function fired(type_)
-  local out = {}
-  for _, ev in ipairs(store.db:query("SELECT type, data FROM events WHERE type = $1 ORDER BY seq", type_) or {}) do
-    out[#out + 1] = require("steward.json").decode(ev.data)
-  end
-  return out
-end
+local fired = emitted -- steward test: the data of the events of a type
 
 describe("tenants.alerts", function()
   local p

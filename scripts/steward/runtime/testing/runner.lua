@@ -307,6 +307,14 @@ local function spec_env(w)
   env.writes_to = function(name) return capture.writes_to(w.cap, name) end
   env.policy = { load = function(path, opts) return load_policy(w, path, opts) end }
   env.store = w.store
+  -- emitted(type) -> the data of every event of that type in the spec's store, in log order
+  env.emitted = function(type_)
+    local out = {}
+    for _, ev in ipairs(w.store.db:query("SELECT data FROM events WHERE type = $1 ORDER BY seq", type_) or {}) do
+      out[#out + 1] = require("steward.json").decode(ev.data)
+    end
+    return out
+  end
   env.spec_file, env.spec_dir = w.path, w.dir
   -- What a spec prints is TAP commentary: a bare line on stdout is not TAP.
   env.print = function(...)
