@@ -10,7 +10,7 @@ return { name = "work", on = { "work.*" }, handle = function() end }
 POL
 daemon_config ""
 daemon_start || { echo "1..0 # SKIP the daemon did not start"; exit 0; }
-echo "1..13"
+echo "1..15"
 api() { curl -s -o "$D/body" -w '%{http_code}' -X "$2" -H "Authorization: Bearer $1" \
     ${4:+-H 'Content-Type: application/json' -d "$4"} "http://127.0.0.1:$PORT$3"; }
 ev() { "$BIN" eval --socket "$D/var/steward.sock" "$@" | tr -d '"'; } # a string result unquoted
@@ -34,7 +34,10 @@ ok $([ -f "$ARCHIVE" ]; echo $?) "the archive is on disk ($ARCHIVE)"
 "$BIN" tenants verify-export "$ARCHIVE" -c "$D/steward.lua" > "$D/v" 2>&1
 ok $([ $? = 0 ] && grep -q '^ok: tenant acme' "$D/v"; echo $?) "steward tenants verify-export accepts it ($(cat "$D/v"))"
 
-/usr/bin/python3 - "$ARCHIVE" > "$D/check" 2>&1 <<'PY'
+case "$ARCHIVE" in *.jsonl.zst) ok 0 "it is compressed (zstd): $ARCHIVE" ;; *) ok 1 "it is compressed (zstd): $ARCHIVE" ;; esac
+"$BIN" tenants cat-export "$ARCHIVE" > "$D/export.jsonl" 2> "$D/cat.err"
+ok $? "steward tenants cat-export prints its lines ($(head -c 200 "$D/cat.err"))"
+/usr/bin/python3 - "$D/export.jsonl" > "$D/check" 2>&1 <<'PY'
 import json, sys
 lines = open(sys.argv[1]).read().splitlines()
 rows = [json.loads(l) for l in lines[1:-1]]
@@ -50,12 +53,12 @@ print("ok")
 PY
 ok $(grep -qx ok "$D/check"; echo $?) "the archive holds acme's events, kv, decisions, token metadata (no hash) and nothing of globex ($(tail -1 "$D/check"))"
 
-/usr/bin/python3 - "$ARCHIVE" "$D/flipped.jsonl" <<'PY'
+/usr/bin/python3 - "$ARCHIVE" "$D/flipped.jsonl.zst" <<'PY'
 import sys
 b = bytearray(open(sys.argv[1], "rb").read()); i = len(b) // 3; b[i] ^= 0x01
 open(sys.argv[2], "wb").write(b)
 PY
-"$BIN" tenants verify-export "$D/flipped.jsonl" -c "$D/steward.lua" > "$D/v" 2>&1
+"$BIN" tenants verify-export "$D/flipped.jsonl.zst" -c "$D/steward.lua" > "$D/v" 2>&1
 ok $([ $? = 1 ] && grep -q '^FAILED' "$D/v"; echo $?) "a flipped byte fails verification ($(cat "$D/v"))"
 
 count() { ev "return (require('steward.runtime.store').default():sql($1))[1].n" 2>&1; }
@@ -65,7 +68,7 @@ kept=$(count "\"SELECT (SELECT COUNT(*) FROM events WHERE tenant = 'globex') + (
 ok $([ "$kept" = 3 ]; echo $?) "globex's rows are untouched ($kept)"
 
 "$BIN" audit --json -c "$D/steward.lua" > "$D/audit" 2>&1
-/usr/bin/python3 - "$D/audit" "$ARCHIVE" > "$D/check" 2>&1 <<'PY'
+/usr/bin/python3 - "$D/audit" "$D/export.jsonl" > "$D/check" 2>&1 <<'PY'
 import json, sys, hashlib
 es = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 es = [e for e in es if e.get("command") == "tenant.offboard" and e.get("target") == "acme"]

@@ -22,7 +22,7 @@ POL
 daemon_config ""
 cp "$D/steward.lua" "$W/steward.lua"
 daemon_start || { echo "1..0 # SKIP the daemon did not start"; exit 0; }
-echo "1..13"
+echo "1..14"
 api() { curl -s -o "$D/body" -w '%{http_code}' -X "$2" -H "Authorization: Bearer $1" \
     ${4:+-H 'Content-Type: application/json' -d "$4"} "http://127.0.0.1:$PORT$3"; }
 api "$TOKEN" POST /v1/tenants '{"id":"acme","name":"Acme","contact":{"email":"ops@acme.test"}}' >/dev/null
@@ -61,6 +61,7 @@ wait_for 20 done_; ok $? "block offboard: the offboarding finishes ($(head -c 30
 wait_for 10 state removed; ok $? "the record ends removed"
 sh_block verify > "$D/out" 2>&1
 ok $(grep -q '^ok: tenant acme' "$D/out" && grep -q 'events [1-9]' "$D/out" && grep -q 'kv 1' "$D/out"; echo $?) "block verify: the archive verifies, with the events and the template ($(head -c 300 "$D/out"))"
+ok $(grep -q '"format":"steward-tenant-export' "$D/out"; echo $?) "block verify: cat-export prints the archive's header line"
 sh_block audit > "$D/out" 2>&1
 ok $(grep -q '"target":"acme"' "$D/out"; echo $?) "block audit shows the proof ($(head -c 200 "$D/out"))"
 daemon_stop

@@ -4,7 +4,6 @@
 -- the audit log, and carries on from a phase a crash left; misuse raises naming the argument.
 local t = require "steward.tap"
 local crypto = require "steward.crypto"
-local fs = require "steward.fs"
 local store = require "steward.runtime.store"
 local events = require "steward.runtime.events"
 local audit_key = require "steward.runtime.store.audit_key"
@@ -72,7 +71,7 @@ local function main()
   offboard.fault = nil
   local s = assert(offboard.run("acme"))
   t.is(s.phase, "done", "run again: done")
-  local body = assert(fs.read(s.archive))
+  local body = assert(archive.read(s.archive))
   rep = assert(archive.verify(body, { k1 }))
   t.is(rep.counts.events, 2, "the archive has acme's 2 events")
   t.is(rep.counts.kv, 1, "... its kv namespace only (not acme_x's)")
@@ -103,7 +102,7 @@ local function main()
   incident("inc-xy", "x_y")
   incident("inc-xzy", "xzy")
   s = assert(offboard.run("x_y"))
-  body = assert(fs.read(s.archive))
+  body = assert(archive.read(s.archive))
   t.ok(body:find("inc-xy", 1, true) and not body:find("inc-xzy", 1, true), "x_y's archive: its incident and timeline, not xzy's")
   t.is(s.proof.tables.incidents.before, 1, "proof: one incident before")
   t.is(s.proof.tables.incidents.after, 0, "proof: none after")

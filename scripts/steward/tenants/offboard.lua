@@ -222,8 +222,8 @@ local function export_phase(st, id, row)
   local text, digests, counts, sum = archive.build(id, tables, key, created)
   local okd, derr = fs.mkdir(conf.dir, { parents = true, mode = tonumber("700", 8) })
   if not okd and not fs.exists(conf.dir) then return nil, "cannot create " .. conf.dir .. ": " .. tostring(derr) end
-  local path = format("%s/%s-%d.jsonl", conf.dir, id, math.floor(row.started))
-  ok, err = fs.write_atomic(path, text, { mode = tonumber("600", 8) })
+  local path = format("%s/%s-%d.jsonl.zst", conf.dir, id, math.floor(row.started))
+  ok, err = archive.write(path, text)
   if not ok then return nil, "cannot write the archive " .. path .. ": " .. tostring(err) end
   local tabs = {}
   for _, t in ipairs(tables) do tabs[t.name] = { before = counts[t.name], digest = digests[t.name] } end

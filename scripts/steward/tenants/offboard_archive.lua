@@ -2,10 +2,14 @@
 -- back by `steward tenants verify-export`. JSON lines: a header, one line per row
 -- ({"table", "row"}), and a last line that signs the SHA-256 of every byte before it with the
 -- daemon's Ed25519 key (the audit log's, steward.runtime.store.audit_key), so an export that
--- lost, gained or changed one byte no longer verifies.
+-- lost, gained or changed one byte no longer verifies. On disk the lines are one zstd frame
+-- (steward.compress): the signature covers the lines, not the compression, so the same export
+-- recompressed still verifies, and a flipped compressed byte fails the frame's checksum first.
 local json = require "steward.json"
 local crypto = require "steward.crypto"
+local compress = require "steward.compress"
 local audit_key = require "steward.runtime.store.audit_key"
+local fs = require "steward.fs"
 
 local type, ipairs, tostring, error, concat, format = type, ipairs, tostring, error, table.concat, string.format
 
@@ -86,6 +90,38 @@ function M.verify(text, keys)
   end
   if not header then return nil, "not an export: no header" end
   return { tenant = header.tenant, created = header.created, key_id = s.key_id, sha256 = sum, counts = counts }
+end
+
+-- write(path, text) -> true | nil, err: the export as one zstd frame, durable under its final
+-- name once this returns (compress.writer writes a .part, fsyncs, renames; mode 0600).
+function M.write(path, text)
+  local w, err = compress.writer(path)
+  if not w then return nil, err end
+  local ok, werr = w:write(text)
+  if not ok then w:abort(); return nil, werr end
+  local info, cerr = w:close()
+  if not info then return nil, cerr end
+  return true
+end
+
+-- read(path) -> text | nil, err: an export's lines, from its zstd frame (or, for an export
+-- written before exports were compressed, the plain file: zstd finds no frame at byte 0). A
+-- corrupt frame is an error naming the file, never a crash.
+function M.read(path)
+  local r, err = compress.reader(path)
+  if not r then return nil, err end
+  local parts = {}
+  while true do
+    local chunk, cerr = r:read()
+    if chunk == nil then
+      r:close()
+      if cerr and #parts == 0 and cerr:find("Unknown frame descriptor", 1, true) then return fs.read(path) end
+      if cerr then return nil, cerr end
+      break
+    end
+    parts[#parts + 1] = chunk
+  end
+  return concat(parts)
 end
 
 -- rows(text) -> iterator of table, row over an export's lines (for tools and tests).

@@ -1,7 +1,7 @@
 -- steward tenants verify-export FILE [--pubkey PEM]... [-c FILE]: checks an offboarding's
 -- archive (steward.tenants.offboard_archive) against the daemon's audit key (or the public keys
 -- given), without a daemon. Exit 0 and a summary when it verifies, 1 when it does not, 2 on
--- bad usage.
+-- bad usage. steward tenants cat-export FILE: its JSON lines on stdout (the file is zstd).
 local archive = require "steward.tenants.offboard_archive"
 local audit_key = require "steward.runtime.store.audit_key"
 local fs = require "steward.fs"
@@ -10,7 +10,7 @@ local tostring, ipairs, pairs, format = tostring, ipairs, pairs, string.format
 
 local M = {}
 
-M.USAGE = "usage: steward tenants verify-export FILE [--pubkey PEM]... [-c FILE]"
+M.USAGE = "usage: steward tenants verify-export FILE [--pubkey PEM]... [-c FILE]\n       steward tenants cat-export FILE"
 
 local function say(fd, ...) fd:write(...); fd:write("\n"); fd:flush() end
 
@@ -36,8 +36,9 @@ local function verify_export(argv)
     if not key then say(io.stderr, "steward: tenants verify-export: ", err); return 2 end
     keys[#keys + 1] = key
   end
-  local text, err = fs.read(file)
-  if not text then say(io.stderr, "steward: tenants verify-export: ", file, ": ", tostring(err)); return 2 end
+  if not fs.exists(file) then say(io.stderr, "steward: tenants verify-export: ", file, ": no such file"); return 2 end
+  local text, err = archive.read(file)
+  if not text then say(io.stdout, "FAILED: ", file, ": ", tostring(err)); return 1 end
   local rep
   rep, err = archive.verify(text, keys)
   if not rep then say(io.stdout, "FAILED: ", file, ": ", err); return 1 end
@@ -51,9 +52,19 @@ local function verify_export(argv)
   return 0
 end
 
+local function cat_export(argv)
+  if #argv ~= 1 or argv[1]:sub(1, 1) == "-" then say(io.stderr, M.USAGE); return 2 end
+  local text, err = archive.read(argv[1])
+  if not text then say(io.stderr, "steward: tenants cat-export: ", argv[1], ": ", tostring(err)); return 1 end
+  io.stdout:write(text)
+  io.stdout:flush()
+  return 0
+end
+
 -- main({subcommand, args...}) -> exit code
 function M.main(args)
   if args[1] == "verify-export" then return verify_export({ unpack(args, 2) }) end
+  if args[1] == "cat-export" then return cat_export({ unpack(args, 2) }) end
   say(io.stderr, "steward: tenants: unknown subcommand '", tostring(args[1]), "'\n", M.USAGE)
   return 2
 end
