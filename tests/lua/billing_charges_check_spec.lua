@@ -148,3 +148,21 @@ describe("misuse of the functions", function()
     assert.error(function() charges.buckets(c, { 1 }) end, "^charges%.buckets: events%[1%]: an event table expected")
   end)
 end)
+
+describe("in a policy", function()
+  -- A pricing policy reads the charge models as any pure library: no capability needed.
+  it("steward.billing.charges is public to policies", function()
+    local sandbox = require "steward.runtime.policy.sandbox"
+    local guard = require "steward.runtime.guard"
+    local env = sandbox.new_env { name = "billing.price", log = function() end }
+    local fn = assert(sandbox.compile(env, [[
+      local charges = require "steward.billing.charges"
+      local decimal = require "steward.decimal"
+      local c = { metric = "m", model = "package", properties = { amount = "5", package_size = 100, free_units = 100 } }
+      return charges.amount(c, { units = decimal(201) }, { currency = "EUR" }).amount:format(2)
+    ]], "=policy"))
+    local ok, got = guard.run({ cpu = 2 }, fn)
+    assert.truthy(ok, got)
+    assert.equal(got, "10.00")
+  end)
+end)

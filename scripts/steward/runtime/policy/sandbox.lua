@@ -79,6 +79,7 @@ M.PUBLIC = {
   ["steward.success.health"] = {}, ["steward.success.onboarding"] = {},
   -- issue 18, h1: exact money (pure; the module is callable: decimal("12.50"))
   ["steward.decimal"] = {},
+  ["steward.billing.charges"] = {}, -- issue 18, h2: charge models (pure)
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
