@@ -138,6 +138,8 @@ describe("misuse of the functions", function()
       "^charges%.amount: agg%.groups: the charge groups by cloud: aggregate with opts%.group_by")
     assert.error(function() charges.amount(charge("percentage", { rate = "1", per_transaction_max_amount = "2" }),
       { units = D(10), count = 1 }, USD) end, "^charges%.amount: agg%.per_event: the per%-event values are needed")
+    assert.error(function() charges.amount(charge("percentage", { rate = "1", per_transaction_max_amount = "2" }),
+      { units = D(10), count = 2, per_event = { D(4), "x" } }, USD) end, '^charges%.amount: agg%.per_event%[2%]: not a decimal: "x"')
     assert.error(function() charges.commitment({ currency = "USD", minimum_commitment = "10" }, 0.5) end,
       "^charges%.commitment: fees_total: 0%.5 is a Lua number with a fraction")
     assert.error(function() charges.commitment({ currency = "USD", minimum_commitment = "10" }, D(0), D(2)) end,
