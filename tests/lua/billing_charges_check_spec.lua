@@ -136,6 +136,8 @@ describe("misuse of the functions", function()
       "^charges%.amount: ctx%.prorate: a fraction from 0 to 1 expected, got 1%.5")
     assert.error(function() charges.amount(charge("standard", { amount = "1" }, { group_by = { "cloud" } }), { units = D(1) }, USD) end,
       "^charges%.amount: agg%.groups: the charge groups by cloud: aggregate with opts%.group_by")
+    assert.error(function() charges.amount(charge("standard", { amount = "1" }, { group_by = { "cloud" } }),
+      { units = D(1), groups = { aws = 3 } }, USD) end, "^charges%.amount: agg%.groups%[aws%]: an aggregation result table expected")
     assert.error(function() charges.amount(charge("percentage", { rate = "1", per_transaction_max_amount = "2" }),
       { units = D(10), count = 1 }, USD) end, "^charges%.amount: agg%.per_event: the per%-event values are needed")
     assert.error(function() charges.amount(charge("percentage", { rate = "1", per_transaction_max_amount = "2" }),
