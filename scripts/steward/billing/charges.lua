@@ -165,12 +165,11 @@ local function price(fn, n, props, agg, ctx, prorate, opts)
     local full = agg.full_units ~= nil and common.dec(agg.full_units, "agg.full_units") or units
     if n.prorated and agg.full_units == nil and prorate then units = units * prorate end
     local r = n.impl.price(props, units, full, agg, opts)
-    r.units, r.full_units, r.events = units, full, common.count(agg)
-    return r
+    return { precise_amount = r.amount, amount = r.amount:money(ctx.currency, M.ROUNDING),
+             units = common.shown(units), full_units = common.shown(full), events = common.count(agg),
+             unit_amount = common.shown(r.unit_amount), details = common.shown(r.details) }
   end)
   if not ok then raise(fn, res) end
-  res.precise_amount = res.amount
-  res.amount = res.amount:money(ctx.currency, M.ROUNDING)
   return res
 end
 
@@ -205,7 +204,7 @@ function M.amount(charge, agg, ctx)
     total.units = total.units + g.units
     total.events = total.events + g.events
   end
-  total.unit_amount = common.per_unit(total.amount, total.units)
+  total.unit_amount = common.shown(common.per_unit(total.amount, total.units))
   total.details = {}
   return total
 end
@@ -226,7 +225,7 @@ function M.in_advance(charge, before, after, ctx)
   local exact = a.precise_amount - b.precise_amount
   local amount = exact:money(ctx.currency, M.ROUNDING)
   local units = a.units - b.units
-  return { amount = amount, precise_amount = exact, units = units, unit_amount = common.per_unit(amount, units),
+  return { amount = amount, precise_amount = exact, units = units, unit_amount = common.shown(common.per_unit(amount, units)),
            events = 1, details = { after = a.details, before = b.details } }
 end
 
