@@ -27,7 +27,7 @@ t.ok(rawequal(D.new(x), x), "decimal.new(decimal) is the same immutable value")
 t.is(s(D("1e1000") / D("1e999")), "10", "huge values stay exact")
 t.is(s(D("1e-1000") * D("1e1000")), "1", "tiny values stay exact")
 t.is(#s(D("1e1000")), 1001, "1e1000 prints all its digits")
-t.is(s(D(string.rep("9", 1000))), string.rep("9", 1000), "1000 digits are accepted")
+t.is(s(D(string.rep("9", 1000))), string.rep("9", 1000), "1000 significant digits are accepted")
 
 -- Misuse names the function, the argument and the reason.
 t.raises(function() D.new(0.1) end,
@@ -44,10 +44,27 @@ for _, bad in ipairs({ "abc", "1,5", "1.2.3", ".", "-", "+", "e5", "1e", "1e+", 
   t.raises(function() D.new(bad) end, "decimal%.new: argument #1: \".*\" is not a decimal number",
     "refused: " .. bad:gsub("%z", "\\0"))
 end
-t.raises(function() D.new(string.rep("1", 1001)) end, "has more than 1000 digits", "1001 digits")
-t.raises(function() D.new("1e1001") end, "has an exponent outside %-1000%.%.1000", "exponent 1001")
-t.raises(function() D.new("1e-1001") end, "has an exponent outside", "exponent -1001")
-t.is(s(D("1e0001000") / D("1e1000")), "1", "an exponent with leading zeros within the limit")
+-- Limits: 1000 significant digits, 2000 places either side of the point, 8192 bytes. Every
+-- value inside them prints as a string that parses back.
+t.raises(function() D.new(string.rep("1", 1001)) end, "has more than 1000 significant digits", "1001 digits")
+t.raises(function() D.new("1." .. string.rep("0", 999) .. "1") end, "more than 1000 significant digits",
+  "1001 significant digits with zeros inside")
+t.is(s(D(string.rep("0", 3000) .. "1")), "1", "leading zeros are not significant")
+t.is(s(D("1" .. string.rep("0", 1500))), "1" .. string.rep("0", 1500), "trailing zeros are not significant")
+t.is(s(D("1.5" .. string.rep("0", 3000))), "1.5", "trailing fraction zeros are not significant")
+t.is(#s(D("9e1999")), 2000, "2000 digits before the point")
+t.raises(function() D.new("1e2000") end, "is out of range %(at most 2000 digits before the point and 2000 after it%)", "2001 digits before the point")
+t.is(#s(D("1e-2000")), 2002, "2000 digits after the point")
+t.raises(function() D.new("1e-2001") end, "is out of range", "2001 digits after the point")
+t.raises(function() D.new("1e99999999999999999999") end, "is out of range", "a huge exponent")
+t.raises(function() D.new("1e-99999999999999999999") end, "is out of range", "a huge negative exponent")
+t.is(s(D("0e99999999")), "0", "zero with any exponent is zero")
+t.raises(function() D.new(string.rep("0", 8192) .. "1") end, "is longer than 8192 bytes", "8193 bytes")
+for _, v in ipairs({ "9e1999", "-1e-2000", string.rep("9", 1000) .. "e1000", "-" .. string.rep("7", 1000) .. "e-2000" }) do
+  local d = D(v)
+  t.ok(D(tostring(d)) == d and D(d:round(100, "up"):format(100)) == d:round(100, "up"), "the extreme " .. v:sub(1, 12) .. "... prints and parses back")
+end
+t.is(s(D("1e0001000") / D("1e1000")), "1", "an exponent with leading zeros")
 t.raises(function() D.new(nil) end, "decimal%.new: argument #1", "nil")
 t.raises(function() D.new({}) end, "decimal%.new: argument #1: decimal expected, got table", "a table")
 t.raises(function() D.new(true) end, "decimal expected, got boolean", "a boolean")
