@@ -210,6 +210,27 @@ no = json.encode(held)
 t.ok(no == nil and D.is(held.a), "a failed encode also puts the decimals back")
 t.is(s(D(json.decode(json.encode({ a = D("9.99") })).a)), "9.99", "decode gives the string back to decimal.new")
 
+-- Policies: steward.decimal is in the sandbox's public library, callable through its read-only view.
+do
+  local sandbox = require "steward.runtime.policy.sandbox"
+  local guard = require "steward.runtime.guard"
+  local env = sandbox.new_env({ name = "decimal_spec", log = function() end })
+  local fn = assert(sandbox.compile(env, [[
+    local decimal = require "steward.decimal"
+    local fee = decimal("29.99") * 11 / 30
+    return tostring(fee:money("USD")), decimal.string(decimal.new("1.50") + decimal.zero), decimal.is(fee)]], "=policy"))
+  local ok, money, text, is = guard.run({ cpu = 2 }, fn)
+  t.ok(ok, "a policy requires steward.decimal " .. tostring(money))
+  t.is(money, "11", "a policy calls decimal(v) and rounds with money()")
+  t.is(text, "1.5", "a policy uses decimal.new and decimal.string")
+  t.is(is, true, "decimal.is inside a policy")
+  local set = assert(sandbox.compile(env, [[
+    local decimal = require "steward.decimal"
+    decimal.new = function() end]], "=policy"))
+  local ok2, err2 = guard.run({ cpu = 2 }, set)
+  t.ok(not ok2 and tostring(err2):find("read%-only"), "a policy cannot replace decimal.new")
+end
+
 -- GC: values are collected with their GMP memory (LeakSanitizer checks it in the ASan run).
 for i = 1, 20000 do local _ = D(i) / 7 + "1e-30" end
 collectgarbage()
