@@ -464,6 +464,8 @@ M.BY_MODULE = {
   ["steward.billing.subscriptions"] = guard_all("billing"), ["steward.billing.usage"] = guard_all("billing"), -- h4
   ["steward.billing.plans"] = guard_all("billing"), ["steward.billing.metrics"] = guard_all("billing"), -- h4
   ["steward.billing.coupons"] = guard_all("billing"), ["steward.billing.wallets"] = guard_all("billing"), -- h4
+  ["steward.billing.mrr"] = guard_all("billing"), ["steward.billing.cohorts"] = guard_all("billing"), -- h8
+  ["steward.billing.churn"] = guard_all("billing"), -- h8
 }
 
 -- overrides(box, name, mod, o) -> o with the capability checks in front (outermost)

@@ -85,6 +85,7 @@ M.PUBLIC = {
   ["steward.billing.subscriptions"] = { hide = { ready = true } }, ["steward.billing.usage"] = { hide = { ready = true } },
   ["steward.billing.plans"] = { hide = { ready = true } }, ["steward.billing.metrics"] = { hide = { ready = true } },
   ["steward.billing.coupons"] = { hide = { ready = true } }, ["steward.billing.wallets"] = { hide = { ready = true } },
+  ["steward.billing.mrr"] = {}, ["steward.billing.cohorts"] = {}, ["steward.billing.churn"] = {}, -- h8: MRR, cohorts, churn risk
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
