@@ -735,6 +735,7 @@ function M.new(ctx, session)
   end
 
   require("steward.tenants.repl").install(h, { rows = M.rows, admin = admin }) -- docs/tenants.md
+  require("steward.billing.mrr_repl").install(h, { rows = M.rows, help = help_text }) -- docs/billing/mrr.md
   return h
 end
 
