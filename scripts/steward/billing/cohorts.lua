@@ -8,14 +8,14 @@ local decimal = require "steward.decimal"
 local util = require "steward.runtime.store.util"
 local mrr = require "steward.billing.mrr"
 
-local type, pairs, ipairs, error = type, pairs, ipairs, error
+local type, pairs, ipairs, error, rawequal = type, pairs, ipairs, error, rawequal
 
 local M = {}
 
 local ZERO = decimal.new(0)
 local HUNDRED = decimal.new(100)
 
--- compute(history, {from=, to=, currency=, now=}) -> cohorts: for each currency (sorted) and
+-- compute(history, {from=, to=, currency=, now=, yield=}) -> cohorts: for each currency (sorted) and
 -- each start month from `from` to `to` that has tenants, {currency, cohort = "2026-01", from,
 -- size, mrr (the cohort's MRR at the end of its first month), months = { {offset = 0, month,
 -- customers, mrr, logo_retention, revenue_retention} ... up to the month of `to`}}. A tenant's
@@ -25,7 +25,8 @@ local HUNDRED = decimal.new(100)
 function M.compute(history, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("cohorts.compute: opts: table expected", 2) end
-  local steps = mrr.steps(history, { currency = opts.default_currency })
+  local steps = mrr.steps(history, { currency = opts.default_currency, yield = opts.yield })
+  local breathe = mrr.breather(opts.yield)
   -- The start months need the whole history, whatever `from` shows.
   local all_from
   for _, tenants in pairs(steps) do
@@ -59,12 +60,19 @@ function M.compute(history, opts)
           local base = ZERO
           for _, tenant in ipairs(members) do base = base + snaps[tenant][k + 1] end
           local c = { currency = cur, cohort = mrr.month_key(m), from = m, size = #members, mrr = base, months = {} }
+          -- month k: everyone pays (that is what puts them in the cohort); later months add up
+          -- only the members whose value changed (the same object when it did not)
+          local n, sum = #members, base
           for j = k, #months do
-            local n, sum = 0, ZERO
-            for _, tenant in ipairs(members) do
-              local v = snaps[tenant][j + 1]
-              if v > ZERO then n = n + 1 end
-              sum = sum + v
+            if j > k then
+              for _, tenant in ipairs(members) do
+                breathe()
+                local was, v = snaps[tenant][j], snaps[tenant][j + 1]
+                if not rawequal(was, v) then
+                  sum = sum - was + v
+                  if was:is_zero() and v > ZERO then n = n + 1 elseif was > ZERO and v:is_zero() then n = n - 1 end
+                end
+              end
             end
             c.months[#c.months + 1] = { offset = j - k, month = mrr.month_key(months[j]), customers = n, mrr = sum,
               logo_retention = decimal.new(n) / #members,

@@ -8,8 +8,8 @@
 local decimal = require "steward.decimal"
 local util = require "steward.runtime.store.util"
 
-local type, pairs, ipairs, tostring, tonumber, error, pcall, require, floor =
-  type, pairs, ipairs, tostring, tonumber, error, pcall, require, math.floor
+local type, pairs, ipairs, tostring, tonumber, error, pcall, require, rawequal, floor =
+  type, pairs, ipairs, tostring, tonumber, error, pcall, require, rawequal, math.floor
 local format, sort = string.format, table.sort
 
 local M = {}
@@ -29,6 +29,19 @@ M.CHANGES = { created = true, activated = true, upgraded = true, downgraded = tr
 M.MOVEMENTS = { "new", "expansion", "contraction", "churn", "reactivation" }
 
 local ZERO = decimal.new(0)
+
+-- breather(yield) -> a function to call in a long loop: every 1,024th call it calls yield
+-- (task.yield, from the HTTP API and the REPL), so a history of a hundred thousand changes
+-- does not hold the loop; without yield it does nothing (compute stays pure).
+function M.breather(yield)
+  if yield == nil then return function() end end
+  if type(yield) ~= "function" then error("mrr: yield: a function expected", 3) end
+  local n = 0
+  return function()
+    n = n + 1
+    if n % 1024 == 0 then yield() end
+  end
+end
 
 -- normalize(amount, interval) -> the monthly equivalent of a plan fee (exact).
 function M.normalize(amount, interval)
@@ -135,6 +148,7 @@ end
 function M.steps(history, opts)
   opts = opts or {}
   local list = checked(history, opts.currency or "USD")
+  local breathe = M.breather(opts.yield)
   local subs, out, active_order = {}, {}, 0
   local by_tenant = {} -- currency .. "\0" .. tenant -> {subscription record...}
   local function tenant_mrr(currency, tenant)
@@ -145,6 +159,7 @@ function M.steps(history, opts)
     return sum
   end
   for _, e in ipairs(list) do
+    breathe()
     local s = subs[e.subscription]
     if not s then
       s = { tenant = e.tenant, currency = e.currency, mrr = e.mrr or ZERO, plan = e.plan, active = false }
@@ -197,23 +212,22 @@ function M.steps(history, opts)
   return out
 end
 
--- value(steps, t) -> the MRR after every change before t (a change at t counts from t on)
-local function value_before(st, t)
-  local v = ZERO
-  for _, p in ipairs(st) do
-    if p.at >= t then break end
-    v = p.mrr
-  end
-  return v
-end
-
 -- snapshots(steps_of_currency, bounds) -> {[tenant] = {v0, v1, ...}}: each tenant's MRR at each
--- boundary (the first second of each month, and of the month after the last).
+-- boundary (ascending: the first second of each month, and of the month after the last), the
+-- value after every change before it (a change at a boundary counts from that boundary on).
+-- Between two boundaries without a change the value is the same object, which lets the
+-- callers skip a tenant that did not move with a rawequal.
 function M.snapshots(tenants_steps, bounds)
   local out = {}
   for tenant, st in pairs(tenants_steps) do
-    local row = {}
-    for k, b in ipairs(bounds) do row[k] = value_before(st, b) end
+    local row, i, v = {}, 1, ZERO
+    for k, b in ipairs(bounds) do
+      while st[i] and st[i].at < b do
+        v = st[i].mrr
+        i = i + 1
+      end
+      row[k] = v
+    end
     out[tenant] = row
   end
   return out
@@ -248,7 +262,7 @@ function M.range(opts, steps)
   return months, bounds
 end
 
--- compute(history, {from=, to=, currency=, tenant=, detail=, now=}) -> months: for each
+-- compute(history, {from=, to=, currency=, tenant=, detail=, now=, yield=}) -> months: for each
 -- currency (sorted) and each month in order, {currency, month = "2026-03", from, to, mrr_start,
 -- new, expansion, contraction, churn, reactivation, mrr_end, customers_start, customers_end,
 -- counts = {new = n, ...}, movements = { {tenant, kind, amount} } (with detail)}. Every amount
@@ -258,8 +272,9 @@ end
 function M.compute(history, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("mrr.compute: opts: table expected", 2) end
-  local steps = M.steps(history, { currency = opts.default_currency })
+  local steps = M.steps(history, { currency = opts.default_currency, yield = opts.yield })
   local months, bounds = M.range(opts, steps)
+  local breathe = M.breather(opts.yield)
   local out = {}
   for _, cur in ipairs(sorted_keys(steps)) do
     local tenants = steps[cur]
@@ -275,35 +290,50 @@ function M.compute(history, opts)
         end
       end
       local names = sorted_keys(tenants)
+      local rows = {}
       for k, m in ipairs(months) do
-        local row = { currency = cur, month = month_key(m), from = m, to = bounds[k + 1], mrr_start = ZERO,
-          mrr_end = ZERO, new = ZERO, expansion = ZERO, contraction = ZERO, churn = ZERO, reactivation = ZERO,
-          customers_start = 0, customers_end = 0,
-          counts = { new = 0, expansion = 0, contraction = 0, churn = 0, reactivation = 0 } }
-        local detail = opts.detail and {} or nil
-        for _, tenant in ipairs(names) do
-          local s, e = snaps[tenant][k], snaps[tenant][k + 1]
-          row.mrr_start, row.mrr_end = row.mrr_start + s, row.mrr_end + e
-          if s > ZERO then row.customers_start = row.customers_start + 1 end
-          if e > ZERO then row.customers_end = row.customers_end + 1 end
-          local kind, amount
-          if s:is_zero() and e > ZERO then
-            kind, amount = seen[tenant] and "reactivation" or "new", e
-          elseif s > ZERO and e:is_zero() then
-            kind, amount = "churn", s
-          elseif e > s then
-            kind, amount = "expansion", e - s
-          elseif e < s then
-            kind, amount = "contraction", s - e
+        rows[k] = { currency = cur, month = month_key(m), from = m, to = bounds[k + 1], new = ZERO,
+          expansion = ZERO, contraction = ZERO, churn = ZERO, reactivation = ZERO,
+          counts = { new = 0, expansion = 0, contraction = 0, churn = 0, reactivation = 0 },
+          movements = opts.detail and {} or nil }
+      end
+      -- Only the months in which a tenant's value changed cost decimal work: the starts and
+      -- ends follow from the first start and the movements (which is the identity itself).
+      local start_sum, start_n = ZERO, 0
+      for _, tenant in ipairs(names) do
+        breathe()
+        local snap = snaps[tenant]
+        if snap[1] > ZERO then start_sum, start_n = start_sum + snap[1], start_n + 1 end
+        for k = 1, #months do
+          local s, e = snap[k], snap[k + 1]
+          if not rawequal(s, e) then
+            local kind, amount
+            if s:is_zero() and e > ZERO then
+              kind, amount = seen[tenant] and "reactivation" or "new", e
+            elseif s > ZERO and e:is_zero() then
+              kind, amount = "churn", s
+            elseif e > s then
+              kind, amount = "expansion", e - s
+            elseif e < s then
+              kind, amount = "contraction", s - e
+            end
+            if kind then
+              local row = rows[k]
+              row[kind] = row[kind] + amount
+              row.counts[kind] = row.counts[kind] + 1
+              if row.movements then row.movements[#row.movements + 1] = { tenant = tenant, kind = kind, amount = amount } end
+            end
+            if e > ZERO then seen[tenant] = true end
           end
-          if kind then
-            row[kind] = row[kind] + amount
-            row.counts[kind] = row.counts[kind] + 1
-            if detail then detail[#detail + 1] = { tenant = tenant, kind = kind, amount = amount } end
-          end
-          if e > ZERO then seen[tenant] = true end
         end
-        row.movements = detail
+      end
+      for k, row in ipairs(rows) do
+        local prev = rows[k - 1]
+        row.mrr_start = prev and prev.mrr_end or start_sum
+        row.customers_start = prev and prev.customers_end or start_n
+        row.mrr_end = row.mrr_start + row.new + row.expansion - row.contraction - row.churn + row.reactivation
+        local c = row.counts
+        row.customers_end = row.customers_start + c.new + c.reactivation - c.churn
         out[#out + 1] = row
       end
     end

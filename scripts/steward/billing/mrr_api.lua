@@ -6,6 +6,7 @@ local json = require "steward.json"
 local decimal = require "steward.decimal"
 local mrr = require "steward.billing.mrr"
 local cohorts = require "steward.billing.cohorts"
+local task = require "steward.task"
 
 local type, ipairs, pcall, tostring, tonumber = type, ipairs, pcall, tostring, tonumber
 
@@ -51,6 +52,7 @@ end
 -- run(compute, f, ctx) -> the list | nil, status, headers, body
 local function run(report, f, ctx)
   f.default_currency = default_currency(ctx)
+  f.yield = task.yield -- a long history lets other requests and events through as it goes
   local ok, list, err = pcall(report, f)
   if not ok then
     local e = tostring(list)

@@ -5,8 +5,9 @@ local mrr = require "steward.billing.mrr"
 local cohorts = require "steward.billing.cohorts"
 local churn = require "steward.billing.churn"
 local util = require "steward.runtime.store.util"
+local task = require "steward.task"
 
-local type, ipairs, error, concat = type, ipairs, error, table.concat
+local type, pairs, ipairs, error, concat = type, pairs, ipairs, error, table.concat
 
 local M = {}
 
@@ -26,7 +27,10 @@ function M.install(h, opts)
   for _, row in ipairs(M.HELP) do opts.help[#opts.help + 1] = row end
   local function filter(f, what)
     if f ~= nil and type(f) ~= "table" then error(what .. ": filter: table expected", 3) end
-    return f or {}
+    local o = {}
+    for k, v in pairs(f or {}) do o[k] = v end
+    o.yield = task.yield -- a long history does not hold the daemon's loop
+    return o
   end
   function b.mrr(f)
     local list, err = mrr.report(filter(f, "billing.mrr"))
@@ -48,7 +52,8 @@ function M.install(h, opts)
     return opts.rows(rows, { "currency", "cohort", "size", "mrr", "logos", "revenue" })
   end
   function b.churn(f)
-    local list, err = churn.signals(filter(f, "billing.churn"))
+    if f ~= nil and type(f) ~= "table" then error("billing.churn: filter: table expected", 2) end
+    local list, err = churn.signals(f or {})
     if not list then return nil, err end
     local rows = {}
     for i, s in ipairs(list) do
