@@ -164,13 +164,18 @@ local function select_events(m, events, p, opts)
     if type(props) ~= "table" then return nil, where .. ".properties: table expected" end
     if ts >= p.from and ts < p.to and matches(props, m.filters) and matches(props, opts.filters) then
       local v, err = M.value(m, { properties = props }, where)
-      if err then return nil, err end
+      if err then
+        return nil, err .. (ev.transaction_id ~= nil and " (transaction " .. tostring(ev.transaction_id) .. ")" or "")
+      end
       local op = props.operation_type
       if m.aggregation == "unique_count" and op ~= nil and op ~= "add" and op ~= "remove" then
         return nil, where .. ".properties.operation_type: \"add\" or \"remove\" expected, got " .. tostring(op)
       end
-      out[#out + 1] = { ev = ev, ts = ts, ms = ms(ts), id = tostring(ev.transaction_id or ""), v = v, props = props,
-                        op = op or "add", key = v ~= nil and tostring(v) or "" }
+      -- an event without the field is not this metric's usage (Lago counts only events carrying it)
+      if v ~= nil or m.aggregation == "count" or m.aggregation == "custom" then
+        out[#out + 1] = { ev = ev, ts = ts, ms = ms(ts), id = tostring(ev.transaction_id or ""), v = v, props = props,
+                          op = op or "add", key = v ~= nil and tostring(v) or "" }
+      end
     end
   end
   sort(out, function(a, b)
@@ -221,7 +226,9 @@ local function latest(_, list)
       last = e.v
     end
   end
-  return last or ZERO, per
+  -- Lago bills a negative latest value as zero
+  if last == nil or last < ZERO then return ZERO, per end
+  return last, per
 end
 
 -- unique_count: a value is active from its "add" to its "remove"; a repeated add or a remove of
