@@ -99,6 +99,16 @@ t.is(jan.units * 31, decimal("155"), "weighted_sum: 10 held for 15.5 of 31 days"
 local feb = assert(aggregate.run(ws, {}, { from = P.to, to = P.to + 28 * 86400 }, { previous = jan.state }))
 t.is(tostring(feb.units), "10", "weighted_sum recurring: the level carried into a quiet month")
 
+local periods = require "steward.billing.periods"
+local aug = periods.bounds("monthly", 0, P.from + 220 * 86400)
+local cut = periods.clip(aug, nil, aug.from + 15 * 86400)
+local part = assert(aggregate.run(ws, {}, cut, { previous = { level = "10" } }))
+t.is(tostring(part.units), "150/31", "weighted_sum over a terminated period: measured against the whole period (Lago's charges_duration)")
+local paris = periods.bounds("monthly", 0, P.from + 80 * 86400, { timezone = "Europe/Paris" })
+t.is(paris.seconds, 31 * 86400 - 3600, "March in Paris is an hour short")
+local level = assert(aggregate.run(ws, {}, paris, { previous = { level = "7" } }))
+t.is(tostring(level.units), "7", "weighted_sum: a level held all through a DST month is that level")
+
 -- check(): each error names the field
 local BAD = {
   { {}, "^code:" },
