@@ -1,5 +1,5 @@
 -- steward.billing.periods against Lago's date services: the cases of lago-api's
--- spec/services/subscriptions/dates/{weekly,monthly,quarterly,yearly}_service_spec.rb (each
+-- spec/services/subscriptions/dates/{weekly,monthly,quarterly,semiannual,yearly}_service_spec.rb (each
 -- case names its Lago context), same from/to. Lago asks with the day it bills: for a period
 -- billed in arrears that is the day after the period, and its services step back one interval
 -- (compute_base_date, a short month's last day keeping the anniversary day); for pay in
@@ -13,7 +13,7 @@ local decimal = require "steward.decimal"
 local periods = require "steward.billing.periods"
 local time = require "steward.time"
 
-local MONTHS = { weekly = 0, monthly = 1, quarterly = 3, yearly = 12 }
+local MONTHS = { weekly = 0, monthly = 1, quarterly = 3, semiannual = 6, yearly = 12 }
 
 local function date_of(s) -- "2022-03-01" -> y, m, d
   local y, m, d = s:match("^(%d+)-(%d+)-(%d+)")
@@ -97,6 +97,17 @@ local CASES = {
   { "quarterly when plan is in advance and date is on the last day of month", "quarterly", "anniversary", "2021-01-31", "2021-04-30", "advance", nil, "2021-04-30", "2021-07-31" },
   { "quarterly when date is not on a billing month (current usage)", "quarterly", "anniversary", "2023-04-06", "2023-08-08", "current", nil, "2023-07-06", "2023-10-06" },
   { "quarterly when date is not on a billing month and day is less than subscription day", "quarterly", "anniversary", "2023-04-06", "2023-08-04", "current", nil, "2023-07-06", "2023-10-06" },
+  -- semiannual_service_spec.rb
+  { "semiannual from_datetime calendar", "semiannual", "calendar", "2021-02-02", "2022-07-01", "arrears", nil, "2022-01-01", "2022-07-01" },
+  { "semiannual from_datetime calendar with customer timezone", "semiannual", "calendar", "2021-02-02", "2022-07-01", "arrears", "America/New_York", "2021-07-01 04:00", "2022-01-01 05:00" },
+  { "semiannual from_datetime calendar when subscription is just terminated", "semiannual", "calendar", "2021-02-02", "2022-07-10", "terminated", nil, "2022-07-01", "2023-01-01" },
+  { "semiannual from_datetime anniversary", "semiannual", "anniversary", "2021-11-02", "2022-05-02", "arrears", nil, "2021-11-02", "2022-05-02" },
+  { "semiannual from_datetime anniversary when date is on the last day of the month", "semiannual", "anniversary", "2021-11-30", "2022-05-31", "arrears", nil, "2021-11-30", "2022-05-30" },
+  { "semiannual ... terminated: when billing day after last day of billing month", "semiannual", "anniversary", "2021-05-30", "2022-05-29", "terminated", nil, "2021-11-30", "2022-05-30" },
+  { "semiannual ... terminated: when billing day in the second month of the year", "semiannual", "anniversary", "2021-02-28", "2022-02-27", "terminated", nil, "2021-08-28", "2022-02-28" },
+  { "semiannual when plan is in advance and date is on the last day of month", "semiannual", "anniversary", "2021-01-31", "2021-04-30", "advance", nil, "2021-01-31", "2021-07-31" },
+  { "semiannual when date is not on a billing month (current usage)", "semiannual", "anniversary", "2023-01-06", "2023-08-08", "current", nil, "2023-07-06", "2024-01-06" },
+  { "semiannual when date is not on a billing month and day is less than subscription day", "semiannual", "anniversary", "2023-01-06", "2023-08-04", "current", nil, "2023-07-06", "2024-01-06" },
   -- yearly_service_spec.rb
   { "yearly from_datetime calendar", "yearly", "calendar", "2019-02-02", "2022-01-01", "arrears", nil, "2021-01-01", "2022-01-01" },
   { "yearly from_datetime calendar with customer timezone", "yearly", "calendar", "2019-02-02", "2022-01-01", "arrears", "America/New_York", "2020-01-01 05:00", "2021-01-01 05:00" },
@@ -144,6 +155,30 @@ local clipped = periods.clip(march, utc("2022-03-10 08:00"))
 t.is(clipped.from, utc("2022-03-10 08:00"), "clip: the first period starts at the subscription's start")
 t.is(clipped.days, 31, "clip keeps the full period's days for the denominator")
 t.is(tostring(periods.fraction(clipped.from, clipped.to, clipped)), "22/31", "fraction: 22 days of 31")
+
+-- spec/services/fees/subscription_service_spec.rb, "when subscription has never been billed":
+-- a plan of 1.00 EUR, the first (calendar) period prorated from the start, or from the trial's
+-- end; precise_amount_cents, then amount_cents (half-up to the cent)
+local FEES = {
+  { "weekly, when subscription start is on Monday", "weekly", "2022-06-20 00:01", 0, "1.00" },
+  { "weekly, Monday, when trial end during period (3 days)", "weekly", "2022-06-20 00:01", 3, "0.57", "4/7" },
+  { "weekly, Monday, when trial end after end of period", "weekly", "2022-06-20 00:01", 45, "0.00" },
+  { "weekly, when subscription start is on any other day", "weekly", "2022-06-22 00:00", 0, "0.71", "5/7" },
+  { "weekly, any other day, when trial end during the period", "weekly", "2022-06-22 00:00", 3, "0.29", "2/7" },
+  { "monthly, when subscription start is on the 1st of the month", "monthly", "2022-01-01 00:01", 0, "1.00" },
+  { "monthly, the 1st, when trial end during period", "monthly", "2022-01-01 00:01", 3, "0.90", "28/31" },
+  { "monthly, when subscription start is on any other day", "monthly", "2022-03-15 00:00", 0, "0.55", "17/31" },
+  { "monthly, any other day, when trial end during the period", "monthly", "2022-03-15 00:00", 3, "0.45", "14/31" },
+  { "monthly, any other day, when trial end after the period end", "monthly", "2022-03-15 00:00", 45, "0.00" },
+}
+for _, c in ipairs(FEES) do
+  local started = utc(c[3])
+  local p = periods.bounds(c[2], started, started)
+  local from = math.max(started, periods.trial_end(started, c[4]))
+  local fee = from >= p.to and decimal(0) or periods.prorate("1.00", from, p.to, p)
+  t.is(fee:money("EUR"):format(2), c[5], "Fees::SubscriptionService " .. c[1] .. ": " .. c[5])
+  if c[6] then t.is(tostring(fee), c[6], "... exactly " .. c[6] .. " before rounding") end
+end
 
 -- trials and grace
 t.is(periods.trial_end(midnight("2022-03-01"), 14), midnight("2022-03-15"), "trial_end: 14 days of 24 hours")
