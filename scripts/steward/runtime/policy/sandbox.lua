@@ -85,6 +85,8 @@ M.PUBLIC = {
   ["steward.billing.subscriptions"] = { hide = { ready = true } }, ["steward.billing.usage"] = { hide = { ready = true } },
   ["steward.billing.plans"] = { hide = { ready = true } }, ["steward.billing.metrics"] = { hide = { ready = true } },
   ["steward.billing.coupons"] = { hide = { ready = true } }, ["steward.billing.wallets"] = { hide = { ready = true } },
+  -- issue 18, h3: billable metrics and billing periods (pure formulas)
+  ["steward.billing.aggregate"] = {}, ["steward.billing.periods"] = {},
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
