@@ -87,6 +87,7 @@ M.PUBLIC = {
   ["steward.billing.coupons"] = { hide = { ready = true } }, ["steward.billing.wallets"] = { hide = { ready = true } },
   -- issue 18, h3: billable metrics and billing periods (pure formulas)
   ["steward.billing.aggregate"] = {}, ["steward.billing.periods"] = {},
+  ["steward.billing.charges"] = {}, -- issue 18, h2: charge models (pure)
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
