@@ -65,9 +65,10 @@ local function credits_arg(v, field)
   return d
 end
 
-local function tx_stmt(w, kind, ref, credits, amount, balance_after, now)
+-- ids of one batch share a prefix and end in their order, so a list sorts them as they happened
+local function tx_stmt(w, kind, ref, credits, amount, balance_after, now, base, n)
   return { "INSERT INTO billing_wallet_transactions (id, wallet, tenant, kind, ref, credits, amount, balance_after, at) " ..
-    "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)", "wtx-" .. util.uuidv7(now), w.id, w.tenant, kind, ref, V.text(credits),
+    "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)", format("%s-%d", base or ("wtx-" .. util.uuidv7(now)), n or 1), w.id, w.tenant, kind, ref, V.text(credits),
     V.text(amount), V.text(balance_after), now }
 end
 
@@ -158,14 +159,14 @@ function M.top_up(st, id, t, now)
     local balance = w.balance + paid + granted
     local stmts = { { "UPDATE billing_wallets SET balance = $1, updated = $2, version = version + 1 WHERE id = $3 AND version = $4",
       V.text(balance), now, id, w.version } }
-    local after = w.balance
+    local after, base = w.balance, "wtx-" .. util.uuidv7(now)
     if not paid:is_zero() then
       after = after + paid
-      stmts[#stmts + 1] = tx_stmt(w, "purchased", key, paid, paid * w.rate_amount, after, now)
+      stmts[#stmts + 1] = tx_stmt(w, "purchased", key, paid, paid * w.rate_amount, after, now, base, 1)
     end
     if not granted:is_zero() then
       after = after + granted
-      stmts[#stmts + 1] = tx_stmt(w, "granted", key, granted, granted * w.rate_amount, after, now)
+      stmts[#stmts + 1] = tx_stmt(w, "granted", key, granted, granted * w.rate_amount, after, now, base, 2)
     end
     local ev = { id = format("billing.wallet.topped_up:%s:%s", id, key), type = "billing.wallet.topped_up", tenant = w.tenant,
                  time = now, source = SOURCE, data = { wallet = id, paid_credits = V.text(paid),
