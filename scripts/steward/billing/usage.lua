@@ -37,7 +37,7 @@ local function bad(index, field, reason) return nil, { index = index, field = fi
 
 -- validate(ev [, index, now]) -> usage event | nil, {index, field, reason}
 function M.validate(ev, index, now)
-  if type(ev) ~= "table" or (json.is_array(ev) and next(ev) ~= nil) then return bad(index, "(event)", "object expected") end
+  if not V.is_object(ev) then return bad(index, "(event)", "object expected") end
   for k in pairs(ev) do
     if not FIELDS[k] then
       return bad(index, tostring(k), "unknown field (transaction_id, subscription, code, timestamp, properties)")
@@ -56,7 +56,7 @@ function M.validate(ev, index, now)
   out.timestamp = t or util.now(now)
   local p = ev.properties
   if p == nil or p == V.null then p = {} end
-  if type(p) ~= "table" or (json.is_array(p) and next(p) ~= nil) then return bad(index, "properties", "object expected") end
+  if not V.is_object(p) then return bad(index, "properties", "object expected") end
   local props = {}
   for k, v in pairs(p) do
     local at = "properties." .. tostring(k)
@@ -185,16 +185,23 @@ function M.ingest(st, list, opts)
     local res
     res, err = events.append(st, append, { now = now })
     if not res then return nil, type(err) == "table" and ((err.field or "") .. ": " .. (err.reason or "")) or err end
+    local dups = {}
     for j, r in pairs(slot) do
       if res.duplicate[j] then
         -- in the log already, not recorded yet: the first copy is on its way
         r.status = "duplicate"
         out.duplicates = out.duplicates + 1
+        local a = append[j]
+        dups[#dups + 1] = { type = "billing.usage.duplicate", tenant = a.tenant, time = now, source = SOURCE, data = a.data }
       else
         r.status = "accepted"
         r.event = res.ids[j]
         out.accepted = out.accepted + 1
       end
+    end
+    if #dups > 0 then
+      res, err = events.append(st, dups, { now = now })
+      if not res then return nil, type(err) == "table" and ((err.field or "") .. ": " .. (err.reason or "")) or err end
     end
   end
   return out

@@ -85,6 +85,9 @@ M.PUBLIC = {
   ["steward.billing.subscriptions"] = { hide = { ready = true } }, ["steward.billing.usage"] = { hide = { ready = true } },
   ["steward.billing.plans"] = { hide = { ready = true } }, ["steward.billing.metrics"] = { hide = { ready = true } },
   ["steward.billing.coupons"] = { hide = { ready = true } }, ["steward.billing.wallets"] = { hide = { ready = true } },
+  -- issue 18, h3: billable metrics and billing periods (pure formulas)
+  ["steward.billing.aggregate"] = {}, ["steward.billing.periods"] = {},
+  ["steward.billing.charges"] = {}, -- issue 18, h2: charge models (pure)
   ["steward.billing.mrr"] = {}, ["steward.billing.cohorts"] = {}, ["steward.billing.churn"] = {}, -- h8: MRR, cohorts, churn risk
 }
 
