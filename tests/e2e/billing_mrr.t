@@ -1,10 +1,10 @@
 #!/bin/bash
 # docs/billing/mrr.md followed block by block against a daemon with the shipped policies/billing:
-# tenants by API, real subscriptions (plans, creations, an upgrade, a termination, a downgrade
+# tenants and plans by API, real subscriptions (creations, an upgrade, terminations, a downgrade
 # that starts on its durable timer, a return) dated in the past through the admin socket, then
 # GET /v1/billing/mrr (each month's movements, the identity on the shown and the exact values,
 # EUR apart), GET /v1/billing/cohorts, a tenant's token refused, bad parameters named, the
-# REPL's billing.mrr{}, and a termination that raises billing.churn_risk through the policy.
+# REPL's billing.mrr{}, and a termination by API that raises billing.churn_risk through the policy.
 set -u
 . "$(dirname "$0")/../support/daemon.sh"
 W="$D/run"
@@ -33,11 +33,22 @@ sh_block tenants > "$D/tenants"
 [ "$(grep -c '"state":"requested"' "$D/tenants")" -eq 4 ]
 okd $? "tenants: acme, bolt, cyan and euro by API" "$D/tenants"
 
+sh_block plans > "$D/plans"
+[ "$(grep -c '"version":1' "$D/plans")" -eq 6 ]
+okd $? "plans: six plans by API" "$D/plans"
+
 block history.lua > "$W/history.lua"
 sh_block history > "$D/history" 2>&1
 grep -q "ok" "$D/history"
 okd $? "history: plans and subscriptions made through steward.billing.subscriptions" "$D/history"
 
+
+# acme's downgrade starts on June 1st through its durable timer (that date is past: at once)
+june() {
+    api "$B/v1/billing/mrr?from=2026-06&to=2026-06&currency=USD" | jx 'd["mrr"][0]["contraction"] == "50.00"' >/dev/null
+}
+wait_for 15 june
+ok $? "the downgrade's subscription started on its timer: June's contraction"
 
 sh_block mrr > "$D/mrr"
 "$PY" - "$D/mrr" <<'PY'
@@ -50,6 +61,7 @@ want = {  # month: start, new, expansion, contraction, churn, reactivation, end
     "2026-03": ("250.00", "0.00", "0.00", "0.00", "100.00", "0.00", "150.00"),
     "2026-04": ("150.00", "0.00", "20.00", "0.00", "0.00", "0.00", "170.00"),
     "2026-05": ("170.00", "0.00", "0.00", "20.00", "0.00", "108.33", "258.33"),
+    "2026-06": ("258.33", "0.00", "0.00", "50.00", "0.00", "0.00", "208.33"),
 }
 keys = ("mrr_start", "new", "expansion", "contraction", "churn", "reactivation", "mrr_end")
 got = {r["month"]: tuple(r[k] for k in keys) for r in rows if r["currency"] == "USD"}
@@ -58,9 +70,9 @@ for m in bad: print("# %s: got %s, want %s" % (m, got.get(m), want[m]))
 for r in rows:
     s, n, e, c, ch, re, end = (D(r[k]) for k in keys)
     if s + n + e - c - ch + re != end: bad.append(r["month"]); print("# does not reconcile:", r)
-sys.exit(1 if bad or len(rows) != 5 else 0)
+sys.exit(1 if bad or len(rows) != 6 else 0)
 PY
-ok $? "mrr: January new, February expansion (cyan's new-then-churn unseen), March churn, April expansion, May contraction and reactivation; each month reconciles"
+ok $? "mrr: January new, February expansion (cyan's new-then-churn unseen), March churn, April expansion, May contraction and reactivation, June's downgrade; each month reconciles"
 
 api "$B/v1/billing/mrr?from=2026-01&to=2026-05&currency=USD&exact=true" > "$D/exact"
 "$PY" - "$D/exact" <<'PY'
@@ -85,7 +97,7 @@ api "$B/v1/billing/mrr?from=2026-05&to=2026-05&currency=USD&detail=true" |
 ok $? "mrr detail: May's movements per tenant"
 
 sh_block cohorts > "$D/cohorts"
-jx '[[c["cohort"], c["size"], c["mrr"], [[m["customers"], m["logo_retention"], m["revenue_retention"]] for m in c["months"]]] for c in d["cohorts"]] == [["2026-01", 2, "200.00", [[2, "100.00", "100.00"], [2, "100.00", "125.00"], [1, "50.00", "75.00"], [1, "50.00", "85.00"], [2, "100.00", "129.17"]]]]' < "$D/cohorts" >/dev/null
+jx '[[c["cohort"], c["size"], c["mrr"], [[m["customers"], m["logo_retention"], m["revenue_retention"]] for m in c["months"]]] for c in d["cohorts"]] == [["2026-01", 2, "200.00", [[2, "100.00", "100.00"], [2, "100.00", "125.00"], [1, "50.00", "75.00"], [1, "50.00", "85.00"], [2, "100.00", "129.17"], [2, "100.00", "104.17"]]]]' < "$D/cohorts" >/dev/null
 okd $? "cohorts: January's logos and net revenue month by month (bolt's return counts in its cohort)" "$D/cohorts"
 
 api -d '{"role": "operator", "tenant": "acme", "name": "acme-app"}' "$B/v1/tokens" > "$D/acme-token"
@@ -112,16 +124,19 @@ grep -q "mrr_start" "$D/repl" && grep -q "2026-05.*108.33.*258.33" "$D/repl"
 okd $? "repl: billing.mrr{} shows the months" "$D/repl"
 
 sh_block churn > "$D/churn" 2>&1
+grep -q '"state":"terminated"' "$D/churn"
+okd $? "churn: bolt's subscription terminated by API" "$D/churn"
+# bolt churned in March (the week of 02-23, from the history) and now again: two signals
 signalled() {
     api "$B/v1/events?type=billing.churn_risk&tenant=bolt" |
-        jx '[e for e in d["events"] if e["data"]["reason"] == "churn" and e["data"]["reasons"] == ["churn"] and e["data"]["score"] == 60]' >/dev/null
+        jx '[[e["data"]["reason"], e["data"]["reasons"], e["data"]["score"]] for e in d["events"] if e["data"]["week"] != "2026-02-23"] == [["churn", ["churn"], 60]] and len(d["events"]) == 2' >/dev/null
 }
 wait_for 15 signalled
-okd $? "churn: bolt's last subscription ended: billing.churn_risk with reason churn, score 60" "$D/churn"
+okd $? "churn: bolt's last subscription ended: billing.churn_risk this week with reason churn, score 60" "$D/churn"
 
 api "$B/v1/events?type=billing.churn_risk&tenant=acme" > "$D/acme-risk"
-jx '[[e["data"]["reason"], e["data"]["week"]] for e in d["events"]] == [["contraction", "2026-05-04"]]' < "$D/acme-risk" >/dev/null
-okd $? "churn: the end of acme's second subscription (it keeps max) was a contraction, in the week of May 4th" "$D/acme-risk"
+jx '[[e["data"]["reason"], e["data"]["week"], e["data"]["reasons"], e["data"]["score"]] for e in d["events"]] == [["contraction", "2026-05-04", ["contraction"], 30], ["downgrade", "2026-05-04", ["contraction", "downgrade"], 60]]' < "$D/acme-risk" >/dev/null
+okd $? "churn: acme's second subscription ended (it keeps max): contraction; its downgrade the same week adds up to 60" "$D/acme-risk"
 
 daemon_stop
 echo "1..$n"
