@@ -123,6 +123,13 @@ sh_block repl > "$D/repl" 2>&1
 grep -q "mrr_start" "$D/repl" && grep -q "2026-05.*108.33.*258.33" "$D/repl"
 okd $? "repl: billing.mrr{} shows the months" "$D/repl"
 
+"$BIN" eval --socket "$D/var/steward.sock" 'billing.cohorts{from = "2026-01", to = "2026-06", currency = "USD"}' > "$D/repl-cohorts" 2>&1
+grep -q "2026-01.*100.00 100.00 50.00 50.00 100.00 100.00.*100.00 125.00 75.00 85.00 129.17 104.17" "$D/repl-cohorts"
+okd $? "repl: billing.cohorts{} shows January's retention month by month" "$D/repl-cohorts"
+"$BIN" eval --socket "$D/var/steward.sock" 'billing.churn{tenant = "acme"}' > "$D/repl-churn" 2>&1
+grep -q "acme.*2026-05-04.*downgrade.*60" "$D/repl-churn" && grep -q "acme.*2026-05-04.*contraction.*30" "$D/repl-churn"
+okd $? "repl: billing.churn{} lists acme's signals" "$D/repl-churn"
+
 sh_block churn > "$D/churn" 2>&1
 grep -q '"state":"terminated"' "$D/churn"
 okd $? "churn: bolt's subscription terminated by API" "$D/churn"

@@ -148,6 +148,16 @@ for round = 1, 60 do
         currency = math.random() < 0.8 and "USD" or "JPY" }
       subs[id] = e
       h[#h + 1] = e
+    elseif r < 0.55 then
+      -- a change to a new subscription that names the one it replaces
+      local old = subs["s" .. math.random(n)]
+      n = n + 1
+      local id = "s" .. n
+      local e = { subscription = id, tenant = old.tenant, at = at, change = math.random() < 0.5 and "upgraded" or "downgraded",
+        plan = "p", previous = old.subscription, amount = tostring(math.random(0, 50000) / 100),
+        interval = INTERVALS[math.random(4)], currency = old.currency }
+      subs[id] = e
+      h[#h + 1] = e
     else
       local id = "s" .. math.random(n)
       local s = subs[id]
@@ -167,6 +177,10 @@ for round = 1, 60 do
       if e.at < b then
         local s = state[e.subscription] or {}
         state[e.subscription] = s
+        if e.previous and e.subscription ~= e.previous and state[e.previous] and not s.seen then
+          state[e.previous].on = false -- the replaced subscription ends
+        end
+        s.seen = true
         if e.change == "terminated" then s.on = false
         else
           s.on = true
