@@ -92,6 +92,16 @@ ok $? "mrr exact: 25 a week is 325/3 a month; every month reconciles exactly and
 api "$B/v1/billing/mrr?from=2026-01&to=2026-01" | jx '[[r["currency"], r["mrr_end"]] for r in d["mrr"]] == [["EUR", "10.00"], ["USD", "200.00"]]' >/dev/null
 ok $? "mrr: one series per currency (EUR quarterly 30 is 10.00 a month), no exchange rate"
 
+# a trial pays nothing: dune starts on July 25th with a 14-day trial, so it is new in August
+api "$B/v1/tenants" -d '{"id": "dune", "name": "dune"}' >/dev/null
+api "$B/v1/billing/plans" -d '{"code": "trial", "name": "trial", "interval": "monthly", "amount": "40", "currency": "USD", "trial_days": 14}' >/dev/null
+"$BIN" eval --socket "$D/var/steward.sock" 'local s = require("steward.billing.subscriptions")
+  local at = 1767225600 + (181 + 24) * 86400 -- 2026-07-25
+  return assert(s.create({ tenant = "dune", plan = "trial", started = at }, at)).trial_ends - at' > "$D/trial" 2>&1
+api "$B/v1/billing/mrr?from=2026-07&to=2026-08&tenant=dune" |
+    jx '[[r["month"], r["new"], r["mrr_end"]] for r in d["mrr"]] == [["2026-07", "0.00", "0.00"], ["2026-08", "40.00", "40.00"]]' > "$D/trial-mrr" 2>&1
+okd $? "a 14-day trial from July 25th pays nothing in July: new in August" "$D/trial"
+
 api "$B/v1/billing/mrr?from=2026-05&to=2026-05&currency=USD&detail=true" |
     jx 'sorted([m["tenant"], m["kind"], m["amount"]] for m in d["mrr"][0]["movements"]) == [["acme", "contraction", "20.00"], ["bolt", "reactivation", "108.33"]]' >/dev/null
 ok $? "mrr detail: May's movements per tenant"

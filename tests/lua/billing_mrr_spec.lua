@@ -89,6 +89,26 @@ local up = mrr.compute({
 }, { from = "2026-01", to = "2026-02" })
 t.is(tostring(up[2].expansion), "15", "previous names the replaced subscription: 20 -> 35, x2 kept")
 
+-- A trial pays nothing: the fee counts from the trial's end (here in the next month), and an
+-- upgrade during the trial keeps the trial it carries.
+local tr = mrr.compute({
+  { subscription = "t1", tenant = "t", at = utc(2026, 1, 20), change = "activated", plan = "a", amount = "30", interval = "monthly",
+    trial_ends = utc(2026, 2, 3) },
+  { subscription = "t2", tenant = "u", at = utc(2026, 1, 5), change = "activated", plan = "a", amount = "30", interval = "monthly",
+    trial_ends = utc(2026, 1, 19) },
+  { subscription = "t3", tenant = "v", at = utc(2026, 1, 6), change = "activated", plan = "a", amount = "30", interval = "monthly",
+    trial_ends = utc(2026, 3, 1) },
+  { subscription = "t4", tenant = "v", at = utc(2026, 1, 16), change = "upgraded", previous = "t3", plan = "b", amount = "50",
+    interval = "monthly", trial_ends = utc(2026, 3, 1) },
+  { subscription = "t5", tenant = "w", at = utc(2026, 1, 6), change = "activated", plan = "a", amount = "30", interval = "monthly",
+    trial_ends = utc(2026, 2, 10) },
+  { subscription = "t5", tenant = "w", at = utc(2026, 1, 30), change = "terminated" },
+}, { from = "2026-01", to = "2026-03", detail = true })
+t.is(tostring(tr[1].mrr_end), "30", "January: only u's trial ended inside the month")
+t.is(tostring(tr[2].new), "30", "February: t's trial ends, it is new then")
+t.is(tostring(tr[3].new), "50", "March: v's upgraded subscription pays from the trial's end (00:00 on the 1st)")
+t.is(tostring(tr[3].mrr_end), "110", "... and w, ended inside its trial, never paid")
+
 -- Refusals name the entry and the field.
 local function refused(h, pattern, name)
   local ok, err = pcall(mrr.compute, h, { to = "2026-01" })
@@ -145,7 +165,8 @@ for round = 1, 60 do
       local id = "s" .. n
       local e = { subscription = id, tenant = tenants[math.random(#tenants)], at = at, change = "activated", plan = "p",
         amount = tostring(math.random(0, 50000) / 100), interval = INTERVALS[math.random(4)],
-        currency = math.random() < 0.8 and "USD" or "JPY" }
+        currency = math.random() < 0.8 and "USD" or "JPY",
+        trial_ends = math.random() < 0.3 and at + math.random(1, 40) * 86400 or nil }
       subs[id] = e
       h[#h + 1] = e
     elseif r < 0.55 then
@@ -185,12 +206,15 @@ for round = 1, 60 do
         else
           s.on = true
           if e.amount then s.v = D(e.amount) * mrr.PER_MONTH[e.interval] end
+          s.trial = e.trial_ends -- each start carries its own trial, or none
         end
         s.cur = e.currency
       end
     end
     local sum = D(0)
-    for _, s in pairs(state) do if s.on and s.cur == cur then sum = sum + s.v end end
+    for _, s in pairs(state) do
+      if s.on and s.cur == cur and not (s.trial and s.trial >= b) then sum = sum + s.v end
+    end
     return sum
   end
   local prev = {}

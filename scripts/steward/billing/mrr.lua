@@ -28,6 +28,9 @@ M.CHANGES = { created = true, activated = true, upgraded = true, downgraded = tr
 
 M.MOVEMENTS = { "new", "expansion", "contraction", "churn", "reactivation" }
 
+-- The changes that start a subscription (or its new price): a trial_ends after them defers the fee.
+local STARTS = { activated = true, reactivated = true, upgraded = true, downgraded = true }
+
 local ZERO = decimal.new(0)
 
 -- breather(yield) -> a function to call in a long loop: every 1,024th call it calls yield
@@ -131,7 +134,20 @@ local function checked(history, default_currency)
     local cur = e.currency or default_currency
     if type(cur) ~= "string" or not decimal.scale(cur) then field_error(i, "currency", tostring(cur) .. ": unknown currency") end
     x.currency = cur
+    if e.trial_ends ~= nil then
+      if type(e.trial_ends) ~= "number" or e.trial_ends ~= e.trial_ends then field_error(i, "trial_ends", "a Unix time expected") end
+      if e.trial_ends > e.at and STARTS[e.change] then x.trial_ends = e.trial_ends end
+    end
     list[#list + 1] = x
+  end
+  -- A start inside a trial pays from the trial's end: a change of its own, then.
+  local n = #list
+  for k = 1, n do
+    local x = list[k]
+    if x.trial_ends then
+      list[#list + 1] = { i = #history + k, subscription = x.subscription, tenant = x.tenant, at = x.trial_ends,
+        change = "trial_ended", currency = x.currency }
+    end
   end
   sort(list, function(a, b)
     if a.at ~= b.at then return a.at < b.at end
@@ -144,7 +160,8 @@ end
 -- change, in time order. A subscription counts from its activation to its termination; an
 -- upgrade or downgrade on the same subscription changes its price, and one that names another
 -- subscription replaces the one it ends (`previous`, else the tenant's active subscription on
--- `previous_plan`).
+-- `previous_plan`). A start with a `trial_ends` after it counts 0 until then (a trial pays
+-- nothing), its fee from then on.
 function M.steps(history, opts)
   opts = opts or {}
   local list = checked(history, opts.currency or "USD")
@@ -162,7 +179,7 @@ function M.steps(history, opts)
     breathe()
     local s = subs[e.subscription]
     if not s then
-      s = { tenant = e.tenant, currency = e.currency, mrr = e.mrr or ZERO, plan = e.plan, active = false }
+      s = { tenant = e.tenant, currency = e.currency, price = e.mrr or ZERO, mrr = ZERO, plan = e.plan, active = false }
       subs[e.subscription] = s
       local key = e.currency .. "\0" .. e.tenant
       by_tenant[key] = by_tenant[key] or {}
@@ -172,12 +189,15 @@ function M.steps(history, opts)
     local touched = { [s.currency .. "\0" .. s.tenant] = { s.currency, s.tenant } }
     if c == "terminated" or c == "canceled" then
       s.active = false
+    elseif c == "trial_ended" then
+      -- only the trial of the start that set it (a later change has its own, or none)
+      if s.trial_until == e.at then s.trial_until = nil end
     elseif c == "created" then
-      if e.mrr then s.mrr, s.plan = e.mrr, e.plan end
+      if e.mrr then s.price, s.plan = e.mrr, e.plan end
     elseif c == "activated" or c == "reactivated" then
-      if e.mrr then s.mrr, s.plan = e.mrr, e.plan end
+      if e.mrr then s.price, s.plan = e.mrr, e.plan end
       if not s.active then active_order = active_order + 1; s.since = active_order end
-      s.active = true
+      s.active, s.trial_until = true, e.trial_ends
     else -- upgraded, downgraded
       if not s.active then
         -- a new subscription replacing another: end the one it replaces
@@ -198,8 +218,10 @@ function M.steps(history, opts)
         active_order = active_order + 1
         s.since = active_order
       end
-      s.mrr, s.plan, s.active = e.mrr, e.plan, true
+      s.price, s.plan, s.active, s.trial_until = e.mrr, e.plan, true, e.trial_ends
     end
+    -- a subscription in its trial is active and pays nothing yet
+    s.mrr = s.trial_until and ZERO or s.price
     for _, ct in pairs(touched) do
       local cur, tenant = ct[1], ct[2]
       out[cur] = out[cur] or {}
@@ -370,15 +392,31 @@ function M.display(row, opts)
   return o
 end
 
--- history(opts) -> the subscription history from steward.billing.subscriptions (h4's module),
--- or opts.history when given | nil, err
+-- The most subscriptions whose trials one report reads (subscriptions.list's ceiling).
+M.TRIALS_READ = 100000
+
+-- history(opts) -> the subscription history from steward.billing.subscriptions, each row with
+-- its subscription's trial_ends (the history rows do not carry it), or opts.history when given
+-- | nil, err
 function M.history(opts)
   if opts.history ~= nil then return opts.history end
   local ok, subs = pcall(require, "steward.billing.subscriptions")
   if not ok or type(subs) ~= "table" or type(subs.history) ~= "function" then
     return nil, "steward.billing.subscriptions is not installed: no subscription history to read"
   end
-  return subs.history({ tenant = opts.tenant })
+  local h, err = subs.history({ tenant = opts.tenant })
+  if not h then return nil, err end
+  local list
+  list, err = subs.list({ tenant = opts.tenant, limit = M.TRIALS_READ })
+  if not list then return nil, err end
+  local trial = {}
+  for _, s in ipairs(list) do
+    if type(s.trial_ends) == "number" then trial[s.id] = s.trial_ends end
+  end
+  for _, e in ipairs(h) do
+    if e.trial_ends == nil and STARTS[e.change] then e.trial_ends = trial[e.subscription] end
+  end
+  return h
 end
 
 -- report(opts) -> compute() over the stored history | nil, err
