@@ -415,8 +415,9 @@ static int decimal_text(lua_State *L, int idx)
     luaL_callmeta(L, idx, "__tostring");
     if (!strchr(lua_tostring(L, -1), '/'))
         return 1;
-    lua_pushfstring(L, "a decimal with no finite decimal form (%s) cannot be encoded: round it "
-                       "(d:round(scale, mode))",
+    lua_pushfstring(L,
+                    "a decimal with no finite decimal form (%s) cannot be encoded: round it "
+                    "(d:round(scale, mode))",
                     lua_tostring(L, -1));
     lua_remove(L, -2);
     return 0;
@@ -446,8 +447,8 @@ static int l_json_encode(lua_State *L)
 {
     luaL_checkany(L, 1);
     lua_settop(L, 1);
-    lua_newtable(L);                           /* E_ARRAYS */
-    lua_newtable(L);                           /* E_DECIMALS */
+    lua_newtable(L);                         /* E_ARRAYS */
+    lua_newtable(L);                         /* E_DECIMALS */
     luaL_getmetatable(L, "steward.decimal"); /* E_DEC_MT: nil until steward.decimal loads */
     if (is_decimal(L, E_VALUE)) {
         if (!decimal_text(L, E_VALUE)) {
