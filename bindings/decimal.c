@@ -262,6 +262,21 @@ static int l_decimal_scale(lua_State *L)
     return 2;
 }
 
+/* {code = minor unit} of every active ISO 4217 code that has a minor unit. */
+static int l_decimal_currencies(lua_State *L)
+{
+    const char *code;
+    int scale;
+    lua_createtable(L, 0, 180);
+    for (size_t i = 0; (scale = decimal_currency_at(i, &code)) != -3; i++) {
+        if (scale < 0)
+            continue;
+        lua_pushinteger(L, scale);
+        lua_setfield(L, -2, code);
+    }
+    return 1;
+}
+
 /* ---- methods ---- */
 
 static struct dec *self(lua_State *L, const char *fname)
@@ -486,10 +501,15 @@ static const luaL_Reg metamethods[] = {
     {"__lt", l_decimal_lt},   {"__le", l_decimal_le},         {"__tostring", l_decimal_tostring},
     {"__gc", l_decimal_gc},   {"__concat", l_decimal_concat}, {NULL, NULL}};
 
-static const luaL_Reg functions[] = {{"new", l_decimal_new},       {"is", l_decimal_is},
-                                     {"string", l_decimal_string}, {"min", l_decimal_min},
-                                     {"max", l_decimal_max},       {"sum", l_decimal_sum},
-                                     {"scale", l_decimal_scale},   {NULL, NULL}};
+static const luaL_Reg functions[] = {{"new", l_decimal_new},
+                                     {"is", l_decimal_is},
+                                     {"string", l_decimal_string},
+                                     {"min", l_decimal_min},
+                                     {"max", l_decimal_max},
+                                     {"sum", l_decimal_sum},
+                                     {"scale", l_decimal_scale},
+                                     {"currencies", l_decimal_currencies},
+                                     {NULL, NULL}};
 
 int luaopen_steward_decimal(lua_State *L)
 {

@@ -53,4 +53,7 @@ void decimal_round(mpq_t out, const mpq_t q, unsigned long scale, enum decimal_m
  * with no minor unit (gold, SDR, the test code XTS, ...). */
 int decimal_currency_scale(const char *code, size_t len);
 
+/* The i-th entry of the table (sorted by code): its scale as above, -3 past the end. */
+int decimal_currency_at(size_t i, const char **code);
+
 #endif

@@ -56,3 +56,11 @@ int decimal_currency_scale(const char *code, size_t len)
                                        sizeof currencies[0], by_code);
     return c ? c->scale : -1;
 }
+
+int decimal_currency_at(size_t i, const char **code)
+{
+    if (i >= sizeof currencies / sizeof currencies[0])
+        return -3;
+    *code = currencies[i].code;
+    return currencies[i].scale;
+}
