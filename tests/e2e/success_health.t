@@ -40,7 +40,7 @@ wait_for 10 scores 1
 ok $? "a run scores acme and keeps it in the history"
 [ "$(curl -s -H "$H$ACME" "$B/v1/success/health/acme" | jx 'd["history"][0]["score"]')" = 75 ]
 ok $? "adoption 2 of 4 and a payment in good standing, equally weighted: 75"
-api -d '{"type":"billing.payment_failed","tenant":"acme","data":{}}' "$B/v1/events" >/dev/null
+api -d '{"type":"billing.payment.failed","tenant":"acme","data":{}}' "$B/v1/events" >/dev/null
 # scores are kept per second: the next run is a new second
 wait_for 5 sh -c "[ \$(date +%s) -gt $(date +%s) ]"
 run

@@ -80,10 +80,10 @@ function M.signals(st, tenant, opts)
   local open_tickets
   open_tickets, err = tickets.open_count(st, tenant)
   if not open_tickets then return nil, err end
-  rows, err = st.db:query("SELECT type FROM events WHERE tenant = $1 AND type IN ('billing.payment_failed', " ..
-    "'billing.payment_succeeded') ORDER BY seq DESC LIMIT 1", tenant)
+  rows, err = st.db:query("SELECT type FROM events WHERE tenant = $1 AND type IN ('billing.payment.failed', " ..
+    "'billing.payment.succeeded') ORDER BY seq DESC LIMIT 1", tenant)
   if not rows then return nil, err end
-  local payment = rows[1] and (rows[1].type == "billing.payment_failed" and "failed" or "ok") or "unknown"
+  local payment = rows[1] and (rows[1].type == "billing.payment.failed" and "failed" or "ok") or "unknown"
   local reached
   reached, err = onboarding.reached(st, tenant)
   if not reached then return nil, err end
