@@ -8,7 +8,8 @@ local periods = require "steward.billing.periods"
 local custom = require "steward.billing.aggregate_custom"
 local json = require "steward.json"
 
-local type, pairs, ipairs, tostring, error, pcall, floor = type, pairs, ipairs, tostring, error, pcall, math.floor
+local type, pairs, ipairs, tostring, tonumber, error, pcall = type, pairs, ipairs, tostring, tonumber, error, pcall
+local floor = math.floor
 local sort, concat = table.sort, table.concat
 
 local M = {}
@@ -126,9 +127,10 @@ local function matches(props, filters)
   return true
 end
 
--- value(metric, event [, where]) -> the decimal its field carries; nil when the event has no
--- such property (it is not aggregated); nil, err for a value that cannot be billed exactly.
--- For the usage API, which refuses such an event when it arrives.
+-- value(metric, event [, where]) -> the decimal its field carries (unique_count: the value as a
+-- string); nil when the event has no such property (it is not aggregated); nil, err for a
+-- value that cannot be billed exactly. For the usage API, which refuses such an event when it
+-- arrives.
 local function value_of(m, props, where)
   if not m.field then return nil end
   local v = props[m.field]
