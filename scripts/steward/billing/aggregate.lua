@@ -356,10 +356,10 @@ local function run_custom(m, list, _, prev, opts)
       total = total + u
     end
   end
-  local ok, rerr = custom.guarded(opts.budget or custom.DEFAULT_BUDGET, m.code, body)
+  local ok, rerr = custom.guarded(custom.budget(#list, opts.budget), m.code, body)
   if not ok then
     rerr = tostring(rerr)
-    if not rerr:find("metric[ :]" .. m.code:gsub("%p", "%%%0")) then rerr = "metric " .. m.code .. ": " .. rerr end
+    if not rerr:find("metric[ :]" .. m.code:gsub("%p", "%%%0")) then rerr = "metric:" .. m.code .. ": " .. rerr end
     return nil, rerr
   end
   return total, per, m.recurring and { custom = state } or nil
@@ -383,7 +383,7 @@ end
 -- opts: previous (the state the previous period returned, for recurring metrics), prorated
 -- (unique_count's prorated units), group_by = {"prop", ...}, filters (a charge's own filter,
 -- the same shape as metric.filters), timezone (for day counts; default period.timezone or
--- UTC), budget (instructions for a custom formula).
+-- UTC), budget (a custom formula's: {cpu = seconds, memory = bytes, instructions = n}).
 function M.run(m, events, p, opts)
   local ok, err = M.check(m)
   if not ok then error("aggregate.run: metric: " .. err, 2) end
