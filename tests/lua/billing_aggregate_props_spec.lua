@@ -135,8 +135,8 @@ t.raises(function() aggregate.run({ code = "a", aggregation = "avg" }, {}, P) en
          "run raises on a metric check refuses")
 t.raises(function() aggregate.run({ code = "a", aggregation = "count" }, {}, { from = 2, to = 1 }) end, "argument #3: period",
          "run raises on a bad period")
-t.raises(function() aggregate.run({ code = "a", aggregation = "sum", field = "v" }, {}, P, { prorated = true }) end,
-         "only unique_count has prorated units", "prorated is unique_count's")
+t.raises(function() aggregate.run({ code = "a", aggregation = "max", field = "v" }, {}, P, { prorated = true }) end,
+         "only sum and unique_count have prorated units", "prorated is sum's and unique_count's")
 
 -- values
 local SUM = { code = "s", aggregation = "sum", field = "v" }
