@@ -214,4 +214,20 @@ local RWS = { code = "ws", aggregation = "weighted_sum", field = "value", recurr
 r = run(RWS, {}, AUG, { previous = { level = "1000" } })
 t.is(tostring(r.units), "1000", "weighted_sum: when billable metric is recurring: the persisted value as initial value")
 t.is(r.state.level, "1000", "... and carried on")
+-- apply_rounding_service_spec.rb: units 123.456
+local ROUND = {
+  { "with round function", "round", 2, "123.46" }, { "round without precision", "round", nil, "123" },
+  { "round with negative precision", "round", -2, "100" },
+  { "with ceil function", "ceil", 2, "123.46" }, { "ceil without precision", "ceil", nil, "124" },
+  { "ceil with negative precision", "ceil", -2, "200" },
+  { "with floor function", "floor", 2, "123.45" }, { "floor without precision", "floor", nil, "123" },
+  { "floor with negative precision", "floor", -2, "100" },
+}
+for _, c in ipairs(ROUND) do
+  r = run({ code = "r", aggregation = "sum", field = "v", rounding_function = c[2], rounding_precision = c[3] },
+          { ev(near_end, { v = "123.456" }) }, P)
+  t.is(tostring(r.units), c[4], "ApplyRoundingService " .. c[1] .. ": " .. c[4])
+end
+r = run({ code = "r", aggregation = "sum", field = "v", rounding_function = "round" }, { ev(near_end, { v = "2.5" }) }, P)
+t.is(tostring(r.units), "3", "round is half up (Ruby's BigDecimal#round)")
 t.done()
