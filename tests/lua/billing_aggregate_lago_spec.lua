@@ -49,6 +49,14 @@ r = run(COUNT, { ev(near_end, { total_count = 12, region = "europe" }), ev(near_
                  ev(near_end, { total_count = 12, region = "africa" }) }, P, { filters = { region = { "europe" } } })
 t.is(tostring(r.units), "2", "count: when filters are given")
 
+r = run(COUNT, cat(rep(3, near_end, { cloud = "aws" }), rep(1, near_end, { cloud = "gcp" })), P, { group_by = { "cloud" } })
+t.is(tostring(r.groups.aws.units) .. " " .. tostring(r.groups.gcp.units), "3 1", "count: with presentation group keys (cloud)")
+r = run(COUNT, { ev(near_end, { agent_name = "frodo", cloud = "aws" }), ev(near_end, { agent_name = "frodo", cloud = "aws" }),
+                 ev(near_end, { agent_name = "frodo", cloud = "gcp" }), ev(near_end, { agent_name = "aragorn", cloud = "aws" }) },
+        P, { group_by = { "agent_name", "cloud" } })
+t.is(tostring(r.groups["frodo, aws"].units) .. " " .. tostring(r.groups["frodo, gcp"].units) .. " " ..
+     tostring(r.groups["aragorn, aws"].units), "2 1 1", "count: ... with grouped_by (agent_name, cloud)")
+
 -- sum_service_spec.rb
 local SUM = { code = "sum_agg", aggregation = "sum", field = "total_count" }
 local old = rep(2, P.from - 2 * 30 * DAY, { total_count = "2.5" }) -- Lago's 2.5 (a JSON float) travels as a string
