@@ -79,6 +79,8 @@ M.PUBLIC = {
   ["steward.success.health"] = {}, ["steward.success.onboarding"] = {},
   -- issue 18, h1: exact money (pure; the module is callable: decimal("12.50"))
   ["steward.decimal"] = {},
+  -- issue 18, h3: billable metrics and billing periods (pure formulas)
+  ["steward.billing.aggregate"] = {}, ["steward.billing.periods"] = {},
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
