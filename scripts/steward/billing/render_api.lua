@@ -20,22 +20,19 @@ local function settings(ctx)
 end
 
 -- The invoice and its tenant's record, or the answer to give instead.
-local function load(req, principal)
+local function load(ctx, req, principal)
   local ok, invoices = pcall(require, "steward.billing.invoices")
   if not ok then return nil, api.unavailable("invoices are not available: steward.billing.invoices is not installed") end
   local id = req.params.id
-  local inv, err = invoices.get(id)
-  if not inv then
-    if err == nil or tostring(err):match("^not found") then return nil, api.fail(404, "not_found", "no invoice " .. id) end
-    return nil, api.unavailable(tostring(err))
-  end
-  if principal and principal.tenant and principal.tenant ~= inv.tenant then
+  local inv, err = invoices.get(ctx.store, id)
+  if inv == nil then return nil, api.unavailable(tostring(err)) end
+  if not inv or (principal and principal.tenant and principal.tenant ~= inv.tenant) then
     return nil, api.fail(404, "not_found", "no invoice " .. id)
   end
   local tenant
-  local okt, tenants = pcall(require, "steward.tenants")
+  local okt, record = pcall(require, "steward.tenants.record")
   if okt then
-    local okg, rec = pcall(tenants.get, inv.tenant)
+    local okg, rec = pcall(record.get, ctx.store, inv.tenant)
     if okg and type(rec) == "table" then tenant = rec end
   end
   return inv, tenant or { id = inv.tenant }
@@ -49,7 +46,7 @@ end
 -- get(ctx, req, principal, kind): the page ("html") or the document ("pdf"); h5's
 -- GET /v1/billing/invoices/{id} hands "<id>.html" and "<id>.pdf" here.
 function M.get(ctx, req, principal, kind)
-  local inv, tenant = load(req, principal)
+  local inv, tenant = load(ctx, req, principal)
   if not inv then return tenant end
   local opts = settings(ctx)
   if kind == "html" then

@@ -5,6 +5,7 @@
 -- recognized equals what was invoiced, exactly (docs/billing/revenue.md). Computed from the
 -- invoices on demand: no table of its own.
 local decimal = require "steward.decimal"
+local json = require "steward.json"
 
 local type, pairs, ipairs, tostring, tonumber, error, pcall, require = type, pairs, ipairs, tostring, tonumber, error, pcall, require
 local format, floor, sort = string.format, math.floor, table.sort
@@ -178,7 +179,7 @@ end
 --   recognized = {{month, amount, line, kind, reason}}}
 -- opts.basis: "invoiced" (the invoice counts from its finalization) or "paid" (from its payment:
 -- Lago's paid-only recognition); opts.credit_notes: the invoice's credit notes
--- ({id, amount, tax_amount|nil, issued|created}). A draft (or, on the paid basis, an unpaid
+-- ({id, invoice, subtotal | amount [, tax_amount], created}). A draft (or, on the paid basis, an unpaid
 -- invoice) has an empty schedule.
 function M.schedule(invoice, opts)
   if type(invoice) ~= "table" then error("revenue.schedule: argument #1: an invoice table expected", 2) end
@@ -210,11 +211,23 @@ function M.schedule(invoice, opts)
   local notes = {}
   for _, cn in ipairs(opts.credit_notes or {}) do notes[#notes + 1] = cn end
   sort(notes, function(a, b) return (a.issued or a.created or 0) < (b.issued or b.created or 0) end)
+  -- the revenue a credit note takes back: its amount before tax (its subtotal, or its total
+  -- less its taxes; a credit given taxes included is split at the invoice's own tax ratio)
+  local taxed = base + (invoice.tax_total and D(invoice.tax_total, "tax_total") or decimal.zero)
   for i, cn in ipairs(notes) do
     local at = cn.issued or cn.created
-    if type(at) ~= "number" then error(format("revenue.schedule: credit_notes[%d].issued: a time expected", i), 2) end
-    local amt = D(cn.amount, format("credit_notes[%d].amount", i))
-    if cn.tax_amount ~= nil then amt = amt - D(cn.tax_amount, format("credit_notes[%d].tax_amount", i)) end
+    if type(at) ~= "number" then error(format("revenue.schedule: credit_notes[%d].created: a time expected", i), 2) end
+    local amt
+    if cn.subtotal ~= nil then
+      amt = D(cn.subtotal, format("credit_notes[%d].subtotal", i))
+    else
+      amt = D(cn.amount or cn.total, format("credit_notes[%d].amount", i))
+      if cn.tax_amount ~= nil then
+        amt = amt - D(cn.tax_amount, format("credit_notes[%d].tax_amount", i))
+      elseif not taxed:is_zero() and taxed ~= base then
+        amt = (amt * base / taxed):round(scale, M.ROUNDING)
+      end
+    end
     if at < start then at = start end
     credited = credited + amt
     movement(-amt, at, "credit_note", true)
@@ -293,31 +306,66 @@ function M.ledger(invoices, credit_notes, opts)
   return rows
 end
 
--- The invoices and credit notes of the store, through steward.billing.invoices and
--- steward.billing.credit_notes.
-local function records(tenant)
+-- The invoices (all but drafts) and credit notes of the store, read in pages by id: a tenant's
+-- whole history, however long (steward.billing.invoices' list stops at 1,000). The rows are
+-- decoded by steward.billing.invoice_record, as steward.billing.invoices does.
+local PAGE = 500
+
+local function records(st, tenant)
   local ok, invoices = pcall(require, "steward.billing.invoices")
   if not ok then return nil, "unavailable: steward.billing.invoices is not installed" end
-  local list, err = invoices.list { tenant = tenant }
-  if not list then return nil, err end
-  local notes = {}
-  local okc, cns = pcall(require, "steward.billing.credit_notes")
-  if okc and type(cns) == "table" and cns.list then
-    local l, cerr = cns.list { tenant = tenant }
-    if not l then return nil, cerr end
-    notes = l
+  local okr, err = invoices.ready(st)
+  if not okr then return nil, err end
+  local record = require "steward.billing.invoice_record"
+  local decimal_new = decimal.new
+  local list, notes = {}, {}
+  local function page(sql, decode, out)
+    local after = ""
+    while true do
+      local rows, qerr
+      if tenant then
+        rows, qerr = st.db:query(sql .. " AND tenant = $2 ORDER BY id LIMIT " .. PAGE, after, tenant)
+      else
+        rows, qerr = st.db:query(sql .. " ORDER BY id LIMIT " .. PAGE, after)
+      end
+      if not rows then return nil, qerr end
+      for _, r in ipairs(rows) do out[#out + 1] = decode(r) end
+      if #rows < PAGE then return true end
+      after = rows[#rows].id
+    end
   end
+  local okp, perr = page("SELECT id, body, state, series, seq, number, version FROM billing_invoices " ..
+    "WHERE id > $1 AND state <> 'draft'", function(r)
+      local inv = assert(record.load(r.body, { state = r.state, series = r.series, seq = r.seq, number = r.number,
+        version = r.version }))
+      inv.id = r.id
+      return inv
+    end, list)
+  if not okp then return nil, perr end
+  okp, perr = page("SELECT id, invoice, total, body, created FROM billing_credit_notes WHERE id > $1", function(r)
+    local body = json.decode(r.body) or {}
+    local tax = decimal.zero
+    for _, t in ipairs(body.taxes or {}) do tax = tax + decimal_new(t.amount) end
+    return { id = r.id, invoice = r.invoice, amount = decimal_new(tostring(r.total)),
+      subtotal = body.subtotal and decimal_new(body.subtotal) or nil, tax_amount = #(body.taxes or {}) > 0 and tax or nil,
+      created = tonumber(r.created) }
+  end, notes)
+  if not okp then return nil, perr end
   return list, notes
 end
 
--- report{from, to, tenant, basis} -> rows | nil, err: by currency then month, {month, currency,
--- invoiced, recognized, deferred_opening, deferred_closing}, amounts exact decimals.
+-- report{from, to, tenant, basis, store} -> rows | nil, err: by currency then month, {month,
+-- currency, invoiced, recognized, deferred_opening, deferred_closing}, amounts exact decimals.
+-- The invoices are the store's (opts.store, else the daemon's), or opts.invoices and
+-- opts.credit_notes when given.
 function M.report(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("revenue.report: argument #1: a table expected", 2) end
   local invoices, notes = opts.invoices, opts.credit_notes
   if invoices == nil then
-    local stored, second = records(opts.tenant)
+    local st = opts.store or require("steward.runtime.store").default()
+    if not st then return nil, "unavailable: no store (pass store=, or run in the daemon)" end
+    local stored, second = records(st, opts.tenant)
     if not stored then return nil, second end
     invoices, notes = stored, notes or second
   end
