@@ -11,7 +11,7 @@ command -v weasyprint >/dev/null || { echo "1..0 # SKIP weasyprint is not instal
 command -v pdftotext >/dev/null || { echo "1..0 # SKIP pdftotext is not installed (Debian package poppler-utils)"; exit 0; }
 daemon_config ""
 daemon_start || { echo "1..0 # SKIP the daemon did not start"; exit 0; }
-echo "1..13"
+echo "1..14"
 api() { curl -s -o "$D/body" -D "$D/headers" -w '%{http_code}' -X "$2" -H "Authorization: Bearer $1" \
     ${4:+-H 'Content-Type: application/json' -d "$4"} "http://127.0.0.1:$PORT$3"; }
 ev() { "$BIN" eval --socket "$D/var/steward.sock" "$@"; }
@@ -72,5 +72,12 @@ s=$(api "$TOKEN" GET /v1/billing/invoices/nope/html)
 ok $([ "$s" = 404 ]; echo $?) "an unknown invoice: 404 ($s)"
 s=$(api "" GET /v1/billing/invoices/inv-acme-1/pdf)
 ok $([ "$s" = 401 ]; echo $?) "no token: 401 ($s)"
+
+# docs/billing/rendering.md's block, run as it is written (our port, in a directory of ours)
+r=$(store acme inv_sub_42_1793491200 INV-000042 1234.50 42)
+awk -v m="<!-- rendering: pdf -->" '$0 == m { f = 1; next } f == 1 && /^```/ { f = 2; next } f == 2 && /^```/ { exit } f == 2 { print }' \
+    "$here/docs/billing/rendering.md" | sed -e "s/localhost:8080/127.0.0.1:$PORT/g" > "$D/block.sh"
+out=$(cd "$D" && bash "$D/block.sh")
+ok $([ "$r" = 1 ] && echo "$out" | grep -q 'Total due *EUR 1,234.50'; echo $?) "the page's curl | pdftotext block prints the total ($out)"
 daemon_stop
 exit $fail

@@ -10,7 +10,7 @@ set -u
 . "$(dirname "$0")/../support/daemon.sh"
 daemon_config ""
 daemon_start || { echo "1..0 # SKIP the daemon did not start"; exit 0; }
-echo "1..10"
+echo "1..11"
 api() { curl -s -o "$D/body" -w '%{http_code}' -X "$2" -H "Authorization: Bearer $1" \
     ${4:+-H 'Content-Type: application/json' -d "$4"} "http://127.0.0.1:$PORT$3"; }
 ev() { "$BIN" eval --socket "$D/var/steward.sock" "$@"; }
@@ -101,5 +101,19 @@ s=$(api "$TOKEN" GET '/v1/billing/revenue?from=2026-13')
 ok $([ "$s" = 400 ] && grep -q '"field":"from"' "$D/body"; echo $?) "from=2026-13: 400 naming from ($s)"
 s=$(api "$TOKEN" GET '/v1/billing/revenue?basis=cash')
 ok $([ "$s" = 400 ] && grep -q '"field":"basis"' "$D/body"; echo $?) "basis=cash: 400 naming basis ($s)"
+
+# docs/billing/revenue.md's curl block, run as written (our port): the answer the page shows
+awk -v m="<!-- revenue: report -->" '$0 == m { f = 1; next } f == 1 && /^```/ { f = 2; next } f == 2 && /^```/ { exit } f == 2 { print }' \
+    "$here/docs/billing/revenue.md" | sed -e "s/localhost:8080/127.0.0.1:$PORT/g" > "$D/block.sh"
+bash "$D/block.sh" > "$D/answer.json"
+out=$(/usr/bin/python3 - "$here/docs/billing/revenue.md" "$D/answer.json" <<'PY'
+import json, re, sys
+page = open(sys.argv[1]).read()
+want = json.loads(re.search(r"<!-- revenue: report -->\n```sh\n.*?```\n\n```json\n(.*?)```", page, re.S).group(1))
+got = json.load(open(sys.argv[2]))
+print("ok" if got == want else f"got {got}")
+PY
+)
+ok $([ "$out" = ok ]; echo $?) "the page's report block answers the JSON the page shows ($out)"
 daemon_stop
 exit $fail

@@ -222,6 +222,13 @@ local function main()
   t.ok(not bad, "40 random invoice sets reconcile on both bases" .. (bad and (": " .. bad) or ""))
 end
 
-local ok, err = xpcall(main, debug.traceback)
+-- The page's Lua blocks, run as the reader would (tests/support/doc_examples.lua).
+local function docs(path)
+  local a = setmetatable({ equal = function(got, want) t.is(got, want, path .. ": prints " .. tostring(want)) end,
+    truthy = function(v) t.ok(v, path .. ": its blocks ran") end }, { __call = function(_, v, m) return assert(v, m) end })
+  assert(loadfile("tests/support/doc_examples.lua"))()(path, a)
+end
+
+local ok, err = xpcall(function() main(); docs("docs/billing/revenue.md") end, debug.traceback)
 if not ok then t.fail("spec raised", err) end
 t.done()

@@ -266,7 +266,10 @@ function M.pdf(invoice, tenant, opts)
     end
     return nil, format("pdf: %s could not be started: %s", prog, tostring(err))
   end
-  if r.timed_out then return nil, format("pdf: %s did not finish within %s s and was stopped", prog, tostring(timeout)) end
+  if r.timed_out then
+    return nil, format("pdf: %s did not finish within %s and was stopped", prog,
+      type(timeout) == "number" and (timeout .. " s") or tostring(timeout))
+  end
   local why = (r.stderr or ""):match("([^\n]*%S[^\n]*)%s*$") or ""
   if r.code ~= 0 then
     return nil, format("pdf: %s exited with status %d%s", prog, r.code, why ~= "" and (": " .. why) or "")
