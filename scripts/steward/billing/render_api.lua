@@ -13,8 +13,13 @@ local api -- steward.runtime.daemon.api; set by install
 -- The page's own resources only: no script, styles inline, a logo over https or data:.
 local CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; base-uri 'none'; form-action 'none'"
 
+-- The billing settings: the daemon's configuration, else steward.billing.config's in force.
 local function settings(ctx)
-  local b = ctx.cfg and type(ctx.cfg.billing) == "table" and ctx.cfg.billing or {}
+  local b = ctx.cfg and type(ctx.cfg.billing) == "table" and ctx.cfg.billing
+  if not b then
+    local ok, bc = pcall(require, "steward.billing.config")
+    b = ok and type(bc) == "table" and type(bc.current) == "table" and bc.current or {}
+  end
   local inv = type(b.invoices) == "table" and b.invoices or {}
   return { issuer = inv.issuer, net_payment_days = b.net_payment_days }
 end

@@ -169,8 +169,17 @@ local function when_in(invoice, basis)
   return invoice.finalized or invoice.issued
 end
 
+-- The basis in force: billing.revenue.basis of the configuration (steward.billing.config), else
+-- the default.
+function M.basis()
+  local ok, bc = pcall(require, "steward.billing.config")
+  local cur = ok and type(bc) == "table" and type(bc.current) == "table" and bc.current or {}
+  local r = type(cur.revenue) == "table" and cur.revenue or {}
+  return M.BASES[r.basis] and r.basis or M.DEFAULT_BASIS
+end
+
 local function check_basis(basis, where)
-  basis = basis or M.DEFAULT_BASIS
+  basis = basis or M.basis()
   if not M.BASES[basis] then error(format("%s: basis: \"invoiced\" or \"paid\" expected, got %s", where, tostring(basis)), 3) end
   return basis
 end
@@ -178,7 +187,7 @@ end
 -- schedule(invoice [, opts]) -> {invoice, tenant, currency, basis, invoiced = {{month, amount, reason}},
 --   recognized = {{month, amount, line, kind, reason}}}
 -- opts.basis: "invoiced" (the invoice counts from its finalization) or "paid" (from its payment:
--- Lago's paid-only recognition); opts.credit_notes: the invoice's credit notes
+-- Lago's paid-only recognition); by default billing.revenue.basis; opts.credit_notes: the invoice's credit notes
 -- ({id, invoice, subtotal | amount [, tax_amount], created}). A draft (or, on the paid basis, an unpaid
 -- invoice) has an empty schedule.
 function M.schedule(invoice, opts)

@@ -33,12 +33,11 @@ local function get_revenue(ctx, req, principal)
   end
   local cfg = ctx.cfg and type(ctx.cfg.billing) == "table" and type(ctx.cfg.billing.revenue) == "table"
     and ctx.cfg.billing.revenue or {}
-  f.basis = f.basis or cfg.basis or revenue.DEFAULT_BASIS
+  f.basis = f.basis or cfg.basis or revenue.basis()
+  f.store = ctx.store
   local rows, err = revenue.report(f)
-  if not rows then
-    if tostring(err):match("^unavailable") then return api.unavailable(err) end
-    return api.unavailable(tostring(err))
-  end
+  if not rows then return api.unavailable(tostring(err)) end
+  f.store = nil
   for _, r in ipairs(rows) do
     for _, k in ipairs(FIELDS) do r[k] = decimal.string(r[k]) end
   end
