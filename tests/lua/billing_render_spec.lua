@@ -122,6 +122,19 @@ local function main()
   proc.run { cmd = { "chmod", "+x", slow } }
   local _, e3 = render.pdf(fixture(), TENANT, { weasyprint = slow, timeout = "300ms" })
   t.like(e3, "did not finish within", "a hung renderer is stopped: " .. tostring(e3))
+
+  -- at most MAX_RUNNING renderers at once: one more is refused, not queued
+  local task = require "steward.task"
+  local limit = render.MAX_RUNNING
+  render.MAX_RUNNING = 1
+  local first = task.spawn(function() return render.pdf(fixture(), TENANT, { weasyprint = slow, timeout = "1s" }) end)
+  local _, e4 = render.pdf(fixture(), TENANT, { weasyprint = slow, timeout = "1s" })
+  t.like(e4, "^busy: 1 PDFs are being rendered", "a render past the bound is refused while one runs: " .. tostring(e4))
+  local _, _, e5 = first:join()
+  t.like(e5, "did not finish", "... the one running goes on")
+  local again = render.pdf(fixture(), TENANT)
+  t.ok(again and again:sub(1, 5) == "%PDF-", "after it, renders are taken again")
+  render.MAX_RUNNING = limit
   proc.run { cmd = { "rm", "-rf", dir } }
 end
 

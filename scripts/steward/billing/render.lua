@@ -14,6 +14,11 @@ local M = {}
 M.WEASYPRINT = "weasyprint"
 M.DEFAULT_TIMEOUT = 60
 M.MAX_PDF = 64 * 1024 * 1024
+-- WeasyPrint takes ~100 MB and a core while it runs: past this many at once, a render is
+-- refused ("busy") rather than queued, so a burst of downloads cannot exhaust the machine.
+M.MAX_RUNNING = 4
+
+local running = 0
 
 local ESC = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" }
 
@@ -258,8 +263,14 @@ function M.pdf(invoice, tenant, opts)
   local page = M.html(invoice, tenant, opts)
   local prog = opts.weasyprint or M.WEASYPRINT
   local timeout = opts.timeout or M.DEFAULT_TIMEOUT
-  local r, err = proc.run { cmd = { prog, "--quiet", "--encoding", "utf-8", "-", "-" }, stdin = page,
-    timeout = timeout, grace = 2, max_output = M.MAX_PDF }
+  if running >= M.MAX_RUNNING then
+    return nil, format("busy: %d PDFs are being rendered already: try again in a moment", running)
+  end
+  running = running + 1
+  local okr, r, err = pcall(proc.run, { cmd = { prog, "--quiet", "--encoding", "utf-8", "-", "-" }, stdin = page,
+    timeout = timeout, grace = 2, max_output = M.MAX_PDF })
+  running = running - 1
+  if not okr then error(r, 0) end
   if not r then
     if tostring(err):match("^ENOENT") then
       return nil, format("pdf: %s is not installed (Debian package weasyprint): %s", prog, tostring(err))

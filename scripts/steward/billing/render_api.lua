@@ -62,7 +62,10 @@ function M.get(ctx, req, principal, kind)
   end
   local ok, pdf, err = pcall(render.pdf, inv, tenant, opts)
   if not ok then return api.fail(500, "render_failed", tostring(pdf)) end
-  if not pdf then return api.fail(502, "render_failed", err) end
+  if not pdf then
+    if tostring(err):match("^busy") then return api.fail(503, "busy", err, nil, { ["retry-after"] = "1" }) end
+    return api.fail(502, "render_failed", err)
+  end
   return 200, { ["content-type"] = "application/pdf", ["content-disposition"] = filename(inv, "pdf") }, pdf
 end
 
