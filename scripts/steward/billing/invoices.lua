@@ -132,7 +132,7 @@ local function billing(name) return require("steward.billing." .. name) end
 
 local function must(v, err, what)
   if v == nil then return nil, err end
-  if v == false then return nil, "not found: " .. what end
+  if v == false then return nil, "not found: " .. (what or "no such record") end
   return v
 end
 
@@ -229,8 +229,8 @@ function M.build(st, subscription_id, period, opts)
   old, err = M.get(st, id)
   if old == nil then return nil, err end
   if old and old.state ~= "draft" then return old, false end
-  local sub
-  sub, err = must(billing("subscriptions").get(st, subscription_id))
+  local sub, serr = billing("subscriptions").get(st, subscription_id)
+  sub, err = must(sub, serr, "subscription " .. subscription_id)
   if not sub then return nil, err or ("not found: subscription " .. subscription_id) end
   local plan
   plan, err = billing("plans").get(st, sub.plan, sub.plan_version)
@@ -292,9 +292,7 @@ end
 -- recorded, the tenant's credits are applied (credit notes first, then the prepaid wallet), the
 -- customer is snapshotted, and the invoice takes the next number of its series in the same
 -- transaction. Finalizing a finalized (or paid) invoice answers it unchanged.
-function M.finalize(st, id, now)
-  if type(id) ~= "string" then error("invoices.finalize: id: string expected, got " .. type(id), 2) end
-  now = util.now(now)
+local function finalize_once(st, id, now)
   local inv, err = must(M.get(st, id))
   if not inv then return nil, err or ("not found: invoice " .. id) end
   if inv.state == "finalized" or inv.state == "paid" then return inv, false end
@@ -344,7 +342,9 @@ function M.finalize(st, id, now)
   local ev = event(inv, "finalized", now)
   local res, fresh = domain.commit(st, batch, ev, now)
   if not res then
-    if tostring(fresh):match("not_null") or tostring(fresh):match("NOT NULL") then
+    -- the guard of a credit note's use (credit_notes.use_statements): SQLite says "NOT NULL
+    -- constraint failed", PostgreSQL "violates not-null constraint"
+    if #stmts > 0 and tostring(fresh):lower():match("not.null") then
       return nil, "conflict: a credit note used by invoice " .. id .. " changed meanwhile"
     end
     return nil, fresh
@@ -363,6 +363,18 @@ function M.finalize(st, id, now)
     pcall(coupons.consume, st, inv.tenant, inv.discounts, inv.id)
   end
   return inv, true
+end
+
+function M.finalize(st, id, now)
+  if type(id) ~= "string" then error("invoices.finalize: id: string expected, got " .. type(id), 2) end
+  now = util.now(now)
+  -- a credit note taken by another invoice meanwhile: read the credits again and retry
+  local inv, changed
+  for _ = 1, 10 do
+    inv, changed = finalize_once(st, id, now)
+    if inv or not tostring(changed):match("^conflict: a credit note") then break end
+  end
+  return inv, changed
 end
 
 -- ---- paying and voiding ----
