@@ -81,6 +81,12 @@ M.PUBLIC = {
   ["steward.decimal"] = {},
   -- issue 18, h3: billable metrics and billing periods (pure formulas)
   ["steward.billing.aggregate"] = {}, ["steward.billing.periods"] = {},
+  -- issue 18, h4: plans, subscriptions, usage, coupons, wallets (the `billing` capability guards them;
+  -- steward.billing itself loads parts with the unguarded require, so policies require the parts)
+  ["steward.billing.config"] = { hide = { configure = true } },
+  ["steward.billing.subscriptions"] = { hide = { ready = true } }, ["steward.billing.usage"] = { hide = { ready = true } },
+  ["steward.billing.plans"] = { hide = { ready = true } }, ["steward.billing.metrics"] = { hide = { ready = true } },
+  ["steward.billing.coupons"] = { hide = { ready = true } }, ["steward.billing.wallets"] = { hide = { ready = true } },
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
