@@ -447,7 +447,66 @@ function M.drafts_due(st, now, grace)
   return rows
 end
 
-domain.default_store(M, { "get", "list", "build", "refresh", "finalize", "pay", "void", "drafts_due" })
+-- ---- what the invoicing policy runs ----
+
+-- invoice_due(st [, now]) -> {built = {invoice ids}, errors = {"subscription: reason"}} | nil, err.
+-- Builds the invoice of every period steward.billing.subscriptions.due lists (whole periods: the
+-- subscription's start, trial and termination prorate the fee) and marks the period invoiced.
+-- The usage of an in-advance plan's period that ended is billed by the next period's invoice
+-- (Lago's in-advance invoice), so such an "arrears" period is only marked; a terminated
+-- in-advance subscription gets a final invoice of its last usage.
+function M.invoice_due(st, now)
+  now = util.now(now)
+  local subscriptions, plans, periods = billing("subscriptions"), billing("plans"), billing("periods")
+  local due, err = subscriptions.due(st, now)
+  if not due then return nil, err end
+  local cfg = M.config()
+  local out = { built = {}, errors = {} }
+  local plan_of = {}
+  for _, d in ipairs(due) do
+    local key = d.plan .. "@" .. tostring(d.plan_version)
+    local plan = plan_of[key]
+    if plan == nil then plan = plans.get(st, d.plan, d.plan_version) or false; plan_of[key] = plan end
+    local sub = subscriptions.get(st, d.subscription)
+    local ok, why = true, nil
+    if not plan or not sub then
+      ok, why = false, "no plan " .. key .. " or subscription"
+    elseif not (plan.pay_in_advance and d.kind == "arrears") then
+      local full = periods.bounds(plan.interval, sub.anchor or sub.started, d.period.from,
+        { billing_time = sub.billing_time, timezone = cfg.timezone })
+      local inv, berr = M.build(st, d.subscription, { from = full.from, to = full.to },
+        { final = (d.kind == "final" and plan.pay_in_advance) or nil, now = now })
+      if inv then out.built[#out.built + 1] = inv.id else ok, why = false, berr end
+    end
+    if ok then
+      local marked, merr = subscriptions.mark_invoiced(st, d.subscription, d.period, d.kind)
+      if not marked then ok, why = false, merr end
+    end
+    if not ok then out.errors[#out.errors + 1] = d.subscription .. ": " .. tostring(why) end
+  end
+  return out
+end
+
+-- finalize_due(st [, now]) -> {finalized = {numbers}, errors = {...}} | nil, err: the drafts
+-- built more than billing.grace_period ago, finalized (unless billing.invoices.auto_finalize is
+-- false: then an operator finalizes them through the API).
+function M.finalize_due(st, now)
+  now = util.now(now)
+  local cfg = M.config()
+  local out = { finalized = {}, errors = {} }
+  if not cfg.invoices.auto_finalize then return out end
+  local drafts, err = M.drafts_due(st, now, cfg.grace_seconds)
+  if not drafts then return nil, err end
+  for _, d in ipairs(drafts) do
+    local inv, ferr = M.finalize(st, d.id, now)
+    if inv then out.finalized[#out.finalized + 1] = inv.number
+    else out.errors[#out.errors + 1] = d.id .. ": " .. tostring(ferr) end
+  end
+  return out
+end
+
+domain.default_store(M, { "get", "list", "build", "refresh", "finalize", "pay", "void", "drafts_due", "invoice_due",
+  "finalize_due" })
 
 M.null = json.null
 return M

@@ -87,6 +87,9 @@ M.PUBLIC = {
   ["steward.billing.subscriptions"] = { hide = { ready = true } }, ["steward.billing.usage"] = { hide = { ready = true } },
   ["steward.billing.plans"] = { hide = { ready = true } }, ["steward.billing.metrics"] = { hide = { ready = true } },
   ["steward.billing.coupons"] = { hide = { ready = true } }, ["steward.billing.wallets"] = { hide = { ready = true } },
+  -- issue 18, h5: invoices and credit notes (the `billing` capability guards them); taxes are pure
+  ["steward.billing.invoices"] = { hide = { ready = true } }, ["steward.billing.credit_notes"] = { hide = { use_statements = true } },
+  ["steward.billing.taxes"] = {},
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
