@@ -95,6 +95,7 @@ M.current = defaults()
 
 function M.configure(cfg)
   if cfg == nil then M.current = defaults(); return M.current end
+  if type(cfg) == "table" and cfg.grace_seconds ~= nil then M.current = cfg; return cfg end -- checked by the loader
   local c, err = M.check(cfg)
   if not c then error("billing.configure: " .. err, 2) end
   M.current = c

@@ -48,7 +48,7 @@ function M.check(m)
   out.recurring, err = V.bool(m.recurring, "recurring", false)
   if err then return nil, err end
   if m.filters ~= nil and m.filters ~= V.null then
-    if type(m.filters) ~= "table" or json.is_array(m.filters) and #m.filters > 0 then
+    if not V.is_object(m.filters) then
       return nil, "filters: an object {property = [values...]} expected"
     end
     out.filters = {}

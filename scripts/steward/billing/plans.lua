@@ -53,7 +53,7 @@ end
 
 local function check_charge(st, c, i)
   local where = format("charges[%d]", i)
-  if type(c) ~= "table" or json.is_array(c) and #c > 0 then return nil, where .. ": object expected" end
+  if not V.is_object(c) then return nil, where .. ": object expected" end
   local err = V.unknown(c, CHARGE, where)
   if err then return nil, err end
   local out = {}
@@ -138,7 +138,7 @@ function M.check(p, st)
   if err then return nil, err end
   local cs = p.charges
   if cs == nil or cs == V.null then cs = {} end
-  if type(cs) ~= "table" or (next(cs) ~= nil and not json.is_array(cs) and #cs == 0) then
+  if not V.is_list(cs) then
     return nil, "charges: a list expected"
   end
   if #cs > 100 then return nil, "charges: at most 100 charges" end

@@ -100,7 +100,8 @@ store.register_migrations("billing", {
       amount_remaining {decimal},
       periods_remaining INTEGER,
       created DOUBLE PRECISION NOT NULL,
-      updated DOUBLE PRECISION NOT NULL);
+      updated DOUBLE PRECISION NOT NULL,
+      version BIGINT NOT NULL);
     CREATE INDEX billing_applied_coupons_tenant ON billing_applied_coupons (tenant, state);
     CREATE TABLE billing_coupon_uses (
       applied_coupon {text} NOT NULL,

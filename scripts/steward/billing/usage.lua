@@ -37,7 +37,7 @@ local function bad(index, field, reason) return nil, { index = index, field = fi
 
 -- validate(ev [, index, now]) -> usage event | nil, {index, field, reason}
 function M.validate(ev, index, now)
-  if type(ev) ~= "table" or (json.is_array(ev) and next(ev) ~= nil) then return bad(index, "(event)", "object expected") end
+  if not V.is_object(ev) then return bad(index, "(event)", "object expected") end
   for k in pairs(ev) do
     if not FIELDS[k] then
       return bad(index, tostring(k), "unknown field (transaction_id, subscription, code, timestamp, properties)")
@@ -56,7 +56,7 @@ function M.validate(ev, index, now)
   out.timestamp = t or util.now(now)
   local p = ev.properties
   if p == nil or p == V.null then p = {} end
-  if type(p) ~= "table" or (json.is_array(p) and next(p) ~= nil) then return bad(index, "properties", "object expected") end
+  if not V.is_object(p) then return bad(index, "properties", "object expected") end
   local props = {}
   for k, v in pairs(p) do
     local at = "properties." .. tostring(k)

@@ -6,8 +6,8 @@ local json = require "steward.json"
 local decimal = require "steward.decimal"
 local util = require "steward.runtime.store.util"
 
-local type, pairs, ipairs, tostring, tonumber, pcall, format, floor =
-  type, pairs, ipairs, tostring, tonumber, pcall, string.format, math.floor
+local type, pairs, ipairs, next, tostring, tonumber, pcall, format, floor =
+  type, pairs, ipairs, next, tostring, tonumber, pcall, string.format, math.floor
 
 local M = {}
 
@@ -135,6 +135,17 @@ function M.jsonable(v, times)
   end
   if #v > 0 then return json.array(out) end
   return out
+end
+
+-- is_object(t) / is_list(t): what a decoded JSON value was (an empty table is either; the
+-- decoder marks no array, json.array marks ours)
+function M.is_object(t)
+  return type(t) == "table" and t ~= null and #t == 0 and not json.is_array(t) and not decimal.is(t)
+end
+
+function M.is_list(t)
+  if type(t) ~= "table" or t == null then return false end
+  return #t > 0 or json.is_array(t) or next(t) == nil
 end
 
 -- same(a, b) -> true when two plain values (tables compared deeply) are equal
