@@ -129,18 +129,22 @@ end
 -- value(metric, event [, where]) -> the decimal its field carries; nil when the event has no
 -- such property (it is not aggregated); nil, err for a value that cannot be billed exactly.
 -- For the usage API, which refuses such an event when it arrives.
-function M.value(m, ev, where)
-  local props = type(ev) == "table" and ev.properties or nil
-  if type(props) ~= "table" then return nil, (where or "event") .. ".properties: table expected" end
+local function value_of(m, props, where)
   if not m.field then return nil end
   local v = props[m.field]
   if v == nil or v == json.null then return nil end
   if m.aggregation == "unique_count" then
     local s = prop_string(v)
-    if not s then return nil, (where or "event") .. ".properties." .. m.field .. ": a string or an integer expected" end
+    if not s then return nil, where .. ".properties." .. m.field .. ": a string or an integer expected" end
     return s
   end
-  return parse_value(v, (where or "event") .. ".properties." .. m.field)
+  return parse_value(v, where .. ".properties." .. m.field)
+end
+
+function M.value(m, ev, where)
+  local props = type(ev) == "table" and ev.properties or nil
+  if type(props) ~= "table" then return nil, (where or "event") .. ".properties: table expected" end
+  return value_of(m, props, where or "event")
 end
 
 local function check_period(p, fn)
@@ -163,21 +167,33 @@ local function select_events(m, events, p, opts)
     local props = ev.properties or {}
     if type(props) ~= "table" then return nil, where .. ".properties: table expected" end
     if ts >= p.from and ts < p.to and matches(props, m.filters) and matches(props, opts.filters) then
-      local v, err = M.value(m, { properties = props }, where)
-      if err then return nil, err end
+      local v, err = value_of(m, props, where)
+      if err then
+        return nil, err .. (ev.transaction_id ~= nil and " (transaction " .. tostring(ev.transaction_id) .. ")" or "")
+      end
       local op = props.operation_type
       if m.aggregation == "unique_count" and op ~= nil and op ~= "add" and op ~= "remove" then
         return nil, where .. ".properties.operation_type: \"add\" or \"remove\" expected, got " .. tostring(op)
       end
-      out[#out + 1] = { ev = ev, ts = ts, ms = ms(ts), id = tostring(ev.transaction_id or ""), v = v, props = props,
-                        op = op or "add", key = v ~= nil and tostring(v) or "" }
+      -- an event without the field is not this metric's usage (Lago counts only events carrying it)
+      if v ~= nil or m.aggregation == "count" or m.aggregation == "custom" then
+        out[#out + 1] = { ev = ev, ts = ts, ms = ms(ts), id = tostring(ev.transaction_id or ""), v = v, props = props,
+                          op = op or "add", key = v ~= nil and tostring(v) or "" }
+      end
     end
   end
-  sort(out, function(a, b)
+  local function before(a, b)
     if a.ms ~= b.ms then return a.ms < b.ms end
     if a.id ~= b.id then return a.id < b.id end
     return a.key < b.key
-  end)
+  end
+  -- the store hands events over in order: a look costs less than a sort
+  for i = 2, #out do
+    if before(out[i], out[i - 1]) then
+      sort(out, before)
+      break
+    end
+  end
   return out
 end
 
@@ -190,15 +206,10 @@ local function count(_, list)
 end
 
 local function sum(m, list, _, prev)
-  local total = ZERO
-  if m.recurring and prev and prev.units then total = decimal.new(prev.units) end
   local per = {}
-  for _, e in ipairs(list) do
-    if e.v ~= nil then
-      total = total + e.v
-      per[#per + 1] = e.v
-    end
-  end
+  for i = 1, #list do per[i] = list[i].v end
+  local total = #per > 0 and decimal.sum(per) or ZERO -- one C loop, no intermediate values
+  if m.recurring and prev and prev.units then total = total + decimal.new(prev.units) end
   return total, per, m.recurring and { units = decimal.string(total) } or nil
 end
 
@@ -221,7 +232,9 @@ local function latest(_, list)
       last = e.v
     end
   end
-  return last or ZERO, per
+  -- Lago bills a negative latest value as zero
+  if last == nil or last < ZERO then return ZERO, per end
+  return last, per
 end
 
 -- unique_count: a value is active from its "add" to its "remove"; a repeated add or a remove of
@@ -306,18 +319,16 @@ local function weighted_sum(m, list, p, prev)
   if m.recurring and prev and prev.level then level = decimal.new(prev.level) end
   local from_ms, to_ms = ms(p.from), ms(p.to)
   local seconds = p.seconds or (p.to - p.from)
-  if seconds <= 0 then return ZERO, {}, m.recurring and { level = decimal.string(level) } or nil end
-  local acc, last, per = ZERO, from_ms, {}
-  for _, e in ipairs(list) do
-    if e.v ~= nil then
-      if e.ms > last then acc = acc + level * (e.ms - last) end
-      level = level + e.v
-      last = e.ms
-      per[#per + 1] = e.v
-    end
+  if seconds <= 0 or to_ms <= from_ms then return ZERO, {}, m.recurring and { level = decimal.string(level) } or nil end
+  -- Σ level × time held = the starting level over the whole period plus each change over the
+  -- time left after it: the same integral, one product per event.
+  local terms, per = { level * (to_ms - from_ms) }, {}
+  for i, e in ipairs(list) do
+    per[i] = e.v
+    terms[i + 1] = e.v * (to_ms - e.ms)
   end
-  if to_ms > last then acc = acc + level * (to_ms - last) end
-  local units = acc / (decimal.new(floor(seconds * 1000 + 0.5)))
+  if #per > 0 then level = level + decimal.sum(per) end
+  local units = decimal.sum(terms) / floor(seconds * 1000 + 0.5)
   return units, per, m.recurring and { level = decimal.string(level) } or nil
 end
 

@@ -194,6 +194,9 @@ function M.amount(charge, agg, ctx)
   sort(keys, function(a, b) return tostring(a) < tostring(b) end)
   local total = { amount = decimal.zero, precise_amount = decimal.zero, units = decimal.zero, events = 0, groups = {} }
   for _, k in ipairs(keys) do
+    if type(agg.groups[k]) ~= "table" then
+      raise("amount", "agg.groups[" .. tostring(k) .. "]: an aggregation result table expected, got " .. type(agg.groups[k]))
+    end
     local g = price("amount", n, props, agg.groups[k], ctx, prorate, {})
     g.key = k
     total.groups[#total.groups + 1] = g

@@ -92,16 +92,18 @@ end
 
 -- use_statements(cn, amount, invoice_id) -> the statements (for the finalizing batch) that take
 -- amount off cn's credit for invoice_id. The UPDATE applies only if remaining is still what was
--- read; the INSERT after it then finds the new remaining, else it inserts a NULL amount, which
--- the NOT NULL column refuses: the whole batch (the invoice's finalization) rolls back rather
--- than spend a credit twice.
+-- read, and marks the row as last used by this invoice; the INSERT after it reads the new
+-- remaining of a row so marked into a NOT NULL column, so when the UPDATE did not apply (another
+-- invoice took the credit meanwhile) it inserts NULL and the whole batch (the invoice's
+-- finalization) rolls back rather than spend a credit twice.
 function M.use_statements(cn, amount, invoice_id, now)
   local before, after = decimal.string(cn.remaining), decimal.string(cn.remaining - amount)
   return {
-    { "UPDATE billing_credit_notes SET remaining = $1 WHERE id = $2 AND remaining = $3", after, cn.id, before },
-    { "INSERT INTO billing_credit_note_uses (credit_note, invoice, tenant, amount, used) SELECT $1, $2, $3, " ..
-      "(SELECT $4 WHERE EXISTS (SELECT 1 FROM billing_credit_notes WHERE id = $1 AND remaining = $5)), $6",
-      cn.id, invoice_id, cn.tenant, decimal.string(amount), after, util.now(now) },
+    { "UPDATE billing_credit_notes SET remaining = $1, last_use = $2 WHERE id = $3 AND remaining = $4",
+      after, invoice_id, cn.id, before },
+    { "INSERT INTO billing_credit_note_uses (credit_note, invoice, tenant, amount, remaining_after, used) " ..
+      "VALUES ($1, $2, $3, $4, (SELECT remaining FROM billing_credit_notes WHERE id = $1 AND last_use = $2), $5)",
+      cn.id, invoice_id, cn.tenant, decimal.string(amount), util.now(now) },
   }
 end
 

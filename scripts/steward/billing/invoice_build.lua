@@ -35,24 +35,12 @@ function M.fee_line(sub, plan, period, currency)
   local whole = decimal.new(plan.amount)
   local exact = whole
   local partial = from ~= period.from or to ~= period.to
-  if partial then exact = lib("periods").prorate(whole, from, to, period) end
+  if partial then exact = lib("periods").prorate(whole, from, to, period, period.timezone) end
   local amount = money(exact, currency)
   return { id = "subscription", kind = "subscription", description = plan.name or plan.code,
            units = decimal.new(1), unit_amount = amount, amount = amount, from = from, to = to,
            details = { plan = plan.code, plan_version = plan.version, interval = plan.interval,
                        prorated = partial, full_amount = whole } }
-end
-
--- Does an event match a filter's values ({prop = {v...}}): every property listed has one of
--- its values.
-local function matches(ev, values)
-  local props = ev.properties or {}
-  for prop, list in pairs(values or {}) do
-    local v, hit = props[prop], false
-    for _, want in ipairs(list) do if tostring(v) == tostring(want) then hit = true; break end end
-    if not hit then return false end
-  end
-  return true
 end
 
 local function copy(t)
@@ -61,62 +49,56 @@ local function copy(t)
   return o
 end
 
-local function sorted_keys(t)
-  local ks = {}
-  for k in pairs(t) do ks[#ks + 1] = k end
-  sort(ks, function(a, b) return tostring(a) < tostring(b) end)
-  return ks
-end
-
--- One charge line from an aggregation.
-local function charge_line(id, charge, metric, agg, ctx, from, to, extra)
-  local res = lib("charges").amount(charge, agg, ctx)
+local function line_of(id, charge, metric, res, currency, from, to, extra)
   local details = copy(res.details)
   for k, v in pairs(extra or {}) do details[k] = v end
   return { id = id, kind = "charge", charge = charge.id, metric = metric.code,
-           description = charge.invoice_display_name or metric.name or metric.code,
-           units = decimal.new(res.units or agg.units), unit_amount = decimal.new(res.unit_amount or 0),
-           amount = money(res.amount, ctx.currency), from = from, to = to, details = details,
-           usage = { events = res.events or agg.count or 0 } }
+           description = (extra and extra.name) or charge.invoice_display_name or metric.name or metric.code,
+           units = decimal.new(res.units), unit_amount = decimal.new(res.unit_amount or 0),
+           amount = money(res.amount, currency), from = from, to = to, details = details,
+           usage = { events = res.events or 0 } }
 end
 
--- charge_lines(charge, inputs, period, ctx) -> lines: one for the charge (and one per group of
--- its group_by), one per filter of its filters (each filter's own properties); the events no
--- filter matches go to the charge's own properties, as in Lago.
+-- charge_lines(charge, inputs, period, ctx) -> lines: the events split by the charge's filters
+-- (steward.billing.charges.buckets: one bucket per filter, then the events no filter matches,
+-- priced at the charge's own properties, as in Lago), each bucket aggregated
+-- (steward.billing.aggregate.run) and priced (charges.amount); a charge with group_by gives a
+-- line per group. A charge's min_amount adds its true-up line.
 function M.charge_lines(charge, inputs, period, ctx)
-  local aggregate = lib("aggregate")
+  local aggregate, charges = lib("aggregate"), lib("charges")
   local metric = inputs.metric(charge.metric)
   if not metric then error(format("charge %s: metric %s: not found", tostring(charge.id), tostring(charge.metric)), 0) end
   local events = inputs.usage(charge.metric, period.from, period.to) or {}
-  local opts = { group_by = charge.group_by, prorated = charge.prorated or nil,
-                 previous = inputs.previous and inputs.previous(charge) or nil }
-  local lines = {}
-  local rest = events
-  if charge.filters and #charge.filters > 0 then
-    rest = {}
-    for _, ev in ipairs(events) do
-      local any = false
-      for _, f in ipairs(charge.filters) do if matches(ev, f.values) then any = true; break end end
-      if not any then rest[#rest + 1] = ev end
+  local opts = { group_by = charge.group_by, prorated = (charge.prorated and metric.aggregation == "unique_count") or nil,
+                 previous = inputs.previous and inputs.previous(charge) or nil, timezone = ctx.timezone }
+  local lines, used = {}, decimal.zero
+  local buckets = charges.buckets(charge, events)
+  local filtered = #buckets > 1
+  for _, b in ipairs(buckets) do
+    local agg, err = aggregate.run(metric, b.events, period, opts)
+    if not agg then error(format("charge %s: %s", tostring(charge.id), tostring(err)), 0) end
+    local bctx = copy(ctx)
+    bctx.filter = b.filter
+    local res = charges.amount(charge, agg, bctx)
+    local base = "charge:" .. tostring(charge.id) .. (b.filter and (":filter:" .. b.filter) or (filtered and ":default" or ""))
+    local extra = { filter = b.filter and charge.filters[b.filter].values or nil, name = b.name }
+    if charge.group_by and res.groups then
+      for _, g in ipairs(res.groups) do
+        local ge = copy(extra)
+        ge.group = g.key
+        lines[#lines + 1] = line_of(base .. ":group:" .. tostring(g.key), charge, metric, g, ctx.currency,
+          period.from, period.to, ge)
+      end
+    else
+      lines[#lines + 1] = line_of(base, charge, metric, res, ctx.currency, period.from, period.to, extra)
     end
-    for i, f in ipairs(charge.filters) do
-      local mine = {}
-      for _, ev in ipairs(events) do if matches(ev, f.values) then mine[#mine + 1] = ev end end
-      local fc = copy(charge)
-      fc.properties, fc.filters = f.properties or charge.properties, nil
-      local agg = aggregate.run(metric, mine, period, opts)
-      lines[#lines + 1] = charge_line(format("charge:%s:filter:%d", charge.id, i), fc, metric, agg, ctx,
-        period.from, period.to, { filter = f.values })
-    end
+    used = used + res.amount
   end
-  local agg = aggregate.run(metric, rest, period, opts)
-  if charge.group_by and agg.groups then
-    for _, key in ipairs(sorted_keys(agg.groups)) do
-      lines[#lines + 1] = charge_line(format("charge:%s:group:%s", charge.id, tostring(key)), charge, metric,
-        agg.groups[key], ctx, period.from, period.to, { group = key })
-    end
-  else
-    lines[#lines + 1] = charge_line("charge:" .. tostring(charge.id), charge, metric, agg, ctx, period.from, period.to)
+  local tu = charges.true_up(charge, used, { currency = ctx.currency, period_fraction = ctx.prorate })
+  if tu then
+    lines[#lines + 1] = line_of("charge:" .. tostring(charge.id) .. ":min", charge, metric,
+      { amount = tu.amount, units = tu.units, unit_amount = tu.amount, events = 0, details = { min_amount = true } },
+      ctx.currency, period.from, period.to, { name = (charge.invoice_display_name or metric.name or metric.code) .. " (minimum)" })
   end
   return lines
 end
@@ -141,21 +123,20 @@ function M.compute(inputs)
   local cp = inputs.charge_period or inputs.period
   local cfrom, cto = M.active(sub, cp)
   if cfrom and plan.charges and #plan.charges > 0 then
-    local ctx = { currency = currency, period = cp }
-    local len = cp.to - cp.from
-    if cfrom ~= cp.from or cto ~= cp.to then
-      ctx.prorate = decimal.new(math.floor(cto - cfrom)) / decimal.new(math.floor(len))
-    end
+    local ctx = { currency = currency, period = cp, timezone = inputs.timezone }
+    if cfrom ~= cp.from or cto ~= cp.to then ctx.prorate = lib("periods").fraction(cfrom, cto, cp, inputs.timezone) end
     for _, charge in ipairs(plan.charges) do
       if not charge.pay_in_advance then
-        for _, l in ipairs(M.charge_lines(charge, inputs, { from = cfrom, to = cto }, ctx)) do lines[#lines + 1] = l end
+        for _, l in ipairs(M.charge_lines(charge, inputs, { from = cfrom, to = cto, timezone = inputs.timezone }, ctx)) do
+          lines[#lines + 1] = l
+        end
       end
     end
   end
   local subtotal = decimal.zero
   for _, l in ipairs(lines) do subtotal = subtotal + l.amount end
   if plan.minimum_commitment ~= nil and cfrom then
-    local fraction = (decimal.new(math.floor(cto - cfrom)) / decimal.new(math.floor(cp.to - cp.from)))
+    local fraction = lib("periods").fraction(cfrom, cto, cp, inputs.timezone)
     local true_up = lib("charges").commitment(plan, subtotal, fraction)
     if true_up and decimal.new(true_up) > decimal.zero then
       local amount = money(true_up, currency)
@@ -191,7 +172,7 @@ function M.totals(lines, subtotal, inputs)
       credit_total = credit_total + amount
     end
   end
-  return { lines = lines, subtotal = subtotal, discounts = discounts, discount_total = discount_total,
+  return { currency = currency, lines = lines, subtotal = subtotal, discounts = discounts, discount_total = discount_total,
            taxes = taxes, tax_total = tax_total, credits = credits, credit_total = credit_total,
            total = due - credit_total }
 end

@@ -132,7 +132,7 @@ local function billing(name) return require("steward.billing." .. name) end
 
 local function must(v, err, what)
   if v == nil then return nil, err end
-  if v == false then return nil, "not found: " .. what end
+  if v == false then return nil, "not found: " .. (what or "no such record") end
   return v
 end
 
@@ -229,8 +229,8 @@ function M.build(st, subscription_id, period, opts)
   old, err = M.get(st, id)
   if old == nil then return nil, err end
   if old and old.state ~= "draft" then return old, false end
-  local sub
-  sub, err = must(billing("subscriptions").get(st, subscription_id))
+  local sub, serr = billing("subscriptions").get(st, subscription_id)
+  sub, err = must(sub, serr, "subscription " .. subscription_id)
   if not sub then return nil, err or ("not found: subscription " .. subscription_id) end
   local plan
   plan, err = billing("plans").get(st, sub.plan, sub.plan_version)
@@ -292,9 +292,7 @@ end
 -- recorded, the tenant's credits are applied (credit notes first, then the prepaid wallet), the
 -- customer is snapshotted, and the invoice takes the next number of its series in the same
 -- transaction. Finalizing a finalized (or paid) invoice answers it unchanged.
-function M.finalize(st, id, now)
-  if type(id) ~= "string" then error("invoices.finalize: id: string expected, got " .. type(id), 2) end
-  now = util.now(now)
+local function finalize_once(st, id, now)
   local inv, err = must(M.get(st, id))
   if not inv then return nil, err or ("not found: invoice " .. id) end
   if inv.state == "finalized" or inv.state == "paid" then return inv, false end
@@ -344,7 +342,9 @@ function M.finalize(st, id, now)
   local ev = event(inv, "finalized", now)
   local res, fresh = domain.commit(st, batch, ev, now)
   if not res then
-    if tostring(fresh):match("not_null") or tostring(fresh):match("NOT NULL") then
+    -- the guard of a credit note's use (credit_notes.use_statements): SQLite says "NOT NULL
+    -- constraint failed", PostgreSQL "violates not-null constraint"
+    if #stmts > 0 and tostring(fresh):lower():match("not.null") then
       return nil, "conflict: a credit note used by invoice " .. id .. " changed meanwhile"
     end
     return nil, fresh
@@ -363,6 +363,18 @@ function M.finalize(st, id, now)
     pcall(coupons.consume, st, inv.tenant, inv.discounts, inv.id)
   end
   return inv, true
+end
+
+function M.finalize(st, id, now)
+  if type(id) ~= "string" then error("invoices.finalize: id: string expected, got " .. type(id), 2) end
+  now = util.now(now)
+  -- a credit note taken by another invoice meanwhile: read the credits again and retry
+  local inv, changed
+  for _ = 1, 10 do
+    inv, changed = finalize_once(st, id, now)
+    if inv or not tostring(changed):match("^conflict: a credit note") then break end
+  end
+  return inv, changed
 end
 
 -- ---- paying and voiding ----
@@ -435,7 +447,66 @@ function M.drafts_due(st, now, grace)
   return rows
 end
 
-domain.default_store(M, { "get", "list", "build", "refresh", "finalize", "pay", "void", "drafts_due" })
+-- ---- what the invoicing policy runs ----
+
+-- invoice_due(st [, now]) -> {built = {invoice ids}, errors = {"subscription: reason"}} | nil, err.
+-- Builds the invoice of every period steward.billing.subscriptions.due lists (whole periods: the
+-- subscription's start, trial and termination prorate the fee) and marks the period invoiced.
+-- The usage of an in-advance plan's period that ended is billed by the next period's invoice
+-- (Lago's in-advance invoice), so such an "arrears" period is only marked; a terminated
+-- in-advance subscription gets a final invoice of its last usage.
+function M.invoice_due(st, now)
+  now = util.now(now)
+  local subscriptions, plans, periods = billing("subscriptions"), billing("plans"), billing("periods")
+  local due, err = subscriptions.due(st, now)
+  if not due then return nil, err end
+  local cfg = M.config()
+  local out = { built = {}, errors = {} }
+  local plan_of = {}
+  for _, d in ipairs(due) do
+    local key = d.plan .. "@" .. tostring(d.plan_version)
+    local plan = plan_of[key]
+    if plan == nil then plan = plans.get(st, d.plan, d.plan_version) or false; plan_of[key] = plan end
+    local sub = subscriptions.get(st, d.subscription)
+    local ok, why = true, nil
+    if not plan or not sub then
+      ok, why = false, "no plan " .. key .. " or subscription"
+    elseif not (plan.pay_in_advance and d.kind == "arrears") then
+      local full = periods.bounds(plan.interval, sub.anchor or sub.started, d.period.from,
+        { billing_time = sub.billing_time, timezone = cfg.timezone })
+      local inv, berr = M.build(st, d.subscription, { from = full.from, to = full.to },
+        { final = (d.kind == "final" and plan.pay_in_advance) or nil, now = now })
+      if inv then out.built[#out.built + 1] = inv.id else ok, why = false, berr end
+    end
+    if ok then
+      local marked, merr = subscriptions.mark_invoiced(st, d.subscription, d.period, d.kind)
+      if not marked then ok, why = false, merr end
+    end
+    if not ok then out.errors[#out.errors + 1] = d.subscription .. ": " .. tostring(why) end
+  end
+  return out
+end
+
+-- finalize_due(st [, now]) -> {finalized = {numbers}, errors = {...}} | nil, err: the drafts
+-- built more than billing.grace_period ago, finalized (unless billing.invoices.auto_finalize is
+-- false: then an operator finalizes them through the API).
+function M.finalize_due(st, now)
+  now = util.now(now)
+  local cfg = M.config()
+  local out = { finalized = {}, errors = {} }
+  if not cfg.invoices.auto_finalize then return out end
+  local drafts, err = M.drafts_due(st, now, cfg.grace_seconds)
+  if not drafts then return nil, err end
+  for _, d in ipairs(drafts) do
+    local inv, ferr = M.finalize(st, d.id, now)
+    if inv then out.finalized[#out.finalized + 1] = inv.number
+    else out.errors[#out.errors + 1] = d.id .. ": " .. tostring(ferr) end
+  end
+  return out
+end
+
+domain.default_store(M, { "get", "list", "build", "refresh", "finalize", "pay", "void", "drafts_due", "invoice_due",
+  "finalize_due" })
 
 M.null = json.null
 return M

@@ -50,6 +50,7 @@ store.register_migrations("billing_invoices", {
       currency TEXT NOT NULL,
       total {decimal} NOT NULL,
       remaining {decimal} NOT NULL,
+      last_use {text},
       body TEXT NOT NULL,
       created DOUBLE PRECISION NOT NULL);
     CREATE INDEX billing_credit_notes_invoice ON billing_credit_notes (invoice);
@@ -60,6 +61,7 @@ store.register_migrations("billing_invoices", {
       invoice {text} NOT NULL,
       tenant {text} NOT NULL,
       amount {decimal} NOT NULL,
+      remaining_after {decimal} NOT NULL,
       used DOUBLE PRECISION NOT NULL,
       PRIMARY KEY (credit_note, invoice));
   ]] },

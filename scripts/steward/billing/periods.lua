@@ -127,10 +127,12 @@ local function check_interval(interval, fn)
 end
 
 local function make(z, zname, first, next_first)
-  return { from = midnight(z, first), to = midnight(z, next_first), days = next_first - first, timezone = zname }
+  local from, to = midnight(z, first), midnight(z, next_first)
+  return { from = from, to = to, days = next_first - first, seconds = to - from, timezone = zname }
 end
 
--- bounds(interval, anchor, at [, opts]) -> {from, to, days, timezone}: the period holding `at`.
+-- bounds(interval, anchor, at [, opts]) -> {from, to, days, seconds, timezone}: the period
+-- holding `at`.
 -- anchor: the subscription's start (anniversary billing takes its local weekday or day of month).
 -- opts: billing_time = "calendar" (default) | "anniversary", timezone = IANA name (default UTC).
 function M.bounds(interval, anchor, at, opts)
@@ -170,15 +172,15 @@ function M.list(interval, anchor, from, to, opts)
 end
 
 -- clip(period, from, to) -> the part of `period` inside [from, to) (either may be nil), keeping
--- the whole period's `days`: a first period starting mid-way or a terminated one is prorated
--- against the full period (Lago's single_day_price).
+-- the whole period's `days` and `seconds`: a first period starting mid-way or a terminated one
+-- is prorated against the full period (Lago's single_day_price, charges_duration).
 function M.clip(p, from, to)
   if type(p) ~= "table" then error("periods.clip: argument #1: period expected, got " .. type(p), 2) end
   local f, t = p.from, p.to
   if from ~= nil then check_time(from, "periods.clip", "from"); if from > f then f = from end end
   if to ~= nil then check_time(to, "periods.clip", "to"); if to < t then t = to end end
   if t < f then t = f end
-  return { from = f, to = t, days = p.days, timezone = p.timezone }
+  return { from = f, to = t, days = p.days, seconds = p.seconds or (p.to - p.from), timezone = p.timezone }
 end
 
 -- days(from, to [, timezone]) -> the number of local days [from, to) touches: a day begun

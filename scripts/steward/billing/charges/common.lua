@@ -48,7 +48,7 @@ end
 function M.integer(v, path, min)
   local d = M.dec(v, path)
   if not d:is_integer() then M.fail(path, "a whole number expected, got " .. tostring(d)) end
-  if d < min then M.fail(path, format("must be %d or more, got %s", min, tostring(d))) end
+  if d < decimal.new(min) then M.fail(path, format("must be %d or more, got %s", min, tostring(d))) end
   return d
 end
 

@@ -55,7 +55,8 @@ function M.price(n, units, full, _, opts)
   if full:is_zero() and opts.exclude_event then
     return { amount = decimal.zero, unit_amount = decimal.zero, details = { tiers = {} } }
   end
-  local fraction = (full:is_zero() or units == full) and nil or units / full
+  local fraction
+  if not full:is_zero() and units ~= full then fraction = units / full end
   local amount, tiers = decimal.zero, M.tiers(n.graduated_ranges, full)
   for _, t in ipairs(tiers) do
     local priced = fraction and t.units * fraction or t.units

@@ -34,12 +34,12 @@ function M.check(props, path)
   return n
 end
 
+-- The per-event values, read as decimals only as far as a loop goes: free units look at the
+-- first few events, and a period may hold millions.
 local function per_event(agg)
   local list = agg.per_event
   if type(list) ~= "table" then return nil end
-  local out = {}
-  for i, v in ipairs(list) do out[i] = common.dec(v, "agg.per_event[" .. i .. "]") end
-  return out
+  return { n = #list, at = function(i) return common.dec(list[i], "agg.per_event[" .. i .. "]") end }
 end
 
 -- The cumulative amounts over the first events that free units can cover (Lago's running total):
@@ -49,15 +49,15 @@ local function running_total(n, values)
   if n.free_units_per_events == 0 and n.free_units_per_total_aggregation:is_zero() then return out end
   if not values then return out end
   if n.free_units_per_events > 0 then
-    for i = 1, min(n.free_units_per_events, #values) do
-      total = total + values[i]
+    for i = 1, min(n.free_units_per_events, values.n) do
+      total = total + values.at(i)
       out[i] = total
     end
     return out
   end
-  for _, v in ipairs(values) do
+  for i = 1, values.n do
     if n.free_units_per_total_aggregation < total then break end
-    total = total + v
+    total = total + values.at(i)
     out[#out + 1] = total
   end
   return out
@@ -91,8 +91,8 @@ local function per_transaction(n, values)
   local free_events, free_amount = n.free_units_per_events, n.free_units_per_total_aggregation
   local fixed = n.fixed_amount or decimal.zero
   local total = decimal.zero
-  for _, v in ipairs(values) do
-    local value, paying = v, true
+  for i = 1, values.n do
+    local value, paying = values.at(i), true
     if free_events > 0 or free_amount:sign() > 0 then
       free_events = free_events - 1
       if free_amount:sign() <= 0 then

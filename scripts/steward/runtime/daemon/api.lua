@@ -857,6 +857,8 @@ function M.install(router, ctx)
   require("steward.scaling.quota_api").install(add, ctx) -- scale by hand, quotas (docs/scaling/quotas.md)
   require("steward.success.api").install(add, ctx) -- tickets, CSAT, health, onboarding, usage (docs/customer-success.md)
   require("steward.tenants.api").install(add, ctx) -- tenants and their provisioning (docs/tenants.md)
+  require("steward.billing.api").install(add, ctx) -- plans, subscriptions, usage, coupons, wallets (docs/billing/subscriptions.md)
+  require("steward.billing.invoices_api").install(add, ctx) -- invoices, credit notes (docs/billing/invoices.md)
   require("steward.billing.render_api").install(add, ctx) -- invoice HTML/PDF (docs/billing/rendering.md)
   require("steward.billing.revenue_api").install(add, ctx) -- revenue recognition (docs/billing/revenue.md)
   -- The route table itself: each route's permission and tenant scope (docs/http-api.md).
