@@ -7,10 +7,14 @@
 #include <gmp.h>
 #include <stddef.h>
 
-/* Limits of a decimal string: the digits of its mantissa (before any exponent) and the
- * magnitude of its exponent. They bound the memory one parse can ask for. */
-#define DECIMAL_MAX_DIGITS   1000
-#define DECIMAL_MAX_EXPONENT 1000
+/* Limits of what decimal_parse accepts: at most DECIMAL_MAX_DIGITS significant digits (leading
+ * and trailing zeros aside), at most DECIMAL_MAX_PLACES digits before the point and as many
+ * after it once the exponent is applied, and at most DECIMAL_MAX_LENGTH bytes. They bound the
+ * memory one parse can ask for, and every value inside them prints (decimal_print, at any scale
+ * up to DECIMAL_MAX_SCALE) as a string that parses back. */
+#define DECIMAL_MAX_DIGITS 1000
+#define DECIMAL_MAX_PLACES 2000
+#define DECIMAL_MAX_LENGTH 8192
 #define DECIMAL_MAX_SCALE    100
 
 enum decimal_mode {
