@@ -74,6 +74,9 @@ local function get_invoices(ctx, req, principal)
 end
 
 local function get_invoice(ctx, req, principal)
+  -- {id}.html and {id}.pdf: the printable invoice (steward.billing.render_api, docs/billing/rendering.md)
+  local rs, rh, rb = require("steward.billing.render_api").suffixed(ctx, req, principal)
+  if rs then return rs, rh, rb end
   local inv, s, h, b = load(ctx, req, principal)
   if not inv then return s, h, b end
   return reply_raw(200, "invoice", invoices.json(inv))
