@@ -18,8 +18,8 @@ local function fixture()
         amount = D("1200.00"), from = 1793491200, to = 1796083200 },
       { id = "l2", kind = "charge", charge = "api_calls", metric = "api_calls", units = D("12000"), unit_amount = D("0.0125"),
         amount = D("150.00"), usage = { events = 12000 }, from = 1793491200, to = 1796083200,
-        details = { tiers = { { from_value = 0, to_value = 10000, units = D("10000"), per_unit_amount = D("0.01"), amount = D("100.00") },
-          { from_value = 10000, units = D("2000"), per_unit_amount = D("0.025"), amount = D("50.00") } } } },
+        details = { tiers = { { from_value = D("0"), to_value = D("10000"), units = D("10000"), per_unit_amount = D("0.01"), flat_amount = D("0") },
+          { from_value = "10000", units = "2000", per_unit_amount = "0.025", flat_amount = "0" } } } },
     },
     subtotal = D("1350.00"), discounts = { { coupon = "WELCOME10", amount = D("135.00") } }, discount_total = D("135.00"),
     taxes = { { name = "TVA", rate = D("20"), amount = D("243.00") } }, tax_total = D("243.00"),
@@ -49,6 +49,14 @@ local function main()
   t.ok(html:find("USD&nbsp;1,200.00", 1, true), "amounts at the currency's scale, grouped")
   t.ok(html:find("USD&nbsp;0.0125", 1, true), "a unit price keeps its digits")
   t.ok(html:find("12,000", 1, true), "units")
+  t.ok(html:find("0–10,000: 10,000 × USD&nbsp;0.01 + USD&nbsp;0.00", 1, true), "a graduated tier: bounds, units, price, flat fee")
+  t.ok(html:find("10,000–∞: 2,000 × USD&nbsp;0.025", 1, true), "the last tier, unbounded, from stored strings")
+  local gp = fixture()
+  gp.lines[2].details = { tiers = { { from_value = D("0"), to_value = D("100"), units = D(1) / D(3), rate = D("1.5"),
+    flat_amount = D("0.10"), total_with_flat_amount = D(1) / D(3) } } }
+  local gph = render.html(gp, TENANT)
+  t.ok(gph:find("0–100: 1/3 × 1.5% + USD&nbsp;0.10 = USD&nbsp;1/3", 1, true),
+    "a graduated-percentage tier: its rate; a figure without a decimal form shown as its fraction, the invoice still prints")
   t.ok(html:find("TVA 20%", 1, true) and html:find("USD&nbsp;243.00", 1, true), "taxes by rate")
   t.ok(html:find("WELCOME10", 1, true) and html:find("USD&nbsp;135.00", 1, true), "the discount")
   t.ok(html:find("Prepaid credits", 1, true) and html:find("USD&nbsp;58.00", 1, true), "the credits")

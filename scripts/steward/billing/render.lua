@@ -68,6 +68,23 @@ local function money(v, currency, what)
   return esc(currency) .. "&nbsp;" .. esc(amount(v, decimal.scale(currency), what))
 end
 
+-- A figure of a line's details (a tier's bounds, units, rate): shown exactly when it has a
+-- decimal form, else as the fraction it is (details explain a line; they never stop its invoice
+-- from printing).
+local function figure(v, what)
+  if v == nil then return "" end
+  local d = dec(v, what)
+  local ok, s = pcall(decimal.string, d)
+  if ok then return group(s) end
+  return tostring(d)
+end
+
+local function detail_money(v, currency, what)
+  local ok, s = pcall(money, v, currency, what)
+  if ok then return s end
+  return esc(currency) .. "&nbsp;" .. esc(figure(v, what))
+end
+
 local function day(t)
   if type(t) ~= "number" then return "" end
   return date("!%Y-%m-%d", t)
@@ -203,12 +220,18 @@ function M.html(invoice, tenant, opts)
     end
     if l.metric or (type(l.usage) == "table" and l.usage.events) then put("</div>") end
     if type(l.details) == "table" and type(l.details.tiers) == "table" then
-      for _, t in ipairs(l.details.tiers) do
-        put("<div class=\"small\">", esc(t.from_value or t.from or ""), "–", esc(t.to_value or t.to or "∞"), ": ",
-          esc(t.units ~= nil and amount(t.units, 0, what .. ".details.tiers.units") or ""), " × ",
-          t.per_unit_amount ~= nil and money(t.per_unit_amount, cur, what .. ".details.tiers.per_unit_amount") or "",
-          t.flat_amount ~= nil and (" + " .. money(t.flat_amount, cur, what .. ".details.tiers.flat_amount")) or "",
-          t.amount ~= nil and (" = " .. money(t.amount, cur, what .. ".details.tiers.amount")) or "", "</div>")
+      for k, t in ipairs(l.details.tiers) do
+        if type(t) == "table" then
+          local at = format("%s.details.tiers[%d]", what, k)
+          local price = t.rate ~= nil and (esc(figure(t.rate, at .. ".rate")) .. "%")
+            or (t.per_unit_amount ~= nil and detail_money(t.per_unit_amount, cur, at .. ".per_unit_amount")) or ""
+          local total = t.amount or t.total_with_flat_amount
+          put("<div class=\"small\">", esc(figure(t.from_value, at .. ".from_value")), "–",
+            t.to_value ~= nil and esc(figure(t.to_value, at .. ".to_value")) or "∞", ": ",
+            esc(figure(t.units, at .. ".units")), " × ", price,
+            t.flat_amount ~= nil and (" + " .. detail_money(t.flat_amount, cur, at .. ".flat_amount")) or "",
+            total ~= nil and (" = " .. detail_money(total, cur, at .. ".amount")) or "", "</div>")
+        end
       end
     end
     put("</td><td>", esc(span(l.from, l.to)), "</td>",
