@@ -73,6 +73,14 @@ local function main()
   t.ok(plain:find('<div class="brand">Steward Ops Ltd</div>', 1, true), "no brand name: the issuer's")
   t.ok(not render.html(fixture(), { branding = { logo_url = "file:///etc/passwd" } }):find("<img", 1, true), "a file:// logo is not drawn")
 
+  -- dates in the billing timezone: a Paris calendar month starts at 23:00 UTC the day before
+  local paris = fixture()
+  paris.period = { from = 1793487600, to = 1796079600 } -- 2026-10-31T23:00Z .. 2026-11-30T23:00Z
+  local ph = render.html(paris, TENANT, { timezone = "Europe/Paris" })
+  t.ok(ph:find("2026-11-01 – 2026-11-30", 1, true), "Europe/Paris: the service period is November")
+  t.ok(render.html(paris, TENANT):find("2026-10-31 – 2026-11-30", 1, true), "UTC: it starts on October 31st")
+  t.raises(function() render.html(paris, TENANT, { timezone = "Nowhere/Land" }) end, "timezone", "a bad zone names timezone")
+
   -- currencies: JPY has no minor unit, BHD three
   local jpy = fixture()
   jpy.currency = "JPY"

@@ -133,6 +133,18 @@ local function main()
     "July closes after two months earned")
   t.is(rows[1].currency, "USD", "rows carry their currency")
 
+  -- Months in the billing timezone: a Paris calendar month (midnight local = 23:00 or 22:00
+  -- UTC) is one month there, and a sliver of the previous one in UTC.
+  local paris = invoice { id = "paris", period = { from = at(2026, 2, 28) + 23 * 3600, to = at(2026, 3, 31) + 22 * 3600 },
+    finalized = at(2026, 4, 1), subtotal = "31.00", lines = { { id = "fee", kind = "subscription", amount = D("31.00"),
+      from = at(2026, 2, 28) + 23 * 3600, to = at(2026, 3, 31) + 22 * 3600 } } }
+  t.is_deeply(by_month(revenue.schedule(paris, { timezone = "Europe/Paris" }).recognized), { ["2026-03"] = "31" },
+    "Europe/Paris: March (DST starts on the 29th) is one month, all of it in March")
+  local utc = by_month(revenue.schedule(paris, { timezone = "UTC" }).recognized)
+  t.is(utc["2026-02"], "0.04", "UTC: the hour of February 28th takes its share (31 / 743 h)")
+  t.is(revenue.month_of(at(2026, 3, 31) + 22 * 3600 + 1, "Europe/Paris"), "2026-04", "month_of in a zone")
+  t.raises(function() revenue.schedule(paris, { timezone = "Mars/Olympus" }) end, "timezone", "an unknown zone names timezone")
+
   -- Misuse names the argument.
   t.raises(function() revenue.schedule("x") end, "argument #1", "schedule of a string")
   t.raises(function() revenue.schedule(yearly, { basis = "cash" }) end, "basis", "an unknown basis")

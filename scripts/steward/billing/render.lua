@@ -4,6 +4,7 @@
 -- currency's scale, never through Lua numbers (docs/billing/rendering.md).
 local decimal = require "steward.decimal"
 local proc = require "steward.proc"
+local time = require "steward.time"
 
 local type, pairs, ipairs, tostring, error, select = type, pairs, ipairs, tostring, error, select
 local format, concat, date = string.format, table.concat, os.date
@@ -85,16 +86,22 @@ local function detail_money(v, currency, what)
   return esc(currency) .. "&nbsp;" .. esc(figure(v, what))
 end
 
-local function day(t)
+-- The calendar day of t in the billing timezone (a calendar period starting at midnight in
+-- Paris starts at 23:00 UTC the day before).
+local function day(t, zone)
   if type(t) ~= "number" then return "" end
+  if zone and zone ~= "UTC" then
+    local s = time.format(t, "%Y-%m-%d", zone)
+    if s then return s end
+  end
   return date("!%Y-%m-%d", t)
 end
 
 -- A period [from, to): its last day is the one before `to`.
-local function span(from, to)
+local function span(from, to, zone)
   if type(from) ~= "number" or type(to) ~= "number" then return "" end
   local last = to > from and to - 1 or to
-  return day(from) .. " – " .. day(last)
+  return day(from, zone) .. " – " .. day(last, zone)
 end
 
 -- Only #rrggbb reaches the stylesheet: an attribute escape does not make a value safe in CSS.
@@ -151,7 +158,8 @@ local KIND = { subscription = "Subscription", charge = "Usage", commitment = "Mi
 
 -- html(invoice, tenant [, opts]) -> string: the whole page. tenant is the tenant's record
 -- ({id, name, branding, config}); opts.issuer = {name, address, legal} is the operator's identity,
--- shown where the tenant's branding says nothing; opts.net_payment_days names the terms.
+-- shown where the tenant's branding says nothing; opts.net_payment_days names the terms;
+-- opts.timezone (default UTC) is the zone dates are shown in.
 function M.html(invoice, tenant, opts)
   if type(invoice) ~= "table" then error("render.html: argument #1: an invoice table expected", 2) end
   if tenant ~= nil and type(tenant) ~= "table" then error("render.html: argument #2: a tenant record (table) or nil expected", 2) end
@@ -160,6 +168,10 @@ function M.html(invoice, tenant, opts)
   local cur = invoice.currency
   if type(cur) ~= "string" or not decimal.scale(cur) then
     error(format("render.html: invoice.currency: unknown currency %s", tostring(cur)), 2)
+  end
+  local zone = opts.timezone or "UTC"
+  if type(zone) ~= "string" or not time.localtime(0, zone) then
+    error(format("render.html: opts.timezone: an IANA zone expected, got %s", tostring(zone)), 2)
   end
   local b = type(tenant.branding) == "table" and tenant.branding or {}
   local issuer = type(opts.issuer) == "table" and opts.issuer or {}
@@ -183,10 +195,10 @@ function M.html(invoice, tenant, opts)
   if invoice.state == "voided" then put("<p><strong>VOIDED</strong></p>\n") end
   put("<table class=\"meta\">")
   put("<tr><td>Invoice number</td><td>", esc(number), "</td></tr>")
-  put("<tr><td>Issue date</td><td>", esc(day(invoice.issued or invoice.finalized)), "</td></tr>")
-  put("<tr><td>Due date</td><td>", esc(day(invoice.due)), "</td></tr>")
+  put("<tr><td>Issue date</td><td>", esc(day(invoice.issued or invoice.finalized, zone)), "</td></tr>")
+  put("<tr><td>Due date</td><td>", esc(day(invoice.due, zone)), "</td></tr>")
   if type(invoice.period) == "table" then
-    put("<tr><td>Service period</td><td>", esc(span(invoice.period.from, invoice.period.to)), "</td></tr>")
+    put("<tr><td>Service period</td><td>", esc(span(invoice.period.from, invoice.period.to, zone)), "</td></tr>")
   end
   put("<tr><td>Currency</td><td>", esc(cur), "</td></tr>")
   if invoice.subscription then put("<tr><td>Subscription</td><td>", esc(invoice.subscription), "</td></tr>") end
@@ -234,7 +246,7 @@ function M.html(invoice, tenant, opts)
         end
       end
     end
-    put("</td><td>", esc(span(l.from, l.to)), "</td>",
+    put("</td><td>", esc(span(l.from, l.to, zone)), "</td>",
       "<td class=\"num\">", l.units ~= nil and esc(amount(l.units, 0, what .. ".units")) or "", "</td>",
       "<td class=\"num\">", l.unit_amount ~= nil and money(l.unit_amount, cur, what .. ".unit_amount") or "", "</td>",
       "<td class=\"num\">", money(l.amount, cur, what .. ".amount"), "</td></tr>\n")
@@ -262,10 +274,10 @@ function M.html(invoice, tenant, opts)
 
   local terms
   if invoice.state == "paid" then
-    terms = "Paid" .. (invoice.paid and (" on " .. day(invoice.paid)) or "") .. ". Thank you."
+    terms = "Paid" .. (invoice.paid and (" on " .. day(invoice.paid, zone)) or "") .. ". Thank you."
   elseif invoice.due then
     local days = opts.net_payment_days
-    terms = "Payment due by " .. day(invoice.due) .. (days and format(" (net %s days)", tostring(days)) or "") .. "."
+    terms = "Payment due by " .. day(invoice.due, zone) .. (days and format(" (net %s days)", tostring(days)) or "") .. "."
   end
   if terms then put("<p><strong>Payment terms:</strong> ", esc(terms), "</p>\n") end
 

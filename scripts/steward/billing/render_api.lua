@@ -21,7 +21,7 @@ local function settings(ctx)
     b = ok and type(bc) == "table" and type(bc.current) == "table" and bc.current or {}
   end
   local inv = type(b.invoices) == "table" and b.invoices or {}
-  return { issuer = inv.issuer, net_payment_days = b.net_payment_days }
+  return { issuer = inv.issuer, net_payment_days = b.net_payment_days, timezone = b.timezone }
 end
 
 -- The invoice and its tenant's record, or the answer to give instead.

@@ -6,6 +6,7 @@
 -- invoices on demand: no table of its own.
 local decimal = require "steward.decimal"
 local json = require "steward.json"
+local time = require "steward.time"
 
 local type, pairs, ipairs, tostring, tonumber, error, pcall, require = type, pairs, ipairs, tostring, tonumber, error, pcall, require
 local format, floor, sort = string.format, math.floor, table.sort
@@ -17,7 +18,7 @@ M.DEFAULT_BASIS = "invoiced"
 -- Cumulative amounts are rounded half-even at the currency's scale: no bias either way.
 M.ROUNDING = "half_even"
 
--- ---- calendar (UTC months) ----
+-- ---- calendar: months in the billing timezone (UTC by default) ----
 
 local function days_from_civil(y, m, d)
   y = m <= 2 and y - 1 or y
@@ -29,17 +30,34 @@ local function days_from_civil(y, m, d)
   return era * 146097 + doe - 719468
 end
 
-local function month_start(y, m) return days_from_civil(y, m, 1) * 86400 end
+local function localtime(t, zone)
+  local lt, err = time.localtime(t, zone)
+  if not lt then error(format("revenue: timezone: %s", tostring(err)), 0) end
+  return lt
+end
 
-local function ym(t)
-  local s = os.date("!*t", t)
-  return s.year, s.month
+-- The instant a month starts: midnight on the 1st in the zone (its offset then, found from the
+-- offset at UTC midnight and checked once more across a change of offset).
+local function month_start(y, m, zone)
+  local t = days_from_civil(y, m, 1) * 86400
+  if zone == "UTC" then return t end
+  local guess = t - localtime(t, zone).offset
+  return t - localtime(guess, zone).offset
+end
+
+local function ym(t, zone)
+  if zone == "UTC" then
+    local s = os.date("!*t", t)
+    return s.year, s.month
+  end
+  local lt = localtime(t, zone)
+  return lt.year, lt.month
 end
 
 local function key(y, m) return format("%04d-%02d", y, m) end
 
--- month_of(t) -> "YYYY-MM" (UTC) of the instant t.
-function M.month_of(t) return key(ym(t)) end
+-- month_of(t [, zone]) -> "YYYY-MM" of the instant t in zone (default "UTC").
+function M.month_of(t, zone) return key(ym(t, zone or "UTC")) end
 
 local function next_month(y, m)
   if m == 12 then return y + 1, 1 end
@@ -91,14 +109,14 @@ local function cumulative(total, weights, scale)
 end
 M.split = cumulative
 
--- Slices of [from, to) by UTC month: {{month, seconds}}.
-local function by_month(from, to)
+-- Slices of [from, to) by month of the zone: {{month, seconds}}.
+local function by_month(from, to, zone)
   local out = {}
-  local y, m = ym(from)
+  local y, m = ym(from, zone)
   local t = from
   while t < to do
     local ny, nm = next_month(y, m)
-    local edge = month_start(ny, nm)
+    local edge = month_start(ny, nm, zone)
     local stop = edge < to and edge or to
     out[#out + 1] = { month = key(y, m), seconds = stop - t }
     t, y, m = stop, ny, nm
@@ -108,19 +126,19 @@ end
 
 -- The revenue of one line: a list {{month, amount}}, nothing before the month of not_before
 -- (earlier months' parts are caught up in that month).
-local function recognize(amount, shape, not_before, scale)
+local function recognize(amount, shape, not_before, scale, zone)
   local out = {}
   if shape.ratable then
-    local slices = by_month(shape.from, shape.to)
+    local slices = by_month(shape.from, shape.to, zone)
     local w = {}
     for i, s in ipairs(slices) do w[i] = decimal.new(s.seconds) end
     local parts = cumulative(amount, w, scale)
     for i, s in ipairs(slices) do out[#out + 1] = { month = s.month, amount = parts[i] } end
   else
-    out[1] = { month = M.month_of(shape.at), amount = amount }
+    out[1] = { month = M.month_of(shape.at, zone), amount = amount }
   end
   if not_before then
-    local floor_month = M.month_of(not_before)
+    local floor_month = M.month_of(not_before, zone)
     for _, e in ipairs(out) do
       if e.month < floor_month then e.month = floor_month end
     end
@@ -178,6 +196,21 @@ function M.basis()
   return M.BASES[r.basis] and r.basis or M.DEFAULT_BASIS
 end
 
+-- The timezone months are counted in: billing.timezone of the configuration, else UTC.
+function M.timezone()
+  local ok, bc = pcall(require, "steward.billing.config")
+  local cur = ok and type(bc) == "table" and type(bc.current) == "table" and bc.current or {}
+  return type(cur.timezone) == "string" and cur.timezone or "UTC"
+end
+
+local function check_zone(zone, where)
+  zone = zone or M.timezone()
+  if type(zone) ~= "string" or not time.localtime(0, zone) then
+    error(format("%s: timezone: an IANA zone expected (\"Europe/Paris\"), got %s", where, tostring(zone)), 3)
+  end
+  return zone
+end
+
 local function check_basis(basis, where)
   basis = basis or M.basis()
   if not M.BASES[basis] then error(format("%s: basis: \"invoiced\" or \"paid\" expected, got %s", where, tostring(basis)), 3) end
@@ -187,13 +220,15 @@ end
 -- schedule(invoice [, opts]) -> {invoice, tenant, currency, basis, invoiced = {{month, amount, reason}},
 --   recognized = {{month, amount, line, kind, reason}}}
 -- opts.basis: "invoiced" (the invoice counts from its finalization) or "paid" (from its payment:
--- Lago's paid-only recognition); by default billing.revenue.basis; opts.credit_notes: the invoice's credit notes
+-- Lago's paid-only recognition); by default billing.revenue.basis. opts.timezone: the zone months
+-- are counted in, by default billing.timezone (else UTC); opts.credit_notes: the invoice's credit notes
 -- ({id, invoice, subtotal | amount [, tax_amount], created}). A draft (or, on the paid basis, an unpaid
 -- invoice) has an empty schedule.
 function M.schedule(invoice, opts)
   if type(invoice) ~= "table" then error("revenue.schedule: argument #1: an invoice table expected", 2) end
   opts = opts or {}
   local basis = check_basis(opts.basis, "revenue.schedule")
+  local zone = check_zone(opts.timezone, "revenue.schedule")
   local cur = invoice.currency
   local scale = type(cur) == "string" and decimal.scale(cur)
   if not scale then error(format("revenue.schedule: invoice.currency: unknown currency %s", tostring(cur)), 2) end
@@ -205,12 +240,12 @@ function M.schedule(invoice, opts)
   -- One movement: `amount` invoiced at `at`, earned along the lines' shapes (in proportion to
   -- their net amounts), nothing earned before `at` on the paid basis or for a reversal.
   local function movement(amount, at, reason, catch_up)
-    out.invoiced[#out.invoiced + 1] = { month = M.month_of(at), amount = amount, reason = reason }
+    out.invoiced[#out.invoiced + 1] = { month = M.month_of(at, zone), amount = amount, reason = reason }
     local w = {}
     for i, l in ipairs(lines) do w[i] = l.amount:abs() end
     local parts = cumulative(amount, w, scale)
     for i, l in ipairs(lines) do
-      for _, e in ipairs(recognize(parts[i], l.shape, catch_up and at or nil, scale)) do
+      for _, e in ipairs(recognize(parts[i], l.shape, catch_up and at or nil, scale, zone)) do
         out.recognized[#out.recognized + 1] = { month = e.month, amount = e.amount, line = l.id, kind = l.kind, reason = reason }
       end
     end
@@ -264,6 +299,7 @@ end
 function M.ledger(invoices, credit_notes, opts)
   opts = opts or {}
   local basis = check_basis(opts.basis, "revenue.report")
+  local zone = check_zone(opts.timezone, "revenue.report")
   local fy, fm, ty, tm
   if opts.from ~= nil then
     fy, fm = parse_month(opts.from)
@@ -283,7 +319,7 @@ function M.ledger(invoices, credit_notes, opts)
   local acc = {}
   for _, inv in ipairs(invoices or {}) do
     if opts.tenant == nil or inv.tenant == opts.tenant then
-      local s = M.schedule(inv, { basis = basis, credit_notes = by_invoice[inv.id] })
+      local s = M.schedule(inv, { basis = basis, timezone = zone, credit_notes = by_invoice[inv.id] })
       for _, e in ipairs(s.invoiced) do add(acc, s.currency, e.month, "invoiced", e.amount) end
       for _, e in ipairs(s.recognized) do add(acc, s.currency, e.month, "recognized", e.amount) end
     end

@@ -41,7 +41,7 @@ local function get_revenue(ctx, req, principal)
   for _, r in ipairs(rows) do
     for _, k in ipairs(FIELDS) do r[k] = decimal.string(r[k]) end
   end
-  return api.reply(200, { basis = f.basis, tenant = f.tenant or json.null, from = f.from or json.null,
+  return api.reply(200, { basis = f.basis, timezone = revenue.timezone(), tenant = f.tenant or json.null, from = f.from or json.null,
     to = f.to or json.null, months = json.array(rows) })
 end
 
