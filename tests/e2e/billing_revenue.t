@@ -10,7 +10,7 @@ set -u
 . "$(dirname "$0")/../support/daemon.sh"
 daemon_config ""
 daemon_start || { echo "1..0 # SKIP the daemon did not start"; exit 0; }
-echo "1..11"
+echo "1..13"
 api() { curl -s -o "$D/body" -w '%{http_code}' -X "$2" -H "Authorization: Bearer $1" \
     ${4:+-H 'Content-Type: application/json' -d "$4"} "http://127.0.0.1:$PORT$3"; }
 ev() { "$BIN" eval --socket "$D/var/steward.sock" "$@"; }
@@ -101,6 +101,19 @@ s=$(api "$TOKEN" GET '/v1/billing/revenue?from=2026-13')
 ok $([ "$s" = 400 ] && grep -q '"field":"from"' "$D/body"; echo $?) "from=2026-13: 400 naming from ($s)"
 s=$(api "$TOKEN" GET '/v1/billing/revenue?basis=cash')
 ok $([ "$s" = 400 ] && grep -q '"field":"basis"' "$D/body"; echo $?) "basis=cash: 400 naming basis ($s)"
+
+# the REPL's billing.revenue{}, through steward eval (a REPL session in the live daemon)
+out=$(ev "local r = billing.revenue{ tenant = 'acme', from = '2026-03', to = '2026-04' }
+  return r[1].month .. ' ' .. r[1].recognized .. ' ' .. r[2].deferred_closing")
+ok $([ "$out" = '"2026-03 55.89 1045.48"' ]; echo $?) "the REPL's billing.revenue{tenant=, from=, to=}: rows with exact amounts ($out)"
+
+# docs/billing/revenue.md's REPL block: its expression through steward eval prints its table
+awk -v m="<!-- revenue: repl -->" '$0 == m { f = 1; next } f == 1 && /^```/ { f = 2; next } f == 2 && /^```/ { exit } f == 2 { print }' \
+    "$here/docs/billing/revenue.md" > "$D/repl.block"
+expr=$(head -1 "$D/repl.block" | sed 's/^steward> //')
+ev "$expr" > "$D/repl.out"
+tail -n +2 "$D/repl.block" | diff - "$D/repl.out" > "$D/repl.diff"
+ok $? "the page's REPL block prints what the page shows ($(head -c 300 "$D/repl.diff"))"
 
 # docs/billing/revenue.md's curl block, run as written (our port): the answer the page shows
 awk -v m="<!-- revenue: report -->" '$0 == m { f = 1; next } f == 1 && /^```/ { f = 2; next } f == 2 && /^```/ { exit } f == 2 { print }' \

@@ -24,6 +24,7 @@ M.HELP = {
   { "billing.subscribe{tenant=, plan=, ...} / .upgrade(id, plan) / .downgrade / .terminate / .cancel",
     "change subscriptions (admin)" },
   { "billing.top_up(wallet, {paid_credits=, granted_credits=})", "add credits (admin)" },
+  require("steward.billing.revenue_repl").HELP,
 }
 
 local function iso(t) return t and V.rfc3339(t) or nil end
@@ -141,6 +142,7 @@ function M.install(h, opts)
   b.cancel = admin("cancel", subscriptions.cancel)
   b.top_up = admin("top_up", wallets.top_up)
   -- the other billing parts add their helpers below, one line each
+  b.revenue = require("steward.billing.revenue_repl").helper(st, rows) -- docs/billing/revenue.md
 
   h.billing = setmetatable(b, { __index = function(_, k)
     error("billing." .. tostring(k) .. ": no such helper (help() lists them)", 2)
