@@ -66,6 +66,14 @@ local function main()
   t.ok(html:find("1 rue de la Paix<br>75002 Paris", 1, true), "the customer's address")
   t.ok(html:find("FR12345678901", 1, true), "the customer's tax id")
 
+  -- a tenant whose own name is markup, with no brand name and no customer snapshot: its name
+  -- heads the page and fills Bill to, escaped both times
+  local bare = fixture()
+  bare.customer = nil
+  local nh = render.html(bare, { id = "evil", name = "<script>alert(1)</script>" })
+  local _, n = nh:gsub("&lt;script&gt;alert%(1%)&lt;/script&gt;", "")
+  t.ok(not nh:find("<script>", 1, true) and n == 3, "a tenant named <script>: escaped in the header, From and Bill to (" .. n .. ")")
+
   -- white-label falls back: no branding -> the issuer; bad colour and unsafe logo never reach the page
   local plain = render.html(fixture(), { id = "acme", name = "Acme", branding = { color = "red;}</style><script>x()</script>",
     logo_url = "javascript:alert(1)" } }, { issuer = { name = "Steward Ops Ltd" } })
