@@ -158,7 +158,8 @@ function M.totals(lines, subtotal, inputs)
     local left = subtotal - discount_total
     local amount = decimal.min(money(d.amount, currency), left)
     if amount > decimal.zero then
-      discounts[#discounts + 1] = { coupon = d.coupon or d.applied_coupon_id, amount = amount }
+      discounts[#discounts + 1] = { coupon = d.coupon or d.applied_coupon_id, applied_coupon = d.applied_coupon_id,
+                                    amount = amount }
       discount_total = discount_total + amount
     end
   end

@@ -292,10 +292,21 @@ end
 -- recorded, the tenant's credits are applied (credit notes first, then the prepaid wallet), the
 -- customer is snapshotted, and the invoice takes the next number of its series in the same
 -- transaction. Finalizing a finalized (or paid) invoice answers it unchanged.
+local function consume_coupons(st, inv, now)
+  local okc, coupons = pcall(require, "steward.billing.coupons")
+  if not okc or type(coupons) ~= "table" or not coupons.consume then return end
+  for _, d in ipairs(inv.discounts or {}) do
+    if d.applied_coupon then
+      local ok, err = coupons.consume(st, d.applied_coupon, inv.id, decimal.new(d.amount), now)
+      if ok == nil then require("steward.log").warn("coupon use not recorded", { invoice = inv.id, err = tostring(err) }) end
+    end
+  end
+end
+
 local function finalize_once(st, id, now)
   local inv, err = must(M.get(st, id))
   if not inv then return nil, err or ("not found: invoice " .. id) end
-  if inv.state == "finalized" or inv.state == "paid" then return inv, false end
+  if inv.state == "finalized" or inv.state == "paid" then consume_coupons(st, inv, now); return inv, false end
   if inv.state == "voided" then return nil, "invalid: invoice " .. id .. " is voided" end
   local rebuilt = M.build(st, inv.subscription, inv.period, { final = inv.final, now = now })
   if rebuilt then inv = rebuilt end
@@ -314,7 +325,7 @@ local function finalize_once(st, id, now)
   if left > decimal.zero then
     local okw, wallets = pcall(require, "steward.billing.wallets")
     if okw and type(wallets) == "table" and wallets.consume then
-      local taken, werr = wallets.consume(st, inv.tenant, left, inv.id)
+      local taken, werr = wallets.consume(st, inv.tenant, left, inv.id, inv.currency, now)
       if taken == nil and werr then return nil, "wallet: " .. tostring(werr) end
       if taken and decimal.new(taken) > decimal.zero then
         credits[#credits + 1] = { kind = "wallet", ref = inv.tenant, amount = decimal.new(taken) }
@@ -357,11 +368,9 @@ local function finalize_once(st, id, now)
   local r = res[numbered].rows and res[numbered].rows[1]
   inv.seq, inv.number, inv.version, inv.updated = r and r.seq, r and r.number, inv.version + 1, now
   events.published(st, fresh)
-  -- coupons count a use per (applied coupon, invoice): consumed once the invoice is final
-  local okc, coupons = pcall(require, "steward.billing.coupons")
-  if okc and type(coupons) == "table" and coupons.consume and #inv.discounts > 0 then
-    pcall(coupons.consume, st, inv.tenant, inv.discounts, inv.id)
-  end
+  -- coupons count a use per (applied coupon, invoice), once the invoice is final; a use that
+  -- fails here is retried by the next finalize call (it answers the invoice unchanged)
+  consume_coupons(st, inv, now)
   return inv, true
 end
 
