@@ -8,7 +8,8 @@ local periods = require "steward.billing.periods"
 local custom = require "steward.billing.aggregate_custom"
 local json = require "steward.json"
 
-local type, pairs, ipairs, tostring, error, pcall, floor = type, pairs, ipairs, tostring, error, pcall, math.floor
+local type, pairs, ipairs, tostring, tonumber, error, pcall = type, pairs, ipairs, tostring, tonumber, error, pcall
+local floor = math.floor
 local sort, concat = table.sort, table.concat
 
 local M = {}
@@ -126,9 +127,10 @@ local function matches(props, filters)
   return true
 end
 
--- value(metric, event [, where]) -> the decimal its field carries; nil when the event has no
--- such property (it is not aggregated); nil, err for a value that cannot be billed exactly.
--- For the usage API, which refuses such an event when it arrives.
+-- value(metric, event [, where]) -> the decimal its field carries (unique_count: the value as a
+-- string); nil when the event has no such property (it is not aggregated); nil, err for a
+-- value that cannot be billed exactly. For the usage API, which refuses such an event when it
+-- arrives.
 local function value_of(m, props, where)
   if not m.field then return nil end
   local v = props[m.field]
@@ -354,10 +356,10 @@ local function run_custom(m, list, _, prev, opts)
       total = total + u
     end
   end
-  local ok, rerr = custom.guarded(opts.budget or custom.DEFAULT_BUDGET, m.code, body)
+  local ok, rerr = custom.guarded(custom.budget(#list, opts.budget), m.code, body)
   if not ok then
     rerr = tostring(rerr)
-    if not rerr:find("metric[ :]" .. m.code:gsub("%p", "%%%0")) then rerr = "metric " .. m.code .. ": " .. rerr end
+    if not rerr:find("metric[ :]" .. m.code:gsub("%p", "%%%0")) then rerr = "metric:" .. m.code .. ": " .. rerr end
     return nil, rerr
   end
   return total, per, m.recurring and { custom = state } or nil
@@ -381,7 +383,7 @@ end
 -- opts: previous (the state the previous period returned, for recurring metrics), prorated
 -- (unique_count's prorated units), group_by = {"prop", ...}, filters (a charge's own filter,
 -- the same shape as metric.filters), timezone (for day counts; default period.timezone or
--- UTC), budget (instructions for a custom formula).
+-- UTC), budget (a custom formula's: {cpu = seconds, memory = bytes, instructions = n}).
 function M.run(m, events, p, opts)
   local ok, err = M.check(m)
   if not ok then error("aggregate.run: metric: " .. err, 2) end
