@@ -465,6 +465,7 @@ M.BY_MODULE = {
   ["steward.billing.plans"] = guard_all("billing"), ["steward.billing.metrics"] = guard_all("billing"), -- h4
   ["steward.billing.coupons"] = guard_all("billing"), ["steward.billing.wallets"] = guard_all("billing"), -- h4
   ["steward.billing.invoices"] = guard_all("billing"), ["steward.billing.credit_notes"] = guard_all("billing"), -- h5
+  ["steward.billing.revenue"] = guard_all("billing"), -- h6 (steward.billing.render is not for policies: it runs a program)
 }
 
 -- overrides(box, name, mod, o) -> o with the capability checks in front (outermost)

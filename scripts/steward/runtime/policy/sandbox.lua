@@ -91,6 +91,7 @@ M.PUBLIC = {
   -- issue 18, h5: invoices and credit notes (the `billing` capability guards them); taxes are pure
   ["steward.billing.invoices"] = { hide = { ready = true } }, ["steward.billing.credit_notes"] = { hide = { use_statements = true } },
   ["steward.billing.taxes"] = {},
+  ["steward.billing.revenue"] = {}, -- issue 18, h6: revenue recognition (the `billing` capability guards it)
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
