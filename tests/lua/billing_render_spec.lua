@@ -38,6 +38,8 @@ local TENANT = { id = "acme", name = "<script>alert(1)</script>",
 local function main()
   local html = render.html(fixture(), TENANT, { net_payment_days = 30, issuer = { name = "Steward Ops Ltd", legal = "Registered in England 0000001" } })
   t.like(html, "^<!DOCTYPE html>", "a whole HTML document")
+  t.is(render.html(fixture(), TENANT, { net_payment_days = 30, issuer = { name = "Steward Ops Ltd", legal = "Registered in England 0000001" } }),
+    html, "the same invoice renders to the same bytes")
   t.ok(html:find("Invoice ACME-000042", 1, true), "the number")
   t.ok(not html:find("<script>", 1, true), "no <script> anywhere: the tenant's name is escaped")
   t.ok(html:find("Acme &lt;Ops&gt; &amp; Co", 1, true), "the brand name, escaped")

@@ -6,7 +6,7 @@ local decimal = require "steward.decimal"
 local proc = require "steward.proc"
 local time = require "steward.time"
 
-local type, pairs, ipairs, tostring, error, select = type, pairs, ipairs, tostring, error, select
+local type, ipairs, tostring, error, select, pcall = type, ipairs, tostring, error, select, pcall
 local format, concat, date = string.format, table.concat, os.date
 
 local M = {}
