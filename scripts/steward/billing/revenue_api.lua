@@ -31,9 +31,10 @@ local function get_revenue(ctx, req, principal)
     end
     f.tenant = principal.tenant
   end
-  local cfg = ctx.cfg and type(ctx.cfg.billing) == "table" and type(ctx.cfg.billing.revenue) == "table"
-    and ctx.cfg.billing.revenue or {}
+  local billing = ctx.cfg and type(ctx.cfg.billing) == "table" and ctx.cfg.billing or {}
+  local cfg = type(billing.revenue) == "table" and billing.revenue or {}
   f.basis = f.basis or cfg.basis or revenue.basis()
+  f.timezone = type(billing.timezone) == "string" and billing.timezone or revenue.timezone()
   f.store = ctx.store
   local rows, err = revenue.report(f)
   if not rows then return api.unavailable(tostring(err)) end
@@ -41,8 +42,8 @@ local function get_revenue(ctx, req, principal)
   for _, r in ipairs(rows) do
     for _, k in ipairs(FIELDS) do r[k] = decimal.string(r[k]) end
   end
-  return api.reply(200, { basis = f.basis, timezone = revenue.timezone(), tenant = f.tenant or json.null, from = f.from or json.null,
-    to = f.to or json.null, months = json.array(rows) })
+  return api.reply(200, { basis = f.basis, timezone = f.timezone, tenant = f.tenant or json.null,
+    from = f.from or json.null, to = f.to or json.null, months = json.array(rows) })
 end
 
 -- install(add, ctx): the route, with the daemon API's add.
