@@ -157,6 +157,13 @@ local function main()
   t.ok(not ok and err:match("^billing%.revenue%.basis: "), "check_config names billing.revenue.basis: " .. tostring(err))
   ok, err = revenue.check_config({ rate = 1 }, "billing.revenue")
   t.ok(not ok and err:match("^billing%.revenue%.rate: unknown field"), "check_config: unknown field named")
+  -- through the billing key's checker (steward.billing.config), as steward.lua is checked
+  local bcfg = require "steward.billing.config"
+  local checked, cerr = bcfg.check({ revenue = { basis = "cash" } })
+  t.ok(not checked and tostring(cerr):match("revenue%.basis: \"invoiced\" or \"paid\" expected, got cash"),
+    "billing = {revenue = {basis = \"cash\"}} is refused naming revenue.basis: " .. tostring(cerr))
+  checked = bcfg.check({ revenue = { basis = "paid" } })
+  t.is(checked and checked.revenue.basis, "paid", "billing.revenue.basis = \"paid\" is taken")
 
   -- Property: a line's schedule sums to its amount exactly, each month at the currency's scale,
   -- never negative, for random periods and amounts (JPY, USD and BHD scales).
