@@ -8,7 +8,7 @@
 set -u
 . "$(dirname "$0")/../support/daemon.sh"
 . "$here/tests/support/billing_setup.sh"
-echo "1..21"
+echo "1..22"
 billing_policies
 daemon_config 'tenants = { plans = { basic = {} } },
   billing = { currency = "EUR", grace_period = "90d", taxes = { rates = { { country = "FR", rate = "20", name = "TVA" } } } },'
@@ -17,8 +17,8 @@ B="http://127.0.0.1:$PORT"
 H="Authorization: Bearer "
 req() { curl -s -o "$D/body" -w '%{http_code}' -H "$H$1" -X "$2" ${4:+-d "$4"} "$B$3"; }
 
-billing_tenant acme FR
-billing_tenant beta DE
+billing_tenant acme FR && billing_tenant beta DE
+ok $? "tenants with billing details (config.billing) are provisioned: active"
 billing_catalog
 LAST=$(month_start -1)
 THIS=$(month_start 0)
