@@ -111,6 +111,21 @@ describe("billing.invoicing", function()
     assert.equal(tostring(inv.subtotal), "33.26")
   end)
 
+  it("invoices an upgrade's two parts, each prorated: the old plan to the upgrade, the new from it", function()
+    assert(plans.create(store, { code = "max", name = "Max", interval = "monthly", amount = "200", currency = "USD" }))
+    clock.set(JAN)
+    local sub = assert(subscriptions.create(store, { tenant = "acme", plan = "pro", started = JAN }, JAN))
+    clock.set(JAN + 10 * DAY)
+    local new = assert(subscriptions.upgrade(store, sub.id, "max", clock.now()))
+    p:handle({ type = "billing.subscription.upgraded", time = clock.now(), data = { subscription = new.id } })
+    local old = assert(invoices.get(store, invoices.id_of(sub.id, { from = JAN })))
+    assert.equal(tostring(old.lines[1].amount), "32.26") -- 10 of 31 days of 100, billed at once
+    clock.set(FEB + 60)
+    schedule(p)
+    local inv = assert(invoices.get(store, invoices.id_of(new.id, { from = JAN })))
+    assert.equal(tostring(inv.lines[1].amount), "135.48") -- 21 of 31 days of 200
+  end)
+
   it("does nothing in a dry run", function()
     clock.set(JAN)
     assert(subscriptions.create(store, { tenant = "acme", plan = "pro", started = JAN }, JAN))
