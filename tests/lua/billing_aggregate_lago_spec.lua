@@ -175,6 +175,23 @@ t.is(ceil5(prorated({ ev(UP.from + DAY, { unique_id = "u1" }), ev(UP.from + DAY 
                       ev(UP.from + 3 * DAY + 2 * HOUR, { unique_id = "u1", operation_type = "remove" }) })),
      lago(4, 31), "prorated: when added and removed several times a day during multiple days: 4/31")
 
+-- prorated_aggregations/sum_service_spec.rb: a recurring sum, May 2023 (charges_duration 31),
+-- 2 x 2.5 persisted before the period and 2 x 12 on May 26th
+local MAY = { from = utc(2023, 5, 1), to = utc(2023, 6, 1), days = 31 }
+local PSUM = { code = "sum_agg", aggregation = "sum", field = "total_count", recurring = true }
+local persisted = run(PSUM, rep(2, utc(2023, 3, 1), { total_count = "2.5" }), { from = utc(2022, 12, 1), to = MAY.from }).state
+local may26 = rep(2, MAY.from + 25 * DAY, { total_count = 12 })
+r = run(PSUM, may26, MAY, { previous = persisted, prorated = true })
+t.is(ceil5(r.units), decimal("9.64517"), "prorated sum: aggregates the events: 5 + (12*6/31) + (12*6/31)")
+t.is(tostring(r.full_units), "29", "... the unprorated units (Lago's full_units_number)")
+t.is(r.count, 2, "... the period's events")
+r = run(PSUM, cat(may26, { ev(MAY.from + 30 * DAY, { total_count = "4.5" }) }), MAY, { previous = persisted, prorated = true })
+t.is(ceil5(r.units), decimal("9.64517") + decimal("0.14516"), "prorated sum: when properties is a float: + 4.5 * 1/31")
+r = run(PSUM, rep(2, MAY.to + DAY, { total_count = 12 }), MAY, { previous = persisted, prorated = true })
+t.is(tostring(r.units), "5", "prorated sum: when events are out of bounds: the persisted 5")
+r = run(PSUM, {}, periods.clip(MAY, nil, utc(2023, 5, 16)), { previous = persisted, prorated = true })
+t.is(tostring(r.units), "75/31", "prorated sum, terminated on the 16th: the persisted value for 15 days of 31 (persisted_pro_rata)")
+
 -- weighted_sum_service_spec.rb: August 2023 (31 days)
 local AUG = { from = utc(2023, 8, 1), to = utc(2023, 9, 1) }
 local WS = { code = "ws", aggregation = "weighted_sum", field = "value", weighted_interval = "seconds" }

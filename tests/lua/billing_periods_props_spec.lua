@@ -50,6 +50,27 @@ for _, zone in ipairs(ZONES) do
   end
 end
 
+-- months nest in quarters, half-years and years of the same anchor (a yearly plan billing its
+-- charges monthly, Lago's bill_charges_monthly): every long period's bounds are monthly bounds
+local nested, why = true, nil
+for _, zone in ipairs(ZONES) do
+  for _, bt in ipairs({ "calendar", "anniversary" }) do
+    local am = random(1, 12)
+    local anchor = day(2016, am, math.min(random(26, 31), periods.days_in_month(2016, am)), zone)
+    local opts = { billing_time = bt, timezone = zone }
+    local starts = {}
+    for _, m in ipairs(periods.list("monthly", anchor, from, to, opts)) do starts[m.from] = true end
+    for _, interval in ipairs({ "quarterly", "semiannual", "yearly" }) do
+      local list = periods.list(interval, anchor, from + 400 * 86400, to, opts)
+      for _, q in ipairs(list) do
+        if not starts[q.from] then nested, why = false, ("%s %s %s: %s is no month's start"):format(zone, bt, interval, time.format(q.from, nil, zone)) end
+      end
+    end
+  end
+end
+t.ok(nested, "months nest in quarters, half-years and years of the same anchor, in every zone")
+if why then t.diag(why) end
+
 -- anniversaries on the 29th-31st keep their day where the month has it
 local p = periods.bounds("monthly", day(2023, 1, 31, "UTC"), day(2023, 3, 15, "UTC"), { billing_time = "anniversary" })
 t.is(time.format(p.from, "%F"), "2023-02-28", "Jan 31 anniversary: February's period starts on the 28th")
