@@ -4,7 +4,6 @@
 -- rebuilt from the usage recorded so far (late usage inside the grace window lands in it), a
 -- finalized one never changes its lines. Every change commits with the event announcing it
 -- (billing.invoice.created|finalized|paid|voided) and is conditional on the version it read.
-local json = require "steward.json"
 local decimal = require "steward.decimal"
 local util = require "steward.runtime.store.util"
 local domain = require "steward.runtime.store.domain"
@@ -169,7 +168,34 @@ local function inputs_of(st, sub, plan, period, cfg, final)
       return list
     end,
     tax_rates = taxes.rates_for(cfg.taxes, cust.country, cust.region),
+    timezone = cfg.timezone,
+    skipped = function(charge)
+      require("steward.log").warn("invoice: a charge paid in advance is not billed by period invoices",
+        { subscription = sub.id, plan = plan.code, charge = tostring(charge.id) })
+    end,
   }
+  -- previous(charge, metric, filter, period): the recurring state at the period's start,
+  -- replayed period by period from the subscription's start (each period's active part, the
+  -- charge's bucket of that filter), as the aggregation of each period carried it
+  inp.previous = function(charge, metric, filter, upto)
+    local charges, aggregate = billing("charges"), billing("aggregate")
+    local opts = { billing_time = sub.billing_time, timezone = cfg.timezone }
+    local state
+    for _, p in ipairs(periods.list(plan.interval, sub.anchor or sub.started, sub.started, upto.from, opts)) do
+      local from, to = build.active(sub, p)
+      if from and to > upto.from then to = upto.from end
+      if from and to > from then
+        local evs = inp.usage(metric.code, from, to)
+        local mine = {}
+        for _, b in ipairs(charges.buckets(charge, evs)) do if b.filter == filter then mine = b.events end end
+        local agg, err = aggregate.run(metric, mine, { from = from, to = to, timezone = cfg.timezone },
+          { previous = state, group_by = charge.group_by, timezone = cfg.timezone })
+        if not agg then error("charge " .. tostring(charge.id) .. ": " .. tostring(err), 0) end
+        state = agg.state
+      end
+    end
+    return state
+  end
   local okc, coupons = pcall(billing, "coupons")
   if okc and type(coupons) == "table" and coupons.for_invoice then
     inp.coupons = function(subtotal)
@@ -517,5 +543,4 @@ end
 domain.default_store(M, { "get", "list", "build", "refresh", "finalize", "pay", "void", "drafts_due", "invoice_due",
   "finalize_due" })
 
-M.null = json.null
 return M
