@@ -484,6 +484,47 @@ end
 
 -- ---- what the invoicing policy runs ----
 
+local UNUSED = "unused subscription fee"
+
+-- credit_unused(st, sub, period [, now]) -> true | nil, err: a subscription paid in advance
+-- that terminates (or is upgraded) before its period ends paid a fee for days it will not use.
+-- A draft of that period is simply rebuilt (its fee line is prorated to the termination); a
+-- finalized or paid one gets a credit note (method credit) for the unused part, once.
+function M.credit_unused(st, sub, period, now)
+  local id = M.id_of(sub.id, period)
+  local inv, err = M.get(st, id)
+  if inv == nil then return nil, err end
+  if not inv or inv.state == "voided" then return true end
+  if inv.state == "draft" then
+    local r, rerr = M.build(st, sub.id, period, { now = now })
+    if not r then return nil, rerr end
+    return true
+  end
+  local fee
+  for _, l in ipairs(inv.lines) do if l.kind == "subscription" then fee = l end end
+  if not fee then return true end
+  local cn = require "steward.billing.credit_notes"
+  local notes
+  notes, err = cn.list(st, { invoice = id, limit = 1000 })
+  if not notes then return nil, err end
+  for _, n in ipairs(notes) do if n.reason == UNUSED then return true end end
+  local used = build.fee_line(sub, { amount = fee.details.full_amount, code = inv.plan }, period, inv.currency)
+  local unused = fee.amount - (used and used.amount or decimal.zero)
+  if unused <= decimal.zero then return true end
+  local left
+  left, err = cn.creditable(st, inv)
+  if not left then return nil, err end
+  if left <= decimal.zero then return true end
+  local r
+  r, err = cn.create(st, id, { lines = { { line = fee.id, amount = decimal.string(unused) } }, reason = UNUSED }, now)
+  if not r and tostring(err):match("more than the") then
+    -- credits given by hand already: what is left, with its taxes
+    r, err = cn.create(st, id, { amount = decimal.string(left), reason = UNUSED }, now)
+  end
+  if not r then return nil, err end
+  return true
+end
+
 -- invoice_due(st [, now]) -> {built = {invoice ids}, errors = {"subscription: reason"}} | nil, err.
 -- Builds the invoice of every period steward.billing.subscriptions.due lists (whole periods: the
 -- subscription's start, trial and termination prorate the fee) and marks the period invoiced.
@@ -512,6 +553,9 @@ function M.invoice_due(st, now)
       local inv, berr = M.build(st, d.subscription, { from = full.from, to = full.to },
         { final = (d.kind == "final" and plan.pay_in_advance) or nil, now = now })
       if inv then out.built[#out.built + 1] = inv.id else ok, why = false, berr end
+      if ok and d.kind == "final" and plan.pay_in_advance then
+        ok, why = M.credit_unused(st, sub, full, now)
+      end
     end
     if ok then
       local marked, merr = subscriptions.mark_invoiced(st, d.subscription, d.period, d.kind)
