@@ -123,6 +123,9 @@ local BAD = {
   { { code = "a", aggregation = "custom", custom = "return 42" }, "^custom: the source must be a function" },
   { { code = "a", aggregation = "custom" }, "^custom: Lua source expected" },
   { { code = "a", aggregation = "sum", field = "v", custom = "function() end" }, "^custom: only for aggregation" },
+  { { code = "a", aggregation = "sum", field = "v", rounding_function = "truncate" }, "^rounding_function: round, ceil or floor" },
+  { { code = "a", aggregation = "sum", field = "v", rounding_function = "round", rounding_precision = 1.5 }, "^rounding_precision: an integer" },
+  { { code = "a", aggregation = "sum", field = "v", rounding_precision = 2 }, "^rounding_precision: only with a rounding_function" },
 }
 for _, c in ipairs(BAD) do
   local ok, err = aggregate.check(c[1])

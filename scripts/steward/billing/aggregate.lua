@@ -20,6 +20,8 @@ for _, a in ipairs(M.AGGREGATIONS) do KNOWN[a] = true end
 -- Lago lets only these carry their value from one period into the next
 local RECURRING = { sum = true, unique_count = true, weighted_sum = true, custom = true }
 
+-- Lago's rounding_function: Ruby's BigDecimal#round (half up), #ceil, #floor
+local ROUNDING = { round = "half_up", ceil = "ceiling", floor = "floor" }
 local MAX_SAFE = 2 ^ 53
 local ZERO, ONE = decimal.new(0), decimal.new(1)
 
@@ -71,6 +73,16 @@ function M.check(m)
   end
   local ok, err = check_filters(m.filters, "filters")
   if not ok then return nil, err end
+  if m.rounding_function ~= nil and not ROUNDING[m.rounding_function] then
+    return nil, "rounding_function: round, ceil or floor expected, got " .. tostring(m.rounding_function)
+  end
+  local rp = m.rounding_precision
+  if rp ~= nil and (type(rp) ~= "number" or rp ~= floor(rp) or rp < -20 or rp > 100) then
+    return nil, "rounding_precision: an integer from -20 to 100 expected, got " .. tostring(rp)
+  end
+  if rp ~= nil and m.rounding_function == nil then
+    return nil, "rounding_precision: only with a rounding_function"
+  end
   if m.aggregation == "custom" then
     local fn, cerr = custom.compile(m.code, m.custom)
     if not fn then return nil, cerr end
@@ -381,6 +393,16 @@ local function run_custom(m, list, _, prev, opts)
   return total, per, m.recurring and { custom = state } or nil
 end
 
+-- The metric's own rounding of its units (Lago's rounding_function and rounding_precision, a
+-- negative precision rounding to tens, hundreds...): the only rounding a metric does.
+local function rounded(m, u)
+  if u == nil or not m.rounding_function then return u end
+  local mode, prec = ROUNDING[m.rounding_function], m.rounding_precision or 0
+  if prec >= 0 then return u:round(prec, mode) end
+  local f = decimal.new(10 ^ -prec)
+  return (u / f):round(0, mode) * f
+end
+
 local RUN = { count = count, sum = sum, max = max, latest = latest, unique_count = unique_count,
               weighted_sum = weighted_sum, custom = run_custom }
 
@@ -423,7 +445,7 @@ function M.run(m, events, p, opts)
   if not opts.group_by then
     local units, per, state, full = fn(m, list, p, prev, opts)
     if not units then return nil, per end
-    return { units = units, count = #list, per_event = per, state = state, full_units = full }
+    return { units = rounded(m, units), count = #list, per_event = per, state = state, full_units = rounded(m, full) }
   end
   if type(opts.group_by) ~= "table" or #opts.group_by == 0 then
     error("aggregate.run: opts.group_by: a list of property names expected", 2)
@@ -449,6 +471,7 @@ function M.run(m, events, p, opts)
     local gprev = prev and type(prev.groups) == "table" and prev.groups[key] or nil
     local units, per, state, full = fn(m, buckets[key], p, gprev, opts)
     if not units then return nil, per end
+    units, full = rounded(m, units), rounded(m, full)
     groups[key] = { units = units, count = #buckets[key], per_event = per, values = values[key], full_units = full }
     total = total + units
     if full then full_total = (full_total or ZERO) + full end
