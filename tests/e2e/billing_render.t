@@ -1,10 +1,10 @@
 #!/bin/bash
 # Invoices over HTTP (docs/billing/rendering.md) on a real daemon with the shipped billing
 # policies: a tenant with hostile branding (its brand name carries <script>) subscribes to a
-# metered plan, its usage is recorded, the invoicing policy builds last month's invoice and an
-# admin finalizes it (TVA from the tenant's config.billing country); GET /v1/billing/invoices/{id}/html escapes the brand, /pdf (WeasyPrint,
-# off the loop) read back with pdftotext shows the number, the total and the tenant's legal
-# text; {id}.pdf and {id}.html answer the same; a tenant's token reads its own invoice and gets
+# metered plan, its usage is recorded, the invoicing policy builds last month's invoice (TVA
+# from the tenant's config.billing country) and an admin finalizes it;
+# GET /v1/billing/invoices/{id}/html escapes the brand, /pdf (WeasyPrint, off the loop) read
+# back with pdftotext shows the number, the total and the tenant's legal text; {id}.pdf and {id}.html answer the same; a tenant's token reads its own invoice and gets
 # a 404 for another's; the page's curl block runs as written; the revenue report reads the
 # real invoice (docs/billing/revenue.md).
 set -u
