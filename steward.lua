@@ -23,6 +23,7 @@ return {
     ["success.*"] = { success = true, alerting = true, notify = { "email", "log" } }, -- docs/customer-success.md
     ["billing.usage"] = { billing = true }, ["billing.subscriptions"] = { billing = true }, -- docs/billing/usage.md
     ["billing.churn_risk"] = { billing = true }, -- docs/billing/mrr.md
+    ["billing.invoicing"] = { billing = true }, -- docs/billing/invoices.md
     ["tenants.alerts"] = { alerting = true }, -- a failed tenant provisioning is an alert (docs/tenants.md)
   },
   limits = {

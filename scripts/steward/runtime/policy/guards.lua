@@ -466,6 +466,8 @@ M.BY_MODULE = {
   ["steward.billing.coupons"] = guard_all("billing"), ["steward.billing.wallets"] = guard_all("billing"), -- h4
   ["steward.billing.mrr"] = guard_all("billing"), ["steward.billing.cohorts"] = guard_all("billing"), -- h8
   ["steward.billing.churn"] = guard_all("billing"), -- h8
+  ["steward.billing.invoices"] = guard_all("billing"), ["steward.billing.credit_notes"] = guard_all("billing"), -- h5
+  ["steward.billing.revenue"] = guard_all("billing"), -- h6 (steward.billing.render is not for policies: it runs a program)
 }
 
 -- overrides(box, name, mod, o) -> o with the capability checks in front (outermost)

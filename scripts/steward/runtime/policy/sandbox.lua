@@ -89,6 +89,10 @@ M.PUBLIC = {
   ["steward.billing.aggregate"] = {}, ["steward.billing.periods"] = {},
   ["steward.billing.charges"] = {}, -- issue 18, h2: charge models (pure)
   ["steward.billing.mrr"] = {}, ["steward.billing.cohorts"] = {}, ["steward.billing.churn"] = {}, -- h8: MRR, cohorts, churn risk
+  -- issue 18, h5: invoices and credit notes (the `billing` capability guards them); taxes are pure
+  ["steward.billing.invoices"] = { hide = { ready = true } }, ["steward.billing.credit_notes"] = { hide = { use_statements = true } },
+  ["steward.billing.taxes"] = {},
+  ["steward.billing.revenue"] = {}, -- issue 18, h6: revenue recognition (the `billing` capability guards it)
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
