@@ -123,9 +123,31 @@ local function fit(st, u, cache, tenant, k, now)
     local s, err = subscriptions.get(st, u.subscription)
     if s == nil then return nil, nil, err end
     c = { sub = s or nil }
-    if s then c.plan = plan_of(st, s, k) end
+    if s then
+      c.plan = plan_of(st, s, k)
+    else
+      -- not an id: an external_id, which an upgrade or a downgrade hands on (Lago's
+      -- external_subscription_id); each event goes to the subscription running at its time
+      local list
+      list, err = subscriptions.list(st, { external_id = u.subscription })
+      if not list then return nil, nil, err end
+      if #list > 0 then
+        c.ext = {}
+        for _, x in ipairs(list) do
+          if x.state ~= "canceled" then c.ext[#c.ext + 1] = { sub = x, plan = plan_of(st, x, k) } end
+        end
+      end
+    end
     cache[u.subscription] = c
     if k and s then c.until_ = now + M.SUB_TTL; k.subs[u.subscription] = c end
+  end
+  if c.ext then
+    local pick
+    for _, x in ipairs(c.ext) do -- newest first: the one whose life holds the event's time
+      if x.sub.started <= u.timestamp and (not x.sub.terminated or u.timestamp < x.sub.terminated) then pick = x; break end
+    end
+    pick = pick or c.ext[1]
+    if pick then c = pick end
   end
   local s = c.sub
   if not s or (tenant and s.tenant ~= tenant) then return "subscription", "no subscription " .. u.subscription, 404 end
@@ -165,6 +187,7 @@ function M.ingest(st, list, opts)
     if status and not field then return nil, status end -- a store error
     if field then return nil, { index = i, field = field, reason = reason, status = status } end
     u.tenant, u.sub, u.plan = sub.tenant, sub, plan
+    u.subscription = sub.id -- an external_id resolved: idempotency is per subscription
     valid[i] = u
   end
   -- recorded before: a duplicate (a correction sent with a known id is not applied)
@@ -254,6 +277,7 @@ function M.record(st, ev, now)
   local field, reason, status, sub, plan = fit(st, u, {}, nil, k, now)
   if status and not field then return nil, status end
   if field then return nil, "invalid: " .. field .. ": " .. reason end
+  u.subscription = sub.id
   local data = { transaction_id = u.transaction_id, subscription = u.subscription, code = u.code,
                  timestamp = u.timestamp, properties = u.properties, event = ev.id }
   local id = tostring(ev.id or event_id(u))
