@@ -90,8 +90,6 @@ local function late(sub, plan, at, received)
   return p.to + grace <= received
 end
 
--- Why a usage event does not fit its subscription: nil when it does, else field, reason
--- (status 404 for an unknown or foreign subscription).
 -- What the policy's record() reads for every event, kept between events: a plan version and a
 -- metric never change once stored (kept while the store is the same), a subscription for
 -- SUB_TTL seconds (the intake checked the event against it fresh; this is the second look).
@@ -113,6 +111,9 @@ local function plan_of(st, s, k)
   return p
 end
 
+-- fit(st, u, cache, tenant, k, now) -> nil, nil, nil, subscription, plan when the event fits
+-- its subscription; else field, reason (and status 404 for an unknown or foreign subscription),
+-- or nil, nil, err for the store's failure.
 local function fit(st, u, cache, tenant, k, now)
   local c = cache[u.subscription]
   if c == nil and k then
