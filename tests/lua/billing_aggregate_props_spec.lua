@@ -123,6 +123,9 @@ local BAD = {
   { { code = "a", aggregation = "custom", custom = "return 42" }, "^custom: the source must be a function" },
   { { code = "a", aggregation = "custom" }, "^custom: Lua source expected" },
   { { code = "a", aggregation = "sum", field = "v", custom = "function() end" }, "^custom: only for aggregation" },
+  { { code = "a", aggregation = "sum", field = "v", rounding_function = "truncate" }, "^rounding_function: round, ceil or floor" },
+  { { code = "a", aggregation = "sum", field = "v", rounding_function = "round", rounding_precision = 1.5 }, "^rounding_precision: an integer" },
+  { { code = "a", aggregation = "sum", field = "v", rounding_precision = 2 }, "^rounding_precision: only with a rounding_function" },
 }
 for _, c in ipairs(BAD) do
   local ok, err = aggregate.check(c[1])
@@ -135,8 +138,8 @@ t.raises(function() aggregate.run({ code = "a", aggregation = "avg" }, {}, P) en
          "run raises on a metric check refuses")
 t.raises(function() aggregate.run({ code = "a", aggregation = "count" }, {}, { from = 2, to = 1 }) end, "argument #3: period",
          "run raises on a bad period")
-t.raises(function() aggregate.run({ code = "a", aggregation = "sum", field = "v" }, {}, P, { prorated = true }) end,
-         "only unique_count has prorated units", "prorated is unique_count's")
+t.raises(function() aggregate.run({ code = "a", aggregation = "max", field = "v" }, {}, P, { prorated = true }) end,
+         "only sum and unique_count have prorated units", "prorated is sum's and unique_count's")
 
 -- values
 local SUM = { code = "s", aggregation = "sum", field = "v" }
