@@ -8,7 +8,7 @@
 
 SANITIZE ?=
 CC       ?= cc
-PKGS     := luajit libuv libcurl libpq libssl libcrypto sqlite3 libedit yajl libzstd
+PKGS     := luajit libuv libcurl libpq libssl libcrypto sqlite3 libedit yajl libzstd gmp
 
 ifeq ($(SANITIZE),1)
 CC       := clang

@@ -19,5 +19,6 @@ int luaopen_steward_identity(lua_State *L);
 int luaopen_steward_ingest(lua_State *L); /* steward.runtime.ingest.native */
 int luaopen_steward_sqlparse(lua_State *L);
 int luaopen_steward_compress(lua_State *L);
+int luaopen_steward_decimal(lua_State *L);
 
 #endif

@@ -312,10 +312,44 @@ static int l_json_decode(lua_State *L)
 
 /* ---- encode ---- */
 
-/* Collects {parent, key} pairs of empty array-marked tables below the value at idx into
- * the list table at list_idx; returns 1 if the value itself is one, -1 if the sentinel
- * string occurs in the data. */
-static int find_empty_arrays(lua_State *L, int idx, int list_idx, int depth)
+/* Stack slots of an encode: the value, the lists the walk fills, the decimal metatable. */
+enum {
+    E_VALUE = 1,
+    E_ARRAYS,   /* {parent, key} of empty array-marked tables */
+    E_DECIMALS, /* {parent, key, decimal} of steward.decimal values */
+    E_DEC_MT,   /* the registry's "steward.decimal" metatable, or nil */
+    E_ORIGINALS,
+    E_TEXT,
+    E_ERR
+};
+
+static int is_decimal(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) != LUA_TUSERDATA || lua_isnil(L, E_DEC_MT) || !lua_getmetatable(L, idx))
+        return 0;
+    int yes = lua_rawequal(L, -1, E_DEC_MT);
+    lua_pop(L, 1);
+    return yes;
+}
+
+static void add_pair(lua_State *L, int list_idx, int parent, int key, int extra)
+{
+    lua_createtable(L, 3, 0);
+    lua_pushvalue(L, parent);
+    lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, key);
+    lua_rawseti(L, -2, 2);
+    if (extra) {
+        lua_pushvalue(L, extra);
+        lua_rawseti(L, -2, 3);
+    }
+    lua_rawseti(L, list_idx, (int)lua_objlen(L, list_idx) + 1);
+}
+
+/* Collects the empty array-marked tables below the value at idx into E_ARRAYS and the
+ * decimals into E_DECIMALS; returns 1 if the value itself is an empty array, -1 if the
+ * sentinel string occurs in the data. */
+static int find_empty_arrays(lua_State *L, int idx, int depth)
 {
     if (!lua_istable(L, idx) || depth > MAX_DEPTH)
         return 0;
@@ -340,43 +374,90 @@ static int find_empty_arrays(lua_State *L, int idx, int list_idx, int depth)
             lua_pop(L, 2);
             return -1;
         }
-        int found = find_empty_arrays(L, v, list_idx, depth + 1);
+        if (is_decimal(L, v)) {
+            add_pair(L, E_DECIMALS, idx, v - 1, v);
+            lua_pop(L, 1);
+            continue;
+        }
+        int found = find_empty_arrays(L, v, depth + 1);
         if (found < 0) {
             lua_pop(L, 2);
             return -1;
         }
-        if (found) {
-            lua_createtable(L, 2, 0);
-            lua_pushvalue(L, idx);
-            lua_rawseti(L, -2, 1);
-            lua_pushvalue(L, v - 1);
-            lua_rawseti(L, -2, 2);
-            lua_rawseti(L, list_idx, (int)lua_objlen(L, list_idx) + 1);
-        }
+        if (found)
+            add_pair(L, E_ARRAYS, idx, v - 1, 0);
         lua_pop(L, 1);
     }
     return 0;
 }
 
-static void set_all(lua_State *L, int list_idx, int value_idx)
+/* parent[key] = the pair's element `field` (or value_idx) for every pair of the list. */
+static void set_all(lua_State *L, int list_idx, int value_idx, int field)
 {
     int n = (int)lua_objlen(L, list_idx);
     for (int i = 1; i <= n; i++) {
         lua_rawgeti(L, list_idx, i);
         lua_rawgeti(L, -1, 1);
         lua_rawgeti(L, -2, 2);
-        lua_pushvalue(L, value_idx);
+        if (field)
+            lua_rawgeti(L, -3, field);
+        else
+            lua_pushvalue(L, value_idx);
         lua_rawset(L, -3);
         lua_pop(L, 2);
     }
+}
+
+/* A decimal's exact string for the output (amounts travel as strings), at the top of the
+ * stack; 0 with the reason there instead for a value with no finite decimal form (1/3). */
+static int decimal_text(lua_State *L, int idx)
+{
+    luaL_callmeta(L, idx, "__tostring");
+    if (!strchr(lua_tostring(L, -1), '/'))
+        return 1;
+    lua_pushfstring(L, "a decimal with no finite decimal form (%s) cannot be encoded: round it "
+                       "(d:round(scale, mode))",
+                    lua_tostring(L, -1));
+    lua_remove(L, -2);
+    return 0;
+}
+
+/* Puts each decimal's string in its place (field 4 of the pair keeps it); 0 with the
+ * reason on the stack, nothing swapped, if one has no finite decimal form. */
+static int swap_decimals(lua_State *L)
+{
+    int n = (int)lua_objlen(L, E_DECIMALS);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, E_DECIMALS, i);
+        lua_rawgeti(L, -1, 3);
+        if (!decimal_text(L, lua_gettop(L))) {
+            lua_replace(L, -3);
+            lua_pop(L, 1);
+            return 0;
+        }
+        lua_rawseti(L, -3, 4);
+        lua_pop(L, 2);
+    }
+    set_all(L, E_DECIMALS, 0, 4);
+    return 1;
 }
 
 static int l_json_encode(lua_State *L)
 {
     luaL_checkany(L, 1);
     lua_settop(L, 1);
-    lua_newtable(L); /* 2: list of {parent, key} */
-    int found = lua_rawequal(L, 1, UV_SENTINEL) ? -1 : find_empty_arrays(L, 1, 2, 0);
+    lua_newtable(L);                           /* E_ARRAYS */
+    lua_newtable(L);                           /* E_DECIMALS */
+    luaL_getmetatable(L, "steward.decimal"); /* E_DEC_MT: nil until steward.decimal loads */
+    if (is_decimal(L, E_VALUE)) {
+        if (!decimal_text(L, E_VALUE)) {
+            lua_pushnil(L);
+            lua_insert(L, -2);
+            return 2;
+        }
+        lua_replace(L, E_VALUE);
+    }
+    int found = lua_rawequal(L, 1, UV_SENTINEL) ? -1 : find_empty_arrays(L, 1, 0);
     if (found < 0) {
         lua_pushnil(L);
         lua_pushliteral(L, "value holds steward.json's internal marker string");
@@ -386,47 +467,48 @@ static int l_json_encode(lua_State *L)
         lua_pushliteral(L, "[]");
         return 1;
     }
-    int n = (int)lua_objlen(L, 2);
-    if (n == 0) {
-        lua_getfield(L, UV_CJSON, "encode");
-        lua_pushvalue(L, 1);
-        lua_call(L, 1, 2);
-        if (lua_isnil(L, -2))
-            return 2;
-        lua_pop(L, 1);
-        return 1;
+    if (!swap_decimals(L)) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
     }
-    /* Keep the original empty tables to put back (3), swap in the sentinel, encode. */
-    lua_createtable(L, n, 0);
+    /* Keep the original empty tables to put back, swap in the sentinel, encode. */
+    int n = (int)lua_objlen(L, E_ARRAYS);
+    lua_createtable(L, n, 0); /* E_ORIGINALS */
     for (int i = 1; i <= n; i++) {
-        lua_rawgeti(L, 2, i);
+        lua_rawgeti(L, E_ARRAYS, i);
         lua_rawgeti(L, -1, 1);
         lua_rawgeti(L, -2, 2);
         lua_rawget(L, -2);
-        lua_rawseti(L, 3, i);
+        lua_rawseti(L, E_ORIGINALS, i);
         lua_pop(L, 2);
     }
-    set_all(L, 2, UV_SENTINEL);
+    set_all(L, E_ARRAYS, UV_SENTINEL, 0);
     lua_getfield(L, UV_CJSON, "encode");
     lua_pushvalue(L, 1);
-    lua_call(L, 1, 2); /* 4: text or nil, 5: err */
+    lua_call(L, 1, 2); /* E_TEXT: text or nil, E_ERR: err (cjson.safe returns, never raises) */
     for (int i = 1; i <= n; i++) {
-        lua_rawgeti(L, 2, i);
+        lua_rawgeti(L, E_ARRAYS, i);
         lua_rawgeti(L, -1, 1);
         lua_rawgeti(L, -2, 2);
-        lua_rawgeti(L, 3, i);
+        lua_rawgeti(L, E_ORIGINALS, i);
         lua_rawset(L, -3);
         lua_pop(L, 2);
     }
-    if (lua_isnil(L, 4))
+    set_all(L, E_DECIMALS, 0, 3); /* the caller's tables hold their decimals again */
+    if (lua_isnil(L, E_TEXT))
         return 2;
+    if (n == 0) {
+        lua_settop(L, E_TEXT);
+        return 1;
+    }
     /* The sentinel string appears in the output as a JSON string: replace it with []. */
     lua_getfield(L, UV_CJSON, "encode");
     lua_pushvalue(L, UV_SENTINEL);
     lua_call(L, 1, 1);
     size_t slen, tlen;
     const char *quoted = lua_tolstring(L, -1, &slen);
-    const char *text = lua_tolstring(L, 4, &tlen);
+    const char *text = lua_tolstring(L, E_TEXT, &tlen);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     /* Walk the string tokens of the output: a token that is exactly the quoted sentinel

@@ -2,6 +2,7 @@
 #include "registry.h"
 
 #include <curl/curl.h>
+#include <gmp.h>
 #include <lauxlib.h>
 #include <libpq-fe.h>
 #include <luajit.h>
@@ -24,6 +25,7 @@ static const luaL_Reg bindings[] = {
     {"steward.runtime.ingest.native", luaopen_steward_ingest},
     {"steward.sqlparse", luaopen_steward_sqlparse},
     {"steward.compress", luaopen_steward_compress},
+    {"steward.decimal", luaopen_steward_decimal},
     {NULL, NULL}};
 
 void bindings_preload(lua_State *L)
@@ -49,5 +51,6 @@ void bindings_versions(void (*emit)(const char *lib, const char *version, void *
     emit("SQLite", sqlite3_libversion(), ud);
     emit("libpq", pq, ud);
     emit("libpg_query", PG_VERSION, ud);
+    emit("GMP", gmp_version, ud); /* steward.decimal: exact money */
     emit("zstd", ZSTD_versionString(), ud); /* steward.compress: the archive files */ /* the PostgreSQL parser steward.sqlparse embeds */
 }

@@ -71,11 +71,15 @@ end
 
 -- dialects(template) -> {sqlite = DDL, postgres = DDL}: migrations' DDL differs between the
 -- backends only in the generated key ({serial}: AUTOINCREMENT vs BIGSERIAL) and the text
--- collation ({text}: keys compare bytewise, "C", on PostgreSQL as they do in SQLite).
+-- collation ({text}: keys compare bytewise, "C", on PostgreSQL as they do in SQLite), and exact
+-- money ({decimal}: NUMERIC on PostgreSQL, TEXT on SQLite, whose NUMERIC affinity would turn
+-- "12.50" into a double; bind decimal.string(d), read back with decimal.new(text)).
 function M.dialects(template)
   return {
-    sqlite = template:gsub("{serial}", "INTEGER PRIMARY KEY AUTOINCREMENT"):gsub("{text}", "TEXT"),
-    postgres = template:gsub("{serial}", "BIGSERIAL PRIMARY KEY"):gsub("{text}", 'TEXT COLLATE "C"'),
+    sqlite = template:gsub("{serial}", "INTEGER PRIMARY KEY AUTOINCREMENT"):gsub("{text}", "TEXT")
+      :gsub("{decimal}", "TEXT"),
+    postgres = template:gsub("{serial}", "BIGSERIAL PRIMARY KEY"):gsub("{text}", 'TEXT COLLATE "C"')
+      :gsub("{decimal}", "NUMERIC"),
   }
 end
 

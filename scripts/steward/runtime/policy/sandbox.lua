@@ -77,6 +77,8 @@ M.PUBLIC = {
   -- issue 17, h11: customer success (guarded by the `success` capability)
   ["steward.success.tickets"] = { hide = { ready = true, csat_verify = true } },
   ["steward.success.health"] = {}, ["steward.success.onboarding"] = {},
+  -- issue 18, h1: exact money (pure; the module is callable: decimal("12.50"))
+  ["steward.decimal"] = {},
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
@@ -114,7 +116,10 @@ local function make_views(box)
   local function view(t, overrides)
     local v = views[t]
     if v then return v end
+    local mt = getmetatable(t)
     v = setmetatable({}, {
+      -- a callable module (steward.decimal) stays callable through its view
+      __call = type(mt) == "table" and mt.__call and function(_, ...) return t(...) end or nil,
       __index = function(_, k)
         if overrides then
           local o = overrides[k]
