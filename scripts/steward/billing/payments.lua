@@ -182,6 +182,7 @@ local STATUS = { succeeded = "succeeded", processing = "processing", requires_ac
                  requires_payment_method = "failed", canceled = "failed" }
 
 local function announce(st, stmts, ev, now)
+  ev.time = now
   local _, fresh_or_err = domain.commit(st, stmts, ev, now)
   if _ == nil then return nil, fresh_or_err end
   events.published(st, fresh_or_err)
@@ -282,7 +283,7 @@ function M.collect(st, invoice_id, opts)
     return nil, format("invalid state: invoice %s is %s (only a finalized invoice is collected)", invoice_id, tostring(inv.state))
   end
   local minor, total = M.minor(inv.total, inv.currency)
-  if not minor then return nil, err end
+  if not minor then return nil, total end
   local now = time.now()
   if minor:is_zero() then
     local paid, perr = inv_mod.pay(invoice_id, { provider = "none", amount = total, currency = inv.currency, paid_at = now })

@@ -21,7 +21,7 @@ store.register_migrations("billing_payments", {
       tenant {text} NOT NULL,
       provider {text} NOT NULL,
       idempotency_key {text} NOT NULL,
-      amount TEXT NOT NULL,
+      amount {decimal} NOT NULL,
       amount_minor BIGINT NOT NULL,
       currency {text} NOT NULL,
       payment_intent {text},

@@ -251,6 +251,7 @@ function M.main(args)
         end
         if k == "services" then require("steward.deploy.supervisor").configure({ services = c.services }) end
         if k == "tenants" then require("steward.tenants.config").configure(c.tenants) end
+        if k == "billing" then require("steward.billing.payments_api").configure(c.billing) end
         if k == "services" or k == "quotas" then
           require("steward.scaling.quota").configure({ quotas = c.quotas, services = c.services })
         end

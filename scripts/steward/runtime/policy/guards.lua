@@ -460,6 +460,7 @@ M.BY_MODULE = {
   -- customer success (h11): every ticket, score and milestone is every tenant's
   ["steward.success.tickets"] = guard_all("success"), ["steward.success.health"] = guard_all("success"),
   ["steward.success.onboarding"] = guard_all("success"),
+  ["steward.billing.dunning"] = guard_all("billing"), -- issue 18, h7: payments and dunning
 }
 
 -- overrides(box, name, mod, o) -> o with the capability checks in front (outermost)

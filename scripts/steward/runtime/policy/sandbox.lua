@@ -79,6 +79,8 @@ M.PUBLIC = {
   ["steward.success.health"] = {}, ["steward.success.onboarding"] = {},
   -- issue 18, h1: exact money (pure; the module is callable: decimal("12.50"))
   ["steward.decimal"] = {},
+  -- issue 18, h7: dunning (the `billing` capability); the config and the store stay runtime-side
+  ["steward.billing.dunning"] = { hide = { configure = true, check_config = true, paid = true } },
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
