@@ -135,7 +135,8 @@ function M.notify(_, f)
   local inv = invoice_of(f.invoice) or {}
   local number = inv.number or f.invoice
   local lines = { format("We could not collect %s %s for invoice %s (attempt %d)%s.", tostring(f.amount or inv.total or ""),
-    tostring(f.currency or inv.currency or ""), number, f.attempt, f.message and (": " .. f.message) or "") }
+    tostring(f.currency or inv.currency or ""), number, f.attempt,
+    type(f.message) == "string" and (": " .. f.message:gsub("%.$", "")) or "") }
   if f.next_retry then
     lines[#lines + 1] = "We will try again on " .. require("steward.runtime.store.util").format_rfc3339(f.next_retry) .. "."
   elseif f.exhausted then

@@ -267,10 +267,7 @@ function M.collect(st, invoice_id, opts)
   if opts.attempt ~= nil and (type(opts.attempt) ~= "number" or opts.attempt < 1 or opts.attempt % 1 ~= 0) then
     error("payments.collect: opts.attempt: integer >= 1 expected", 2)
   end
-  local cfg, err = M.settings()
-  if not cfg then return nil, err end
-  local ok
-  ok, err = ready(st)
+  local ok, err = ready(st)
   if not ok then return nil, err end
   local inv_mod
   inv_mod, err = invoices()
@@ -282,6 +279,9 @@ function M.collect(st, invoice_id, opts)
   if inv.state ~= "finalized" then
     return nil, format("invalid state: invoice %s is %s (only a finalized invoice is collected)", invoice_id, tostring(inv.state))
   end
+  local cfg
+  cfg, err = M.settings()
+  if not cfg then return nil, err end
   local minor, total = M.minor(inv.total, inv.currency)
   if not minor then return nil, total end
   local now = time.now()
