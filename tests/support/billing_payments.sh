@@ -33,10 +33,10 @@ billing_lua() {
     export H7_STRIPE_KEY="$STRIPE_KEY"
 }
 
-# billing_config [dunning table] [extra fields]: payments through the peer
+# billing_config [dunning table] [extra fields] [extra payments fields]: payments through the peer
 billing_config() {
     daemon_config "billing = { payments = { url = \"$PEER\", secret_key = \"env:H7_STRIPE_KEY\",
-      webhook_secret = \"file:$D/whsec\", payment_method = \"pm_card_visa\" }, ${1:+dunning = $1,} },
+      webhook_secret = \"file:$D/whsec\", payment_method = \"pm_card_visa\", $3 }, ${1:+dunning = $1,} },
   $2"
 }
 
