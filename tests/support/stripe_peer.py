@@ -8,8 +8,9 @@ uses, with Stripe's wire format as its API reference documents it (docs.stripe.c
   error object of type invalid_request_error.
 - Objects: JSON with "id" (prefix per kind: cus_, pi_, evt_), "object" ("customer",
   "payment_intent", "event"), "created" (Unix seconds), "livemode": false, "metadata".
-- Customers: POST /v1/customers (email, name, description, metadata[...]), GET
-  /v1/customers/{id}.
+- Customers: POST /v1/customers (email, name, description, metadata[...],
+  invoice_settings[default_payment_method]), POST /v1/customers/{id} (update: the same
+  parameters), GET /v1/customers/{id}.
 - PaymentIntents: POST /v1/payment_intents (amount: a positive integer in the currency's
   minor unit; currency: three lower-case letters; customer; payment_method; confirm;
   off_session; description; metadata[...]), GET /v1/payment_intents/{id}, POST
@@ -174,12 +175,32 @@ def confirm(pi, pm, request_id, key):
     return 200, dict(pi)
 
 
+def known_pm(pm):
+    return pm == "pm_card_visa" or pm in DECLINES
+
+
+def update_customer(c, p):
+    for k in ("email", "name", "description"):
+        if k in p:
+            c[k] = p[k]
+    c["metadata"].update(p.get("metadata", {}))
+    pm = p.get("invoice_settings", {}).get("default_payment_method")
+    if pm is not None:
+        if not known_pm(pm):
+            return error(400, "invalid_request_error", "No such PaymentMethod: '%s'" % pm, "resource_missing",
+                         "invoice_settings[default_payment_method]")
+        c["invoice_settings"]["default_payment_method"] = pm
+    return 200, dict(c)
+
+
 def create_customer(p):
     c = {"id": new_id("cus"), "object": "customer", "created": int(time.time()), "livemode": False,
-         "email": p.get("email"), "name": p.get("name"), "description": p.get("description"),
-         "metadata": p.get("metadata", {})}
-    customers[c["id"]] = c
-    return 200, c
+         "email": None, "name": None, "description": None, "metadata": {},
+         "invoice_settings": {"default_payment_method": None}}
+    s, b = update_customer(c, p)
+    if s == 200:
+        customers[c["id"]] = c
+    return s, b
 
 
 def create_intent(p, request_id, key):
@@ -197,7 +218,7 @@ def create_intent(p, request_id, key):
     if cus is not None and cus not in customers:
         return error(400, "invalid_request_error", "No such customer: '%s'" % cus, "resource_missing", "customer")
     pm = p.get("payment_method")
-    if pm is not None and pm != "pm_card_visa" and pm not in DECLINES:
+    if pm is not None and not known_pm(pm):
         return error(400, "invalid_request_error", "No such PaymentMethod: '%s'" % pm, "resource_missing",
                      "payment_method")
     pi = {"id": new_id("pi"), "object": "payment_intent", "created": int(time.time()), "livemode": False,
@@ -321,6 +342,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 s, b = create_customer(params)
             elif path == "/v1/payment_intents":
                 s, b = create_intent(params, self.request_id, key)
+            elif len(parts) == 3 and parts[1] == "customers":
+                if parts[2] not in customers:
+                    s, b = error(404, "invalid_request_error", "No such customer: '%s'" % parts[2],
+                                 "resource_missing", "id")
+                else:
+                    s, b = update_customer(customers[parts[2]], params)
             elif len(parts) == 4 and parts[1] == "payment_intents" and parts[3] == "confirm":
                 pi = intents.get(parts[2])
                 if not pi:

@@ -165,16 +165,33 @@ function M.customer_of(st, tenant)
     "SELECT customer FROM billing_payment_customers WHERE tenant = $1 AND provider = $2", tenant, M.PROVIDER)
 end
 
--- The payment method to charge: the tenant's (config.billing.payment_method, set when it
--- entered a card) or the config's default.
-local function payment_method(cfg, tenant)
+-- customer(st, tenant) -> the tenant's customer id at the provider, created now if it has
+-- none | nil, err: what a checkout needs to attach the tenant's card to.
+function M.customer(st, tenant)
+  if type(tenant) ~= "string" or tenant == "" then error("payments.customer: tenant: string expected", 2) end
+  local ok, err = ready(st)
+  if not ok then return nil, err end
+  local cfg
+  cfg, err = M.settings()
+  if not cfg then return nil, err end
+  return customer(st, cfg, tenant, {})
+end
+
+-- The card to charge, off session: the tenant record's config.billing.payment_method, else
+-- the customer's default at the provider (invoice_settings.default_payment_method: what the
+-- tenant's checkout set), else the config's fallback. nil, err when the provider cannot say.
+local function payment_method(cfg, tenant, cus)
   local ok, tenants = pcall(require, "steward.tenants")
   if ok and type(tenants) == "table" and tenants.get then
     local gok, rec = pcall(tenants.get, tenant)
     local b = gok and type(rec) == "table" and type(rec.config) == "table" and rec.config.billing
     if type(b) == "table" and type(b.payment_method) == "string" then return b.payment_method end
   end
-  return cfg.payment_method
+  local c, err = stripe.customer(cfg, cus)
+  if not c then return nil, err end
+  local is = type(c.invoice_settings) == "table" and c.invoice_settings or {}
+  if type(is.default_payment_method) == "string" then return is.default_payment_method end
+  return cfg.payment_method or false
 end
 
 -------------------------------------------------------------------------------- outcomes
@@ -324,7 +341,9 @@ function M.collect(st, invoice_id, opts)
   local cus
   cus, err = customer(st, cfg, inv.tenant, inv)
   if not cus then return nil, err end
-  local pm = payment_method(cfg, inv.tenant)
+  local pm
+  pm, err = payment_method(cfg, inv.tenant, cus)
+  if pm == nil then return nil, err end
   local params = { amount = a.amount_minor, currency = a.currency:lower(), customer = cus, confirm = true,
     off_session = true, description = "Invoice " .. tostring(inv.number or invoice_id),
     metadata = { invoice = invoice_id, attempt = a.attempt, tenant = inv.tenant } }
@@ -348,6 +367,6 @@ function M.collect(st, invoice_id, opts)
   return M.settle(st, pi, "answer")
 end
 
-domain.default_store(M, { "collect", "settle", "attempts", "list", "customer_of" })
+domain.default_store(M, { "collect", "settle", "attempts", "list", "customer_of", "customer" })
 
 return M

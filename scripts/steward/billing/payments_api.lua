@@ -98,6 +98,17 @@ local function post_payment(ctx, req)
   return api.reply(200, { payment = result_view(r) })
 end
 
+-- POST /v1/billing/customers/{tenant}: the tenant's customer at the provider (created once), for
+-- a checkout that attaches its card. A tenant's token asks for its own.
+local function post_customer(ctx, req, principal)
+  local tenant = req.params.tenant
+  if principal.tenant and principal.tenant ~= tenant then return api.fail(404, "not_found", "no tenant " .. tenant) end
+  if not tenant:match("^[a-z0-9][a-z0-9_-]*$") then return api.invalid("tenant", "a tenant id expected") end
+  local id, err = payments.customer(ctx.store, tenant)
+  if not id then return failed(err) end
+  return api.reply(200, { tenant = tenant, provider = payments.PROVIDER, customer = id })
+end
+
 local function get_payments(ctx, req, principal)
   local f, s, h, b = api.query(req, { tenant = P.text, invoice = P.text, status = P.text, limit = P.limit })
   if not f then return s, h, b end
@@ -132,6 +143,7 @@ function M.install(add, ctx)
   add("POST", "/v1/billing/webhooks/stripe", nil, post_stripe, { raw_body = true })
   add("POST", "/v1/billing/payments", "operate", post_payment, "billing.payment.collect")
   add("GET", "/v1/billing/payments", "read", get_payments, { scope = T })
+  add("POST", "/v1/billing/customers/{tenant}", "operate", post_customer, { scope = T, action = "billing.customer.create" })
   add("GET", "/v1/billing/dunning/{invoice}", "read", get_dunning, { scope = T })
 end
 

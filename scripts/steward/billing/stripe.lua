@@ -152,6 +152,12 @@ function M.create_customer(cfg, params, key)
   return M.request(cfg, "POST", "/v1/customers", params, { idempotency_key = key })
 end
 
+-- customer(cfg, id) -> customer | nil, err, info
+function M.customer(cfg, id)
+  if type(id) ~= "string" or not id:match("^cus_[%w_]+$") then error("stripe.customer: id: cus_... expected", 2) end
+  return M.request(cfg, "GET", "/v1/customers/" .. id)
+end
+
 -- create_payment_intent(cfg, params, idempotency_key) -> intent | nil, err, info
 function M.create_payment_intent(cfg, params, key)
   return M.request(cfg, "POST", "/v1/payment_intents", params, { idempotency_key = key })
