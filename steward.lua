@@ -21,7 +21,9 @@ return {
     ["scaling.capacity"] = { alerting = true }, -- capacity forecasts as alerts (docs/scaling/capacity.md)
     ["scaling.archive"] = { archive = true }, -- old events and decisions into var/archive (docs/archive.md)
     ["success.*"] = { success = true, alerting = true, notify = { "email", "log" } }, -- docs/customer-success.md
-    ["billing.*"] = { billing = true }, -- docs/billing.md
+    ["billing.usage"] = { billing = true }, ["billing.subscriptions"] = { billing = true }, -- docs/billing/usage.md
+    ["billing.invoicing"] = { billing = true }, -- docs/billing/invoices.md
+    ["billing.dunning"] = { billing = true }, -- docs/billing/payments.md
     ["tenants.alerts"] = { alerting = true }, -- a failed tenant provisioning is an alert (docs/tenants.md)
   },
   limits = {

@@ -65,7 +65,7 @@ describe("billing.dunning", function()
   end)
 
   it("charges nothing when the invoice was paid before the retry", function()
-    invoices.pay("inv-1", { provider = "stripe", reference = "pi_x", amount = require("steward.decimal").new("42"), paid_at = clock.now() })
+    invoices.pay("inv-1", { id = "pi_x", provider = "stripe", amount = require("steward.decimal").new("42"), at = clock.now() })
     local r = p:handle({ type = "billing.dunning.retry", tenant = "acme", data = { invoice = "inv-1", attempt = 2 } })
     assert.equal(r.status, "paid")
   end)

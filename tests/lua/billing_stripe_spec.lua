@@ -121,7 +121,7 @@ local function collect_checks(base)
   t.is(r.status, "succeeded", "collect: the invoice is charged")
   local inv = invoices.get("inv-1")
   t.is(inv.state, "paid", "and paid")
-  t.is(inv.payment.reference, r.payment_intent, "with the intent as its reference")
+  t.is(inv.payment.id, r.payment_intent, "with the intent as its payment id")
   local intents = peer_get(base, "/_peer/intents").intents
   local mine
   for _, pi in ipairs(intents) do if pi.metadata.invoice == "inv-1" then mine = pi end end

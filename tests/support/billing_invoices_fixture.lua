@@ -35,9 +35,9 @@ function M.pay(id, payment)
   if not v then return nil, err end
   if v.state == "paid" then return v end
   if v.state ~= "finalized" then return nil, "invalid state: " .. v.state end
-  v.state, v.paid = "paid", payment.paid_at
+  v.state, v.paid = "paid", payment.at
   v.paid_count = v.paid_count + 1
-  v.payment = { provider = payment.provider, reference = payment.reference, amount = decimal.string(payment.amount) }
+  v.payment = { id = payment.id, provider = payment.provider, amount = decimal.string(payment.amount) }
   v.total = decimal.string(v.total)
   assert(ns():put(id, v))
   return M.get(id)

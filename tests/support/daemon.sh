@@ -61,7 +61,9 @@ return {
              ["alerting.*"] = { alerting = true }, ["deploy.alerts"] = { alerting = true },
              ["scaling.quota_alerts"] = { alerting = true },
              ["success.*"] = { success = true, alerting = true, notify = { "email", "log" } },
-             ["billing.*"] = { billing = true },
+             ["billing.usage"] = { billing = true }, ["billing.subscriptions"] = { billing = true }, -- docs/billing/usage.md
+             ["billing.invoicing"] = { billing = true }, -- docs/billing/invoices.md
+             ["billing.dunning"] = { billing = true },
              ["tenants.alerts"] = { alerting = true },
              ["deploy.freeze"] = { ["events.emit"] = { "deploy.admitted", "deploy.refused" } },
              ["deploy.promote"] = { ["events.emit"] = { "deploy.requested", "deploy.promote.*" } },

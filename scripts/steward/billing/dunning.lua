@@ -27,7 +27,8 @@ local ready = domain.migrator("billing_payments")
 -------------------------------------------------------------------------------- config
 local current
 
--- check_config(v, where) -> v with defaults (retries as seconds in `delays`) | nil, "where.field: reason"
+-- check_config(v, where) -> v with defaults | nil, "where.field: reason" (checking its own
+-- result again gives the same: steward.billing.config keeps what this returns)
 function M.check_config(v, where)
   where = where or "billing.dunning"
   if type(v) ~= "table" then return nil, where .. ": table expected" end
@@ -36,7 +37,8 @@ function M.check_config(v, where)
       return nil, format("%s.%s: unknown field (retries, suspend, notify)", where, tostring(k))
     end
   end
-  local out = { retries = v.retries or M.DEFAULTS.retries, delays = {} }
+  local out = { retries = v.retries or M.DEFAULTS.retries }
+  local delays = {}
   if type(out.retries) ~= "table" then
     return nil, where .. ".retries: a list of durations expected ({\"1d\", \"3d\", \"7d\"})"
   end
@@ -44,7 +46,7 @@ function M.check_config(v, where)
   for i, d in ipairs(out.retries) do
     local s = tonumber(d) or (type(d) == "string" and time.parse_duration(d))
     if not s or s <= 0 then return nil, format("%s.retries[%d]: a positive duration expected (\"1d\", \"12h\")", where, i) end
-    out.delays[i] = s
+    delays[i] = s
   end
   for k in pairs(out.retries) do
     if type(k) ~= "number" or k > #out.retries then return nil, where .. ".retries: a list expected, not a map" end
@@ -78,9 +80,18 @@ function M.configure(billing)
   return true
 end
 
--- settings() -> billing.dunning in force (the defaults when the config has none)
+-- settings() -> billing.dunning in force (configure's, else steward.billing.config's, else the
+-- defaults), with `delays`: the retries in seconds
 function M.settings()
-  return current or assert(M.check_config({}, "billing.dunning"))
+  local c = current
+  if not c then
+    local ok, bc = pcall(require, "steward.billing.config")
+    local d = ok and type(bc) == "table" and type(bc.current) == "table" and bc.current.dunning or nil
+    c = type(d) == "table" and M.check_config(d, "billing.dunning") or assert(M.check_config({}, "billing.dunning"))
+  end
+  local out = { retries = c.retries, suspend = c.suspend, notify = c.notify, delays = {} }
+  for i, d in ipairs(c.retries) do out.delays[i] = tonumber(d) or time.parse_duration(d) end
+  return out
 end
 
 -------------------------------------------------------------------------------- state

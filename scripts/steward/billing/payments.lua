@@ -37,7 +37,8 @@ local current -- billing.payments with its defaults (configure)
 -- delegates billing.payments here).
 M.check_config = stripe.check_config
 
--- configure(billing) : the `billing` config table (its `payments` part); nil forgets it.
+-- configure(billing): the `billing` config table (its `payments` part) for a script or spec
+-- without the daemon's steward.billing.config; nil forgets it.
 function M.configure(billing)
   if billing == nil or billing.payments == nil then current = nil; return true end
   local cfg, err = stripe.check_config(billing.payments, "billing.payments")
@@ -46,10 +47,14 @@ function M.configure(billing)
   return true
 end
 
--- settings() -> billing.payments in force | nil, err
+-- settings() -> billing.payments in force (configure's, else steward.billing.config's: the
+-- daemon's, reloaded with it) | nil, err
 function M.settings()
-  if not current then return nil, "billing.payments is not configured (docs/billing/payments.md)" end
-  return current
+  if current then return current end
+  local ok, bc = pcall(require, "steward.billing.config")
+  local p = ok and type(bc) == "table" and type(bc.current) == "table" and bc.current.payments or nil
+  if type(p) == "table" then return stripe.check_config(p, "billing.payments") end
+  return nil, "billing.payments is not configured (docs/billing/payments.md)"
 end
 
 -------------------------------------------------------------------------------- invoices
@@ -247,8 +252,7 @@ function M.settle(st, pi, how)
     if not inv_mod then return nil, ierr end
     local inv = inv_mod.get(invoice)
     if inv and inv.state ~= "paid" then
-      local paid, perr = inv_mod.pay(invoice, { provider = a.provider, reference = pi.id, amount = a.amount,
-        currency = a.currency, paid_at = now, attempt = attempt })
+      local paid, perr = inv_mod.pay(invoice, { id = pi.id, provider = a.provider, amount = a.amount, at = now })
       if not paid then return nil, "invoices.pay: " .. tostring(perr) end
     end
     local okc, fresh = announce(st, stmts, { id = "billing.payment.succeeded:" .. invoice, type = "billing.payment.succeeded",
@@ -303,7 +307,7 @@ function M.collect(st, invoice_id, opts)
   if not minor then return nil, total end
   local now = time.now()
   if minor:is_zero() then
-    local paid, perr = inv_mod.pay(invoice_id, { provider = "none", amount = total, currency = inv.currency, paid_at = now })
+    local paid, perr = inv_mod.pay(invoice_id, { id = "none-" .. invoice_id, provider = "none", amount = total, at = now })
     if not paid then return nil, "invoices.pay: " .. tostring(perr) end
     return { status = "paid", invoice = invoice_id }
   end

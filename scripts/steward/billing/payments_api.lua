@@ -18,14 +18,6 @@ local M = {}
 local api -- steward.runtime.daemon.api; set by install
 local P
 
--- configure(billing): the `billing` config's payments and dunning parts, at start and reload.
-function M.configure(billing)
-  local ok, err = pcall(payments.configure, billing)
-  if ok then ok, err = pcall(dunning.configure, billing) end
-  if not ok then log.error("billing: payments config not applied", { error = tostring(err) }) end
-  return ok
-end
-
 local function failed(err)
   local e = tostring(err)
   if e:match("^not found") then return api.fail(404, "not_found", e) end
@@ -134,7 +126,6 @@ end
 function M.install(add, ctx)
   api = require "steward.runtime.daemon.api"
   P = api.params
-  if ctx.cfg and ctx.cfg.billing then M.configure(ctx.cfg.billing) end
   if ctx.store then
     local ok, err = payments.ready(ctx.store)
     if not ok then error(err, 0) end

@@ -248,19 +248,8 @@ local SCHEMA = {
                    end, "cost model: {currency, timezone, prices = {{name, cron, duration, instance_hour}}, services} (docs/scaling/cost.md)" },
   tenants      = { "table", {}, function(v) return require("steward.tenants.config").check(v) end,
                    "tenants: {plans = {<plan> = {rate, quotas, budgets}}, default_plan, postgres, welcome} (docs/tenants.md)" },
-  -- issue 18: steward.billing.config (h4) checks the whole table; until it is merged, the parts
-  -- that exist check theirs (payments and dunning: docs/billing/payments.md)
-  billing      = { "table", nil, function(v)
-                     local okc, bc = pcall(require, "steward.billing.config")
-                     if okc then return bc.check(v) end
-                     for _, part in ipairs({ "payments", "dunning" }) do
-                       if v[part] ~= nil then
-                         local r, err = require("steward.billing." .. part).check_config(v[part], "billing." .. part)
-                         if not r then return nil, (err:gsub("^billing%.", "")) end
-                       end
-                     end
-                     return v
-                   end, "billing: {currency, payments, dunning, ...} (docs/billing.md, docs/billing/payments.md)" },
+  billing      = { "table", {}, function(v) return require("steward.billing.config").check(v) end, -- issue 18, h4
+                   "billing: {currency, timezone, grace_period, net_payment_days, invoices, taxes, payments, dunning, revenue} (docs/billing/subscriptions.md)" },
   limits       = { "table", nil, LIMITS, "limits (see docs/configuration.md)" },
 }
 M.SCHEMA, M.LIMITS = SCHEMA, LIMITS
