@@ -1,8 +1,8 @@
--- A stand-in for steward.billing.invoices (h5's module) in the payment tests: the part of its
--- interface steward.billing.payments calls (get, pay) over the design's invoice record, kept in
--- a kv namespace of the store so that it survives a restart of the daemon. put() is the test's
--- way to make a finalized invoice. Specs hand it to payments.use_invoices; e2e tests copy it to
--- steward/billing/invoices.lua on a STEWARD_LUA_PATH of their own. Not shipped.
+-- A stand-in for steward.billing.invoices in the payment specs (tests/lua/billing_*_spec.lua,
+-- policies/billing/dunning_spec.lua): the part of its interface steward.billing.payments calls
+-- (get, pay with {id, provider, amount, at}) over the invoice record, kept in a kv namespace,
+-- and put() to make a finalized invoice of any total and currency in one line. Specs hand it to
+-- payments.use_invoices; the e2e tests use the real invoices. Not shipped.
 local kv = require "steward.runtime.store.kv"
 local store = require "steward.runtime.store"
 local decimal = require "steward.decimal"
