@@ -24,8 +24,10 @@ local M = {}
 
 M.PROVIDER = "stripe"
 local SOURCE = "steward.billing.payments"
-local COLS = "invoice, attempt, tenant, provider, idempotency_key, amount, amount_minor, currency, payment_intent, " ..
-  "status, code, decline_code, message, created, updated"
+-- amount is read as text: PostgreSQL's driver hands NUMERIC over as a Lua number, which would
+-- not be exact
+local COLS = "invoice, attempt, tenant, provider, idempotency_key, CAST(amount AS TEXT) AS amount, amount_minor, " ..
+  "currency, payment_intent, status, code, decline_code, message, created, updated"
 
 local ready = domain.migrator("billing_payments")
 M.ready = ready
