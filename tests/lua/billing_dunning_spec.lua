@@ -95,6 +95,16 @@ local function steps_checks()
     "nor does it give up on it")
   t.is(tenants.state("acme"), "active", "the tenant stays active")
 
+  -- an operator's suspension is not dunning's to lift
+  rec("globex", "active")
+  assert(tenants.suspend("globex", "abuse report 7"))
+  invoices.put({ id = "inv-g1", number = "INV-0301", tenant = "globex", currency = "USD", total = "9" })
+  t.is(assert(dunning.exhaust({ invoice = "inv-g1", tenant = "globex", attempt = 4 })).suspended, true,
+    "a tenant suspended by an operator is reported suspended")
+  assert(dunning.paid("inv-g1", "globex"))
+  t.is(tenants.state("globex"), "suspended", "paying does not lift a suspension dunning did not make")
+  t.is(assert(tenants.get("globex")).reason, "abuse report 7", "the operator's reason stands")
+
   assert(dunning.configure({ dunning = { suspend = false } }))
   invoices.put({ id = "inv-d4", tenant = "acme", currency = "USD", total = "3" })
   t.is(assert(dunning.exhaust({ invoice = "inv-d4", tenant = "acme", attempt = 4 })).suspended, false,

@@ -92,6 +92,19 @@ local function handle_checks()
   t.is(failed and failed.data.decline_code, "insufficient_funds", "billing.payment.failed carries the decline code")
   t.is(failed and failed.tenant, "acme", "and the tenant")
 
+  -- the answer and the webhook paying at the same moment: the other one's pay wins, ours is
+  -- told "conflict", and the invoice is paid by this very intent all the same
+  invoices.put({ id = "inv-w6", tenant = "acme", currency = "USD", total = "8" })
+  assert(st.db:exec("INSERT INTO billing_payment_attempts (invoice, attempt, tenant, provider, idempotency_key, amount, " ..
+    "amount_minor, currency, status, created, updated) VALUES ('inv-w6', 1, 'acme', 'stripe', 'steward-inv-w6-1', '8', " ..
+    "800, 'USD', 'pending', 1, 1)"))
+  local real_pay = invoices.pay
+  invoices.pay = function(id, p) real_pay(id, p); return nil, "conflict: invoice " .. id .. " changed meanwhile" end
+  r = webhooks.handle({ id = "evt_w6", type = "payment_intent.succeeded", data = { object = { id = "pi_w6", amount = 800,
+    currency = "usd", status = "succeeded", metadata = { invoice = "inv-w6", attempt = "1" } } } })
+  invoices.pay = real_pay
+  t.is(r and r.outcome, "succeeded", "a lost race to pay with the same intent is a success")
+
   local wrong = { id = "pi_w3", amount = 1, currency = "usd", status = "succeeded", metadata = { invoice = "inv-w2", attempt = "1" } }
   local nope, err = webhooks.handle({ id = "evt_w3", type = "payment_intent.succeeded", data = { object = wrong } })
   t.ok(nope == nil and err:find("is not the attempt's", 1, true), "an intent whose amount is not the attempt's is refused")

@@ -231,16 +231,27 @@ function M.exhaust(st, f)
   local out = { suspended = false, reason = reason }
   if cfg.suspend then
     local tenants = require "steward.tenants"
-    local state = tenants.state(f.tenant)
-    if state == "active" then
+    local ours = false
+    if tenants.state(f.tenant) == "active" then
       local r, serr = tenants.suspend(f.tenant, reason)
-      if not r then
+      if r then
+        ours = true
+      else
         log.error("billing: dunning could not suspend the tenant", { tenant = f.tenant, invoice = f.invoice, error = tostring(serr) })
         out.error = tostring(serr)
       end
+    elseif tenants.state(f.tenant) == "suspended" then
+      -- suspended by dunning (this invoice's before a crash: its reason; or another unpaid
+      -- invoice's, which holds it already), or by someone else for another reason: only a
+      -- suspension of dunning's is lifted when the invoices are paid
+      local rec = tenants.get(f.tenant)
+      local held
+      held, err = st.db:query("SELECT invoice FROM billing_dunning WHERE tenant = $1 AND suspended = 1", f.tenant)
+      if not held then return nil, err end
+      ours = #held > 0 or (type(rec) == "table" and rec.reason == reason)
     end
-    if tenants.state(f.tenant) == "suspended" then
-      out.suspended = true
+    out.suspended = tenants.state(f.tenant) == "suspended"
+    if ours then
       res, err = st.db:exec("UPDATE billing_dunning SET suspended = 1, updated = $1 WHERE invoice = $2", now, f.invoice)
       if not res then return nil, err end
     end

@@ -255,7 +255,14 @@ function M.settle(st, pi, how)
     local inv = inv_mod.get(invoice)
     if inv and inv.state ~= "paid" then
       local paid, perr = inv_mod.pay(invoice, { id = pi.id, provider = a.provider, amount = a.amount, at = now })
-      if not paid then return nil, "invoices.pay: " .. tostring(perr) end
+      if not paid then
+        -- the answer and the webhook may pay at the same moment: the loser finds it paid by
+        -- this very intent, which is all it wanted
+        local again = inv_mod.get(invoice)
+        if not (again and again.state == "paid" and type(again.payment) == "table" and again.payment.id == pi.id) then
+          return nil, "invoices.pay: " .. tostring(perr)
+        end
+      end
     end
     local okc, fresh = announce(st, stmts, { id = "billing.payment.succeeded:" .. invoice, type = "billing.payment.succeeded",
       tenant = a.tenant, source = SOURCE, data = data }, now)
