@@ -204,5 +204,13 @@ t.raises(function() invoices.void(st, "x", "") end, "reason", "a void without a 
 ok2, perr = invoices.build(st, "nope", JAN)
 t.ok(not ok2 and perr:match("not found"), "an unknown subscription: not found")
 
+-- the canonical JSON of s1's invoices, for tests/e2e/billing_invoices_pg.t to compare backends
+local out = os.getenv("BILLING_JSON_OUT")
+if out then
+  local f = assert(io.open(out, "w"))
+  for _, i in ipairs(assert(invoices.list(st, { subscription = "s1" }))) do f:write(invoices.json(i), "\n") end
+  f:close()
+end
+
 st:close()
 t.done()

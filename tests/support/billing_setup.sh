@@ -10,8 +10,8 @@ billing_policies() {
     done
 }
 
-# beval CODE: runs CODE in the live daemon, prints its result
-beval() { "$BIN" eval --socket "$D/var/steward.sock" "$1"; }
+# beval CODE: runs CODE in the live daemon, prints its result (a string without its quotes)
+beval() { "$BIN" eval --socket "$D/var/steward.sock" "$1" | sed 's/^"\(.*\)"$/\1/'; }
 
 # billing_tenant ID COUNTRY: a tenant with billing details, active
 billing_tenant() {

@@ -89,11 +89,16 @@ function M.load(text, cols)
   return inv
 end
 
+-- Bookkeeping of the row, not part of the invoice: an invoice built twice is the same invoice.
+local ROW_ONLY = { created = true, updated = true }
+
 -- json(inv) -> the canonical JSON: keys sorted, money at the currency's scale ("12.50"), other
 -- decimals exact, times RFC 3339. Byte-identical for the same invoice.
 function M.json(inv)
   local scale = decimal.scale(inv.currency or "") or 2
-  return encode(inv, function(k, v)
+  local top = {}
+  for k, v in pairs(inv) do if not ROW_ONLY[k] then top[k] = v end end
+  return encode(top, function(k, v)
     if decimal.is(v) then
       if MONEY[k] then return v:format(scale) end
       return decimal.string(v)
