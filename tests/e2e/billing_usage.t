@@ -7,7 +7,7 @@
 # a tenant's token posts and reads usage of its own subscriptions only (another tenant's is a
 # 404); and after a kill -9 every acknowledged event is recorded exactly once.
 . "$(dirname "$0")/../support/daemon.sh"
-echo "1..18"
+echo "1..20"
 mkdir -p "$D/policies/billing"
 cp "$here/policies/billing/usage.lua" "$here/policies/billing/subscriptions.lua" "$D/policies/billing/"
 daemon_config 'tenants = { plans = { basic = { rate = { ingest = 100000, burst = 100000 } } } },
@@ -41,7 +41,8 @@ done
 [ -n "$S_acme" ] && [ -n "$S_globex" ] && jx 'd["subscription"]["state"] == "active"' <"$D/body" >/dev/null
 ok $? "a subscription for each tenant, active"
 
-ev() { printf '{"transaction_id":"%s","subscription":"%s","code":"api_calls","timestamp":"%s","properties":{"region":"eu"}}' "$1" "$2" "${3:-2026-01-02T10:00:00Z}"; }
+TS=$(date -u -d '-1 min' +%Y-%m-%dT%H:%M:%SZ)
+ev() { printf '{"transaction_id":"%s","subscription":"%s","code":"api_calls","timestamp":"%s","properties":{"region":"eu"}}' "$1" "$2" "${3:-$TS}"; }
 code=$(req "$H" POST /v1/billing/usage "{\"events\":[$(ev t1 "$S_acme"),$(ev t2 "$S_acme"),$(ev t1 "$S_acme"),$(ev t1 "$S_globex")]}")
 [ "$code" = 202 ] && jx 'd["accepted"] == 3 and d["duplicates"] == 1 and [e["status"] for e in d["events"]] == ["accepted","accepted","duplicate","accepted"]' <"$D/body" >/dev/null
 ok $? "a batch: t1 twice on one subscription is a duplicate, t1 on another subscription is another event ($code)"
@@ -50,10 +51,10 @@ recorded() { req "$H" GET "/v1/billing/usage?subscription=$1" >/dev/null; jx 'le
 wait_for 20 recorded "$S_acme" 2 && wait_for 20 recorded "$S_globex" 1
 ok $? "the policy billing.usage recorded them: 2 for acme, 1 for globex"
 req "$H" GET "/v1/billing/usage?subscription=$S_acme" >/dev/null
-jx 'd["usage"][0]["timestamp"] == "2026-01-02T10:00:00Z" and d["usage"][0]["properties"]["region"] == "eu"' <"$D/body" >/dev/null
+jx 'd["usage"][0]["timestamp"] == arg[0] and d["usage"][0]["properties"]["region"] == "eu"' "$TS" <"$D/body" >/dev/null
 ok $? "GET /v1/billing/usage: the events with their timestamp and properties"
 
-code=$(req "$H" POST /v1/billing/usage "$(ev t1 "$S_acme" 2026-01-03T00:00:00Z)")
+code=$(req "$H" POST /v1/billing/usage "$(ev t1 "$S_acme" "$(date -u -d '-2 min' +%Y-%m-%dT%H:%M:%SZ)")")
 [ "$code" = 200 ] && jx 'd["accepted"] == 0 and d["duplicates"] == 1' <"$D/body" >/dev/null
 ok $? "a correction re-sent with a known id is a duplicate, not applied ($code)"
 dup() { req "$H" GET "/v1/events?type=billing.usage.duplicate" >/dev/null; jx 'len(d["events"]) >= 2' <"$D/body" >/dev/null; }
@@ -62,6 +63,12 @@ ok $? "duplicates are announced as billing.usage.duplicate events"
 recorded "$S_acme" 2
 ok $? "still 2 usage events for acme"
 
+code=$(req "$H" POST /v1/billing/usage "$(ev old "$S_acme" 2026-01-02T10:00:00Z)")
+[ "$code" = 200 ] && jx 'd["late"] == 1 and d["events"][0]["status"] == "late"' <"$D/body" >/dev/null
+ok $? "an event of a period closed more than grace_period (1d) ago is refused as late ($code)"
+late_ev() { req "$H" GET "/v1/events?type=billing.usage.late" >/dev/null; jx 'len(d["events"]) == 1' <"$D/body" >/dev/null; }
+wait_for 10 late_ev
+ok $? "and announced as billing.usage.late"
 code=$(req "$H" POST /v1/billing/usage "{\"events\":[$(ev t9 "$S_acme"),{\"transaction_id\":\"x\",\"subscription\":\"$S_acme\"}]}")
 [ "$code" = 400 ] && jx 'd["error"]["details"]["errors"][0]["field"] == "events[2].code" and d["error"]["details"]["errors"][0]["index"] == 2' <"$D/body" >/dev/null
 ok $? "a bad event refuses the batch, naming events[2].code ($code)"
@@ -89,7 +96,7 @@ ok $? "a tenant's token cannot create subscriptions ($code)"
 # kill -9: every acknowledged event is recorded exactly once after the restart
 acked=0
 for b in 1 2 3 4 5; do
-  body=$(python3 -c "import json,sys; print(json.dumps({'events':[{'transaction_id':'k%d-%d'%(int(sys.argv[1]),i),'subscription':sys.argv[2],'code':'api_calls','timestamp':'2026-01-05T00:00:00Z'} for i in range(100)]}))" "$b" "$S_acme")
+  body=$(python3 -c "import json,sys; print(json.dumps({'events':[{'transaction_id':'k%d-%d'%(int(sys.argv[1]),i),'subscription':sys.argv[2],'code':'api_calls','timestamp':sys.argv[3]} for i in range(100)]}))" "$b" "$S_acme" "$TS")
   code=$(req "$H" POST /v1/billing/usage "$body")
   [ "$code" = 202 ] && acked=$((acked + $(jx 'd["accepted"]' <"$D/body")))
 done

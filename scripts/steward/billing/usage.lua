@@ -185,16 +185,23 @@ function M.ingest(st, list, opts)
     local res
     res, err = events.append(st, append, { now = now })
     if not res then return nil, type(err) == "table" and ((err.field or "") .. ": " .. (err.reason or "")) or err end
+    local dups = {}
     for j, r in pairs(slot) do
       if res.duplicate[j] then
         -- in the log already, not recorded yet: the first copy is on its way
         r.status = "duplicate"
         out.duplicates = out.duplicates + 1
+        local a = append[j]
+        dups[#dups + 1] = { type = "billing.usage.duplicate", tenant = a.tenant, time = now, source = SOURCE, data = a.data }
       else
         r.status = "accepted"
         r.event = res.ids[j]
         out.accepted = out.accepted + 1
       end
+    end
+    if #dups > 0 then
+      res, err = events.append(st, dups, { now = now })
+      if not res then return nil, type(err) == "table" and ((err.field or "") .. ": " .. (err.reason or "")) or err end
     end
   end
   return out

@@ -9,6 +9,7 @@ local events = require "steward.runtime.events"
 local decimal = require "steward.decimal"
 local bconfig = require "steward.billing.config"
 local V = require "steward.billing.values"
+local guard = require "steward.billing.guard"
 require "steward.billing.schema"
 
 local type, ipairs, tostring, tonumber, error, unpack, format =
@@ -65,16 +66,26 @@ local function credits_arg(v, field)
   return d
 end
 
-local function tx_stmt(w, kind, ref, credits, amount, balance_after, now)
+-- ids of one batch share a prefix and end in their order, so a list sorts them as they happened
+local function tx_stmt(w, kind, ref, credits, amount, balance_after, now, base, n)
   return { "INSERT INTO billing_wallet_transactions (id, wallet, tenant, kind, ref, credits, amount, balance_after, at) " ..
-    "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)", "wtx-" .. util.uuidv7(now), w.id, w.tenant, kind, ref, V.text(credits),
+    "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)", format("%s-%d", base or ("wtx-" .. util.uuidv7(now)), n or 1), w.id, w.tenant, kind, ref, V.text(credits),
     V.text(amount), V.text(balance_after), now }
 end
 
+-- move(st, w, stmts, ev, now): stmts[1] is the balance's UPDATE (conditional on the version
+-- read); the movement stands or falls with it -> true | nil, "conflict" | nil, err
 local function move(st, w, stmts, ev, now)
+  local key = guard.key(now)
+  local u = stmts[1]
+  u[1] = u[1]:gsub(" WHERE ", ", change_id = $" .. #u .. " WHERE ", 1)
+  u[#u + 1] = key
+  for _, g in ipairs(guard.statements("billing_wallets", key)) do stmts[#stmts + 1] = g end
   local res, fresh = domain.commit(st, stmts, ev, now)
-  if not res then return nil, fresh end
-  if res[1].changes ~= 1 then return nil, "conflict" end
+  if not res then
+    if guard.conflict(fresh) then return nil, "conflict" end
+    return nil, fresh
+  end
   events.published(st, fresh)
   return true
 end
@@ -158,14 +169,14 @@ function M.top_up(st, id, t, now)
     local balance = w.balance + paid + granted
     local stmts = { { "UPDATE billing_wallets SET balance = $1, updated = $2, version = version + 1 WHERE id = $3 AND version = $4",
       V.text(balance), now, id, w.version } }
-    local after = w.balance
+    local after, base = w.balance, "wtx-" .. util.uuidv7(now)
     if not paid:is_zero() then
       after = after + paid
-      stmts[#stmts + 1] = tx_stmt(w, "purchased", key, paid, paid * w.rate_amount, after, now)
+      stmts[#stmts + 1] = tx_stmt(w, "purchased", key, paid, paid * w.rate_amount, after, now, base, 1)
     end
     if not granted:is_zero() then
       after = after + granted
-      stmts[#stmts + 1] = tx_stmt(w, "granted", key, granted, granted * w.rate_amount, after, now)
+      stmts[#stmts + 1] = tx_stmt(w, "granted", key, granted, granted * w.rate_amount, after, now, base, 2)
     end
     local ev = { id = format("billing.wallet.topped_up:%s:%s", id, key), type = "billing.wallet.topped_up", tenant = w.tenant,
                  time = now, source = SOURCE, data = { wallet = id, paid_credits = V.text(paid),
