@@ -168,12 +168,19 @@ $(FUZZ_DIR)/compress_fuzz: tests/fuzz/compress_fuzz.c bindings/compress.c core/t
 	clang $(FUZZ_CFLAGS) -Ibindings $(shell pkg-config --cflags luajit) -o $@ $(filter %.c,$^) \
 	    $(shell pkg-config --libs luajit libuv libzstd libcrypto) -lm
 
+# steward.decimal's parser, printer and rounding (bindings/decimal_text.c, decimal_round.c over
+# GMP): any bytes as a decimal string, printed back and rounded.
+$(FUZZ_DIR)/decimal_fuzz: tests/fuzz/decimal_fuzz.c bindings/decimal_text.c bindings/decimal_round.c \
+                          bindings/decimal.h
+	@mkdir -p $(FUZZ_DIR)
+	clang $(FUZZ_CFLAGS) -Ibindings -o $@ $(filter %.c,$^) $(shell pkg-config --libs gmp)
+
 # Each target gets FUZZ_SECONDS. LuaJIT's heap is not scanned by LeakSanitizer, so the
 # JSON target runs without leak detection (cjson's buffers live in Lua userdata).
 fuzz: $(FUZZ_DIR)/http_fuzz $(FUZZ_DIR)/json_fuzz $(FUZZ_DIR)/frame_fuzz $(FUZZ_DIR)/ingest_fuzz \
-      $(FUZZ_DIR)/sqlparse_fuzz $(FUZZ_DIR)/compress_fuzz
+      $(FUZZ_DIR)/sqlparse_fuzz $(FUZZ_DIR)/compress_fuzz $(FUZZ_DIR)/decimal_fuzz
 	@mkdir -p $(FUZZ_DIR)/corpus-http $(FUZZ_DIR)/corpus-json $(FUZZ_DIR)/corpus-frame $(FUZZ_DIR)/corpus-ingest \
-	    $(FUZZ_DIR)/corpus-sqlparse $(FUZZ_DIR)/corpus-compress
+	    $(FUZZ_DIR)/corpus-sqlparse $(FUZZ_DIR)/corpus-compress $(FUZZ_DIR)/corpus-decimal
 	$(FUZZ_DIR)/http_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	    $(FUZZ_DIR)/corpus-http tests/fuzz/corpus/http
 	ASAN_OPTIONS=detect_leaks=0 $(FUZZ_DIR)/json_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=2048 \
@@ -186,3 +193,5 @@ fuzz: $(FUZZ_DIR)/http_fuzz $(FUZZ_DIR)/json_fuzz $(FUZZ_DIR)/frame_fuzz $(FUZZ_
 	    $(FUZZ_DIR)/corpus-sqlparse tests/fuzz/corpus/sqlparse
 	$(FUZZ_DIR)/compress_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	    $(FUZZ_DIR)/corpus-compress tests/fuzz/corpus/compress
+	$(FUZZ_DIR)/decimal_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=8300 \
+	    $(FUZZ_DIR)/corpus-decimal tests/fuzz/corpus/decimal

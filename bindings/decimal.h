@@ -7,11 +7,15 @@
 #include <gmp.h>
 #include <stddef.h>
 
-/* Limits of a decimal string: the digits of its mantissa (before any exponent) and the
- * magnitude of its exponent. They bound the memory one parse can ask for. */
-#define DECIMAL_MAX_DIGITS   1000
-#define DECIMAL_MAX_EXPONENT 1000
-#define DECIMAL_MAX_SCALE    100
+/* Limits of what decimal_parse accepts: at most DECIMAL_MAX_DIGITS significant digits (leading
+ * and trailing zeros aside), at most DECIMAL_MAX_PLACES digits before the point and as many
+ * after it once the exponent is applied, and at most DECIMAL_MAX_LENGTH bytes. They bound the
+ * memory one parse can ask for, and every value inside them prints (decimal_print, at any scale
+ * up to DECIMAL_MAX_SCALE) as a string that parses back. */
+#define DECIMAL_MAX_DIGITS 1000
+#define DECIMAL_MAX_PLACES 2000
+#define DECIMAL_MAX_LENGTH 8192
+#define DECIMAL_MAX_SCALE  100
 
 enum decimal_mode {
     DECIMAL_HALF_EVEN,
@@ -48,5 +52,8 @@ void decimal_round(mpq_t out, const mpq_t q, unsigned long scale, enum decimal_m
 /* ISO 4217 minor units of an alphabetic code: 0..4; -1 for an unknown code; -2 for a code
  * with no minor unit (gold, SDR, the test code XTS, ...). */
 int decimal_currency_scale(const char *code, size_t len);
+
+/* The i-th entry of the table (sorted by code): its scale as above, -3 past the end. */
+int decimal_currency_at(size_t i, const char **code);
 
 #endif

@@ -4,19 +4,27 @@
 
 #include "decimal.h"
 
-static int is_digit(char c) { return c >= '0' && c <= '9'; }
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
 
 int decimal_parse(mpq_t out, const char *s, size_t len, const char **why)
 {
-    /* Only the digits of the mantissa are copied (the point dropped), so the buffer is
-     * bounded by the digit limit, not by the string's length. */
+    /* Only significant digits are copied: leading zeros are skipped and a run of zeros is
+     * counted (pending) and written only when a nonzero digit follows, so the buffer is bounded
+     * by the digit limit, not by the string's length. value = digits * 10^shift. */
     char digits[DECIMAL_MAX_DIGITS + 1];
-    size_t i = 0, nd = 0, frac = 0;
+    size_t i = 0, nd = 0, pending = 0, ndigits = 0;
+    long frac = 0, exponent = 0;
     int negative = 0, seen_point = 0;
-    long exponent = 0;
 
     if (len == 0) {
         *why = "is empty";
+        return -1;
+    }
+    if (len > DECIMAL_MAX_LENGTH) {
+        *why = "is longer than 8192 bytes";
         return -1;
     }
     if (s[0] == '+' || s[0] == '-') {
@@ -26,19 +34,27 @@ int decimal_parse(mpq_t out, const char *s, size_t len, const char **why)
     for (; i < len; i++) {
         char c = s[i];
         if (is_digit(c)) {
-            if (nd == DECIMAL_MAX_DIGITS) {
-                *why = "has more than 1000 digits";
+            ndigits++;
+            frac += seen_point;
+            if (c == '0') {
+                pending += nd > 0;
+                continue;
+            }
+            if (nd + pending + 1 > DECIMAL_MAX_DIGITS) {
+                *why = "has more than 1000 significant digits";
                 return -1;
             }
+            memset(digits + nd, '0', pending);
+            nd += pending;
+            pending = 0;
             digits[nd++] = c;
-            frac += seen_point;
         } else if (c == '.' && !seen_point) {
             seen_point = 1;
         } else {
             break;
         }
     }
-    if (nd == 0) {
+    if (ndigits == 0) {
         *why = memchr(s, ' ', len) ? "has a space" : "is not a decimal number";
         return -1;
     }
@@ -50,15 +66,11 @@ int decimal_parse(mpq_t out, const char *s, size_t len, const char **why)
             i++;
         }
         for (; i < len && is_digit(s[i]); i++, edigits++) {
-            if (exponent <= DECIMAL_MAX_EXPONENT) /* stop growing, keep consuming */
+            if (exponent <= 100000) /* far out of range already: stop growing, keep consuming */
                 exponent = exponent * 10 + (s[i] - '0');
         }
         if (edigits == 0) {
             *why = "is not a decimal number";
-            return -1;
-        }
-        if (exponent > DECIMAL_MAX_EXPONENT) {
-            *why = "has an exponent outside -1000..1000";
             return -1;
         }
         if (eneg)
@@ -68,10 +80,17 @@ int decimal_parse(mpq_t out, const char *s, size_t len, const char **why)
         *why = memchr(s, ' ', len) ? "has a space" : "is not a decimal number";
         return -1;
     }
+    long shift = (long)pending + exponent - frac;
+    if (nd > 0 && (shift < -DECIMAL_MAX_PLACES || (long)nd + shift > DECIMAL_MAX_PLACES)) {
+        *why = "is out of range (at most 2000 digits before the point and 2000 after it)";
+        return -1;
+    }
+    if (nd == 0) { /* zero, whatever its exponent; "-0" is plain 0 */
+        mpq_set_ui(out, 0, 1);
+        return 0;
+    }
     digits[nd] = '\0';
 
-    /* value = digits * 10^(exponent - frac) */
-    long shift = exponent - (long)frac;
     mpz_t ten;
     mpz_init(ten);
     mpz_set_str(mpq_numref(out), digits, 10);
@@ -85,7 +104,7 @@ int decimal_parse(mpq_t out, const char *s, size_t len, const char **why)
         mpz_set(mpq_denref(out), ten);
     }
     mpz_clear(ten);
-    mpq_canonicalize(out); /* also makes "-0" plain 0 */
+    mpq_canonicalize(out);
     return 0;
 }
 

@@ -129,9 +129,14 @@ int pgs_take_result(store_req_t *req, store_result_t *r, const PGresult *res)
                 v->type = STORE_INT;
                 v->v.i = parse_int(s);
                 break;
+            case PGC_OID_NUMERIC:
+                /* A table's NUMERIC column is exact money (store.dialects' {decimal}): its text
+                 * goes to decimal.new. Computed numerics (SUM, AVG) stay numbers, as before. */
+                if (PQftable(res, c) != InvalidOid)
+                    goto text;
+                /* fall through */
             case PGC_OID_FLOAT4:
             case PGC_OID_FLOAT8:
-            case PGC_OID_NUMERIC:
                 v->type = STORE_REAL;
                 v->v.d = strtod(s, NULL);
                 break;
@@ -153,6 +158,7 @@ int pgs_take_result(store_req_t *req, store_result_t *r, const PGresult *res)
                 break;
             }
             default:
+            text:
                 v->type = STORE_TEXT;
                 v->len = n;
                 if (!(v->v.s = store_arena_strdup(&req->arena, s, n)))
