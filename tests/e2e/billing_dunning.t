@@ -62,4 +62,5 @@ wait_for 10 tenant_is active
 ok $? "the tenant is resumed"
 dunning_is paid && [ "$(invoice_state "$INV")" = paid ]
 ok $? "the invoice is paid and its dunning over"
+daemon_stop
 exit $fail

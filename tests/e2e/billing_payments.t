@@ -66,4 +66,5 @@ ok $? "the invoice is paid, once (billing.invoice.paid and billing.payment.succe
 code=$(api GET "/v1/billing/payments?tenant=acme")
 [ "$code" = 200 ] && jx 'sorted([p["invoice"], p["attempt"], p["status"], p["amount"], p["currency"]] for p in d["payments"]) == sorted([i, 1, "succeeded", "100", "EUR"] for i in arg)' "$I1" "$I2" "$I3" <"$D/body" >/dev/null
 ok $? "GET /v1/billing/payments lists the attempts, amounts as exact strings"
+daemon_stop
 exit $fail

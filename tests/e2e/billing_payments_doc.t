@@ -62,4 +62,5 @@ wait_for 10 retrying
 ok $? "dunning: the second invoice declined, the block shows it retrying ($(cat "$D/out"))"
 jx 'd["dunning"]["invoice"] == arg[0] and d["dunning"]["tenant"] == "acme" and d["dunning"]["attempts"] == 1 and d["dunning"]["suspended"] == False and d["dunning"]["next_retry"]' "$I2" <"$D/out" >/dev/null
 ok $? "with the fields the page names"
+daemon_stop
 exit $fail

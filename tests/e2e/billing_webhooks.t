@@ -70,4 +70,5 @@ sys.exit(0 if len(bad)==4 and all(r.get("actor")=="stripe webhook" for r in bad)
 ok $? "the four refusals are on the audit log, each with its reason"
 grep -q 'billing.webhook.stripe' "$D/audit" && grep -q 'tolerance 300 s' "$D/audit"
 ok $? "the audit entries carry the reason"
+daemon_stop
 exit $fail
