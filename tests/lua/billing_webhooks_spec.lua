@@ -105,6 +105,34 @@ local function handle_checks()
   invoices.pay = real_pay
   t.is(r and r.outcome, "succeeded", "a lost race to pay with the same intent is a success")
 
+  -- the same intent failing, then succeeding (confirmed again with another card): paid; a late
+  -- word of the failure after that changes nothing
+  invoices.put({ id = "inv-w7", tenant = "acme", currency = "USD", total = "6" })
+  assert(st.db:exec("INSERT INTO billing_payment_attempts (invoice, attempt, tenant, provider, idempotency_key, amount, " ..
+    "amount_minor, currency, status, created, updated) VALUES ('inv-w7', 1, 'acme', 'stripe', 'steward-inv-w7-1', '6', " ..
+    "600, 'USD', 'pending', 1, 1)"))
+  local p7 = { id = "pi_w7", amount = 600, currency = "usd", status = "requires_payment_method", metadata = { invoice = "inv-w7", attempt = "1" },
+               last_payment_error = { code = "card_declined", decline_code = "generic_decline" } }
+  t.is(assert(webhooks.handle({ id = "evt_w7a", type = "payment_intent.payment_failed", data = { object = p7 } })).outcome, "failed",
+    "an intent's failure")
+  local p7ok = { id = "pi_w7", amount = 600, currency = "usd", status = "succeeded", metadata = { invoice = "inv-w7", attempt = "1" } }
+  t.is(assert(webhooks.handle({ id = "evt_w7b", type = "payment_intent.succeeded", data = { object = p7ok } })).outcome, "succeeded",
+    "then its success")
+  t.is(payments.attempts("inv-w7")[1].status, "succeeded", "the attempt is succeeded")
+  t.is(invoices.get("inv-w7").state, "paid", "the invoice paid")
+  t.is(assert(webhooks.handle({ id = "evt_w7c", type = "payment_intent.payment_failed", data = { object = p7 } })).outcome, "succeeded",
+    "a failure heard after the success changes nothing")
+  t.is(payments.attempts("inv-w7")[1].status, "succeeded", "the attempt stays succeeded")
+
+  -- money for an invoice voided meanwhile: answered (not delivered again forever), logged
+  invoices.put({ id = "inv-w8", tenant = "acme", currency = "USD", total = "4", state = "voided" })
+  assert(st.db:exec("INSERT INTO billing_payment_attempts (invoice, attempt, tenant, provider, idempotency_key, amount, " ..
+    "amount_minor, currency, status, created, updated) VALUES ('inv-w8', 1, 'acme', 'stripe', 'steward-inv-w8-1', '4', " ..
+    "400, 'USD', 'pending', 1, 1)"))
+  r = assert(webhooks.handle({ id = "evt_w8", type = "payment_intent.succeeded", data = { object = { id = "pi_w8", amount = 400,
+    currency = "usd", status = "succeeded", metadata = { invoice = "inv-w8", attempt = "1" } } } }))
+  t.like(r.outcome, "^unapplied: invoices.pay: invalid", "a payment for a voided invoice is recorded as unapplied")
+
   local wrong = { id = "pi_w3", amount = 1, currency = "usd", status = "succeeded", metadata = { invoice = "inv-w2", attempt = "1" } }
   local nope, err = webhooks.handle({ id = "evt_w3", type = "payment_intent.succeeded", data = { object = wrong } })
   t.ok(nope == nil and err:find("is not the attempt's", 1, true), "an intent whose amount is not the attempt's is refused")

@@ -237,9 +237,17 @@ function M.settle(st, pi, how)
   local lpe = type(pi.last_payment_error) == "table" and pi.last_payment_error or {}
   local result = { status = status, invoice = invoice, attempt = attempt, payment_intent = pi.id, tenant = a.tenant,
                    code = lpe.code, decline_code = lpe.decline_code, message = lpe.message }
-  -- the row moves from pending (or processing) only: succeeded and failed are final
+  if a.status == "succeeded" then
+    -- money received is final: a late word of an earlier failure of the same intent changes nothing
+    result.status, result.code, result.decline_code, result.message = "succeeded", nil, nil, nil
+    return result
+  end
+  -- the row moves from pending (or processing) on; a failure is final unless the same intent
+  -- succeeds later (the customer confirmed it again with another card)
+  local from = status == "succeeded" and "('pending', 'processing', 'requires_action', 'failed')"
+    or "('pending', 'processing', 'requires_action')"
   local stmts = { { "UPDATE billing_payment_attempts SET status = $1, payment_intent = $2, code = $3, decline_code = $4, " ..
-    "message = $5, updated = $6 WHERE invoice = $7 AND attempt = $8 AND status IN ('pending', 'processing', 'requires_action')",
+    "message = $5, updated = $6 WHERE invoice = $7 AND attempt = $8 AND status IN " .. from,
     status, pi.id, json.null, json.null, json.null, now, invoice, attempt } }
   if status == "failed" then
     stmts[1][4], stmts[1][5], stmts[1][6] = lpe.code or "declined", lpe.decline_code or json.null,

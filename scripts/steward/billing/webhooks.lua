@@ -83,6 +83,12 @@ function M.handle(st, ev)
       -- not one of ours (another integration's intent): recorded, answered, nothing to do
       if tostring(serr):match("not one of steward's") or tostring(serr):match("no attempt") then
         out.outcome = "unknown: " .. tostring(serr)
+      elseif tostring(serr):match("^invoices%.pay: invalid") or tostring(serr):match("^invoices%.pay: amount") then
+        -- money for an invoice that cannot take it (voided meanwhile): delivering again would
+        -- not change that; it is recorded and logged for a person to refund
+        require("steward.log").error("billing: a payment could not be applied to its invoice; refund it",
+          { event = ev.id, invoice = md.invoice, error = tostring(serr) })
+        out.outcome = "unapplied: " .. tostring(serr)
       else
         return nil, serr
       end
