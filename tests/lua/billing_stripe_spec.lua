@@ -143,7 +143,14 @@ local function collect_checks(base)
   assert(st.db:exec("UPDATE billing_payment_attempts SET status = 'pending' WHERE invoice = 'inv-2'"))
   local ns = require("steward.runtime.store.kv").ns(st, "billing-fixture-invoices")
   local raw = ns:get("inv-2"); raw.state = "finalized"; raw.paid_count = 0; assert(ns:put("inv-2", raw))
+  -- the tenant's card changed meanwhile: the resent request is still the first one (its key is
+  -- bound to its parameters; other ones would be refused as idempotency_error)
+  assert(payments.configure({ payments = { url = base, secret_key = KEY, webhook_secret = "whsec_x",
+    payment_method = "pm_card_chargeDeclined" } }))
   local again = assert(payments.collect("inv-2"))
+  assert(payments.configure({ payments = { url = base, secret_key = KEY, webhook_secret = "whsec_x",
+    payment_method = "pm_card_visa" } }))
+  t.is(again.status, "succeeded", "the resent request is the one first sent, whatever the card now")
   t.is(again.attempt, 1, "the pending attempt is sent again, not a new one")
   t.is(#peer_get(base, "/_peer/intents").intents, before, "no second PaymentIntent: one charge")
   local replayed = 0

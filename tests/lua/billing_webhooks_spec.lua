@@ -59,8 +59,8 @@ local function handle_checks()
   invoices.put({ id = "inv-w1", number = "INV-0101", tenant = "acme", currency = "USD", total = "19.99" })
   -- the attempt as collect() leaves it when the answer is lost: pending, its key recorded
   assert(st.db:exec("INSERT INTO billing_payment_attempts (invoice, attempt, tenant, provider, idempotency_key, amount, " ..
-    "amount_minor, currency, status, created, updated) VALUES ('inv-w1', 1, 'acme', 'stripe', 'steward-inv-w1-1', '19.99', " ..
-    "1999, 'USD', 'pending', 1, 1)"))
+    "amount_minor, currency, request, status, created, updated) VALUES ('inv-w1', 1, 'acme', 'stripe', 'steward-inv-w1-1', '19.99', " ..
+    "1999, 'USD', '{}', 'pending', 1, 1)"))
   local pi = { id = "pi_w1", object = "payment_intent", amount = 1999, currency = "usd", status = "succeeded",
                metadata = { invoice = "inv-w1", attempt = "1", tenant = "acme" } }
   local ev = { id = "evt_w1", object = "event", type = "payment_intent.succeeded", data = { object = pi } }
@@ -80,8 +80,8 @@ local function handle_checks()
 
   invoices.put({ id = "inv-w2", tenant = "acme", currency = "USD", total = "5" })
   assert(st.db:exec("INSERT INTO billing_payment_attempts (invoice, attempt, tenant, provider, idempotency_key, amount, " ..
-    "amount_minor, currency, status, created, updated) VALUES ('inv-w2', 1, 'acme', 'stripe', 'steward-inv-w2-1', '5', " ..
-    "500, 'USD', 'pending', 1, 1)"))
+    "amount_minor, currency, request, status, created, updated) VALUES ('inv-w2', 1, 'acme', 'stripe', 'steward-inv-w2-1', '5', " ..
+    "500, 'USD', '{}', 'pending', 1, 1)"))
   local fpi = { id = "pi_w2", amount = 500, currency = "usd", status = "requires_payment_method",
                 metadata = { invoice = "inv-w2", attempt = "1" },
                 last_payment_error = { code = "card_declined", decline_code = "insufficient_funds", message = "Your card has insufficient funds." } }
@@ -96,8 +96,8 @@ local function handle_checks()
   -- told "conflict", and the invoice is paid by this very intent all the same
   invoices.put({ id = "inv-w6", tenant = "acme", currency = "USD", total = "8" })
   assert(st.db:exec("INSERT INTO billing_payment_attempts (invoice, attempt, tenant, provider, idempotency_key, amount, " ..
-    "amount_minor, currency, status, created, updated) VALUES ('inv-w6', 1, 'acme', 'stripe', 'steward-inv-w6-1', '8', " ..
-    "800, 'USD', 'pending', 1, 1)"))
+    "amount_minor, currency, request, status, created, updated) VALUES ('inv-w6', 1, 'acme', 'stripe', 'steward-inv-w6-1', '8', " ..
+    "800, 'USD', '{}', 'pending', 1, 1)"))
   local real_pay = invoices.pay
   invoices.pay = function(id, p) real_pay(id, p); return nil, "conflict: invoice " .. id .. " changed meanwhile" end
   r = webhooks.handle({ id = "evt_w6", type = "payment_intent.succeeded", data = { object = { id = "pi_w6", amount = 800,
@@ -109,8 +109,8 @@ local function handle_checks()
   -- word of the failure after that changes nothing
   invoices.put({ id = "inv-w7", tenant = "acme", currency = "USD", total = "6" })
   assert(st.db:exec("INSERT INTO billing_payment_attempts (invoice, attempt, tenant, provider, idempotency_key, amount, " ..
-    "amount_minor, currency, status, created, updated) VALUES ('inv-w7', 1, 'acme', 'stripe', 'steward-inv-w7-1', '6', " ..
-    "600, 'USD', 'pending', 1, 1)"))
+    "amount_minor, currency, request, status, created, updated) VALUES ('inv-w7', 1, 'acme', 'stripe', 'steward-inv-w7-1', '6', " ..
+    "600, 'USD', '{}', 'pending', 1, 1)"))
   local p7 = { id = "pi_w7", amount = 600, currency = "usd", status = "requires_payment_method", metadata = { invoice = "inv-w7", attempt = "1" },
                last_payment_error = { code = "card_declined", decline_code = "generic_decline" } }
   t.is(assert(webhooks.handle({ id = "evt_w7a", type = "payment_intent.payment_failed", data = { object = p7 } })).outcome, "failed",
@@ -127,8 +127,8 @@ local function handle_checks()
   -- money for an invoice voided meanwhile: answered (not delivered again forever), logged
   invoices.put({ id = "inv-w8", tenant = "acme", currency = "USD", total = "4", state = "voided" })
   assert(st.db:exec("INSERT INTO billing_payment_attempts (invoice, attempt, tenant, provider, idempotency_key, amount, " ..
-    "amount_minor, currency, status, created, updated) VALUES ('inv-w8', 1, 'acme', 'stripe', 'steward-inv-w8-1', '4', " ..
-    "400, 'USD', 'pending', 1, 1)"))
+    "amount_minor, currency, request, status, created, updated) VALUES ('inv-w8', 1, 'acme', 'stripe', 'steward-inv-w8-1', '4', " ..
+    "400, 'USD', '{}', 'pending', 1, 1)"))
   r = assert(webhooks.handle({ id = "evt_w8", type = "payment_intent.succeeded", data = { object = { id = "pi_w8", amount = 400,
     currency = "usd", status = "succeeded", metadata = { invoice = "inv-w8", attempt = "1" } } } }))
   t.like(r.outcome, "^unapplied: invoices.pay: invalid", "a payment for a voided invoice is recorded as unapplied")

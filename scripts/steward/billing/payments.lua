@@ -27,7 +27,7 @@ local SOURCE = "steward.billing.payments"
 -- amount is read as text: PostgreSQL's driver hands NUMERIC over as a Lua number, which would
 -- not be exact
 local COLS = "invoice, attempt, tenant, provider, idempotency_key, CAST(amount AS TEXT) AS amount, amount_minor, " ..
-  "currency, payment_intent, status, code, decline_code, message, created, updated"
+  "currency, request, payment_intent, status, code, decline_code, message, created, updated"
 
 local ready = domain.migrator("billing_payments")
 M.ready = ready
@@ -137,6 +137,7 @@ function M.view(a)
   local o = {}
   for k, v in pairs(a) do o[k] = v end
   o.amount = decimal.string(a.amount)
+  o.request = nil
   o.created, o.updated = util.format_rfc3339(a.created), util.format_rfc3339(a.updated)
   return o
 end
@@ -351,24 +352,29 @@ function M.collect(st, invoice_id, opts)
     a = { invoice = invoice_id, attempt = n, tenant = inv.tenant, provider = M.PROVIDER,
           idempotency_key = format("steward-%s-%d", invoice_id, n), amount = total,
           amount_minor = tonumber(minor:tostring()), currency = inv.currency, status = "pending", created = now }
+    local cus
+    cus, err = customer(st, cfg, inv.tenant, inv)
+    if not cus then return nil, err end
+    local pm
+    pm, err = payment_method(cfg, inv.tenant, cus)
+    if pm == nil then return nil, err end
+    local params = { amount = a.amount_minor, currency = a.currency:lower(), customer = cus, confirm = true,
+      off_session = true, description = "Invoice " .. tostring(inv.number or invoice_id),
+      metadata = { invoice = invoice_id, attempt = a.attempt, tenant = inv.tenant } }
+    if pm then params.payment_method = pm end
+    a.request = json.encode(params)
     local res
     res, err = st.db:exec("INSERT INTO billing_payment_attempts (invoice, attempt, tenant, provider, idempotency_key, " ..
-      "amount, amount_minor, currency, status, created, updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9) " ..
-      "ON CONFLICT (invoice, attempt) DO NOTHING", a.invoice, a.attempt, a.tenant, a.provider, a.idempotency_key,
-      decimal.string(a.amount), a.amount_minor, a.currency, now)
+      "amount, amount_minor, currency, request, status, created, updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, " ..
+      "'pending', $10, $10) ON CONFLICT (invoice, attempt) DO NOTHING", a.invoice, a.attempt, a.tenant, a.provider,
+      a.idempotency_key, decimal.string(a.amount), a.amount_minor, a.currency, a.request, now)
     if not res then return nil, err end
     if res.changes == 0 then a = attempt_row(st, invoice_id, a.attempt) or a end
   end
-  local cus
-  cus, err = customer(st, cfg, inv.tenant, inv)
-  if not cus then return nil, err end
-  local pm
-  pm, err = payment_method(cfg, inv.tenant, cus)
-  if pm == nil then return nil, err end
-  local params = { amount = a.amount_minor, currency = a.currency:lower(), customer = cus, confirm = true,
-    off_session = true, description = "Invoice " .. tostring(inv.number or invoice_id),
-    metadata = { invoice = invoice_id, attempt = a.attempt, tenant = inv.tenant } }
-  if pm then params.payment_method = pm end
+  -- a resent attempt sends what it sent the first time (its key is bound to those parameters),
+  -- whatever changed since (the tenant's card, say)
+  local params = json.decode(a.request)
+  if type(params) ~= "table" then return nil, "attempt " .. a.attempt .. " of " .. invoice_id .. ": its request is unreadable" end
   local pi, perr, info = stripe.create_payment_intent(cfg, params, a.idempotency_key)
   if not pi then
     info = info or {}

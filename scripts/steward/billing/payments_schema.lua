@@ -1,7 +1,8 @@
 -- The payment tables (migration set billing_payments, docs/billing/payments.md): a tenant's
 -- customer at the provider, one row per collection attempt of an invoice (its idempotency key
--- is written before the request goes out, so a retry after a crash sends the same key and the
--- provider answers the first result instead of charging again), the provider's webhook events
+-- and the request's parameters are written before the request goes out, so a retry after a
+-- crash sends the same request with the same key and the provider answers the first result
+-- instead of charging again), the provider's webhook events
 -- seen (a replayed event is a duplicate), and the dunning state of each unpaid invoice.
 local store = require "steward.runtime.store"
 
@@ -24,6 +25,7 @@ store.register_migrations("billing_payments", {
       amount {decimal} NOT NULL,
       amount_minor BIGINT NOT NULL,
       currency {text} NOT NULL,
+      request TEXT NOT NULL,
       payment_intent {text},
       status {text} NOT NULL,
       code {text},
