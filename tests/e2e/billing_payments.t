@@ -8,7 +8,7 @@
 # back: one charge, the invoice paid once; the attempts are listed with exact amounts.
 . "$(dirname "$0")/../support/daemon.sh"
 . "$here/tests/support/billing_payments.sh"
-echo "1..14"
+echo "1..16"
 peer_start || exit 1
 billing_secrets
 billing_config
@@ -66,5 +66,10 @@ ok $? "the invoice is paid, once (billing.invoice.paid and billing.payment.succe
 code=$(api GET "/v1/billing/payments?tenant=acme")
 [ "$code" = 200 ] && jx 'sorted([p["invoice"], p["attempt"], p["status"], p["amount"], p["currency"]] for p in d["payments"]) == sorted([i, 1, "succeeded", "100", "EUR"] for i in arg)' "$I1" "$I2" "$I3" <"$D/body" >/dev/null
 ok $? "GET /v1/billing/payments lists the attempts, amounts as exact strings"
+ev "return billing.payments{tenant = 'acme'}" > "$D/repl"
+[ "$(grep -c ' succeeded  *100 EUR' "$D/repl")" = 3 ]
+ok $? "the REPL's billing.payments{tenant=} lists the three attempts"
+ev "return billing.collect('$I1').status" | grep -q paid
+ok $? "billing.collect in the REPL: a paid invoice is left alone"
 daemon_stop
 exit $fail

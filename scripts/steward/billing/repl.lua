@@ -25,6 +25,7 @@ M.HELP = {
     "change subscriptions (admin)" },
   { "billing.top_up(wallet, {paid_credits=, granted_credits=})", "add credits (admin)" },
 }
+for _, r in ipairs(require("steward.billing.payments_repl").HELP) do M.HELP[#M.HELP + 1] = r end -- h7: payments
 
 local function iso(t) return t and V.rfc3339(t) or nil end
 
@@ -141,6 +142,7 @@ function M.install(h, opts)
   b.cancel = admin("cancel", subscriptions.cancel)
   b.top_up = admin("top_up", wallets.top_up)
   -- the other billing parts add their helpers below, one line each
+  require("steward.billing.payments_repl").install(b, opts) -- h7: payments, dunning (docs/billing/payments.md)
 
   h.billing = setmetatable(b, { __index = function(_, k)
     error("billing." .. tostring(k) .. ": no such helper (help() lists them)", 2)
