@@ -35,6 +35,36 @@ static struct dec *dec_push(lua_State *L)
     return d;
 }
 
+/* Values this small hold no more GMP memory than their userdata's own size: no ballast. */
+#define FREE_LIMBS 4
+
+/* Refuses a result (the userdata d) past DECIMAL_MAX_BITS, releasing its memory at once. */
+static void check_size(lua_State *L, struct dec *d, const char *fname)
+{
+    if (mpz_sizeinbase(mpq_numref(d->q), 2) <= DECIMAL_MAX_BITS &&
+        mpz_sizeinbase(mpq_denref(d->q), 2) <= DECIMAL_MAX_BITS)
+        return;
+    mpq_clear(d->q);
+    mpq_init(d->q);
+    luaL_error(L, "%s: the result would have more than 39000 digits: out of range", fname);
+}
+
+/* Bounds and accounts the new value d, at the top of the stack. GMP allocates with malloc, out
+ * of Lua's sight: a value holding more than a few limbs gets a ballast userdata of their size
+ * (in its environment table), so Lua's allocator - and with it a policy's memory budget and the
+ * collector's pace - counts the memory the value holds. */
+static void settle(lua_State *L, struct dec *d, const char *fname)
+{
+    check_size(L, d, fname);
+    size_t limbs = mpz_size(mpq_numref(d->q)) + mpz_size(mpq_denref(d->q));
+    if (limbs <= FREE_LIMBS)
+        return;
+    lua_createtable(L, 1, 0);
+    lua_newuserdata(L, limbs * sizeof(mp_limb_t));
+    lua_rawseti(L, -2, 1);
+    lua_setfenv(L, -2);
+}
+
 static struct dec *dec_test(lua_State *L, int idx)
 {
     return luaL_testudata(L, idx, DECIMAL_MT);
@@ -91,6 +121,7 @@ static struct dec *dec_check(lua_State *L, int idx, const char *fname, const cha
                        "and exponent: \"-12.5\", \"1e-3\")",
                        fname, arg, shown, why);
         }
+        settle(L, d, fname);
         break;
     }
     default: luaL_error(L, "%s: %s: decimal expected, got %s", fname, arg, luaL_typename(L, idx));
@@ -238,7 +269,9 @@ static int l_decimal_sum(lua_State *L)
         struct dec *d = dec_check(L, 3, "decimal.sum", arg);
         mpq_add(total->q, total->q, d->q);
         lua_pop(L, 1);
+        check_size(L, total, "decimal.sum");
     }
+    settle(L, total, "decimal.sum");
     return 1;
 }
 
@@ -296,6 +329,7 @@ static int l_decimal_round(lua_State *L)
     enum decimal_mode mode = check_mode(L, 3, "decimal.round", "argument #2 (mode)");
     struct dec *r = dec_push(L);
     decimal_round(r->q, d->q, scale, mode);
+    settle(L, r, "decimal.round");
     return 1;
 }
 
@@ -317,6 +351,7 @@ static int l_decimal_money(lua_State *L)
                                  : check_mode(L, 3, "decimal.money", "argument #2 (mode)");
     struct dec *r = dec_push(L);
     decimal_round(r->q, d->q, (unsigned long)scale, mode);
+    settle(L, r, "decimal.money");
     return 1;
 }
 
@@ -325,6 +360,7 @@ static int to_integer(lua_State *L, const char *fname, enum decimal_mode mode)
     struct dec *d = self(L, fname);
     struct dec *r = dec_push(L);
     decimal_round(r->q, d->q, 0, mode);
+    settle(L, r, fname);
     return 1;
 }
 
@@ -342,6 +378,7 @@ static int l_decimal_abs(lua_State *L)
     struct dec *d = self(L, "decimal.abs");
     struct dec *r = dec_push(L);
     mpq_abs(r->q, d->q);
+    settle(L, r, "decimal.abs");
     return 1;
 }
 
@@ -410,6 +447,7 @@ static int arith(lua_State *L, enum op op, const char *fname)
     case OP_MUL: mpq_mul(r->q, a->q, b->q); break;
     case OP_DIV: mpq_div(r->q, a->q, b->q); break;
     }
+    settle(L, r, fname);
     return 1;
 }
 
@@ -435,6 +473,7 @@ static int l_decimal_unm(lua_State *L)
     struct dec *d = dec_check(L, 1, "decimal.unm", "argument #1");
     struct dec *r = dec_push(L);
     mpq_neg(r->q, d->q);
+    settle(L, r, "decimal.unm");
     return 1;
 }
 

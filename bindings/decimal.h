@@ -16,6 +16,10 @@
 #define DECIMAL_MAX_PLACES 2000
 #define DECIMAL_MAX_LENGTH 8192
 #define DECIMAL_MAX_SCALE  100
+/* The largest numerator or denominator a result may have (about 39,000 decimal digits): GMP
+ * works on a value inside one C call, where the policy CPU guard cannot stop it, so values stay
+ * small enough that every operation on them is quick. */
+#define DECIMAL_MAX_BITS 131072
 
 enum decimal_mode {
     DECIMAL_HALF_EVEN,

@@ -123,6 +123,9 @@ local BAD = {
   { { code = "a", aggregation = "custom", custom = "return 42" }, "^custom: the source must be a function" },
   { { code = "a", aggregation = "custom" }, "^custom: Lua source expected" },
   { { code = "a", aggregation = "sum", field = "v", custom = "function() end" }, "^custom: only for aggregation" },
+  { { code = "a", aggregation = "sum", field = "v", rounding_function = "truncate" }, "^rounding_function: round, ceil or floor" },
+  { { code = "a", aggregation = "sum", field = "v", rounding_function = "round", rounding_precision = 1.5 }, "^rounding_precision: an integer" },
+  { { code = "a", aggregation = "sum", field = "v", rounding_precision = 2 }, "^rounding_precision: only with a rounding_function" },
 }
 for _, c in ipairs(BAD) do
   local ok, err = aggregate.check(c[1])
@@ -135,8 +138,8 @@ t.raises(function() aggregate.run({ code = "a", aggregation = "avg" }, {}, P) en
          "run raises on a metric check refuses")
 t.raises(function() aggregate.run({ code = "a", aggregation = "count" }, {}, { from = 2, to = 1 }) end, "argument #3: period",
          "run raises on a bad period")
-t.raises(function() aggregate.run({ code = "a", aggregation = "sum", field = "v" }, {}, P, { prorated = true }) end,
-         "only unique_count has prorated units", "prorated is unique_count's")
+t.raises(function() aggregate.run({ code = "a", aggregation = "max", field = "v" }, {}, P, { prorated = true }) end,
+         "only sum and unique_count have prorated units", "prorated is sum's and unique_count's")
 
 -- values
 local SUM = { code = "s", aggregation = "sum", field = "v" }
@@ -198,20 +201,39 @@ local _, e3 = custom("function(s, e) return s, string.dump(print) end")
 t.like(e3, "field 'dump'", "no string.dump")
 local _, e4 = custom("function(s, e) return s, math.random() end")
 t.like(e4, "field 'random'", "no math.random (a bill must not change between two runs)")
+assert(custom("function(s, e) decimal.new = function() return decimal(0) end string.format = nil math.floor = nil return s, decimal('1') end"))
+t.is(tostring(decimal.new("2")), "2", "a formula cannot change steward.decimal for the daemon")
+t.ok(string.format and math.floor, "... nor string or math")
 local _, e5 = custom("function(s, e) while true do end end")
-t.like(e5, "^metric:cx:1: custom aggregation over its budget of 1000000 instructions", "an endless loop is stopped by the budget")
-local _, e6 = custom("function(s, e) local function f() while true do end end local ok = pcall or function(g) g() end ok(f) return s, 1 end")
-t.like(e6, "over its budget", "and cannot be caught")
+t.like(e5, "^metric:cx: custom aggregation: cpu budget exceeded %(1%.0004 s%)", "an endless loop is stopped by the CPU budget (1 s + 100 us per event)")
+local _, e6 = custom("function(s, e) local s = 'x' for i = 1, 40 do s = s .. s end return s, 1 end")
+t.like(e6, "^metric:cx: custom aggregation: memory budget exceeded", "a doubling string is stopped by the memory budget, not the daemon's heap")
 local _, e7 = custom("function(s, e) return s, 0.5 end")
 t.like(e7, "^metric cx: the units of event 1: 0%.5 is a JSON number with a fraction", "fractional Lua units refused, the metric named")
 local _, e8 = custom("function(s, e) error('no plan for ' .. e.properties.region) end")
 t.like(e8, "^metric:cx:1: no plan for eu", "a formula's own error names the metric")
 local small = { code = "cb", aggregation = "custom", custom = "function(s, e) for i = 1, 1e5 do end return s, 1 end" }
 t.ok(aggregate.run(small, evs, P), "a formula within its budget runs")
-local _, e9 = aggregate.run(small, evs, P, { budget = 100000 })
-t.like(e9, "over its budget of 100000", "opts.budget lowers it")
+local _, e9 = aggregate.run({ code = "cb", aggregation = "custom", custom = "function(s, e) while true do end end" }, evs, P,
+                            { budget = { cpu = 0.05 } })
+t.like(e9, "cpu budget exceeded %(0%.05 s%)", "opts.budget sets it")
+-- in a plain coroutine the guard cannot run: VM instructions are counted instead, pcall-proof
+local co = coroutine.wrap(function()
+  return aggregate.run({ code = "cc", aggregation = "custom",
+                         custom = "function(s, e) local function f() while true do end end local ok = pcall or function(g) g() end ok(f) return s, 1 end" },
+                       evs, P, { budget = { instructions = 200000 } })
+end)
+local _, e10 = co()
+t.like(e10, "^metric:cc:1: custom aggregation over its budget of 200000 instructions", "in a plain coroutine: an instruction budget")
+t.is(debug.gethook(), nil, "no hook is left behind")
+-- inside a policy's guarded run the policy's own budgets bound the formula
+local guard = require "steward.runtime.guard"
+local gok, gr = guard.run({ name = "policy", cpu = 5 }, function() return aggregate.run(small, evs, P) end)
+t.ok(gok and gr and tostring(gr.units) == "4", "inside a guarded run, a formula runs under the run's budgets")
+local sok, serr, kind = guard.run({ name = "policy", cpu = 0.05 }, function()
+  return aggregate.run({ code = "cd", aggregation = "custom", custom = "function(s, e) while true do end end" }, evs, P)
+end)
+t.ok(not sok and kind == "cpu", "... and the run's CPU budget stops a runaway one (" .. tostring(serr) .. ")")
 local after = assert(aggregate.run({ code = "s", aggregation = "sum", field = "v" }, evs, P))
 t.is(tostring(after.units), "15.5", "after a stopped formula, everything else runs (the hook is gone)")
-local hooked = debug.gethook()
-t.is(hooked, nil, "no hook is left behind")
 t.done()

@@ -122,6 +122,26 @@ describe("charges.check", function()
   end)
 end)
 
+describe("charges.check_metric", function()
+  local function m(aggregation, recurring) return { code = "m", aggregation = aggregation, recurring = recurring } end
+  it("keeps Lago's rules between a charge and its metric", function()
+    assert.truthy(charges.check_metric(charge("standard", { amount = "1" }, { pay_in_advance = true }), m("sum")))
+    assert.truthy(charges.check_metric(charge("standard", { amount = "1" }, { prorated = true }), m("unique_count", true)))
+    local function no(c, metric, pattern)
+      local ok, err = charges.check_metric(c, metric)
+      assert.equal(ok, nil)
+      assert.match(err, pattern)
+    end
+    no(charge("standard", { amount = "1" }, { pay_in_advance = true }), m("max"),
+      "^pay_in_advance: a max metric cannot be paid in advance %(count, sum, unique_count and custom can%)")
+    no(charge("standard", { amount = "1" }, { prorated = true }), m("sum", false), "^prorated: metric m is not recurring")
+    no(charge("standard", { amount = "1" }, { prorated = true }), m("weighted_sum", true), "^prorated: metric m is weighted_sum")
+    no(charge("percentage", { rate = "1" }), m("latest"), "^model: a percentage charge cannot price a latest metric")
+    no(charge("standard", { amount = "1" }), { code = "other", aggregation = "count" }, "^metric: the charge prices metric m, not other")
+    no(charge("standard", { amount = "x" }), m("count"), "^properties%.amount: not a decimal")
+  end)
+end)
+
 describe("misuse of the functions", function()
   local c = charge("standard", { amount = "1" })
   it("names the argument", function()

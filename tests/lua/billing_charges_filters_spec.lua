@@ -108,7 +108,7 @@ describe("prorated charges", function()
     local r = charges.amount(c, { units = D(2), count = 2 }, { currency = "USD", prorate = D(15) / 31 })
     assert.equal(tostring(r.precise_amount), "30")
     assert.equal(tostring(r.unit_amount), "15")
-    assert.equal(tostring(r.units), "30/31")
+    assert.equal(tostring(r.units), "0.967741935483871") -- 30/31 shown to 15 digits
     assert.equal(tostring(r.full_units), "2")
   end)
 
@@ -146,9 +146,26 @@ describe("rounding", function()
     assert.equal(tostring(charges.amount(c, { units = D(1) }, { currency = "BHD" }).amount), "0.125")
   end)
 
-  it("a unit amount is exact, even when it has no finite decimal form", function()
+  it("a unit amount is shown to 15 digits, so that it always has a decimal form", function()
     local c = { metric = "m", model = "standard", properties = { amount = "1" } }
     local r = charges.amount(c, { units = D(1), full_units = D(3) }, USD)
-    assert.equal(tostring(r.unit_amount), "1/3")
+    assert.equal(decimal.string(r.unit_amount), "0.333333333333333")
+    assert.equal(tostring(charges.amount(c, { units = D(2), full_units = D(3) }, USD).unit_amount), "0.666666666666667")
+  end)
+
+  it("prorated by a fraction with no decimal form: the fee is computed exactly, what is shown has a decimal form", function()
+    local c = { metric = "m", model = "graduated", prorated = true, properties = { graduated_ranges = {
+      { from_value = 0, to_value = 5, per_unit_amount = "10", flat_amount = "0" },
+      { from_value = 6, per_unit_amount = "3", flat_amount = "0" } } } }
+    local r = charges.amount(c, { units = D(8) }, { currency = "USD", prorate = D(1) / 3 })
+    -- (5 × 10 + 3 × 3) / 3 = 59/3
+    assert.equal(tostring(r.precise_amount), "59/3")
+    assert.equal(r.amount:format(2), "19.67")
+    -- every reported figure but precise_amount can be stored as a string
+    for _, v in ipairs { r.amount, r.units, r.full_units, r.unit_amount } do decimal.string(v) end
+    for _, t in ipairs(r.details.tiers) do
+      for _, k in ipairs { "units", "per_unit_total_amount", "total_with_flat_amount" } do decimal.string(t[k]) end
+    end
+    assert.equal(tostring(r.details.tiers[1].units), "1.666666666666667")
   end)
 end)

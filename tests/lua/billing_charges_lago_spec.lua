@@ -1,5 +1,5 @@
 -- steward.billing.charges against Lago: the cases of github:getlago/lago-api's
--- spec/services/charge_models/{standard,graduated,package,percentage,volume,
+-- spec/services/charge_models/{standard,graduated,prorated_graduated,package,percentage,volume,
 -- graduated_percentage,grouped}_service_spec.rb, charges/apply_pay_in_advance_charge_model_service_spec.rb,
 -- fees/create_true_up_service_spec.rb and fees/commitments/minimum/calculate_preview_fee_service_spec.rb,
 -- and the worked examples of Lago's documentation (getlago.com/docs, guide/plans/charges/charge-models),
@@ -127,6 +127,32 @@ describe("graduated (graduated_service_spec.rb)", function()
         { from_value = 101, to_value = 200, per_unit_amount = "0.50", flat_amount = "0" },
         { from_value = 201, per_unit_amount = "0.10", flat_amount = "0" } } }),
       agg = agg("250"), precise = "155", amount = "155.00" },
+  }
+end)
+
+describe("prorated graduated (prorated_graduated_service_spec.rb)", function()
+  -- The cases where every unit has the same proration (Lago walks each event's own prorated
+  -- value through the tiers; with one proration for all, that is one fraction per tier). The
+  -- aggregation's full units are Lago's full_units_number.
+  local function pg(ranges) return charge("graduated", { graduated_ranges = ranges }, { prorated = true }) end
+  local TWO = { { from_value = 0, to_value = 5, per_unit_amount = "10", flat_amount = "100" },
+                { from_value = 6, per_unit_amount = "5", flat_amount = "50" } }
+  run_cases {
+    -- "when only one range is used": one event of 1 unit prorated to 0.7
+    { name = "one range used, 1 unit prorated to 0.7", charge = pg(TWO), agg = agg("0.7", 1, nil, { full_units = D(1) }),
+      precise = "107", amount = "107.00", unit = "107" },
+    -- "with two ranges where first unit fully covers first range": "second flat fee is not applied"
+    { name = "the first unit fills the first range", charge = pg { { from_value = 0, to_value = 1, per_unit_amount = "10", flat_amount = "100" },
+        { from_value = 2, per_unit_amount = "5", flat_amount = "50" } },
+      agg = agg("0.7", 1, nil, { full_units = D(1) }), precise = "107", amount = "107.00" },
+    -- "with three ranges and one overflow" / "when there are two overflows": 75 units, not prorated
+    { name = "75 units over three ranges", charge = pg { { from_value = 0, to_value = 5, per_unit_amount = "10", flat_amount = "100" },
+        { from_value = 6, to_value = 15, per_unit_amount = "5", flat_amount = "50" },
+        { from_value = 16, per_unit_amount = "2", flat_amount = "0" } },
+      agg = agg("75", 1, nil, { full_units = D(75) }), precise = "370", amount = "370.00", unit = "4.93", unit_scale = 2 },
+    -- "when zero usage": "applies the flat amount from the first tier"
+    { name = "zero usage: the first tier's flat amount", charge = pg(TWO), agg = agg("0", 0, nil, { full_units = D(0) }),
+      precise = "100", amount = "100.00", unit = "0" },
   }
 end)
 

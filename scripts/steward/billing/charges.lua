@@ -129,6 +129,34 @@ function M.check(charge)
   return nil, tostring(err)
 end
 
+-- Lago's rules between a charge and its billable metric (a metric of steward.billing.aggregate):
+-- which aggregations can be paid in advance (a fee per event needs the event's own value), which
+-- can be prorated (a value carried over the period: recurring, and weighted_sum prorates itself),
+-- and that a percentage is never taken of a "latest" value.
+local IN_ADVANCE = { count = true, sum = true, unique_count = true, custom = true }
+
+-- check_metric(charge, metric) -> true, or nil and "field: reason".
+function M.check_metric(charge, metric)
+  local ok, err = M.check(charge)
+  if not ok then return nil, err end
+  if type(metric) ~= "table" then return nil, "metric: a billable metric table expected, got " .. type(metric) end
+  if metric.code ~= charge.metric then
+    return nil, format("metric: the charge prices metric %s, not %s", tostring(charge.metric), tostring(metric.code))
+  end
+  local agg = tostring(metric.aggregation)
+  if charge.pay_in_advance and not IN_ADVANCE[agg] then
+    return nil, format("pay_in_advance: a %s metric cannot be paid in advance (count, sum, unique_count and custom can)", agg)
+  end
+  if charge.prorated and (not metric.recurring or agg == "weighted_sum") then
+    return nil, format("prorated: metric %s is %s; only a recurring metric other than weighted_sum is prorated",
+      tostring(metric.code), metric.recurring and "weighted_sum" or "not recurring")
+  end
+  if (charge.model == "percentage" or charge.model == "graduated_percentage") and agg == "latest" then
+    return nil, format("model: a %s charge cannot price a latest metric", charge.model)
+  end
+  return true
+end
+
 local function raise(fn, err) error("charges." .. fn .. ": " .. tostring(err), 0) end
 
 local function checked(fn, charge)
@@ -165,12 +193,11 @@ local function price(fn, n, props, agg, ctx, prorate, opts)
     local full = agg.full_units ~= nil and common.dec(agg.full_units, "agg.full_units") or units
     if n.prorated and agg.full_units == nil and prorate then units = units * prorate end
     local r = n.impl.price(props, units, full, agg, opts)
-    r.units, r.full_units, r.events = units, full, common.count(agg)
-    return r
+    return { precise_amount = r.amount, amount = r.amount:money(ctx.currency, M.ROUNDING),
+             units = common.shown(units), full_units = common.shown(full), events = common.count(agg),
+             unit_amount = common.shown(r.unit_amount), details = common.shown(r.details) }
   end)
   if not ok then raise(fn, res) end
-  res.precise_amount = res.amount
-  res.amount = res.amount:money(ctx.currency, M.ROUNDING)
   return res
 end
 
@@ -205,7 +232,7 @@ function M.amount(charge, agg, ctx)
     total.units = total.units + g.units
     total.events = total.events + g.events
   end
-  total.unit_amount = common.per_unit(total.amount, total.units)
+  total.unit_amount = common.shown(common.per_unit(total.amount, total.units))
   total.details = {}
   return total
 end
@@ -226,7 +253,7 @@ function M.in_advance(charge, before, after, ctx)
   local exact = a.precise_amount - b.precise_amount
   local amount = exact:money(ctx.currency, M.ROUNDING)
   local units = a.units - b.units
-  return { amount = amount, precise_amount = exact, units = units, unit_amount = common.per_unit(amount, units),
+  return { amount = amount, precise_amount = exact, units = units, unit_amount = common.shown(common.per_unit(amount, units)),
            events = 1, details = { after = a.details, before = b.details } }
 end
 

@@ -173,7 +173,13 @@ function M.apply(st, tenant, code, now)
   local res, fresh = domain.commit(st, { { "INSERT INTO billing_applied_coupons (id, tenant, coupon, state, " ..
     "amount_remaining, periods_remaining, created, updated, version) VALUES ($1,$2,$3,'active',$4,$5,$6,$6,1)",
     id, tenant, code, util.nullable(V.text(remaining)), util.nullable(periods), now } }, ev, now)
-  if not res then return nil, fresh end
+  if not res then
+    -- applied meanwhile by another request (the unique index of active applications)
+    if tostring(fresh):find("billing_applied_coupons", 1, true) then
+      return nil, "exists: the coupon " .. code .. " is applied to " .. tenant .. " already"
+    end
+    return nil, fresh
+  end
   events.published(st, fresh)
   return applied_get(st, id)
 end

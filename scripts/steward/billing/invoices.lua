@@ -4,7 +4,6 @@
 -- rebuilt from the usage recorded so far (late usage inside the grace window lands in it), a
 -- finalized one never changes its lines. Every change commits with the event announcing it
 -- (billing.invoice.created|finalized|paid|voided) and is conditional on the version it read.
-local json = require "steward.json"
 local decimal = require "steward.decimal"
 local util = require "steward.runtime.store.util"
 local domain = require "steward.runtime.store.domain"
@@ -169,7 +168,34 @@ local function inputs_of(st, sub, plan, period, cfg, final)
       return list
     end,
     tax_rates = taxes.rates_for(cfg.taxes, cust.country, cust.region),
+    timezone = cfg.timezone,
+    skipped = function(charge)
+      require("steward.log").warn("invoice: a charge paid in advance is not billed by period invoices",
+        { subscription = sub.id, plan = plan.code, charge = tostring(charge.id) })
+    end,
   }
+  -- previous(charge, metric, filter, period): the recurring state at the period's start,
+  -- replayed period by period from the subscription's start (each period's active part, the
+  -- charge's bucket of that filter), as the aggregation of each period carried it
+  inp.previous = function(charge, metric, filter, upto)
+    local charges, aggregate = billing("charges"), billing("aggregate")
+    local opts = { billing_time = sub.billing_time, timezone = cfg.timezone }
+    local state
+    for _, p in ipairs(periods.list(plan.interval, sub.anchor or sub.started, sub.started, upto.from, opts)) do
+      local from, to = build.active(sub, p)
+      if from and to > upto.from then to = upto.from end
+      if from and to > from then
+        local evs = inp.usage(metric.code, from, to)
+        local mine = {}
+        for _, b in ipairs(charges.buckets(charge, evs)) do if b.filter == filter then mine = b.events end end
+        local agg, err = aggregate.run(metric, mine, { from = from, to = to, timezone = cfg.timezone },
+          { previous = state, group_by = charge.group_by, timezone = cfg.timezone })
+        if not agg then error("charge " .. tostring(charge.id) .. ": " .. tostring(err), 0) end
+        state = agg.state
+      end
+    end
+    return state
+  end
   local okc, coupons = pcall(billing, "coupons")
   if okc and type(coupons) == "table" and coupons.for_invoice then
     inp.coupons = function(subtotal)
@@ -292,6 +318,14 @@ end
 -- recorded, the tenant's credits are applied (credit notes first, then the prepaid wallet), the
 -- customer is snapshotted, and the invoice takes the next number of its series in the same
 -- transaction. Finalizing a finalized (or paid) invoice answers it unchanged.
+-- retryable(err) -> whether a failed change may simply be tried again: a credit note taken
+-- meanwhile, or PostgreSQL's deadlock / serialization refusal (SQLSTATE 40P01, 40001)
+function M.retryable(err)
+  local e = tostring(err)
+  return e:match("^conflict: a credit note") ~= nil or e:match("deadlock detected") ~= nil
+    or e:match("could not serialize") ~= nil
+end
+
 local function consume_coupons(st, inv, now)
   local okc, coupons = pcall(require, "steward.billing.coupons")
   if not okc or type(coupons) ~= "table" or not coupons.consume then return end
@@ -342,7 +376,8 @@ local function finalize_once(st, id, now)
   inv.state, inv.issued, inv.finalized = "finalized", now, now
   inv.due = now + (cfg.net_payment_days or 30) * 86400
   local width = cfg.invoices.number_width
-  local batch = { { "UPDATE billing_invoices SET state = 'finalized', body = $1, total = $2, updated = $3, " ..
+  local batch = { numbering.lock_statement(inv.series),
+    { "UPDATE billing_invoices SET state = 'finalized', body = $1, total = $2, updated = $3, " ..
     "version = version + 1 WHERE id = $4 AND state = 'draft' AND version = $5",
     body_of(inv), decimal.string(inv.total), now, inv.id, inv.version } }
   for _, s in ipairs(numbering.statements(st.db:backend(), "billing_invoices", inv.id, inv.series, width)) do
@@ -360,7 +395,7 @@ local function finalize_once(st, id, now)
     end
     return nil, fresh
   end
-  if res[1].changes ~= 1 then
+  if res[2].changes ~= 1 then
     local cur = M.get(st, id)
     if cur and cur.state ~= "draft" then return cur, false end
     return nil, "conflict: invoice " .. id .. " changed meanwhile"
@@ -377,11 +412,12 @@ end
 function M.finalize(st, id, now)
   if type(id) ~= "string" then error("invoices.finalize: id: string expected, got " .. type(id), 2) end
   now = util.now(now)
-  -- a credit note taken by another invoice meanwhile: read the credits again and retry
+  -- a credit note taken by another invoice meanwhile, or the database's deadlock or
+  -- serialization refusal (several instances' write groups): read again and retry
   local inv, changed
   for _ = 1, 10 do
     inv, changed = finalize_once(st, id, now)
-    if inv or not tostring(changed):match("^conflict: a credit note") then break end
+    if inv or not M.retryable(changed) then break end
   end
   return inv, changed
 end
@@ -458,6 +494,47 @@ end
 
 -- ---- what the invoicing policy runs ----
 
+local UNUSED = "unused subscription fee"
+
+-- credit_unused(st, sub, period [, now]) -> true | nil, err: a subscription paid in advance
+-- that terminates (or is upgraded) before its period ends paid a fee for days it will not use.
+-- A draft of that period is simply rebuilt (its fee line is prorated to the termination); a
+-- finalized or paid one gets a credit note (method credit) for the unused part, once.
+function M.credit_unused(st, sub, period, now)
+  local id = M.id_of(sub.id, period)
+  local inv, err = M.get(st, id)
+  if inv == nil then return nil, err end
+  if not inv or inv.state == "voided" then return true end
+  if inv.state == "draft" then
+    local r, rerr = M.build(st, sub.id, period, { now = now })
+    if not r then return nil, rerr end
+    return true
+  end
+  local fee
+  for _, l in ipairs(inv.lines) do if l.kind == "subscription" then fee = l end end
+  if not fee then return true end
+  local cn = require "steward.billing.credit_notes"
+  local notes
+  notes, err = cn.list(st, { invoice = id, limit = 1000 })
+  if not notes then return nil, err end
+  for _, n in ipairs(notes) do if n.reason == UNUSED then return true end end
+  local used = build.fee_line(sub, { amount = fee.details.full_amount, code = inv.plan }, period, inv.currency)
+  local unused = fee.amount - (used and used.amount or decimal.zero)
+  if unused <= decimal.zero then return true end
+  local left
+  left, err = cn.creditable(st, inv)
+  if not left then return nil, err end
+  if left <= decimal.zero then return true end
+  local r
+  r, err = cn.create(st, id, { lines = { { line = fee.id, amount = decimal.string(unused) } }, reason = UNUSED }, now)
+  if not r and tostring(err):match("more than the") then
+    -- credits given by hand already: what is left, with its taxes
+    r, err = cn.create(st, id, { amount = decimal.string(left), reason = UNUSED }, now)
+  end
+  if not r then return nil, err end
+  return true
+end
+
 -- invoice_due(st [, now]) -> {built = {invoice ids}, errors = {"subscription: reason"}} | nil, err.
 -- Builds the invoice of every period steward.billing.subscriptions.due lists (whole periods: the
 -- subscription's start, trial and termination prorate the fee) and marks the period invoiced.
@@ -486,6 +563,9 @@ function M.invoice_due(st, now)
       local inv, berr = M.build(st, d.subscription, { from = full.from, to = full.to },
         { final = (d.kind == "final" and plan.pay_in_advance) or nil, now = now })
       if inv then out.built[#out.built + 1] = inv.id else ok, why = false, berr end
+      if ok and d.kind == "final" and plan.pay_in_advance then
+        ok, why = M.credit_unused(st, sub, full, now)
+      end
     end
     if ok then
       local marked, merr = subscriptions.mark_invoiced(st, d.subscription, d.period, d.kind)
@@ -517,5 +597,4 @@ end
 domain.default_store(M, { "get", "list", "build", "refresh", "finalize", "pay", "void", "drafts_due", "invoice_due",
   "finalize_due" })
 
-M.null = json.null
 return M

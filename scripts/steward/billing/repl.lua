@@ -27,6 +27,8 @@ M.HELP = {
 }
 for _, r in ipairs(require("steward.billing.payments_repl").HELP) do M.HELP[#M.HELP + 1] = r end -- h7: payments
 
+for _, l in ipairs(require("steward.billing.invoices_repl").HELP) do M.HELP[#M.HELP + 1] = l end -- h5: invoices
+
 local function iso(t) return t and V.rfc3339(t) or nil end
 
 -- install(h, {rows = helpers.rows, admin = fn(what), st = fn() -> store}): adds h.billing.
@@ -142,6 +144,7 @@ function M.install(h, opts)
   b.cancel = admin("cancel", subscriptions.cancel)
   b.top_up = admin("top_up", wallets.top_up)
   -- the other billing parts add their helpers below, one line each
+  require("steward.billing.invoices_repl").install(b, { st = st, rows = rows, admin = opts.admin }) -- h5: invoices
   require("steward.billing.payments_repl").install(b, opts) -- h7: payments, dunning (docs/billing/payments.md)
 
   h.billing = setmetatable(b, { __index = function(_, k)

@@ -105,6 +105,7 @@ store.register_migrations("billing", {
       version BIGINT NOT NULL,
       change_id {text});
     CREATE INDEX billing_applied_coupons_tenant ON billing_applied_coupons (tenant, state);
+    CREATE UNIQUE INDEX billing_applied_coupons_active ON billing_applied_coupons (tenant, coupon) WHERE state = 'active';
     CREATE TABLE billing_coupon_uses (
       applied_coupon {text} NOT NULL,
       invoice {text} NOT NULL,
@@ -124,7 +125,7 @@ store.register_migrations("billing", {
       updated DOUBLE PRECISION NOT NULL,
       version BIGINT NOT NULL,
       change_id {text});
-    CREATE INDEX billing_wallets_tenant ON billing_wallets (tenant, currency);
+    CREATE UNIQUE INDEX billing_wallets_active ON billing_wallets (tenant, currency) WHERE state = 'active';
     CREATE TABLE billing_wallet_transactions (
       id {text} PRIMARY KEY,
       wallet {text} NOT NULL,

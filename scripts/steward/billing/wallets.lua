@@ -131,7 +131,13 @@ function M.create(st, spec, now)
                source = SOURCE, data = { wallet = w.id, tenant = w.tenant, currency = w.currency,
                rate_amount = V.text(w.rate_amount) } }
   local res, fresh = domain.commit(st, stmts, ev, now)
-  if not res then return nil, fresh end
+  if not res then
+    -- made meanwhile by another request (the unique index of active wallets)
+    if tostring(fresh):find("billing_wallets", 1, true) then
+      return nil, format("exists: %s has an active %s wallet: top it up", w.tenant, w.currency)
+    end
+    return nil, fresh
+  end
   events.published(st, fresh)
   if (paid and not paid:is_zero()) or (granted and not granted:is_zero()) then
     return M.top_up(st, w.id, { paid_credits = paid, granted_credits = granted, key = "create" }, now)

@@ -118,6 +118,21 @@ function M.count(agg)
   return c
 end
 
+-- Reported figures that come out of a division (a unit amount, prorated units, a per-unit
+-- detail) are shown to at most 15 fraction digits, half-up — Lago's precision for a fee's
+-- precise_unit_amount (numeric(30,15)) — so that every one has a decimal form (1/3 has none) and
+-- can be stored and sent as a string. Only what is shown is rounded: amounts are computed from
+-- the exact values, and precise_amount stays exact.
+M.SHOWN_SCALE = 15
+
+function M.shown(v)
+  if decimal.is(v) then return v:round(M.SHOWN_SCALE, "half_up") end
+  if type(v) == "table" then
+    for k, x in pairs(v) do v[k] = M.shown(x) end
+  end
+  return v
+end
+
 -- unit_amount: what one unit cost on average (exact; Lago divides by the full units of a prorated
 -- charge so that the shown unit price is the plan's, not the prorated one).
 function M.per_unit(amount, units)
