@@ -24,6 +24,7 @@ return {
     ["billing.usage"] = { billing = true }, ["billing.subscriptions"] = { billing = true }, -- docs/billing/usage.md
     ["billing.churn_risk"] = { billing = true }, -- docs/billing/mrr.md
     ["billing.invoicing"] = { billing = true }, -- docs/billing/invoices.md
+    ["billing.dunning"] = { billing = true }, -- docs/billing/payments.md
     ["tenants.alerts"] = { alerting = true }, -- a failed tenant provisioning is an alert (docs/tenants.md)
   },
   limits = {

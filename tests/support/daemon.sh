@@ -64,6 +64,7 @@ return {
              ["billing.usage"] = { billing = true }, ["billing.subscriptions"] = { billing = true }, -- docs/billing/usage.md
              ["billing.churn_risk"] = { billing = true }, -- docs/billing/mrr.md
              ["billing.invoicing"] = { billing = true }, -- docs/billing/invoices.md
+             ["billing.dunning"] = { billing = true },
              ["tenants.alerts"] = { alerting = true },
              ["deploy.freeze"] = { ["events.emit"] = { "deploy.admitted", "deploy.refused" } },
              ["deploy.promote"] = { ["events.emit"] = { "deploy.requested", "deploy.promote.*" } },

@@ -318,6 +318,14 @@ end
 -- recorded, the tenant's credits are applied (credit notes first, then the prepaid wallet), the
 -- customer is snapshotted, and the invoice takes the next number of its series in the same
 -- transaction. Finalizing a finalized (or paid) invoice answers it unchanged.
+-- retryable(err) -> whether a failed change may simply be tried again: a credit note taken
+-- meanwhile, or PostgreSQL's deadlock / serialization refusal (SQLSTATE 40P01, 40001)
+function M.retryable(err)
+  local e = tostring(err)
+  return e:match("^conflict: a credit note") ~= nil or e:match("deadlock detected") ~= nil
+    or e:match("could not serialize") ~= nil
+end
+
 local function consume_coupons(st, inv, now)
   local okc, coupons = pcall(require, "steward.billing.coupons")
   if not okc or type(coupons) ~= "table" or not coupons.consume then return end
@@ -368,7 +376,8 @@ local function finalize_once(st, id, now)
   inv.state, inv.issued, inv.finalized = "finalized", now, now
   inv.due = now + (cfg.net_payment_days or 30) * 86400
   local width = cfg.invoices.number_width
-  local batch = { { "UPDATE billing_invoices SET state = 'finalized', body = $1, total = $2, updated = $3, " ..
+  local batch = { numbering.lock_statement(inv.series),
+    { "UPDATE billing_invoices SET state = 'finalized', body = $1, total = $2, updated = $3, " ..
     "version = version + 1 WHERE id = $4 AND state = 'draft' AND version = $5",
     body_of(inv), decimal.string(inv.total), now, inv.id, inv.version } }
   for _, s in ipairs(numbering.statements(st.db:backend(), "billing_invoices", inv.id, inv.series, width)) do
@@ -386,7 +395,7 @@ local function finalize_once(st, id, now)
     end
     return nil, fresh
   end
-  if res[1].changes ~= 1 then
+  if res[2].changes ~= 1 then
     local cur = M.get(st, id)
     if cur and cur.state ~= "draft" then return cur, false end
     return nil, "conflict: invoice " .. id .. " changed meanwhile"
@@ -403,11 +412,12 @@ end
 function M.finalize(st, id, now)
   if type(id) ~= "string" then error("invoices.finalize: id: string expected, got " .. type(id), 2) end
   now = util.now(now)
-  -- a credit note taken by another invoice meanwhile: read the credits again and retry
+  -- a credit note taken by another invoice meanwhile, or the database's deadlock or
+  -- serialization refusal (several instances' write groups): read again and retry
   local inv, changed
   for _ = 1, 10 do
     inv, changed = finalize_once(st, id, now)
-    if inv or not tostring(changed):match("^conflict: a credit note") then break end
+    if inv or not M.retryable(changed) then break end
   end
   return inv, changed
 end

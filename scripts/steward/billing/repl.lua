@@ -26,6 +26,7 @@ M.HELP = {
   { "billing.top_up(wallet, {paid_credits=, granted_credits=})", "add credits (admin)" },
   require("steward.billing.revenue_repl").HELP,
 }
+for _, r in ipairs(require("steward.billing.payments_repl").HELP) do M.HELP[#M.HELP + 1] = r end -- h7: payments
 
 for _, l in ipairs(require("steward.billing.invoices_repl").HELP) do M.HELP[#M.HELP + 1] = l end -- h5: invoices
 
@@ -146,6 +147,7 @@ function M.install(h, opts)
   -- the other billing parts add their helpers below, one line each
   require("steward.billing.invoices_repl").install(b, { st = st, rows = rows, admin = opts.admin }) -- h5: invoices
   b.revenue = require("steward.billing.revenue_repl").helper(st, rows) -- docs/billing/revenue.md
+  require("steward.billing.payments_repl").install(b, opts) -- h7: payments, dunning (docs/billing/payments.md)
 
   h.billing = setmetatable(b, { __index = function(_, k)
     error("billing." .. tostring(k) .. ": no such helper (help() lists them)", 2)

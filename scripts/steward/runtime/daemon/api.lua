@@ -862,6 +862,7 @@ function M.install(router, ctx)
   require("steward.billing.invoices_api").install(add, ctx) -- invoices, credit notes (docs/billing/invoices.md)
   require("steward.billing.render_api").install(add, ctx) -- invoice HTML/PDF (docs/billing/rendering.md)
   require("steward.billing.revenue_api").install(add, ctx) -- revenue recognition (docs/billing/revenue.md)
+  require("steward.billing.payments_api").install(add, ctx) -- payments, Stripe webhooks, dunning (docs/billing/payments.md)
   -- The route table itself: each route's permission and tenant scope (docs/http-api.md).
   add("GET", "/v1/routes", "read", function(c)
     return reply(200, { routes = json.array(c.routes) })

@@ -468,6 +468,7 @@ M.BY_MODULE = {
   ["steward.billing.churn"] = guard_all("billing"), -- h8
   ["steward.billing.invoices"] = guard_all("billing"), ["steward.billing.credit_notes"] = guard_all("billing"), -- h5
   ["steward.billing.revenue"] = guard_all("billing"), -- h6 (steward.billing.render is not for policies: it runs a program)
+  ["steward.billing.dunning"] = guard_all("billing"), -- issue 18, h7: payments and dunning
 }
 
 -- overrides(box, name, mod, o) -> o with the capability checks in front (outermost)

@@ -93,6 +93,8 @@ M.PUBLIC = {
   ["steward.billing.invoices"] = { hide = { ready = true } }, ["steward.billing.credit_notes"] = { hide = { use_statements = true } },
   ["steward.billing.taxes"] = {},
   ["steward.billing.revenue"] = {}, -- issue 18, h6: revenue recognition (the `billing` capability guards it)
+  -- issue 18, h7: dunning (the `billing` capability); the config and the store stay runtime-side
+  ["steward.billing.dunning"] = { hide = { configure = true, check_config = true, paid = true } },
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
