@@ -118,6 +118,10 @@ t.is(r.policy_config.hook.Password, "***", "redact: names in any case")
 t.is(r.policy_config.hook.n, 3, "redact: other values kept")
 t.is(r.alerting.external_url, "https://steward.example.com", "redact: a URL without credentials kept")
 t.is(r.fn, "<function>", "redact: a function becomes a string")
+-- a read-only view (the sandbox's, a policy's frozen config) answers getmetatable with a string
+local frozen = setmetatable({}, { __index = { x = 1 }, __metatable = "read-only" })
+local okr, rr = pcall(config.redact, { policy_config = { p = frozen } })
+t.ok(okr and type(rr.policy_config.p) == "table", "redact: a table whose metatable is protected is copied (" .. tostring(rr) .. ")")
 
 os.execute("rm -rf " .. dir)
 t.done()
