@@ -19,8 +19,8 @@ local subscriptions = require "steward.billing.subscriptions"
 local V = require "steward.billing.values"
 require "steward.billing.schema"
 
-local type, pairs, ipairs, next, tostring, tonumber, error, pcall, require, unpack =
-  type, pairs, ipairs, next, tostring, tonumber, error, pcall, require, unpack
+local type, pairs, ipairs, next, tostring, tonumber, error, pcall, require, unpack, setmetatable =
+  type, pairs, ipairs, next, tostring, tonumber, error, pcall, require, unpack, setmetatable
 local format, floor, concat = string.format, math.floor, table.concat
 
 local M = {}
@@ -90,16 +90,65 @@ local function late(sub, plan, at, received)
   return p.to + grace <= received
 end
 
--- Why a usage event does not fit its subscription: nil when it does, else field, reason
--- (status 404 for an unknown or foreign subscription).
-local function fit(st, u, cache, tenant)
+-- What the policy's record() reads for every event, kept between events: a plan version and a
+-- metric never change once stored (kept while the store is the same), a subscription for
+-- SUB_TTL seconds (the intake checked the event against it fresh; this is the second look).
+M.SUB_TTL = 1
+local known = setmetatable({}, { __mode = "k" }) -- store -> {plans = {}, metrics = {}, subs = {}}
+
+local function known_of(st)
+  local k = known[st]
+  if not k then k = { plans = {}, metrics = {}, subs = {} }; known[st] = k end
+  return k
+end
+
+local function plan_of(st, s, k)
+  local key = s.plan .. "@" .. tostring(s.plan_version)
+  local p = k and k.plans[key]
+  if p then return p end
+  p = plans.get(st, s.plan, s.plan_version) or nil
+  if p and k then k.plans[key] = p end
+  return p
+end
+
+-- fit(st, u, cache, tenant, k, now) -> nil, nil, nil, subscription, plan when the event fits
+-- its subscription; else field, reason (and status 404 for an unknown or foreign subscription),
+-- or nil, nil, err for the store's failure.
+local function fit(st, u, cache, tenant, k, now)
   local c = cache[u.subscription]
+  if c == nil and k then
+    local hit = k.subs[u.subscription]
+    if hit and hit.until_ > now then c = hit end
+  end
   if c == nil then
     local s, err = subscriptions.get(st, u.subscription)
     if s == nil then return nil, nil, err end
     c = { sub = s or nil }
-    if s then c.plan = plans.get(st, s.plan, s.plan_version) or nil end
+    if s then
+      c.plan = plan_of(st, s, k)
+    else
+      -- not an id: an external_id, which an upgrade or a downgrade hands on (Lago's
+      -- external_subscription_id); each event goes to the subscription running at its time
+      local list
+      list, err = subscriptions.list(st, { external_id = u.subscription })
+      if not list then return nil, nil, err end
+      if #list > 0 then
+        c.ext = {}
+        for _, x in ipairs(list) do
+          if x.state ~= "canceled" then c.ext[#c.ext + 1] = { sub = x, plan = plan_of(st, x, k) } end
+        end
+      end
+    end
     cache[u.subscription] = c
+    if k and s then c.until_ = now + M.SUB_TTL; k.subs[u.subscription] = c end
+  end
+  if c.ext then
+    local pick
+    for _, x in ipairs(c.ext) do -- newest first: the one whose life holds the event's time
+      if x.sub.started <= u.timestamp and (not x.sub.terminated or u.timestamp < x.sub.terminated) then pick = x; break end
+    end
+    pick = pick or c.ext[1]
+    if pick then c = pick end
   end
   local s = c.sub
   if not s or (tenant and s.tenant ~= tenant) then return "subscription", "no subscription " .. u.subscription, 404 end
@@ -107,9 +156,14 @@ local function fit(st, u, cache, tenant)
   if u.timestamp < s.started then return "timestamp", "before the subscription started" end
   if s.terminated and u.timestamp >= s.terminated then return "timestamp", "after the subscription ended" end
   if cache["metric:" .. u.code] == nil then
-    local m, err = metrics.get(st, u.code)
-    if m == nil then return nil, nil, err end
-    cache["metric:" .. u.code] = m and true or false
+    if k and k.metrics[u.code] then
+      cache["metric:" .. u.code] = true
+    else
+      local m, err = metrics.get(st, u.code)
+      if m == nil then return nil, nil, err end
+      cache["metric:" .. u.code] = m and true or false
+      if m and k then k.metrics[u.code] = true end
+    end
   end
   if not cache["metric:" .. u.code] then return "code", "no metric " .. u.code end
   return nil, nil, nil, s, c.plan
@@ -134,6 +188,7 @@ function M.ingest(st, list, opts)
     if status and not field then return nil, status end -- a store error
     if field then return nil, { index = i, field = field, reason = reason, status = status } end
     u.tenant, u.sub, u.plan = sub.tenant, sub, plan
+    u.subscription = sub.id -- an external_id resolved: idempotency is per subscription
     valid[i] = u
   end
   -- recorded before: a duplicate (a correction sent with a known id is not applied)
@@ -219,9 +274,11 @@ function M.record(st, ev, now)
   local received = tonumber(ev.time) or now
   local u, verr = M.validate(ev.data, nil, received)
   if not u then return nil, "invalid: " .. verr.field .. ": " .. verr.reason end
-  local field, reason, status, sub, plan = fit(st, u, {}, nil)
+  local k = known_of(st)
+  local field, reason, status, sub, plan = fit(st, u, {}, nil, k, now)
   if status and not field then return nil, status end
   if field then return nil, "invalid: " .. field .. ": " .. reason end
+  u.subscription = sub.id
   local data = { transaction_id = u.transaction_id, subscription = u.subscription, code = u.code,
                  timestamp = u.timestamp, properties = u.properties, event = ev.id }
   local id = tostring(ev.id or event_id(u))
