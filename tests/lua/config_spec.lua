@@ -118,6 +118,12 @@ t.is(r.policy_config.hook.Password, "***", "redact: names in any case")
 t.is(r.policy_config.hook.n, 3, "redact: other values kept")
 t.is(r.alerting.external_url, "https://steward.example.com", "redact: a URL without credentials kept")
 t.is(r.fn, "<function>", "redact: a function becomes a string")
+-- a policy's config default may be a sandbox's read-only view (its metatable protected by
+-- __metatable): redacting it must not raise (it stopped the daemon's start)
+local locked = setmetatable({ n = 1 }, { __metatable = "read-only" })
+local ok_locked, r_locked = pcall(config.redact, { weights = locked })
+t.ok(ok_locked and type(r_locked.weights) == "table" and r_locked.weights.n == 1,
+  "redact: a table whose metatable is protected is copied (" .. tostring(r_locked) .. ")")
 
 os.execute("rm -rf " .. dir)
 t.done()

@@ -515,7 +515,10 @@ local function redact(v, hidden, depth)
     if depth > 32 then return "<too deep>" end
     local out = {}
     for k, x in pairs(v) do out[k] = redact(x, hidden or (type(k) == "string" and secret_name(k)), depth + 1) end
-    return setmetatable(out, getmetatable(v))
+    -- a protected metatable (__metatable: a sandbox's read-only view) reads back as a
+    -- string, which setmetatable refuses: the copy is plain data then
+    local mt = getmetatable(v)
+    return setmetatable(out, type(mt) == "table" and mt or nil)
   end
   if hidden and v ~= nil then return "***" end
   if t == "string" then return redact_text(v) end
