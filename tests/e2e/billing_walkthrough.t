@@ -10,10 +10,10 @@ set -u
 for c in weasyprint pdftotext; do
     command -v $c >/dev/null || { echo "1..0 # SKIP $c is not installed (deps/packages.txt)"; exit 0; }
 done
-echo "1..20"
+echo "1..23"
 PAGE="$here/docs/billing.md"
 # the page's blocks, in the order they are run here
-NAMES="env config plan tenant subscribe usage duplicate usage-read invoicing draft finalize pdf pay forged revenue mrr"
+NAMES="env config plan tenant subscribe usage duplicate usage-read invoicing draft finalize pdf pay forged revenue mrr declined dunning dunning-state"
 # block NAME: the code block after "<!-- billing: NAME -->" in the page
 block() {
     awk -v m="<!-- billing: $1 -->" '$0 == m { f = 1; next } f == 1 && /^```/ { f = 2; next } f == 2 && /^```/ { exit } f == 2 { print }' "$PAGE"
@@ -120,5 +120,15 @@ ok $? "revenue: the page's printed output is the one checked"
 
 run mrr && [ "$(out mrr)" = "0.00 49.00 49.00 1" ]
 ok $? "mrr: prints 0.00 49.00 49.00 1 ($(out mrr | tr '\n' ' ' | cut -c1-300))"
+run declined
+globex_invoice() { curl -s -H "Authorization: Bearer $TOKEN" "$STEWARD/v1/billing/invoices?subscription=$GLOBEX" | jx 'len(d["invoices"]) == 1' >/dev/null 2>&1; }
+wait_for 30 globex_invoice
+ok $? "declined: globex, its subscription, its invoice built"
+run dunning && [ "$(out dunning | tr '\n' '|')" = "INV-000002 58.80|failed generic_decline|" ]
+ok $? "dunning: INV-000002 58.80, failed generic_decline ($(out dunning | tr '\n' '|' | cut -c1-300))"
+# the policy billing.dunning answers the failure: the state block (a GET) polled until it does
+dunned() { run dunning-state && [ "$(out dunning-state)" = "retrying 1 False" ]; }
+wait_for 20 dunned
+ok $? "dunning-state: retrying 1 False ($(out dunning-state | cut -c1-300))"
 daemon_stop
 exit $fail
