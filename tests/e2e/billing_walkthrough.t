@@ -10,7 +10,7 @@ set -u
 for c in weasyprint pdftotext; do
     command -v $c >/dev/null || { echo "1..0 # SKIP $c is not installed (deps/packages.txt)"; exit 0; }
 done
-echo "1..23"
+echo "1..24"
 PAGE="$here/docs/billing.md"
 # the page's blocks, in the order they are run here
 NAMES="env config plan tenant subscribe usage duplicate usage-read invoicing draft finalize pdf pay forged revenue mrr declined dunning dunning-state"
@@ -101,6 +101,9 @@ ok $? "pdf: pdftotext shows the brand, the number and Total due EUR 82.26 ($(tr 
 
 run pay && [ "$(out pay | tr '\n' ' ')" = "succeeded pi_ paid stripe " ]
 ok $? "pay: succeeded, the invoice paid through stripe ($(out pay | tr '\n' ' '))"
+curl -s -H "Authorization: Bearer $TOKEN" "$STEWARD/v1/billing/payments?invoice=$INVOICE" |
+    jx 'len(d["payments"]) == 1 and d["payments"][0]["amount_minor"] == 8226 and d["payments"][0]["amount"] == "82.26" and d["payments"][0]["currency"] == "EUR"' >/dev/null
+ok $? "pay: one PaymentIntent of 8226 cents, as the page says"
 # the peer's signed payment_intent.succeeded webhook came through the signature check
 webhooked() {
     [ "$(ev "return #require('steward.runtime.store').default().db:query(\"SELECT id FROM billing_webhook_events WHERE type = 'payment_intent.succeeded' AND invoice = '$INVOICE'\")")" = "1" ]
