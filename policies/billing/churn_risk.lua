@@ -42,7 +42,9 @@ return {
   on = { "billing.subscription.downgraded", "billing.subscription.terminated", "billing.payment.failed" },
   key = function(ev) return ev.type == "policy.schedule" and "usage" or tenant_of(ev) or "-" end,
   config = {
-    weights = { type = "table", check = churn.check_weights, default = churn.WEIGHTS,
+    -- (a plain copy: churn.WEIGHTS reaches a policy as a read-only view, which GET /v1/policies
+    -- and the REPL would show as {})
+    weights = { type = "table", check = churn.check_weights, default = churn.default_weights(),
       description = "points of each reason (churn, contraction, downgrade, payment_failed, usage_drop); the score is their sum, capped at 100" },
     usage_drop = { type = "number", default = 30, min = 1, max = 100,
       description = "a fall of usage, in percent week over week, that is a signal" },

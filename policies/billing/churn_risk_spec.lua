@@ -96,4 +96,11 @@ describe("billing.churn_risk", function()
     assert.falsy(ok)
     assert.match(err, "boredom: no such reason")
   end)
+
+  it("shows its default weights as plain data (GET /v1/policies, the REPL)", function()
+    local d = p.def.config_decl.weights.default
+    local shown = require("steward.runtime.config").redact(d)
+    assert.equal(shown.churn, 60)
+    assert.equal(shown.payment_failed, 40)
+  end)
 end)

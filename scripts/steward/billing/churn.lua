@@ -29,6 +29,13 @@ M.REASONS = {
 }
 M.WEIGHTS = { churn = 60, contraction = 30, downgrade = 30, payment_failed = 40, usage_drop = 30 }
 
+-- default_weights() -> a fresh plain copy of WEIGHTS (a policy's config default must be plain data)
+function M.default_weights()
+  local out = {}
+  for k, v in pairs(M.WEIGHTS) do out[k] = v end
+  return out
+end
+
 local ready = domain.migrator("billing_mrr")
 local DAY, WEEK = 86400, 7 * 86400
 local MONDAY = 4 * DAY -- 1970-01-05 00:00 UTC, the first Monday of the epoch
