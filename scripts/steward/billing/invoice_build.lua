@@ -75,7 +75,9 @@ function M.charge_lines(charge, inputs, period, ctx)
   for _, b in ipairs(buckets) do
     -- a recurring metric starts from the state its bucket ended the previous period with
     local previous = metric.recurring and inputs.previous and inputs.previous(charge, metric, b.filter, period) or nil
-    local opts = { group_by = charge.group_by, prorated = (charge.prorated and metric.aggregation == "unique_count") or nil,
+    -- prorated units exist for unique_count and sum (h3); weighted_sum prorates itself by seconds
+    local prorated = charge.prorated and (metric.aggregation == "unique_count" or metric.aggregation == "sum")
+    local opts = { group_by = charge.group_by, prorated = prorated or nil,
                    previous = previous, timezone = ctx.timezone }
     local agg, err = aggregate.run(metric, b.events, period, opts)
     if not agg then error(format("charge %s: %s", tostring(charge.id), tostring(err)), 0) end
@@ -126,14 +128,21 @@ function M.compute(inputs)
   local cp = inputs.charge_period or inputs.period
   local cfrom, cto = M.active(sub, cp)
   if cfrom and plan.charges and #plan.charges > 0 then
+    local periods = lib("periods")
     local ctx = { currency = currency, period = cp, timezone = inputs.timezone }
-    if cfrom ~= cp.from or cto ~= cp.to then ctx.prorate = lib("periods").fraction(cfrom, cto, cp, inputs.timezone) end
+    if cfrom ~= cp.from or cto ~= cp.to then ctx.prorate = periods.fraction(cfrom, cto, cp, inputs.timezone) end
+    -- a partial (first, terminated, upgraded) period keeps the whole period's days and seconds,
+    -- so prorated unique_count, prorated sum and weighted_sum measure against the full period (Lago)
+    local tz = cp.timezone or inputs.timezone
+    local whole = { from = cp.from, to = cp.to, days = cp.days or periods.days(cp.from, cp.to, tz),
+                    seconds = cp.seconds or (cp.to - cp.from), timezone = tz }
+    local part = periods.clip(whole, cfrom, cto)
     for _, charge in ipairs(plan.charges) do
       if charge.pay_in_advance then
         -- billed per event when it happens (Lago), not by the period's invoice: say so, never drop it quietly
         if inputs.skipped then inputs.skipped(charge) end
       else
-        for _, l in ipairs(M.charge_lines(charge, inputs, { from = cfrom, to = cto, timezone = inputs.timezone }, ctx)) do
+        for _, l in ipairs(M.charge_lines(charge, inputs, part, ctx)) do
           lines[#lines + 1] = l
         end
       end
