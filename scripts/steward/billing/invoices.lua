@@ -30,15 +30,38 @@ M.ready = ready
 
 -- ---- configuration: billing.invoices (checked by steward.billing.config) ----
 
-local CONFIG_KEYS = { series = true, credit_note_series = true, number_width = true, auto_finalize = true }
+local CONFIG_KEYS = { series = true, credit_note_series = true, number_width = true, auto_finalize = true, issuer = true }
+local ISSUER_KEYS = { name = true, address = true, legal = true }
+local ISSUER_MAX = 2000
+
+-- check_issuer(v, path) -> a copy | nil, "<path>.<field>: reason": the operator's identity
+-- printed on every invoice (its name required; address and legal text optional)
+local function check_issuer(v, path)
+  if type(v) ~= "table" then return nil, path .. ": a table {name, address, legal} expected" end
+  for k in pairs(v) do
+    if not ISSUER_KEYS[k] then return nil, path .. "." .. tostring(k) .. ": unknown field (name, address, legal)" end
+  end
+  local out = {}
+  for _, k in ipairs({ "name", "address", "legal" }) do
+    local x = v[k]
+    if x == nil and k == "name" then return nil, path .. ".name: required (the operator's name on its invoices)" end
+    if x ~= nil then
+      if type(x) ~= "string" then return nil, path .. "." .. k .. ": a string expected, got " .. type(x) end
+      if not x:find("%S") then return nil, path .. "." .. k .. ": must not be empty" end
+      if #x > ISSUER_MAX then return nil, path .. "." .. k .. ": at most " .. ISSUER_MAX .. " bytes" end
+      out[k] = x
+    end
+  end
+  return out
+end
 
 -- check_config(v, path) -> v with defaults | nil, "<path>.<field>: reason"
 function M.check_config(v, path)
   path = path or "billing.invoices"
-  if type(v) ~= "table" then return nil, path .. ": a table {series, credit_note_series, number_width, auto_finalize} expected" end
+  if type(v) ~= "table" then return nil, path .. ": a table {series, credit_note_series, number_width, auto_finalize, issuer} expected" end
   for k in pairs(v) do
     if not CONFIG_KEYS[k] then
-      return nil, path .. "." .. tostring(k) .. ": unknown field (series, credit_note_series, number_width, auto_finalize)"
+      return nil, path .. "." .. tostring(k) .. ": unknown field (series, credit_note_series, number_width, auto_finalize, issuer)"
     end
   end
   local out = {}
@@ -53,6 +76,11 @@ function M.check_config(v, path)
     return nil, path .. ".number_width: an integer from 1 to 12 expected"
   end
   if type(out.auto_finalize) ~= "boolean" then return nil, path .. ".auto_finalize: true or false expected" end
+  if v.issuer ~= nil then
+    local iss, err = check_issuer(v.issuer, path .. ".issuer")
+    if not iss then return nil, err end
+    out.issuer = iss
+  end
   return out
 end
 
@@ -148,7 +176,7 @@ end
 
 -- The fields of an invoice that go into its body (the columns carry state, number and version).
 local BODY = { "id", "tenant", "subscription", "currency", "period", "series", "issued", "due", "lines", "subtotal",
-               "discounts", "discount_total", "taxes", "tax_total", "credits", "credit_total", "total", "customer",
+               "discounts", "discount_total", "taxes", "tax_total", "credits", "credit_total", "total", "customer", "issuer",
                "finalized", "paid", "voided", "void_reason", "payment", "final", "plan", "plan_version" }
 local function body_of(inv)
   local b = {}
@@ -290,6 +318,10 @@ local function finalize_once(st, id, now)
   inv.total = due - inv.credit_total
   local t = inputs.tenant_record(st, inv.tenant)
   if t then inv.customer = inputs.customer(t) end
+  -- the operator's identity as it is now: a later change of billing.invoices.issuer never
+  -- rewrites an issued invoice (the renderer prefers this snapshot)
+  local iss = cfg.invoices.issuer
+  if type(iss) == "table" then inv.issuer = { name = iss.name, address = iss.address, legal = iss.legal } end
   inv.state, inv.issued, inv.finalized = "finalized", now, now
   inv.due = now + (cfg.net_payment_days or 30) * 86400
   local width = cfg.invoices.number_width
