@@ -139,7 +139,7 @@ function M.compute(inputs)
     local part = periods.clip(whole, cfrom, cto)
     for _, charge in ipairs(plan.charges) do
       if charge.pay_in_advance then
-        -- billed per event when it happens (Lago), not by the period's invoice: say so, never drop it quietly
+        -- billed per event when it is recorded (invoices.bill_in_advance, Lago), never by the period's invoice
         if inputs.skipped then inputs.skipped(charge) end
       else
         for _, l in ipairs(M.charge_lines(charge, inputs, part, ctx)) do

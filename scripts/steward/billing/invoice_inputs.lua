@@ -46,10 +46,6 @@ function M.of(st, sub, plan, period, cfg, final)
     end,
     tax_rates = taxes.rates_for(cfg.taxes, cust.country, cust.region),
     timezone = cfg.timezone,
-    skipped = function(charge)
-      require("steward.log").warn("invoice: a charge paid in advance is not billed by period invoices",
-        { subscription = sub.id, plan = plan.code, charge = tostring(charge.id) })
-    end,
   }
   -- previous(charge, metric, filter, period): the recurring state at the period's start,
   -- replayed period by period from the subscription's start (each period's active part, the
