@@ -256,6 +256,16 @@ function M.bill_in_advance(st, subscription_id, transaction_id, now)
   local ok, err = ready(st)
   if not ok then return nil, err end
   now = util.now(now)
+  local sub, serr = billing("subscriptions").get(st, subscription_id)
+  sub, err = must(sub, serr, "subscription " .. subscription_id)
+  if not sub then return nil, err end
+  local plan
+  plan, err = billing("plans").get(st, sub.plan, sub.plan_version)
+  if not plan then return nil, err or ("not found: plan " .. tostring(sub.plan)) end
+  -- most plans have no charge paid in advance: answer before reading anything else
+  local any = false
+  for _, c in ipairs(plan.charges or {}) do if c.pay_in_advance then any = true; break end end
+  if not any then return false end
   local id = M.advance_id(subscription_id, transaction_id)
   local old
   old, err = M.get(st, id)
@@ -264,12 +274,6 @@ function M.bill_in_advance(st, subscription_id, transaction_id, now)
     if old.state == "draft" then return M.finalize(st, id, now) end
     return old
   end
-  local sub, serr = billing("subscriptions").get(st, subscription_id)
-  sub, err = must(sub, serr, "subscription " .. subscription_id)
-  if not sub then return nil, err end
-  local plan
-  plan, err = billing("plans").get(st, sub.plan, sub.plan_version)
-  if not plan then return nil, err or ("not found: plan " .. tostring(sub.plan)) end
   local rows
   rows, err = st.db:query("SELECT code, happened, properties FROM billing_usage WHERE subscription = $1 AND transaction_id = $2",
     subscription_id, transaction_id)
