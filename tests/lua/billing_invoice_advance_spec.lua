@@ -104,4 +104,14 @@ STD.charges[1].metric = "calls"
 local ok, err = invoices.bill_in_advance(st, "s1", "nope")
 t.ok(ok == nil and tostring(err):match("^not found: usage nope"), "an unrecorded event: " .. tostring(err))
 t.raises(function() invoices.bill_in_advance(st, "s1", 5) end, "transaction_id", "misuse names the argument")
+
+-- an in-advance invoice left a draft (its finalization failed): refresh keeps its fee, never the
+-- period's lines; billing the event again finalizes it
+record(6)
+local d6 = assert(invoices.bill_in_advance(st, "s1", "t6", JAN.from + 6000))
+assert(st.db:exec("UPDATE billing_invoices SET state = 'draft', seq = NULL, number = NULL WHERE id = $1", d6.id))
+local r6 = assert(invoices.refresh(st, d6.id, JAN.from + 6100))
+t.is(r6.id .. " " .. #r6.lines .. " " .. r6.lines[1].id, d6.id .. " 1 charge:calls:advance", "refresh of an in-advance draft keeps its fee")
+local f6 = assert(invoices.bill_in_advance(st, "s1", "t6", JAN.from + 6200))
+t.is(f6.state, "finalized", "billing the event again finalizes the draft")
 t.done()

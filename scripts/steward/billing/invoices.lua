@@ -326,6 +326,8 @@ function M.refresh(st, id, now)
   local inv, err = must(M.get(st, id))
   if not inv then return nil, err or ("not found: invoice " .. id) end
   if inv.state ~= "draft" then return nil, format("invalid: invoice %s is %s: only a draft is rebuilt", id, inv.state) end
+  -- an in-advance fee's invoice is its event's fee: nothing to rebuild from the period
+  if inv.advance then return inv, false end
   return M.build(st, inv.subscription, inv.period, { final = inv.final, now = now })
 end
 
