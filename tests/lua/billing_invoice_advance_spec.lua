@@ -114,4 +114,26 @@ local r6 = assert(invoices.refresh(st, d6.id, JAN.from + 6100))
 t.is(r6.id .. " " .. #r6.lines .. " " .. r6.lines[1].id, d6.id .. " 1 charge:calls:advance", "refresh of an in-advance draft keeps its fee")
 local f6 = assert(invoices.bill_in_advance(st, "s1", "t6", JAN.from + 6200))
 t.is(f6.state, "finalized", "billing the event again finalizes the draft")
+-- invoiceable = false (Lago): the fees are made at once but kept off invoices, and the period's
+-- invoice regroups them on one line; billing the same event again keeps no second fee
+STD.charges[1].invoiceable = false
+subs.s2 = { id = "s2", tenant = "acme", plan = "std", plan_version = 1, started = JAN.from - 40 * DAY, anchor = JAN.from,
+            billing_time = "calendar", state = "active" }
+for i = 1, 2 do
+  assert(st.db:exec("INSERT INTO billing_usage (subscription, transaction_id, tenant, code, happened, properties, received, " ..
+    "event_id) VALUES ('s2', $1, 'acme', 'calls', $2, '{}', $2, $3)", "k" .. i, JAN.from + i * 60, "k" .. i))
+  t.is(invoices.bill_in_advance(st, "s2", "k" .. i, JAN.from + i * 60 + 1), false, "kept off invoices: no invoice for event k" .. i)
+end
+t.is(invoices.bill_in_advance(st, "s2", "k2", JAN.from + 999), false, "billed again: still none")
+local kept = assert(st.db:query("SELECT transaction_id, CAST(amount AS TEXT) AS amount FROM billing_advance_fees " ..
+  "WHERE subscription = 's2' ORDER BY transaction_id"))
+t.is(#kept .. " " .. decimal.new(kept[1].amount):format(2), "2 0.20", "two fees kept, 0.20 each, none twice")
+t.is(#assert(invoices.list(st, { subscription = "s2", limit = 10 })), 0, "and no invoice yet")
+local p2 = assert(invoices.build(st, "s2", JAN, { now = JAN.to + 60 }))
+local adv2
+for _, x in ipairs(p2.lines) do if x.id == "charge:calls:advance" then adv2 = x end end
+t.is(adv2 and (adv2.amount:format(2) .. " " .. tostring(adv2.units) .. " " .. adv2.usage.events), "0.40 2 2",
+  "the period's invoice regroups the kept fees on one line: 0.40 for 2 events")
+t.is(p2.subtotal:format(2), "10.40", "beside the arrears charge (2 x 5): 10.40, the units never priced twice")
+STD.charges[1].invoiceable = nil
 t.done()

@@ -107,6 +107,24 @@ function M.charge_lines(charge, inputs, period, ctx)
   return lines
 end
 
+-- advance_line(charge, inputs, from, to, currency) -> the line of an in-advance charge's fees
+-- kept off invoices (invoiceable = false) whose events fall in [from, to): their sum (each fee
+-- was rounded when made), or nil when there are none
+function M.advance_line(charge, inputs, from, to, currency)
+  local fees = inputs.advance_fees(charge, from, to) or {}
+  if #fees == 0 then return nil end
+  local amount, units = decimal.zero, decimal.zero
+  for _, f in ipairs(fees) do
+    amount, units = amount + decimal.new(f.amount), units + decimal.new(f.units)
+  end
+  local metric = inputs.metric(charge.metric) or { code = charge.metric }
+  return { id = "charge:" .. tostring(charge.id) .. ":advance", kind = "charge", charge = charge.id, metric = metric.code,
+           description = charge.invoice_display_name or metric.name or metric.code, units = units,
+           unit_amount = units:is_zero() and decimal.zero or money(amount / units, currency), amount = money(amount, currency),
+           from = from, to = to, details = { pay_in_advance = true, invoiceable = false, fees = #fees },
+           usage = { events = #fees } }
+end
+
 -- compute(inputs) -> the invoice's money fields: {lines, subtotal, discounts, discount_total,
 -- taxes, tax_total, credits, credit_total, total}. inputs = {subscription, plan, period
 -- (fee period), charge_period (usage period; default period), currency, metric(code),
@@ -114,7 +132,8 @@ end
 -- the period's start, for the charge's bucket of that filter; optional), coupons(subtotal) ->
 -- {{coupon, amount}} (optional), tax_rates = {...} (steward.billing.taxes), credits =
 -- {{kind, ref, amount}} (optional), fee = false (no fee line: a final invoice of an in-advance
--- plan whose fee was billed)}.
+-- plan whose fee was billed), advance_fees(charge, from, to) -> {{amount, units}} (the fees of
+-- an in-advance charge with invoiceable = false; optional)}.
 function M.compute(inputs)
   local sub, plan, currency = inputs.subscription, inputs.plan, inputs.currency
   if type(currency) ~= "string" or not decimal.scale(currency) then
@@ -139,8 +158,12 @@ function M.compute(inputs)
     local part = periods.clip(whole, cfrom, cto)
     for _, charge in ipairs(plan.charges) do
       if charge.pay_in_advance then
-        -- billed per event when it is recorded (invoices.bill_in_advance, Lago), never by the period's invoice
-        if inputs.skipped then inputs.skipped(charge) end
+        -- billed per event when it is recorded (invoices.bill_in_advance, Lago), never priced
+        -- again here; the fees kept off invoices (invoiceable = false) are regrouped on this one
+        if charge.invoiceable == false and inputs.advance_fees then
+          local l = M.advance_line(charge, inputs, cfrom, cto, currency)
+          if l then lines[#lines + 1] = l end
+        end
       else
         for _, l in ipairs(M.charge_lines(charge, inputs, part, ctx)) do
           lines[#lines + 1] = l

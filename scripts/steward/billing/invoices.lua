@@ -296,6 +296,25 @@ function M.bill_in_advance(st, subscription_id, transaction_id, now)
   local currency = plan.currency or cfg.currency
   local okl, lines = pcall(advance.lines, plan, metric, ev, list, period, currency, cfg.timezone)
   if not okl then return nil, "invoice " .. id .. ": " .. tostring(lines) end
+  -- fees of charges kept off invoices (invoiceable = false) wait for the period's invoice
+  local kept, billed = {}, {}
+  local off = {}
+  for _, c in ipairs(plan.charges) do if c.invoiceable == false then off[c.id] = true end end
+  for _, l in ipairs(lines) do
+    if off[l.charge] then
+      kept[#kept + 1] = { "INSERT INTO billing_advance_fees (subscription, transaction_id, charge, tenant, happened, amount, " ..
+        "units, created) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (subscription, transaction_id, charge) DO NOTHING",
+        subscription_id, transaction_id, tostring(l.charge), sub.tenant, ev.timestamp, decimal.string(l.amount),
+        decimal.string(l.units), now }
+    else
+      billed[#billed + 1] = l
+    end
+  end
+  if #kept > 0 then
+    local kres, kerr = st.db:batch(kept)
+    if not kres then return nil, kerr end
+  end
+  lines = billed
   if #lines == 0 then return false end
   local t = inputs.tenant_record(st, sub.tenant)
   local cust = inputs.customer(t)
