@@ -2,9 +2,11 @@
 -- .invoice_due: periods that ended, in-advance periods that began, the last period of a
 -- terminated subscription) every 5 minutes and at once when a subscription terminates or is
 -- upgraded; then finalizes, with their gap-free numbers, the drafts whose grace window
--- (billing.grace_period) has passed. Building and finalizing are idempotent, so a run again
+-- (billing.grace_period) has passed, and grants the wallet credit notes whose top-up is missing.
+-- Building and finalizing are idempotent, so a run again
 -- after a crash changes nothing it did. docs/billing/invoices.md.
 local invoices = require "steward.billing.invoices"
+local credit_notes = require "steward.billing.credit_notes"
 
 local error, tostring, ipairs, concat = error, tostring, ipairs, table.concat
 
@@ -21,9 +23,14 @@ return {
     local fin
     fin, err = invoices.finalize_due(ev.time)
     if not fin then error("invoicing: " .. tostring(err), 0) end
+    -- wallet credit notes whose top-up a crash interrupted (keyed by the note: never twice)
+    local settled
+    settled, err = credit_notes.settle_wallets(ev.time)
+    if not settled then error("invoicing: " .. tostring(err), 0) end
     local errors = {}
     for _, e in ipairs(built.errors) do errors[#errors + 1] = e end
     for _, e in ipairs(fin.errors) do errors[#errors + 1] = e end
+    for _, e in ipairs(settled.errors) do errors[#errors + 1] = e end
     -- a period that failed stays due and is tried again at the next run; raising makes the
     -- failure visible (decision log, retries, dead letter) instead of a silent gap
     if #errors > 0 then error("invoicing: " .. concat(errors, "; "), 0) end

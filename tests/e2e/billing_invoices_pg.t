@@ -3,7 +3,8 @@
 # installed): tests/lua/billing_invoices_spec.lua (building, refresh, finalizing 60 invoices at
 # once gap-free, pay, void, credit notes used once) runs against a fresh database, and the
 # canonical JSON of its invoices is byte-identical to the same spec's on SQLite: amounts stay
-# exact on both stores (NUMERIC on PostgreSQL, text on SQLite).
+# exact on both stores (NUMERIC on PostgreSQL, text on SQLite). The specs of charges paid in
+# advance and of wallet credit notes run on PostgreSQL too.
 set -u
 here=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${STEWARD_BIN:-$here/build/steward}
@@ -12,7 +13,7 @@ export STEWARD_LUA_PATH=${STEWARD_LUA_PATH:-$here/scripts}
 T=$(mktemp -d)
 trap 'pg_stop; rm -rf "$T"' EXIT
 pg_start || { echo "1..1"; echo "not ok 1 - PostgreSQL starts"; exit 1; }
-echo "1..3"
+echo "1..5"
 fail=0
 BILLING_JSON_OUT="$T/sqlite.json" STEWARD_TEST_STORE="sqlite::memory:" "$BIN" script "$here/tests/lua/billing_invoices_spec.lua" \
     > "$T/sqlite.tap" 2>&1
@@ -29,4 +30,13 @@ if [ -s "$T/sqlite.json" ] && cmp -s "$T/sqlite.json" "$T/pg.json"; then
 else
     echo "not ok 3 - both stores give byte-identical invoice JSON"; diff "$T/sqlite.json" "$T/pg.json" | head -10 | sed 's/^/# /'; fail=1
 fi
+n=3
+for spec in billing_invoice_advance_spec billing_credit_wallet_spec; do
+    n=$((n + 1))
+    URL=$(pg_createdb "$spec")
+    STEWARD_TEST_STORE="$URL" "$BIN" script "$here/tests/lua/$spec.lua" > "$T/$spec.tap" 2>&1
+    if grep -q '^not ok' "$T/$spec.tap" || ! grep -q '^1\.\.' "$T/$spec.tap"; then
+        echo "not ok $n - $spec on PostgreSQL"; sed 's/^/# /' "$T/$spec.tap" | grep -v '^# ok' | head -30; fail=1
+    else echo "ok $n - $spec on PostgreSQL ($(grep -c '^ok' "$T/$spec.tap") checks)"; fi
+done
 exit $fail

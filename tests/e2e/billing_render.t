@@ -15,9 +15,10 @@ command -v pdftotext >/dev/null || { echo "1..0 # SKIP pdftotext is not installe
 billing_policies
 daemon_config 'tenants = { plans = { basic = {} } },
   billing = { currency = "EUR", grace_period = "90d", net_payment_days = 30,
+              invoices = { issuer = { name = "Steward Ops Ltd", address = "1 Ops Way", legal = "Registered in England 0000001" } },
               taxes = { rates = { { country = "FR", rate = "20", name = "TVA" } } } },'
 daemon_start || { echo "1..0 # SKIP the daemon did not start"; exit 0; }
-echo "1..18"
+echo "1..19"
 B="http://127.0.0.1:$PORT"
 api() { curl -s -o "$D/body" -D "$D/headers" -w '%{http_code}' -X "$2" -H "Authorization: Bearer $1" \
     ${4:+-H 'Content-Type: application/json' -d "$4"} "$B$3"; }
@@ -74,6 +75,9 @@ ok $([ "$s" = 200 ] && grep -qi '^content-type: application/pdf' "$D/headers" &&
 pdftotext -layout "$D/inv.pdf" "$D/inv.txt"
 ok $(grep -q "$NUM" "$D/inv.txt" && grep -q 'Total due *EUR 127.20' "$D/inv.txt" && grep -q 'Acme SAS, RCS Paris 123 456 789' "$D/inv.txt"; echo $?) \
     "pdftotext: the number, the total and the tenant's legal text"
+ok $(grep -q 'Steward Ops Ltd' "$D/inv.txt" && grep -q '1 Ops Way' "$D/inv.txt" && grep -q 'Registered in England 0000001' "$D/inv.txt" \
+    && [ "$(beval "return require('steward.billing.invoices').get('$INV').issuer.name")" = "Steward Ops Ltd" ]; echo $?) \
+    "pdftotext: the issuer (billing.invoices.issuer) snapshotted on the finalized invoice: name, address, legal text"
 s=$(api "$TOKEN" GET "/v1/billing/invoices/$INV.pdf")
 s2=$(api "$TOKEN" GET "/v1/billing/invoices/$INV.html")
 ok $([ "$s" = 200 ] && [ "$s2" = 200 ] && grep -q "Invoice $NUM" "$D/body"; echo $?) "{id}.pdf and {id}.html answer the same ($s $s2)"

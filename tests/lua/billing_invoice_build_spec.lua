@@ -187,5 +187,31 @@ for i = 1, 200 do
 end
 t.ok(all_ok, "200 random invoices keep the invariants" .. (why and (": " .. why) or ""))
 
+-- a partial period (started on Jan 16: 16 of January's 31 days) measures prorated charges against
+-- the whole period (periods.clip), as Lago does: a seat added on the 16th counts 16/31, a prorated
+-- recurring sum of 31 added on the 20th counts 12 days of 31, weighted_sum 10 held 16 days of 31
+do
+  local metrics = {
+    seats = { code = "seats", name = "Seats", aggregation = "unique_count", field = "seat", recurring = true },
+    gb = { code = "gb", name = "Storage", aggregation = "sum", field = "gb", recurring = true },
+    level = { code = "level", name = "Level", aggregation = "weighted_sum", field = "v", weighted_interval = "seconds" },
+  }
+  local start = JAN.from + 15 * DAY
+  local plan = { code = "p", name = "P", interval = "monthly", amount = "0", currency = "USD", version = 1, charges = {
+    { id = "seats", metric = "seats", model = "standard", prorated = true, properties = { amount = "31" } },
+    { id = "gb", metric = "gb", model = "standard", prorated = true, properties = { amount = "1" } },
+    { id = "level", metric = "level", model = "standard", properties = { amount = "31" } } } }
+  local r = build.compute(inputs({ plan = plan, metric = function(c) return metrics[c] end,
+    subscription = { id = "sub1", tenant = "acme", started = start },
+    usage = usage_fixture({
+      { transaction_id = "a", code = "seats", timestamp = start + 60, properties = { seat = "ann", operation_type = "add" } },
+      { transaction_id = "g", code = "gb", timestamp = start + 4 * DAY, properties = { gb = "31" } },
+      { transaction_id = "l", code = "level", timestamp = start, properties = { v = "10" } } }) }))
+  t.is(tostring(line(r, "charge:seats").amount), "16", "prorated unique_count on a partial period: 31 x 16/31 days")
+  t.is(tostring(line(r, "charge:gb").amount), "12", "prorated sum on a partial period: 31 GB x 12/31 days")
+  t.is(tostring(line(r, "charge:level").amount), "160", "weighted_sum on a partial period: 10 x 16/31 of the month x 31")
+  t.ok(build.check(r), "the invariants hold")
+end
+
 t.raises(function() build.compute(inputs({ currency = "EURO" })) end, "currency", "an unknown currency is refused")
 t.done()

@@ -107,8 +107,16 @@ local r = assert(invoices.refresh(st, inv.id, JAN.to + DAY))
 t.is(tostring(r.subtotal), "111", "refresh: 220 calls now")
 t.isnt(invoices.json(r), first, "the draft changed")
 
--- finalize: a number, due date, customer snapshot
+-- finalize: a number, due date, customer snapshot, the issuer (billing.invoices.issuer) as it was
+local bcfg = package.loaded["steward.billing.config"].current
+bcfg.invoices.issuer = { name = "Steward Ops Ltd", address = "1 Ops Way\nLondon", legal = "Registered in England 0000001" }
 local f = assert(invoices.finalize(st, inv.id, JAN.to + 3 * DAY))
+bcfg.invoices.issuer = { name = "Renamed Ops Ltd" }
+t.is(f.issuer and f.issuer.name, "Steward Ops Ltd", "finalizing snapshots the issuer in force")
+local stored_f = assert(invoices.get(st, inv.id))
+t.is(stored_f.issuer and stored_f.issuer.legal, "Registered in England 0000001",
+  "the stored invoice keeps its issuer after billing.invoices.issuer changed")
+bcfg.invoices.issuer = nil
 t.is(f.state, "finalized", "finalized")
 t.is(f.number, "INV-000001", "the first number of the series")
 t.is(f.due, JAN.to + 3 * DAY + 15 * DAY, "due after net_payment_days")
@@ -120,6 +128,21 @@ local same = assert(invoices.build(st, "s1", JAN))
 t.is(invoices.json(same), invoices.json(f), "a finalized invoice is never rebuilt")
 local ok, err = invoices.refresh(st, inv.id)
 t.ok(not ok and err:match("^invalid: .* only a draft"), "refresh refuses a finalized invoice: " .. tostring(err))
+
+-- billing.invoices.issuer: strings, the name required, errors naming the field
+do
+  local c = assert(invoices.check_config({ issuer = { name = "Ops", legal = "VAT GB1" } }))
+  t.is(c.issuer.name, "Ops", "check_config accepts billing.invoices.issuer")
+  local function refused(v, pat, what)
+    local ok, err = invoices.check_config({ issuer = v })
+    t.ok(ok == nil and tostring(err):find(pat, 1, true), what .. ": " .. tostring(err))
+  end
+  refused({ name = 42 }, "billing.invoices.issuer.name: a string expected", "a name that is not a string")
+  refused({ address = "x" }, "billing.invoices.issuer.name: required", "an issuer without a name")
+  refused({ name = "Ops", logo = "x" }, "billing.invoices.issuer.logo: unknown field", "an unknown issuer field")
+  refused({ name = "  " }, "billing.invoices.issuer.name: must not be empty", "a blank name")
+  refused("Ops", "billing.invoices.issuer: a table", "an issuer that is not a table")
+end
 
 -- pay
 local ok2, perr = invoices.pay(st, inv.id, { id = "pi_1", provider = "stripe", amount = "1" })

@@ -3,7 +3,9 @@
 -- credits more than is left creditable on its invoice. Its method says where the money goes:
 -- "credit" (Lago's credit to the customer: taken off the tenant's next invoices when they are
 -- finalized) or "refund" (paid back: the payment part, steward.billing.payments, takes the
--- pending refunds with refunds_pending() and marks each done with refunded()).
+-- pending refunds with refunds_pending() and marks each done with refunded()) or "wallet"
+-- (granted credits on the tenant's active wallet in the invoice's currency, through
+-- steward.billing.wallets.top_up keyed by the credit note's id: once, even when retried).
 local json = require "steward.json"
 local decimal = require "steward.decimal"
 local util = require "steward.runtime.store.util"
@@ -18,7 +20,7 @@ local type, pairs, ipairs, tostring, error, require, unpack, pcall, format =
 
 local M = {}
 
-M.METHODS = { credit = true, refund = true }
+M.METHODS = { credit = true, refund = true, wallet = true }
 local SOURCE = "steward.billing.credit_notes"
 local COLS = "id, tenant, invoice, series, seq, number, state, method, currency, total, remaining, body, created"
 
@@ -32,6 +34,7 @@ local function row(r)
   if cn.subtotal then cn.subtotal = decimal.new(cn.subtotal) end
   for _, l in ipairs(cn.lines or {}) do l.amount = decimal.new(l.amount) end
   for _, t in ipairs(cn.taxes or {}) do t.amount = decimal.new(t.amount) end
+  if type(cn.wallet) == "table" and cn.wallet.credits then cn.wallet.credits = decimal.new(cn.wallet.credits) end
   return cn
 end
 
@@ -143,7 +146,7 @@ function M.create(st, invoice_id, spec, now)
     if not KNOWN[k] then return nil, tostring(k) .. ": unknown field (amount, lines, reason, method)" end
   end
   local method = spec.method or "credit"
-  if not M.METHODS[method] then return nil, "method: credit or refund expected" end
+  if not M.METHODS[method] then return nil, "method: credit, refund or wallet expected" end
   if type(spec.reason) ~= "string" or spec.reason == "" or #spec.reason > 500 then
     return nil, "reason: a non-empty string of at most 500 bytes expected"
   end
@@ -198,6 +201,11 @@ function M.create(st, invoice_id, spec, now)
     return nil, format("amount: %s is more than the %s left creditable on invoice %s", total:format(decimal.scale(cur)),
       left:format(decimal.scale(cur)), invoice_id)
   end
+  local wallet
+  if method == "wallet" then
+    wallet, err = M.wallet_of(st, inv.tenant, cur, total)
+    if not wallet then return nil, err end
+  end
   local cfg = invoices.config()
   local series = numbering.series_name(cfg.invoices.credit_note_series, inv.tenant)
   local id = "cn-" .. util.uuidv7(now)
@@ -205,9 +213,9 @@ function M.create(st, invoice_id, spec, now)
                state = "issued", method = method, currency = cur, reason = spec.reason, lines = json.array(lines),
                subtotal = subtotal, taxes = json.array(taxes), total = total,
                remaining = method == "credit" and total or decimal.zero,
-               refund = method == "refund" and { state = "pending" } or nil, created = now }
+               refund = method == "refund" and { state = "pending" } or nil, wallet = wallet, created = now }
   local body = record.stored({ reason = cn.reason, lines = lines, subtotal = subtotal, taxes = taxes,
-                               invoice_number = inv.number, refund = cn.refund })
+                               invoice_number = inv.number, refund = cn.refund, wallet = wallet })
   local batch = { numbering.lock_statement(series),
     { "INSERT INTO billing_credit_notes (id, tenant, invoice, series, state, method, currency, total, " ..
     "remaining, body, created) VALUES ($1,$2,$3,$4,'issued',$5,$6,$7,$8,$9,$10)",
@@ -230,7 +238,66 @@ function M.create(st, invoice_id, spec, now)
   local r = res[numbered].rows and res[numbered].rows[1]
   cn.seq, cn.number = r and r.seq, r and r.number
   events.published(st, fresh)
+  if wallet then
+    -- the note is committed: a top-up failing now is done by settle_wallets() (the invoicing
+    -- policy's every run), keyed by the note's id so it is never granted twice
+    local ok2, werr = M.credit_wallet(st, cn, now)
+    if not ok2 then
+      require("steward.log").warn("credit note: wallet top-up deferred", { credit_note = id, error = tostring(werr) })
+    end
+  end
   return cn
+end
+
+-- wallet_of(st, tenant, currency, total) -> {id, credits} | nil, "method: reason": the
+-- tenant's active wallet in the currency and the credits worth `total` at its rate_amount
+-- (rounded down to wallets.CREDIT_SCALE: a credit note never grants more than it credits)
+function M.wallet_of(st, tenant, currency, total)
+  local wallets = require "steward.billing.wallets"
+  local list, err = wallets.list(st, { tenant = tenant, currency = currency })
+  if not list then return nil, err end
+  local w
+  for _, x in ipairs(list) do if x.state == "active" then w = x end end
+  if not w then
+    return nil, format("method: tenant %s has no active %s wallet to credit (create one: POST /v1/billing/wallets)",
+      tenant, currency)
+  end
+  local credits = (total / w.rate_amount):round(wallets.CREDIT_SCALE, "down")
+  if credits:is_zero() then
+    return nil, format("amount: %s is less than one %s-th of a credit of wallet %s", decimal.string(total),
+      "1e-" .. wallets.CREDIT_SCALE, w.id)
+  end
+  return { id = w.id, credits = credits }
+end
+
+-- credit_wallet(st, cn [, now]) -> wallet | nil, err: grants a wallet credit note's credits
+-- (top-up key "credit_note:<id>": a second call changes nothing)
+function M.credit_wallet(st, cn, now)
+  if cn.method ~= "wallet" or type(cn.wallet) ~= "table" then return nil, "invalid: credit note " .. tostring(cn.id) .. " is not a wallet credit" end
+  return require("steward.billing.wallets").top_up(st, cn.wallet.id,
+    { granted_credits = decimal.new(cn.wallet.credits), key = "credit_note:" .. cn.id }, now)
+end
+
+-- settle_wallets(st [, now]) -> {settled = n, errors = {...}} | nil, err: the wallet credit
+-- notes whose top-up is missing (a crash between the note and its top-up), granted now
+function M.settle_wallets(st, now)
+  local ok, err = ready(st)
+  if not ok then return nil, err end
+  local okw, wallets = pcall(require, "steward.billing.wallets")
+  if not okw or type(wallets) ~= "table" then return { settled = 0, errors = {} } end
+  ok, err = wallets.ready(st)
+  if not ok then return nil, err end
+  local rows
+  rows, err = st.db:query("SELECT " .. COLS .. " FROM billing_credit_notes c WHERE method = 'wallet' AND NOT EXISTS " ..
+    "(SELECT 1 FROM billing_wallet_transactions x WHERE x.kind = 'granted' AND x.ref = 'credit_note:' || c.id) " ..
+    "ORDER BY created, id LIMIT 1000")
+  if not rows then return nil, err end
+  local out = { settled = 0, errors = {} }
+  for _, r in ipairs(rows) do
+    local done, werr = M.credit_wallet(st, row(r), now)
+    if done then out.settled = out.settled + 1 else out.errors[#out.errors + 1] = r.id .. ": " .. tostring(werr) end
+  end
+  return out
 end
 
 -- refunds_pending(st [, tenant]) -> credit notes of method refund not refunded yet (state
@@ -265,6 +332,7 @@ function M.refunded(st, id, ref, now)
   return cn
 end
 
-domain.default_store(M, { "get", "list", "available", "creditable", "create", "refunds_pending", "refunded" })
+domain.default_store(M, { "get", "list", "available", "creditable", "create", "refunds_pending", "refunded",
+  "credit_wallet", "settle_wallets" })
 
 return M

@@ -75,7 +75,9 @@ function M.charge_lines(charge, inputs, period, ctx)
   for _, b in ipairs(buckets) do
     -- a recurring metric starts from the state its bucket ended the previous period with
     local previous = metric.recurring and inputs.previous and inputs.previous(charge, metric, b.filter, period) or nil
-    local opts = { group_by = charge.group_by, prorated = (charge.prorated and metric.aggregation == "unique_count") or nil,
+    -- prorated units exist for unique_count and sum (h3); weighted_sum prorates itself by seconds
+    local prorated = charge.prorated and (metric.aggregation == "unique_count" or metric.aggregation == "sum")
+    local opts = { group_by = charge.group_by, prorated = prorated or nil,
                    previous = previous, timezone = ctx.timezone }
     local agg, err = aggregate.run(metric, b.events, period, opts)
     if not agg then error(format("charge %s: %s", tostring(charge.id), tostring(err)), 0) end
@@ -105,6 +107,24 @@ function M.charge_lines(charge, inputs, period, ctx)
   return lines
 end
 
+-- advance_line(charge, inputs, from, to, currency) -> the line of an in-advance charge's fees
+-- kept off invoices (invoiceable = false) whose events fall in [from, to): their sum (each fee
+-- was rounded when made), or nil when there are none
+function M.advance_line(charge, inputs, from, to, currency)
+  local fees = inputs.advance_fees(charge, from, to) or {}
+  if #fees == 0 then return nil end
+  local amount, units = decimal.zero, decimal.zero
+  for _, f in ipairs(fees) do
+    amount, units = amount + decimal.new(f.amount), units + decimal.new(f.units)
+  end
+  local metric = inputs.metric(charge.metric) or { code = charge.metric }
+  return { id = "charge:" .. tostring(charge.id) .. ":advance", kind = "charge", charge = charge.id, metric = metric.code,
+           description = charge.invoice_display_name or metric.name or metric.code, units = units,
+           unit_amount = units:is_zero() and decimal.zero or money(amount / units, currency), amount = money(amount, currency),
+           from = from, to = to, details = { pay_in_advance = true, invoiceable = false, fees = #fees },
+           usage = { events = #fees } }
+end
+
 -- compute(inputs) -> the invoice's money fields: {lines, subtotal, discounts, discount_total,
 -- taxes, tax_total, credits, credit_total, total}. inputs = {subscription, plan, period
 -- (fee period), charge_period (usage period; default period), currency, metric(code),
@@ -112,7 +132,8 @@ end
 -- the period's start, for the charge's bucket of that filter; optional), coupons(subtotal) ->
 -- {{coupon, amount}} (optional), tax_rates = {...} (steward.billing.taxes), credits =
 -- {{kind, ref, amount}} (optional), fee = false (no fee line: a final invoice of an in-advance
--- plan whose fee was billed)}.
+-- plan whose fee was billed), advance_fees(charge, from, to) -> {{amount, units}} (the fees of
+-- an in-advance charge with invoiceable = false; optional)}.
 function M.compute(inputs)
   local sub, plan, currency = inputs.subscription, inputs.plan, inputs.currency
   if type(currency) ~= "string" or not decimal.scale(currency) then
@@ -126,14 +147,25 @@ function M.compute(inputs)
   local cp = inputs.charge_period or inputs.period
   local cfrom, cto = M.active(sub, cp)
   if cfrom and plan.charges and #plan.charges > 0 then
+    local periods = lib("periods")
     local ctx = { currency = currency, period = cp, timezone = inputs.timezone }
-    if cfrom ~= cp.from or cto ~= cp.to then ctx.prorate = lib("periods").fraction(cfrom, cto, cp, inputs.timezone) end
+    if cfrom ~= cp.from or cto ~= cp.to then ctx.prorate = periods.fraction(cfrom, cto, cp, inputs.timezone) end
+    -- a partial (first, terminated, upgraded) period keeps the whole period's days and seconds,
+    -- so prorated unique_count, prorated sum and weighted_sum measure against the full period (Lago)
+    local tz = cp.timezone or inputs.timezone
+    local whole = { from = cp.from, to = cp.to, days = cp.days or periods.days(cp.from, cp.to, tz),
+                    seconds = cp.seconds or (cp.to - cp.from), timezone = tz }
+    local part = periods.clip(whole, cfrom, cto)
     for _, charge in ipairs(plan.charges) do
       if charge.pay_in_advance then
-        -- billed per event when it happens (Lago), not by the period's invoice: say so, never drop it quietly
-        if inputs.skipped then inputs.skipped(charge) end
+        -- billed per event when it is recorded (invoices.bill_in_advance, Lago), never priced
+        -- again here; the fees kept off invoices (invoiceable = false) are regrouped on this one
+        if charge.invoiceable == false and inputs.advance_fees then
+          local l = M.advance_line(charge, inputs, cfrom, cto, currency)
+          if l then lines[#lines + 1] = l end
+        end
       else
-        for _, l in ipairs(M.charge_lines(charge, inputs, { from = cfrom, to = cto, timezone = inputs.timezone }, ctx)) do
+        for _, l in ipairs(M.charge_lines(charge, inputs, part, ctx)) do
           lines[#lines + 1] = l
         end
       end

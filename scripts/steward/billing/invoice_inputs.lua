@@ -45,11 +45,15 @@ function M.of(st, sub, plan, period, cfg, final)
       return list
     end,
     tax_rates = taxes.rates_for(cfg.taxes, cust.country, cust.region),
-    timezone = cfg.timezone,
-    skipped = function(charge)
-      require("steward.log").warn("invoice: a charge paid in advance is not billed by period invoices",
-        { subscription = sub.id, plan = plan.code, charge = tostring(charge.id) })
+    -- the fees of an in-advance charge kept off invoices (invoiceable = false), by event time
+    advance_fees = function(charge, from, to)
+      local rows, err = st.db:query("SELECT CAST(amount AS TEXT) AS amount, CAST(units AS TEXT) AS units " ..
+        "FROM billing_advance_fees WHERE subscription = $1 AND charge = $2 AND happened >= $3 AND happened < $4 " ..
+        "ORDER BY happened, transaction_id", sub.id, tostring(charge.id), from, to)
+      if not rows then error("fees of charge " .. tostring(charge.id) .. ": " .. tostring(err), 0) end
+      return rows
     end,
+    timezone = cfg.timezone,
   }
   -- previous(charge, metric, filter, period): the recurring state at the period's start,
   -- replayed period by period from the subscription's start (each period's active part, the

@@ -14,8 +14,8 @@ local inputs = require "steward.billing.invoice_inputs"
 local numbering = require "steward.billing.numbering"
 require "steward.billing.invoices_schema"
 
-local type, pairs, ipairs, tostring, error, pcall, require, unpack, floor, format =
-  type, pairs, ipairs, tostring, error, pcall, require, unpack, math.floor, string.format
+local type, pairs, ipairs, tostring, tonumber, error, pcall, require, unpack, floor, format =
+  type, pairs, ipairs, tostring, tonumber, error, pcall, require, unpack, math.floor, string.format
 
 local M = {}
 
@@ -30,15 +30,38 @@ M.ready = ready
 
 -- ---- configuration: billing.invoices (checked by steward.billing.config) ----
 
-local CONFIG_KEYS = { series = true, credit_note_series = true, number_width = true, auto_finalize = true }
+local CONFIG_KEYS = { series = true, credit_note_series = true, number_width = true, auto_finalize = true, issuer = true }
+local ISSUER_KEYS = { name = true, address = true, legal = true }
+local ISSUER_MAX = 2000
+
+-- check_issuer(v, path) -> a copy | nil, "<path>.<field>: reason": the operator's identity
+-- printed on every invoice (its name required; address and legal text optional)
+local function check_issuer(v, path)
+  if type(v) ~= "table" then return nil, path .. ": a table {name, address, legal} expected" end
+  for k in pairs(v) do
+    if not ISSUER_KEYS[k] then return nil, path .. "." .. tostring(k) .. ": unknown field (name, address, legal)" end
+  end
+  local out = {}
+  for _, k in ipairs({ "name", "address", "legal" }) do
+    local x = v[k]
+    if x == nil and k == "name" then return nil, path .. ".name: required (the operator's name on its invoices)" end
+    if x ~= nil then
+      if type(x) ~= "string" then return nil, path .. "." .. k .. ": a string expected, got " .. type(x) end
+      if not x:find("%S") then return nil, path .. "." .. k .. ": must not be empty" end
+      if #x > ISSUER_MAX then return nil, path .. "." .. k .. ": at most " .. ISSUER_MAX .. " bytes" end
+      out[k] = x
+    end
+  end
+  return out
+end
 
 -- check_config(v, path) -> v with defaults | nil, "<path>.<field>: reason"
 function M.check_config(v, path)
   path = path or "billing.invoices"
-  if type(v) ~= "table" then return nil, path .. ": a table {series, credit_note_series, number_width, auto_finalize} expected" end
+  if type(v) ~= "table" then return nil, path .. ": a table {series, credit_note_series, number_width, auto_finalize, issuer} expected" end
   for k in pairs(v) do
     if not CONFIG_KEYS[k] then
-      return nil, path .. "." .. tostring(k) .. ": unknown field (series, credit_note_series, number_width, auto_finalize)"
+      return nil, path .. "." .. tostring(k) .. ": unknown field (series, credit_note_series, number_width, auto_finalize, issuer)"
     end
   end
   local out = {}
@@ -53,6 +76,11 @@ function M.check_config(v, path)
     return nil, path .. ".number_width: an integer from 1 to 12 expected"
   end
   if type(out.auto_finalize) ~= "boolean" then return nil, path .. ".auto_finalize: true or false expected" end
+  if v.issuer ~= nil then
+    local iss, err = check_issuer(v.issuer, path .. ".issuer")
+    if not iss then return nil, err end
+    out.issuer = iss
+  end
   return out
 end
 
@@ -148,8 +176,8 @@ end
 
 -- The fields of an invoice that go into its body (the columns carry state, number and version).
 local BODY = { "id", "tenant", "subscription", "currency", "period", "series", "issued", "due", "lines", "subtotal",
-               "discounts", "discount_total", "taxes", "tax_total", "credits", "credit_total", "total", "customer",
-               "finalized", "paid", "voided", "void_reason", "payment", "final", "plan", "plan_version" }
+               "discounts", "discount_total", "taxes", "tax_total", "credits", "credit_total", "total", "customer", "issuer",
+               "finalized", "paid", "voided", "void_reason", "payment", "final", "plan", "plan_version", "advance" }
 local function body_of(inv)
   local b = {}
   for _, k in ipairs(BODY) do b[k] = inv[k] end
@@ -211,12 +239,114 @@ function M.build(st, subscription_id, period, opts)
   return inv, true
 end
 
+-- advance_id(subscription_id, transaction_id) -> the id of the invoice of one usage event's
+-- fees paid in advance: the fee is once per (subscription, transaction_id), as the usage is
+function M.advance_id(subscription_id, transaction_id)
+  return format("inv_%s_adv_%s", subscription_id, transaction_id)
+end
+
+-- bill_in_advance(st, subscription_id, transaction_id [, now]) -> invoice | false (no fee) |
+-- nil, err: the fees of a recorded usage event for the plan's charges paid in advance (Lago's
+-- pay-in-advance charge invoice), on an invoice of their own, finalized at once. Called after
+-- the event is recorded (policies/billing/usage.lua); again for the same event (a replay after
+-- a crash) it answers the invoice made the first time: never a second fee.
+function M.bill_in_advance(st, subscription_id, transaction_id, now)
+  if type(subscription_id) ~= "string" then error("invoices.bill_in_advance: subscription_id: string expected", 2) end
+  if type(transaction_id) ~= "string" then error("invoices.bill_in_advance: transaction_id: string expected", 2) end
+  local ok, err = ready(st)
+  if not ok then return nil, err end
+  now = util.now(now)
+  local sub, serr = billing("subscriptions").get(st, subscription_id)
+  sub, err = must(sub, serr, "subscription " .. subscription_id)
+  if not sub then return nil, err end
+  local plan
+  plan, err = billing("plans").get(st, sub.plan, sub.plan_version)
+  if not plan then return nil, err or ("not found: plan " .. tostring(sub.plan)) end
+  -- most plans have no charge paid in advance: answer before reading anything else
+  local any = false
+  for _, c in ipairs(plan.charges or {}) do if c.pay_in_advance then any = true; break end end
+  if not any then return false end
+  local id = M.advance_id(subscription_id, transaction_id)
+  local old
+  old, err = M.get(st, id)
+  if old == nil then return nil, err end
+  if old then
+    if old.state == "draft" then return M.finalize(st, id, now) end
+    return old
+  end
+  local rows
+  rows, err = st.db:query("SELECT code, happened, properties FROM billing_usage WHERE subscription = $1 AND transaction_id = $2",
+    subscription_id, transaction_id)
+  if not rows then return nil, err end
+  if not rows[1] then return nil, "not found: usage " .. transaction_id .. " of subscription " .. subscription_id end
+  local advance = billing("invoice_advance")
+  local code = rows[1].code
+  if #advance.charges_for(plan, code) == 0 then return false end
+  local ev = { transaction_id = transaction_id, code = code, timestamp = tonumber(rows[1].happened),
+               properties = require("steward.json").decode(rows[1].properties) or {} }
+  local cfg = M.config()
+  local period = billing("periods").bounds(plan.interval, sub.anchor or sub.started, ev.timestamp,
+    { billing_time = sub.billing_time, timezone = cfg.timezone })
+  local metric
+  metric, err = billing("metrics").get(st, code)
+  if not metric then return nil, "metric " .. code .. ": " .. tostring(err or "not found") end
+  local list
+  list, err = billing("usage").query(st, { subscription = subscription_id, code = code, from = period.from, to = period.to })
+  if not list then return nil, err end
+  local currency = plan.currency or cfg.currency
+  local okl, lines = pcall(advance.lines, plan, metric, ev, list, period, currency, cfg.timezone)
+  if not okl then return nil, "invoice " .. id .. ": " .. tostring(lines) end
+  -- fees of charges kept off invoices (invoiceable = false) wait for the period's invoice
+  local kept, billed = {}, {}
+  local off = {}
+  for _, c in ipairs(plan.charges) do if c.invoiceable == false then off[c.id] = true end end
+  for _, l in ipairs(lines) do
+    if off[l.charge] then
+      kept[#kept + 1] = { "INSERT INTO billing_advance_fees (subscription, transaction_id, charge, tenant, happened, amount, " ..
+        "units, created) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (subscription, transaction_id, charge) DO NOTHING",
+        subscription_id, transaction_id, tostring(l.charge), sub.tenant, ev.timestamp, decimal.string(l.amount),
+        decimal.string(l.units), now }
+    else
+      billed[#billed + 1] = l
+    end
+  end
+  if #kept > 0 then
+    local kres, kerr = st.db:batch(kept)
+    if not kres then return nil, kerr end
+  end
+  lines = billed
+  if #lines == 0 then return false end
+  local t = inputs.tenant_record(st, sub.tenant)
+  local cust = inputs.customer(t)
+  local subtotal = decimal.zero
+  for _, l in ipairs(lines) do subtotal = subtotal + l.amount end
+  local money = build.totals(lines, subtotal, { currency = currency,
+    tax_rates = require("steward.billing.taxes").rates_for(cfg.taxes, cust.country, cust.region) })
+  local inv = { id = id, tenant = sub.tenant, subscription = sub.id, currency = currency,
+                period = { from = period.from, to = period.to },
+                series = numbering.series_name(cfg.invoices.series, sub.tenant), customer = cust, state = "draft",
+                plan = plan.code, plan_version = plan.version,
+                advance = { transaction_id = transaction_id, code = code, timestamp = ev.timestamp } }
+  for k, v in pairs(money) do inv[k] = v end
+  local res, fresh = domain.commit(st, { { "INSERT INTO billing_invoices (id, tenant, subscription, period_from, " ..
+    "period_to, state, series, currency, total, body, created, updated, version) VALUES " ..
+    "($1,$2,$3,$4,$5,'draft',$6,$7,$8,$9,$10,$10,1) ON CONFLICT (id) DO NOTHING",
+    id, inv.tenant, inv.subscription, period.from, period.to, inv.series, inv.currency,
+    decimal.string(inv.total), body_of(inv), now } }, event(inv, "created", now), now)
+  if not res then return nil, fresh end
+  if res[1].changes == 1 then events.published(st, fresh) end
+  -- Lago finalizes a pay-in-advance charge's invoice at once: it is what the customer pays now
+  return M.finalize(st, id, now)
+end
+
 -- refresh(st, id [, now]) -> invoice, changed | nil, err: a draft rebuilt from the usage
 -- recorded so far.
 function M.refresh(st, id, now)
   local inv, err = must(M.get(st, id))
   if not inv then return nil, err or ("not found: invoice " .. id) end
   if inv.state ~= "draft" then return nil, format("invalid: invoice %s is %s: only a draft is rebuilt", id, inv.state) end
+  -- an in-advance fee's invoice is its event's fee: nothing to rebuild from the period
+  if inv.advance then return inv, false end
   return M.build(st, inv.subscription, inv.period, { final = inv.final, now = now })
 end
 
@@ -259,8 +389,11 @@ local function finalize_once(st, id, now)
   if not inv then return nil, err or ("not found: invoice " .. id) end
   if inv.state == "finalized" or inv.state == "paid" then consume_coupons(st, inv, now); return inv, false end
   if inv.state == "voided" then return nil, "invalid: invoice " .. id .. " is voided" end
-  local rebuilt = M.build(st, inv.subscription, inv.period, { final = inv.final, now = now })
-  if rebuilt then inv = rebuilt end
+  -- an in-advance fee's invoice is made of its event's fee, never rebuilt from the period
+  if not inv.advance then
+    local rebuilt = M.build(st, inv.subscription, inv.period, { final = inv.final, now = now })
+    if rebuilt then inv = rebuilt end
+  end
   local cfg = M.config()
   -- credits: credit notes with credit left, then the wallet (h4's wallets.consume is once per invoice)
   local stmts, credits = {}, {}
@@ -290,6 +423,10 @@ local function finalize_once(st, id, now)
   inv.total = due - inv.credit_total
   local t = inputs.tenant_record(st, inv.tenant)
   if t then inv.customer = inputs.customer(t) end
+  -- the operator's identity as it is now: a later change of billing.invoices.issuer never
+  -- rewrites an issued invoice (the renderer prefers this snapshot)
+  local iss = cfg.invoices.issuer
+  if type(iss) == "table" then inv.issuer = { name = iss.name, address = iss.address, legal = iss.legal } end
   inv.state, inv.issued, inv.finalized = "finalized", now, now
   inv.due = now + (cfg.net_payment_days or 30) * 86400
   local width = cfg.invoices.number_width
@@ -420,6 +557,6 @@ function M.credit_unused(st, sub, period, now)
 end
 
 domain.default_store(M, { "get", "list", "build", "refresh", "finalize", "pay", "void", "drafts_due", "invoice_due",
-  "finalize_due", "credit_unused" })
+  "finalize_due", "credit_unused", "bill_in_advance" })
 
 return M

@@ -133,7 +133,7 @@ end
 
 local function get_credit_notes(ctx, req, principal)
   local f, s, h, b = api.query(req, { tenant = P.text, invoice = P.text, limit = P.limit, method = function(v)
-    return credit_notes.METHODS[v] and v, "credit or refund expected"
+    return credit_notes.METHODS[v] and v, "credit, refund or wallet expected"
   end })
   if not f then return s, h, b end
   if principal.tenant then

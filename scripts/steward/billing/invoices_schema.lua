@@ -65,6 +65,21 @@ store.register_migrations("billing_invoices", {
       used DOUBLE PRECISION NOT NULL,
       PRIMARY KEY (credit_note, invoice));
   ]] },
+  -- the fees of charges paid in advance kept off their own invoice (invoiceable = false): one
+  -- per (subscription, transaction_id, charge), billed by the invoice of the period they fall in
+  { version = 2, sql = both [[
+    CREATE TABLE billing_advance_fees (
+      subscription {text} NOT NULL,
+      transaction_id {text} NOT NULL,
+      charge {text} NOT NULL,
+      tenant {text} NOT NULL,
+      happened DOUBLE PRECISION NOT NULL,
+      amount {decimal} NOT NULL,
+      units {decimal} NOT NULL,
+      created DOUBLE PRECISION NOT NULL,
+      PRIMARY KEY (subscription, transaction_id, charge));
+    CREATE INDEX billing_advance_fees_charge ON billing_advance_fees (subscription, charge, happened);
+  ]] },
 })
 
 return true

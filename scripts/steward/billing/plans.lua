@@ -23,7 +23,8 @@ M.MODELS = { standard = true, graduated = true, package = true, percentage = tru
 local KNOWN = { code = true, name = true, description = true, interval = true, amount = true, currency = true,
                 pay_in_advance = true, trial_days = true, minimum_commitment = true, charges = true }
 local CHARGE = { id = true, metric = true, model = true, properties = true, filters = true, group_by = true,
-                 pay_in_advance = true, prorated = true, min_amount = true, invoice_display_name = true }
+                 pay_in_advance = true, prorated = true, min_amount = true, invoice_display_name = true,
+                 invoiceable = true }
 -- property names whose values are amounts or unit counts: each must be a decimal string
 local DECIMAL_PROPS = { amount = true, flat_amount = true, per_unit_amount = true, rate = true, fixed_amount = true,
   package_size = true, free_units = true, from_value = true, to_value = true, free_units_per_total_aggregation = true,
@@ -79,6 +80,14 @@ local function check_charge(st, c, i)
   for _, b in ipairs({ "pay_in_advance", "prorated" }) do
     out[b], err = V.bool(c[b], where .. "." .. b, false)
     if err then return nil, err end
+  end
+  -- invoiceable = false (Lago): an in-advance charge's fees wait for the period's invoice (h11)
+  if c.invoiceable ~= nil and c.invoiceable ~= V.null then
+    out.invoiceable, err = V.bool(c.invoiceable, where .. ".invoiceable", true)
+    if err then return nil, err end
+    if out.invoiceable == false and not out.pay_in_advance then
+      return nil, where .. ".invoiceable: only a charge paid in advance can be kept off invoices (false)"
+    end
   end
   local min
   min, err = V.dec(c.min_amount, where .. ".min_amount", { min = 0 })

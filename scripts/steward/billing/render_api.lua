@@ -54,6 +54,8 @@ function M.get(ctx, req, principal, kind)
   local inv, tenant = load(ctx, req, principal)
   if not inv then return tenant end
   local opts = settings(ctx)
+  -- a finalized invoice carries the issuer it was issued under (h11); a draft shows the one in force
+  if type(inv.issuer) == "table" then opts.issuer = inv.issuer end
   if kind == "html" then
     local ok, page = pcall(render.html, inv, tenant, opts)
     if not ok then return api.fail(500, "render_failed", tostring(page)) end

@@ -262,7 +262,7 @@ function M.ingest(st, list, opts)
   return out
 end
 
--- record(st, ev [, now]) -> "recorded" | "duplicate" | "late" | nil, err: what the shipped
+-- record(st, ev [, now]) -> "recorded", subscription id | "duplicate" | "late" | nil, err: what the shipped
 -- policy does with a billing.usage event: one row per (subscription, transaction_id). Lateness
 -- is judged against the time the event was received (ev.time), so a replay after a restart
 -- records what was acknowledged.
@@ -292,10 +292,10 @@ function M.record(st, ev, now)
     "received, event_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (subscription, transaction_id) DO NOTHING",
     u.subscription, u.transaction_id, sub.tenant, u.code, u.timestamp, json.encode(u.properties), received, id } })
   if not res then return nil, err end
-  if res[1].changes == 1 then return "recorded" end
+  if res[1].changes == 1 then return "recorded", u.subscription end
   local prev = st.db:query("SELECT event_id FROM billing_usage WHERE subscription = $1 AND transaction_id = $2",
     u.subscription, u.transaction_id)
-  if prev and prev[1] and prev[1].event_id == id then return "recorded" end -- this event, handled again after a crash
+  if prev and prev[1] and prev[1].event_id == id then return "recorded", u.subscription end -- this event, handled again after a crash
   events.append(st, { { id = "billing.usage.duplicate:" .. id, type = "billing.usage.duplicate", tenant = sub.tenant,
     time = now, source = SOURCE, data = data } }, { now = now })
   return "duplicate"
