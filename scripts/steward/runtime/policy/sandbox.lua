@@ -80,6 +80,8 @@ M.PUBLIC = {
   -- issue 18, h1: exact money (pure; the module is callable: decimal("12.50"))
   ["steward.decimal"] = {},
   ["steward.billing.charges"] = {}, -- issue 18, h2: charge models (pure)
+  -- issue 18, h3: billable metrics and billing periods (pure formulas)
+  ["steward.billing.aggregate"] = {}, ["steward.billing.periods"] = {},
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
