@@ -21,6 +21,7 @@ return {
     ["scaling.capacity"] = { alerting = true }, -- capacity forecasts as alerts (docs/scaling/capacity.md)
     ["scaling.archive"] = { archive = true }, -- old events and decisions into var/archive (docs/archive.md)
     ["success.*"] = { success = true, alerting = true, notify = { "email", "log" } }, -- docs/customer-success.md
+    ["billing.usage"] = { billing = true }, ["billing.subscriptions"] = { billing = true }, -- docs/billing/usage.md
     ["tenants.alerts"] = { alerting = true }, -- a failed tenant provisioning is an alert (docs/tenants.md)
   },
   limits = {

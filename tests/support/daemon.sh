@@ -61,6 +61,7 @@ return {
              ["alerting.*"] = { alerting = true }, ["deploy.alerts"] = { alerting = true },
              ["scaling.quota_alerts"] = { alerting = true },
              ["success.*"] = { success = true, alerting = true, notify = { "email", "log" } },
+             ["billing.usage"] = { billing = true }, ["billing.subscriptions"] = { billing = true }, -- docs/billing/usage.md
              ["tenants.alerts"] = { alerting = true },
              ["deploy.freeze"] = { ["events.emit"] = { "deploy.admitted", "deploy.refused" } },
              ["deploy.promote"] = { ["events.emit"] = { "deploy.requested", "deploy.promote.*" } },

@@ -248,6 +248,8 @@ local SCHEMA = {
                    end, "cost model: {currency, timezone, prices = {{name, cron, duration, instance_hour}}, services} (docs/scaling/cost.md)" },
   tenants      = { "table", {}, function(v) return require("steward.tenants.config").check(v) end,
                    "tenants: {plans = {<plan> = {rate, quotas, budgets}}, default_plan, postgres, welcome} (docs/tenants.md)" },
+  billing      = { "table", {}, function(v) return require("steward.billing.config").check(v) end, -- issue 18, h4
+                   "billing: {currency, timezone, grace_period, net_payment_days, invoices, taxes, payments, dunning, revenue} (docs/billing/subscriptions.md)" },
   limits       = { "table", nil, LIMITS, "limits (see docs/configuration.md)" },
 }
 M.SCHEMA, M.LIMITS = SCHEMA, LIMITS
@@ -460,7 +462,7 @@ end
 -- Keys a running daemon applies on a reload (SIGHUP, steward reload, POST /v1/policies/reload);
 -- a change to any other key is logged as "restart required: KEY" and waits for a restart.
 M.RELOADABLE = { policy_config = true, tenant_config = true, log_level = true, grants = true, pg_connections = true,
-  services = true, quotas = true, tenants = true }
+  services = true, quotas = true, tenants = true, billing = true }
 
 local function same(a, b)
   if type(a) ~= "table" or type(b) ~= "table" then return a == b end

@@ -214,6 +214,7 @@ function M.main(args)
   -- budgets, their shares of the dispatcher's runners.
   local tenant_limits = require "steward.tenants.limits"
   tenant_limits.configure({ tenants = cfg.tenants, workers = cfg.workers })
+  require("steward.billing.config").configure(cfg.billing) -- issue 18, h4 (docs/billing/subscriptions.md)
   ctx.dispatch = dispatch.new({
     store = st, decision_log = ctx.decision_log, concurrency = cfg.limits.dispatch_concurrency,
     handler_timeout = cfg.limits.handler_timeout, retry_attempts = cfg.limits.retry_attempts,
@@ -251,6 +252,7 @@ function M.main(args)
         end
         if k == "services" then require("steward.deploy.supervisor").configure({ services = c.services }) end
         if k == "tenants" then require("steward.tenants.config").configure(c.tenants) end
+        if k == "billing" then require("steward.billing.config").configure(c.billing) end -- issue 18, h4
         if k == "services" or k == "quotas" then
           require("steward.scaling.quota").configure({ quotas = c.quotas, services = c.services })
         end

@@ -29,12 +29,14 @@ M.KNOWN = {
   archive = "true: move old events and decisions into archive files and read them back (steward.archive)",
   deploy = "service names or patterns (\"api\", \"web-*\") of the config's services, acted on through steward.deploy.*",
   success = "true: tickets, health scores and onboarding milestones through steward.success (docs/customer-success.md)",
+  billing = "true: plans, subscriptions, usage, invoices, payments through steward.billing.* (docs/billing.md)",
 }
 
 -- What every policy may do without a grant (listed for `steward check` and GET /v1/policies).
 M.DEFAULTS = { "computation", "log", "metrics", "kv", "time", "events.emit of its own namespace" }
 
-M.HOST = { proc = true, ["fs.read"] = true, ["fs.write"] = true, pg = true, deploy = true, success = true }
+M.HOST = { proc = true, ["fs.read"] = true, ["fs.write"] = true, pg = true, deploy = true, success = true,
+  billing = true }
 
 local function sorted_keys(t)
   local out = {}

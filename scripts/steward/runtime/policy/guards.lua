@@ -460,6 +460,10 @@ M.BY_MODULE = {
   -- customer success (h11): every ticket, score and milestone is every tenant's
   ["steward.success.tickets"] = guard_all("success"), ["steward.success.health"] = guard_all("success"),
   ["steward.success.onboarding"] = guard_all("success"),
+  -- issue 18: billing (every tenant's subscriptions and money); one line per part
+  ["steward.billing.subscriptions"] = guard_all("billing"), ["steward.billing.usage"] = guard_all("billing"), -- h4
+  ["steward.billing.plans"] = guard_all("billing"), ["steward.billing.metrics"] = guard_all("billing"), -- h4
+  ["steward.billing.coupons"] = guard_all("billing"), ["steward.billing.wallets"] = guard_all("billing"), -- h4
 }
 
 -- overrides(box, name, mod, o) -> o with the capability checks in front (outermost)

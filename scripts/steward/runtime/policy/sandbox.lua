@@ -79,9 +79,15 @@ M.PUBLIC = {
   ["steward.success.health"] = {}, ["steward.success.onboarding"] = {},
   -- issue 18, h1: exact money (pure; the module is callable: decimal("12.50"))
   ["steward.decimal"] = {},
-  ["steward.billing.charges"] = {}, -- issue 18, h2: charge models (pure)
+  -- issue 18, h4: plans, subscriptions, usage, coupons, wallets (the `billing` capability guards them;
+  -- steward.billing itself loads parts with the unguarded require, so policies require the parts)
+  ["steward.billing.config"] = { hide = { configure = true } },
+  ["steward.billing.subscriptions"] = { hide = { ready = true } }, ["steward.billing.usage"] = { hide = { ready = true } },
+  ["steward.billing.plans"] = { hide = { ready = true } }, ["steward.billing.metrics"] = { hide = { ready = true } },
+  ["steward.billing.coupons"] = { hide = { ready = true } }, ["steward.billing.wallets"] = { hide = { ready = true } },
   -- issue 18, h3: billable metrics and billing periods (pure formulas)
   ["steward.billing.aggregate"] = {}, ["steward.billing.periods"] = {},
+  ["steward.billing.charges"] = {}, -- issue 18, h2: charge models (pure)
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.

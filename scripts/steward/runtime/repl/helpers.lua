@@ -190,6 +190,7 @@ function M.new(ctx, session)
     { "defer{name=, duration=, deadline=, event=}", "run a job's event at its cheapest slot before the deadline (durable, audited)" },
     { "deferred()", "deferred jobs still waiting, with their start" },
   }
+  for _, r in ipairs(require("steward.billing.repl").HELP) do help_text[#help_text + 1] = r end -- docs/billing/subscriptions.md
   function h.help()
     local rows = {}
     for i, r in ipairs(help_text) do rows[i] = { helper = r[1], does = r[2] } end
@@ -735,6 +736,7 @@ function M.new(ctx, session)
   end
 
   require("steward.tenants.repl").install(h, { rows = M.rows, admin = admin }) -- docs/tenants.md
+  require("steward.billing.repl").install(h, { rows = M.rows, admin = admin, st = st }) -- docs/billing/subscriptions.md
   return h
 end
 

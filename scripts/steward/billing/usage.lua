@@ -1,0 +1,297 @@
+-- steward.billing.usage: usage events {transaction_id, subscription, code, timestamp,
+-- properties} — taken in by POST /v1/billing/usage (validated one by one, naming the field and
+-- the index), appended to the event log as `billing.usage` events (acknowledged = durable),
+-- and recorded by the shipped policy billing.usage into billing_usage, once per (subscription,
+-- transaction_id): the same id on another subscription is another event (Lago's rule); a
+-- re-send with a known id is not applied and is reported as a duplicate (event
+-- billing.usage.duplicate); an event whose billing period closed more than billing.grace_period
+-- ago is refused as late (event billing.usage.late), never billed silently. Property values
+-- stay as the client sent them; an amount must come as a string (a JSON number with a fraction
+-- went through a double and is refused).
+local json = require "steward.json"
+local util = require "steward.runtime.store.util"
+local domain = require "steward.runtime.store.domain"
+local events = require "steward.runtime.events"
+local bconfig = require "steward.billing.config"
+local metrics = require "steward.billing.metrics"
+local plans = require "steward.billing.plans"
+local subscriptions = require "steward.billing.subscriptions"
+local V = require "steward.billing.values"
+require "steward.billing.schema"
+
+local type, pairs, ipairs, next, tostring, tonumber, error, pcall, require, unpack =
+  type, pairs, ipairs, next, tostring, tonumber, error, pcall, require, unpack
+local format, floor, concat = string.format, math.floor, table.concat
+
+local M = {}
+
+M.EVENT = "billing.usage"
+M.MAX_BATCH = 1000
+local SOURCE = "steward.billing.usage"
+local FIELDS = { transaction_id = true, subscription = true, code = true, timestamp = true, properties = true }
+
+local ready = domain.migrator("billing")
+M.ready = ready
+
+local function bad(index, field, reason) return nil, { index = index, field = field, reason = reason } end
+
+-- validate(ev [, index, now]) -> usage event | nil, {index, field, reason}
+function M.validate(ev, index, now)
+  if not V.is_object(ev) then return bad(index, "(event)", "object expected") end
+  for k in pairs(ev) do
+    if not FIELDS[k] then
+      return bad(index, tostring(k), "unknown field (transaction_id, subscription, code, timestamp, properties)")
+    end
+  end
+  local out = {}
+  for _, k in ipairs({ "transaction_id", "subscription", "code" }) do
+    local v = ev[k]
+    if v == nil or v == V.null then return bad(index, k, "required") end
+    if type(v) ~= "string" then return bad(index, k, "string expected, got " .. type(v)) end
+    if #v < 1 or #v > 200 or v:find("[%z\1-\31\127]") then return bad(index, k, "1 to 200 printable bytes expected") end
+    out[k] = v
+  end
+  local t, err = V.time(ev.timestamp, "timestamp")
+  if err then return bad(index, "timestamp", (err:gsub("^timestamp: ", ""))) end
+  out.timestamp = t or util.now(now)
+  local p = ev.properties
+  if p == nil or p == V.null then p = {} end
+  if not V.is_object(p) then return bad(index, "properties", "object expected") end
+  local props = {}
+  for k, v in pairs(p) do
+    local at = "properties." .. tostring(k)
+    if type(k) ~= "string" or #k > 100 then return bad(index, "properties", "property names of at most 100 bytes expected") end
+    if type(v) == "number" then
+      if v ~= floor(v) or v ~= v then
+        return bad(index, at, tostring(v) .. " is a number with a fraction: send it as a string (\"" .. tostring(v) .. "\")")
+      end
+    elseif type(v) == "string" then
+      if #v > 1000 then return bad(index, at, "at most 1000 bytes") end
+    elseif type(v) ~= "boolean" and v ~= V.null then
+      return bad(index, at, "a string, an integer or a boolean expected, got " .. type(v))
+    end
+    props[k] = v
+  end
+  out.properties = props
+  return out
+end
+
+local function event_id(u) return format("billing.usage:%s:%s", u.subscription, u.transaction_id) end
+
+-- late(sub, at, received) -> true when the billing period containing `at` closed more than
+-- the grace period before `received` (false when the periods module is not installed).
+local function late(sub, plan, at, received)
+  local okp, periods = pcall(require, "steward.billing.periods")
+  if not okp or type(periods) ~= "table" then return false end
+  local p = subscriptions.period(sub, at, plan)
+  if not p then return false end
+  local grace = bconfig.current.grace_seconds or 0
+  if type(periods.grace_closed) == "function" then return periods.grace_closed(p, grace, received) and true or false end
+  return p.to + grace <= received
+end
+
+-- Why a usage event does not fit its subscription: nil when it does, else field, reason
+-- (status 404 for an unknown or foreign subscription).
+local function fit(st, u, cache, tenant)
+  local c = cache[u.subscription]
+  if c == nil then
+    local s, err = subscriptions.get(st, u.subscription)
+    if s == nil then return nil, nil, err end
+    c = { sub = s or nil }
+    if s then c.plan = plans.get(st, s.plan, s.plan_version) or nil end
+    cache[u.subscription] = c
+  end
+  local s = c.sub
+  if not s or (tenant and s.tenant ~= tenant) then return "subscription", "no subscription " .. u.subscription, 404 end
+  if s.state == "canceled" then return "subscription", "the subscription was canceled before it started" end
+  if u.timestamp < s.started then return "timestamp", "before the subscription started" end
+  if s.terminated and u.timestamp >= s.terminated then return "timestamp", "after the subscription ended" end
+  if cache["metric:" .. u.code] == nil then
+    local m, err = metrics.get(st, u.code)
+    if m == nil then return nil, nil, err end
+    cache["metric:" .. u.code] = m and true or false
+  end
+  if not cache["metric:" .. u.code] then return "code", "no metric " .. u.code end
+  return nil, nil, nil, s, c.plan
+end
+
+-- ingest(st, list, {tenant=, now=}) -> result | nil, err | nil, {index, field, reason, status}.
+-- Every event is checked before any is appended (a bad one refuses the batch, naming its
+-- index). result = {accepted, duplicates, late, events = {{index, transaction_id, subscription,
+-- status = "accepted"|"duplicate"|"late", reason}}}.
+function M.ingest(st, list, opts)
+  if type(list) ~= "table" then error("usage.ingest: list: table expected", 2) end
+  opts = opts or {}
+  local ok, err = ready(st)
+  if not ok then return nil, err end
+  if #list > M.MAX_BATCH then return nil, { field = "events", reason = format("at most %d events per request", M.MAX_BATCH) } end
+  local now = util.now(opts.now)
+  local valid, cache = {}, {}
+  for i, ev in ipairs(list) do
+    local u, verr = M.validate(ev, i, now)
+    if not u then return nil, verr end
+    local field, reason, status, sub, plan = fit(st, u, cache, opts.tenant)
+    if status and not field then return nil, status end -- a store error
+    if field then return nil, { index = i, field = field, reason = reason, status = status } end
+    u.tenant, u.sub, u.plan = sub.tenant, sub, plan
+    valid[i] = u
+  end
+  -- recorded before: a duplicate (a correction sent with a known id is not applied)
+  local known = {}
+  local by_sub = {}
+  for _, u in ipairs(valid) do
+    by_sub[u.subscription] = by_sub[u.subscription] or {}
+    local l = by_sub[u.subscription]
+    l[#l + 1] = u.transaction_id
+  end
+  for sub, ids in pairs(by_sub) do
+    for first = 1, #ids, 500 do
+      local marks, params = {}, { sub }
+      for j = first, math.min(first + 499, #ids) do
+        params[#params + 1] = ids[j]
+        marks[#marks + 1] = "$" .. #params
+      end
+      local rows
+      rows, err = st.db:query("SELECT transaction_id FROM billing_usage WHERE subscription = $1 AND transaction_id IN (" ..
+        concat(marks, ",") .. ")", unpack(params))
+      if not rows then return nil, err end
+      for _, r in ipairs(rows) do known[sub .. "\0" .. r.transaction_id] = true end
+    end
+  end
+  local out = { accepted = 0, duplicates = 0, late = 0, events = {} }
+  local append, slot = {}, {}
+  local seen = {}
+  for i, u in ipairs(valid) do
+    local key = u.subscription .. "\0" .. u.transaction_id
+    local data = { transaction_id = u.transaction_id, subscription = u.subscription, code = u.code,
+                   timestamp = u.timestamp, properties = u.properties }
+    local r = { index = i, transaction_id = u.transaction_id, subscription = u.subscription }
+    out.events[i] = r
+    if known[key] or seen[key] then
+      r.status = "duplicate"
+      out.duplicates = out.duplicates + 1
+      append[#append + 1] = { type = "billing.usage.duplicate", tenant = u.tenant, time = now, source = SOURCE, data = data }
+    elseif late(u.sub, u.plan, u.timestamp, now) then
+      r.status, r.reason = "late", "its billing period closed more than billing.grace_period ago"
+      out.late = out.late + 1
+      append[#append + 1] = { type = "billing.usage.late", tenant = u.tenant, time = now, source = SOURCE, data = data }
+    else
+      seen[key] = true
+      append[#append + 1] = { id = event_id(u), type = M.EVENT, tenant = u.tenant, time = now, source = SOURCE, data = data }
+      slot[#append] = r
+    end
+  end
+  if #append > 0 then
+    local res
+    res, err = events.append(st, append, { now = now })
+    if not res then return nil, type(err) == "table" and ((err.field or "") .. ": " .. (err.reason or "")) or err end
+    local dups = {}
+    for j, r in pairs(slot) do
+      if res.duplicate[j] then
+        -- in the log already, not recorded yet: the first copy is on its way
+        r.status = "duplicate"
+        out.duplicates = out.duplicates + 1
+        local a = append[j]
+        dups[#dups + 1] = { type = "billing.usage.duplicate", tenant = a.tenant, time = now, source = SOURCE, data = a.data }
+      else
+        r.status = "accepted"
+        r.event = res.ids[j]
+        out.accepted = out.accepted + 1
+      end
+    end
+    if #dups > 0 then
+      res, err = events.append(st, dups, { now = now })
+      if not res then return nil, type(err) == "table" and ((err.field or "") .. ": " .. (err.reason or "")) or err end
+    end
+  end
+  return out
+end
+
+-- record(st, ev [, now]) -> "recorded" | "duplicate" | "late" | nil, err: what the shipped
+-- policy does with a billing.usage event: one row per (subscription, transaction_id). Lateness
+-- is judged against the time the event was received (ev.time), so a replay after a restart
+-- records what was acknowledged.
+function M.record(st, ev, now)
+  if type(ev) ~= "table" or type(ev.data) ~= "table" then error("usage.record: ev: a billing.usage event expected", 2) end
+  local ok, err = ready(st)
+  if not ok then return nil, err end
+  now = util.now(now)
+  local received = tonumber(ev.time) or now
+  local u, verr = M.validate(ev.data, nil, received)
+  if not u then return nil, "invalid: " .. verr.field .. ": " .. verr.reason end
+  local field, reason, status, sub, plan = fit(st, u, {}, nil)
+  if status and not field then return nil, status end
+  if field then return nil, "invalid: " .. field .. ": " .. reason end
+  local data = { transaction_id = u.transaction_id, subscription = u.subscription, code = u.code,
+                 timestamp = u.timestamp, properties = u.properties, event = ev.id }
+  local id = tostring(ev.id or event_id(u))
+  if ev.source ~= SOURCE and late(sub, plan, u.timestamp, received) then
+    events.append(st, { { id = "billing.usage.late:" .. id, type = "billing.usage.late", tenant = sub.tenant, time = now,
+      source = SOURCE, data = data } }, { now = now })
+    return "late"
+  end
+  local res
+  res, err = st.db:batch({ { "INSERT INTO billing_usage (subscription, transaction_id, tenant, code, happened, properties, " ..
+    "received, event_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (subscription, transaction_id) DO NOTHING",
+    u.subscription, u.transaction_id, sub.tenant, u.code, u.timestamp, json.encode(u.properties), received, id } })
+  if not res then return nil, err end
+  if res[1].changes == 1 then return "recorded" end
+  local prev = st.db:query("SELECT event_id FROM billing_usage WHERE subscription = $1 AND transaction_id = $2",
+    u.subscription, u.transaction_id)
+  if prev and prev[1] and prev[1].event_id == id then return "recorded" end -- this event, handled again after a crash
+  events.append(st, { { id = "billing.usage.duplicate:" .. id, type = "billing.usage.duplicate", tenant = sub.tenant,
+    time = now, source = SOURCE, data = data } }, { now = now })
+  return "duplicate"
+end
+
+local function range(f, what)
+  if type(f) ~= "table" then error(what .. ": filter: table expected", 3) end
+  if type(f.subscription) ~= "string" then error(what .. ": subscription: string expected", 3) end
+  local w = domain.where()
+  w:add("subscription = ?", f.subscription)
+  if f.code ~= nil then
+    if type(f.code) ~= "string" then error(what .. ": code: string expected", 3) end
+    w:add("code = ?", f.code)
+  end
+  if f.from ~= nil then
+    if type(f.from) ~= "number" then error(what .. ": from: epoch seconds expected", 3) end
+    w:add("happened >= ?", f.from)
+  end
+  if f.to ~= nil then
+    if type(f.to) ~= "number" then error(what .. ": to: epoch seconds expected", 3) end
+    w:add("happened < ?", f.to)
+  end
+  return w
+end
+
+-- query(st, {subscription, code, from, to}) -> {{transaction_id, timestamp, properties, code}}
+-- by timestamp (from inclusive, to exclusive) | nil, err — the events the aggregation reads.
+function M.query(st, f)
+  local w = range(f, "usage.query")
+  local ok, err = ready(st)
+  if not ok then return nil, err end
+  local rows
+  rows, err = st.db:query("SELECT transaction_id, code, happened, properties FROM billing_usage" .. w:clause() ..
+    " ORDER BY happened, transaction_id", unpack(w.params))
+  if not rows then return nil, err end
+  for i, r in ipairs(rows) do
+    rows[i] = { transaction_id = r.transaction_id, code = r.code, timestamp = r.happened,
+                properties = json.decode(r.properties) or {} }
+  end
+  return rows
+end
+
+-- count(st, {subscription, code, from, to}) -> number | nil, err
+function M.count(st, f)
+  local w = range(f, "usage.count")
+  local ok, err = ready(st)
+  if not ok then return nil, err end
+  local rows
+  rows, err = st.db:query("SELECT COUNT(*) AS n FROM billing_usage" .. w:clause(), unpack(w.params))
+  if not rows then return nil, err end
+  return tonumber(rows[1].n)
+end
+
+domain.default_store(M, { "ingest", "record", "query", "count" })
+
+return M
