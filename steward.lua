@@ -22,6 +22,7 @@ return {
     ["scaling.archive"] = { archive = true }, -- old events and decisions into var/archive (docs/archive.md)
     ["success.*"] = { success = true, alerting = true, notify = { "email", "log" } }, -- docs/customer-success.md
     ["billing.usage"] = { billing = true }, ["billing.subscriptions"] = { billing = true }, -- docs/billing/usage.md
+    ["billing.invoicing"] = { billing = true }, -- docs/billing/invoices.md
     ["tenants.alerts"] = { alerting = true }, -- a failed tenant provisioning is an alert (docs/tenants.md)
   },
   limits = {

@@ -62,6 +62,7 @@ return {
              ["scaling.quota_alerts"] = { alerting = true },
              ["success.*"] = { success = true, alerting = true, notify = { "email", "log" } },
              ["billing.usage"] = { billing = true }, ["billing.subscriptions"] = { billing = true }, -- docs/billing/usage.md
+             ["billing.invoicing"] = { billing = true }, -- docs/billing/invoices.md
              ["tenants.alerts"] = { alerting = true },
              ["deploy.freeze"] = { ["events.emit"] = { "deploy.admitted", "deploy.refused" } },
              ["deploy.promote"] = { ["events.emit"] = { "deploy.requested", "deploy.promote.*" } },

@@ -858,6 +858,7 @@ function M.install(router, ctx)
   require("steward.success.api").install(add, ctx) -- tickets, CSAT, health, onboarding, usage (docs/customer-success.md)
   require("steward.tenants.api").install(add, ctx) -- tenants and their provisioning (docs/tenants.md)
   require("steward.billing.api").install(add, ctx) -- plans, subscriptions, usage, coupons, wallets (docs/billing/subscriptions.md)
+  require("steward.billing.invoices_api").install(add, ctx) -- invoices, credit notes (docs/billing/invoices.md)
   -- The route table itself: each route's permission and tenant scope (docs/http-api.md).
   add("GET", "/v1/routes", "read", function(c)
     return reply(200, { routes = json.array(c.routes) })

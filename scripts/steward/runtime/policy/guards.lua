@@ -464,6 +464,7 @@ M.BY_MODULE = {
   ["steward.billing.subscriptions"] = guard_all("billing"), ["steward.billing.usage"] = guard_all("billing"), -- h4
   ["steward.billing.plans"] = guard_all("billing"), ["steward.billing.metrics"] = guard_all("billing"), -- h4
   ["steward.billing.coupons"] = guard_all("billing"), ["steward.billing.wallets"] = guard_all("billing"), -- h4
+  ["steward.billing.invoices"] = guard_all("billing"), ["steward.billing.credit_notes"] = guard_all("billing"), -- h5
 }
 
 -- overrides(box, name, mod, o) -> o with the capability checks in front (outermost)

@@ -88,6 +88,9 @@ M.PUBLIC = {
   -- issue 18, h3: billable metrics and billing periods (pure formulas)
   ["steward.billing.aggregate"] = {}, ["steward.billing.periods"] = {},
   ["steward.billing.charges"] = {}, -- issue 18, h2: charge models (pure)
+  -- issue 18, h5: invoices and credit notes (the `billing` capability guards them); taxes are pure
+  ["steward.billing.invoices"] = { hide = { ready = true } }, ["steward.billing.credit_notes"] = { hide = { use_statements = true } },
+  ["steward.billing.taxes"] = {},
 }
 
 -- Why a module is refused (for the error): the runtime's internals, or not listed.
