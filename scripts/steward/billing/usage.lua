@@ -92,13 +92,57 @@ end
 
 -- Why a usage event does not fit its subscription: nil when it does, else field, reason
 -- (status 404 for an unknown or foreign subscription).
+-- Plan versions and metrics never change once stored (a PUT makes a new plan version; a
+-- metric's code keeps its definition), so what was found once is kept, per store: recording an
+-- event reads its subscription only, not its plan and metric again (docs/performance.md,
+-- "Billing (issue 18)"). What was not found is read again next time.
+local kept = setmetatable({}, { __mode = "k" })
+local function immutable(st, key, load)
+  local m = kept[st]
+  if not m then m = {}; kept[st] = m end
+  if m[key] ~= nil then return m[key] end
+  local v, err = load()
+  if v then m[key] = v end
+  return v, err
+end
+
+local function plan_of(st, s)
+  return immutable(st, "plan:" .. s.plan .. "@" .. tostring(s.plan_version),
+    function() return plans.get(st, s.plan, s.plan_version) end)
+end
+
+local function metric_known(st, code)
+  return immutable(st, "metric:" .. code, function()
+    local m, err = metrics.get(st, code)
+    if m == nil then return nil, err end
+    return m and true or false
+  end)
+end
+
+-- prefetch(st, list, cache): the subscriptions a batch names, read in one query into fit's cache
+local function prefetch(st, list, cache)
+  local ids, seen = {}, {}
+  for _, ev in ipairs(list) do
+    local id = type(ev) == "table" and ev.subscription
+    if type(id) == "string" and not seen[id] then seen[id] = true; ids[#ids + 1] = id end
+  end
+  if #ids < 2 then return true end
+  local subs, err = subscriptions.get_many(st, ids)
+  if not subs then return nil, err end
+  for _, id in ipairs(ids) do
+    local s = subs[id]
+    cache[id] = { sub = s, plan = s and plan_of(st, s) or nil }
+  end
+  return true
+end
+
 local function fit(st, u, cache, tenant)
   local c = cache[u.subscription]
   if c == nil then
     local s, err = subscriptions.get(st, u.subscription)
     if s == nil then return nil, nil, err end
     c = { sub = s or nil }
-    if s then c.plan = plans.get(st, s.plan, s.plan_version) or nil end
+    if s then c.plan = plan_of(st, s) or nil end
     cache[u.subscription] = c
   end
   local s = c.sub
@@ -107,9 +151,9 @@ local function fit(st, u, cache, tenant)
   if u.timestamp < s.started then return "timestamp", "before the subscription started" end
   if s.terminated and u.timestamp >= s.terminated then return "timestamp", "after the subscription ended" end
   if cache["metric:" .. u.code] == nil then
-    local m, err = metrics.get(st, u.code)
+    local m, err = metric_known(st, u.code)
     if m == nil then return nil, nil, err end
-    cache["metric:" .. u.code] = m and true or false
+    cache["metric:" .. u.code] = m
   end
   if not cache["metric:" .. u.code] then return "code", "no metric " .. u.code end
   return nil, nil, nil, s, c.plan
@@ -127,6 +171,8 @@ function M.ingest(st, list, opts)
   if #list > M.MAX_BATCH then return nil, { field = "events", reason = format("at most %d events per request", M.MAX_BATCH) } end
   local now = util.now(opts.now)
   local valid, cache = {}, {}
+  ok, err = prefetch(st, list, cache)
+  if not ok then return nil, err end
   for i, ev in ipairs(list) do
     local u, verr = M.validate(ev, i, now)
     if not u then return nil, verr end
@@ -137,26 +183,24 @@ function M.ingest(st, list, opts)
     valid[i] = u
   end
   -- recorded before: a duplicate (a correction sent with a known id is not applied)
+  -- duplicates: one query per 500 events, whatever the number of subscriptions they name (a
+  -- batch from many customers was one query per subscription)
   local known = {}
-  local by_sub = {}
-  for _, u in ipairs(valid) do
-    by_sub[u.subscription] = by_sub[u.subscription] or {}
-    local l = by_sub[u.subscription]
-    l[#l + 1] = u.transaction_id
-  end
-  for sub, ids in pairs(by_sub) do
-    for first = 1, #ids, 500 do
-      local marks, params = {}, { sub }
-      for j = first, math.min(first + 499, #ids) do
-        params[#params + 1] = ids[j]
-        marks[#marks + 1] = "$" .. #params
-      end
-      local rows
-      rows, err = st.db:query("SELECT transaction_id FROM billing_usage WHERE subscription = $1 AND transaction_id IN (" ..
-        concat(marks, ",") .. ")", unpack(params))
-      if not rows then return nil, err end
-      for _, r in ipairs(rows) do known[sub .. "\0" .. r.transaction_id] = true end
+  for first = 1, #valid, 500 do
+    local marks, params = {}, {}
+    for j = first, math.min(first + 499, #valid) do
+      local u = valid[j]
+      params[#params + 1] = u.subscription
+      params[#params + 1] = u.transaction_id
+      marks[#marks + 1] = format("($%d,$%d)", #params - 1, #params)
     end
+    local rows
+    -- a join on VALUES (column1, column2 in both SQLite and PostgreSQL) searches the key for
+    -- each pair; SQLite plans "(a, b) IN (VALUES ...)" as a scan of the whole index
+    rows, err = st.db:query("SELECT u.subscription, u.transaction_id FROM (VALUES " .. concat(marks, ",") ..
+      ") AS v JOIN billing_usage u ON u.subscription = v.column1 AND u.transaction_id = v.column2", unpack(params))
+    if not rows then return nil, err end
+    for _, r in ipairs(rows) do known[r.subscription .. "\0" .. r.transaction_id] = true end
   end
   local out = { accepted = 0, duplicates = 0, late = 0, events = {} }
   local append, slot = {}, {}
