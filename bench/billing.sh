@@ -39,7 +39,8 @@ cleanup() {
     wait 2>/dev/null
     rm -rf "$tmp"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 1' INT TERM
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { /usr/bin/python3 -c 'import time; print("%.3f" % time.monotonic())'; }
 calc() { /usr/bin/python3 -c "print($1)"; }
@@ -102,32 +103,43 @@ CFG
     taskset -c "$LOAD_CPUS" /usr/bin/python3 bench/billing_load.py setup "$url" "$token" "$SUBS" "$from" > "$dir/subs"
 
     # BILLING_PROFILE=dir: the daemon's Lua profile (the REPL's profile()) of each stage into dir
+    # (one at a time: the profiler is process-wide, so each waits for the one before)
+    prof_pid=""
     prof() {
         [ -n "${BILLING_PROFILE:-}" ] || return 0
-        (sleep "$2"; "$BIN" eval --socket "$dir/var/steward.sock" "return profile($3, {top = 40})" \
+        (if [ -n "$prof_pid" ]; then while kill -0 "$prof_pid" 2>/dev/null; do sleep 0.2; done; fi
+         sleep "$2"; "$BIN" eval --socket "$dir/var/steward.sock" "return profile($3, {top = 40})" \
             > "$BILLING_PROFILE/$name.$1.txt" 2>&1) &
+        prof_pid=$!
     }
-    prof ingest 3 10
+    prof ingest 2 8
     t0=$(now)
     taskset -c "$LOAD_CPUS" /usr/bin/python3 bench/billing_load.py post "$url" "$token" "$dir/subs" "$EVENTS" "$CONNS" \
         "$from" "$to" "$dir/expected.json" > "$dir/post"
     posted=$(kv accepted < "$dir/post")
     post_s=$(kv seconds < "$dir/post")
     # billing_usage catching up with the log: polled, bounded by a deadline (a stuck policy fails the run)
-    prof record 1 10
+    prof record 0 10
     deadline=$(calc "$(now) + 600 + $EVENTS / 200")
-    recorded=0
+    # and no progress for 120 s is a stall: the run fails at once, saying so
+    recorded=0 seen=-1 still=$(now)
     while :; do
         recorded=$(beval "return (require('steward.runtime.store').default().db:query('SELECT COUNT(*) AS n FROM billing_usage')[1].n)")
         [ "$recorded" -ge "$posted" ] && break
         [ "$(calc "int($(now) > $deadline)")" = 1 ] && break
+        if [ "$recorded" != "$seen" ]; then seen=$recorded still=$(now)
+        elif [ "$(calc "int($(now) > $still + 120)")" = 1 ]; then
+            echo "bench/billing.sh: $name: recording stalled at $recorded of $posted events" >&2
+            tail -5 "$dir/daemon.log" >&2
+            break
+        fi
         sleep 1
     done
     t1=$(now)
     rss=$(awk '/^VmRSS/ {print int($2 / 1024)}' "/proc/$pid/status")
     hwm=$(awk '/^VmHWM/ {print int($2 / 1024)}' "/proc/$pid/status")
 
-    prof invoice 2 10
+    prof invoice 1 5
     "$BIN" eval --socket "$dir/var/steward.sock" - < bench/billing_invoice.lua | sed 's/^"\(.*\)"$/\1/' > "$dir/invoice"
     inv=$(cat "$dir/invoice")
     build_s=$(echo "$inv" | kv build_s)
