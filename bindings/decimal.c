@@ -9,6 +9,7 @@
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bindings.h"
@@ -24,10 +25,44 @@ struct dec {
 static struct dec *dec_push(lua_State *L)
 {
     struct dec *d = lua_newuserdata(L, sizeof *d);
+    if (!d) { /* never: LuaJIT raises on OOM; this tells the static analyzer so */
+        luaL_error(L, "decimal: out of memory");
+        abort();
+    }
     mpq_init(d->q);
     luaL_getmetatable(L, DECIMAL_MT);
     lua_setmetatable(L, -2);
     return d;
+}
+
+/* Values this small hold no more GMP memory than their userdata's own size: no ballast. */
+#define FREE_LIMBS 4
+
+/* Refuses a result (the userdata d) past DECIMAL_MAX_BITS, releasing its memory at once. */
+static void check_size(lua_State *L, struct dec *d, const char *fname)
+{
+    if (mpz_sizeinbase(mpq_numref(d->q), 2) <= DECIMAL_MAX_BITS &&
+        mpz_sizeinbase(mpq_denref(d->q), 2) <= DECIMAL_MAX_BITS)
+        return;
+    mpq_clear(d->q);
+    mpq_init(d->q);
+    luaL_error(L, "%s: the result would have more than 39000 digits: out of range", fname);
+}
+
+/* Bounds and accounts the new value d, at the top of the stack. GMP allocates with malloc, out
+ * of Lua's sight: a value holding more than a few limbs gets a ballast userdata of their size
+ * (in its environment table), so Lua's allocator - and with it a policy's memory budget and the
+ * collector's pace - counts the memory the value holds. */
+static void settle(lua_State *L, struct dec *d, const char *fname)
+{
+    check_size(L, d, fname);
+    size_t limbs = mpz_size(mpq_numref(d->q)) + mpz_size(mpq_denref(d->q));
+    if (limbs <= FREE_LIMBS)
+        return;
+    lua_createtable(L, 1, 0);
+    lua_newuserdata(L, limbs * sizeof(mp_limb_t));
+    lua_rawseti(L, -2, 1);
+    lua_setfenv(L, -2);
 }
 
 static struct dec *dec_test(lua_State *L, int idx)
@@ -41,7 +76,7 @@ static void excerpt(char *out, size_t cap, const char *s, size_t len)
     size_t n = len < cap - 4 ? len : cap - 4;
     for (size_t i = 0; i < n; i++)
         out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-    strcpy(out + n, len > n ? "..." : "");
+    memcpy(out + n, len > n ? "..." : "", len > n ? 4 : 1);
 }
 
 /* The decimal at idx, converting a string or an integral number in place (the slot then
@@ -81,14 +116,15 @@ static struct dec *dec_check(lua_State *L, int idx, const char *fname, const cha
         if (decimal_parse(d->q, s, len, &why) != 0) {
             char shown[48];
             excerpt(shown, sizeof shown, s, len);
-            luaL_error(L, "%s: %s: \"%s\" %s (a decimal is digits with an optional sign, point "
-                          "and exponent: \"-12.5\", \"1e-3\")",
+            luaL_error(L,
+                       "%s: %s: \"%s\" %s (a decimal is digits with an optional sign, point "
+                       "and exponent: \"-12.5\", \"1e-3\")",
                        fname, arg, shown, why);
         }
+        settle(L, d, fname);
         break;
     }
-    default:
-        luaL_error(L, "%s: %s: decimal expected, got %s", fname, arg, luaL_typename(L, idx));
+    default: luaL_error(L, "%s: %s: decimal expected, got %s", fname, arg, luaL_typename(L, idx));
     }
     lua_replace(L, idx);
     return d;
@@ -209,8 +245,14 @@ static int extreme(lua_State *L, const char *fname, int want)
     return 1;
 }
 
-static int l_decimal_min(lua_State *L) { return extreme(L, "decimal.min", -1); }
-static int l_decimal_max(lua_State *L) { return extreme(L, "decimal.max", 1); }
+static int l_decimal_min(lua_State *L)
+{
+    return extreme(L, "decimal.min", -1);
+}
+static int l_decimal_max(lua_State *L)
+{
+    return extreme(L, "decimal.max", 1);
+}
 
 static int l_decimal_sum(lua_State *L)
 {
@@ -227,7 +269,9 @@ static int l_decimal_sum(lua_State *L)
         struct dec *d = dec_check(L, 3, "decimal.sum", arg);
         mpq_add(total->q, total->q, d->q);
         lua_pop(L, 1);
+        check_size(L, total, "decimal.sum");
     }
+    settle(L, total, "decimal.sum");
     return 1;
 }
 
@@ -251,15 +295,31 @@ static int l_decimal_scale(lua_State *L)
     return 2;
 }
 
+/* {code = minor unit} of every active ISO 4217 code that has a minor unit. */
+static int l_decimal_currencies(lua_State *L)
+{
+    const char *code;
+    int scale;
+    lua_createtable(L, 0, 180);
+    for (size_t i = 0; (scale = decimal_currency_at(i, &code)) != -3; i++) {
+        if (scale < 0)
+            continue;
+        lua_pushinteger(L, scale);
+        lua_setfield(L, -2, code);
+    }
+    return 1;
+}
+
 /* ---- methods ---- */
 
 static struct dec *self(lua_State *L, const char *fname)
 {
     struct dec *d = dec_test(L, 1);
-    if (!d)
-        luaL_error(L, "%s: call it as a method (d:%s(...)) on a decimal, got %s", fname,
-                   strchr(fname, '.') + 1, luaL_typename(L, 1));
-    return d;
+    if (d)
+        return d;
+    luaL_error(L, "%s: call it as a method (d:%s(...)) on a decimal, got %s", fname,
+               strchr(fname, '.') + 1, luaL_typename(L, 1));
+    abort(); /* not reached: luaL_error does not return (LuaJIT does not declare it so) */
 }
 
 static int l_decimal_round(lua_State *L)
@@ -269,6 +329,7 @@ static int l_decimal_round(lua_State *L)
     enum decimal_mode mode = check_mode(L, 3, "decimal.round", "argument #2 (mode)");
     struct dec *r = dec_push(L);
     decimal_round(r->q, d->q, scale, mode);
+    settle(L, r, "decimal.round");
     return 1;
 }
 
@@ -290,6 +351,7 @@ static int l_decimal_money(lua_State *L)
                                  : check_mode(L, 3, "decimal.money", "argument #2 (mode)");
     struct dec *r = dec_push(L);
     decimal_round(r->q, d->q, (unsigned long)scale, mode);
+    settle(L, r, "decimal.money");
     return 1;
 }
 
@@ -298,17 +360,25 @@ static int to_integer(lua_State *L, const char *fname, enum decimal_mode mode)
     struct dec *d = self(L, fname);
     struct dec *r = dec_push(L);
     decimal_round(r->q, d->q, 0, mode);
+    settle(L, r, fname);
     return 1;
 }
 
-static int l_decimal_floor(lua_State *L) { return to_integer(L, "decimal.floor", DECIMAL_FLOOR); }
-static int l_decimal_ceil(lua_State *L) { return to_integer(L, "decimal.ceil", DECIMAL_CEILING); }
+static int l_decimal_floor(lua_State *L)
+{
+    return to_integer(L, "decimal.floor", DECIMAL_FLOOR);
+}
+static int l_decimal_ceil(lua_State *L)
+{
+    return to_integer(L, "decimal.ceil", DECIMAL_CEILING);
+}
 
 static int l_decimal_abs(lua_State *L)
 {
     struct dec *d = self(L, "decimal.abs");
     struct dec *r = dec_push(L);
     mpq_abs(r->q, d->q);
+    settle(L, r, "decimal.abs");
     return 1;
 }
 
@@ -344,8 +414,9 @@ static int l_decimal_format(lua_State *L)
     long need = decimal_exact_scale(d->q);
     if ((unsigned long)need > scale) {
         push_repr(L, d->q);
-        luaL_error(L, "decimal.format: %s has %d fraction digits, more than %d: round it "
-                      "(d:round(scale, mode))",
+        luaL_error(L,
+                   "decimal.format: %s has %d fraction digits, more than %d: round it "
+                   "(d:round(scale, mode))",
                    lua_tostring(L, -1), (int)need, (int)scale);
     }
     push_fixed(L, d->q, scale);
@@ -376,19 +447,33 @@ static int arith(lua_State *L, enum op op, const char *fname)
     case OP_MUL: mpq_mul(r->q, a->q, b->q); break;
     case OP_DIV: mpq_div(r->q, a->q, b->q); break;
     }
+    settle(L, r, fname);
     return 1;
 }
 
-static int l_decimal_add(lua_State *L) { return arith(L, OP_ADD, "decimal.add"); }
-static int l_decimal_sub(lua_State *L) { return arith(L, OP_SUB, "decimal.sub"); }
-static int l_decimal_mul(lua_State *L) { return arith(L, OP_MUL, "decimal.mul"); }
-static int l_decimal_div(lua_State *L) { return arith(L, OP_DIV, "decimal.div"); }
+static int l_decimal_add(lua_State *L)
+{
+    return arith(L, OP_ADD, "decimal.add");
+}
+static int l_decimal_sub(lua_State *L)
+{
+    return arith(L, OP_SUB, "decimal.sub");
+}
+static int l_decimal_mul(lua_State *L)
+{
+    return arith(L, OP_MUL, "decimal.mul");
+}
+static int l_decimal_div(lua_State *L)
+{
+    return arith(L, OP_DIV, "decimal.div");
+}
 
 static int l_decimal_unm(lua_State *L)
 {
     struct dec *d = dec_check(L, 1, "decimal.unm", "argument #1");
     struct dec *r = dec_push(L);
     mpq_neg(r->q, d->q);
+    settle(L, r, "decimal.unm");
     return 1;
 }
 
@@ -441,18 +526,13 @@ static int l_decimal_gc(lua_State *L)
     return 0;
 }
 
-static const luaL_Reg methods[] = {{"round", l_decimal_round},
-                                   {"money", l_decimal_money},
-                                   {"floor", l_decimal_floor},
-                                   {"ceil", l_decimal_ceil},
-                                   {"abs", l_decimal_abs},
-                                   {"sign", l_decimal_sign},
-                                   {"is_zero", l_decimal_is_zero},
-                                   {"is_integer", l_decimal_is_integer},
-                                   {"tostring", l_decimal_tostring},
-                                   {"format", l_decimal_format},
-                                   {"tonumber", l_decimal_tonumber},
-                                   {NULL, NULL}};
+static const luaL_Reg methods[] = {
+    {"round", l_decimal_round},       {"money", l_decimal_money},
+    {"floor", l_decimal_floor},       {"ceil", l_decimal_ceil},
+    {"abs", l_decimal_abs},           {"sign", l_decimal_sign},
+    {"is_zero", l_decimal_is_zero},   {"is_integer", l_decimal_is_integer},
+    {"tostring", l_decimal_tostring}, {"format", l_decimal_format},
+    {"tonumber", l_decimal_tonumber}, {NULL, NULL}};
 
 static const luaL_Reg metamethods[] = {
     {"__add", l_decimal_add}, {"__sub", l_decimal_sub},       {"__mul", l_decimal_mul},
@@ -460,10 +540,15 @@ static const luaL_Reg metamethods[] = {
     {"__lt", l_decimal_lt},   {"__le", l_decimal_le},         {"__tostring", l_decimal_tostring},
     {"__gc", l_decimal_gc},   {"__concat", l_decimal_concat}, {NULL, NULL}};
 
-static const luaL_Reg functions[] = {{"new", l_decimal_new},       {"is", l_decimal_is},
-                                     {"string", l_decimal_string}, {"min", l_decimal_min},
-                                     {"max", l_decimal_max},       {"sum", l_decimal_sum},
-                                     {"scale", l_decimal_scale},   {NULL, NULL}};
+static const luaL_Reg functions[] = {{"new", l_decimal_new},
+                                     {"is", l_decimal_is},
+                                     {"string", l_decimal_string},
+                                     {"min", l_decimal_min},
+                                     {"max", l_decimal_max},
+                                     {"sum", l_decimal_sum},
+                                     {"scale", l_decimal_scale},
+                                     {"currencies", l_decimal_currencies},
+                                     {NULL, NULL}};
 
 int luaopen_steward_decimal(lua_State *L)
 {

@@ -15,7 +15,11 @@
 #define DECIMAL_MAX_DIGITS 1000
 #define DECIMAL_MAX_PLACES 2000
 #define DECIMAL_MAX_LENGTH 8192
-#define DECIMAL_MAX_SCALE    100
+#define DECIMAL_MAX_SCALE  100
+/* The largest numerator or denominator a result may have (about 39,000 decimal digits): GMP
+ * works on a value inside one C call, where the policy CPU guard cannot stop it, so values stay
+ * small enough that every operation on them is quick. */
+#define DECIMAL_MAX_BITS 131072
 
 enum decimal_mode {
     DECIMAL_HALF_EVEN,
@@ -52,5 +56,8 @@ void decimal_round(mpq_t out, const mpq_t q, unsigned long scale, enum decimal_m
 /* ISO 4217 minor units of an alphabetic code: 0..4; -1 for an unknown code; -2 for a code
  * with no minor unit (gold, SDR, the test code XTS, ...). */
 int decimal_currency_scale(const char *code, size_t len);
+
+/* The i-th entry of the table (sorted by code): its scale as above, -3 past the end. */
+int decimal_currency_at(size_t i, const char **code);
 
 #endif

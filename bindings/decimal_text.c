@@ -4,7 +4,10 @@
 
 #include "decimal.h"
 
-static int is_digit(char c) { return c >= '0' && c <= '9'; }
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
 
 int decimal_parse(mpq_t out, const char *s, size_t len, const char **why)
 {

@@ -315,8 +315,8 @@ static int l_json_decode(lua_State *L)
 /* Stack slots of an encode: the value, the lists the walk fills, the decimal metatable. */
 enum {
     E_VALUE = 1,
-    E_ARRAYS,   /* {parent, key} of empty array-marked tables */
-    E_DECIMALS, /* {parent, key, decimal} of steward.decimal values */
+    E_ARRAYS,   /* {parent, key} of empty array-marked tables (nil while none) */
+    E_DECIMALS, /* {parent, key, decimal} of steward.decimal values (nil while none) */
     E_DEC_MT,   /* the registry's "steward.decimal" metatable, or nil */
     E_ORIGINALS,
     E_TEXT,
@@ -334,6 +334,10 @@ static int is_decimal(lua_State *L, int idx)
 
 static void add_pair(lua_State *L, int list_idx, int parent, int key, int extra)
 {
+    if (lua_isnil(L, list_idx)) { /* made on first use: most values have neither */
+        lua_newtable(L);
+        lua_replace(L, list_idx);
+    }
     lua_createtable(L, 3, 0);
     lua_pushvalue(L, parent);
     lua_rawseti(L, -2, 1);
@@ -415,8 +419,9 @@ static int decimal_text(lua_State *L, int idx)
     luaL_callmeta(L, idx, "__tostring");
     if (!strchr(lua_tostring(L, -1), '/'))
         return 1;
-    lua_pushfstring(L, "a decimal with no finite decimal form (%s) cannot be encoded: round it "
-                       "(d:round(scale, mode))",
+    lua_pushfstring(L,
+                    "a decimal with no finite decimal form (%s) cannot be encoded: round it "
+                    "(d:round(scale, mode))",
                     lua_tostring(L, -1));
     lua_remove(L, -2);
     return 0;
@@ -446,8 +451,8 @@ static int l_json_encode(lua_State *L)
 {
     luaL_checkany(L, 1);
     lua_settop(L, 1);
-    lua_newtable(L);                           /* E_ARRAYS */
-    lua_newtable(L);                           /* E_DECIMALS */
+    lua_pushnil(L);                          /* E_ARRAYS */
+    lua_pushnil(L);                          /* E_DECIMALS */
     luaL_getmetatable(L, "steward.decimal"); /* E_DEC_MT: nil until steward.decimal loads */
     if (is_decimal(L, E_VALUE)) {
         if (!decimal_text(L, E_VALUE)) {
@@ -473,8 +478,11 @@ static int l_json_encode(lua_State *L)
         return 2;
     }
     /* Keep the original empty tables to put back, swap in the sentinel, encode. */
-    int n = (int)lua_objlen(L, E_ARRAYS);
-    lua_createtable(L, n, 0); /* E_ORIGINALS */
+    int n = (int)lua_objlen(L, E_ARRAYS); /* 0 for nil */
+    if (n)
+        lua_createtable(L, n, 0); /* E_ORIGINALS */
+    else
+        lua_pushnil(L);
     for (int i = 1; i <= n; i++) {
         lua_rawgeti(L, E_ARRAYS, i);
         lua_rawgeti(L, -1, 1);

@@ -8,7 +8,7 @@ check() { n=$((n + 1)); if eval "$1"; then echo "ok $n - $2"; else echo "not ok 
 
 out=$("$BIN" version); rc=$?
 check '[ $rc -eq 0 ]' "version exits 0"
-for lib in steward LuaJIT libuv libcurl OpenSSL SQLite libpq libpg_query; do
+for lib in steward LuaJIT libuv libcurl OpenSSL SQLite libpq libpg_query GMP; do
     check 'echo "$out" | grep -q "^$lib "' "version names $lib"
 done
 "$BIN" help > "$d/help"; rc=$?

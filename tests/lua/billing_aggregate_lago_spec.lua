@@ -49,6 +49,14 @@ r = run(COUNT, { ev(near_end, { total_count = 12, region = "europe" }), ev(near_
                  ev(near_end, { total_count = 12, region = "africa" }) }, P, { filters = { region = { "europe" } } })
 t.is(tostring(r.units), "2", "count: when filters are given")
 
+r = run(COUNT, cat(rep(3, near_end, { cloud = "aws" }), rep(1, near_end, { cloud = "gcp" })), P, { group_by = { "cloud" } })
+t.is(tostring(r.groups.aws.units) .. " " .. tostring(r.groups.gcp.units), "3 1", "count: with presentation group keys (cloud)")
+r = run(COUNT, { ev(near_end, { agent_name = "frodo", cloud = "aws" }), ev(near_end, { agent_name = "frodo", cloud = "aws" }),
+                 ev(near_end, { agent_name = "frodo", cloud = "gcp" }), ev(near_end, { agent_name = "aragorn", cloud = "aws" }) },
+        P, { group_by = { "agent_name", "cloud" } })
+t.is(tostring(r.groups["frodo, aws"].units) .. " " .. tostring(r.groups["frodo, gcp"].units) .. " " ..
+     tostring(r.groups["aragorn, aws"].units), "2 1 1", "count: ... with grouped_by (agent_name, cloud)")
+
 -- sum_service_spec.rb
 local SUM = { code = "sum_agg", aggregation = "sum", field = "total_count" }
 local old = rep(2, P.from - 2 * 30 * DAY, { total_count = "2.5" }) -- Lago's 2.5 (a JSON float) travels as a string
@@ -175,6 +183,23 @@ t.is(ceil5(prorated({ ev(UP.from + DAY, { unique_id = "u1" }), ev(UP.from + DAY 
                       ev(UP.from + 3 * DAY + 2 * HOUR, { unique_id = "u1", operation_type = "remove" }) })),
      lago(4, 31), "prorated: when added and removed several times a day during multiple days: 4/31")
 
+-- prorated_aggregations/sum_service_spec.rb: a recurring sum, May 2023 (charges_duration 31),
+-- 2 x 2.5 persisted before the period and 2 x 12 on May 26th
+local MAY = { from = utc(2023, 5, 1), to = utc(2023, 6, 1), days = 31 }
+local PSUM = { code = "sum_agg", aggregation = "sum", field = "total_count", recurring = true }
+local persisted = run(PSUM, rep(2, utc(2023, 3, 1), { total_count = "2.5" }), { from = utc(2022, 12, 1), to = MAY.from }).state
+local may26 = rep(2, MAY.from + 25 * DAY, { total_count = 12 })
+r = run(PSUM, may26, MAY, { previous = persisted, prorated = true })
+t.is(ceil5(r.units), decimal("9.64517"), "prorated sum: aggregates the events: 5 + (12*6/31) + (12*6/31)")
+t.is(tostring(r.full_units), "29", "... the unprorated units (Lago's full_units_number)")
+t.is(r.count, 2, "... the period's events")
+r = run(PSUM, cat(may26, { ev(MAY.from + 30 * DAY, { total_count = "4.5" }) }), MAY, { previous = persisted, prorated = true })
+t.is(ceil5(r.units), decimal("9.64517") + decimal("0.14516"), "prorated sum: when properties is a float: + 4.5 * 1/31")
+r = run(PSUM, rep(2, MAY.to + DAY, { total_count = 12 }), MAY, { previous = persisted, prorated = true })
+t.is(tostring(r.units), "5", "prorated sum: when events are out of bounds: the persisted 5")
+r = run(PSUM, {}, periods.clip(MAY, nil, utc(2023, 5, 16)), { previous = persisted, prorated = true })
+t.is(tostring(r.units), "75/31", "prorated sum, terminated on the 16th: the persisted value for 15 days of 31 (persisted_pro_rata)")
+
 -- weighted_sum_service_spec.rb: August 2023 (31 days)
 local AUG = { from = utc(2023, 8, 1), to = utc(2023, 9, 1) }
 local WS = { code = "ws", aggregation = "weighted_sum", field = "value", weighted_interval = "seconds" }
@@ -197,4 +222,20 @@ local RWS = { code = "ws", aggregation = "weighted_sum", field = "value", recurr
 r = run(RWS, {}, AUG, { previous = { level = "1000" } })
 t.is(tostring(r.units), "1000", "weighted_sum: when billable metric is recurring: the persisted value as initial value")
 t.is(r.state.level, "1000", "... and carried on")
+-- apply_rounding_service_spec.rb: units 123.456
+local ROUND = {
+  { "with round function", "round", 2, "123.46" }, { "round without precision", "round", nil, "123" },
+  { "round with negative precision", "round", -2, "100" },
+  { "with ceil function", "ceil", 2, "123.46" }, { "ceil without precision", "ceil", nil, "124" },
+  { "ceil with negative precision", "ceil", -2, "200" },
+  { "with floor function", "floor", 2, "123.45" }, { "floor without precision", "floor", nil, "123" },
+  { "floor with negative precision", "floor", -2, "100" },
+}
+for _, c in ipairs(ROUND) do
+  r = run({ code = "r", aggregation = "sum", field = "v", rounding_function = c[2], rounding_precision = c[3] },
+          { ev(near_end, { v = "123.456" }) }, P)
+  t.is(tostring(r.units), c[4], "ApplyRoundingService " .. c[1] .. ": " .. c[4])
+end
+r = run({ code = "r", aggregation = "sum", field = "v", rounding_function = "round" }, { ev(near_end, { v = "2.5" }) }, P)
+t.is(tostring(r.units), "3", "round is half up (Ruby's BigDecimal#round)")
 t.done()

@@ -123,6 +123,9 @@ local BAD = {
   { { code = "a", aggregation = "custom", custom = "return 42" }, "^custom: the source must be a function" },
   { { code = "a", aggregation = "custom" }, "^custom: Lua source expected" },
   { { code = "a", aggregation = "sum", field = "v", custom = "function() end" }, "^custom: only for aggregation" },
+  { { code = "a", aggregation = "sum", field = "v", rounding_function = "truncate" }, "^rounding_function: round, ceil or floor" },
+  { { code = "a", aggregation = "sum", field = "v", rounding_function = "round", rounding_precision = 1.5 }, "^rounding_precision: an integer" },
+  { { code = "a", aggregation = "sum", field = "v", rounding_precision = 2 }, "^rounding_precision: only with a rounding_function" },
 }
 for _, c in ipairs(BAD) do
   local ok, err = aggregate.check(c[1])
@@ -135,8 +138,8 @@ t.raises(function() aggregate.run({ code = "a", aggregation = "avg" }, {}, P) en
          "run raises on a metric check refuses")
 t.raises(function() aggregate.run({ code = "a", aggregation = "count" }, {}, { from = 2, to = 1 }) end, "argument #3: period",
          "run raises on a bad period")
-t.raises(function() aggregate.run({ code = "a", aggregation = "sum", field = "v" }, {}, P, { prorated = true }) end,
-         "only unique_count has prorated units", "prorated is unique_count's")
+t.raises(function() aggregate.run({ code = "a", aggregation = "max", field = "v" }, {}, P, { prorated = true }) end,
+         "only sum and unique_count have prorated units", "prorated is sum's and unique_count's")
 
 -- values
 local SUM = { code = "s", aggregation = "sum", field = "v" }
@@ -198,6 +201,9 @@ local _, e3 = custom("function(s, e) return s, string.dump(print) end")
 t.like(e3, "field 'dump'", "no string.dump")
 local _, e4 = custom("function(s, e) return s, math.random() end")
 t.like(e4, "field 'random'", "no math.random (a bill must not change between two runs)")
+assert(custom("function(s, e) decimal.new = function() return decimal(0) end string.format = nil math.floor = nil return s, decimal('1') end"))
+t.is(tostring(decimal.new("2")), "2", "a formula cannot change steward.decimal for the daemon")
+t.ok(string.format and math.floor, "... nor string or math")
 local _, e5 = custom("function(s, e) while true do end end")
 t.like(e5, "^metric:cx: custom aggregation: cpu budget exceeded %(1%.0004 s%)", "an endless loop is stopped by the CPU budget (1 s + 100 us per event)")
 local _, e6 = custom("function(s, e) local s = 'x' for i = 1, 40 do s = s .. s end return s, 1 end")

@@ -66,5 +66,14 @@ bconfig.configure(new.billing)
 t.is(bconfig.current.currency, "GBP", "configure puts it in force")
 bconfig.configure(nil)
 t.is(bconfig.current.currency, "USD", "configure(nil): the defaults")
+-- steward.billing: the parts, each loaded on first use; a part not installed is absent
+local billing = require "steward.billing"
+t.is(billing.subscriptions, require("steward.billing.subscriptions"), "billing.subscriptions is the module")
+t.is(billing.nothing, nil, "a name that is no part: nil")
+billing.PARTS.ghost = "steward.billing.ghost"
+t.is(billing.ghost, nil, "a part not installed: nil, no error")
+package.preload["steward.billing.broken"] = function() error("broken part") end
+billing.PARTS.broken = "steward.billing.broken"
+t.raises(function() return billing.broken end, "broken part", "a part that fails to load: its error, not a silent nil")
 os.execute("rm -rf " .. dir)
 t.done()

@@ -83,6 +83,21 @@ for i = 1, 3 do
   assert(coupons.consume(st, l[1].applied_coupon_id, "inv-f" .. i, l[1].amount, T0 + 41 + i))
   if i == 3 then t.is(show(l), "LOYAL=35", "forever: every invoice (3.5% of 1000 JPY = 35, JPY has no decimals)") end
 end
+-- invoices consuming one fixed coupon at once: its uses add up to what it lost
+local task = require "steward.task"
+assert(coupons.create(st, { code = "BIG", kind = "fixed", amount = "100", currency = "EUR" }, T0))
+local ap = assert(coupons.apply(st, "initech", "BIG", T0))
+local hs, res = {}, {}
+for i = 1, 5 do
+  hs[i] = task.spawn(function() res[i] = { coupons.consume(st, ap.id, "c-" .. i, D("15"), T0 + i) } end)
+end
+for i = 1, 5 do hs[i]:join() end
+local n = 0
+for i = 1, 5 do if res[i][1] == true then n = n + 1 end end
+local rem = assert(coupons.applied(st, { tenant = "initech" }))[1].amount_remaining
+local uses = st.db:query("SELECT COUNT(*) AS n FROM billing_coupon_uses WHERE applied_coupon = $1", ap.id)
+t.ok(tonumber(uses[1].n) == n and rem == D(100) - D(15) * n,
+  string.format("concurrent uses: %d recorded, %s left (100 - 15 x %d)", n, tostring(rem), n))
 t.raises(function() coupons.for_invoice(st, "acme", 10, "EUR") end, "subtotal: decimal expected", "a Lua number subtotal raises")
 
 st:close()

@@ -97,6 +97,21 @@ local CASES = {
   { "quarterly when plan is in advance and date is on the last day of month", "quarterly", "anniversary", "2021-01-31", "2021-04-30", "advance", nil, "2021-04-30", "2021-07-31" },
   { "quarterly when date is not on a billing month (current usage)", "quarterly", "anniversary", "2023-04-06", "2023-08-08", "current", nil, "2023-07-06", "2023-10-06" },
   { "quarterly when date is not on a billing month and day is less than subscription day", "quarterly", "anniversary", "2023-04-06", "2023-08-04", "current", nil, "2023-07-06", "2023-10-06" },
+  -- #next_end_of_period (the billing day's own period) in monthly, quarterly, yearly_service_spec.rb
+  { "monthly #next_end_of_period calendar", "monthly", "calendar", "2021-02-02", "2022-03-07", "current", nil, "2022-03-01", "2022-04-01" },
+  { "monthly #next_end_of_period calendar with customer timezone", "monthly", "calendar", "2021-02-02", "2022-03-07", "current", "America/New_York", "2022-03-01 05:00", "2022-04-01 04:00" },
+  { "monthly #next_end_of_period anniversary", "monthly", "anniversary", "2021-02-02", "2022-03-07", "current", nil, "2022-03-02", "2022-04-02" },
+  { "monthly #next_end_of_period anniversary with customer timezone (Feb 2 00:00 UTC is Feb 1 in New York)", "monthly", "anniversary", "2021-02-02", "2022-03-07", "current", "America/New_York", "2022-03-01 05:00", "2022-04-01 04:00" },
+  { "monthly #next_end_of_period when end of billing month is in next year", "monthly", "anniversary", "2021-02-02", "2021-12-07", "current", nil, "2021-12-02", "2022-01-02" },
+  { "quarterly next_end_of_period calendar", "quarterly", "calendar", "2021-02-02", "2022-07-02", "current", nil, "2022-07-01", "2022-10-01" },
+  { "quarterly next_end_of_period calendar with customer timezone", "quarterly", "calendar", "2021-02-02", "2022-07-02", "current", "America/New_York", "2022-07-01 04:00", "2022-10-01 04:00" },
+  { "quarterly next_end_of_period anniversary", "quarterly", "anniversary", "2021-02-02", "2022-05-07", "current", nil, "2022-05-02", "2022-08-02" },
+  { "quarterly next_end_of_period anniversary with customer timezone", "quarterly", "anniversary", "2021-02-02", "2022-05-07", "current", "America/New_York", "2022-05-01 04:00", "2022-08-01 04:00" },
+  { "quarterly next_end_of_period when end of billing month is in next year", "quarterly", "anniversary", "2021-02-02", "2021-11-02", "current", nil, "2021-11-02", "2022-02-02" },
+  { "yearly next_end_of_period calendar", "yearly", "calendar", "2021-02-02", "2022-03-07", "current", nil, "2022-01-01", "2023-01-01" },
+  { "yearly next_end_of_period calendar with customer timezone", "yearly", "calendar", "2021-02-02", "2022-03-07", "current", "America/New_York", "2022-01-01 05:00", "2023-01-01 05:00" },
+  { "yearly next_end_of_period anniversary", "yearly", "anniversary", "2021-02-02", "2022-03-07", "current", nil, "2022-02-02", "2023-02-02" },
+  { "yearly next_end_of_period anniversary with customer timezone", "yearly", "anniversary", "2021-02-02", "2022-03-07", "current", "America/New_York", "2022-02-01 05:00", "2023-02-01 05:00" },
   -- semiannual_service_spec.rb
   { "semiannual from_datetime calendar", "semiannual", "calendar", "2021-02-02", "2022-07-01", "arrears", nil, "2022-01-01", "2022-07-01" },
   { "semiannual from_datetime calendar with customer timezone", "semiannual", "calendar", "2021-02-02", "2022-07-01", "arrears", "America/New_York", "2021-07-01 04:00", "2022-01-01 05:00" },
@@ -121,7 +136,7 @@ local CASES = {
 
 for _, c in ipairs(CASES) do
   local case = { name = c[1], interval = c[2], billing_time = c[3], sub = c[4], billing = c[5], mode = c[6], tz = c[7] }
-  local anchor = midnight(case.sub, case.tz)
+  local anchor = utc(case.sub) -- Lago's subscription_at is parsed in UTC, then read in the customer's zone
   local p = periods.bounds(case.interval, anchor, lago_at(case), { billing_time = case.billing_time, timezone = case.tz })
   t.is(time.format(p.from, nil, "UTC") .. " .. " .. time.format(p.to, nil, "UTC"),
        time.format(utc(c[8]), nil, "UTC") .. " .. " .. time.format(utc(c[9]), nil, "UTC"), case.name)

@@ -50,6 +50,48 @@ for _, zone in ipairs(ZONES) do
   end
 end
 
+-- any instant, any anchor from 1970 to 2100, in any of the zones: the period holds it, is 1
+-- to 366 days long, and the next one starts where it ends
+local holds, what = true, nil
+local MAXD = { weekly = 7, monthly = 31, quarterly = 92, semiannual = 184, yearly = 366 }
+for _ = 1, 3000 do
+  local zone = ZONES[random(#ZONES)]
+  local interval = periods.INTERVALS[random(#periods.INTERVALS)]
+  local opts = { billing_time = random(2) == 1 and "calendar" or "anniversary", timezone = zone }
+  local anchor, at = random(0, 4102444800), random(0, 4102444800)
+  local p = periods.bounds(interval, anchor, at, opts)
+  local q = periods.next(interval, anchor, p, opts)
+  if not (p.from <= at and at < p.to and p.days >= 1 and p.days <= MAXD[interval] and q.from == p.to
+          and p.days >= (interval == "weekly" and 7 or interval == "monthly" and 28 or 89)) then
+    holds, what = false, ("%s %s %s anchor %d at %d: %s .. %s (%d days)"):format(zone, interval, opts.billing_time, anchor, at,
+      time.format(p.from, nil, zone), time.format(p.to, nil, zone), p.days)
+    break
+  end
+end
+t.ok(holds, "3000 random instants from 1970 to 2100: each in its period, of a plausible length, followed by the next")
+if what then t.diag(what) end
+
+-- months nest in quarters, half-years and years of the same anchor (a yearly plan billing its
+-- charges monthly, Lago's bill_charges_monthly): every long period's bounds are monthly bounds
+local nested, why = true, nil
+for _, zone in ipairs(ZONES) do
+  for _, bt in ipairs({ "calendar", "anniversary" }) do
+    local am = random(1, 12)
+    local anchor = day(2016, am, math.min(random(26, 31), periods.days_in_month(2016, am)), zone)
+    local opts = { billing_time = bt, timezone = zone }
+    local starts = {}
+    for _, m in ipairs(periods.list("monthly", anchor, from, to, opts)) do starts[m.from] = true end
+    for _, interval in ipairs({ "quarterly", "semiannual", "yearly" }) do
+      local list = periods.list(interval, anchor, from + 400 * 86400, to, opts)
+      for _, q in ipairs(list) do
+        if not starts[q.from] then nested, why = false, ("%s %s %s: %s is no month's start"):format(zone, bt, interval, time.format(q.from, nil, zone)) end
+      end
+    end
+  end
+end
+t.ok(nested, "months nest in quarters, half-years and years of the same anchor, in every zone")
+if why then t.diag(why) end
+
 -- anniversaries on the 29th-31st keep their day where the month has it
 local p = periods.bounds("monthly", day(2023, 1, 31, "UTC"), day(2023, 3, 15, "UTC"), { billing_time = "anniversary" })
 t.is(time.format(p.from, "%F"), "2023-02-28", "Jan 31 anniversary: February's period starts on the 28th")

@@ -176,6 +176,31 @@ local stmt_ok, why = subs.upgrade(st, stale.id, "team", APR1 + DAY) -- reads afr
 t.ok(stmt_ok and not why, "an upgrade after a downgrade applies and cancels the pending downgrade")
 t.is(#assert(subs.list(st, { tenant = "globex", state = "pending" })), 0, "no pending downgrade left")
 
+-- five upgrades of one subscription at once: one applies, the others are conflicts that
+-- leave nothing behind (no second subscription, no history row, no event)
+local task = require "steward.task"
+local r2 = assert(subs.create(st, { tenant = "initech", plan = "basic" }, APR1))
+local results, running = {}, {}
+for i = 1, 5 do
+  running[i] = task.spawn(function()
+    local n, e = subs.upgrade(st, r2.id, "team", APR1 + DAY)
+    results[i] = n and "ok" or tostring(e)
+  end)
+end
+for i = 1, 5 do running[i]:join() end
+local oks, conflicts = 0, 0
+for _, x in ipairs(results) do
+  -- a loser that read before the winner wrote is a conflict; one that read after, invalid
+  if x == "ok" then oks = oks + 1 elseif x:match("^conflict") or x:match("^invalid: the subscription is terminated") then
+    conflicts = conflicts + 1
+  end
+end
+t.ok(oks == 1 and conflicts == 4, "five concurrent upgrades: one applies, four are refused (" .. table.concat(results, "; ") .. ")")
+local made = 0
+for _, x in ipairs(assert(subs.list(st, { tenant = "initech" }))) do if x.previous == r2.id then made = made + 1 end end
+t.is(made, 1, "one replacement subscription, not five")
+t.is(#subs.history(st, { tenant = "initech", from = APR1 + DAY }), 2, "its two history rows only (created, upgraded)")
+
 t.raises(function() subs.get(st, 42) end, "subscriptions.get: id: string expected", "misuse raises naming the argument")
 
 st:close()

@@ -115,6 +115,15 @@ t.is(usage.record(st, backlog, FEB1 + 10 * DAY), "recorded", "acknowledged insid
 local direct = { id = "direct", type = "billing.usage", time = FEB1 + 5 * DAY, data = ev("direct", s1.id, FEB1 - 60) }
 t.is(usage.record(st, direct, FEB1 + 5 * DAY), "late", "received past the window by another route: late, not recorded")
 
+-- by external_id: an upgrade hands it on, and each event goes to the subscription of its time
+local e1 = assert(subs.create(st, { tenant = "acme", plan = "pro", started = FEB1, external_id = "acme-main" }, FEB1))
+local e2 = assert(subs.upgrade(st, e1.id, "pro", FEB1 + 10 * DAY))
+r = assert(usage.ingest(st, { ev("x1", "acme-main", FEB1 + 9 * DAY), ev("x2", "acme-main", FEB1 + 11 * DAY) },
+  { now = FEB1 + 12 * DAY }))
+t.ok(statuses(r) == "accepted,accepted" and r.events[1].subscription == e1.id and r.events[2].subscription == e2.id,
+  "events sent to an external_id land on the subscription running at their time, across an upgrade")
+r = assert(usage.ingest(st, { ev("x1", e1.id, FEB1 + 9 * DAY) }, { now = FEB1 + 12 * DAY }))
+t.is(statuses(r), "duplicate", "idempotency is per subscription, whichever name the event used")
 t.raises(function() usage.query(st, {}) end, "usage.query: subscription: string expected", "misuse raises naming the argument")
 bconfig.configure(nil)
 st:close()

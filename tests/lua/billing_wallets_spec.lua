@@ -65,6 +65,23 @@ local kinds = {}
 for i, x in ipairs(txs) do kinds[i] = x.kind .. ":" .. tostring(x.credits) .. "->" .. tostring(x.balance_after) end
 t.is(table.concat(kinds, " "), "purchased:100->100 granted:20->120 purchased:10->130 consumed:50.5->79.5 consumed:79.5->0",
   "transactions: each movement with the balance after it")
+-- five invoices consuming at once: the balance and the transactions agree, whatever the order
+local task = require "steward.task"
+local w5 = assert(wallets.create(st, { tenant = "initech", currency = "EUR", granted_credits = "30" }, T0))
+local got, hs = {}, {}
+for i = 1, 5 do
+  hs[i] = task.spawn(function() got[i] = { wallets.consume(st, "initech", D("10"), "c-" .. i, nil, T0 + i) } end)
+end
+for i = 1, 5 do hs[i]:join() end
+local sum = D(0)
+for i = 1, 5 do if got[i][1] then sum = sum + got[i][1] end end
+local consumed, tsum = 0, D(0)
+for _, x in ipairs(assert(wallets.transactions(st, w5.id))) do
+  if x.kind == "consumed" then consumed = consumed + 1; tsum = tsum + x.credits end
+end
+local left = wallets.get(st, w5.id).balance
+t.ok(sum == tsum and left == D(30) - tsum and left:sign() >= 0 and sum <= D(30),
+  "concurrent consumption: what was taken (" .. tostring(sum) .. ") = the transactions = 30 - the balance (" .. tostring(left) .. ")")
 t.raises(function() wallets.consume(st, "acme", 5, "x") end, "amount: decimal expected", "a Lua number amount raises")
 st:close()
 os.execute("rm -rf " .. dir)

@@ -231,6 +231,33 @@ do
   t.ok(not ok2 and tostring(err2):find("read%-only"), "a policy cannot replace decimal.new")
 end
 
+-- Bounded work and counted memory: GMP computes inside one C call, where the policy CPU guard
+-- cannot stop it, and allocates with malloc, out of the Lua allocator's sight.
+t.raises(function() local z = D(3); for _ = 1, 1000 do z = z * z end end,
+  "decimal%.mul: the result would have more than 39000 digits: out of range", "repeated squaring stops at the size limit")
+t.raises(function() local z = D(2) / 3; for _ = 1, 1000 do z = z / 7 end; for _ = 1, 10 do z = z * z end end,
+  "out of range", "a denominator is bounded too")
+do
+  local parts = {} -- fractions with coprime denominators of ~2,000 digits: the sum's grows
+  for i = 1, 40 do parts[i] = D(1) / (D("1e1999") + i) end
+  t.raises(function() return D.sum(parts) end, "decimal%.sum: the result would have more than 39000 digits", "decimal.sum is bounded")
+end
+do
+  local x = D("9e1999")
+  collectgarbage()
+  local before = collectgarbage("count")
+  local held = {}
+  for i = 1, 50 do held[i] = x * x end -- 50 values of 4,000 digits: ~1.7 KB of limbs each
+  local grew = (collectgarbage("count") - before) * 1024
+  t.ok(grew > 50 * 1600, "Lua's allocator counts the GMP memory big values hold (grew " .. math.floor(grew) .. " bytes)")
+  local guard = require "steward.runtime.guard"
+  local ok, err = guard.run({ cpu = 5, memory = 2e6 }, function()
+    local keep = {}
+    for i = 1, 5000 do keep[i] = x * x end -- ~8.5 MB of GMP memory
+    return #keep
+  end)
+  t.ok(not ok and tostring(err):find("^memory budget exceeded"), "a policy's memory budget stops decimals: " .. tostring(err))
+end
 -- GC: values are collected with their GMP memory (LeakSanitizer checks it in the ASan run).
 for i = 1, 20000 do local _ = D(i) / 7 + "1e-30" end
 collectgarbage()

@@ -15,11 +15,13 @@ store.register_migrations("decimal_check", {
 })
 local st = assert(store.open(url))
 
--- 1,000 values: every scale 0..30, up to 60 digits, both signs, zero, and extremes.
+-- 1,000 values: every scale 0..30, up to 60 digits, both signs, zero, and the extremes decimal.new
+-- accepts (2,000 digits before the point, 2,000 after it, 1,000 significant digits).
 math.randomseed(18)
 local values = { decimal("0"), decimal("-0.000"), decimal("12.50"), decimal("0.001"), decimal("-0.001"),
                  decimal("1e100"), decimal("-1e-100"), decimal("9007199254740993"),
-                 decimal("123456789012345678901234567890.123456789012345678901234567890") }
+                 decimal("123456789012345678901234567890.123456789012345678901234567890"),
+                 decimal("1e-2000"), decimal("-9e1999"), decimal(string.rep("7", 1000) .. "e-1500") }
 while #values < 1000 do
   local n = math.random(1, 60)
   local digits = {}

@@ -20,6 +20,8 @@ for _, a in ipairs(M.AGGREGATIONS) do KNOWN[a] = true end
 -- Lago lets only these carry their value from one period into the next
 local RECURRING = { sum = true, unique_count = true, weighted_sum = true, custom = true }
 
+-- Lago's rounding_function: Ruby's BigDecimal#round (half up), #ceil, #floor
+local ROUNDING = { round = "half_up", ceil = "ceiling", floor = "floor" }
 local MAX_SAFE = 2 ^ 53
 local ZERO, ONE = decimal.new(0), decimal.new(1)
 
@@ -71,6 +73,16 @@ function M.check(m)
   end
   local ok, err = check_filters(m.filters, "filters")
   if not ok then return nil, err end
+  if m.rounding_function ~= nil and not ROUNDING[m.rounding_function] then
+    return nil, "rounding_function: round, ceil or floor expected, got " .. tostring(m.rounding_function)
+  end
+  local rp = m.rounding_precision
+  if rp ~= nil and (type(rp) ~= "number" or rp ~= floor(rp) or rp < -20 or rp > 100) then
+    return nil, "rounding_precision: an integer from -20 to 100 expected, got " .. tostring(rp)
+  end
+  if rp ~= nil and m.rounding_function == nil then
+    return nil, "rounding_precision: only with a rounding_function"
+  end
   if m.aggregation == "custom" then
     local fn, cerr = custom.compile(m.code, m.custom)
     if not fn then return nil, cerr end
@@ -207,12 +219,27 @@ local function count(_, list)
   return decimal.new(#list), per
 end
 
-local function sum(m, list, _, prev)
+-- The local day of t counted from the period's first day (1), in the run's zone.
+local function day_in(p, t, tz) return periods.days(p.from, t + 0.001, tz) end
+
+-- sum; prorated (Lago's prorated sum, for recurring charges billed by the day): the value
+-- carried in counts for the days of the period billed, each event's value for the days from
+-- its own (whole) to the end, over the whole period's days.
+local function sum(m, list, p, prev, opts)
   local per = {}
   for i = 1, #list do per[i] = list[i].v end
   local total = #per > 0 and decimal.sum(per) or ZERO -- one C loop, no intermediate values
-  if m.recurring and prev and prev.units then total = total + decimal.new(prev.units) end
-  return total, per, m.recurring and { units = decimal.string(total) } or nil
+  local carried = m.recurring and prev and prev.units and decimal.new(prev.units) or nil
+  if carried then total = total + carried end
+  local state = m.recurring and { units = decimal.string(total) } or nil
+  if not opts.prorated then return total, per, state end
+  local tz = opts.timezone or p.timezone or "UTC"
+  local days = periods.days(p.from, p.to, tz)
+  local whole = p.days or days
+  if whole <= 0 then return ZERO, per, state, total end
+  local terms = { carried and carried * days or ZERO }
+  for i, e in ipairs(list) do terms[i + 1] = e.v * (days - day_in(p, e.ts, tz) + 1) end
+  return decimal.sum(terms) / whole, per, state, total
 end
 
 local function max(_, list)
@@ -254,7 +281,7 @@ local function unique_count(m, list, p, prev, opts)
   local spans -- prorated: value -> list of {first_day, last_day}
   local tz = opts.timezone or p.timezone or "UTC"
   if opts.prorated then spans = {} end
-  local function day(t) return periods.days(p.from, t + 0.001, tz) end -- 1 = the period's first day
+  local function day(t) return day_in(p, t, tz) end
   local open = {}
   if spans then for v in pairs(active) do open[v] = 1; spans[v] = {} end end
   for _, e in ipairs(list) do
@@ -294,8 +321,9 @@ local function unique_count(m, list, p, prev, opts)
       end
     end
   end
-  local units = decimal.new(n)
+  local units, full = decimal.new(n), nil
   if spans then
+    full = units
     local total = p.days or periods.days(p.from, p.to, tz)
     local last = periods.days(p.from, p.to, tz)
     local used = 0
@@ -310,7 +338,7 @@ local function unique_count(m, list, p, prev, opts)
     state = { active = {} }
     for v in pairs(active) do state.active[v] = since[v] end
   end
-  return units, per, state
+  return units, per, state, full
 end
 
 -- weighted_sum: each event's value is a change of a level (+3, -1); the level times the
@@ -365,6 +393,16 @@ local function run_custom(m, list, _, prev, opts)
   return total, per, m.recurring and { custom = state } or nil
 end
 
+-- The metric's own rounding of its units (Lago's rounding_function and rounding_precision, a
+-- negative precision rounding to tens, hundreds...): the only rounding a metric does.
+local function rounded(m, u)
+  if u == nil or not m.rounding_function then return u end
+  local mode, prec = ROUNDING[m.rounding_function], m.rounding_precision or 0
+  if prec >= 0 then return u:round(prec, mode) end
+  local f = decimal.new(10 ^ -prec)
+  return (u / f):round(0, mode) * f
+end
+
 local RUN = { count = count, sum = sum, max = max, latest = latest, unique_count = unique_count,
               weighted_sum = weighted_sum, custom = run_custom }
 
@@ -378,10 +416,11 @@ local function group_key(props, group_by)
   return concat(parts, ", "), vals
 end
 
--- run(metric, events, period [, opts]) -> {units, count, per_event, state, groups}, or nil, err
+-- run(metric, events, period [, opts]) -> {units, count, per_event, state, groups, full_units},
+-- or nil, err
 -- (a value that cannot be billed exactly, a custom formula's error: naming the event and field).
 -- opts: previous (the state the previous period returned, for recurring metrics), prorated
--- (unique_count's prorated units), group_by = {"prop", ...}, filters (a charge's own filter,
+-- (sum's and unique_count's prorated units; full_units then holds the unprorated), group_by = {"prop", ...}, filters (a charge's own filter,
 -- the same shape as metric.filters), timezone (for day counts; default period.timezone or
 -- UTC), budget (a custom formula's: {cpu = seconds, memory = bytes, instructions = n}).
 function M.run(m, events, p, opts)
@@ -394,8 +433,8 @@ function M.run(m, events, p, opts)
     local fok, ferr = check_filters(opts.filters, "opts.filters")
     if not fok then error("aggregate.run: " .. ferr, 2) end
   end
-  if opts.prorated and m.aggregation ~= "unique_count" then
-    error("aggregate.run: opts.prorated: only unique_count has prorated units, not " .. m.aggregation, 2)
+  if opts.prorated and m.aggregation ~= "unique_count" and m.aggregation ~= "sum" then
+    error("aggregate.run: opts.prorated: only sum and unique_count have prorated units, not " .. m.aggregation, 2)
   end
   -- an unknown zone is misuse: raise before any event is looked at
   periods.days(p.from, p.from + 1, opts.timezone or p.timezone)
@@ -404,9 +443,9 @@ function M.run(m, events, p, opts)
   local fn = RUN[m.aggregation]
   local prev = opts.previous
   if not opts.group_by then
-    local units, per, state = fn(m, list, p, prev, opts)
+    local units, per, state, full = fn(m, list, p, prev, opts)
     if not units then return nil, per end
-    return { units = units, count = #list, per_event = per, state = state }
+    return { units = rounded(m, units), count = #list, per_event = per, state = state, full_units = rounded(m, full) }
   end
   if type(opts.group_by) ~= "table" or #opts.group_by == 0 then
     error("aggregate.run: opts.group_by: a list of property names expected", 2)
@@ -427,17 +466,19 @@ function M.run(m, events, p, opts)
     end
   end
   sort(order)
-  local groups, total, per_all, states = {}, ZERO, {}, {}
+  local groups, total, per_all, states, full_total = {}, ZERO, {}, {}, nil
   for _, key in ipairs(order) do
     local gprev = prev and type(prev.groups) == "table" and prev.groups[key] or nil
-    local units, per, state = fn(m, buckets[key], p, gprev, opts)
+    local units, per, state, full = fn(m, buckets[key], p, gprev, opts)
     if not units then return nil, per end
-    groups[key] = { units = units, count = #buckets[key], per_event = per, values = values[key] }
+    units, full = rounded(m, units), rounded(m, full)
+    groups[key] = { units = units, count = #buckets[key], per_event = per, values = values[key], full_units = full }
     total = total + units
+    if full then full_total = (full_total or ZERO) + full end
     for _, v in ipairs(per) do per_all[#per_all + 1] = v end
     if state then state.values = values[key]; states[key] = state end
   end
-  return { units = total, count = #list, per_event = per_all, groups = groups,
+  return { units = total, count = #list, per_event = per_all, groups = groups, full_units = full_total,
            state = m.recurring and { groups = states } or nil }
 end
 

@@ -5,7 +5,7 @@
 local decimal = require "steward.decimal"
 
 local type, pcall, load, setfenv, error, tostring = type, pcall, load, setfenv, error, tostring
-local pairs, debug, jit = pairs, debug, rawget(_G, "jit")
+local pairs, setmetatable, debug, jit = pairs, setmetatable, debug, rawget(_G, "jit")
 
 local M = {}
 
@@ -26,7 +26,8 @@ local function env()
     -- random would make the same usage bill differently twice
     math = copy(math, { random = true, randomseed = true }),
     table = copy(table),
-    decimal = decimal,
+    -- a copy: a formula assigning decimal.new would change every bill of the daemon
+    decimal = setmetatable(copy(decimal), { __call = function(_, v) return decimal.new(v) end }),
     pairs = pairs, ipairs = ipairs, next = next, select = select, type = type,
     tostring = tostring, tonumber = tonumber, error = error, assert = assert, unpack = unpack,
   }

@@ -10,6 +10,7 @@ local events = require "steward.runtime.events"
 local decimal = require "steward.decimal"
 local bconfig = require "steward.billing.config"
 local V = require "steward.billing.values"
+local guard = require "steward.billing.guard"
 require "steward.billing.schema"
 
 local type, ipairs, tostring, tonumber, error, unpack, format =
@@ -172,7 +173,13 @@ function M.apply(st, tenant, code, now)
   local res, fresh = domain.commit(st, { { "INSERT INTO billing_applied_coupons (id, tenant, coupon, state, " ..
     "amount_remaining, periods_remaining, created, updated, version) VALUES ($1,$2,$3,'active',$4,$5,$6,$6,1)",
     id, tenant, code, util.nullable(V.text(remaining)), util.nullable(periods), now } }, ev, now)
-  if not res then return nil, fresh end
+  if not res then
+    -- applied meanwhile by another request (the unique index of active applications)
+    if tostring(fresh):find("billing_applied_coupons", 1, true) then
+      return nil, "exists: the coupon " .. code .. " is applied to " .. tenant .. " already"
+    end
+    return nil, fresh
+  end
   events.published(st, fresh)
   return applied_get(st, id)
 end
@@ -238,17 +245,24 @@ function M.consume(st, id, invoice, amount, now)
     local ev = { id = format("billing.coupon.used:%s:%s", id, invoice), type = "billing.coupon.used", tenant = a.tenant,
                  time = now, source = SOURCE, data = { applied_coupon = id, coupon = a.coupon, invoice = invoice,
                  amount = V.text(amount), state = state } }
-    local res, fresh = domain.commit(st, {
+    -- the use and the count-down stand or fall together (guard): a use of this invoice made
+    -- meanwhile makes the INSERT fail on the primary key, another invoice's the UPDATE miss
+    local key = guard.key(now)
+    local stmts = {
       { "UPDATE billing_applied_coupons SET amount_remaining = $1, periods_remaining = $2, state = $3, updated = $4, " ..
-        "version = version + 1 WHERE id = $5 AND version = $6", util.nullable(V.text(remaining)), util.nullable(periods),
-        state, now, id, a.version },
-      { "INSERT INTO billing_coupon_uses (applied_coupon, invoice, tenant, amount, at) SELECT $1, $2, $3, $4, $5 " ..
-        "WHERE NOT EXISTS (SELECT 1 FROM billing_coupon_uses WHERE applied_coupon = $1 AND invoice = $2)",
-        id, invoice, a.tenant, V.text(amount), now } }, ev, now)
-    if not res then return nil, fresh end
-    if res[1].changes == 1 then
+        "version = version + 1, change_id = $7 WHERE id = $5 AND version = $6", util.nullable(V.text(remaining)),
+        util.nullable(periods), state, now, id, a.version, key },
+      { "INSERT INTO billing_coupon_uses (applied_coupon, invoice, tenant, amount, at) VALUES ($1, $2, $3, $4, $5)",
+        id, invoice, a.tenant, V.text(amount), now } }
+    for _, g in ipairs(guard.statements("billing_applied_coupons", key)) do stmts[#stmts + 1] = g end
+    local res, fresh = domain.commit(st, stmts, ev, now)
+    if res then
       events.published(st, fresh)
       return true
+    end
+    if not guard.conflict(fresh) and not tostring(fresh):lower():find("unique", 1, true)
+        and not tostring(fresh):lower():find("duplicate key", 1, true) then
+      return nil, fresh
     end
     -- another use came first: read again
   end

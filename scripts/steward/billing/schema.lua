@@ -55,7 +55,8 @@ store.register_migrations("billing", {
       advance_to DOUBLE PRECISION,
       created DOUBLE PRECISION NOT NULL,
       updated DOUBLE PRECISION NOT NULL,
-      version BIGINT NOT NULL);
+      version BIGINT NOT NULL,
+      change_id {text});
     CREATE INDEX billing_subscriptions_tenant ON billing_subscriptions (tenant, state);
     CREATE INDEX billing_subscriptions_state ON billing_subscriptions (state, started);
     CREATE INDEX billing_subscriptions_external ON billing_subscriptions (external_id);
@@ -101,8 +102,10 @@ store.register_migrations("billing", {
       periods_remaining INTEGER,
       created DOUBLE PRECISION NOT NULL,
       updated DOUBLE PRECISION NOT NULL,
-      version BIGINT NOT NULL);
+      version BIGINT NOT NULL,
+      change_id {text});
     CREATE INDEX billing_applied_coupons_tenant ON billing_applied_coupons (tenant, state);
+    CREATE UNIQUE INDEX billing_applied_coupons_active ON billing_applied_coupons (tenant, coupon) WHERE state = 'active';
     CREATE TABLE billing_coupon_uses (
       applied_coupon {text} NOT NULL,
       invoice {text} NOT NULL,
@@ -120,8 +123,9 @@ store.register_migrations("billing", {
       state {text} NOT NULL,
       created DOUBLE PRECISION NOT NULL,
       updated DOUBLE PRECISION NOT NULL,
-      version BIGINT NOT NULL);
-    CREATE INDEX billing_wallets_tenant ON billing_wallets (tenant, currency);
+      version BIGINT NOT NULL,
+      change_id {text});
+    CREATE UNIQUE INDEX billing_wallets_active ON billing_wallets (tenant, currency) WHERE state = 'active';
     CREATE TABLE billing_wallet_transactions (
       id {text} PRIMARY KEY,
       wallet {text} NOT NULL,
@@ -133,6 +137,9 @@ store.register_migrations("billing", {
       balance_after {decimal} NOT NULL,
       at DOUBLE PRECISION NOT NULL);
     CREATE UNIQUE INDEX billing_wallet_transactions_ref ON billing_wallet_transactions (wallet, kind, ref);
+    CREATE TABLE billing_change_guard (
+      id {text} PRIMARY KEY,
+      applied {text} NOT NULL);
   ]] },
 })
 

@@ -14,6 +14,7 @@ local timers = require "steward.runtime.store.timers"
 local bconfig = require "steward.billing.config"
 local plans = require "steward.billing.plans"
 local V = require "steward.billing.values"
+local guard = require "steward.billing.guard"
 require "steward.billing.schema"
 
 local type, pairs, ipairs, tostring, tonumber, error, pcall, require, unpack, max, min =
@@ -152,12 +153,20 @@ end
 -- commit(st, stmts, evs, now) -> results | nil, err: the change, its history rows and its
 -- events in one batch; subscribers hear the events that were new.
 local function commit(st, stmts, evs, now, check)
+  for i = 1, #stmts do
+    if stmts[i].guard then
+      for _, g in ipairs(guard.statements("billing_subscriptions", stmts[i].guard)) do stmts[#stmts + 1] = g end
+    end
+  end
   local first = #stmts + 1
   local texts = {}
   for i, ev in ipairs(evs) do texts[i] = json.encode(ev.data) end
   for _, s in ipairs(events.insert_statements(evs, texts, now)) do stmts[#stmts + 1] = s end
   local res, err = st.db:batch(stmts)
-  if not res then return nil, err end
+  if not res then
+    if guard.conflict(err) then return nil, "conflict: the subscription changed meanwhile" end
+    return nil, err
+  end
   if check then
     local ok, why = check(res)
     if not ok then return nil, why end
@@ -173,17 +182,24 @@ local function commit(st, stmts, evs, now, check)
   return res
 end
 
-local function changed(i, what)
+-- changed(i, what [, j, other]): the batch's conditional updates i (and j) each changed their
+-- row, else the batch must not stand: "conflict".
+local function changed(i, what, j, other)
   return function(res)
     if res[i].changes ~= 1 then return nil, "conflict: the subscription " .. what .. " changed meanwhile" end
+    if j and res[j].changes ~= 1 then return nil, "conflict: the subscription " .. other .. " changed meanwhile" end
     return true
   end
 end
 
+-- The UPDATE of a change, conditional on the version read; the batch falls with it (guard).
 local function update_stmt(s, sets, params, now)
-  local stmt = { "UPDATE billing_subscriptions SET " .. sets .. ", updated = $1, version = $2 WHERE id = $3 AND version = $4",
-    now, s.version + 1, s.id, s.version }
+  local key = guard.key(now)
+  local stmt = { "UPDATE billing_subscriptions SET " .. sets .. ", updated = $1, version = $2, change_id = $" ..
+    (#params + 5) .. " WHERE id = $3 AND version = $4", now, s.version + 1, s.id, s.version }
   for _, p in ipairs(params) do stmt[#stmt + 1] = util.nullable(p) end
+  stmt[#stmt + 1] = key
+  stmt.guard = key
   return stmt
 end
 
@@ -304,11 +320,12 @@ function M.activate(st, id, now)
   local after = {}
   for k, v in pairs(s) do after[k] = v end
   after.state, after.version, after.updated = "active", s.version + 1, now
-  local change, old = start_change(st, s), nil
+  local change, old, ended = start_change(st, s), nil, nil
   if s.previous then
     old = M.get(st, s.previous)
     if old and old.state == "active" then
       stmts[#stmts + 1] = update_stmt(old, "state = 'terminated', terminated = $5, ending = $5", { s.started }, now)
+      ended = #stmts
       change = "downgraded"
     else
       change = start_change(st, { tenant = s.tenant, id = s.id })
@@ -318,7 +335,7 @@ function M.activate(st, id, now)
   stmts[#stmts + 1] = history_stmt(s, change, s.started, plan, prev_plan)
   local res
   res, err = commit(st, stmts, { event("activated", after, now, { change = change, previous = s.previous }) }, now,
-    changed(1, s.id))
+    changed(1, s.id, ended, s.previous))
   if not res then return nil, err end
   return after
 end

@@ -19,8 +19,8 @@ local subscriptions = require "steward.billing.subscriptions"
 local V = require "steward.billing.values"
 require "steward.billing.schema"
 
-local type, pairs, ipairs, next, tostring, tonumber, error, pcall, require, unpack =
-  type, pairs, ipairs, next, tostring, tonumber, error, pcall, require, unpack
+local type, pairs, ipairs, next, tostring, tonumber, error, pcall, require, unpack, setmetatable =
+  type, pairs, ipairs, next, tostring, tonumber, error, pcall, require, unpack, setmetatable
 local format, floor, concat = string.format, math.floor, table.concat
 
 local M = {}
@@ -109,34 +109,30 @@ local function late(sub, plan, at, received)
   return p.to + grace <= received
 end
 
--- Plan versions and metrics never change once stored (a PUT makes a new plan version; a
--- metric's code keeps its definition), so what was found once is kept, per store: recording an
--- event reads its subscription only, not its plan and metric again (docs/performance.md,
--- "Billing (issue 18)"). What was not found is read again next time.
-local kept = setmetatable({}, { __mode = "k" })
-local function immutable(st, key, load)
-  local m = kept[st]
-  if not m then m = {}; kept[st] = m end
-  if m[key] ~= nil then return m[key] end
-  local v, err = load()
-  if v then m[key] = v end
-  return v, err
+-- What the policy's record() reads for every event, kept between events: a plan version and a
+-- metric never change once stored (kept while the store is the same), a subscription for
+-- SUB_TTL seconds (the intake checked the event against it fresh; this is the second look).
+M.SUB_TTL = 1
+local known = setmetatable({}, { __mode = "k" }) -- store -> {plans = {}, metrics = {}, subs = {}}
+
+local function known_of(st)
+  local k = known[st]
+  if not k then k = { plans = {}, metrics = {}, subs = {} }; known[st] = k end
+  return k
 end
 
-local function plan_of(st, s)
-  return immutable(st, "plan:" .. s.plan .. "@" .. tostring(s.plan_version),
-    function() return plans.get(st, s.plan, s.plan_version) end)
+local function plan_of(st, s, k)
+  local key = s.plan .. "@" .. tostring(s.plan_version)
+  local p = k and k.plans[key]
+  if p then return p end
+  p = plans.get(st, s.plan, s.plan_version) or nil
+  if p and k then k.plans[key] = p end
+  return p
 end
 
-local function metric_known(st, code)
-  return immutable(st, "metric:" .. code, function()
-    local m, err = metrics.get(st, code)
-    if m == nil then return nil, err end
-    return m and true or false
-  end)
-end
-
--- prefetch(st, list, cache): the subscriptions a batch names, read in one query into fit's cache
+-- prefetch(st, list, cache): the subscriptions a batch names by id, read in one query into
+-- fit's cache (one get each was most of a batch from many customers: docs/performance.md,
+-- "Billing (issue 18)"). A name not found there may be an external_id: fit looks it up.
 local function prefetch(st, list, cache)
   local ids, seen = {}, {}
   for _, ev in ipairs(list) do
@@ -146,23 +142,49 @@ local function prefetch(st, list, cache)
   if #ids < 2 then return true end
   local subs, err = subscriptions.get_many(st, ids)
   if not subs then return nil, err end
-  for _, id in ipairs(ids) do
-    local s = subs[id]
-    cache[id] = { sub = s, plan = s and plan_of(st, s) or nil }
-  end
+  local k = known_of(st) -- plan versions only: the intake reads its subscriptions fresh
+  for id, s in pairs(subs) do cache[id] = { sub = s, plan = plan_of(st, s, k) } end
   return true
 end
 
--- Why a usage event does not fit its subscription: nil when it does, else field, reason
--- (status 404 for an unknown or foreign subscription).
-local function fit(st, u, cache, tenant)
+-- fit(st, u, cache, tenant, k, now) -> nil, nil, nil, subscription, plan when the event fits
+-- its subscription; else field, reason (and status 404 for an unknown or foreign subscription),
+-- or nil, nil, err for the store's failure.
+local function fit(st, u, cache, tenant, k, now)
   local c = cache[u.subscription]
+  if c == nil and k then
+    local hit = k.subs[u.subscription]
+    if hit and hit.until_ > now then c = hit end
+  end
   if c == nil then
     local s, err = subscriptions.get(st, u.subscription)
     if s == nil then return nil, nil, err end
     c = { sub = s or nil }
-    if s then c.plan = plan_of(st, s) or nil end
+    if s then
+      c.plan = plan_of(st, s, k)
+    else
+      -- not an id: an external_id, which an upgrade or a downgrade hands on (Lago's
+      -- external_subscription_id); each event goes to the subscription running at its time
+      local list
+      list, err = subscriptions.list(st, { external_id = u.subscription })
+      if not list then return nil, nil, err end
+      if #list > 0 then
+        c.ext = {}
+        for _, x in ipairs(list) do
+          if x.state ~= "canceled" then c.ext[#c.ext + 1] = { sub = x, plan = plan_of(st, x, k) } end
+        end
+      end
+    end
     cache[u.subscription] = c
+    if k and s then c.until_ = now + M.SUB_TTL; k.subs[u.subscription] = c end
+  end
+  if c.ext then
+    local pick
+    for _, x in ipairs(c.ext) do -- newest first: the one whose life holds the event's time
+      if x.sub.started <= u.timestamp and (not x.sub.terminated or u.timestamp < x.sub.terminated) then pick = x; break end
+    end
+    pick = pick or c.ext[1]
+    if pick then c = pick end
   end
   local s = c.sub
   if not s or (tenant and s.tenant ~= tenant) then return "subscription", "no subscription " .. u.subscription, 404 end
@@ -170,9 +192,14 @@ local function fit(st, u, cache, tenant)
   if u.timestamp < s.started then return "timestamp", "before the subscription started" end
   if s.terminated and u.timestamp >= s.terminated then return "timestamp", "after the subscription ended" end
   if cache["metric:" .. u.code] == nil then
-    local m, err = metric_known(st, u.code)
-    if m == nil then return nil, nil, err end
-    cache["metric:" .. u.code] = m
+    if k and k.metrics[u.code] then
+      cache["metric:" .. u.code] = true
+    else
+      local m, err = metrics.get(st, u.code)
+      if m == nil then return nil, nil, err end
+      cache["metric:" .. u.code] = m and true or false
+      if m and k then k.metrics[u.code] = true end
+    end
   end
   if not cache["metric:" .. u.code] then return "code", "no metric " .. u.code end
   return nil, nil, nil, s, c.plan
@@ -199,11 +226,12 @@ function M.ingest(st, list, opts)
     if status and not field then return nil, status end -- a store error
     if field then return nil, { index = i, field = field, reason = reason, status = status } end
     u.tenant, u.sub, u.plan = sub.tenant, sub, plan
+    u.subscription = sub.id -- an external_id resolved: idempotency is per subscription
     valid[i] = u
   end
   -- recorded before: a duplicate (a correction sent with a known id is not applied)
-  -- duplicates: one query per 500 events, whatever the number of subscriptions they name (a
-  -- batch from many customers was one query per subscription)
+  -- one query per 500 events, whatever the number of subscriptions they name (a batch from
+  -- many customers was one query per subscription)
   local known = {}
   for first = 1, #valid, 500 do
     local marks, params = {}, {}
@@ -213,9 +241,9 @@ function M.ingest(st, list, opts)
       params[#params + 1] = u.transaction_id
       marks[#marks + 1] = format("($%d,$%d)", #params - 1, #params)
     end
-    local rows
     -- a join on VALUES (column1, column2 in both SQLite and PostgreSQL) searches the key for
     -- each pair; SQLite plans "(a, b) IN (VALUES ...)" as a scan of the whole index
+    local rows
     rows, err = st.db:query("SELECT u.subscription, u.transaction_id FROM (VALUES " .. concat(marks, ",") ..
       ") AS v JOIN billing_usage u ON u.subscription = v.column1 AND u.transaction_id = v.column2", unpack(params))
     if not rows then return nil, err end
@@ -282,9 +310,11 @@ function M.record(st, ev, now)
   local received = tonumber(ev.time) or now
   local u, verr = M.validate(ev.data, nil, received)
   if not u then return nil, "invalid: " .. verr.field .. ": " .. verr.reason end
-  local field, reason, status, sub, plan = fit(st, u, {}, nil)
+  local k = known_of(st)
+  local field, reason, status, sub, plan = fit(st, u, {}, nil, k, now)
   if status and not field then return nil, status end
   if field then return nil, "invalid: " .. field .. ": " .. reason end
+  u.subscription = sub.id
   local data = { transaction_id = u.transaction_id, subscription = u.subscription, code = u.code,
                  timestamp = u.timestamp, properties = u.properties, event = ev.id }
   local id = tostring(ev.id or event_id(u))

@@ -9,6 +9,7 @@ local events = require "steward.runtime.events"
 local decimal = require "steward.decimal"
 local bconfig = require "steward.billing.config"
 local V = require "steward.billing.values"
+local guard = require "steward.billing.guard"
 require "steward.billing.schema"
 
 local type, ipairs, tostring, tonumber, error, unpack, format =
@@ -72,10 +73,19 @@ local function tx_stmt(w, kind, ref, credits, amount, balance_after, now, base, 
     V.text(amount), V.text(balance_after), now }
 end
 
+-- move(st, w, stmts, ev, now): stmts[1] is the balance's UPDATE (conditional on the version
+-- read); the movement stands or falls with it -> true | nil, "conflict" | nil, err
 local function move(st, w, stmts, ev, now)
+  local key = guard.key(now)
+  local u = stmts[1]
+  u[1] = u[1]:gsub(" WHERE ", ", change_id = $" .. #u .. " WHERE ", 1)
+  u[#u + 1] = key
+  for _, g in ipairs(guard.statements("billing_wallets", key)) do stmts[#stmts + 1] = g end
   local res, fresh = domain.commit(st, stmts, ev, now)
-  if not res then return nil, fresh end
-  if res[1].changes ~= 1 then return nil, "conflict" end
+  if not res then
+    if guard.conflict(fresh) then return nil, "conflict" end
+    return nil, fresh
+  end
   events.published(st, fresh)
   return true
 end
@@ -121,7 +131,13 @@ function M.create(st, spec, now)
                source = SOURCE, data = { wallet = w.id, tenant = w.tenant, currency = w.currency,
                rate_amount = V.text(w.rate_amount) } }
   local res, fresh = domain.commit(st, stmts, ev, now)
-  if not res then return nil, fresh end
+  if not res then
+    -- made meanwhile by another request (the unique index of active wallets)
+    if tostring(fresh):find("billing_wallets", 1, true) then
+      return nil, format("exists: %s has an active %s wallet: top it up", w.tenant, w.currency)
+    end
+    return nil, fresh
+  end
   events.published(st, fresh)
   if (paid and not paid:is_zero()) or (granted and not granted:is_zero()) then
     return M.top_up(st, w.id, { paid_credits = paid, granted_credits = granted, key = "create" }, now)
