@@ -99,6 +99,26 @@ describe("billing.invoicing", function()
     assert.equal(feb.lines[2].from, JAN)
   end)
 
+  it("credits the unused part of an in-advance fee when the subscription terminates early", function()
+    clock.set(JAN)
+    local sub = assert(subscriptions.create(store, { tenant = "acme", plan = "ahead", started = JAN }, JAN))
+    schedule(p)
+    local jan = assert(invoices.finalize(store, invoices.id_of(sub.id, { from = JAN }), JAN + 60))
+    assert.equal(jan.number, "INV-000001")
+    calls(sub, 100, JAN + DAY)
+    clock.set(JAN + 10 * DAY)
+    assert(subscriptions.terminate(store, sub.id, clock.now()))
+    p:handle({ type = "billing.subscription.terminated", time = clock.now(), data = { subscription = sub.id } })
+    local final = assert(invoices.get(store, invoices.id_of(sub.id, { from = JAN }, true)))
+    assert.equal(tostring(final.total), "1") -- the usage up to the termination: 100 calls at 0.01
+    local notes = require("steward.billing.credit_notes").list(store, { invoice = jan.id })
+    assert.count(notes, 1)
+    assert.equal(tostring(notes[1].total), "20.32") -- 30 - 10 of 31 days (9.68)
+    -- again: still one credit note
+    p:handle({ type = "billing.subscription.terminated", time = clock.now(), data = { subscription = sub.id } })
+    assert.count(require("steward.billing.credit_notes").list(store, { invoice = jan.id }), 1)
+  end)
+
   it("bills a terminated subscription's last part at once", function()
     clock.set(JAN)
     local sub = assert(subscriptions.create(store, { tenant = "acme", plan = "pro", started = JAN }, JAN))
@@ -109,6 +129,21 @@ describe("billing.invoicing", function()
     local inv = assert(invoices.get(store, invoices.id_of(sub.id, { from = JAN })))
     assert.equal(tostring(inv.lines[1].amount), "32.26") -- 10 of 31 days
     assert.equal(tostring(inv.subtotal), "33.26")
+  end)
+
+  it("invoices an upgrade's two parts, each prorated: the old plan to the upgrade, the new from it", function()
+    assert(plans.create(store, { code = "max", name = "Max", interval = "monthly", amount = "200", currency = "USD" }))
+    clock.set(JAN)
+    local sub = assert(subscriptions.create(store, { tenant = "acme", plan = "pro", started = JAN }, JAN))
+    clock.set(JAN + 10 * DAY)
+    local new = assert(subscriptions.upgrade(store, sub.id, "max", clock.now()))
+    p:handle({ type = "billing.subscription.upgraded", time = clock.now(), data = { subscription = new.id } })
+    local old = assert(invoices.get(store, invoices.id_of(sub.id, { from = JAN })))
+    assert.equal(tostring(old.lines[1].amount), "32.26") -- 10 of 31 days of 100, billed at once
+    clock.set(FEB + 60)
+    schedule(p)
+    local inv = assert(invoices.get(store, invoices.id_of(new.id, { from = JAN })))
+    assert.equal(tostring(inv.lines[1].amount), "135.48") -- 21 of 31 days of 200
   end)
 
   it("does nothing in a dry run", function()

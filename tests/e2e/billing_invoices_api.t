@@ -8,7 +8,7 @@
 set -u
 . "$(dirname "$0")/../support/daemon.sh"
 . "$here/tests/support/billing_setup.sh"
-echo "1..21"
+echo "1..24"
 billing_policies
 daemon_config 'tenants = { plans = { basic = {} } },
   billing = { currency = "EUR", grace_period = "90d", taxes = { rates = { { country = "FR", rate = "20", name = "TVA" } } } },'
@@ -17,8 +17,8 @@ B="http://127.0.0.1:$PORT"
 H="Authorization: Bearer "
 req() { curl -s -o "$D/body" -w '%{http_code}' -H "$H$1" -X "$2" ${4:+-d "$4"} "$B$3"; }
 
-billing_tenant acme FR
-billing_tenant beta DE
+billing_tenant acme FR && billing_tenant beta DE
+ok $? "tenants with billing details (config.billing) are provisioned: active"
 billing_catalog
 LAST=$(month_start -1)
 THIS=$(month_start 0)
@@ -98,6 +98,12 @@ ok $? "voided, it keeps its number ($c)"
 c=$(req "$TOKEN" POST "/v1/billing/invoices/$BINV/finalize")
 [ "$c" = 409 ]
 ok $? "a voided invoice is not finalized again: 409 ($c)"
+out=$(beval 'return billing.invoices{ tenant = "acme" }')
+echo "$out" | grep -q 'INV-000001' && echo "$out" | grep -q 'finalized' && echo "$out" | grep -q '127.20'
+ok $? "the REPL: billing.invoices{tenant=} lists acme's invoice with its number and total"
+out=$(beval 'return billing.credit_notes{ tenant = "acme" }')
+echo "$out" | grep -q 'CN-000001' && beval 'return help()' | grep -q 'billing.invoices'
+ok $? "the REPL: billing.credit_notes{} and their lines in help()"
 req "$TOKEN" GET "/v1/billing/invoices?state=bogus" >/dev/null
 jx 'd["error"]["details"]["errors"][0]["field"] == "state"' < "$D/body" >/dev/null
 ok $? "a bad filter is a 400 naming it"

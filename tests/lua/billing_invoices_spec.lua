@@ -20,10 +20,15 @@ local subs, usage, wallet_taken = {}, {}, {}
 local wallet_balance = { acme = D("0") }
 package.loaded["steward.billing.subscriptions"] = { get = function(_, id) return subs[id] or false end }
 package.loaded["steward.billing.plans"] = { get = function(_, code, version)
+  if code == "seats" then
+    return { code = code, version = version, name = "Seats", interval = "monthly", amount = "0", currency = "EUR",
+             charges = { { id = "seats", metric = "seats", model = "standard", properties = { amount = "10" } } } }
+  end
   return { code = code, version = version, name = "Pro", interval = "monthly", amount = "100", currency = "EUR",
            charges = { { id = "calls", metric = "api_calls", model = "standard", properties = { amount = "0.05" } } } }
 end }
 package.loaded["steward.billing.metrics"] = { get = function(_, code)
+  if code == "seats" then return { code = code, name = "Seats", aggregation = "unique_count", field = "user", recurring = true } end
   return { code = code, name = "API calls", aggregation = "count" }
 end }
 package.loaded["steward.billing.usage"] = { query = function(_, q)
@@ -197,6 +202,23 @@ t.ok(gapless, "60 concurrent finalizations took INV-000003 .. INV-000062, each o
 local list = assert(invoices.list(st, { tenant = "acme", state = "finalized", limit = 1000 }))
 t.is(#list, 60, "list by tenant and state")
 t.is(#assert(invoices.list(st, { subscription = "s1" })), 2, "list by subscription")
+
+-- a recurring metric carries its state from one period to the next: seats added in January
+-- are still billed in February, until removed
+sub("r1", { plan = "seats", started = JAN.from, anchor = JAN.from })
+local function seat(user, op, at, id)
+  usage[#usage + 1] = { subscription = "r1", code = "seats", transaction_id = id, timestamp = at,
+                        properties = { user = user, operation_type = op } }
+end
+seat("ann", "add", JAN.from + DAY, "s1")
+seat("bob", "add", JAN.from + 2 * DAY, "s2")
+seat("ann", "remove", FEB.from + DAY, "s3")
+seat("cyd", "add", FEB.from + 2 * DAY, "s4")
+local rj = assert(invoices.build(st, "r1", JAN, { now = JAN.to }))
+t.is(tostring(rj.lines[#rj.lines].units), "2", "January: ann and bob")
+local rf2 = assert(invoices.build(st, "r1", FEB, { now = FEB.to }))
+t.is(tostring(rf2.lines[#rf2.lines].units), "2", "February: bob carried over, ann removed, cyd added")
+t.is(tostring(rf2.subtotal), "20", "2 seats at 10")
 
 -- misuse names the argument
 t.raises(function() invoices.build(st, "s1", { from = 2, to = 1 }) end, "period", "a bad period is refused")

@@ -208,7 +208,8 @@ function M.create(st, invoice_id, spec, now)
                refund = method == "refund" and { state = "pending" } or nil, created = now }
   local body = record.stored({ reason = cn.reason, lines = lines, subtotal = subtotal, taxes = taxes,
                                invoice_number = inv.number, refund = cn.refund })
-  local batch = { { "INSERT INTO billing_credit_notes (id, tenant, invoice, series, state, method, currency, total, " ..
+  local batch = { numbering.lock_statement(series),
+    { "INSERT INTO billing_credit_notes (id, tenant, invoice, series, state, method, currency, total, " ..
     "remaining, body, created) VALUES ($1,$2,$3,$4,'issued',$5,$6,$7,$8,$9,$10)",
     id, cn.tenant, cn.invoice, series, method, cur, decimal.string(total), decimal.string(cn.remaining), body, now } }
   for _, s in ipairs(numbering.statements(st.db:backend(), "billing_credit_notes", id, series, cfg.invoices.number_width)) do
@@ -218,7 +219,13 @@ function M.create(st, invoice_id, spec, now)
   local ev = { id = "credit_note:" .. id .. ":created", type = "billing.credit_note.created", tenant = cn.tenant,
                time = now, source = SOURCE,
                data = { credit_note = id, invoice = inv.id, method = method, currency = cur, total = decimal.string(total) } }
-  local res, fresh = domain.commit(st, batch, ev, now)
+  local res, fresh
+  for _ = 1, 10 do -- PostgreSQL's deadlock / serialization refusal: the same batch again
+    local stmts = {} -- domain.commit appends the event's statements to the list it is given
+    for i, x in ipairs(batch) do stmts[i] = x end
+    res, fresh = domain.commit(st, stmts, ev, now)
+    if res or not invoices.retryable(fresh) then break end
+  end
   if not res then return nil, fresh end
   local r = res[numbered].rows and res[numbered].rows[1]
   cn.seq, cn.number = r and r.seq, r and r.number

@@ -6,8 +6,8 @@
 -- each line's amount, each discount, each tax line — at the currency's scale, half-up.
 local decimal = require "steward.decimal"
 
-local type, pairs, ipairs, tostring, error, require, sort, format =
-  type, pairs, ipairs, tostring, error, require, table.sort, string.format
+local type, pairs, ipairs, tostring, error, require, format =
+  type, pairs, ipairs, tostring, error, require, string.format
 
 local M = {}
 
@@ -69,12 +69,14 @@ function M.charge_lines(charge, inputs, period, ctx)
   local metric = inputs.metric(charge.metric)
   if not metric then error(format("charge %s: metric %s: not found", tostring(charge.id), tostring(charge.metric)), 0) end
   local events = inputs.usage(charge.metric, period.from, period.to) or {}
-  local opts = { group_by = charge.group_by, prorated = (charge.prorated and metric.aggregation == "unique_count") or nil,
-                 previous = inputs.previous and inputs.previous(charge) or nil, timezone = ctx.timezone }
   local lines, used = {}, decimal.zero
   local buckets = charges.buckets(charge, events)
   local filtered = #buckets > 1
   for _, b in ipairs(buckets) do
+    -- a recurring metric starts from the state its bucket ended the previous period with
+    local previous = metric.recurring and inputs.previous and inputs.previous(charge, metric, b.filter, period) or nil
+    local opts = { group_by = charge.group_by, prorated = (charge.prorated and metric.aggregation == "unique_count") or nil,
+                   previous = previous, timezone = ctx.timezone }
     local agg, err = aggregate.run(metric, b.events, period, opts)
     if not agg then error(format("charge %s: %s", tostring(charge.id), tostring(err)), 0) end
     local bctx = copy(ctx)
@@ -106,7 +108,8 @@ end
 -- compute(inputs) -> the invoice's money fields: {lines, subtotal, discounts, discount_total,
 -- taxes, tax_total, credits, credit_total, total}. inputs = {subscription, plan, period
 -- (fee period), charge_period (usage period; default period), currency, metric(code),
--- usage(code, from, to), previous(charge) (recurring state, optional), coupons(subtotal) ->
+-- usage(code, from, to), previous(charge, metric, filter, period) (a recurring metric's state at
+-- the period's start, for the charge's bucket of that filter; optional), coupons(subtotal) ->
 -- {{coupon, amount}} (optional), tax_rates = {...} (steward.billing.taxes), credits =
 -- {{kind, ref, amount}} (optional), fee = false (no fee line: a final invoice of an in-advance
 -- plan whose fee was billed)}.
@@ -126,7 +129,10 @@ function M.compute(inputs)
     local ctx = { currency = currency, period = cp, timezone = inputs.timezone }
     if cfrom ~= cp.from or cto ~= cp.to then ctx.prorate = lib("periods").fraction(cfrom, cto, cp, inputs.timezone) end
     for _, charge in ipairs(plan.charges) do
-      if not charge.pay_in_advance then
+      if charge.pay_in_advance then
+        -- billed per event when it happens (Lago), not by the period's invoice: say so, never drop it quietly
+        if inputs.skipped then inputs.skipped(charge) end
+      else
         for _, l in ipairs(M.charge_lines(charge, inputs, { from = cfrom, to = cto, timezone = inputs.timezone }, ctx)) do
           lines[#lines + 1] = l
         end

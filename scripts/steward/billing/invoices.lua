@@ -4,14 +4,13 @@
 -- rebuilt from the usage recorded so far (late usage inside the grace window lands in it), a
 -- finalized one never changes its lines. Every change commits with the event announcing it
 -- (billing.invoice.created|finalized|paid|voided) and is conditional on the version it read.
-local json = require "steward.json"
 local decimal = require "steward.decimal"
 local util = require "steward.runtime.store.util"
 local domain = require "steward.runtime.store.domain"
 local events = require "steward.runtime.events"
 local record = require "steward.billing.invoice_record"
 local build = require "steward.billing.invoice_build"
-local taxes = require "steward.billing.taxes"
+local inputs = require "steward.billing.invoice_inputs"
 local numbering = require "steward.billing.numbering"
 require "steward.billing.invoices_schema"
 
@@ -136,62 +135,6 @@ local function must(v, err, what)
   return v
 end
 
--- customer(tenant record) -> the snapshot an invoice keeps of its customer
-local function customer(t)
-  local b = type(t) == "table" and type(t.config) == "table" and type(t.config.billing) == "table" and t.config.billing or {}
-  return { name = b.legal_name or (type(t) == "table" and t.name) or nil, email = b.email, country = b.country,
-           region = b.region, address = b.address, tax_id = b.tax_id }
-end
-
-local function tenant_record(st, id)
-  local ok, rec = pcall(require("steward.tenants.record").get, st, id)
-  if ok and type(rec) == "table" then return rec end
-  return nil
-end
-
--- inputs(st, sub, plan, period, opts) -> the inputs of invoice_build.compute
-local function inputs_of(st, sub, plan, period, cfg, final)
-  local usage, metrics = billing("usage"), billing("metrics")
-  local periods = billing("periods")
-  local t = tenant_record(st, sub.tenant)
-  local cust = customer(t)
-  local currency = plan.currency or cfg.currency
-  local inp = {
-    subscription = sub, plan = plan, period = period, currency = currency,
-    metric = function(code)
-      local m, err = metrics.get(st, code)
-      if m == nil then error("metric " .. code .. ": " .. tostring(err), 0) end
-      return m or nil
-    end,
-    usage = function(code, from, to)
-      local list, err = usage.query(st, { subscription = sub.id, code = code, from = from, to = to })
-      if not list then error("usage of " .. code .. ": " .. tostring(err), 0) end
-      return list
-    end,
-    tax_rates = taxes.rates_for(cfg.taxes, cust.country, cust.region),
-  }
-  local okc, coupons = pcall(billing, "coupons")
-  if okc and type(coupons) == "table" and coupons.for_invoice then
-    inp.coupons = function(subtotal)
-      local list, err = coupons.for_invoice(st, sub.tenant, subtotal, currency)
-      if not list then error("coupons: " .. tostring(err), 0) end
-      return list
-    end
-  end
-  if plan.pay_in_advance then
-    -- the fee of the period starting, the usage of the one that ended (Lago's in-advance invoice);
-    -- a final invoice bills the usage up to the termination, its fee having been billed before
-    if final then
-      inp.fee, inp.charge_period = false, period
-    else
-      local opts = { billing_time = sub.billing_time, timezone = cfg.timezone }
-      local prev = periods.bounds(plan.interval, sub.anchor or sub.started, period.from - 1, opts)
-      if sub.started < period.from then inp.charge_period = prev else inp.charge_period = { from = period.from, to = period.from } end
-    end
-  end
-  return inp, cust
-end
-
 local function event(inv, kind, now, extra)
   -- a finalized invoice's number is taken in the transaction that stores this event: readers
   -- of billing.invoice.finalized get it with invoices.get(data.invoice)
@@ -236,7 +179,7 @@ function M.build(st, subscription_id, period, opts)
   plan, err = billing("plans").get(st, sub.plan, sub.plan_version)
   if not plan then return nil, err or ("not found: plan " .. tostring(sub.plan) .. " version " .. tostring(sub.plan_version)) end
   local cfg = M.config()
-  local okb, inp, cust = pcall(inputs_of, st, sub, plan, period, cfg, opts.final)
+  local okb, inp, cust = pcall(inputs.of, st, sub, plan, period, cfg, opts.final)
   if not okb then return nil, tostring(inp) end
   local okc, money = pcall(build.compute, inp)
   if not okc then return nil, "invoice " .. id .. ": " .. tostring(money) end
@@ -292,6 +235,14 @@ end
 -- recorded, the tenant's credits are applied (credit notes first, then the prepaid wallet), the
 -- customer is snapshotted, and the invoice takes the next number of its series in the same
 -- transaction. Finalizing a finalized (or paid) invoice answers it unchanged.
+-- retryable(err) -> whether a failed change may simply be tried again: a credit note taken
+-- meanwhile, or PostgreSQL's deadlock / serialization refusal (SQLSTATE 40P01, 40001)
+function M.retryable(err)
+  local e = tostring(err)
+  return e:match("^conflict: a credit note") ~= nil or e:match("deadlock detected") ~= nil
+    or e:match("could not serialize") ~= nil
+end
+
 local function consume_coupons(st, inv, now)
   local okc, coupons = pcall(require, "steward.billing.coupons")
   if not okc or type(coupons) ~= "table" or not coupons.consume then return end
@@ -337,12 +288,13 @@ local function finalize_once(st, id, now)
     tax_rates = {} })
   inv.credits, inv.credit_total = money.credits, money.credit_total
   inv.total = due - inv.credit_total
-  local t = tenant_record(st, inv.tenant)
-  if t then inv.customer = customer(t) end
+  local t = inputs.tenant_record(st, inv.tenant)
+  if t then inv.customer = inputs.customer(t) end
   inv.state, inv.issued, inv.finalized = "finalized", now, now
   inv.due = now + (cfg.net_payment_days or 30) * 86400
   local width = cfg.invoices.number_width
-  local batch = { { "UPDATE billing_invoices SET state = 'finalized', body = $1, total = $2, updated = $3, " ..
+  local batch = { numbering.lock_statement(inv.series),
+    { "UPDATE billing_invoices SET state = 'finalized', body = $1, total = $2, updated = $3, " ..
     "version = version + 1 WHERE id = $4 AND state = 'draft' AND version = $5",
     body_of(inv), decimal.string(inv.total), now, inv.id, inv.version } }
   for _, s in ipairs(numbering.statements(st.db:backend(), "billing_invoices", inv.id, inv.series, width)) do
@@ -360,7 +312,7 @@ local function finalize_once(st, id, now)
     end
     return nil, fresh
   end
-  if res[1].changes ~= 1 then
+  if res[2].changes ~= 1 then
     local cur = M.get(st, id)
     if cur and cur.state ~= "draft" then return cur, false end
     return nil, "conflict: invoice " .. id .. " changed meanwhile"
@@ -377,11 +329,12 @@ end
 function M.finalize(st, id, now)
   if type(id) ~= "string" then error("invoices.finalize: id: string expected, got " .. type(id), 2) end
   now = util.now(now)
-  -- a credit note taken by another invoice meanwhile: read the credits again and retry
+  -- a credit note taken by another invoice meanwhile, or the database's deadlock or
+  -- serialization refusal (several instances' write groups): read again and retry
   local inv, changed
   for _ = 1, 10 do
     inv, changed = finalize_once(st, id, now)
-    if inv or not tostring(changed):match("^conflict: a credit note") then break end
+    if inv or not M.retryable(changed) then break end
   end
   return inv, changed
 end
@@ -456,66 +409,17 @@ function M.drafts_due(st, now, grace)
   return rows
 end
 
--- ---- what the invoicing policy runs ----
+-- ---- what the invoicing policy runs (steward.billing.invoice_runs) ----
 
--- invoice_due(st [, now]) -> {built = {invoice ids}, errors = {"subscription: reason"}} | nil, err.
--- Builds the invoice of every period steward.billing.subscriptions.due lists (whole periods: the
--- subscription's start, trial and termination prorate the fee) and marks the period invoiced.
--- The usage of an in-advance plan's period that ended is billed by the next period's invoice
--- (Lago's in-advance invoice), so such an "arrears" period is only marked; a terminated
--- in-advance subscription gets a final invoice of its last usage.
-function M.invoice_due(st, now)
-  now = util.now(now)
-  local subscriptions, plans, periods = billing("subscriptions"), billing("plans"), billing("periods")
-  local due, err = subscriptions.due(st, now)
-  if not due then return nil, err end
-  local cfg = M.config()
-  local out = { built = {}, errors = {} }
-  local plan_of = {}
-  for _, d in ipairs(due) do
-    local key = d.plan .. "@" .. tostring(d.plan_version)
-    local plan = plan_of[key]
-    if plan == nil then plan = plans.get(st, d.plan, d.plan_version) or false; plan_of[key] = plan end
-    local sub = subscriptions.get(st, d.subscription)
-    local ok, why = true, nil
-    if not plan or not sub then
-      ok, why = false, "no plan " .. key .. " or subscription"
-    elseif not (plan.pay_in_advance and d.kind == "arrears") then
-      local full = periods.bounds(plan.interval, sub.anchor or sub.started, d.period.from,
-        { billing_time = sub.billing_time, timezone = cfg.timezone })
-      local inv, berr = M.build(st, d.subscription, { from = full.from, to = full.to },
-        { final = (d.kind == "final" and plan.pay_in_advance) or nil, now = now })
-      if inv then out.built[#out.built + 1] = inv.id else ok, why = false, berr end
-    end
-    if ok then
-      local marked, merr = subscriptions.mark_invoiced(st, d.subscription, d.period, d.kind)
-      if not marked then ok, why = false, merr end
-    end
-    if not ok then out.errors[#out.errors + 1] = d.subscription .. ": " .. tostring(why) end
-  end
-  return out
-end
-
--- finalize_due(st [, now]) -> {finalized = {numbers}, errors = {...}} | nil, err: the drafts
--- built more than billing.grace_period ago, finalized (unless billing.invoices.auto_finalize is
--- false: then an operator finalizes them through the API).
-function M.finalize_due(st, now)
-  now = util.now(now)
-  local cfg = M.config()
-  local out = { finalized = {}, errors = {} }
-  if not cfg.invoices.auto_finalize then return out end
-  local drafts, err = M.drafts_due(st, now, cfg.grace_seconds)
-  if not drafts then return nil, err end
-  for _, d in ipairs(drafts) do
-    local inv, ferr = M.finalize(st, d.id, now)
-    if inv then out.finalized[#out.finalized + 1] = inv.number
-    else out.errors[#out.errors + 1] = d.id .. ": " .. tostring(ferr) end
-  end
-  return out
+-- invoice_due(st [, now]) -> {built, errors}; finalize_due(st [, now]) -> {finalized, errors};
+-- credit_unused(st, sub, period [, now]) -> true | nil, err. docs/billing/invoices.md.
+function M.invoice_due(st, now) return require("steward.billing.invoice_runs").invoice_due(st, now) end
+function M.finalize_due(st, now) return require("steward.billing.invoice_runs").finalize_due(st, now) end
+function M.credit_unused(st, sub, period, now)
+  return require("steward.billing.invoice_runs").credit_unused(st, sub, period, now)
 end
 
 domain.default_store(M, { "get", "list", "build", "refresh", "finalize", "pay", "void", "drafts_due", "invoice_due",
-  "finalize_due" })
+  "finalize_due", "credit_unused" })
 
-M.null = json.null
 return M

@@ -32,6 +32,14 @@ function M.check_series(v, field)
   return true
 end
 
+-- lock_statement(series) -> the statement a numbering batch starts with: it takes the series'
+-- row lock before any row of the batch's own (PostgreSQL), so that two instances' write groups
+-- (several units in one transaction) wait for each other in one order instead of each holding
+-- an invoice the other's next unit needs (a deadlock). A no-op on SQLite's single writer.
+function M.lock_statement(series)
+  return { "UPDATE billing_numbering SET last = last WHERE series = $1", series }
+end
+
 -- statements(backend, tbl, id, series, width) -> the two statements that number row `id` of
 -- table `tbl` (which must have columns state, seq, number) once the caller's earlier statement
 -- in the same batch has set its state and left seq NULL. The last one returns {seq, number}.

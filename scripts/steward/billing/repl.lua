@@ -26,6 +26,8 @@ M.HELP = {
   { "billing.top_up(wallet, {paid_credits=, granted_credits=})", "add credits (admin)" },
 }
 
+for _, l in ipairs(require("steward.billing.invoices_repl").HELP) do M.HELP[#M.HELP + 1] = l end -- h5: invoices
+
 local function iso(t) return t and V.rfc3339(t) or nil end
 
 -- install(h, {rows = helpers.rows, admin = fn(what), st = fn() -> store}): adds h.billing.
@@ -141,6 +143,7 @@ function M.install(h, opts)
   b.cancel = admin("cancel", subscriptions.cancel)
   b.top_up = admin("top_up", wallets.top_up)
   -- the other billing parts add their helpers below, one line each
+  require("steward.billing.invoices_repl").install(b, { st = st, rows = rows, admin = opts.admin }) -- h5: invoices
 
   h.billing = setmetatable(b, { __index = function(_, k)
     error("billing." .. tostring(k) .. ": no such helper (help() lists them)", 2)

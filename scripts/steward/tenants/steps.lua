@@ -169,16 +169,23 @@ function M.check_config(tenant, config)
   local schema = require "steward.runtime.policy.schema"
   local env_overlay = ((M.env.cfg or {}).policy_config) or {}
   local out = {}
+  -- config.billing is the tenant's billing details that steward.billing reads (country, tax id,
+  -- legal name: docs/billing/invoices.md), not a policy's settings
   for policy, values in pairs(config or {}) do
     local p = set[policy]
-    if not p then return nil, format("config.%s: no policy of that name is loaded", policy) end
-    local s, errs = schema.compile(p.config_decl)
-    if not s then return nil, format("config.%s: %s", policy, schema.describe(errs)) end
-    local merged
-    merged, errs = schema.merge(s, { { name = "environment", values = env_overlay[policy] },
-      { name = "tenant " .. tenant, values = values } })
-    if not merged then return nil, format("config.%s: %s", policy, schema.describe(errs)) end
-    out[policy] = merged
+    if not p and policy == "billing" then
+      -- not a policy: nothing to merge
+    elseif not p then
+      return nil, format("config.%s: no policy of that name is loaded", policy)
+    else
+      local s, errs = schema.compile(p.config_decl)
+      if not s then return nil, format("config.%s: %s", policy, schema.describe(errs)) end
+      local merged
+      merged, errs = schema.merge(s, { { name = "environment", values = env_overlay[policy] },
+        { name = "tenant " .. tenant, values = values } })
+      if not merged then return nil, format("config.%s: %s", policy, schema.describe(errs)) end
+      out[policy] = merged
+    end
   end
   return out
 end
