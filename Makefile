@@ -4,6 +4,7 @@
 #   make test       run the whole suite under prove
 #   make test SANITIZE=1   the same, built with ASan + UBSan (objects in build/asan)
 #   make bench      measure; prints a table
+#   make bench-billing   the billing month (bench/billing.sh; BILLING_EVENTS=, default 10 M: hours)
 #   make format / make lint
 
 SANITIZE ?=
@@ -59,7 +60,7 @@ PROVE       ?= prove
 # directories). PROVE_FLAGS= runs it serially.
 PROVE_FLAGS ?= -j$(shell nproc 2>/dev/null || echo 1)
 
-.PHONY: all run test unit bench format lint clean fuzz
+.PHONY: all run test unit bench bench-billing format lint clean fuzz
 all: $(BIN)
 
 # V=1 shows the full commands.
@@ -106,6 +107,10 @@ test: $(BIN) $(UNIT_BIN)
 
 bench: $(BIN)
 	STEWARD_ALLOW_ROOT=true STEWARD_BIN=$(abspath $(BIN)) sh bench/run
+
+# Not part of bench: a month of 10 M usage events takes hours on 2 cores (docs/performance.md).
+bench-billing: $(BIN)
+	STEWARD_ALLOW_ROOT=true STEWARD_BIN=$(abspath $(BIN)) flock /tmp/steward-bench.lock sh bench/billing.sh $(BILLING_STORES)
 
 format:
 	clang-format -i core/*.c core/*.h core/*/*.c core/*/*.h bindings/*.c bindings/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c

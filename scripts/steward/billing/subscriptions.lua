@@ -69,6 +69,33 @@ function M.get(st, id)
   return domain.one(st, row, "SELECT " .. COLS .. " FROM billing_subscriptions WHERE id = $1", id)
 end
 
+-- get_many(st, ids) -> {[id] = subscription} (the ids not found are absent) | nil, err: one
+-- query per 500 ids, for a usage batch naming many subscriptions (one get each was most of its
+-- cost: docs/performance.md, "Billing (issue 18)").
+function M.get_many(st, ids)
+  if type(ids) ~= "table" then error("subscriptions.get_many: ids: list expected, got " .. type(ids), 2) end
+  local ok, err = ready(st)
+  if not ok then return nil, err end
+  local out = {}
+  for first = 1, #ids, 500 do
+    local marks, params = {}, {}
+    for j = first, min(first + 499, #ids) do
+      if type(ids[j]) ~= "string" then error("subscriptions.get_many: ids[" .. j .. "]: string expected", 2) end
+      params[#params + 1] = ids[j]
+      marks[#marks + 1] = "$" .. #params
+    end
+    local rows
+    rows, err = st.db:query("SELECT " .. COLS .. " FROM billing_subscriptions WHERE id IN (" ..
+      table.concat(marks, ",") .. ")", unpack(params))
+    if not rows then return nil, err end
+    for _, r in ipairs(rows) do
+      local s = row(r)
+      out[s.id] = s
+    end
+  end
+  return out
+end
+
 -- list(st, {tenant=, state=, plan=, external_id=, limit=}) -> subscriptions, newest first | nil, err
 function M.list(st, f)
   f = f or {}
@@ -559,7 +586,7 @@ function M.view(s)
   return o
 end
 
-domain.default_store(M, { "get", "list", "create", "activate", "activate_due", "upgrade", "downgrade", "terminate", "cancel",
+domain.default_store(M, { "get", "get_many", "list", "create", "activate", "activate_due", "upgrade", "downgrade", "terminate", "cancel",
   "history", "due", "mark_invoiced" })
 
 return M

@@ -78,12 +78,31 @@ end
 
 local function event_id(u) return format("billing.usage:%s:%s", u.subscription, u.transaction_id) end
 
--- late(sub, at, received) -> true when the billing period containing `at` closed more than
--- the grace period before `received` (false when the periods module is not installed).
+-- period_of(sub, plan, at) -> the billing period of sub containing at. The period found last
+-- for a subscription is kept (up to 10,000 subscriptions) and reused while its events fall in
+-- it: computing a calendar period in a zone for every event was a tenth of a batch's time. The
+-- key holds everything the bounds depend on (plan versions never change).
+local recent, recent_n = {}, 0
+local function period_of(sub, plan, at)
+  local key = format("%s|%s@%s|%s|%s|%s", sub.id, tostring(sub.plan), tostring(sub.plan_version), tostring(sub.anchor),
+    tostring(sub.billing_time), tostring(bconfig.current.timezone))
+  local p = recent[key]
+  if p and at >= p.from and at < p.to then return p end
+  p = subscriptions.period(sub, at, plan)
+  if p then
+    if recent_n >= 10000 then recent, recent_n = {}, 0 end
+    if recent[key] == nil then recent_n = recent_n + 1 end
+    recent[key] = p
+  end
+  return p
+end
+
+-- late(sub, plan, at, received) -> true when the billing period containing `at` closed more
+-- than the grace period before `received` (false when the periods module is not installed).
 local function late(sub, plan, at, received)
   local okp, periods = pcall(require, "steward.billing.periods")
   if not okp or type(periods) ~= "table" then return false end
-  local p = subscriptions.period(sub, at, plan)
+  local p = period_of(sub, plan, at)
   if not p then return false end
   local grace = bconfig.current.grace_seconds or 0
   if type(periods.grace_closed) == "function" then return periods.grace_closed(p, grace, received) and true or false end
@@ -109,6 +128,23 @@ local function plan_of(st, s, k)
   p = plans.get(st, s.plan, s.plan_version) or nil
   if p and k then k.plans[key] = p end
   return p
+end
+
+-- prefetch(st, list, cache): the subscriptions a batch names by id, read in one query into
+-- fit's cache (one get each was most of a batch from many customers: docs/performance.md,
+-- "Billing (issue 18)"). A name not found there may be an external_id: fit looks it up.
+local function prefetch(st, list, cache)
+  local ids, seen = {}, {}
+  for _, ev in ipairs(list) do
+    local id = type(ev) == "table" and ev.subscription
+    if type(id) == "string" and not seen[id] then seen[id] = true; ids[#ids + 1] = id end
+  end
+  if #ids < 2 then return true end
+  local subs, err = subscriptions.get_many(st, ids)
+  if not subs then return nil, err end
+  local k = known_of(st) -- plan versions only: the intake reads its subscriptions fresh
+  for id, s in pairs(subs) do cache[id] = { sub = s, plan = plan_of(st, s, k) } end
+  return true
 end
 
 -- fit(st, u, cache, tenant, k, now) -> nil, nil, nil, subscription, plan when the event fits
@@ -181,6 +217,8 @@ function M.ingest(st, list, opts)
   if #list > M.MAX_BATCH then return nil, { field = "events", reason = format("at most %d events per request", M.MAX_BATCH) } end
   local now = util.now(opts.now)
   local valid, cache = {}, {}
+  ok, err = prefetch(st, list, cache)
+  if not ok then return nil, err end
   for i, ev in ipairs(list) do
     local u, verr = M.validate(ev, i, now)
     if not u then return nil, verr end
@@ -192,26 +230,24 @@ function M.ingest(st, list, opts)
     valid[i] = u
   end
   -- recorded before: a duplicate (a correction sent with a known id is not applied)
+  -- one query per 500 events, whatever the number of subscriptions they name (a batch from
+  -- many customers was one query per subscription)
   local known = {}
-  local by_sub = {}
-  for _, u in ipairs(valid) do
-    by_sub[u.subscription] = by_sub[u.subscription] or {}
-    local l = by_sub[u.subscription]
-    l[#l + 1] = u.transaction_id
-  end
-  for sub, ids in pairs(by_sub) do
-    for first = 1, #ids, 500 do
-      local marks, params = {}, { sub }
-      for j = first, math.min(first + 499, #ids) do
-        params[#params + 1] = ids[j]
-        marks[#marks + 1] = "$" .. #params
-      end
-      local rows
-      rows, err = st.db:query("SELECT transaction_id FROM billing_usage WHERE subscription = $1 AND transaction_id IN (" ..
-        concat(marks, ",") .. ")", unpack(params))
-      if not rows then return nil, err end
-      for _, r in ipairs(rows) do known[sub .. "\0" .. r.transaction_id] = true end
+  for first = 1, #valid, 500 do
+    local marks, params = {}, {}
+    for j = first, math.min(first + 499, #valid) do
+      local u = valid[j]
+      params[#params + 1] = u.subscription
+      params[#params + 1] = u.transaction_id
+      marks[#marks + 1] = format("($%d,$%d)", #params - 1, #params)
     end
+    -- a join on VALUES (column1, column2 in both SQLite and PostgreSQL) searches the key for
+    -- each pair; SQLite plans "(a, b) IN (VALUES ...)" as a scan of the whole index
+    local rows
+    rows, err = st.db:query("SELECT u.subscription, u.transaction_id FROM (VALUES " .. concat(marks, ",") ..
+      ") AS v JOIN billing_usage u ON u.subscription = v.column1 AND u.transaction_id = v.column2", unpack(params))
+    if not rows then return nil, err end
+    for _, r in ipairs(rows) do known[r.subscription .. "\0" .. r.transaction_id] = true end
   end
   local out = { accepted = 0, duplicates = 0, late = 0, events = {} }
   local append, slot = {}, {}
