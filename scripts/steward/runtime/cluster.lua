@@ -107,6 +107,7 @@ function M.new(opts)
     poll = opts.poll or 0.1,
     owned = {},      -- bucket -> local deadline (monotonic) of our lease
     releasing = {},  -- bucket -> mark cap: we give it up (or lost it); nothing after cap is ours
+    floors = {},     -- rescan under way -> the seq it has finished (the mark stays at or below)
     high = 0,        -- every seq <= high was read (or is in gaps)
     gaps = {}, ngaps = 0, -- seq -> monotonic time first missed
     leader = false, leader_deadline = 0,
@@ -120,7 +121,17 @@ function M.new(opts)
   return c
 end
 
-function C:may_run(b) local dl = self.owned[b]; return dl ~= nil and dl > time.monotonic() end
+-- may_run(b): whether we still hold b. A lease whose local deadline passed is lost here and
+-- now, not at the loop's next step: the caller is about to skip an event of b (a queued one
+-- it drops, a scanned one it does not queue), and the mark must be capped below that event
+-- while it is still counted (in flight, or above our scan position), or nobody would run it.
+function C:may_run(b)
+  local dl = self.owned[b]
+  if dl == nil then return false end
+  if dl > time.monotonic() then return true end
+  self:lose(b)
+  return false
+end
 function C:takes(b) return self:may_run(b) and not self.releasing[b] end
 function C:is_leader() return self.leader and (self.session_leader or self.leader_deadline > time.monotonic()) end
 
@@ -182,21 +193,25 @@ function C:renew()
   end
 end
 
+-- The highest seq at or below which every event we took is finished: what is in flight, the
+-- gaps that may still commit, the caps of buckets we lost, and the floor of a rescan under way
+-- (the events it has not reached are neither in flight nor below our position).
+local function local_low(self)
+  local low = self.d:low_mark(self.high)
+  for seq in pairs(self.gaps) do if seq - 1 < low then low = seq - 1 end end
+  for _, cap in pairs(self.releasing) do if cap < low then low = cap end end
+  for _, floor in pairs(self.floors) do if floor < low then low = floor end end
+  return low
+end
+
 function C:lose(b)
   if not self.owned[b] then return end
   self.owned[b] = nil
   -- Queued events of b are dropped by the runner; the new owner rescans from our mark, which
   -- must stay at or below them until then.
-  local cap = self.d:low_mark(self.high)
+  local cap = local_low(self)
   if not self.releasing[b] or self.releasing[b] > cap then self.releasing[b] = cap end
   log.warn("cluster: bucket lease lost", { bucket = b })
-end
-
-local function local_low(self)
-  local low = self.d:low_mark(self.high)
-  for seq in pairs(self.gaps) do if seq - 1 < low then low = seq - 1 end end
-  for _, cap in pairs(self.releasing) do if cap < low then low = cap end end
-  return low
 end
 
 function C:write_mark()
@@ -230,6 +245,10 @@ function C:rescan(new, from)
   local d, n = self.d, 0
   local function takes(b) return new[b] and self:takes(b) end
   local after = from
+  -- The buckets were just claimed and their caps cleared: until their events are queued, this
+  -- floor keeps our mark below them (a lease lost meanwhile caps its bucket at the floor).
+  local token = {}
+  self.floors[token] = after
   while after < self.high do
     local page = self.st:query("SELECT " .. COLS .. " FROM events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
       after, self.high, SCAN_PAGE)
@@ -243,7 +262,9 @@ function C:rescan(new, from)
       n = n + 1
     end
     after = page[#page].seq
+    self.floors[token] = after
   end
+  self.floors[token] = nil
   return n
 end
 
@@ -325,7 +346,15 @@ function C:balance()
   end
   if got == 0 then return end
   local from = res[2].rows and res[2].rows[1] and res[2].rows[1].low or self.high
-  local n = self:rescan(new, from)
+  local okr, n = pcall(self.rescan, self, new, from)
+  if not okr then
+    -- A rescan cut short: give the buckets up again (capped at its floor) and clear the floor,
+    -- so the next claim rescans them from there.
+    for b in pairs(new) do self:lose(b) end
+    self.floors = {}
+    log.warn("cluster: rescan failed; the buckets are given up", { error = tostring(n) })
+    return
+  end
   log.info("cluster: buckets taken", { count = got, rescan_from = from, rescanned = n,
     took_over = self.stats.takeovers })
 end
@@ -356,9 +385,9 @@ local function offer_gaps(self, takes)
   if not done then return end
   for _, r in ipairs(rows) do
     if self.gaps[r.seq] then
+      d:offer(events.row_event(r), takes, done) -- still a gap meanwhile: see scan
       self.gaps[r.seq] = nil
       self.ngaps = self.ngaps - 1
-      d:offer(events.row_event(r), takes, done)
     end
   end
 end
@@ -385,8 +414,10 @@ function C:scan()
           self.ngaps = self.ngaps + 1
         end
       end
-      self.high = seq
+      -- (offered before our position passes it: a lease lost while offering it caps its
+      -- bucket below it)
       d:offer(events.row_event(r), takes, done)
+      self.high = seq
     end
     self.stats.scanned = self.stats.scanned + #rows
     if #rows < SCAN_PAGE then break end
