@@ -14,23 +14,8 @@ pg_start || { echo "1..1"; echo "not ok 1 - PostgreSQL starts"; exit 1; }
 
 n=0
 fail=0
-relay() {
-    grep -v '^1\.\.' "$1"
-    n=$((n + $(grep -cE '^(not )?ok ' "$1")))
-    if [ "$2" -ne 0 ]; then
-        fail=1
-        if ! grep -q '^not ok' "$1"; then
-            n=$((n + 1)); echo "not ok $n - $3 exited with status $2"; tail -5 "$T/err" | sed 's/^/# /'
-        fi
-    fi
-}
 
 cd "$here" || exit 1
-for spec in billing_stripe billing_webhooks billing_dunning; do
-    url=$(pg_createdb "spec_$spec") || { n=$((n + 1)); echo "not ok $n - createdb for $spec"; fail=1; continue; }
-    echo "# $spec against $url"
-    STEWARD_TEST_STORE=$url STEWARD_TAP_OFFSET=$n timeout 300 "$BIN" script "tests/lua/${spec}_spec.lua" >"$T/out" 2>"$T/err"
-    relay "$T/out" $? "$spec"
-done
+pg_specs billing_stripe billing_webhooks billing_dunning
 echo "1..$n"
 exit $fail

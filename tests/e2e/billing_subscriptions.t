@@ -12,17 +12,11 @@ mkdir -p "$D/policies/billing"
 cp "$here/policies/billing/subscriptions.lua" "$here/policies/billing/usage.lua" "$D/policies/billing/"
 daemon_config 'tenants = { plans = { basic = {} } }, billing = { currency = "EUR" },'
 daemon_start || exit 1
-U="http://127.0.0.1:$PORT"
-H="Authorization: Bearer $TOKEN"
-req() { curl -s -o "$D/body" -w '%{http_code}' -H "$1" -X "$2" ${4:+-H 'Content-Type: application/json' -d "$4"} "$U$3"; }
-is_active() { req "$H" GET /v1/tenants/$1 >/dev/null; jx 'd["state"] == "active"' <"$D/body" >/dev/null; }
+. "$here/tests/support/billing_api.sh"
 state_is() { req "$H" GET /v1/billing/subscriptions/$1 >/dev/null; jx 'd["subscription"]["state"] == arg[0]' "$2" <"$D/body" >/dev/null; }
 iso() { date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ; }
 
-req "$H" POST /v1/tenants '{"id":"acme","name":"Acme"}' >/dev/null
-ATOK=$(jx 'd["admin_token"]["token"]' <"$D/body")
-req "$H" POST /v1/tenants '{"id":"globex","name":"Globex"}' >/dev/null
-wait_for 20 is_active acme && wait_for 20 is_active globex
+billing_two_tenants
 ok $? "two tenants"
 
 code=$(req "$H" POST /v1/billing/plans '{"code":"starter","interval":"monthly","amount":"19.00"}')

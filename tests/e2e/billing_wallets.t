@@ -7,15 +7,8 @@
 echo "1..11"
 daemon_config 'tenants = { plans = { basic = {} } }, billing = { currency = "EUR" },'
 daemon_start || exit 1
-U="http://127.0.0.1:$PORT"
-H="Authorization: Bearer $TOKEN"
-req() { curl -s -o "$D/body" -w '%{http_code}' -H "$1" -X "$2" ${4:+-H 'Content-Type: application/json' -d "$4"} "$U$3"; }
-is_active() { req "$H" GET /v1/tenants/$1 >/dev/null; jx 'd["state"] == "active"' <"$D/body" >/dev/null; }
-req "$H" POST /v1/tenants '{"id":"acme","name":"Acme"}' >/dev/null
-ATOK=$(jx 'd["admin_token"]["token"]' <"$D/body")
-req "$H" POST /v1/tenants '{"id":"globex","name":"Globex"}' >/dev/null
-GTOK=$(jx 'd["admin_token"]["token"]' <"$D/body")
-wait_for 20 is_active acme && wait_for 20 is_active globex
+. "$here/tests/support/billing_api.sh"
+billing_two_tenants
 ok $? "two tenants"
 
 code=$(req "$H" POST /v1/billing/wallets '{"tenant":"acme","rate_amount":"0.50","paid_credits":"100","granted_credits":"20"}')

@@ -13,23 +13,10 @@ cd "$here" || exit 1
 
 n=0
 fail=0
-# relay FILE RC NAME: a Lua part's TAP (plan lines dropped), numbers continuing from $n.
-relay() {
-    grep -v '^1\.\.' "$1"
-    n=$((n + $(grep -cE '^(not )?ok ' "$1")))
-    if [ "$2" -ne 0 ]; then
-        fail=1
-        if ! grep -q '^not ok' "$1"; then
-            n=$((n + 1))
-            echo "not ok $n - $3 exited with status $2"
-            tail -5 "$T/err" | sed 's/^/# /'
-        fi
-    fi
-}
 
 STEWARD_TAP_OFFSET=$n timeout 300 "$BIN" script tests/support/decimal_store_check.lua "sqlite:$T/store.db" \
     >"$T/out" 2>"$T/err"
-relay "$T/out" $? sqlite
+pg_relay "$T/out" $? sqlite
 
 if [ -z "$PG_BIN" ] || [ ! -x "$PG_BIN/initdb" ] || ! id postgres >/dev/null 2>&1; then
     n=$((n + 1))
@@ -39,7 +26,7 @@ else
         url=$(pg_createdb decimals)
         STEWARD_TAP_OFFSET=$n timeout 300 "$BIN" script tests/support/decimal_store_check.lua "$url" \
             >"$T/out" 2>"$T/err"
-        relay "$T/out" $? postgres
+        pg_relay "$T/out" $? postgres
     else
         n=$((n + 1))
         echo "not ok $n - PostgreSQL starts"

@@ -13,37 +13,16 @@ pg_start || { echo "1..1"; echo "not ok 1 - PostgreSQL starts"; exit 1; }
 
 n=0
 fail=0
-# relay FILE RC NAME: a Lua part's TAP (plan lines dropped), numbers continuing from $n.
-relay() {
-    grep -v '^1\.\.' "$1"
-    local m
-    m=$(grep -cE '^(not )?ok ' "$1")
-    n=$((n + m))
-    if [ "$2" -ne 0 ]; then
-        fail=1
-        if ! grep -q '^not ok' "$1"; then
-            n=$((n + 1))
-            echo "not ok $n - $3 exited with status $2"
-            tail -5 "$T/err" | sed 's/^/# /'
-        fi
-    fi
-}
 
 cd "$here" || exit 1
-for spec in store_native store_pg_pipeline store_migrate store_kv store_timers store_jobs store_decisions store_audit events ingest daemon_due alerting_engine policy_versions deploy_approvals; do
-    url=$(pg_createdb "spec_$spec") || { n=$((n + 1)); echo "not ok $n - createdb for $spec"; fail=1; continue; }
-    echo "# $spec against $url"
-    STEWARD_TEST_STORE=$url STEWARD_TAP_OFFSET=$n timeout 300 "$BIN" script "tests/lua/${spec}_spec.lua" \
-        >"$T/out" 2>"$T/err"
-    relay "$T/out" $? "$spec"
-done
+pg_specs store_native store_pg_pipeline store_migrate store_kv store_timers store_jobs store_decisions store_audit events ingest daemon_due alerting_engine policy_versions deploy_approvals
 
 # The PostgreSQL-specific checks, with PG* variables for the bare "postgres:" URL.
 sup="source $here/tests/support/pg.sh; PG_DIR=$PG_DIR PG_PORT=$PG_PORT"
 PGHOST=127.0.0.1 PGPORT=$PG_PORT PGUSER=postgres PGDATABASE=steward \
     PG_STOP_CMD="$sup; pg_ctl_stop" PG_START_CMD="$sup; pg_ctl_start" \
     STEWARD_TAP_OFFSET=$n timeout 300 "$BIN" script tests/support/store_pg_check.lua >"$T/out" 2>"$T/err"
-relay "$T/out" $? store_pg_check
+pg_relay "$T/out" $? store_pg_check
 
 # Two instances migrating one fresh database at once: the advisory lock serialises them.
 url=$(pg_createdb race)

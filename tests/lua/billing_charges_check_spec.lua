@@ -8,17 +8,8 @@ if not describe then
   return
 end
 
-local decimal = require "steward.decimal"
-local charges = require "steward.billing.charges"
-
-local D = decimal.new
-local USD = { currency = "USD" }
-
-local function charge(model, properties, extra)
-  local c = { metric = "m", model = model, properties = properties }
-  for k, v in pairs(extra or {}) do c[k] = v end
-  return c
-end
+local ch = assert(loadfile("tests/support/billing_charges.lua"))()
+local charges, D, USD, charge = ch.charges, ch.D, ch.USD, ch.charge
 
 local function refused(c, pattern)
   local ok, err = charges.check(c)

@@ -14,15 +14,13 @@ if not describe then
   return
 end
 
-local decimal = require "steward.decimal"
-local charges = require "steward.billing.charges"
+local ch = assert(loadfile("tests/support/billing_charges.lua"))()
+local charges, D, USD = ch.charges, ch.D, ch.USD
 
-local D = decimal.new
-local USD = { currency = "USD" }
-
+-- Lago's charges carry an id (a fee names its charge).
 local function charge(model, properties, extra)
-  local c = { id = "c1", metric = "m", model = model, properties = properties }
-  for k, v in pairs(extra or {}) do c[k] = v end
+  local c = ch.charge(model, properties, extra)
+  c.id = c.id or "c1"
   return c
 end
 

@@ -9,11 +9,8 @@ if not describe then
   return
 end
 
-local decimal = require "steward.decimal"
-local charges = require "steward.billing.charges"
-
-local D = decimal.new
-local USD = { currency = "USD" }
+local ch = assert(loadfile("tests/support/billing_charges.lua"))()
+local decimal, charges, D, USD = ch.decimal, ch.charges, ch.D, ch.USD
 local ROUNDS = 200
 
 local seed = tonumber(os.getenv("STEWARD_SEED") or "") or os.time()

@@ -2,26 +2,8 @@
 -- signals are every tenant's money, so a policy reaches them only declared and granted; without
 -- the declaration each call is refused naming the capability, and a tenant's policy never gets it.
 local t = require "steward.tap"
-local policies = require "steward.runtime.policies"
-local fs = require "steward.fs"
-local store = require "steward.runtime.store"
-require("steward.log").set_level("error")
-
-local dir = os.tmpname()
-os.remove(dir)
-assert(fs.mkdir(dir, { parents = true }))
-local st = assert(store.open("sqlite:" .. dir .. "/s.db"))
-assert(st:migrate())
-store.set_default(st)
-
-local n = 0
-local function load(src, grants, name)
-  n = n + 1
-  local path = dir .. "/p" .. n .. ".lua"
-  assert(fs.write(path, src))
-  return policies.load_file(path, name or ("cr.p" .. n), { grants = grants or {} })
-end
-local function decide(p) return p.decide({}, { config = p.config }) end
+local sb = assert(loadfile("tests/support/capability_spec.lua"))()("cr")
+local load, decide = sb.load, sb.decide
 
 local CALL = [[
 return { %s decide = function()
@@ -48,6 +30,5 @@ local _, err = load(CALL:format('tenant = "acme", capabilities = { billing = tru
   { ["*"] = { billing = true } }, "acme.cr")
 t.like(err, "'billing' %(never granted to a tenant's policy%)", "a tenant's policy cannot obtain it even when * is granted it")
 
-st:close()
-os.execute("rm -rf " .. dir)
+sb.close()
 t.done()

@@ -4,19 +4,12 @@
 -- where a percentage needs it), consumption once per invoice, a once fixed coupon carrying its
 -- remainder to the next invoices, a recurring one counting its periods down.
 local t = require "steward.tap"
-local store = require "steward.runtime.store"
 local decimal = require "steward.decimal"
-local fs = require "steward.fs"
-require("steward.log").set_level("error")
 
 local D = decimal.new
 local T0 = 1767225600
-local dir = os.tmpname()
-os.remove(dir)
-assert(fs.mkdir(dir, { parents = true }))
-local st = assert(store.open(os.getenv("STEWARD_TEST_STORE") or ("sqlite:" .. dir .. "/s.db")))
-assert(st:migrate())
-store.set_default(st)
+local bs = assert(loadfile("tests/support/billing_store.lua"))()
+local st = bs.st
 local coupons = require "steward.billing.coupons"
 
 local bad = {
@@ -100,6 +93,5 @@ t.ok(tonumber(uses[1].n) == n and rem == D(100) - D(15) * n,
   string.format("concurrent uses: %d recorded, %s left (100 - 15 x %d)", n, tostring(rem), n))
 t.raises(function() coupons.for_invoice(st, "acme", 10, "EUR") end, "subtotal: decimal expected", "a Lua number subtotal raises")
 
-st:close()
-os.execute("rm -rf " .. dir)
+bs.close()
 t.done()

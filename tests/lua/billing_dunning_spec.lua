@@ -4,16 +4,11 @@
 -- announces billing.dunning.exhausted once), paying resumes it only when no other exhausted
 -- invoice holds it, and a retry of a paid invoice charges nothing.
 local t = require "steward.tap"
-local store = require "steward.runtime.store"
 local timers = require "steward.runtime.store.timers"
 local dunning = require "steward.billing.dunning"
-local payments = require "steward.billing.payments"
 
-local spec = assert(loadfile("tests/support/domain_spec.lua"))()
-local st = spec.st
-store.set_default(st)
-local invoices = assert(loadfile("tests/support/billing_invoices_fixture.lua"))()
-payments.use_invoices(invoices)
+local spec = assert(loadfile("tests/support/billing_payments_spec.lua"))()
+local st, invoices = spec.st, spec.invoices
 local tenants = require "steward.tenants"
 tenants.use(st)
 

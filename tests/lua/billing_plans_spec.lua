@@ -4,17 +4,10 @@
 -- metric, amounts stay exact decimals (written and read back through the store), and a
 -- change to a plan is a new version while the old one stays readable.
 local t = require "steward.tap"
-local store = require "steward.runtime.store"
 local decimal = require "steward.decimal"
-local fs = require "steward.fs"
-require("steward.log").set_level("error")
 
-local dir = os.tmpname()
-os.remove(dir)
-assert(fs.mkdir(dir, { parents = true }))
-local st = assert(store.open(os.getenv("STEWARD_TEST_STORE") or ("sqlite:" .. dir .. "/s.db")))
-assert(st:migrate())
-store.set_default(st)
+local bs = assert(loadfile("tests/support/billing_store.lua"))()
+local st = bs.st
 local metrics = require "steward.billing.metrics"
 local plans = require "steward.billing.plans"
 local T0 = 1767225600
@@ -104,6 +97,5 @@ _, err = plans.update(st, "ghost", { interval = "monthly", amount = "1" })
 t.like(err, "^not found: no plan ghost", "updating an unknown plan: not found")
 t.raises(function() plans.get(st, 1) end, "plans.get: code: string expected", "misuse raises naming the argument")
 
-st:close()
-os.execute("rm -rf " .. dir)
+bs.close()
 t.done()

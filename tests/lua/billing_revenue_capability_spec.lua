@@ -2,26 +2,8 @@
 -- capability (declared and granted), never a tenant policy's; steward.billing.render is not in
 -- the public library at all (it runs a program, which only a `proc` grant may allow).
 local t = require "steward.tap"
-local policies = require "steward.runtime.policies"
-local fs = require "steward.fs"
-local store = require "steward.runtime.store"
-require("steward.log").set_level("error")
-
-local dir = os.tmpname()
-os.remove(dir)
-assert(fs.mkdir(dir, { parents = true }))
-local st = assert(store.open("sqlite:" .. dir .. "/s.db"))
-assert(st:migrate())
-store.set_default(st)
-
-local n = 0
-local function load(src, grants, name)
-  n = n + 1
-  local path = dir .. "/p" .. n .. ".lua"
-  assert(fs.write(path, src))
-  return policies.load_file(path, name or ("rv.p" .. n), { grants = grants or {} })
-end
-local function decide(p) return p.decide({}, { config = p.config }) end
+local sb = assert(loadfile("tests/support/capability_spec.lua"))()("rv")
+local load, decide = sb.load, sb.decide
 
 local REPORT = [[
 return { %s decide = function()
@@ -47,6 +29,5 @@ end }]], { ["rv.*"] = { billing = true } }))
 r = decide(p)
 t.ok(not r.ok and r.err:find("not in the public library", 1, true), "steward.billing.render is not for policies (" .. r.err .. ")")
 
-st:close()
-os.execute("rm -rf " .. dir)
+sb.close()
 t.done()

@@ -243,9 +243,8 @@ end
 
 -- The page's Lua blocks, run as the reader would (tests/support/doc_examples.lua).
 local function docs(path)
-  local a = setmetatable({ equal = function(got, want) t.is(got, want, path .. ": prints " .. tostring(want)) end,
-    truthy = function(v) t.ok(v, path .. ": its blocks ran") end }, { __call = function(_, v, m) return assert(v, m) end })
-  assert(loadfile("tests/support/doc_examples.lua"))()(path, a)
+  local examples = assert(loadfile("tests/support/doc_examples.lua"))()
+  examples(path, examples.checks(t, path))
 end
 
 local ok, err = xpcall(function() main(); docs("docs/billing/revenue.md") end, debug.traceback)

@@ -10,16 +10,12 @@ local json = require "steward.json"
 local http = require "steward.http"
 local proc = require "steward.proc"
 local time = require "steward.time"
-local store = require "steward.runtime.store"
 local decimal = require "steward.decimal"
 local stripe = require "steward.billing.stripe"
 local payments = require "steward.billing.payments"
 
-local spec = assert(loadfile("tests/support/domain_spec.lua"))()
-local st = spec.st
-store.set_default(st)
-local invoices = assert(loadfile("tests/support/billing_invoices_fixture.lua"))()
-payments.use_invoices(invoices)
+local spec = assert(loadfile("tests/support/billing_payments_spec.lua"))()
+local st, invoices = spec.st, spec.invoices
 
 local KEY = "sk_test_spec_4eC39HqLyjWDarjtT1zdp7dc"
 

@@ -7,21 +7,14 @@
 -- anniversary, in arrears, in advance, and the final partial one.
 local t = require "steward.tap"
 local store = require "steward.runtime.store"
-local fs = require "steward.fs"
 local events = require "steward.runtime.events"
 local timers = require "steward.runtime.store.timers"
-require("steward.log").set_level("error")
 
 local JAN1, FEB1, MAR1, APR1 = 1767225600, 1769904000, 1772323200, 1775001600
 local DAY = 86400
 
-local dir = os.tmpname()
-os.remove(dir)
-assert(fs.mkdir(dir, { parents = true }))
-local url = os.getenv("STEWARD_TEST_STORE") or ("sqlite:" .. dir .. "/s.db")
-local st = assert(store.open(url))
-assert(st:migrate())
-store.set_default(st)
+local bs = assert(loadfile("tests/support/billing_store.lua"))()
+local url, st = bs.url, bs.st
 require("steward.tenants").use(st)
 local record = require "steward.tenants.record"
 for _, id in ipairs({ "acme", "globex", "initech" }) do
@@ -203,6 +196,5 @@ t.is(#subs.history(st, { tenant = "initech", from = APR1 + DAY }), 2, "its two h
 
 t.raises(function() subs.get(st, 42) end, "subscriptions.get: id: string expected", "misuse raises naming the argument")
 
-st:close()
-os.execute("rm -rf " .. dir)
+bs.close(st)
 t.done()

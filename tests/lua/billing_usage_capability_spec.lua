@@ -3,26 +3,8 @@
 -- policy never, whatever the grant says; steward.billing (the table of every part, loaded with
 -- the unguarded require) is not public to policies at all.
 local t = require "steward.tap"
-local policies = require "steward.runtime.policies"
-local fs = require "steward.fs"
-local store = require "steward.runtime.store"
-require("steward.log").set_level("error")
-
-local dir = os.tmpname()
-os.remove(dir)
-assert(fs.mkdir(dir, { parents = true }))
-local st = assert(store.open("sqlite:" .. dir .. "/s.db"))
-assert(st:migrate())
-store.set_default(st)
-
-local n = 0
-local function load(src, grants, name)
-  n = n + 1
-  local path = dir .. "/p" .. n .. ".lua"
-  assert(fs.write(path, src))
-  return policies.load_file(path, name or ("bl.p" .. n), { grants = grants or {} })
-end
-local function decide(p, input) return p.decide(input or {}, { config = p.config }) end
+local sb = assert(loadfile("tests/support/capability_spec.lua"))()("bl")
+local load, decide = sb.load, sb.decide
 
 local READ = [[
 return { %s decide = function()
@@ -56,6 +38,5 @@ end }]], { ["bl.*"] = { billing = true } }))
 local r = decide(p)
 t.ok(not r.ok and r.err:find("not in the public library", 1, true), "steward.billing itself is not for policies (" .. r.err .. ")")
 
-st:close()
-os.execute("rm -rf " .. dir)
+sb.close()
 t.done()

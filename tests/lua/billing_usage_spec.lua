@@ -5,21 +5,14 @@
 -- announced as billing.usage.late), the policy's record once even when run again, and query /
 -- count over [from, to).
 local t = require "steward.tap"
-local store = require "steward.runtime.store"
 local events = require "steward.runtime.events"
-local fs = require "steward.fs"
 local bconfig = require "steward.billing.config"
-require("steward.log").set_level("error")
 
 local JAN1, FEB1 = 1767225600, 1769904000
 local DAY = 86400
 
-local dir = os.tmpname()
-os.remove(dir)
-assert(fs.mkdir(dir, { parents = true }))
-local st = assert(store.open(os.getenv("STEWARD_TEST_STORE") or ("sqlite:" .. dir .. "/s.db")))
-assert(st:migrate())
-store.set_default(st)
+local bs = assert(loadfile("tests/support/billing_store.lua"))()
+local st = bs.st
 require("steward.tenants").use(st)
 local record = require "steward.tenants.record"
 assert(record.insert(st, assert(record.check_new({ id = "acme", name = "Acme" })), JAN1))
@@ -126,6 +119,5 @@ r = assert(usage.ingest(st, { ev("x1", e1.id, FEB1 + 9 * DAY) }, { now = FEB1 + 
 t.is(statuses(r), "duplicate", "idempotency is per subscription, whichever name the event used")
 t.raises(function() usage.query(st, {}) end, "usage.query: subscription: string expected", "misuse raises naming the argument")
 bconfig.configure(nil)
-st:close()
-os.execute("rm -rf " .. dir)
+bs.close()
 t.done()

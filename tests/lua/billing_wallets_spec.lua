@@ -2,19 +2,12 @@
 -- at a rate, top-ups once per key, consumption once per invoice (asking again answers the
 -- same amount), never below zero, every movement a transaction row with the balance after it.
 local t = require "steward.tap"
-local store = require "steward.runtime.store"
 local decimal = require "steward.decimal"
-local fs = require "steward.fs"
-require("steward.log").set_level("error")
 
 local D = decimal.new
 local T0 = 1767225600
-local dir = os.tmpname()
-os.remove(dir)
-assert(fs.mkdir(dir, { parents = true }))
-local st = assert(store.open(os.getenv("STEWARD_TEST_STORE") or ("sqlite:" .. dir .. "/s.db")))
-assert(st:migrate())
-store.set_default(st)
+local bs = assert(loadfile("tests/support/billing_store.lua"))()
+local st = bs.st
 local wallets = require "steward.billing.wallets"
 
 local bad = {
@@ -83,6 +76,5 @@ local left = wallets.get(st, w5.id).balance
 t.ok(sum == tsum and left == D(30) - tsum and left:sign() >= 0 and sum <= D(30),
   "concurrent consumption: what was taken (" .. tostring(sum) .. ") = the transactions = 30 - the balance (" .. tostring(left) .. ")")
 t.raises(function() wallets.consume(st, "acme", 5, "x") end, "amount: decimal expected", "a Lua number amount raises")
-st:close()
-os.execute("rm -rf " .. dir)
+bs.close()
 t.done()

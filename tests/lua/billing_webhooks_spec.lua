@@ -6,15 +6,11 @@
 local t = require "steward.tap"
 local json = require "steward.json"
 local proc = require "steward.proc"
-local store = require "steward.runtime.store"
 local webhooks = require "steward.billing.webhooks"
 local payments = require "steward.billing.payments"
 
-local spec = assert(loadfile("tests/support/domain_spec.lua"))()
-local st = spec.st
-store.set_default(st)
-local invoices = assert(loadfile("tests/support/billing_invoices_fixture.lua"))()
-payments.use_invoices(invoices)
+local spec = assert(loadfile("tests/support/billing_payments_spec.lua"))()
+local st, invoices = spec.st, spec.invoices
 
 local SECRET = "whsec_test_5WbX5kEWLlfzsGNjH64I8lOOqUB6e8FH"
 local BODY = '{"id":"evt_1","object":"event","type":"payment_intent.succeeded"}'

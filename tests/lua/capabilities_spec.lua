@@ -3,35 +3,18 @@
 -- an undeclared use at run time answers nil, "capability 'x' not granted to <policy>"; with
 -- the grant only the granted scope works. A tenant's policy never gets host capabilities.
 local t = require "steward.tap"
-local policies = require "steward.runtime.policies"
 local guards = require "steward.runtime.policy.guards"
 local caps = require "steward.runtime.policy.capabilities"
 local fs = require "steward.fs"
-local store = require "steward.runtime.store"
-require("steward.log").set_level("error") -- every refusal is logged as a warning
 
-local dir = os.tmpname()
-os.remove(dir)
+local sb = assert(loadfile("tests/support/capability_spec.lua"))()("cap")
+local dir, st = sb.dir, sb.store
+local load, decide = sb.load, sb.decide
 assert(fs.mkdir(dir .. "/data", { parents = true }))
 assert(fs.mkdir(dir .. "/out", { parents = true }))
 assert(fs.write(dir .. "/data/a.txt", "inside"))
 -- A link inside the granted directory that leads outside it.
 os.execute("ln -s /etc/passwd " .. dir .. "/data/escape")
-
-local st = assert(store.open("sqlite:" .. dir .. "/s.db"))
-assert(st:migrate())
-store.set_default(st)
-
-local n = 0
--- load(src, grants [, name]) -> policy or nil, err
-local function load(src, grants, name)
-  n = n + 1
-  local path = dir .. "/p" .. n .. ".lua"
-  assert(fs.write(path, src))
-  return policies.load_file(path, name or ("cap.p" .. n), { grants = grants or {} })
-end
-
-local function decide(p, input) return p.decide(input or {}, { config = p.config }) end
 
 -- ---- the issue's escape ----
 local p = assert(load([[
@@ -162,6 +145,5 @@ t.ok(caps.url_in({ "api.example.com" }, "https://api.example.com:443/x"), "a bar
 t.ok(not caps.url_in({ "api.example.com" }, "https://api.example.com.evil.net/"), "  and not a longer one")
 t.is(caps.normalize("/a/./b/../c"), "/a/c", "paths are normalised before the check")
 
-st:close()
-os.execute("rm -rf " .. dir)
+sb.close()
 t.done()

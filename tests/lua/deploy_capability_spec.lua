@@ -2,28 +2,12 @@
 -- patterns) guards steward.deploy.supervisor; proc.spawn is guarded as proc.run, and a policy
 -- may signal (proc.kill) only the processes it spawned itself.
 local t = require "steward.tap"
-local policies = require "steward.runtime.policies"
 local fs = require "steward.fs"
-local store = require "steward.runtime.store"
 local supervisor = require "steward.deploy.supervisor"
 local proc = require "steward.proc"
-require("steward.log").set_level("error") -- every refusal is logged as a warning
-
-local dir = os.tmpname()
-os.remove(dir)
-assert(fs.mkdir(dir, { parents = true }))
-local st = assert(store.open("sqlite:" .. dir .. "/s.db"))
-assert(st:migrate())
-store.set_default(st)
-
-local n = 0
-local function load(src, grants, name)
-  n = n + 1
-  local path = dir .. "/p" .. n .. ".lua"
-  assert(fs.write(path, src))
-  return policies.load_file(path, name or ("cap.p" .. n), { grants = grants or {} })
-end
-local function decide(p, input) return p.decide(input or {}, { config = p.config }) end
+local sb = assert(loadfile("tests/support/capability_spec.lua"))()("cap")
+local dir = sb.dir
+local load, decide = sb.load, sb.decide
 local function denied(err) return type(err) == "string" and err:find("not granted", 1, true) ~= nil end
 
 supervisor.configure({ services = { ["web-1"] = { run = { cmd = { "true" }, instances = 1 }, probes = {},
@@ -86,6 +70,5 @@ decide(p, { op = "spawn", cmd = { "/usr/bin/env" }, out = dir .. "/env.out", wai
 local envout = fs.read(dir .. "/env.out") or ""
 t.ok(not envout:match("PATH=") and not envout:match("HOME="), "proc.spawn: the child's environment is clean")
 
-st:close()
-os.execute("rm -rf " .. dir)
+sb.close()
 t.done()

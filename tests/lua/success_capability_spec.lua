@@ -2,26 +2,8 @@
 -- tenant's, so a policy reaches them only with the operator's grant, and a tenant's policy
 -- never, whatever the grant says.
 local t = require "steward.tap"
-local policies = require "steward.runtime.policies"
-local fs = require "steward.fs"
-local store = require "steward.runtime.store"
-require("steward.log").set_level("error") -- every refusal is logged as a warning
-
-local dir = os.tmpname()
-os.remove(dir)
-assert(fs.mkdir(dir, { parents = true }))
-local st = assert(store.open("sqlite:" .. dir .. "/s.db"))
-assert(st:migrate())
-store.set_default(st)
-
-local n = 0
-local function load(src, grants, name)
-  n = n + 1
-  local path = dir .. "/p" .. n .. ".lua"
-  assert(fs.write(path, src))
-  return policies.load_file(path, name or ("cs.p" .. n), { grants = grants or {} })
-end
-local function decide(p, input) return p.decide(input or {}, { config = p.config }) end
+local sb = assert(loadfile("tests/support/capability_spec.lua"))()("cs")
+local load, decide = sb.load, sb.decide
 
 local READ = [[
 return { %s decide = function()
@@ -45,6 +27,5 @@ t.ok(not r.ok and r.err:find("capability 'success' not granted", 1, true) ~= nil
 _, err = load(READ:format('tenant = "acme", capabilities = { success = true },'), { ["*"] = { success = true } }, "acme.cs")
 t.like(err, "'success' %(never granted to a tenant's policy%)", "a tenant's policy cannot obtain it even when * is granted it")
 
-st:close()
-os.execute("rm -rf " .. dir)
+sb.close()
 t.done()

@@ -82,3 +82,33 @@ CFG
     echo "# instance $i did not start:"; sed 's/^/# /' "$T/$i/log"
     return 1
 }
+
+# pg_relay FILE RC NAME: a Lua part's TAP (plan lines dropped) relayed into the caller's one
+# stream, numbered on from $n (which it advances; the part ran with STEWARD_TAP_OFFSET=$n); a
+# failure sets fail=1, and an exit without a "not ok" line is reported as one, with the last
+# lines of $T/err.
+pg_relay() {
+    grep -v '^1\.\.' "$1"
+    n=$((n + $(grep -cE '^(not )?ok ' "$1")))
+    if [ "$2" -ne 0 ]; then
+        fail=1
+        if ! grep -q '^not ok' "$1"; then
+            n=$((n + 1))
+            echo "not ok $n - $3 exited with status $2"
+            tail -5 "$T/err" | sed 's/^/# /'
+        fi
+    fi
+}
+
+# pg_specs SPEC...: each tests/lua/SPEC_spec.lua against a fresh database of the server
+# (STEWARD_TEST_STORE), relayed with pg_relay. From the repository root, T a scratch directory.
+pg_specs() {
+    local spec url
+    for spec; do
+        url=$(pg_createdb "spec_$spec") || { n=$((n + 1)); echo "not ok $n - createdb for $spec"; fail=1; continue; }
+        echo "# $spec against $url"
+        STEWARD_TEST_STORE=$url STEWARD_TAP_OFFSET=$n timeout 300 "$BIN" script "tests/lua/${spec}_spec.lua" \
+            >"$T/out" 2>"$T/err"
+        pg_relay "$T/out" $? "$spec"
+    done
+}

@@ -55,6 +55,49 @@ end
 
 local function own(principal, tenant) return not principal.tenant or principal.tenant == tenant end
 
+-- The JSON array of a list's rows, each through view (the list is reused).
+local function viewed(list, view)
+  for i, x in ipairs(list) do list[i] = view(x) end
+  return json.array(list)
+end
+
+-- The handler of POST /v1/billing/<key>s: mod.create on the body, 201 with mod.view of the row.
+local function creator(mod, key)
+  return function(ctx, req)
+    local body, s, h, b = body_of(ctx, req)
+    if not body then return s, h, b end
+    local x, err = mod.create(ctx.store, body)
+    if not x then return failed(err) end
+    return api.reply(201, { [key] = mod.view(x) })
+  end
+end
+
+-- The handler of GET /v1/billing/<key>: mod.list filtered by the query (fields: P's checks,
+-- set at install), a tenant's token held to its own rows (asking for another tenant's is an
+-- empty list, not a refusal).
+local function tenant_lister(mod, key, fields)
+  return function(ctx, req, principal)
+    local f, s, h, b = api.query(req, fields())
+    if not f then return s, h, b end
+    if principal.tenant then
+      if f.tenant and f.tenant ~= principal.tenant then return api.reply(200, { [key] = json.array({}) }) end
+      f.tenant = principal.tenant
+    end
+    local list, err = mod.list(ctx.store, f)
+    if not list then return failed(err) end
+    return api.reply(200, { [key] = viewed(list, mod.view) })
+  end
+end
+
+-- The row mod.get finds by id when the principal may see it; else nil and the reply: 404 for
+-- a missing row and for another tenant's alike (a tenant cannot learn it exists).
+local function owned(ctx, principal, mod, id, what)
+  local x, err = mod.get(ctx.store, id)
+  if x == nil then return nil, failed(err) end
+  if not x or not own(principal, x.tenant) then return nil, api.fail(404, "not_found", "no " .. what .. " " .. id) end
+  return x
+end
+
 -- ---- metrics ----
 
 local function post_metric(ctx, req)
@@ -68,8 +111,7 @@ end
 local function get_metrics(ctx)
   local list, err = metrics.list(ctx.store)
   if not list then return failed(err) end
-  for i, m in ipairs(list) do list[i] = V.jsonable(m, { created = true, updated = true }) end
-  return api.reply(200, { metrics = json.array(list) })
+  return api.reply(200, { metrics = viewed(list, function(m) return V.jsonable(m, { created = true, updated = true }) end) })
 end
 
 local function get_metric(ctx, req)
@@ -81,13 +123,7 @@ end
 
 -- ---- plans ----
 
-local function post_plan(ctx, req)
-  local body, s, h, b = body_of(ctx, req)
-  if not body then return s, h, b end
-  local p, err = plans.create(ctx.store, body)
-  if not p then return failed(err) end
-  return api.reply(201, { plan = plans.view(p) })
-end
+local post_plan = creator(plans, "plan")
 
 local function put_plan(ctx, req)
   local body, s, h, b = body_of(ctx, req)
@@ -100,8 +136,7 @@ end
 local function get_plans(ctx)
   local list, err = plans.list(ctx.store)
   if not list then return failed(err) end
-  for i, p in ipairs(list) do list[i] = plans.view(p) end
-  return api.reply(200, { plans = json.array(list) })
+  return api.reply(200, { plans = viewed(list, plans.view) })
 end
 
 local function get_plan(ctx, req)
@@ -118,32 +153,16 @@ end
 
 -- ---- subscriptions ----
 
-local function post_subscription(ctx, req)
-  local body, s, h, b = body_of(ctx, req)
-  if not body then return s, h, b end
-  local sub, err = subscriptions.create(ctx.store, body)
-  if not sub then return failed(err) end
-  return api.reply(201, { subscription = subscriptions.view(sub) })
-end
+local post_subscription = creator(subscriptions, "subscription")
 
-local function get_subscriptions(ctx, req, principal)
-  local states = function(v) return subscriptions.STATES[v] and v, "pending, active, terminated or canceled expected" end
-  local f, s, h, b = api.query(req, { tenant = P.text, state = states, plan = P.text, external_id = P.text, limit = P.limit })
-  if not f then return s, h, b end
-  if principal.tenant then
-    if f.tenant and f.tenant ~= principal.tenant then return api.reply(200, { subscriptions = json.array({}) }) end
-    f.tenant = principal.tenant
-  end
-  local list, err = subscriptions.list(ctx.store, f)
-  if not list then return failed(err) end
-  for i, x in ipairs(list) do list[i] = subscriptions.view(x) end
-  return api.reply(200, { subscriptions = json.array(list) })
-end
+local function states(v) return subscriptions.STATES[v] and v, "pending, active, terminated or canceled expected" end
+local get_subscriptions = tenant_lister(subscriptions, "subscriptions", function()
+  return { tenant = P.text, state = states, plan = P.text, external_id = P.text, limit = P.limit }
+end)
 
 local function get_subscription(ctx, req, principal)
-  local sub, err = subscriptions.get(ctx.store, req.params.id)
-  if sub == nil then return failed(err) end
-  if not sub or not own(principal, sub.tenant) then return api.fail(404, "not_found", "no subscription " .. req.params.id) end
+  local sub, s, h, b = owned(ctx, principal, subscriptions, req.params.id, "subscription")
+  if not sub then return s, h, b end
   return api.reply(200, { subscription = subscriptions.view(sub) })
 end
 
@@ -209,11 +228,10 @@ local function get_usage(ctx, req, principal)
   local f, s, h, b = api.query(req, { subscription = P.text, code = P.text, from = time_param, to = time_param })
   if not f then return s, h, b end
   if not f.subscription then return api.invalid("subscription", "required", "invalid_query") end
-  local sub, err = subscriptions.get(ctx.store, f.subscription)
-  if sub == nil then return failed(err) end
-  if not sub or not own(principal, sub.tenant) then return api.fail(404, "not_found", "no subscription " .. f.subscription) end
-  local list
-  list, err = usage.query(ctx.store, f)
+  local sub
+  sub, s, h, b = owned(ctx, principal, subscriptions, f.subscription, "subscription")
+  if not sub then return s, h, b end
+  local list, err = usage.query(ctx.store, f)
   if not list then return failed(err) end
   for i, u in ipairs(list) do u.timestamp = V.rfc3339(u.timestamp); list[i] = u end
   return api.reply(200, { subscription = sub.id, usage = json.array(list) })
@@ -221,13 +239,7 @@ end
 
 -- ---- coupons ----
 
-local function post_coupon(ctx, req)
-  local body, s, h, b = body_of(ctx, req)
-  if not body then return s, h, b end
-  local c, err = coupons.create(ctx.store, body)
-  if not c then return failed(err) end
-  return api.reply(201, { coupon = coupons.view(c) })
-end
+local post_coupon = creator(coupons, "coupon")
 
 local function get_coupons(ctx, req, principal)
   local f, s, h, b = api.query(req, { tenant = P.text })
@@ -237,14 +249,12 @@ local function get_coupons(ctx, req, principal)
   if not principal.tenant then
     local list, err = coupons.list(ctx.store)
     if not list then return failed(err) end
-    for i, c in ipairs(list) do list[i] = coupons.view(c) end
-    out.coupons = json.array(list)
+    out.coupons = viewed(list, coupons.view)
   end
   if f.tenant then
     local list, err = coupons.applied(ctx.store, { tenant = f.tenant })
     if not list then return failed(err) end
-    for i, c in ipairs(list) do list[i] = coupons.view(c) end
-    out.applied = json.array(list)
+    out.applied = viewed(list, coupons.view)
   end
   return api.reply(200, out)
 end
@@ -264,37 +274,17 @@ end
 
 -- ---- wallets ----
 
-local function post_wallet(ctx, req)
-  local body, s, h, b = body_of(ctx, req)
-  if not body then return s, h, b end
-  local w, err = wallets.create(ctx.store, body)
-  if not w then return failed(err) end
-  return api.reply(201, { wallet = wallets.view(w) })
-end
+local post_wallet = creator(wallets, "wallet")
 
-local function get_wallets(ctx, req, principal)
-  local f, s, h, b = api.query(req, { tenant = P.text, currency = P.text })
-  if not f then return s, h, b end
-  if principal.tenant then
-    if f.tenant and f.tenant ~= principal.tenant then return api.reply(200, { wallets = json.array({}) }) end
-    f.tenant = principal.tenant
-  end
-  local list, err = wallets.list(ctx.store, f)
-  if not list then return failed(err) end
-  for i, w in ipairs(list) do list[i] = wallets.view(w) end
-  return api.reply(200, { wallets = json.array(list) })
-end
+local get_wallets = tenant_lister(wallets, "wallets", function() return { tenant = P.text, currency = P.text } end)
 
 local function get_wallet(ctx, req, principal)
-  local w, err = wallets.get(ctx.store, req.params.id)
-  if w == nil then return failed(err) end
-  if not w or not own(principal, w.tenant) then return api.fail(404, "not_found", "no wallet " .. req.params.id) end
-  local txs
-  txs, err = wallets.transactions(ctx.store, w.id)
+  local w, s, h, b = owned(ctx, principal, wallets, req.params.id, "wallet")
+  if not w then return s, h, b end
+  local txs, err = wallets.transactions(ctx.store, w.id)
   if not txs then return failed(err) end
-  for i, t in ipairs(txs) do txs[i] = wallets.view(t) end
   local out = wallets.view(w)
-  out.transactions = json.array(txs)
+  out.transactions = viewed(txs, wallets.view)
   return api.reply(200, { wallet = out })
 end
 

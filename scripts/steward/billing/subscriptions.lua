@@ -356,33 +356,50 @@ function M.activate_due(st, now)
   return n
 end
 
--- upgrade(st, id, plan [, now]) -> the new subscription | nil, err: now — the old one
--- terminates now, the new one (the plan's latest version) starts now, keeping the billing
--- anchor; the invoices prorate both. A pending downgrade is canceled.
-function M.upgrade(st, id, code, now)
-  local s, err = load(st, id, "subscriptions.upgrade")
+-- A plan change's start: the active subscription id names and the plan code names (its latest
+-- version), or nil and the error naming what is wrong.
+local function changing(st, id, code, fn)
+  local s, err = load(st, id, fn)
   if not s then return nil, err end
   if s.state ~= "active" then return nil, "invalid: the subscription is " .. s.state .. ", not active" end
   local plan
   plan, err = plan_arg(st, code, "plan")
   if not plan then return nil, err end
+  return s, plan
+end
+
+-- The subscription that follows s on plan, from started on: same tenant, billing time, anchor
+-- and external id, linked back to s.
+local function successor(s, plan, state, started, now)
+  return { id = "sub-" .. util.uuidv7(now), tenant = s.tenant, plan = plan.code, plan_version = plan.version,
+           state = state, billing_time = s.billing_time, started = started, anchor = s.anchor,
+           previous = s.id, external_id = s.external_id, created = now, updated = now, version = 1 }
+end
+
+-- Appends to stmts the cancel of s's pending successor (a downgrade asked before), if any.
+local function cancel_next(st, s, stmts, now)
+  if not s.next then return end
+  local pend = M.get(st, s.next)
+  if pend and pend.state == "pending" then
+    stmts[#stmts + 1] = update_stmt(pend, "state = 'canceled', canceled = $5", { now }, now)
+    stmts[#stmts + 1] = timer_cancel_stmt(pend.id)
+  end
+end
+
+-- upgrade(st, id, plan [, now]) -> the new subscription | nil, err: now — the old one
+-- terminates now, the new one (the plan's latest version) starts now, keeping the billing
+-- anchor; the invoices prorate both. A pending downgrade is canceled.
+function M.upgrade(st, id, code, now)
+  local s, plan = changing(st, id, code, "subscriptions.upgrade")
+  if not s then return nil, plan end
   now = util.now(now)
-  local n = { id = "sub-" .. util.uuidv7(now), tenant = s.tenant, plan = plan.code, plan_version = plan.version,
-              state = "active", billing_time = s.billing_time, started = now, anchor = s.anchor,
-              previous = s.id, external_id = s.external_id, created = now, updated = now, version = 1 }
+  local n = successor(s, plan, "active", now, now)
   local trial = trial_end(plan, s.started)
   if trial and trial > now then n.trial_ends = trial end
   local stmts = { update_stmt(s, "state = 'terminated', terminated = $5, ending = $5, next = $6", { now, n.id }, now),
                   insert_stmt(n), history_stmt(n, "created", now, plan), history_stmt(n, "upgraded", now, plan, s.plan) }
-  if s.next then
-    local pend = M.get(st, s.next)
-    if pend and pend.state == "pending" then
-      stmts[#stmts + 1] = update_stmt(pend, "state = 'canceled', canceled = $5", { now }, now)
-      stmts[#stmts + 1] = timer_cancel_stmt(pend.id)
-    end
-  end
-  local res
-  res, err = commit(st, stmts, { event("upgraded", n, now, { previous = s.id, previous_plan = s.plan }) }, now,
+  cancel_next(st, s, stmts, now)
+  local res, err = commit(st, stmts, { event("upgraded", n, now, { previous = s.id, previous_plan = s.plan }) }, now,
     changed(1, s.id))
   if not res then return nil, err end
   return n
@@ -392,31 +409,18 @@ end
 -- current period the old one terminates and the new one starts (a durable timer); a pending
 -- downgrade asked before is replaced.
 function M.downgrade(st, id, code, now)
-  local s, err = load(st, id, "subscriptions.downgrade")
-  if not s then return nil, err end
-  if s.state ~= "active" then return nil, "invalid: the subscription is " .. s.state .. ", not active" end
-  local plan
-  plan, err = plan_arg(st, code, "plan")
-  if not plan then return nil, err end
+  local s, plan = changing(st, id, code, "subscriptions.downgrade")
+  if not s then return nil, plan end
   now = util.now(now)
-  local cur
-  cur, err = plans.get(st, s.plan, s.plan_version)
+  local cur, err = plans.get(st, s.plan, s.plan_version)
   if not cur then return nil, err or ("no plan " .. s.plan) end
   local p
   p, err = M.period(s, now, cur)
   if not p then return nil, err end
-  local n = { id = "sub-" .. util.uuidv7(now), tenant = s.tenant, plan = plan.code, plan_version = plan.version,
-              state = "pending", billing_time = s.billing_time, started = p.to, anchor = s.anchor,
-              previous = s.id, external_id = s.external_id, created = now, updated = now, version = 1 }
+  local n = successor(s, plan, "pending", p.to, now)
   local stmts = { update_stmt(s, "next = $5, ending = $6", { n.id, p.to }, now), insert_stmt(n),
                   history_stmt(n, "created", now, plan), timer_stmt(n, now) }
-  if s.next then
-    local pend = M.get(st, s.next)
-    if pend and pend.state == "pending" then
-      stmts[#stmts + 1] = update_stmt(pend, "state = 'canceled', canceled = $5", { now }, now)
-      stmts[#stmts + 1] = timer_cancel_stmt(pend.id)
-    end
-  end
+  cancel_next(st, s, stmts, now)
   local res
   res, err = commit(st, stmts, { event("downgraded", n, now, { previous = s.id, previous_plan = s.plan, starts = p.to }) },
     now, changed(1, s.id))
@@ -437,13 +441,7 @@ function M.terminate(st, id, now)
   now = util.now(now)
   local stmts = { update_stmt(s, "state = 'terminated', terminated = $5, ending = $5, next = NULL", { now }, now),
                   history_stmt(s, "terminated", now, plan) }
-  if s.next then
-    local pend = M.get(st, s.next)
-    if pend and pend.state == "pending" then
-      stmts[#stmts + 1] = update_stmt(pend, "state = 'canceled', canceled = $5", { now }, now)
-      stmts[#stmts + 1] = timer_cancel_stmt(pend.id)
-    end
-  end
+  cancel_next(st, s, stmts, now)
   local after = {}
   for k, v in pairs(s) do after[k] = v end
   after.state, after.terminated, after.ending, after.next, after.version, after.updated =

@@ -105,6 +105,15 @@ function M.ranges(list, path, name, fields)
   return out
 end
 
+-- ranges_check(model, name, fields) -> check(props, path): the check of a model priced by one
+-- list of ranges (graduated, volume, graduated_percentage): props holds that list only.
+function M.ranges_check(model, name, fields)
+  return function(props, path)
+    M.known(props, { [name] = true }, path, model)
+    return { [name] = M.ranges(props[name], path, name, fields) }
+  end
+end
+
 -- units(agg, path) -> decimal: the aggregation's units (h3's result), refused when missing.
 function M.units(agg)
   if type(agg) ~= "table" then M.fail("agg", "an aggregation result table expected, got " .. type(agg)) end

@@ -11,12 +11,7 @@ local ipairs = ipairs
 
 local M = {}
 
-local FIELDS = { "per_unit_amount", "flat_amount" }
-
-function M.check(props, path)
-  common.known(props, { graduated_ranges = true }, path, "graduated")
-  return { graduated_ranges = common.ranges(props.graduated_ranges, path, "graduated_ranges", FIELDS) }
-end
+M.check = common.ranges_check("graduated", "graduated_ranges", { "per_unit_amount", "flat_amount" })
 
 local function adjacent(ranges)
   if #ranges < 2 then return false end

@@ -9,13 +9,7 @@ local ipairs = ipairs
 
 local M = {}
 
-local FIELDS = { "rate", "flat_amount" }
-
-function M.check(props, path)
-  common.known(props, { graduated_percentage_ranges = true }, path, "graduated_percentage")
-  return { graduated_percentage_ranges = common.ranges(props.graduated_percentage_ranges, path,
-    "graduated_percentage_ranges", FIELDS) }
-end
+M.check = common.ranges_check("graduated_percentage", "graduated_percentage_ranges", { "rate", "flat_amount" })
 
 function M.price(n, units, full, _, opts)
   local amount, tiers = decimal.zero, {}

@@ -9,12 +9,7 @@ local ipairs = ipairs
 
 local M = {}
 
-local FIELDS = { "per_unit_amount", "flat_amount" }
-
-function M.check(props, path)
-  common.known(props, { volume_ranges = true }, path, "volume")
-  return { volume_ranges = common.ranges(props.volume_ranges, path, "volume_ranges", FIELDS) }
-end
+M.check = common.ranges_check("volume", "volume_ranges", { "per_unit_amount", "flat_amount" })
 
 function M.range(ranges, full)
   local up = full:ceil()
