@@ -21,7 +21,7 @@ require "steward.billing.schema"
 
 local type, pairs, ipairs, next, tostring, tonumber, error, pcall, require, unpack, setmetatable =
   type, pairs, ipairs, next, tostring, tonumber, error, pcall, require, unpack, setmetatable
-local format, floor, concat = string.format, math.floor, table.concat
+local format, floor, concat, sort = string.format, math.floor, table.concat, table.sort
 
 local M = {}
 
@@ -205,6 +205,30 @@ local function fit(st, u, cache, tenant, k, now)
   return nil, nil, nil, s, c.plan
 end
 
+-- recorded_ids(st, pairs) -> {[subscription .. "\0" .. transaction_id] = event_id} of the pairs
+-- {subscription, transaction_id} already in billing_usage | nil, err. One query per 500 pairs,
+-- whatever the number of subscriptions they name (a batch from many customers was one query
+-- per subscription); a join on VALUES (column1, column2 in both SQLite and PostgreSQL)
+-- searches the key for each pair, where SQLite plans "(a, b) IN (VALUES ...)" as a scan of the
+-- whole index.
+local function recorded_ids(st, list)
+  local found = {}
+  for first = 1, #list, 500 do
+    local marks, params = {}, {}
+    for j = first, math.min(first + 499, #list) do
+      params[#params + 1] = list[j][1]
+      params[#params + 1] = list[j][2]
+      marks[#marks + 1] = format("($%d,$%d)", #params - 1, #params)
+    end
+    local rows, err = st.db:query("SELECT u.subscription, u.transaction_id, u.event_id FROM (VALUES " ..
+      concat(marks, ",") .. ") AS v JOIN billing_usage u ON u.subscription = v.column1 AND u.transaction_id = v.column2",
+      unpack(params))
+    if not rows then return nil, err end
+    for _, r in ipairs(rows) do found[r.subscription .. "\0" .. r.transaction_id] = r.event_id end
+  end
+  return found
+end
+
 -- ingest(st, list, {tenant=, now=}) -> result | nil, err | nil, {index, field, reason, status}.
 -- Every event is checked before any is appended (a bad one refuses the batch, naming its
 -- index). result = {accepted, duplicates, late, events = {{index, transaction_id, subscription,
@@ -230,25 +254,11 @@ function M.ingest(st, list, opts)
     valid[i] = u
   end
   -- recorded before: a duplicate (a correction sent with a known id is not applied)
-  -- one query per 500 events, whatever the number of subscriptions they name (a batch from
-  -- many customers was one query per subscription)
-  local known = {}
-  for first = 1, #valid, 500 do
-    local marks, params = {}, {}
-    for j = first, math.min(first + 499, #valid) do
-      local u = valid[j]
-      params[#params + 1] = u.subscription
-      params[#params + 1] = u.transaction_id
-      marks[#marks + 1] = format("($%d,$%d)", #params - 1, #params)
-    end
-    -- a join on VALUES (column1, column2 in both SQLite and PostgreSQL) searches the key for
-    -- each pair; SQLite plans "(a, b) IN (VALUES ...)" as a scan of the whole index
-    local rows
-    rows, err = st.db:query("SELECT u.subscription, u.transaction_id FROM (VALUES " .. concat(marks, ",") ..
-      ") AS v JOIN billing_usage u ON u.subscription = v.column1 AND u.transaction_id = v.column2", unpack(params))
-    if not rows then return nil, err end
-    for _, r in ipairs(rows) do known[r.subscription .. "\0" .. r.transaction_id] = true end
-  end
+  local pairs_ = {}
+  for j, u in ipairs(valid) do pairs_[j] = { u.subscription, u.transaction_id } end
+  local known
+  known, err = recorded_ids(st, pairs_)
+  if not known then return nil, err end
   local out = { accepted = 0, duplicates = 0, late = 0, events = {} }
   local append, slot = {}, {}
   local seen = {}
@@ -298,43 +308,109 @@ function M.ingest(st, list, opts)
   return out
 end
 
--- record(st, ev [, now]) -> "recorded", subscription id | "duplicate" | "late" | nil, err: what the shipped
--- policy does with a billing.usage event: one row per (subscription, transaction_id). Lateness
--- is judged against the time the event was received (ev.time), so a replay after a restart
--- records what was acknowledged.
-function M.record(st, ev, now)
-  if type(ev) ~= "table" or type(ev.data) ~= "table" then error("usage.record: ev: a billing.usage event expected", 2) end
+local function is_usage_event(ev) return type(ev) == "table" and type(ev.data) == "table" end
+
+-- record_list(st, list, now) -> {[i] = outcome} | nil, err: the one implementation of record
+-- and record_many. Reads (subscriptions, plans, metrics) are cached across the list; the
+-- inserts go in one store batch (one transaction) and the late and duplicate announcements in
+-- one events.append after it, so a store error leaves nothing behind and the whole list can be
+-- handled again.
+local function record_list(st, list, now)
   local ok, err = ready(st)
   if not ok then return nil, err end
   now = util.now(now)
-  local received = tonumber(ev.time) or now
-  local u, verr = M.validate(ev.data, nil, received)
-  if not u then return nil, "invalid: " .. verr.field .. ": " .. verr.reason end
-  local k = known_of(st)
-  local field, reason, status, sub, plan = fit(st, u, {}, nil, k, now)
-  if status and not field then return nil, status end
-  if field then return nil, "invalid: " .. field .. ": " .. reason end
-  u.subscription = sub.id
-  local data = { transaction_id = u.transaction_id, subscription = u.subscription, code = u.code,
-                 timestamp = u.timestamp, properties = u.properties, event = ev.id }
-  local id = tostring(ev.id or event_id(u))
-  if ev.source ~= SOURCE and late(sub, plan, u.timestamp, received) then
-    events.append(st, { { id = "billing.usage.late:" .. id, type = "billing.usage.late", tenant = sub.tenant, time = now,
-      source = SOURCE, data = data } }, { now = now })
-    return "late"
+  local k, cache = known_of(st), {}
+  local out, stmts, pending, announce = {}, {}, {}, {}
+  for i, ev in ipairs(list) do
+    local received = tonumber(ev.time) or now
+    local u, verr = M.validate(ev.data, nil, received)
+    if not u then
+      out[i] = { err = "invalid: " .. verr.field .. ": " .. verr.reason }
+    else
+      local field, reason, status, sub, plan = fit(st, u, cache, nil, k, now)
+      if status and not field then return nil, status end -- the store
+      if field then
+        out[i] = { err = "invalid: " .. field .. ": " .. reason }
+      else
+        u.subscription = sub.id
+        local data = { transaction_id = u.transaction_id, subscription = u.subscription, code = u.code,
+                       timestamp = u.timestamp, properties = u.properties, event = ev.id }
+        local id = tostring(ev.id or event_id(u))
+        if ev.source ~= SOURCE and late(sub, plan, u.timestamp, received) then
+          out[i] = { outcome = "late" }
+          announce[#announce + 1] = { id = "billing.usage.late:" .. id, type = "billing.usage.late", tenant = sub.tenant,
+            time = now, source = SOURCE, data = data, at = i }
+        else
+          stmts[#stmts + 1] = { "INSERT INTO billing_usage (subscription, transaction_id, tenant, code, happened, " ..
+            "properties, received, event_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) " ..
+            "ON CONFLICT (subscription, transaction_id) DO NOTHING",
+            u.subscription, u.transaction_id, sub.tenant, u.code, u.timestamp, json.encode(u.properties), received, id }
+          pending[#stmts] = { at = i, id = id, sub = sub, data = data }
+        end
+      end
+    end
   end
-  local res
-  res, err = st.db:batch({ { "INSERT INTO billing_usage (subscription, transaction_id, tenant, code, happened, properties, " ..
-    "received, event_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (subscription, transaction_id) DO NOTHING",
-    u.subscription, u.transaction_id, sub.tenant, u.code, u.timestamp, json.encode(u.properties), received, id } })
-  if not res then return nil, err end
-  if res[1].changes == 1 then return "recorded", u.subscription end
-  local prev = st.db:query("SELECT event_id FROM billing_usage WHERE subscription = $1 AND transaction_id = $2",
-    u.subscription, u.transaction_id)
-  if prev and prev[1] and prev[1].event_id == id then return "recorded", u.subscription end -- this event, handled again after a crash
-  events.append(st, { { id = "billing.usage.duplicate:" .. id, type = "billing.usage.duplicate", tenant = sub.tenant,
-    time = now, source = SOURCE, data = data } }, { now = now })
-  return "duplicate"
+  if #stmts > 0 then
+    local res
+    res, err = st.db:batch(stmts)
+    if not res then return nil, err end
+    -- not inserted: recorded before, by this very event (handled again after a crash: recorded)
+    -- or by another one, maybe earlier in this list (a duplicate)
+    local conflicts = {}
+    for j, p in pairs(pending) do
+      if res[j].changes == 1 then
+        out[p.at] = { outcome = "recorded", subscription = p.data.subscription }
+      else
+        conflicts[#conflicts + 1] = p
+      end
+    end
+    if #conflicts > 0 then
+      local q = {}
+      for j, p in ipairs(conflicts) do q[j] = { p.data.subscription, p.data.transaction_id } end
+      local prev = recorded_ids(st, q) or {}
+      for _, p in ipairs(conflicts) do
+        if prev[p.data.subscription .. "\0" .. p.data.transaction_id] == p.id then
+          out[p.at] = { outcome = "recorded", subscription = p.data.subscription }
+        else
+          out[p.at] = { outcome = "duplicate" }
+          announce[#announce + 1] = { id = "billing.usage.duplicate:" .. p.id, type = "billing.usage.duplicate",
+            tenant = p.sub.tenant, time = now, source = SOURCE, data = p.data, at = p.at }
+        end
+      end
+    end
+  end
+  if #announce > 0 then
+    -- in the order of the events they announce, as one by one
+    sort(announce, function(a, b) return a.at < b.at end)
+    for _, a in ipairs(announce) do a.at = nil end
+    events.append(st, announce, { now = now })
+  end
+  return out
+end
+
+-- record_many(st, events [, now]) -> {[i] = {outcome = "recorded", subscription = id} |
+-- {outcome = "duplicate"} | {outcome = "late"} | {err = "invalid: field: reason"}} | nil, err
+-- (the store: nothing recorded, nothing announced): what the shipped policy's handle_batch
+-- does with the billing.usage events of a batch, each exactly as record would, in order.
+function M.record_many(st, list, now)
+  if type(list) ~= "table" then error("usage.record_many: events: a list of billing.usage events expected", 2) end
+  for i, ev in ipairs(list) do
+    if not is_usage_event(ev) then error("usage.record_many: events[" .. i .. "]: a billing.usage event expected", 2) end
+  end
+  return record_list(st, list, now)
+end
+
+-- record(st, ev [, now]) -> "recorded", subscription id | "duplicate" | "late" | nil, err: what the shipped
+-- policy does with a billing.usage event: one row per (subscription, transaction_id). Lateness
+-- is judged against the time the event was received (ev.time), so a replay after a restart
+-- records what was acknowledged. The event handled again (after a crash) is "recorded" again.
+function M.record(st, ev, now)
+  if not is_usage_event(ev) then error("usage.record: ev: a billing.usage event expected", 2) end
+  local out, err = record_list(st, { ev }, now)
+  if not out then return nil, err end
+  local o = out[1]
+  if o.err then return nil, o.err end
+  return o.outcome, o.subscription
 end
 
 local function range(f, what)
@@ -385,6 +461,6 @@ function M.count(st, f)
   return tonumber(rows[1].n)
 end
 
-domain.default_store(M, { "ingest", "record", "query", "count" })
+domain.default_store(M, { "ingest", "record", "record_many", "query", "count" })
 
 return M
